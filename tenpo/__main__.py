@@ -1,0 +1,3 @@
+from tenpo.cli import main
+import sys
+sys.exit(main())
