@@ -1,0 +1,132 @@
+"""`tenpo cloud run`: the MQTT consumer that applies store events and serves the change feed.
+
+Upstream work topics are shared subscriptions, so several aggregators against one PostgreSQL split
+the load; presence topics are plain subscriptions, so every aggregator (and the HQ monitor) sees
+each birth and Will. paho's thread only queues messages; one worker thread owns the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_envelope, record_birth, record_status
+from tenpo.cloud.db import Central
+from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
+from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client
+from tenpo.shared.protocol import BROADCAST_CHANGES, SHARE_GROUP, ROOT, down_topic, encode, shared
+
+log = logging.getLogger(__name__)
+
+WORK_KINDS = ("events", "pull", "snapshot", "status")
+PRESENCE_KINDS = ("birth", "death")
+PUSH_INTERVAL_S = 0.25
+
+
+@dataclass(slots=True)
+class AggregatorCounters:
+    received: int = 0
+    batches_applied: int = 0
+    events_applied: int = 0
+    dead_letters: int = 0
+    pages_pushed: int = 0
+
+
+class Aggregator:
+    def __init__(
+        self, db_url: str, broker: BrokerUrl, tls: TlsFiles | None = None, client_id: str | None = None,
+        group: str = SHARE_GROUP,
+    ) -> None:  # fmt: skip
+        self.db = Central(db_url)
+        self.keys = KeyRing(self.db)
+        self.broker = broker
+        self.group = group
+        self.counters = AggregatorCounters()
+        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self.connected = threading.Event()
+        self.client = make_client(client_id or f"tenpo-aggregator-{id(self):x}", tls, broker)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda client, userdata, message: self._queue.put(message)
+        self._last_pushed = latest_change(self.db)
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused the aggregator: %s", reason)
+            return
+        subscriptions = [(shared(f"{ROOT}/stores/+/up/{kind}", self.group), 1) for kind in WORK_KINDS]
+        subscriptions += [(f"{ROOT}/stores/+/up/{kind}", 1) for kind in PRESENCE_KINDS]
+        client.subscribe(subscriptions)
+        self.connected.set()
+        log.info("aggregator connected to %s", self.broker)
+
+    def run(self, stop: threading.Event) -> None:
+        connect_async(self.client, self.broker)
+        next_push = time.monotonic()
+        try:
+            while not stop.is_set():
+                timeout = max(0.0, next_push - time.monotonic())
+                try:
+                    message = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    message = None
+                if message is not None:
+                    self._handle(message)
+                if time.monotonic() >= next_push:
+                    self._push_feed()
+                    next_push = time.monotonic() + PUSH_INTERVAL_S
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.db.close()
+
+    # ------------------------------------------------------------------ work
+
+    def _handle(self, message: mqtt.MQTTMessage) -> None:
+        self.counters.received += 1
+        payload = bytes(message.payload)
+        try:
+            opened = open_envelope(message.topic, payload, self.keys)
+        except Rejected as exc:
+            self.counters.dead_letters += 1
+            dead_letter(self.db, message.topic, exc.reason, payload[:65536], exc.store_id)
+            return
+        store_id, kind, body = opened.store_id, opened.kind, opened.body
+        try:
+            if kind == "events":
+                ack = apply_batch(self.db, store_id, body, message.topic)
+                self.counters.batches_applied += 1
+                self.client.publish(down_topic(store_id, "ack"), encode(ack), qos=1)
+            elif kind == "pull":
+                page = changes_after(self.db, body.cursor, body.limit, store_id)
+                self.client.publish(down_topic(store_id, "changes"), encode(page), qos=1)
+            elif kind == "snapshot":
+                chunk = snapshot_chunk(self.db, store_id, body)
+                self.client.publish(down_topic(store_id, "snapshot"), encode(chunk), qos=1)
+            elif kind == "status":
+                record_status(self.db, store_id, body)
+            elif kind in ("birth", "death"):
+                record_birth(self.db, store_id, body, online=kind == "birth")
+        except Exception as exc:  # a database hiccup must not kill the consumer; the store will resend
+            log.exception("could not handle %s from %s", kind, store_id)
+            self.counters.dead_letters += 1
+            try:
+                dead_letter(self.db, message.topic, f"{kind}: {type(exc).__name__}: {exc}", payload[:65536], store_id)
+            except Exception:
+                log.exception("could not record the dead letter either")
+
+    def _push_feed(self) -> None:
+        """Broadcast new changes so stores need not ask; stores ask (pull) when they see a gap."""
+        try:
+            latest = latest_change(self.db)
+            while self._last_pushed < latest:
+                page = changes_after(self.db, self._last_pushed, 2000)
+                self.client.publish(BROADCAST_CHANGES, encode(page), qos=1)
+                self.counters.pages_pushed += 1
+                self._last_pushed = page.to_seq
+        except Exception:
+            log.exception("could not push the change feed")

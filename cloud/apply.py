@@ -1,0 +1,319 @@
+"""Apply upstream messages at HQ: verify, deduplicate, write effects and the change feed in one transaction.
+
+Exactly-once in effect: the store row is locked, events at or below its ``last_applied_seq`` are
+duplicates, the next expected seq is applied, and a later one means a gap (the store resends).
+The events table's primary key (store_id, seq) backs this up if anything slips past the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tenpo.cloud.db import Central
+from tenpo.cloud.effects import Plan, PayloadError, plan_event
+from tenpo.shared import crypto, hlc
+from tenpo.shared.errors import ConfigError
+from tenpo.shared.protocol import (
+    MAX_UPSTREAM_BYTES,
+    PROTOCOL_VERSION,
+    UP_BODY_TYPES,
+    Ack,
+    Envelope,
+    EventBatch,
+    ProtocolError,
+    decode,
+    parse_up_topic,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    store_id: str
+    kind: str
+    body: Any  # the decoded msgspec struct for ``kind``
+
+
+class Rejected(Exception):
+    """An upstream message that cannot be applied; goes to the dead-letter table with ``reason``."""
+
+    def __init__(self, reason: str, store_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.store_id = store_id
+
+
+class KeyRing:
+    """Registered store public keys, cached; reloaded when a store is unknown (it may have just been added)."""
+
+    def __init__(self, db: Central) -> None:
+        self._db = db
+        self._keys: dict[str, Ed25519PublicKey] = {}
+
+    def get(self, store_id: str) -> Ed25519PublicKey | None:
+        key = self._keys.get(store_id)
+        if key is None:
+            pem = self._db.scalar("SELECT public_key FROM stores WHERE store_id = ?", (store_id,))
+            if pem is None:
+                return None
+            try:
+                key = crypto.load_public_key_pem(pem)
+            except ConfigError:
+                return None
+            self._keys[store_id] = key
+        return key
+
+
+def open_envelope(topic: str, payload: bytes, keys: KeyRing) -> Opened:
+    """Check size, topic, JSON, version, store identity and signature; raise Rejected with the reason."""
+    parsed = parse_up_topic(topic)
+    topic_store = parsed[0] if parsed else None
+    if parsed is None:
+        raise Rejected(f"topic {topic!r} is not a store upstream topic")
+    if len(payload) > MAX_UPSTREAM_BYTES:
+        raise Rejected(f"oversized: {len(payload)} bytes > {MAX_UPSTREAM_BYTES}", topic_store)
+    store_id, kind = parsed
+    body_type = UP_BODY_TYPES.get(kind)
+    if body_type is None:
+        raise Rejected(f"unknown message kind {kind!r}", store_id)
+    try:
+        envelope = decode(payload, Envelope)
+    except ProtocolError as exc:
+        raise Rejected(f"envelope {exc}", store_id) from None
+    if envelope.v != PROTOCOL_VERSION:
+        raise Rejected(f"unsupported protocol version {envelope.v}", store_id)
+    if envelope.store != store_id:
+        raise Rejected(f"store id {envelope.store!r} differs from the topic's {store_id!r}", store_id)
+    if envelope.kind != kind:
+        raise Rejected(f"kind {envelope.kind!r} differs from the topic's {kind!r}", store_id)
+    key = keys.get(store_id)
+    if key is None:
+        raise Rejected(f"unknown store {store_id!r} (not registered)", store_id)
+    body_bytes = envelope.body.encode()
+    if not crypto.verify(key, body_bytes, envelope.sig):
+        raise Rejected("bad signature", store_id)
+    try:
+        body = decode(body_bytes, body_type)
+    except ProtocolError as exc:
+        raise Rejected(f"{kind} body {exc}", store_id) from None
+    return Opened(store_id, kind, body)
+
+
+def dead_letter(
+    db: Central, topic: str, reason: str, payload: bytes, store_id: str | None = None, event_seq: int | None = None
+) -> None:
+    log.warning("dead letter on %s: %s", topic, reason)
+    with db.transaction():
+        _insert_dead_letter(db, topic, reason, payload, store_id, event_seq)
+
+
+def _insert_dead_letter(
+    db: Central, topic: str, reason: str, payload: bytes, store_id: str | None, event_seq: int | None
+) -> None:
+    db.execute(
+        "INSERT INTO dead_letters(store_id, topic, reason, payload, event_seq, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (store_id, topic, reason, payload, event_seq, time.time()),
+    )
+    if store_id is not None:
+        db.execute("UPDATE stores SET dead_letters = dead_letters + 1 WHERE store_id = ?", (store_id,))
+
+
+# ---------------------------------------------------------------------------- event batches
+
+
+def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "") -> Ack:
+    now = time.time()
+    with db.transaction():
+        row = db.one(
+            "SELECT stream, last_applied_seq FROM stores WHERE store_id = ?" + db.lock_suffix(), (store_id,)
+        )
+        if row is None:
+            return Ack(batch.stream, 0, error="unknown store")
+        stream, last = row[0], int(row[1])
+        if stream != batch.stream:
+            first = batch.events[0].seq if batch.events else None
+            if stream is not None and first != 1:
+                # Either a late batch of a store database that no longer exists, or the first batch of a new one
+                # arriving after its successors: ask for a resend from the start of the new stream.
+                return Ack(batch.stream, 0, gap=True, error="unknown stream: resend from seq 1")
+            if stream is not None:
+                log.warning("store %s started a new stream %s (database replaced); old stream ended at %d",
+                            store_id, batch.stream, last)  # fmt: skip
+                audit(db, "aggregator", "store.new_stream", store_id, {"old": stream, "new": batch.stream, "old_last": last})
+            stream, last = batch.stream, 0
+        plan = Plan()
+        event_rows: list[tuple[Any, ...]] = []
+        duplicates: list[tuple[int, str]] = []
+        gap = False
+        newest_hlc = None
+        for event in batch.events:
+            if event.seq <= last:
+                duplicates.append((event.seq, event.id))
+                continue
+            if event.seq != last + 1:
+                gap = True
+                break
+            event_rows.append(
+                (store_id, event.seq, event.id, event.type, event.schema, event.hlc,
+                 json.dumps(event.payload, ensure_ascii=False), now)
+            )  # fmt: skip
+            try:
+                plan_event(plan, store_id, event, now)
+            except PayloadError as exc:
+                _insert_dead_letter(
+                    db, topic, f"event {event.seq} ({event.type}): {exc}",
+                    json.dumps(event.payload, ensure_ascii=False).encode(), store_id, event.seq,
+                )  # fmt: skip
+            last = event.seq
+            newest_hlc = event.hlc
+        if duplicates:
+            _check_reused_sequences(db, topic, store_id, duplicates)
+        db.executemany(
+            "INSERT INTO events(store_id, seq, event_id, type, schema, hlc, payload, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            event_rows,
+        )
+        for sql, rows in plan.rows.items():
+            db.executemany(sql, rows)
+        db.execute(
+            "UPDATE stores SET stream = ?, last_applied_seq = ?, events_applied = events_applied + ?, last_seen = ?,"
+            " backlog = ?, newest_event_hlc = coalesce(?, newest_event_hlc) WHERE store_id = ?",
+            (stream, last, len(event_rows), now, batch.backlog, newest_hlc, store_id),
+        )
+        _publish_changes(db, plan, now)
+    return Ack(batch.stream, last, gap=gap)
+
+
+def _check_reused_sequences(db: Central, topic: str, store_id: str, duplicates: list[tuple[int, str]]) -> None:
+    """A duplicate seq with a different event id means the store reused numbers (e.g. restored an old backup)."""
+    low, high = duplicates[0][0], duplicates[-1][0]
+    known = dict(
+        db.all("SELECT seq, event_id FROM events WHERE store_id = ? AND seq BETWEEN ? AND ?", (store_id, low, high))
+    )
+    for seq, event_id in duplicates:
+        if seq in known and known[seq] != event_id:
+            _insert_dead_letter(
+                db, topic, f"event {seq}: sequence number reused with a different event (restored backup?)",
+                event_id.encode(), store_id, seq,
+            )  # fmt: skip
+
+
+def audit(db: Central, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT INTO audit_log(actor, action, subject, detail, at) VALUES (?, ?, ?, ?, ?)",
+        (actor, action, subject, json.dumps(detail, ensure_ascii=False), time.time()),
+    )
+
+
+# ---------------------------------------------------------------------------- change feed
+
+
+def allocate_change_seqs(db: Central, count: int) -> int:
+    """Reserve ``count`` change numbers; returns the first. The counter row lock (PostgreSQL) is held
+    to commit, so changes become visible in sequence order and a store never skips one."""
+    last = int(db.scalar("UPDATE counters SET value = value + ? WHERE name = 'change' RETURNING value", (count,)))
+    return last - count + 1
+
+
+def record_changes(db: Central, changes: list[tuple[str, str, str | None, dict[str, Any]]], now: float) -> list[int]:
+    """Append (kind, key, store, data) to the feed; returns their seqs. Call late in the transaction."""
+    if not changes:
+        return []
+    first = allocate_change_seqs(db, len(changes))
+    seqs = list(range(first, first + len(changes)))
+    rows = []
+    for seq, (kind, key, store, data) in zip(seqs, changes):
+        if "version" in data:
+            data = {**data, "version": seq}
+        rows.append((seq, kind, key, store, json.dumps(data, ensure_ascii=False), now))
+    db.executemany("INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return seqs
+
+
+def _publish_changes(db: Central, plan: Plan, now: float) -> None:
+    """Turn what the plan touched into feed entries: one per member, balance and stock level."""
+    changes: list[tuple[str, str, str | None, dict[str, Any]]] = []
+    for member_id in sorted(plan.members_touched):
+        record = member_record(db, member_id)
+        if record is not None:
+            changes.append(("member.upsert", member_id, None, record))
+    for member_id in sorted(plan.points_touched):
+        balance = int(db.scalar("SELECT coalesce(sum(delta), 0) FROM points_ledger WHERE member_id = ?", (member_id,), 0))
+        through = dict(
+            db.all(
+                "SELECT store_id, last_applied_seq FROM stores WHERE store_id IN "
+                "(SELECT DISTINCT store_id FROM points_ledger WHERE member_id = ?)",
+                (member_id,),
+            )
+        )
+        changes.append(("points.balance", member_id, None, {"member_id": member_id, "balance": balance, "through": through}))
+    for store_id, sku in sorted(plan.stock_touched):
+        on_hand = int(
+            db.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = ? AND sku = ?", (store_id, sku), 0)
+        )
+        data = {"store_id": store_id, "sku": sku, "on_hand": on_hand, "as_of": now, "version": 0}
+        changes.append(("stock.level", f"{store_id}/{sku}", None, data))
+    seqs = record_changes(db, changes, now)
+    for seq, (kind, key, _store, data) in zip(seqs, changes):
+        if kind == "member.upsert":
+            db.execute("UPDATE members SET version = ? WHERE member_id = ?", (seq, key))
+        elif kind == "stock.level":
+            db.execute(
+                "INSERT INTO stock_levels(store_id, sku, on_hand, as_of, version) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(store_id, sku) DO UPDATE SET on_hand = excluded.on_hand, as_of = excluded.as_of,"
+                " version = excluded.version",
+                (data["store_id"], data["sku"], data["on_hand"], now, seq),
+            )
+
+
+MEMBER_COLUMNS = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
+                  "home_store", "version")  # fmt: skip
+
+
+def member_record(db: Central, member_id: str) -> dict[str, Any] | None:
+    row = db.one(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id = ? AND erased = 0", (member_id,))
+    if row is None:
+        return None
+    record = dict(zip(MEMBER_COLUMNS, row))
+    record["consent"] = json.loads(record["consent"] or "{}")
+    record["custom"] = json.loads(record["custom"] or "{}")
+    return record
+
+
+# ---------------------------------------------------------------------------- presence and status
+
+
+def record_birth(db: Central, store_id: str, body: Any, online: bool) -> bool:
+    """Birth or Will; a Will only counts if its bdseq matches the newest birth (late Wills are stale)."""
+    now = time.time()
+    with db.transaction():
+        if online:
+            cur = db.execute(
+                "UPDATE stores SET online = 1, bdseq = ?, last_seen = ?, agent_version = ?, schema_version = ?,"
+                " backlog = ?, cursor = ?, last_hlc = ?, skew_ms = ? WHERE store_id = ? AND bdseq <= ?",
+                (body.bdseq, now, body.agent_version, body.schema_version, body.backlog, body.cursor, body.hlc,
+                 hlc.skew_millis(body.hlc, int(now * 1000)), store_id, body.bdseq),
+            )  # fmt: skip
+        else:
+            cur = db.execute(
+                "UPDATE stores SET online = 0, last_seen = ? WHERE store_id = ? AND bdseq = ?",
+                (now, store_id, body.bdseq),
+            )
+        return bool(cur.rowcount)
+
+
+def record_status(db: Central, store_id: str, body: Any) -> None:
+    now = time.time()
+    with db.transaction():
+        db.execute(
+            "UPDATE stores SET last_seen = ?, backlog = ?, oldest_pending_age_s = ?, cursor = ?, last_hlc = ?,"
+            " skew_ms = ? WHERE store_id = ?",
+            (now, body.backlog, body.oldest_pending_age_s, body.cursor, body.hlc,
+             hlc.skew_millis(body.hlc, int(now * 1000)), store_id),
+        )  # fmt: skip

@@ -1,0 +1,119 @@
+"""`tenpo cloud ...`: HQ-side commands. Thin: parse, call the central store, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from tenpo.cloud import admin
+from tenpo.cloud.db import Central
+from tenpo.cloud.status import status_report
+from tenpo.shared.errors import UserError
+from tenpo.shared.mqtt import parse_broker_url
+
+DEFAULT_DB = "sqlite:///central.db"
+
+
+def _db_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--db", default=os.environ.get("TENPO_DB", DEFAULT_DB),
+        help="sqlite:///path or postgresql://... (default: $TENPO_DB or sqlite:///central.db)",
+    )  # fmt: skip
+    return parser
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    cloud = subparsers.add_parser("cloud", help="the HQ aggregator and its central store")
+    commands = cloud.add_subparsers(dest="cloud_command", metavar="COMMAND")
+    commands.required = True
+
+    run = _db_flag(commands.add_parser("run", help="run an aggregator (several may share one PostgreSQL)"))
+    run.add_argument("--broker", default=os.environ.get("TENPO_BROKER", "mqtt://127.0.0.1:1883"))
+    run.add_argument("--client-id", help="MQTT client id (default: unique per process)")
+    run.add_argument("--log-level", default=os.environ.get("TENPO_LOG_LEVEL", "INFO"))
+    run.set_defaults(func=cmd_run)
+
+    store = commands.add_parser("store", help="registered stores")
+    store_commands = store.add_subparsers(dest="store_command", metavar="COMMAND")
+    store_commands.required = True
+    add = _db_flag(store_commands.add_parser("add", help="register a store and its public key"))
+    add.add_argument("store_id")
+    add.add_argument("--public-key", required=True, type=Path, help="the store's .pub file (PEM)")
+    add.add_argument("--name")
+    add.set_defaults(func=cmd_store_add)
+
+    product = commands.add_parser("product", help="the product list sent to every store")
+    product_commands = product.add_subparsers(dest="product_command", metavar="COMMAND")
+    product_commands.required = True
+    imp = _db_flag(product_commands.add_parser("import", help="import products from CSV (sku,jan,name,price,tax_class)"))
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_product_import)
+
+    status = _db_flag(commands.add_parser("status", help="every store's link and the totals"))
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tenpo.cloud.aggregator import Aggregator
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    aggregator = Aggregator(args.db, parse_broker_url(args.broker, "--broker"), client_id=args.client_id)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    aggregator.run(stop)
+    return 0
+
+
+def cmd_store_add(args: argparse.Namespace) -> int:
+    try:
+        pem = args.public_key.read_text()
+    except OSError as exc:
+        raise UserError(f"--public-key {args.public_key}: cannot read ({exc.strerror})") from None
+    created = admin.add_store(Central(args.db), args.store_id, pem, args.name)
+    print(f"store {args.store_id} {'registered' if created else 'key updated'}")
+    return 0
+
+
+def cmd_product_import(args: argparse.Namespace) -> int:
+    report = admin.import_products(Central(args.db), args.file)
+    if args.json:
+        _print_json({"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
+                     "rejected": [{"line": line, "reason": reason} for line, reason in report.rejected]})  # fmt: skip
+    else:
+        print(f"products: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+              f"{len(report.rejected)} rejected")  # fmt: skip
+        for _line, reason in report.rejected:
+            print(f"  rejected {reason}", file=sys.stderr)
+    return 1 if report.rejected and not (report.created or report.updated or report.unchanged) else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    report = status_report(Central(args.db))
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"{'store':<10} {'online':<7} {'applied':>8} {'events':>8} {'backlog':>8} {'dead':>5} {'lag s':>8}")
+    for s in report["stores"]:
+        lag = "-" if s["lag_s"] is None else f"{s['lag_s']:.1f}"
+        print(f"{s['store_id']:<10} {'yes' if s['online'] else 'NO':<7} {s['last_applied_seq']:>8} "
+              f"{s['events_applied']:>8} {s['backlog'] if s['backlog'] is not None else '-':>8} "
+              f"{s['dead_letters']:>5} {lag:>8}")  # fmt: skip
+    t = report["totals"]
+    print(f"{t['online']}/{t['stores']} online, {t['events_applied']} events applied, {t['dead_letters']} dead letters")
+    return 0

@@ -1,0 +1,246 @@
+"""HQ's central database: SQLite by default, PostgreSQL (psycopg 3) when a chain outgrows one machine.
+
+Queries are written once with ``?`` placeholders and portable SQL (``ON CONFLICT``, ``RETURNING``);
+:class:`Central` translates placeholders and the few words that differ. Schema changes are numbered
+migrations applied at start-up, each in its own transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
+
+from tenpo.shared.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class DbUrl:
+    dialect: str  # "sqlite" or "postgresql"
+    target: str  # file path or libpq conninfo URL
+
+
+def parse_db_url(url: str) -> DbUrl:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise ConfigError(f"--db {url!r}: no file path after sqlite:///")
+        return DbUrl("sqlite", path)
+    scheme = urlsplit(url).scheme
+    if scheme in ("postgresql", "postgres"):
+        return DbUrl("postgresql", url)
+    raise ConfigError(f"--db {url!r}: use sqlite:///path or postgresql://user@host/db")
+
+
+class Central:
+    """One connection to the central store; not shared across threads (open one per thread)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = parse_db_url(url)
+        self.dialect = self.url.dialect
+        if self.dialect == "sqlite":
+            Path(self.url.target).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.url.target, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.conn: Any = conn
+        else:
+            import psycopg
+
+            try:
+                self.conn = psycopg.connect(self.url.target, autocommit=True)
+            except psycopg.OperationalError as exc:
+                raise ConfigError(f"--db: cannot connect to PostgreSQL ({str(exc).strip().splitlines()[0]})") from None
+        self._lock = threading.Lock()
+        migrate(self)
+
+    # ------------------------------------------------------------------ SQL helpers
+
+    def sql(self, text: str) -> str:
+        if self.dialect == "postgresql":
+            return text.replace("?", "%s")
+        return text
+
+    def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(self.sql(text), tuple(params))
+
+    def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self.dialect == "postgresql":
+            with self.conn.cursor() as cur:
+                cur.executemany(self.sql(text), rows)
+        else:
+            self.conn.executemany(text, rows)
+
+    def one(self, text: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return self.execute(text, params).fetchone()
+
+    def all(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.execute(text, params).fetchall())
+
+    def scalar(self, text: str, params: Sequence[Any] = (), default: Any = None) -> Any:
+        row = self.one(text, params)
+        return default if row is None or row[0] is None else row[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator["Central"]:
+        with self._lock:
+            if self.dialect == "sqlite":
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            else:
+                with self.conn.transaction():
+                    yield self
+
+    def lock_suffix(self) -> str:
+        """Row lock for read-then-write inside a transaction (SQLite already holds the write lock)."""
+        return " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# ---------------------------------------------------------------------------- migrations
+
+
+def _types(db: Central) -> dict[str, str]:
+    if db.dialect == "postgresql":
+        return {"id": "BIGSERIAL PRIMARY KEY", "int": "BIGINT", "real": "DOUBLE PRECISION", "blob": "BYTEA"}
+    return {"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "real": "REAL", "blob": "BLOB"}
+
+
+def _m001_core(db: Central) -> list[str]:
+    t = _types(db)
+    return [
+        f"""CREATE TABLE stores (
+            store_id TEXT PRIMARY KEY,
+            name TEXT,
+            public_key TEXT NOT NULL,
+            stream TEXT,
+            last_applied_seq {t['int']} NOT NULL DEFAULT 0,
+            events_applied {t['int']} NOT NULL DEFAULT 0,
+            dead_letters {t['int']} NOT NULL DEFAULT 0,
+            online INTEGER NOT NULL DEFAULT 0,
+            bdseq {t['int']} NOT NULL DEFAULT -1,
+            last_seen {t['real']},
+            agent_version TEXT,
+            schema_version INTEGER,
+            backlog {t['int']},
+            oldest_pending_age_s {t['real']},
+            cursor {t['int']},
+            last_hlc {t['int']},
+            skew_ms {t['int']},
+            newest_event_hlc {t['int']},
+            registered_at {t['real']} NOT NULL)""",
+        f"""CREATE TABLE events (
+            store_id TEXT NOT NULL REFERENCES stores(store_id),
+            seq {t['int']} NOT NULL,
+            event_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            schema INTEGER NOT NULL,
+            hlc {t['int']} NOT NULL,
+            payload TEXT NOT NULL,
+            applied_at {t['real']} NOT NULL,
+            PRIMARY KEY (store_id, seq))""",
+        "CREATE INDEX events_applied_at ON events(applied_at)",
+        f"""CREATE TABLE dead_letters (
+            id {t['id']},
+            store_id TEXT,
+            topic TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            payload {t['blob']},
+            event_seq {t['int']},
+            status TEXT NOT NULL DEFAULT 'open',
+            note TEXT,
+            received_at {t['real']} NOT NULL)""",
+        "CREATE INDEX dead_letters_store ON dead_letters(store_id, received_at)",
+        f"""CREATE TABLE members (
+            member_id TEXT PRIMARY KEY,
+            name TEXT, kana TEXT, phone TEXT, email TEXT, card_no TEXT, line_user_id TEXT,
+            consent TEXT NOT NULL DEFAULT '{{}}',
+            custom TEXT NOT NULL DEFAULT '{{}}',
+            home_store TEXT,
+            erased INTEGER NOT NULL DEFAULT 0,
+            version {t['int']} NOT NULL DEFAULT 0,
+            created_at {t['real']} NOT NULL,
+            updated_at {t['real']} NOT NULL)""",
+        "CREATE INDEX members_card ON members(card_no)",
+        "CREATE INDEX members_phone ON members(phone)",
+        "CREATE INDEX members_email ON members(email)",
+        f"""CREATE TABLE products (
+            sku TEXT PRIMARY KEY, jan TEXT, name TEXT NOT NULL, price {t['int']} NOT NULL,
+            tax_class TEXT NOT NULL, version {t['int']} NOT NULL DEFAULT 0, updated_at {t['real']} NOT NULL)""",
+        f"""CREATE TABLE points_ledger (
+            id {t['id']},
+            member_id TEXT NOT NULL,
+            delta {t['int']} NOT NULL,
+            kind TEXT NOT NULL,
+            ref TEXT,
+            store_id TEXT NOT NULL,
+            store_seq {t['int']} NOT NULL,
+            created_at {t['real']} NOT NULL)""",
+        "CREATE INDEX points_ledger_member ON points_ledger(member_id)",
+        f"""CREATE TABLE stock_ledger (
+            id {t['id']},
+            store_id TEXT NOT NULL,
+            sku TEXT NOT NULL,
+            location TEXT NOT NULL,
+            delta {t['int']} NOT NULL,
+            reason TEXT NOT NULL,
+            ref TEXT,
+            store_seq {t['int']} NOT NULL,
+            created_at {t['real']} NOT NULL)""",
+        "CREATE INDEX stock_ledger_store_sku ON stock_ledger(store_id, sku)",
+        f"""CREATE TABLE stock_levels (
+            store_id TEXT NOT NULL, sku TEXT NOT NULL, on_hand {t['int']} NOT NULL,
+            as_of {t['real']} NOT NULL, version {t['int']} NOT NULL DEFAULT 0,
+            PRIMARY KEY (store_id, sku))""",
+        f"""CREATE TABLE changes (
+            seq {t['int']} PRIMARY KEY,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            store_id TEXT,
+            data TEXT NOT NULL,
+            created_at {t['real']} NOT NULL)""",
+        f"CREATE TABLE counters (name TEXT PRIMARY KEY, value {t['int']} NOT NULL)",
+        "INSERT INTO counters(name, value) VALUES ('change', 0)",
+        f"""CREATE TABLE audit_log (
+            id {t['id']}, actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT, detail TEXT,
+            at {t['real']} NOT NULL)""",
+    ]
+
+
+MIGRATIONS = [(1, "stores, events, dead letters, members, products, ledgers, change feed", _m001_core)]
+LATEST_SCHEMA = MIGRATIONS[-1][0]
+
+
+def migrate(db: Central) -> int:
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at {_types(db)['real']})"
+    )
+    for version, name, statements in MIGRATIONS:
+        with db.transaction():
+            if db.dialect == "postgresql":
+                # Two aggregators starting together: one migrates, the other waits here.
+                db.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+            if db.scalar("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)):
+                continue
+            for statement in statements(db):
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)", (version, name, time.time())
+            )
+    return LATEST_SCHEMA

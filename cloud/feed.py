@@ -1,0 +1,117 @@
+"""Serve the downstream change feed and bootstrap snapshots from the central database."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tenpo.cloud.db import Central
+from tenpo.shared.protocol import SNAPSHOT_ENTITIES, Change, ChangePage, SnapshotChunk, SnapshotRequest
+
+MAX_PAGE = 5000
+MAX_CHUNK = 20000
+
+
+def latest_change(db: Central) -> int:
+    return int(db.scalar("SELECT value FROM counters WHERE name = 'change'", (), 0))
+
+
+def changes_after(db: Central, cursor: int, limit: int, store_id: str | None = None) -> ChangePage:
+    """Changes after ``cursor`` for ``store_id`` (None: every change, for the broadcast topic)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    latest = latest_change(db)
+    if store_id is None:
+        rows = db.all(
+            "SELECT seq, kind, key, store_id, data FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (cursor, latest, limit),
+        )
+    else:
+        rows = db.all(
+            "SELECT seq, kind, key, store_id, data FROM changes WHERE seq > ? AND seq <= ?"
+            " AND (store_id IS NULL OR store_id = ?) ORDER BY seq LIMIT ?",
+            (cursor, latest, store_id, limit),
+        )
+    changes = [Change(seq, kind, key, json.loads(data), store) for seq, kind, key, store, data in rows]
+    to_seq = changes[-1].seq if len(changes) == limit else latest
+    return ChangePage(from_seq=cursor, to_seq=max(to_seq, cursor), latest=latest, changes=changes)
+
+
+def _count_all(db: Central) -> int:
+    return sum(int(db.scalar(f"SELECT count(*) FROM {table}", (), 0)) for table in ("products", "members", "stock_levels"))
+
+
+def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> SnapshotChunk:
+    """The next chunk of a bootstrap snapshot. Rows are read as they are now, each with its version;
+    the store replays the feed from ``as_of`` afterwards, and versions keep replay from going backwards."""
+    if request.snapshot_id is None:
+        as_of, total = latest_change(db), _count_all(db)
+        snapshot_id = f"{as_of}.{total}.{os.urandom(4).hex()}"
+        entity, after = SNAPSHOT_ENTITIES[0], None
+    else:
+        snapshot_id = request.snapshot_id
+        as_of_text, total_text, _ = snapshot_id.split(".", 2)
+        as_of, total = int(as_of_text), int(total_text)
+        entity = request.entity if request.entity in SNAPSHOT_ENTITIES else SNAPSHOT_ENTITIES[0]
+        after = request.after_key
+    limit = max(1, min(request.limit, MAX_CHUNK))
+    rows, last_key = _entity_rows(db, store_id, entity, after, limit)
+    if len(rows) == limit:
+        next_key, next_entity = last_key, entity
+    else:
+        index = SNAPSHOT_ENTITIES.index(entity)
+        next_key = None
+        next_entity = SNAPSHOT_ENTITIES[index + 1] if index + 1 < len(SNAPSHOT_ENTITIES) else None
+    return SnapshotChunk(
+        snapshot_id=snapshot_id,
+        as_of=as_of,
+        entity=entity,
+        rows=rows,
+        next_key=next_key,
+        next_entity=next_entity,
+        progress=request.done + len(rows),
+        total=max(total, request.done + len(rows)),
+    )
+
+
+def _entity_rows(
+    db: Central, store_id: str, entity: str, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    after = after or ""
+    if entity == "products":
+        found = db.all(
+            "SELECT sku, jan, name, price, tax_class, version FROM products WHERE sku > ? ORDER BY sku LIMIT ?",
+            (after, limit),
+        )
+        rows = [dict(zip(("sku", "jan", "name", "price", "tax_class", "version"), r)) for r in found]
+        return rows, (rows[-1]["sku"] if rows else None)
+    if entity == "members":
+        columns = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
+                   "home_store", "version")  # fmt: skip
+        found = db.all(
+            f"SELECT {', '.join(columns)} FROM members WHERE member_id > ? AND erased = 0 ORDER BY member_id LIMIT ?",
+            (after, limit),
+        )
+        rows = [dict(zip(columns, r)) for r in found]
+        if not rows:
+            return rows, None
+        through = {store_id: int(db.scalar("SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,), 0))}
+        balances = dict(
+            db.all(
+                "SELECT member_id, sum(delta) FROM points_ledger WHERE member_id >= ? AND member_id <= ? GROUP BY member_id",
+                (rows[0]["member_id"], rows[-1]["member_id"]),
+            )
+        )
+        for row in rows:
+            row["consent"] = json.loads(row["consent"] or "{}")
+            row["custom"] = json.loads(row["custom"] or "{}")
+            row["points"] = int(balances.get(row["member_id"], 0))
+            row["through"] = through
+        return rows, rows[-1]["member_id"]
+    found = db.all(
+        "SELECT store_id, sku, on_hand, as_of, version, store_id || '/' || sku AS k FROM stock_levels"
+        " WHERE store_id || '/' || sku > ? ORDER BY k LIMIT ?",
+        (after, limit),
+    )
+    rows = [dict(zip(("store_id", "sku", "on_hand", "as_of", "version"), r[:5])) for r in found]
+    return rows, (found[-1][5] if found else None)

@@ -1,0 +1,208 @@
+"""`tenpo edge ...`: store-side commands. Thin: parse, call the replica or the agent, print."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+from tenpo.edge import db as edge_db
+from tenpo.edge import replica
+from tenpo.edge.agent import init_store, run_agent
+from tenpo.edge.config import StoreConfig, load_config
+from tenpo.edge.outbox import get_meta
+
+
+def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", help="store config TOML (default: $TENPO_CONFIG)")
+    return parser
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def _open(args: argparse.Namespace) -> tuple[StoreConfig, Any]:
+    config = load_config(args.config)
+    return config, edge_db.connect(config.database)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    edge = subparsers.add_parser("edge", help="the store agent and its replica")
+    commands = edge.add_subparsers(dest="edge_command", metavar="COMMAND")
+    commands.required = True
+
+    init = _with_config(commands.add_parser("init", help="create the replica and the store key pair if missing"))
+    init.set_defaults(func=cmd_init)
+
+    run = _with_config(commands.add_parser("run", help="run the store agent (sync link, readers, beacons)"))
+    run.add_argument("--log-level", default=os.environ.get("TENPO_LOG_LEVEL", "INFO"))
+    run.set_defaults(func=cmd_run)
+
+    member = commands.add_parser("member", help="members in the store replica")
+    member_commands = member.add_subparsers(dest="member_command", metavar="COMMAND")
+    member_commands.required = True
+    add = _with_config(member_commands.add_parser("add", help="register a member (offline, provisional id)"))
+    add.add_argument("--name", required=True)
+    add.add_argument("--kana")
+    add.add_argument("--phone")
+    add.add_argument("--email")
+    add.add_argument("--card")
+    add.add_argument("--line-user-id")
+    add.set_defaults(func=cmd_member_add)
+    find = _with_config(member_commands.add_parser("find", help="find by card, phone, email or name/kana prefix"))
+    find.add_argument("query")
+    _json_flag(find)
+    find.set_defaults(func=cmd_member_find)
+
+    stock = _with_config(commands.add_parser("stock", help="stock here and at other stores"))
+    stock.add_argument("--sku")
+    _json_flag(stock)
+    stock.set_defaults(func=cmd_stock)
+    stock_commands = stock.add_subparsers(dest="stock_command", metavar="COMMAND")
+    adjust = _with_config(stock_commands.add_parser("adjust", help="adjust this store's stock (+/-)"))
+    adjust.add_argument("--sku", required=True)
+    adjust.add_argument("--qty", required=True, type=int)
+    adjust.add_argument("--reason", required=True)
+    adjust.add_argument("--location", default="floor")
+    adjust.set_defaults(func=cmd_stock_adjust)
+
+    status = _with_config(commands.add_parser("status", help="sync link and outbox state"))
+    _json_flag(status)
+    status.set_defaults(func=cmd_status)
+
+
+# ---------------------------------------------------------------------------- handlers
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    db = init_store(config)
+    db.conn.close()
+    print(config.public_key)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    asyncio.run(run_agent(config, on_snapshot_progress=_progress_printer()))
+    return 0
+
+
+def _progress_printer() -> Callable[[int, int], None]:
+    """A progress bar for the bootstrap snapshot on a terminal, a log line per 10% otherwise."""
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        progress = Progress("bootstrap", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
+        task = progress.add_task("snapshot", total=None)
+        progress.start()
+
+        def show(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            if done >= total:
+                progress.stop()
+
+        return show
+    last_decile = [-1]
+
+    def log_line(done: int, total: int) -> None:
+        decile = done * 10 // max(total, 1)
+        if decile != last_decile[0]:
+            last_decile[0] = decile
+            logging.getLogger("tenpo.edge.bootstrap").info("bootstrap %d/%d rows (%d%%)", done, total, decile * 10)
+
+    return log_line
+
+
+def cmd_member_add(args: argparse.Namespace) -> int:
+    config, db = _open(args)
+    member_id = replica.register_member(
+        db, config.store_id, name=args.name, kana=args.kana, phone=args.phone, email=args.email,
+        card_no=args.card, line_user_id=args.line_user_id,
+    )  # fmt: skip
+    print(member_id)
+    return 0
+
+
+def cmd_member_find(args: argparse.Namespace) -> int:
+    _config, db = _open(args)
+    members = replica.find_members(db, args.query)
+    if args.json:
+        _print_json([m.as_json() for m in members])
+        return 0
+    if not members:
+        print(f"no member matches {args.query!r}")
+        return 1
+    for m in members:
+        print(f"{m.member_id}  {m.name or ''}  {m.kana or ''}  card {m.card_no or '-'}  {m.phone or '-'}  "
+              f"{m.email or '-'}  {m.points} pt")  # fmt: skip
+    return 0
+
+
+def cmd_stock(args: argparse.Namespace) -> int:
+    config, db = _open(args)
+    rows = replica.stock_levels(db, config.store_id, args.sku)
+    if args.json:
+        _print_json([{"store_id": r.store_id, "sku": r.sku, "name": r.name, "on_hand": r.on_hand, "as_of": r.as_of} for r in rows])
+        return 0
+    if not rows:
+        print("no stock rows" + (f" for {args.sku}" if args.sku else ""))
+        return 0
+    for r in rows:
+        where = "here" if r.as_of is None else f"as of {_ago(r.as_of)}"
+        print(f"{r.store_id:<8} {r.sku:<14} {r.on_hand:>6}  {r.name}  ({where})")
+    return 0
+
+
+def _ago(timestamp: float) -> str:
+    import time
+
+    seconds = max(0, int(time.time() - timestamp))
+    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"
+
+
+def cmd_stock_adjust(args: argparse.Namespace) -> int:
+    _config, db = _open(args)
+    seq = replica.adjust_stock(db, args.sku, args.qty, args.reason, location=args.location)
+    print(f"adjusted {args.sku} by {args.qty:+d} (event {seq})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config, db = _open(args)
+    status: dict[str, Any] = {"store_id": config.store_id, "store_name": config.name}
+    link = json.loads(get_meta(db.conn, "link") or "{}")
+    status["connected"] = bool(link.get("connected")) and _alive(link.get("pid"))
+    status["agent_running"] = _alive(link.get("pid"))
+    status.update(replica.sync_status(db))
+    status["bootstrapped"] = get_meta(db.conn, "bootstrapped") == "1"
+    if args.json:
+        _print_json(status)
+    else:
+        for key, value in status.items():
+            print(f"{key:<22} {value}")
+    return 0
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,233 @@
+"""Apply HQ's downstream change feed and bootstrap snapshots to the store replica.
+
+Rows carry the HQ change sequence that last wrote them (``version``); an upsert only wins over an
+older version, so replaying the feed after a snapshot, or receiving a page twice, never moves a row
+backwards. The cursor and the rows it covers commit in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import sqlite_utils
+
+from tenpo.edge.db import transaction
+from tenpo.edge.outbox import get_meta, read_counter, set_counter, set_meta
+from tenpo.shared import cleansing
+from tenpo.shared.protocol import Change, ChangePage, SnapshotChunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    applied: int
+    cursor: int
+    gap: bool  # the page starts after our cursor: ask for what is missing
+    behind: bool  # HQ has more than we hold now
+
+
+def apply_page(db: sqlite_utils.Database, store_id: str, page: ChangePage) -> PageResult:
+    with transaction(db) as conn:
+        cursor = read_counter(conn, "cursor")
+        if page.from_seq > cursor:
+            return PageResult(0, cursor, gap=True, behind=True)
+        applied = 0
+        for change in page.changes:
+            if change.seq <= cursor:
+                continue
+            if change.store is None or change.store == store_id:
+                _apply_change(conn, store_id, change)
+                applied += 1
+        cursor = max(cursor, page.to_seq)
+        set_counter(conn, "cursor", cursor)
+    return PageResult(applied, cursor, gap=False, behind=page.latest > cursor)
+
+
+def _apply_change(conn: sqlite3.Connection, store_id: str, change: Change) -> None:
+    handler = CHANGE_HANDLERS.get(change.kind)
+    if handler is None:
+        # A newer HQ may send kinds this agent does not know yet: keep them, skip them.
+        _dead_letter(conn, f"change {change.seq}", f"unknown change kind {change.kind!r}", change.data)
+        return
+    try:
+        conn.execute("SAVEPOINT change")
+        handler(conn, store_id, [change.data], change.seq)
+        conn.execute("RELEASE change")
+    except (KeyError, TypeError, ValueError, sqlite3.IntegrityError) as exc:
+        conn.execute("ROLLBACK TO change")
+        conn.execute("RELEASE change")
+        _dead_letter(conn, f"change {change.seq}", f"{change.kind}: cannot apply ({exc!r})", change.data)
+
+
+def _dead_letter(conn: sqlite3.Connection, source: str, reason: str, payload: Any) -> None:
+    log.warning("dead letter from %s: %s", source, reason)
+    conn.execute(
+        "INSERT INTO dead_letters(source, reason, payload, created_at) VALUES (?, ?, ?, ?)",
+        (source, reason, json.dumps(payload, ensure_ascii=False, default=str), time.time()),
+    )
+
+
+# ---------------------------------------------------------------------------- per-kind upserts
+# Each takes many rows so a snapshot chunk is one executemany; ``version`` None means "use row['version']".
+
+
+def _upsert_products(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO products(sku, jan, name, price, tax_class, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(sku) DO UPDATE SET jan = excluded.jan, name = excluded.name, price = excluded.price, "
+        "tax_class = excluded.tax_class, version = excluded.version, updated_at = excluded.updated_at "
+        "WHERE products.version < excluded.version",
+        [
+            (r["sku"], r.get("jan"), r["name"], int(r["price"]), r["tax_class"], version or r["version"], now)
+            for r in rows
+        ],
+    )
+
+
+def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    now = time.time()
+
+    def key(value: str | None) -> str | None:
+        return cleansing.search_key(value) if value else None
+
+    conn.executemany(
+        "INSERT INTO members(member_id, name, name_key, kana, kana_key, phone, email, card_no, line_user_id, consent,"
+        " custom, home_store, provisional, erased, points_hq, points_through, version, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(member_id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key,"
+        " kana = excluded.kana, kana_key = excluded.kana_key, phone = excluded.phone, email = excluded.email,"
+        " card_no = excluded.card_no, line_user_id = excluded.line_user_id, consent = excluded.consent,"
+        " custom = excluded.custom, home_store = excluded.home_store, provisional = 0, erased = 0,"
+        " version = excluded.version, updated_at = excluded.updated_at "
+        "WHERE members.version < excluded.version",
+        [
+            (
+                r["member_id"], r.get("name"), key(r.get("name")), r.get("kana"), key(r.get("kana")), r.get("phone"),
+                r.get("email"), r.get("card_no"), r.get("line_user_id"), json.dumps(r.get("consent") or {}),
+                json.dumps(r.get("custom") or {}, ensure_ascii=False), r.get("home_store"),
+                int(r.get("points", 0)), int((r.get("through") or {}).get(store_id, 0)),
+                version or r["version"], now, now,
+            )
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def _erase_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    conn.executemany(
+        "UPDATE members SET name = NULL, name_key = NULL, kana = NULL, kana_key = NULL, phone = NULL, email = NULL,"
+        " card_no = NULL, line_user_id = NULL, consent = '{}', custom = '{}', erased = 1, version = ?,"
+        " updated_at = ? WHERE member_id = ?",
+        [(version or r.get("version", 0), time.time(), r["member_id"]) for r in rows],
+    )
+
+
+def _points_balances(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    conn.executemany(
+        "UPDATE members SET points_hq = ?, points_through = ? WHERE member_id = ?",
+        [(int(r["balance"]), int((r.get("through") or {}).get(store_id, 0)), r["member_id"]) for r in rows],
+    )
+
+
+def _stock_levels(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    # Our own on-hand is our ledger; HQ's echo of it is always a little behind.
+    rows = [r for r in rows if r["store_id"] != store_id]
+    conn.executemany(
+        "INSERT INTO remote_stock(store_id, sku, on_hand, as_of, version) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(store_id, sku) DO UPDATE SET on_hand = excluded.on_hand, as_of = excluded.as_of,"
+        " version = excluded.version WHERE remote_stock.version < excluded.version",
+        [
+            (r["store_id"], r["sku"], int(r["on_hand"]), float(r.get("as_of") or time.time()), version or r["version"])
+            for r in rows
+        ],
+    )
+
+
+def _snapshot_stock(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    """A new or wiped store takes HQ's figure for its own stock as an opening balance (no event: HQ has it)."""
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at)"
+        " SELECT ?, 'floor', ?, 'opening', 'bootstrap', NULL, ? WHERE EXISTS (SELECT 1 FROM products WHERE sku = ?)",
+        [(r["sku"], int(r["on_hand"]), now, r["sku"]) for r in rows if r["store_id"] == store_id and int(r["on_hand"])],
+    )
+    _stock_levels(conn, store_id, rows, version)
+
+
+Handler = Callable[[sqlite3.Connection, str, list[dict[str, Any]], int | None], None]
+
+CHANGE_HANDLERS: dict[str, Handler] = {
+    "product.upsert": _upsert_products,
+    "member.upsert": _upsert_members,
+    "member.erase": _erase_members,
+    "points.balance": _points_balances,
+    "stock.level": _stock_levels,
+}
+
+SNAPSHOT_HANDLERS: dict[str, Handler] = {
+    "products": _upsert_products,
+    "members": _upsert_members,
+    "stock": _snapshot_stock,
+}
+
+
+# ---------------------------------------------------------------------------- bootstrap
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotProgress:
+    snapshot_id: str | None
+    entity: str | None
+    after_key: str | None
+    done: bool
+
+
+def bootstrapped(db: sqlite_utils.Database) -> bool:
+    return get_meta(db.conn, "bootstrapped") == "1"
+
+
+def snapshot_progress(db: sqlite_utils.Database) -> SnapshotProgress:
+    conn = db.conn
+    return SnapshotProgress(
+        get_meta(conn, "snapshot_id"),
+        get_meta(conn, "snapshot_entity"),
+        get_meta(conn, "snapshot_after"),
+        bootstrapped(db),
+    )
+
+
+def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk) -> SnapshotProgress:
+    """Apply one chunk and remember where to resume, in one transaction."""
+    handler = SNAPSHOT_HANDLERS.get(chunk.entity)
+    with transaction(db) as conn:
+        current = get_meta(conn, "snapshot_id")
+        if current is not None and current != chunk.snapshot_id:
+            # A chunk of an abandoned snapshot (HQ restarted it): ignore, our progress stands.
+            return snapshot_progress(db)
+        if handler is None:
+            _dead_letter(conn, f"snapshot {chunk.snapshot_id}", f"unknown entity {chunk.entity!r}", chunk.rows[:1])
+        elif chunk.rows:
+            handler(conn, store_id, chunk.rows, None)
+        set_meta(conn, "snapshot_id", chunk.snapshot_id)
+        set_meta(conn, "snapshot_as_of", str(chunk.as_of))
+        set_meta(conn, "snapshot_done", str(chunk.progress))
+        if chunk.next_key is not None:
+            set_meta(conn, "snapshot_entity", chunk.entity)
+            set_meta(conn, "snapshot_after", chunk.next_key)
+        elif chunk.next_entity is not None:
+            set_meta(conn, "snapshot_entity", chunk.next_entity)
+            set_meta(conn, "snapshot_after", None)
+        else:
+            # Finished: the change feed resumes right after the snapshot's starting point.
+            set_counter(conn, "cursor", max(read_counter(conn, "cursor"), chunk.as_of))
+            for key in ("snapshot_id", "snapshot_entity", "snapshot_after", "snapshot_as_of", "snapshot_done"):
+                set_meta(conn, key, None)
+            set_meta(conn, "bootstrapped", "1")
+    return snapshot_progress(db)

@@ -1,0 +1,258 @@
+"""Business writes and reads on the store replica.
+
+Each write function runs one transaction holding the business rows and the outbox event that
+reports them. Reads never need the agent: the clerk terminal and the CLI call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from tenpo.edge.db import transaction
+from tenpo.edge.outbox import append_event, read_counter
+from tenpo.shared import cleansing
+from tenpo.shared.errors import UserError
+
+MEMBER_COLUMNS = (
+    "member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
+    "home_store", "provisional", "erased", "points_hq", "points_through", "version",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    member_id: str
+    name: str | None
+    kana: str | None
+    phone: str | None
+    email: str | None
+    card_no: str | None
+    line_user_id: str | None
+    consent: dict[str, bool]
+    custom: dict[str, Any]
+    home_store: str | None
+    provisional: bool
+    points: int  # HQ's balance plus our own entries HQ has not seen yet
+
+    def as_json(self) -> dict[str, Any]:
+        return {field: getattr(self, field) for field in self.__slots__}  # type: ignore[attr-defined]
+
+
+def new_member_id(store_id: str) -> str:
+    """Provisional id: store prefix plus a time-ordered random part; HQ may later map it to a golden id."""
+    return f"{store_id}-{int(time.time() * 1000):011x}{os.urandom(3).hex()}"
+
+
+# ---------------------------------------------------------------------------- members
+
+
+def register_member(
+    db: sqlite_utils.Database,
+    store_id: str,
+    *,
+    name: str,
+    kana: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    card_no: str | None = None,
+    line_user_id: str | None = None,
+    consent: dict[str, bool] | None = None,
+    custom: dict[str, Any] | None = None,
+) -> str:
+    """Register a member offline under a provisional id; reports every bad field at once."""
+    errors: list[str] = []
+
+    def clean(fn: Any, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return fn(value)
+        except cleansing.CleansingError as exc:
+            errors.append(str(exc))
+            return None
+
+    clean_name = clean(cleansing.normalize_name, name)
+    if not clean_name and not errors:
+        errors.append("name: required")
+    clean_kana = clean(cleansing.normalize_kana, kana)
+    clean_phone = clean(cleansing.normalize_phone, phone)
+    clean_email = clean(cleansing.normalize_email, email)
+    clean_card = card_no.strip() if card_no and card_no.strip() else None
+    if errors:
+        raise UserError("; ".join(errors))
+    member_id = new_member_id(store_id)
+    now = time.time()
+    record = {
+        "member_id": member_id,
+        "name": clean_name,
+        "kana": clean_kana,
+        "phone": clean_phone,
+        "email": clean_email,
+        "card_no": clean_card,
+        "line_user_id": line_user_id,
+        "consent": consent or {},
+        "custom": custom or {},
+        "home_store": store_id,
+    }
+    with transaction(db) as conn:
+        if clean_card and conn.execute(
+            "SELECT 1 FROM members WHERE card_no = ? AND erased = 0", (clean_card,)
+        ).fetchone():
+            raise UserError(f"card: {clean_card} already belongs to another member")
+        conn.execute(
+            "INSERT INTO members(member_id, name, name_key, kana, kana_key, phone, email, card_no, line_user_id,"
+            " consent, custom, home_store, provisional, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            (
+                member_id, clean_name, _key(clean_name), clean_kana, _key(clean_kana), clean_phone, clean_email,
+                clean_card, line_user_id, json.dumps(record["consent"]), json.dumps(record["custom"], ensure_ascii=False),
+                store_id, now, now,
+            ),
+        )  # fmt: skip
+        append_event(conn, "member.registered", record)
+    return member_id
+
+
+def _key(value: str | None) -> str | None:
+    return cleansing.search_key(value) if value else None
+
+
+def find_members(db: sqlite_utils.Database, query: str, limit: int = 20) -> list[Member]:
+    """By card number, phone in any common format, email, or name/kana prefix."""
+    query = query.strip()
+    if not query:
+        return []
+    conn = db.conn
+    clauses: list[tuple[str, tuple[Any, ...]]] = [("card_no = ?", (query,))]
+    if "@" in query:
+        try:
+            clauses.append(("email = ?", (cleansing.normalize_email(query),)))
+        except cleansing.CleansingError:
+            pass
+    if sum(ch.isdigit() for ch in query) >= 6:
+        try:
+            clauses.append(("phone = ?", (cleansing.normalize_phone(query),)))
+        except cleansing.CleansingError:
+            pass
+    key = cleansing.search_key(query)
+    if key:
+        upper = key + "\U0010ffff"
+        clauses.append(("(name_key >= ? AND name_key < ?) OR (kana_key >= ? AND kana_key < ?)", (key, upper, key, upper)))
+    where = " OR ".join(f"({sql})" for sql, _ in clauses)
+    params = tuple(p for _, args in clauses for p in args)
+    rows = conn.execute(
+        f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE erased = 0 AND ({where}) ORDER BY kana_key, name_key LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [_member(conn, row) for row in rows]
+
+
+def get_member(db: sqlite_utils.Database, member_id: str) -> Member | None:
+    row = db.conn.execute(
+        f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id = ? AND erased = 0", (member_id,)
+    ).fetchone()
+    return _member(db.conn, row) if row else None
+
+
+def _member(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Member:
+    values = dict(zip(MEMBER_COLUMNS, row))
+    return Member(
+        member_id=values["member_id"],
+        name=values["name"],
+        kana=values["kana"],
+        phone=values["phone"],
+        email=values["email"],
+        card_no=values["card_no"],
+        line_user_id=values["line_user_id"],
+        consent=json.loads(values["consent"] or "{}"),
+        custom=json.loads(values["custom"] or "{}"),
+        home_store=values["home_store"],
+        provisional=bool(values["provisional"]),
+        points=points_balance(conn, values["member_id"], values["points_hq"], values["points_through"]),
+    )
+
+
+def points_balance(conn: sqlite3.Connection, member_id: str, hq_balance: int, through_seq: int) -> int:
+    """HQ's balance plus this store's entries HQ had not applied when it sent that balance."""
+    (local,) = conn.execute(
+        "SELECT coalesce(sum(delta), 0) FROM points_ledger WHERE member_id = ? AND store_seq > ?",
+        (member_id, through_seq),
+    ).fetchone()
+    return int(hq_balance) + int(local)
+
+
+# ---------------------------------------------------------------------------- stock
+
+
+@dataclass(frozen=True, slots=True)
+class StockRow:
+    store_id: str
+    sku: str
+    name: str
+    on_hand: int
+    as_of: float | None  # None for this store: the local ledger is live
+
+
+def adjust_stock(
+    db: sqlite_utils.Database, sku: str, qty: int, reason: str, location: str = "floor", ref: str | None = None
+) -> int:
+    """Append a stock adjustment (positive or negative) and its event; returns the event's seq."""
+    if qty == 0:
+        raise UserError("qty: must not be zero")
+    if not reason or not reason.strip():
+        raise UserError("reason: required for a stock adjustment")
+    with transaction(db) as conn:
+        if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone():
+            raise UserError(f"sku: {sku} is not in the product list")
+        seq = append_event(
+            conn,
+            "stock.adjusted",
+            {"sku": sku, "location": location, "delta": qty, "reason": reason.strip(), "ref": ref},
+        )
+        conn.execute(
+            "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sku, location, qty, reason.strip(), ref, seq, time.time()),
+        )
+    return seq
+
+
+def stock_levels(db: sqlite_utils.Database, store_id: str, sku: str | None = None) -> list[StockRow]:
+    """This store's on-hand from its ledger, and every other store's from the replica."""
+    conn = db.conn
+    where, params = ("WHERE p.sku = ?", (sku,)) if sku else ("", ())
+    own = conn.execute(
+        f"SELECT p.sku, p.name, coalesce(sum(l.delta), 0) FROM products p "
+        f"LEFT JOIN stock_ledger l ON l.sku = p.sku {where} GROUP BY p.sku ORDER BY p.sku",
+        params,
+    ).fetchall()
+    rows = [StockRow(store_id, s, n, int(q), None) for s, n, q in own]
+    remote_where, remote_params = ("AND r.sku = ?", (sku,)) if sku else ("", ())
+    remote = conn.execute(
+        "SELECT r.store_id, r.sku, coalesce(p.name, r.sku), r.on_hand, r.as_of FROM remote_stock r "
+        f"LEFT JOIN products p ON p.sku = r.sku WHERE r.store_id != ? {remote_where} ORDER BY r.sku, r.store_id",
+        (store_id, *remote_params),
+    ).fetchall()
+    rows += [StockRow(s, k, n, int(q), a) for s, k, n, q, a in remote]
+    return rows
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def sync_status(db: sqlite_utils.Database) -> dict[str, Any]:
+    conn = db.conn
+    count, oldest = conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
+    return {
+        "last_seq": read_counter(conn, "outbox"),
+        "last_acked_seq": read_counter(conn, "acked"),
+        "outbox_pending": int(count),
+        "oldest_pending_age_s": round(time.time() - oldest, 3) if oldest else None,
+        "downstream_cursor": read_counter(conn, "cursor"),
+    }

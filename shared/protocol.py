@@ -1,0 +1,206 @@
+"""The wire protocol between store and HQ (docs/protocol.md is the prose version of this file).
+
+Every upstream message is an :class:`Envelope` whose ``body`` is the JSON text of one message kind,
+signed byte for byte with the store's Ed25519 key, so HQ never has to re-serialise to verify.
+Downstream messages are plain JSON on topics only HQ may publish to (broker ACL).
+
+Version rule: a reader ignores fields it does not know (msgspec's default), and rejects a message
+whose ``v`` it does not know. New optional fields keep ``v``; anything a v1 reader would misread
+gets a new ``v`` and a new topic root (``tenpo/v2``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+ROOT = "tenpo/v1"
+MAX_UPSTREAM_BYTES = 1_048_576  # larger upstream payloads are dead-lettered unread
+STORE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+UpKind = Literal["events", "birth", "death", "status", "pull", "snapshot"]
+
+
+# ---------------------------------------------------------------------------- topics
+
+
+def up_topic(store_id: str, kind: UpKind) -> str:
+    return f"{ROOT}/stores/{store_id}/up/{kind}"
+
+
+def down_topic(store_id: str, kind: Literal["ack", "changes", "snapshot"]) -> str:
+    return f"{ROOT}/stores/{store_id}/down/{kind}"
+
+
+BROADCAST_CHANGES = f"{ROOT}/broadcast/changes"
+UP_ALL = f"{ROOT}/stores/+/up/#"
+SHARE_GROUP = "tenpo-aggregators"
+
+
+def shared(topic_filter: str, group: str = SHARE_GROUP) -> str:
+    """A shared subscription: the broker gives each message to one member of ``group``."""
+    return f"$share/{group}/{topic_filter}"
+
+
+def parse_up_topic(topic: str) -> tuple[str, str] | None:
+    """``tenpo/v1/stores/S001/up/events`` → ("S001", "events"); anything else → None."""
+    parts = topic.split("/")
+    if len(parts) != 6 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != "stores" or parts[4] != "up":
+        return None
+    if not STORE_ID_PATTERN.match(parts[3]):
+        return None
+    return parts[3], parts[5]
+
+
+def valid_store_id(store_id: str) -> bool:
+    return bool(STORE_ID_PATTERN.match(store_id))
+
+
+# ---------------------------------------------------------------------------- upstream
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """Signed wrapper of every upstream message; ``sig`` is base64 Ed25519 over ``body``'s UTF-8."""
+
+    v: int
+    store: str
+    kind: str
+    body: str
+    sig: str
+
+
+class Event(msgspec.Struct, frozen=True):
+    seq: int  # per store, gap-free, from 1
+    id: str  # unique event id, catches a reused sequence number (restored backup)
+    type: str  # e.g. "member.registered", "stock.adjusted"
+    schema: int  # version of this event type's payload
+    hlc: int  # hybrid logical clock of the store when written
+    payload: dict[str, Any]
+
+
+class EventBatch(msgspec.Struct, frozen=True):
+    stream: str  # random id of this store database's life; a wiped store starts a new stream
+    events: list[Event]
+    backlog: int = 0  # events still unacknowledged at the store after this batch
+
+
+class Birth(msgspec.Struct, frozen=True):
+    bdseq: int  # birth/death session number; a Will only counts if it matches the latest birth
+    agent_version: str
+    schema_version: int
+    backlog: int
+    last_seq: int
+    last_acked_seq: int
+    cursor: int
+    hlc: int
+
+
+class Death(msgspec.Struct, frozen=True):
+    bdseq: int
+
+
+class Status(msgspec.Struct, frozen=True):
+    backlog: int
+    oldest_pending_age_s: float
+    last_seq: int
+    last_acked_seq: int
+    cursor: int
+    hlc: int
+
+
+class Pull(msgspec.Struct, frozen=True):
+    """Ask for the change feed after ``cursor`` (exclusive)."""
+
+    cursor: int
+    limit: int = 2000
+
+
+class SnapshotRequest(msgspec.Struct, frozen=True):
+    """Ask for the next chunk of a bootstrap snapshot.
+
+    ``snapshot_id`` None starts a new snapshot; otherwise continue ``entity`` after ``after_key``.
+    """
+
+    snapshot_id: str | None = None
+    entity: str | None = None
+    after_key: str | None = None
+    limit: int = 5000
+    done: int = 0  # rows already applied, echoed back as progress
+
+
+UP_BODY_TYPES: dict[str, type[msgspec.Struct]] = {
+    "events": EventBatch,
+    "birth": Birth,
+    "death": Death,
+    "status": Status,
+    "pull": Pull,
+    "snapshot": SnapshotRequest,
+}
+
+
+# ---------------------------------------------------------------------------- downstream
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """HQ has durably applied every event of ``stream`` up to and including ``hwm``.
+
+    ``gap`` says HQ saw a later sequence number than hwm+1: resend from hwm+1 now.
+    """
+
+    stream: str
+    hwm: int
+    gap: bool = False
+    error: str | None = None
+
+
+class Change(msgspec.Struct, frozen=True):
+    seq: int  # HQ's global change sequence
+    kind: str  # "member.upsert", "member.erase", "product.upsert", "stock.level", "points.balance"
+    key: str
+    data: dict[str, Any]
+    store: str | None = None  # for one store only; None = every store
+
+
+class ChangePage(msgspec.Struct, frozen=True):
+    """Every change for the receiving store with from_seq < seq <= to_seq, in order."""
+
+    from_seq: int
+    to_seq: int
+    latest: int
+    changes: list[Change]
+
+
+class SnapshotChunk(msgspec.Struct, frozen=True):
+    snapshot_id: str
+    as_of: int  # change seq the snapshot starts from; the feed resumes after it
+    entity: str  # "products", "members", "stock", "points"
+    rows: list[dict[str, Any]]
+    next_key: str | None  # None: entity finished
+    next_entity: str | None  # None with next_key None: snapshot finished
+    progress: int = 0  # rows of this snapshot sent so far, including this chunk
+    total: int = 0  # rows in the whole snapshot (estimate at its start)
+
+
+SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock")
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: msgspec.Struct) -> bytes:
+    return _encoder.encode(value)
+
+
+class ProtocolError(ValueError):
+    """A message that does not fit the protocol; the text says how."""
+
+
+def decode(data: bytes | str, kind: type[msgspec.Struct]) -> Any:
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"schema: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"invalid JSON: {exc}") from exc
