@@ -8,6 +8,7 @@ each birth and Will. paho's thread only queues messages; one worker thread owns 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -49,7 +50,8 @@ class Aggregator:
         self.counters = AggregatorCounters()
         self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self.connected = threading.Event()
-        self.client = make_client(client_id or f"tenpo-aggregator-{id(self):x}", tls, broker)
+        self.client_id = client_id or f"tenpo-aggregator-{os.getpid()}-{os.urandom(3).hex()}"
+        self.client = make_client(self.client_id, tls, broker)
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda client, userdata, message: self._queue.put(message)
         self._last_pushed = latest_change(self.db)
@@ -98,7 +100,7 @@ class Aggregator:
         store_id, kind, body = opened.store_id, opened.kind, opened.body
         try:
             if kind == "events":
-                ack = apply_batch(self.db, store_id, body, message.topic)
+                ack = apply_batch(self.db, store_id, body, message.topic, self.client_id)
                 self.counters.batches_applied += 1
                 self.client.publish(down_topic(store_id, "ack"), encode(ack), qos=1)
             elif kind == "pull":

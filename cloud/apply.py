@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tenpo.cloud.db import Central
-from tenpo.cloud.effects import Plan, PayloadError, plan_event
+from tenpo.cloud.effects import Origin, PayloadError, Plan, plan_event
 from tenpo.shared import crypto, hlc
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import (
@@ -128,7 +128,7 @@ def _insert_dead_letter(
 # ---------------------------------------------------------------------------- event batches
 
 
-def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "") -> Ack:
+def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", applied_by: str = "") -> Ack:
     now = time.time()
     with db.transaction():
         row = db.one(
@@ -149,6 +149,7 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "") 
                 audit(db, "aggregator", "store.new_stream", store_id, {"old": stream, "new": batch.stream, "old_last": last})
             stream, last = batch.stream, 0
         plan = Plan()
+        origin = Origin(store_id, stream)
         event_rows: list[tuple[Any, ...]] = []
         duplicates: list[tuple[int, str]] = []
         gap = False
@@ -161,11 +162,11 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "") 
                 gap = True
                 break
             event_rows.append(
-                (store_id, event.seq, event.id, event.type, event.schema, event.hlc,
-                 json.dumps(event.payload, ensure_ascii=False), now)
+                (store_id, stream, event.seq, event.id, event.type, event.schema, event.hlc,
+                 json.dumps(event.payload, ensure_ascii=False), now, applied_by)
             )  # fmt: skip
             try:
-                plan_event(plan, store_id, event, now)
+                plan_event(plan, origin, event, now)
             except PayloadError as exc:
                 _insert_dead_letter(
                     db, topic, f"event {event.seq} ({event.type}): {exc}",
@@ -174,9 +175,10 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "") 
             last = event.seq
             newest_hlc = event.hlc
         if duplicates:
-            _check_reused_sequences(db, topic, store_id, duplicates)
+            _check_reused_sequences(db, topic, store_id, stream, duplicates)
         db.executemany(
-            "INSERT INTO events(store_id, seq, event_id, type, schema, hlc, payload, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events(store_id, stream, seq, event_id, type, schema, hlc, payload, applied_at, applied_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             event_rows,
         )
         for sql, rows in plan.rows.items():
@@ -190,11 +192,12 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "") 
     return Ack(batch.stream, last, gap=gap)
 
 
-def _check_reused_sequences(db: Central, topic: str, store_id: str, duplicates: list[tuple[int, str]]) -> None:
+def _check_reused_sequences(db: Central, topic: str, store_id: str, stream: str, duplicates: list[tuple[int, str]]) -> None:
     """A duplicate seq with a different event id means the store reused numbers (e.g. restored an old backup)."""
     low, high = duplicates[0][0], duplicates[-1][0]
     known = dict(
-        db.all("SELECT seq, event_id FROM events WHERE store_id = ? AND seq BETWEEN ? AND ?", (store_id, low, high))
+        db.all("SELECT seq, event_id FROM events WHERE store_id = ? AND stream = ? AND seq BETWEEN ? AND ?",
+           (store_id, stream, low, high))
     )
     for seq, event_id in duplicates:
         if seq in known and known[seq] != event_id:

@@ -147,6 +147,7 @@ def _m001_core(db: Central) -> list[str]:
             registered_at {t['real']} NOT NULL)""",
         f"""CREATE TABLE events (
             store_id TEXT NOT NULL REFERENCES stores(store_id),
+            stream TEXT NOT NULL,
             seq {t['int']} NOT NULL,
             event_id TEXT NOT NULL,
             type TEXT NOT NULL,
@@ -154,7 +155,8 @@ def _m001_core(db: Central) -> list[str]:
             hlc {t['int']} NOT NULL,
             payload TEXT NOT NULL,
             applied_at {t['real']} NOT NULL,
-            PRIMARY KEY (store_id, seq))""",
+            applied_by TEXT,
+            PRIMARY KEY (store_id, stream, seq))""",
         "CREATE INDEX events_applied_at ON events(applied_at)",
         f"""CREATE TABLE dead_letters (
             id {t['id']},
@@ -190,12 +192,14 @@ def _m001_core(db: Central) -> list[str]:
             kind TEXT NOT NULL,
             ref TEXT,
             store_id TEXT NOT NULL,
+            stream TEXT NOT NULL,
             store_seq {t['int']} NOT NULL,
             created_at {t['real']} NOT NULL)""",
         "CREATE INDEX points_ledger_member ON points_ledger(member_id)",
         f"""CREATE TABLE stock_ledger (
             id {t['id']},
             store_id TEXT NOT NULL,
+            stream TEXT NOT NULL,
             sku TEXT NOT NULL,
             location TEXT NOT NULL,
             delta {t['int']} NOT NULL,

@@ -27,12 +27,21 @@ UPDATE_MEMBER = (
     " consent = coalesce(?, consent), custom = coalesce(?, custom), updated_at = ? WHERE member_id = ? AND erased = 0"
 )
 INSERT_STOCK = (
-    "INSERT INTO stock_ledger(store_id, sku, location, delta, reason, ref, store_seq, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO stock_ledger(store_id, stream, sku, location, delta, reason, ref, store_seq, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_POINTS = (
-    "INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, store_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, stream, store_seq, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an event comes from: the store and the life of its database (stream)."""
+
+    store_id: str
+    stream: str
 
 
 class PayloadError(ValueError):
@@ -79,7 +88,8 @@ def _dict(payload: dict[str, Any], key: str) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _member_registered(plan: Plan, store_id: str, event: Event, now: float) -> None:
+def _member_registered(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+    store_id = origin.store_id
     p = event.payload
     member_id = _text(p, "member_id")
     assert member_id is not None
@@ -93,7 +103,8 @@ def _member_registered(plan: Plan, store_id: str, event: Event, now: float) -> N
     plan.members_touched.add(member_id)
 
 
-def _member_updated(plan: Plan, store_id: str, event: Event, now: float) -> None:
+def _member_updated(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+    store_id = origin.store_id
     p = event.payload
     member_id = _text(p, "member_id")
     assert member_id is not None
@@ -102,26 +113,28 @@ def _member_updated(plan: Plan, store_id: str, event: Event, now: float) -> None
     plan.members_touched.add(member_id)
 
 
-def _stock_moved(plan: Plan, store_id: str, event: Event, now: float) -> None:
+def _stock_moved(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+    store_id = origin.store_id
     p = event.payload
     sku = _text(p, "sku")
     delta = _int(p, "delta")
     reason = _text(p, "reason")
     location = _text(p, "location", required=False) or "floor"
-    plan.add(INSERT_STOCK, (store_id, sku, location, delta, reason, _text(p, "ref", False), event.seq, now))
+    plan.add(INSERT_STOCK, (store_id, origin.stream, sku, location, delta, reason, _text(p, "ref", False), event.seq, now))
     plan.stock_touched.add((store_id, sku))  # type: ignore[arg-type]
 
 
-def _points_entry(plan: Plan, store_id: str, event: Event, now: float) -> None:
+def _points_entry(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+    store_id = origin.store_id
     p = event.payload
     member_id = _text(p, "member_id")
     delta = _int(p, "delta")
     kind = _text(p, "kind")
-    plan.add(INSERT_POINTS, (member_id, delta, kind, _text(p, "ref", False), store_id, event.seq, now))
+    plan.add(INSERT_POINTS, (member_id, delta, kind, _text(p, "ref", False), store_id, origin.stream, event.seq, now))
     plan.points_touched.add(member_id)  # type: ignore[arg-type]
 
 
-Planner = Callable[[Plan, str, Event, float], None]
+Planner = Callable[[Plan, Origin, Event, float], None]
 
 PLANNERS: dict[str, Planner] = {
     "member.registered": _member_registered,
@@ -132,7 +145,7 @@ PLANNERS: dict[str, Planner] = {
 }
 
 
-def plan_event(plan: Plan, store_id: str, event: Event, now: float | None = None) -> None:
+def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = None) -> None:
     """Add the event's rows to ``plan``; raises PayloadError (nothing added) when it cannot apply."""
     planner = PLANNERS.get(event.type)
     if planner is None:
@@ -140,7 +153,7 @@ def plan_event(plan: Plan, store_id: str, event: Event, now: float | None = None
     if event.schema != 1:
         raise PayloadError(f"{event.type}: unsupported schema version {event.schema}")
     scratch = Plan()
-    planner(scratch, store_id, event, now or time.time())
+    planner(scratch, origin, event, now or time.time())
     for sql, rows in scratch.rows.items():
         plan.rows.setdefault(sql, []).extend(rows)
     plan.stock_touched |= scratch.stock_touched

@@ -55,7 +55,7 @@ def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> Snap
         entity = request.entity if request.entity in SNAPSHOT_ENTITIES else SNAPSHOT_ENTITIES[0]
         after = request.after_key
     limit = max(1, min(request.limit, MAX_CHUNK))
-    rows, last_key = _entity_rows(db, store_id, entity, after, limit)
+    rows, last_key = _entity_rows(db, store_id, request.stream, entity, after, limit)
     if len(rows) == limit:
         next_key, next_entity = last_key, entity
     else:
@@ -75,7 +75,7 @@ def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> Snap
 
 
 def _entity_rows(
-    db: Central, store_id: str, entity: str, after: str | None, limit: int
+    db: Central, store_id: str, stream: str, entity: str, after: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     after = after or ""
     if entity == "products":
@@ -114,4 +114,11 @@ def _entity_rows(
         (after, limit),
     )
     rows = [dict(zip(("store_id", "sku", "on_hand", "as_of", "version"), r[:5])) for r in found]
+    for row in rows:
+        if row["store_id"] == store_id:
+            # The store keeps its own ledger: it needs only what earlier lives of its database left behind.
+            row["opening"] = int(db.scalar(
+                "SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = ? AND sku = ? AND stream <> ?",
+                (store_id, row["sku"], stream), 0,
+            ))  # fmt: skip
     return rows, (found[-1][5] if found else None)

@@ -151,12 +151,13 @@ def _stock_levels(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, 
 
 
 def _snapshot_stock(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
-    """A new or wiped store takes HQ's figure for its own stock as an opening balance (no event: HQ has it)."""
+    """A new or wiped store takes what earlier lives of its database left at HQ as an opening balance
+    (no event: HQ has those entries already)."""
     now = time.time()
     conn.executemany(
         "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at)"
         " SELECT ?, 'floor', ?, 'opening', 'bootstrap', NULL, ? WHERE EXISTS (SELECT 1 FROM products WHERE sku = ?)",
-        [(r["sku"], int(r["on_hand"]), now, r["sku"]) for r in rows if r["store_id"] == store_id and int(r["on_hand"])],
+        [(r["sku"], int(r["opening"]), now, r["sku"]) for r in rows if r["store_id"] == store_id and int(r.get("opening", 0))],
     )
     _stock_levels(conn, store_id, rows, version)
 

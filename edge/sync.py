@@ -341,7 +341,8 @@ class SyncLink:
         done = int(feed.get_meta(self.db.conn, "snapshot_done") or 0)
         self._publish(
             "snapshot",
-            SnapshotRequest(snapshot_id=progress.snapshot_id, entity=progress.entity, after_key=progress.after_key, done=done),
+            SnapshotRequest(snapshot_id=progress.snapshot_id, entity=progress.entity, after_key=progress.after_key, done=done,
+                            stream=self.stream),
         )
 
     def _snapshot(self, chunk: SnapshotChunk) -> None:

@@ -129,6 +129,7 @@ class SnapshotRequest(msgspec.Struct, frozen=True):
     after_key: str | None = None
     limit: int = 5000
     done: int = 0  # rows already applied, echoed back as progress
+    stream: str = ""  # the asking store's stream: its own stock from other streams becomes its opening balance
 
 
 UP_BODY_TYPES: dict[str, type[msgspec.Struct]] = {

@@ -1,0 +1,24 @@
+"""Identity resolution at HQ (会員共通化): one golden record per real person, from every channel.
+
+Pure functions over cleansed records; storage and imports live elsewhere. See docs/members.md.
+"""
+
+from .compare import MatchWeights
+from .matching import MatchConfig, MatchOneResult, blocking_keys, decide, match_one, resolve
+from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
+
+__all__ = [
+    "Cluster",
+    "FieldComparison",
+    "MatchConfig",
+    "MatchOneResult",
+    "MatchWeights",
+    "MergeDecision",
+    "RecordKey",
+    "Resolution",
+    "SourceRecord",
+    "blocking_keys",
+    "decide",
+    "match_one",
+    "resolve",
+]

@@ -1,0 +1,260 @@
+"""Identity resolution: blocking, pair decisions and clustering into one cluster per person. Pure.
+
+Pipeline: records → features → candidate pairs from blocking keys → a decision per pair
+(deterministic link, scored link, possible match, nothing) → union-find over accepted links, strongest
+first, refusing any link that would put clearly different names in one cluster.
+
+Deterministic links (same card number, same e-mail verified by a channel, same E.164 phone) are only
+taken when nothing on the two records contradicts them: a different birth date or clearly different
+names (a family's shared home phone or e-mail) turn the identifier into one more scored field. Phone and
+e-mail links also need the names to be comparable; a card is personal, so it links on its own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from .compare import (DIFFER, Features, MatchWeights, compare, features, learn_readings, name_levels,
+                      with_learnt_reading)
+from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
+
+__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "decide", "match_one", "resolve"]
+
+_RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cluster": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class MatchConfig:
+    """Thresholds and switches of identity resolution; one per chain."""
+
+    match_threshold: float = 12.0  # scored pairs at or above are the same person
+    review_threshold: float = 6.0  # between this and match_threshold: listed for a human
+    weights: MatchWeights = field(default_factory=MatchWeights)
+    deterministic_fields: frozenset[str] = frozenset({"card_no", "email", "phone"})
+    # Blocks bigger than this are a shared identifier (a shop's phone, a typo'd placeholder), not evidence.
+    max_block_size: int = 60
+    # Marketplaces hand out a masked buyer address per order: never evidence of who the buyer is.
+    ignored_email_domains: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class MatchOneResult:
+    """How a new record relates to candidate records: accepted links first (best first), then maybes."""
+
+    accepted: tuple[MergeDecision, ...]
+    possible: tuple[MergeDecision, ...]
+
+    @property
+    def best(self) -> MergeDecision | None:
+        return self.accepted[0] if self.accepted else None
+
+
+def blocking_keys(record: SourceRecord | Features, config: MatchConfig = MatchConfig()) -> tuple[str, ...]:
+    """Keys under which a record is compared with others; store them to find candidates for match_one."""
+    f = record if isinstance(record, Features) else features(record, config.ignored_email_domains)
+    keys = [f"c:{f.card}" if f.card else "", f"e:{f.email}" if f.email else "",
+            f"p:{f.phone}" if f.phone else "", f"n:{f.name}" if f.name else "",
+            f"b:{f.birth}" if f.birth else "", f"a:{f.block}" if f.block else ""]
+    for reading in f.readings:
+        keys.append(f"k:{reading}")
+        if f.postal:
+            keys.append(f"pk:{f.postal}:{reading[:2]}")
+    return tuple(key for key in keys if key)
+
+
+def _rule(comparisons: Sequence[FieldComparison], config: MatchConfig) -> str:
+    """The rule that links a pair with these comparisons, or "" when it is not a link."""
+    level = {c.field: c.level for c in comparisons}
+    score = sum(c.weight for c in comparisons)
+    name, birth = level["name"], level["birth_date"]
+    if name != "differ" and birth != "differ":
+        allowed = config.deterministic_fields
+        if "card_no" in allowed and level["card_no"] == "exact":
+            return "card_no"
+        if name not in ("missing", "near"):
+            if "email" in allowed and level["email"] == "verified":
+                return "email"
+            if "phone" in allowed and level["phone"] == "exact":
+                return "phone"
+    # Household members share phone, e-mail and address, so those alone never make a scored link:
+    # the name must agree, or the birth date must.
+    name_agrees = comparisons[0].weight > 0
+    if score >= config.match_threshold and (name_agrees or birth == "exact"):
+        return "score"
+    return ""
+
+
+def decide(a: SourceRecord | Features, b: SourceRecord | Features, left: RecordKey, right: RecordKey,
+           config: MatchConfig) -> MergeDecision:
+    """The decision for one pair; its rule is "" when it is not a link (see score for how close)."""
+    fa = a if isinstance(a, Features) else features(a, config.ignored_email_domains)
+    fb = b if isinstance(b, Features) else features(b, config.ignored_email_domains)
+    comparisons = compare(fa, fb, config.weights)
+    return MergeDecision(left, right, _rule(comparisons, config), _total(comparisons), comparisons)
+
+
+def _total(comparisons: Sequence[FieldComparison]) -> float:
+    return round(sum(c.weight for c in comparisons), 3)
+
+
+def _names_clash(a: Features, b: Features) -> bool:
+    """True when the names say these are two people (both spellings that exist disagree)."""
+    kanji, reading = name_levels(a, b)
+    present = [level for level in (kanji, reading) if level is not None]
+    return bool(present) and max(present) == DIFFER
+
+
+class _Clusters:
+    """Union-find whose unions are refused when they would join clashing names or a cannot-link pair."""
+
+    def __init__(self, feats: Sequence[Features], keys: Sequence[RecordKey],
+                 cannot_link: set[frozenset[RecordKey]]) -> None:
+        self.parent = list(range(len(feats)))
+        self.members = [[i] for i in range(len(feats))]
+        self.decisions: list[list[MergeDecision]] = [[] for _ in feats]
+        self.feats, self.keys, self.cannot_link = feats, keys, cannot_link
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def _conflict(self, ra: int, rb: int) -> bool:
+        for x in self.members[ra]:
+            for y in self.members[rb]:
+                if self.cannot_link and frozenset((self.keys[x], self.keys[y])) in self.cannot_link:
+                    return True
+                if _names_clash(self.feats[x], self.feats[y]):
+                    return True
+        return False
+
+    def union(self, i: int, j: int, decision: MergeDecision, check: bool = True) -> str:
+        ra, rb = self.find(i), self.find(j)
+        if ra == rb:
+            return "redundant"
+        if check and self._conflict(ra, rb):
+            return "refused"
+        if len(self.members[ra]) < len(self.members[rb]):
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.members[ra].extend(self.members[rb])
+        self.members[rb] = []
+        self.decisions[ra].extend(self.decisions[rb])
+        self.decisions[ra].append(decision)
+        self.decisions[rb] = []
+        return "joined"
+
+
+def _candidate_pairs(feats: Sequence[Features], max_block_size: int) -> tuple[set[tuple[int, int]], int]:
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for index, f in enumerate(feats):
+        for key in blocking_keys(f):
+            blocks[key].append(index)
+    pairs: set[tuple[int, int]] = set()
+    oversized = 0
+    for members in blocks.values():
+        if len(members) > max_block_size:
+            oversized += 1
+            continue
+        pairs.update(combinations(members, 2))  # members are ascending, so i < j
+    return pairs, oversized
+
+
+def _cluster_pass(revisit: Sequence[tuple[int, int, MergeDecision]], clusters: _Clusters,
+                  config: MatchConfig) -> list[MergeDecision]:
+    """Second look at pairs that did not link, comparing their whole clusters field by field.
+
+    A record whose name is only in kana cannot be compared with one only in kanji, but once either
+    joined a cluster holding both spellings it can; likewise a birth date or phone on a sibling record.
+    Each field takes its best comparison over all record pairs of the two clusters.
+    """
+    refused: list[MergeDecision] = []
+    seen: set[tuple[int, int]] = set()
+    for i, j, _ in revisit:
+        ra, rb = clusters.find(i), clusters.find(j)
+        if ra == rb or (min(ra, rb), max(ra, rb)) in seen:
+            continue
+        seen.add((min(ra, rb), max(ra, rb)))
+        if len(clusters.members[ra]) == 1 and len(clusters.members[rb]) == 1:
+            continue  # nothing new to learn: that pair was already judged
+        best: dict[str, FieldComparison] = {}
+        for x in clusters.members[ra]:
+            for y in clusters.members[rb]:
+                for c in compare(clusters.feats[x], clusters.feats[y], config.weights):
+                    if c.field not in best or c.weight > best[c.field].weight:
+                        best[c.field] = c
+        comparisons = tuple(best.values())
+        if not _rule(comparisons, config):
+            continue
+        decision = MergeDecision(clusters.keys[i], clusters.keys[j], "cluster", _total(comparisons), comparisons)
+        if clusters.union(i, j, decision) == "refused":
+            refused.append(decision)
+    return refused
+
+
+def resolve(records: Sequence[SourceRecord], config: MatchConfig = MatchConfig(), *,
+            must_link: Iterable[tuple[RecordKey, RecordKey]] = (),
+            cannot_link: Iterable[tuple[RecordKey, RecordKey]] = ()) -> Resolution:
+    """Cluster records into people. `must_link` / `cannot_link` are a clerk's manual merges and unmerges."""
+    keys = [record.key for record in records]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate (source, source_id) in records")
+    index_of = {key: index for index, key in enumerate(keys)}
+    feats = [features(record, config.ignored_email_domains) for record in records]
+    readings = learn_readings(feats)
+    feats = [with_learnt_reading(f, readings) for f in feats]
+    pairs, oversized = _candidate_pairs(feats, config.max_block_size)
+
+    accepted: list[tuple[int, int, MergeDecision]] = []
+    possible: list[MergeDecision] = []
+    revisit: list[tuple[int, int, MergeDecision]] = []
+    for i, j in sorted(pairs):
+        decision = decide(feats[i], feats[j], keys[i], keys[j], config)
+        if decision.rule:
+            accepted.append((i, j, decision))
+            continue
+        if decision.score >= config.review_threshold:
+            possible.append(decision)
+        if any(c.weight > 0 for c in decision.comparisons):
+            revisit.append((i, j, decision))
+    revisit.sort(key=lambda item: -item[2].score)
+    accepted.sort(key=lambda item: (_RULE_RANK[item[2].rule], -item[2].score, item[2].left, item[2].right))
+
+    clusters = _Clusters(feats, keys, {frozenset(pair) for pair in cannot_link})
+    for left, right in must_link:
+        i, j = index_of[left], index_of[right]
+        manual = decide(feats[i], feats[j], left, right, config)
+        clusters.union(i, j, MergeDecision(left, right, "manual", manual.score, manual.comparisons), check=False)
+    refused = [decision for i, j, decision in accepted if clusters.union(i, j, decision) == "refused"]
+    refused += _cluster_pass(revisit, clusters, config)
+
+    result = []
+    for root, members in enumerate(clusters.members):
+        if members:
+            result.append(Cluster(tuple(sorted(keys[m] for m in members)), tuple(clusters.decisions[root])))
+    result.sort(key=lambda cluster: cluster.anchor)
+    possible.sort(key=lambda d: (-d.score, d.left, d.right))
+    return Resolution(tuple(result), tuple(possible), tuple(refused), len(pairs), oversized)
+
+
+def match_one(new_record: SourceRecord, candidates: Sequence[SourceRecord],
+              config: MatchConfig = MatchConfig()) -> MatchOneResult:
+    """Compare one arriving record with candidates (found through `blocking_keys`), best first."""
+    new_features = features(new_record, config.ignored_email_domains)
+    accepted: list[MergeDecision] = []
+    possible: list[MergeDecision] = []
+    for candidate in candidates:
+        if candidate.key == new_record.key:
+            continue
+        decision = decide(new_features, features(candidate, config.ignored_email_domains), new_record.key, candidate.key, config)
+        if decision.rule:
+            accepted.append(decision)
+        elif decision.score >= config.review_threshold:
+            possible.append(decision)
+    accepted.sort(key=lambda d: (_RULE_RANK[d.rule], -d.score, d.right))
+    possible.sort(key=lambda d: (-d.score, d.right))
+    return MatchOneResult(tuple(accepted), tuple(possible))

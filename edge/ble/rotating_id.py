@@ -1,0 +1,197 @@
+"""Resolve a member app's rotating identifier to a member id, on the edge.
+
+The derivation lives in ``tenpo.shared.beacon_id``. Here the store turns an observed identifier
+back into a member: it precomputes, for each window it accepts (the current one and one either
+side, for phone clock drift), a table from the identifier's first 32 bits to the member(s) whose
+identifier starts with them. A lookup is then one dict probe per window; an 8-byte identifier is
+confirmed by recomputing the full HMAC for the (almost always single) candidate.
+
+Identifiers from any other window are not in the tables, so a replayed old identifier resolves to
+nobody. With 100k members a window table costs about 100k HMACs (a few tenths of a second) and
+is built once per window change; member changes patch the tables in place.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Iterable, Mapping
+
+from tenpo.shared.beacon_id import (
+    FULL_ID_LEN,
+    SHORT_ID_LEN,
+    WINDOW_S,
+    check_secret,
+    rotating_id,
+    window_of,
+)
+
+# A table value is one member id, or a tuple of them when 32-bit prefixes collide.
+_Entry = str | tuple[str, ...]
+_Table = dict[int, _Entry]
+
+
+class ResolverStats:
+    __slots__ = ("resolved", "unknown", "ambiguous", "windows_built")
+
+    def __init__(self) -> None:
+        self.resolved = 0
+        self.unknown = 0  # no member owns this id in the accepted windows (or a replay)
+        self.ambiguous = 0  # a 32-bit iBeacon id that two members share this window
+        self.windows_built = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _add(table: _Table, key: int, member_id: str) -> None:
+    existing = table.get(key)
+    if existing is None:
+        table[key] = member_id
+    elif isinstance(existing, str):
+        if existing != member_id:
+            table[key] = (existing, member_id)
+    elif member_id not in existing:
+        table[key] = existing + (member_id,)
+
+
+def _discard(table: _Table, key: int, member_id: str) -> None:
+    existing = table.get(key)
+    if existing == member_id:
+        del table[key]
+    elif isinstance(existing, tuple) and member_id in existing:
+        rest = tuple(m for m in existing if m != member_id)
+        table[key] = rest[0] if len(rest) == 1 else rest
+
+
+def _prefix(rid: bytes) -> int:
+    return int.from_bytes(rid[:SHORT_ID_LEN], "big")
+
+
+class RotatingIdResolver:
+    """Member lookup by rotating identifier. Not thread-safe; one instance per scanner loop.
+
+    Args:
+        members: ``{member_id: secret}`` or pairs; secrets are 16 or 32 bytes.
+        window_s: window length; must equal the app's (600 s in version 1).
+        drift_windows: how many windows either side of now are accepted (1 = adjacent only).
+    """
+
+    def __init__(
+        self,
+        members: Mapping[str, bytes] | Iterable[tuple[str, bytes]] = (),
+        *,
+        window_s: int = WINDOW_S,
+        drift_windows: int = 1,
+    ) -> None:
+        self.window_s = window_s
+        self.drift_windows = drift_windows
+        self.stats = ResolverStats()
+        self._secrets: dict[str, bytes] = {}
+        self._tables: dict[int, _Table] = {}
+        self._current_window: int | None = None
+        self.set_members(members)
+
+    def __len__(self) -> int:
+        return len(self._secrets)
+
+    # --- membership -------------------------------------------------------------------------
+
+    def set_members(self, members: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> None:
+        """Replace the whole member set, patching the tables only where something changed."""
+        pairs = members.items() if isinstance(members, Mapping) else members
+        wanted = {member_id: check_secret(secret) for member_id, secret in pairs}
+        for member_id in [m for m in self._secrets if wanted.get(m) != self._secrets[m]]:
+            self.remove_member(member_id)
+        for member_id, secret in wanted.items():
+            if member_id not in self._secrets:
+                self.upsert_member(member_id, secret)
+
+    def upsert_member(self, member_id: str, secret: bytes) -> None:
+        """Add a member or change their secret (HQ rotated it)."""
+        secret = check_secret(secret)
+        if self._secrets.get(member_id) == secret:
+            return
+        if member_id in self._secrets:
+            self.remove_member(member_id)
+        self._secrets[member_id] = secret
+        for window, table in self._tables.items():
+            _add(table, _prefix(rotating_id(secret, window)), member_id)
+
+    def remove_member(self, member_id: str) -> None:
+        """Forget a member (erasure, or secret withdrawn). Their identifiers stop resolving at once."""
+        secret = self._secrets.pop(member_id, None)
+        if secret is None:
+            return
+        for window, table in self._tables.items():
+            _discard(table, _prefix(rotating_id(secret, window)), member_id)
+
+    # --- windows ----------------------------------------------------------------------------
+
+    def prepare(self, now: float) -> None:
+        """Build the tables for the windows accepted at ``now`` and drop the rest.
+
+        ``resolve`` calls this itself; an agent may call it shortly before a window boundary (in
+        an executor) so the boundary does not stall the scanner callback.
+        """
+        current = window_of(now, self.window_s)
+        if current == self._current_window:
+            return
+        self._current_window = current
+        wanted = range(current - self.drift_windows, current + self.drift_windows + 1)
+        for window in [w for w in self._tables if w not in wanted]:
+            del self._tables[window]
+        for window in wanted:
+            if window not in self._tables:
+                self._tables[window] = self._build(window)
+
+    def _build(self, window: int) -> _Table:
+        table: _Table = {}
+        for member_id, secret in self._secrets.items():
+            _add(table, _prefix(rotating_id(secret, window)), member_id)
+        self.stats.windows_built += 1
+        return table
+
+    def _candidates(self, prefix: int, now: float) -> list[tuple[int, str]]:
+        self.prepare(now)
+        found: list[tuple[int, str]] = []
+        for window, table in self._tables.items():
+            entry = table.get(prefix)
+            if entry is None:
+                continue
+            if isinstance(entry, str):
+                found.append((window, entry))
+            else:
+                found.extend((window, member_id) for member_id in entry)
+        return found
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def resolve(self, observed: bytes, now: float) -> str | None:
+        """The member whose identifier ``observed`` is at ``now`` (±drift), or None.
+
+        ``observed`` is the 8-byte identifier (EID-shaped frame) or its 4-byte prefix (iBeacon
+        major+minor). A 4-byte id shared by two members in the accepted windows gives None.
+        """
+        if len(observed) == FULL_ID_LEN:
+            for window, member_id in self._candidates(_prefix(observed), now):
+                if hmac.compare_digest(rotating_id(self._secrets[member_id], window), observed):
+                    self.stats.resolved += 1
+                    return member_id
+            self.stats.unknown += 1
+            return None
+        if len(observed) == SHORT_ID_LEN:
+            return self.resolve_short(_prefix(observed), now)
+        self.stats.unknown += 1
+        return None
+
+    def resolve_short(self, short: int, now: float) -> str | None:
+        """Resolve the 32-bit id an iBeacon carries as ``major << 16 | minor``."""
+        owners = {member_id for _, member_id in self._candidates(short, now)}
+        if len(owners) == 1:
+            self.stats.resolved += 1
+            return owners.pop()
+        if owners:
+            self.stats.ambiguous += 1
+        else:
+            self.stats.unknown += 1
+        return None
