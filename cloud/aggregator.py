@@ -20,7 +20,7 @@ from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client
-from tenpo.shared.protocol import BROADCAST_CHANGES, SHARE_GROUP, ROOT, down_topic, encode, shared
+from tenpo.shared.protocol import BROADCAST_CHANGES, HQ_STATE, ROOT, SHARE_GROUP, HqState, down_topic, encode, shared
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Aggregator:
         self.connected = threading.Event()
         self.client_id = client_id or f"tenpo-aggregator-{os.getpid()}-{os.urandom(3).hex()}"
         self.client = make_client(self.client_id, tls, broker)
+        self.client.will_set(HQ_STATE, encode(HqState(False, self.client_id, time.time())), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda client, userdata, message: self._queue.put(message)
         self._last_pushed = latest_change(self.db)
@@ -63,6 +64,8 @@ class Aggregator:
         subscriptions = [(shared(f"{ROOT}/stores/+/up/{kind}", self.group), 1) for kind in WORK_KINDS]
         subscriptions += [(f"{ROOT}/stores/+/up/{kind}", 1) for kind in PRESENCE_KINDS]
         client.subscribe(subscriptions)
+        # Stores that asked while no aggregator listened re-ask when they see this.
+        client.publish(HQ_STATE, encode(HqState(True, self.client_id, time.time())), qos=1, retain=True)
         self.connected.set()
         log.info("aggregator connected to %s", self.broker)
 

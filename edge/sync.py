@@ -27,6 +27,7 @@ from tenpo.shared import crypto, hlc
 from tenpo.shared.mqtt import connect_async, make_client
 from tenpo.shared.protocol import (
     BROADCAST_CHANGES,
+    HQ_STATE,
     PROTOCOL_VERSION,
     Ack,
     Birth,
@@ -34,6 +35,7 @@ from tenpo.shared.protocol import (
     Death,
     Envelope,
     EventBatch,
+    HqState,
     ProtocolError,
     Pull,
     SnapshotChunk,
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 512 * 1024  # stays well under HQ's 1 MiB upstream limit
 PULL_RETRY_S = 2.0
-SNAPSHOT_RETRY_S = 10.0
+SNAPSHOT_RETRY_S = 5.0
 
 
 @dataclass(slots=True)
@@ -129,7 +131,7 @@ class SyncLink:
             log.warning("broker refused the connection: %s", reason)
             return
         client.subscribe(
-            [(down_topic(self.store_id, kind), 1) for kind in ("ack", "changes", "snapshot")] + [(BROADCAST_CHANGES, 1)]
+            [(down_topic(self.store_id, kind), 1) for kind in ("ack", "changes", "snapshot")] + [(BROADCAST_CHANGES, 1), (HQ_STATE, 1)]
         )
         self._post("connected", None)
 
@@ -210,6 +212,8 @@ class SyncLink:
                 self._page(decode(payload, ChangePage))
             elif topic == down_topic(self.store_id, "snapshot"):
                 self._snapshot(decode(payload, SnapshotChunk))
+            elif topic == HQ_STATE:
+                self._hq_state(decode(payload, HqState))
         except ProtocolError as exc:
             self.counters.bad_messages += 1
             log.warning("bad message on %s: %s", topic, exc)
@@ -236,6 +240,16 @@ class SyncLink:
             retain=True,
         )  # fmt: skip
         log.info("connected to %s as store %s (backlog %d)", self.config.broker, self.store_id, count)
+        if feed.bootstrapped(self.db):
+            self._pull(force=True)
+        else:
+            self._request_snapshot(force=True)
+
+    def _hq_state(self, state: HqState) -> None:
+        """An aggregator (re)started: what we sent or asked meanwhile may have gone nowhere."""
+        if not state.online or not self.state.connected:
+            return
+        self.state.sent_upto = self.state.acked
         if feed.bootstrapped(self.db):
             self._pull(force=True)
         else:

@@ -36,6 +36,7 @@ def down_topic(store_id: str, kind: Literal["ack", "changes", "snapshot"]) -> st
 
 
 BROADCAST_CHANGES = f"{ROOT}/broadcast/changes"
+HQ_STATE = f"{ROOT}/hq/state"  # retained; like Sparkplug's primary host STATE
 UP_ALL = f"{ROOT}/stores/+/up/#"
 SHARE_GROUP = "tenpo-aggregators"
 
@@ -155,6 +156,14 @@ class Ack(msgspec.Struct, frozen=True):
     hwm: int
     gap: bool = False
     error: str | None = None
+
+
+class HqState(msgspec.Struct, frozen=True):
+    """An aggregator came online (or its Will says it went away). Stores re-ask on ``online``."""
+
+    online: bool
+    aggregator: str
+    at: float
 
 
 class Change(msgspec.Struct, frozen=True):

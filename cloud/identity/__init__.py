@@ -6,10 +6,12 @@ Pure functions over cleansed records; storage and imports live elsewhere. See do
 from .compare import MatchWeights
 from .matching import MatchConfig, MatchOneResult, blocking_keys, decide, match_one, resolve
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
+from .survivorship import GoldenRecord, SurvivorshipRules, golden_record
 
 __all__ = [
     "Cluster",
     "FieldComparison",
+    "GoldenRecord",
     "MatchConfig",
     "MatchOneResult",
     "MatchWeights",
@@ -17,8 +19,10 @@ __all__ = [
     "RecordKey",
     "Resolution",
     "SourceRecord",
+    "SurvivorshipRules",
     "blocking_keys",
     "decide",
+    "golden_record",
     "match_one",
     "resolve",
 ]

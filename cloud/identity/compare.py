@@ -64,7 +64,7 @@ class MatchWeights:
     card_differ: float = -2.0
     address_exact: float = 6.0
     address_same_block: float = 5.0  # same street number, different building/room notation
-    address_same_postal: float = 2.5
+    address_same_postal: float = 1.5  # a postal code holds a few thousand people
     address_differ: float = -1.5  # people move
 
 

@@ -30,7 +30,7 @@ _RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cl
 class MatchConfig:
     """Thresholds and switches of identity resolution; one per chain."""
 
-    match_threshold: float = 12.0  # scored pairs at or above are the same person
+    match_threshold: float = 11.0  # scored pairs at or above are the same person
     review_threshold: float = 6.0  # between this and match_threshold: listed for a human
     weights: MatchWeights = field(default_factory=MatchWeights)
     deterministic_fields: frozenset[str] = frozenset({"card_no", "email", "phone"})
