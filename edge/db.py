@@ -83,8 +83,10 @@ def _m001_core(db: sqlite_utils.Database) -> None:
         not_null={"provisional", "erased", "points_hq", "points_through", "version"},
         defaults={"provisional": 0, "erased": 0, "points_hq": 0, "points_through": 0, "version": 0},
     )
-    for column in ("card_no", "phone", "email", "line_user_id", "name_key", "kana_key"):
+    for column in ("card_no", "phone", "line_user_id", "name_key", "kana_key"):
         db["members"].create_index([column], index_name=f"members_{column}")
+    # Mailbox names are case-sensitive on paper, never in practice: look them up without case.
+    db.execute("CREATE INDEX members_email ON members(email COLLATE NOCASE)")
     db["products"].create(
         {"sku": str, "jan": str, "name": str, "price": int, "tax_class": str, "version": int, "updated_at": float},
         pk="sku",

@@ -133,7 +133,7 @@ def find_members(db: sqlite_utils.Database, query: str, limit: int = 20) -> list
     clauses: list[tuple[str, tuple[Any, ...]]] = [("card_no = ?", (query,))]
     if "@" in query:
         try:
-            clauses.append(("email = ?", (cleansing.normalize_email(query),)))
+            clauses.append(("email = ? COLLATE NOCASE", (cleansing.normalize_email(query),)))
         except cleansing.CleansingError:
             pass
     if sum(ch.isdigit() for ch in query) >= 6:
