@@ -15,25 +15,36 @@ from typing import Sequence
 from tenpo import __version__
 from tenpo.shared.errors import TenpoError
 
-# Modules that contribute subcommands; each has register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = (
-    "tenpo.edge.cli",
-    "tenpo.cloud.cli",
-    "tenpo.edge.rfid.cli",
-    "tenpo.shared.cli_epc",
-    "tenpo.edge.ble.cli",
-    "tenpo.demo",
-)
+# Command groups and the modules that register them (each has register(subparsers)).
+COMMAND_MODULES: dict[str, str] = {
+    "edge": "tenpo.edge.cli",
+    "cloud": "tenpo.cloud.cli",
+    "rfid": "tenpo.edge.rfid.cli",
+    "epc": "tenpo.shared.cli_epc",
+    "ble": "tenpo.edge.ble.cli",
+    "demo": "tenpo.demo",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: Sequence[str]) -> list[str]:
+    """Import only the group being run: the store agent should not carry HQ's or the demo's imports."""
+    for word in argv:
+        if word.startswith("-"):
+            continue
+        if word in COMMAND_MODULES:
+            return [COMMAND_MODULES[word]]
+        break
+    return list(COMMAND_MODULES.values())
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tenpo", description="Tenpo store edge agent, cloud aggregator and tools."
     )
     parser.add_argument("--version", action="version", version=f"tenpo {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -45,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -1,0 +1,204 @@
+"""Sync link figures, each printed next to what it is measured against in the same run.
+
+- replay of a 100,000-event upstream backlog (store → broker → aggregator → ack) in events/s, next to
+  raw paho QoS 1 publishes of the same payload sizes to the same broker;
+- aggregator apply rate on SQLite and on PostgreSQL;
+- bootstrap of 1,000,000 members (seconds, peak RSS of the edge process);
+- idle RSS of `tenpo edge run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from tenpo.cloud.admin import add_store, import_products
+from tenpo.cloud.apply import apply_batch
+from tenpo.cloud.db import Central
+from tenpo.edge import db as edge_db
+from tenpo.edge.config import load_config
+from tenpo.edge.outbox import append_event, read_counter
+from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until
+from tenpo.shared import crypto
+from tenpo.shared.mqtt import make_client, parse_broker_url
+from tenpo.shared.protocol import Event, EventBatch
+
+BACKLOG = 100_000
+MEMBERS = 1_000_000
+SKUS = [f"SKU-{i:04d}" for i in range(200)]
+
+
+def _rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _payload(rng: random.Random) -> dict[str, object]:
+    return {"sku": rng.choice(SKUS), "location": "floor", "delta": rng.choice((-1, 1, 2)), "reason": "cycle count", "ref": None}
+
+
+def _products(workdir: Path) -> Path:
+    path = workdir / "products.csv"
+    path.write_text("sku,jan,name,price,tax_class\n" + "".join(f"{s},,商品 {s},100,standard\n" for s in SKUS))
+    return path
+
+
+def raw_qos1_rate(broker: Mosquitto, payloads: list[bytes]) -> float:
+    client = make_client(f"bench-raw-{os.getpid()}")
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    connected.wait(10)
+    started = time.perf_counter()
+    window: list = []  # paho's message ids wrap at 65,535: keep fewer than that outstanding
+    for payload in payloads:
+        window.append(client.publish("bench/raw", payload, qos=1))
+        if len(window) >= 20_000:
+            window.pop(0).wait_for_publish(60)
+    for info in window:
+        info.wait_for_publish(60)
+    elapsed = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    return len(payloads) / elapsed
+
+
+def replay(workdir: Path, broker: Mosquitto) -> tuple[float, float]:
+    db_url = f"sqlite:///{workdir / 'replay-central.db'}"
+    central = Central(db_url)
+    import_products(central, _products(workdir))
+    config_path = provision_store(workdir / "replay", "R001", broker.url, db_url)
+    config = load_config(str(config_path))
+    store = edge_db.connect(config.database)
+    rng = random.Random(1)
+    sizes: list[bytes] = []
+    with edge_db.transaction(store) as conn:
+        for _ in range(BACKLOG):
+            payload = _payload(rng)
+            append_event(conn, "stock.adjusted", payload)
+    for row in store.conn.execute("SELECT payload FROM outbox LIMIT 10000"):
+        sizes.append(row[0].encode())
+    raw = raw_qos1_rate(broker, sizes * (BACKLOG // len(sizes)))
+    aggregator = aggregator_process(db_url, broker.url, workdir / "replay-agg.log").start()
+    wait_until(lambda: central.scalar("SELECT value FROM counters WHERE name = 'change'") >= 0, 10)
+    agent = store_process(config_path)
+    started = time.perf_counter()
+    agent.start()
+    wait_until(lambda: read_counter(store.conn, "acked") == BACKLOG, 600, interval=0.02, what="backlog acked")
+    ours = BACKLOG / (time.perf_counter() - started)
+    agent.terminate()
+    aggregator.terminate()
+    return ours, raw
+
+
+def apply_rate(db_url: str, events: int = 50_000, batch: int = 500) -> float:
+    central = Central(db_url)
+    workdir = Path(tempfile.mkdtemp())
+    crypto.generate_keypair(workdir / "k", workdir / "k.pub")
+    add_store(central, "A001", (workdir / "k.pub").read_text())
+    rng = random.Random(2)
+    all_events = [Event(i, uuid.uuid4().hex, "stock.adjusted", 1, i << 16, _payload(rng)) for i in range(1, events + 1)]
+    started = time.perf_counter()
+    for i in range(0, events, batch):
+        apply_batch(central, "A001", EventBatch("bench", all_events[i : i + batch]))
+    rate = events / (time.perf_counter() - started)
+    central.close()
+    return rate
+
+
+def bootstrap(workdir: Path, broker: Mosquitto) -> tuple[float, int, int]:
+    db_url = f"sqlite:///{workdir / 'boot-central.db'}"
+    central = Central(db_url)
+    now = time.time()
+    with central.transaction():
+        for start in range(0, MEMBERS, 100_000):
+            central.executemany(
+                "INSERT INTO members(member_id, name, kana, phone, email, card_no, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f"HQ-{i:07d}", f"会員 {i}", f"カイイン{i}", f"+8190{10_000_000 + i:08d}", f"m{i}@example.jp",
+                  f"C{i:09d}", now, now) for i in range(start, min(start + 100_000, MEMBERS))],
+            )  # fmt: skip
+    config_path = provision_store(workdir / "boot", "B001", broker.url, db_url)
+    config = load_config(str(config_path))
+    aggregator = aggregator_process(db_url, broker.url, workdir / "boot-agg.log").start()
+    store = edge_db.connect(config.database)
+    agent = store_process(config_path)
+    started = time.perf_counter()
+    agent.start()
+    peak = 0
+
+    def done() -> bool:
+        nonlocal peak
+        peak = max(peak, _rss_kb(agent.popen.pid, "VmHWM"))  # type: ignore[union-attr]
+        return store.conn.execute("SELECT value FROM meta WHERE key = 'bootstrapped'").fetchone() is not None
+
+    wait_until(done, 600, interval=0.1, what="1M-member bootstrap")
+    seconds = time.perf_counter() - started
+    peak = max(peak, _rss_kb(agent.popen.pid, "VmHWM"))  # type: ignore[union-attr]
+    agent.terminate()
+    # Idle agent: a bootstrapped small store, after it settles.
+    small = provision_store(workdir / "idle", "I001", broker.url, db_url)
+    idle_agent = store_process(small).start()
+    idle_db = edge_db.connect(load_config(str(small)).database)
+    wait_until(lambda: idle_db.conn.execute("SELECT 1 FROM meta WHERE key = 'link'").fetchone(), 60)
+    threading.Event().wait(3.0)  # let it settle: we measure resting memory, not start-up
+    idle = _rss_kb(idle_agent.popen.pid, "VmRSS")  # type: ignore[union-attr]
+    idle_agent.terminate()
+    aggregator.terminate()
+    return seconds, peak, idle
+
+
+def run() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="tenpo-bench-sync-"))
+    broker = Mosquitto(workdir).start()
+    try:
+        ours, raw = replay(workdir, broker)
+        print(f"sync replay of {BACKLOG:,} events: {ours:,.0f} events/s  vs raw paho QoS 1 publishes: {raw:,.0f} msg/s"
+              f"  (ratio {ours / raw:.2f}, target >= 0.5)")  # fmt: skip
+        sqlite_rate = apply_rate(f"sqlite:///{workdir / 'apply.db'}")
+        print(f"aggregator apply on SQLite: {sqlite_rate:,.0f} events/s")
+        pg_url = _throwaway_postgres()
+        if pg_url:
+            try:
+                print(f"aggregator apply on PostgreSQL: {apply_rate(pg_url[0]):,.0f} events/s  "
+                      f"(vs SQLite above: {apply_rate(pg_url[0], 10_000) / sqlite_rate:.2f}x)")  # fmt: skip
+            finally:
+                pg_url[1]()
+        seconds, peak_kb, idle_kb = bootstrap(workdir, broker)
+        print(f"bootstrap of {MEMBERS:,} members: {seconds:.1f} s (target < 60 s), "
+              f"edge peak RSS {peak_kb / 1024:.0f} MB (target < 150 MB)")  # fmt: skip
+        print(f"idle `tenpo edge run` RSS: {idle_kb / 1024:.0f} MB (target < 60 MB)")
+    finally:
+        broker.stop()
+
+
+def _throwaway_postgres() -> tuple[str, object] | None:
+    import psycopg
+
+    url = os.environ.get("TENPO_TEST_POSTGRES_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+    name = f"tenpo_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        print(f"aggregator apply on PostgreSQL: not measured ({exc})")
+        return None
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+if __name__ == "__main__":
+    run()
