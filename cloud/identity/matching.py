@@ -21,7 +21,7 @@ from .compare import (DIFFER, Features, MatchWeights, compare, features, learn_r
                       with_learnt_reading)
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 
-__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "decide", "match_one", "resolve"]
+__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "decide", "match_one", "resolve", "split_at"]
 
 _RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cluster": 5}
 
@@ -258,3 +258,25 @@ def match_one(new_record: SourceRecord, candidates: Sequence[SourceRecord],
     accepted.sort(key=lambda d: (_RULE_RANK[d.rule], -d.score, d.right))
     possible.sort(key=lambda d: (-d.score, d.right))
     return MatchOneResult(tuple(accepted), tuple(possible))
+
+
+def split_at(cluster: Cluster, decision: MergeDecision) -> tuple[Cluster, Cluster]:
+    """Undo one merge: the two clusters left when `decision` is taken out of the spanning tree."""
+    remaining = [d for d in cluster.decisions if d != decision]
+    if len(remaining) == len(cluster.decisions):
+        raise ValueError("decision is not part of this cluster")
+    neighbours: dict[RecordKey, list[RecordKey]] = defaultdict(list)
+    for d in remaining:
+        neighbours[d.left].append(d.right)
+        neighbours[d.right].append(d.left)
+    side, stack = {decision.left}, [decision.left]
+    while stack:
+        for other in neighbours[stack.pop()]:
+            if other not in side:
+                side.add(other)
+                stack.append(other)
+    halves = []
+    for keys in (side, set(cluster.keys) - side):
+        decisions = tuple(d for d in remaining if d.left in keys)
+        halves.append(Cluster(tuple(sorted(keys)), decisions))
+    return halves[0], halves[1]
