@@ -16,7 +16,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tenpo.cloud.db import Central
-from tenpo.cloud.effects import Origin, PayloadError, Plan, plan_event
+from tenpo.cloud.effects import plan_event
+from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan
 from tenpo.shared import crypto, hlc
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import (
@@ -188,7 +189,10 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
             " backlog = ?, newest_event_hlc = coalesce(?, newest_event_hlc) WHERE store_id = ?",
             (stream, last, len(event_rows), now, batch.backlog, newest_hlc, store_id),
         )
-        _publish_changes(db, plan, now)
+        extra: list[ChangeTuple] = []
+        for hook in plan.hooks.values():
+            extra += hook(db, now)
+        _publish_changes(db, plan, now, extra)
     return Ack(batch.stream, last, gap=gap)
 
 
@@ -224,7 +228,7 @@ def allocate_change_seqs(db: Central, count: int) -> int:
     return last - count + 1
 
 
-def record_changes(db: Central, changes: list[tuple[str, str, str | None, dict[str, Any]]], now: float) -> list[int]:
+def record_changes(db: Central, changes: list[ChangeTuple], now: float) -> list[int]:
     """Append (kind, key, store, data) to the feed; returns their seqs. Call late in the transaction."""
     if not changes:
         return []
@@ -239,9 +243,9 @@ def record_changes(db: Central, changes: list[tuple[str, str, str | None, dict[s
     return seqs
 
 
-def _publish_changes(db: Central, plan: Plan, now: float) -> None:
+def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTuple]) -> None:
     """Turn what the plan touched into feed entries: one per member, balance and stock level."""
-    changes: list[tuple[str, str, str | None, dict[str, Any]]] = []
+    changes: list[ChangeTuple] = []
     for member_id in sorted(plan.members_touched):
         record = member_record(db, member_id)
         if record is not None:
@@ -262,6 +266,7 @@ def _publish_changes(db: Central, plan: Plan, now: float) -> None:
         )
         data = {"store_id": store_id, "sku": sku, "on_hand": on_hand, "as_of": now, "version": 0}
         changes.append(("stock.level", f"{store_id}/{sku}", None, data))
+    changes += extra
     seqs = record_changes(db, changes, now)
     for seq, (kind, key, _store, data) in zip(seqs, changes):
         if kind == "member.upsert":
@@ -275,8 +280,8 @@ def _publish_changes(db: Central, plan: Plan, now: float) -> None:
             )
 
 
-MEMBER_COLUMNS = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
-                  "home_store", "version")  # fmt: skip
+MEMBER_COLUMNS = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret",
+                  "consent", "custom", "home_store", "version")  # fmt: skip
 
 
 def member_record(db: Central, member_id: str) -> dict[str, Any] | None:

@@ -65,6 +65,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
+    from tenpo.cloud.asn.cli import register_cloud as asn_commands
+    from tenpo.cloud.members.cli import register_cloud as member_commands
+    from tenpo.cloud.sales.cli import register_cloud as sales_commands
+    from tenpo.cloud.visits.cli import register_cloud as visit_commands
+
+    for add_commands in (sales_commands, member_commands, asn_commands, visit_commands):
+        add_commands(commands)
+
+
+def db_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--db`` as every cloud command takes it (for area modules adding subcommands)."""
+    return _db_flag(parser)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tenpo.cloud.aggregator import Aggregator

@@ -8,18 +8,18 @@ does not matter, and order within a group is the store's order.
 
 from __future__ import annotations
 
-import json
+import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
 
+from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, dict_field, int_field, text_field
 from tenpo.shared.protocol import Event
 
 MEMBER_FIELDS = ("name", "kana", "phone", "email", "card_no", "line_user_id", "home_store")
 
 INSERT_MEMBER = (
     "INSERT INTO members(member_id, name, kana, phone, email, card_no, line_user_id, consent, custom, home_store,"
-    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO NOTHING"
+    " beacon_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(member_id) DO NOTHING"
 )
 UPDATE_MEMBER = (
     "UPDATE members SET name = coalesce(?, name), kana = coalesce(?, kana), phone = coalesce(?, phone),"
@@ -36,69 +36,23 @@ INSERT_POINTS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where an event comes from: the store and the life of its database (stream)."""
-
-    store_id: str
-    stream: str
-
-
-class PayloadError(ValueError):
-    """The event's payload does not fit its type; the message says which field."""
-
-
-@dataclass(slots=True)
-class Plan:
-    """Rows to write and which derived views (balances, levels, member records) to refresh."""
-
-    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
-    stock_touched: set[tuple[str, str]] = field(default_factory=set)  # (store_id, sku)
-    points_touched: set[str] = field(default_factory=set)  # member ids
-    members_touched: set[str] = field(default_factory=set)
-
-    def add(self, sql: str, params: tuple[Any, ...]) -> None:
-        self.rows.setdefault(sql, []).append(params)
-
-
-def _text(payload: dict[str, Any], key: str, required: bool = True) -> str | None:
-    value = payload.get(key)
-    if value is None:
-        if required:
-            raise PayloadError(f"{key}: missing")
-        return None
-    if not isinstance(value, str) or not value:
-        raise PayloadError(f"{key}: must be a non-empty string")
-    return value
-
-
-def _int(payload: dict[str, Any], key: str) -> int:
-    value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{key}: must be an integer")
-    return value
-
-
-def _dict(payload: dict[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise PayloadError(f"{key}: must be an object")
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+def new_beacon_secret() -> str:
+    """HQ makes each member's beacon secret; the app gets it from HQ, stores get it in the feed."""
+    return secrets.token_hex(16)
 
 
 def _member_registered(plan: Plan, origin: Origin, event: Event, now: float) -> None:
     store_id = origin.store_id
     p = event.payload
-    member_id = _text(p, "member_id")
+    member_id = text_field(p, "member_id")
     assert member_id is not None
     if not member_id.startswith(f"{store_id}-"):
         raise PayloadError(f"member_id: {member_id} is not a provisional id of store {store_id}")
-    values = tuple(_text(p, key, required=False) for key in MEMBER_FIELDS)
+    values = tuple(text_field(p, key, required=False) for key in MEMBER_FIELDS)
     plan.add(
         INSERT_MEMBER,
-        (member_id, *values[:6], _dict(p, "consent") or "{}", _dict(p, "custom") or "{}", values[6] or store_id, now, now),
+        (member_id, *values[:6], dict_field(p, "consent") or "{}", dict_field(p, "custom") or "{}", values[6] or store_id,
+         new_beacon_secret(), now, now),
     )
     plan.members_touched.add(member_id)
 
@@ -106,35 +60,33 @@ def _member_registered(plan: Plan, origin: Origin, event: Event, now: float) -> 
 def _member_updated(plan: Plan, origin: Origin, event: Event, now: float) -> None:
     store_id = origin.store_id
     p = event.payload
-    member_id = _text(p, "member_id")
+    member_id = text_field(p, "member_id")
     assert member_id is not None
-    values = tuple(_text(p, key, required=False) for key in MEMBER_FIELDS[:6])
-    plan.add(UPDATE_MEMBER, (*values, _dict(p, "consent"), _dict(p, "custom"), now, member_id))
+    values = tuple(text_field(p, key, required=False) for key in MEMBER_FIELDS[:6])
+    plan.add(UPDATE_MEMBER, (*values, dict_field(p, "consent"), dict_field(p, "custom"), now, member_id))
     plan.members_touched.add(member_id)
 
 
 def _stock_moved(plan: Plan, origin: Origin, event: Event, now: float) -> None:
     store_id = origin.store_id
     p = event.payload
-    sku = _text(p, "sku")
-    delta = _int(p, "delta")
-    reason = _text(p, "reason")
-    location = _text(p, "location", required=False) or "floor"
-    plan.add(INSERT_STOCK, (store_id, origin.stream, sku, location, delta, reason, _text(p, "ref", False), event.seq, now))
+    sku = text_field(p, "sku")
+    delta = int_field(p, "delta")
+    reason = text_field(p, "reason")
+    location = text_field(p, "location", required=False) or "floor"
+    plan.add(INSERT_STOCK, (store_id, origin.stream, sku, location, delta, reason, text_field(p, "ref", False), event.seq, now))
     plan.stock_touched.add((store_id, sku))  # type: ignore[arg-type]
 
 
 def _points_entry(plan: Plan, origin: Origin, event: Event, now: float) -> None:
     store_id = origin.store_id
     p = event.payload
-    member_id = _text(p, "member_id")
-    delta = _int(p, "delta")
-    kind = _text(p, "kind")
-    plan.add(INSERT_POINTS, (member_id, delta, kind, _text(p, "ref", False), store_id, origin.stream, event.seq, now))
+    member_id = text_field(p, "member_id")
+    delta = int_field(p, "delta")
+    kind = text_field(p, "kind")
+    plan.add(INSERT_POINTS, (member_id, delta, kind, text_field(p, "ref", False), store_id, origin.stream, event.seq, now))
     plan.points_touched.add(member_id)  # type: ignore[arg-type]
 
-
-Planner = Callable[[Plan, Origin, Event, float], None]
 
 PLANNERS: dict[str, Planner] = {
     "member.registered": _member_registered,
@@ -143,6 +95,22 @@ PLANNERS: dict[str, Planner] = {
     "stock.moved": _stock_moved,
     "points.entry": _points_entry,
 }
+
+
+def _register_area_planners() -> None:
+    """Each area (sales, visits, inspections, members) owns the event types it defines."""
+    from tenpo.cloud.asn.effects import PLANNERS as ASN
+    from tenpo.cloud.members.effects import PLANNERS as MEMBERS
+    from tenpo.cloud.sales.effects import PLANNERS as SALES
+    from tenpo.cloud.visits.effects import PLANNERS as VISITS
+
+    for area in (SALES, VISITS, ASN, MEMBERS):
+        overlap = set(area) & set(PLANNERS)
+        assert not overlap, f"event types defined twice: {overlap}"
+        PLANNERS.update(area)
+
+
+_register_area_planners()
 
 
 def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = None) -> None:
@@ -159,3 +127,4 @@ def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = Non
     plan.stock_touched |= scratch.stock_touched
     plan.points_touched |= scratch.points_touched
     plan.members_touched |= scratch.members_touched
+    plan.hooks.update(scratch.hooks)

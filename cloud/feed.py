@@ -86,8 +86,8 @@ def _entity_rows(
         rows = [dict(zip(("sku", "jan", "name", "price", "tax_class", "version"), r)) for r in found]
         return rows, (rows[-1]["sku"] if rows else None)
     if entity == "members":
-        columns = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
-                   "home_store", "version")  # fmt: skip
+        columns = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret",
+                   "consent", "custom", "home_store", "version")  # fmt: skip
         found = db.all(
             f"SELECT {', '.join(columns)} FROM members WHERE member_id > ? AND erased = 0 ORDER BY member_id LIMIT ?",
             (after, limit),

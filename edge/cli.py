@@ -79,6 +79,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _json_flag(status)
     status.set_defaults(func=cmd_status)
 
+    from tenpo.edge.checkout.cli import register_edge as checkout_commands
+    from tenpo.edge.clerk.cli import register_edge as clerk_commands
+    from tenpo.edge.inspection.cli import register_edge as inspection_commands
+    from tenpo.edge.membership.cli import register_edge as membership_commands
+
+    for add_commands in (checkout_commands, inspection_commands, clerk_commands, membership_commands):
+        add_commands(commands)
+
+
+def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--config`` as every edge command takes it (for area modules adding subcommands)."""
+    return _with_config(parser)
+
+
+def open_store(args: argparse.Namespace) -> tuple[StoreConfig, Any]:
+    """The config and the migrated replica for an edge command."""
+    return _open(args)
+
 
 # ---------------------------------------------------------------------------- handlers
 
@@ -188,6 +206,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     status["agent_running"] = _alive(link.get("pid"))
     status.update(replica.sync_status(db))
     status["bootstrapped"] = get_meta(db.conn, "bootstrapped") == "1"
+    status["services"] = {
+        key.removeprefix("service."): json.loads(value)
+        for key, value in db.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'service.%' ORDER BY key")
+    }
     if args.json:
         _print_json(status)
     else:

@@ -6,6 +6,7 @@ in one ``BEGIN IMMEDIATE`` transaction; ``synchronous=FULL`` because it holds mo
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -68,6 +69,7 @@ def _m001_core(db: sqlite_utils.Database) -> None:
             "email": str,
             "card_no": str,
             "line_user_id": str,
+            "beacon_secret": str,  # hex; the member app's rotating beacon id is derived from it (docs/beacons.md)
             "consent": str,  # JSON {"marketing_email": true, ...}
             "custom": str,  # JSON, per chain, no schema change needed
             "home_store": str,
@@ -141,8 +143,27 @@ def _m001_core(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
-    (1, "members, products, ledgers, outbox", _m001_core),
+def _area(module: str) -> Callable[[sqlite_utils.Database], bool]:
+    def step(db: sqlite_utils.Database) -> bool:
+        return bool(importlib.import_module(module).migrate(db))
+
+    return step
+
+
+def _core(db: sqlite_utils.Database) -> bool:
+    _m001_core(db)
+    return True
+
+
+# Numbers are fixed once released; each area owns the migration it registers here. A step returns
+# False while its area has nothing to create, so the number stays free until it does.
+MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
+    (1, "members, products, ledgers, outbox", _core),
+    (2, "sales, receipts, receipt numbers", _area("tenpo.edge.checkout.schema")),
+    (3, "beacon arrivals and visits", _area("tenpo.edge.ble.schema")),
+    (4, "advance ship notices and dock inspections", _area("tenpo.edge.inspection.schema")),
+    (5, "member merges and the personal-data audit log", _area("tenpo.edge.membership.schema")),
+    (6, "clerks, sign-in and roles", _area("tenpo.edge.clerk.schema")),
 ]
 
 LATEST_SCHEMA = MIGRATIONS[-1][0]
@@ -154,15 +175,16 @@ def migrate(db: sqlite_utils.Database) -> int:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)"
     )
-    current = schema_version(db)
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     for version, name, step in MIGRATIONS:
-        if version <= current:
+        if version in applied:
             continue
         with transaction(db):
             # Re-check inside the lock: another process may have migrated meanwhile.
-            if schema_version(db) >= version:
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
                 continue
-            step(db)
+            if not step(db):
+                continue
             conn.execute(
                 "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
                 (version, name, time.time()),

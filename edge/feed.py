@@ -98,19 +98,21 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str
         return cleansing.search_key(value) if value else None
 
     conn.executemany(
-        "INSERT INTO members(member_id, name, name_key, kana, kana_key, phone, email, card_no, line_user_id, consent,"
-        " custom, home_store, provisional, erased, points_hq, points_through, version, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?) "
+        "INSERT INTO members(member_id, name, name_key, kana, kana_key, phone, email, card_no, line_user_id,"
+        " beacon_secret, consent, custom, home_store, provisional, erased, points_hq, points_through, version,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?) "
         "ON CONFLICT(member_id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key,"
         " kana = excluded.kana, kana_key = excluded.kana_key, phone = excluded.phone, email = excluded.email,"
-        " card_no = excluded.card_no, line_user_id = excluded.line_user_id, consent = excluded.consent,"
+        " card_no = excluded.card_no, line_user_id = excluded.line_user_id, beacon_secret = excluded.beacon_secret,"
+        " consent = excluded.consent,"
         " custom = excluded.custom, home_store = excluded.home_store, provisional = 0, erased = 0,"
         " version = excluded.version, updated_at = excluded.updated_at "
         "WHERE members.version < excluded.version",
         [
             (
                 r["member_id"], r.get("name"), key(r.get("name")), r.get("kana"), key(r.get("kana")), r.get("phone"),
-                r.get("email"), r.get("card_no"), r.get("line_user_id"), json.dumps(r.get("consent") or {}),
+                r.get("email"), r.get("card_no"), r.get("line_user_id"), r.get("beacon_secret"),
+                json.dumps(r.get("consent") or {}),
                 json.dumps(r.get("custom") or {}, ensure_ascii=False), r.get("home_store"),
                 int(r.get("points", 0)), int((r.get("through") or {}).get(store_id, 0)),
                 version or r["version"], now, now,
@@ -123,7 +125,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str
 def _erase_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
     conn.executemany(
         "UPDATE members SET name = NULL, name_key = NULL, kana = NULL, kana_key = NULL, phone = NULL, email = NULL,"
-        " card_no = NULL, line_user_id = NULL, consent = '{}', custom = '{}', erased = 1, version = ?,"
+        " card_no = NULL, line_user_id = NULL, beacon_secret = NULL, consent = '{}', custom = '{}', erased = 1, version = ?,"
         " updated_at = ? WHERE member_id = ?",
         [(version or r.get("version", 0), time.time(), r["member_id"]) for r in rows],
     )
@@ -177,6 +179,21 @@ SNAPSHOT_HANDLERS: dict[str, Handler] = {
     "members": _upsert_members,
     "stock": _snapshot_stock,
 }
+
+
+def _register_area_handlers() -> None:
+    """Areas own the change kinds they define (ASNs, member merges...)."""
+    from tenpo.edge.inspection import feed as inspection
+    from tenpo.edge.membership import feed as membership
+
+    for area in (inspection, membership):
+        overlap = set(area.CHANGE_HANDLERS) & set(CHANGE_HANDLERS)
+        assert not overlap, f"change kinds handled twice: {overlap}"
+        CHANGE_HANDLERS.update(area.CHANGE_HANDLERS)
+        SNAPSHOT_HANDLERS.update(getattr(area, "SNAPSHOT_HANDLERS", {}))
+
+
+_register_area_handlers()
 
 
 # ---------------------------------------------------------------------------- bootstrap

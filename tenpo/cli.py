@@ -22,6 +22,8 @@ COMMAND_MODULES: dict[str, str] = {
     "rfid": "tenpo.edge.rfid.cli",
     "epc": "tenpo.shared.cli_epc",
     "ble": "tenpo.edge.ble.cli",
+    "hq": "tenpo.cloud.hq.cli",
+    "clerk": "tenpo.edge.clerk.cli",
     "demo": "tenpo.demo",
 }
 
@@ -51,7 +53,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
             if exc.name == name:  # area not built yet
                 continue
             raise
-        module.register(subparsers)
+        register = getattr(module, "register", None)
+        if register is not None:  # an area whose commands are still being built adds none
+            register(subparsers)
     return parser
 
 

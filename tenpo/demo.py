@@ -7,6 +7,7 @@ processes. Each step prints what happened and checks it; any failed check exits 
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import sys
 import tempfile
@@ -36,12 +37,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+# Later parts of the story, each owned by its area: module with run(demo: Demo) -> None.
+SCENARIOS: tuple[str, ...] = (
+    "tenpo.demo_checkout",  # issue 5: an outage during which Shibuya keeps selling
+    "tenpo.demo_dock",  # issue 4: a delivery through the dock door
+    "tenpo.demo_arrival",  # issue 6: a member arrives; the clerk and HQ see it
+)
+
+
 class Demo:
+    """What a scenario gets: the running chain and ways to narrate and check."""
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.processes: list[Process] = []
         self.broker: Mosquitto | None = None
         self.step_no = 0
+        self.db_url = f"sqlite:///{workdir / 'hq' / 'central.db'}"
+        self.central: Central | None = None
+        self.config_paths: dict[str, Path] = {}
+        self.agents: dict[str, Process] = {}
+        self.dbs: dict[str, Any] = {}
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -60,6 +76,14 @@ class Demo:
         self.processes.append(process.start())
         return process
 
+    def start_agent(self, store_id: str) -> Process:
+        process = self.start(store_process(self.config_paths[store_id]))
+        self.agents[store_id] = process
+        return process
+
+    def stop_agent(self, store_id: str) -> None:
+        self.agents[store_id].terminate()
+
     def stop_all(self) -> None:
         for process in reversed(self.processes):
             if process.alive():
@@ -70,28 +94,29 @@ class Demo:
 
 def run_demo(workdir: Path) -> int:
     demo = Demo(workdir)
-    db_url = f"sqlite:///{workdir / 'hq' / 'central.db'}"
+    db_url = demo.db_url
     try:
         demo.step("HQ: a private MQTT broker, the central database and the product list")
         demo.broker = broker = Mosquitto(workdir).start()
         (workdir / "hq").mkdir(exist_ok=True)
-        central = Central(db_url)
+        central = demo.central = Central(db_url)
         (workdir / "products.csv").write_text(PRODUCTS, encoding="utf-8")
         report = import_products(central, workdir / "products.csv")
         demo.say(f"    broker {broker.url}; {report.created} products imported")
 
         demo.step("Two stores provisioned: replica, Ed25519 key pair, registered at HQ")
         stores = {"S001": "Shibuya", "S002": "Umeda"}
-        configs = {s: provision_store(workdir / s, s, broker.url, db_url) for s in stores}
+        configs = demo.config_paths = {s: provision_store(workdir / s, s, broker.url, db_url) for s in stores}
         for store_id, path in configs.items():
             demo.say(f"    {store_id} {stores[store_id]}: config {path}")
 
         demo.step("Start the aggregator and both store agents")
         demo.start(aggregator_process(db_url, broker.url, workdir / "hq" / "aggregator.log"))
-        for path in configs.values():
-            demo.start(store_process(path))
+        for store_id in configs:
+            demo.start_agent(store_id)
         db_a = edge_db.connect(load_config(str(configs["S001"])).database)
         db_b = edge_db.connect(load_config(str(configs["S002"])).database)
+        demo.dbs = {"S001": db_a, "S002": db_b}
         demo.check("both stores online at HQ", lambda: all(s["online"] for s in status_report(central)["stores"]))
         demo.check("the product list reached both stores (bootstrap snapshot)",
                    lambda: all(d.conn.execute("SELECT count(*) FROM products").fetchone()[0] == 4 for d in (db_a, db_b)))  # fmt: skip
@@ -115,6 +140,15 @@ def run_demo(workdir: Path) -> int:
         for row in replica.stock_levels(db_a, "S001", "UMBRELLA"):
             where = "here" if row.as_of is None else "replica"
             demo.say(f"    {row.store_id} {row.sku:<10} {row.on_hand:>4}  {row.name} ({where})")
+
+        for name in SCENARIOS:
+            try:
+                scenario = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            scenario.run(demo)
 
         demo.step("Summary at HQ")
         demo.check("every store event applied",

@@ -1,0 +1,1 @@
+"""Advance ship notices and dock inspection reports at HQ — issue 4."""

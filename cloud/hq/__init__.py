@@ -1,0 +1,1 @@
+"""The HQ sync monitor (`tenpo hq`, a Textual app) — issue 8."""

@@ -1,0 +1,1 @@
+"""Golden member records at HQ: imports, identity resolution, merges, erasure — issue 9."""

@@ -1,0 +1,1 @@
+"""Sales, returns and HQ reconciliation (points below zero, stock oversold) — issue 5."""

@@ -1,0 +1,1 @@
+"""Member visits and coupon triggers from the stores' beacons — issue 6."""

@@ -1,0 +1,1 @@
+"""Dock inspection: ASNs, RFID read sessions, verdicts, receipts into stock — issue 4."""

@@ -1,0 +1,1 @@
+"""Member merges and erasures from HQ, and the audit of personal-data views — issue 9 (and 7)."""
