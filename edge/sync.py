@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenpo import __version__
 from tenpo.edge import feed
 from tenpo.edge.config import StoreConfig
-from tenpo.edge.db import LATEST_SCHEMA, transaction
+from tenpo.edge.db import schema_version, transaction
 from tenpo.edge.outbox import acknowledge, backlog, next_counter, pending, read_counter, set_meta, stream_id
 from tenpo.shared import crypto, hlc
 from tenpo.shared.mqtt import connect_async, make_client
@@ -233,7 +233,7 @@ class SyncLink:
         self._publish(
             "birth",
             Birth(
-                bdseq=self.bdseq, agent_version=__version__, schema_version=LATEST_SCHEMA, backlog=count,
+                bdseq=self.bdseq, agent_version=__version__, schema_version=schema_version(self.db), backlog=count,
                 last_seq=read_counter(conn, "outbox"), last_acked_seq=self.state.acked,
                 cursor=read_counter(conn, "cursor"), hlc=self._hlc(),
             ),
