@@ -16,7 +16,7 @@ from tenpo.cloud import admin
 from tenpo.cloud.db import Central
 from tenpo.cloud.status import status_report
 from tenpo.shared.errors import UserError
-from tenpo.shared.mqtt import parse_broker_url
+from tenpo.shared.mqtt import TlsFiles, parse_broker_url
 
 DEFAULT_DB = "sqlite:///central.db"
 
@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = _db_flag(commands.add_parser("run", help="run an aggregator (several may share one PostgreSQL)"))
     run.add_argument("--broker", default=os.environ.get("TENPO_BROKER", "mqtt://127.0.0.1:1883"))
     run.add_argument("--client-id", help="MQTT client id (default: unique per process)")
+    run.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
+    run.add_argument("--tls-cert", type=Path, help="this aggregator's client certificate")
+    run.add_argument("--tls-key", type=Path, help="its private key")
     run.add_argument("--log-level", default=os.environ.get("TENPO_LOG_LEVEL", "INFO"))
     run.set_defaults(func=cmd_run)
 
@@ -85,7 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    aggregator = Aggregator(args.db, parse_broker_url(args.broker, "--broker"), client_id=args.client_id)
+    tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
+    aggregator = Aggregator(args.db, parse_broker_url(args.broker, "--broker"), tls=tls, client_id=args.client_id)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -166,7 +166,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (6, "clerks, sign-in and roles", _area("tenpo.edge.clerk.schema")),
 ]
 
-LATEST_SCHEMA = MIGRATIONS[-1][0]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

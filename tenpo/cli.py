@@ -24,6 +24,7 @@ COMMAND_MODULES: dict[str, str] = {
     "ble": "tenpo.edge.ble.cli",
     "hq": "tenpo.cloud.hq.cli",
     "clerk": "tenpo.edge.clerk.cli",
+    "provision": "tenpo.provision",
     "demo": "tenpo.demo",
 }
 

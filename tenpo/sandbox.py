@@ -7,6 +7,7 @@ so a caller can stop, restart or cut it without touching the system's broker.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -43,7 +44,10 @@ def wait_for_port(port: int, up: bool = True, timeout: float = 10.0) -> None:
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    """``tls_dir`` (with ca.pem, broker.crt, broker.key and an ``acl`` file) makes it a TLS broker that
+    requires client certificates and takes the certificate CN as the username."""
+
+    def __init__(self, workdir: Path, port: int | None = None, tls_dir: Path | None = None) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError("mosquitto is not installed (make test installs it)")
@@ -51,9 +55,18 @@ class Mosquitto:
         self.port = port or free_port()
         self.workdir = workdir
         self.config = workdir / f"mosquitto-{self.port}.conf"
+        tls = (
+            f"cafile {tls_dir / 'ca.pem'}\ncertfile {tls_dir / 'broker.crt'}\nkeyfile {tls_dir / 'broker.key'}\n"
+            f"require_certificate true\nuse_identity_as_username true\nacl_file {tls_dir / 'acl'}\n"
+            if tls_dir else ""
+        )
+        self.tls = tls_dir is not None
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            # Run as whoever started it: as root, Mosquitto would otherwise switch to "mosquitto" and lose
+            # access to our (private) work folder, its certificates and its log.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+            f"listener {self.port} 127.0.0.1\n" + tls +
+            f"allow_anonymous {'false' if tls_dir else 'true'}\n"
             "persistence false\n"
             "max_queued_messages 100000\n"
             "max_inflight_messages 100\n"
@@ -65,7 +78,7 @@ class Mosquitto:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> "Mosquitto":
         self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
@@ -103,12 +116,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate} (last value {last!r})")
 
 
-def write_store_config(directory: Path, store_id: str, broker_url: str, **sync: Any) -> Path:
+def write_store_config(
+    directory: Path, store_id: str, broker_url: str, broker_extra: dict[str, str] | None = None, **sync: Any
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{store_id}.toml"
     lines = [
         "[store]", f'id = "{store_id}"', f'name = "Store {store_id}"', f'database = "{directory / (store_id + ".db")}"',
-        "[broker]", f'url = "{broker_url}"', "[sync]",
+        "[broker]", f'url = "{broker_url}"',
+        *(f'{key} = "{value}"' for key, value in (broker_extra or {}).items()), "[sync]",
     ]  # fmt: skip
     settings = {"ack_timeout_s": 2.0, "pull_interval_s": 2.0, "status_interval_s": 1.0, **sync}
     lines += [f"{key} = {value}" for key, value in settings.items()]
@@ -116,9 +132,11 @@ def write_store_config(directory: Path, store_id: str, broker_url: str, **sync: 
     return path
 
 
-def provision_store(directory: Path, store_id: str, broker_url: str, db_url: str, **sync: Any) -> Path:
+def provision_store(
+    directory: Path, store_id: str, broker_url: str, db_url: str, broker_extra: dict[str, str] | None = None, **sync: Any
+) -> Path:
     """Config, replica, key pair, and registration at HQ: what an installer does for a new store."""
-    path = write_store_config(directory, store_id, broker_url, **sync)
+    path = write_store_config(directory, store_id, broker_url, broker_extra, **sync)
     config = load_config(str(path))
     init_store(config).conn.close()
     central = Central(db_url)
@@ -166,8 +184,12 @@ def store_process(config: Path) -> Process:
     return Process(["edge", "run", "--config", str(config)], config.with_suffix(".log"))
 
 
-def aggregator_process(db_url: str, broker_url: str, log: Path, client_id: str | None = None) -> Process:
+def aggregator_process(
+    db_url: str, broker_url: str, log: Path, client_id: str | None = None, tls: tuple[Path, Path, Path] | None = None
+) -> Process:
     args = ["cloud", "run", "--db", db_url, "--broker", broker_url]
     if client_id:
         args += ["--client-id", client_id]
+    if tls:
+        args += ["--tls-ca", str(tls[0]), "--tls-cert", str(tls[1]), "--tls-key", str(tls[2])]
     return Process(args, log)
