@@ -158,8 +158,8 @@ class SyncLink:
         self._set_will()
         self._record_link(False)
         connect_async(self.client, self.config.broker)
+        # Each tick looks for events other processes (clerk terminal, CLI) committed: one indexed query.
         tick = self.config.sync.poll_interval_s
-        data_version = self._data_version()
         try:
             while not stop.is_set():
                 try:
@@ -170,9 +170,6 @@ class SyncLink:
                     self._handle(topic, payload)
                     while not self._inbox.empty():  # drain what arrived meanwhile before housekeeping
                         self._handle(*self._inbox.get_nowait())
-                version = self._data_version()
-                if version != data_version:  # another process (clerk, CLI) wrote: maybe new events
-                    data_version = version
                 self._housekeeping()
         finally:
             await self._shutdown()
@@ -188,9 +185,6 @@ class SyncLink:
         self.client.disconnect()
         self.client.loop_stop()
         self._record_link(False)
-
-    def _data_version(self) -> int:
-        return int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _record_link(self, connected: bool) -> None:
         with transaction(self.db) as conn:
