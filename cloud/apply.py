@@ -251,7 +251,7 @@ def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTupl
         if record is not None:
             changes.append(("member.upsert", member_id, None, record))
     for member_id in sorted(plan.points_touched):
-        balance = int(db.scalar("SELECT coalesce(sum(delta), 0) FROM points_ledger WHERE member_id = ?", (member_id,), 0))
+        balance = int(db.scalar("SELECT balance FROM points_balances WHERE member_id = ?", (member_id,), 0))
         through = dict(
             db.all(
                 "SELECT store_id, last_applied_seq FROM stores WHERE store_id IN "
@@ -261,9 +261,7 @@ def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTupl
         )
         changes.append(("points.balance", member_id, None, {"member_id": member_id, "balance": balance, "through": through}))
     for store_id, sku in sorted(plan.stock_touched):
-        on_hand = int(
-            db.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = ? AND sku = ?", (store_id, sku), 0)
-        )
+        on_hand = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
         data = {"store_id": store_id, "sku": sku, "on_hand": on_hand, "as_of": now, "version": 0}
         changes.append(("stock.level", f"{store_id}/{sku}", None, data))
     changes += extra
@@ -271,13 +269,8 @@ def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTupl
     for seq, (kind, key, _store, data) in zip(seqs, changes):
         if kind == "member.upsert":
             db.execute("UPDATE members SET version = ? WHERE member_id = ?", (seq, key))
-        elif kind == "stock.level":
-            db.execute(
-                "INSERT INTO stock_levels(store_id, sku, on_hand, as_of, version) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(store_id, sku) DO UPDATE SET on_hand = excluded.on_hand, as_of = excluded.as_of,"
-                " version = excluded.version",
-                (data["store_id"], data["sku"], data["on_hand"], now, seq),
-            )
+        elif kind == "stock.level":  # on_hand itself is kept by the ledger trigger
+            db.execute("UPDATE stock_levels SET version = ? WHERE store_id = ? AND sku = ?", (seq, data["store_id"], data["sku"]))
 
 
 MEMBER_COLUMNS = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret",

@@ -213,6 +213,8 @@ def _m001_core(db: Central) -> list[str]:
             store_id TEXT NOT NULL, sku TEXT NOT NULL, on_hand {t['int']} NOT NULL,
             as_of {t['real']} NOT NULL, version {t['int']} NOT NULL DEFAULT 0,
             PRIMARY KEY (store_id, sku))""",
+        f"CREATE TABLE points_balances (member_id TEXT PRIMARY KEY, balance {t['int']} NOT NULL)",
+        *_balance_triggers(db),
         f"""CREATE TABLE changes (
             seq {t['int']} PRIMARY KEY,
             kind TEXT NOT NULL,
@@ -225,6 +227,57 @@ def _m001_core(db: Central) -> list[str]:
         f"""CREATE TABLE audit_log (
             id {t['id']}, actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT, detail TEXT,
             at {t['real']} NOT NULL)""",
+    ]
+
+
+def _balance_triggers(db: Central) -> list[str]:
+    """Balances and on-hand are sums of the ledgers, kept current by triggers so that every writer
+    (apply, conflict resolution, imports, merges) keeps them right and reading one costs O(1)."""
+    if db.dialect == "postgresql":
+        return [
+            """CREATE FUNCTION tenpo_points_balance() RETURNS trigger AS $$ BEGIN
+                IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                    UPDATE points_balances SET balance = balance - OLD.delta WHERE member_id = OLD.member_id;
+                END IF;
+                IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                    INSERT INTO points_balances(member_id, balance) VALUES (NEW.member_id, NEW.delta)
+                    ON CONFLICT (member_id) DO UPDATE SET balance = points_balances.balance + EXCLUDED.balance;
+                END IF;
+                RETURN NULL; END $$ LANGUAGE plpgsql""",
+            """CREATE TRIGGER points_ledger_balance AFTER INSERT OR UPDATE OF member_id, delta OR DELETE
+               ON points_ledger FOR EACH ROW EXECUTE FUNCTION tenpo_points_balance()""",
+            """CREATE FUNCTION tenpo_stock_level() RETURNS trigger AS $$ BEGIN
+                IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                    UPDATE stock_levels SET on_hand = on_hand - OLD.delta WHERE store_id = OLD.store_id AND sku = OLD.sku;
+                END IF;
+                IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                    INSERT INTO stock_levels(store_id, sku, on_hand, as_of) VALUES (NEW.store_id, NEW.sku, NEW.delta, NEW.created_at)
+                    ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = stock_levels.on_hand + EXCLUDED.on_hand,
+                        as_of = EXCLUDED.as_of;
+                END IF;
+                RETURN NULL; END $$ LANGUAGE plpgsql""",
+            """CREATE TRIGGER stock_ledger_level AFTER INSERT OR UPDATE OF store_id, sku, delta OR DELETE
+               ON stock_ledger FOR EACH ROW EXECUTE FUNCTION tenpo_stock_level()""",
+        ]
+    return [
+        """CREATE TRIGGER points_ledger_insert AFTER INSERT ON points_ledger BEGIN
+            INSERT INTO points_balances(member_id, balance) VALUES (NEW.member_id, NEW.delta)
+            ON CONFLICT(member_id) DO UPDATE SET balance = balance + excluded.balance; END""",
+        """CREATE TRIGGER points_ledger_update AFTER UPDATE OF member_id, delta ON points_ledger BEGIN
+            UPDATE points_balances SET balance = balance - OLD.delta WHERE member_id = OLD.member_id;
+            INSERT INTO points_balances(member_id, balance) VALUES (NEW.member_id, NEW.delta)
+            ON CONFLICT(member_id) DO UPDATE SET balance = balance + excluded.balance; END""",
+        """CREATE TRIGGER points_ledger_delete AFTER DELETE ON points_ledger BEGIN
+            UPDATE points_balances SET balance = balance - OLD.delta WHERE member_id = OLD.member_id; END""",
+        """CREATE TRIGGER stock_ledger_insert AFTER INSERT ON stock_ledger BEGIN
+            INSERT INTO stock_levels(store_id, sku, on_hand, as_of) VALUES (NEW.store_id, NEW.sku, NEW.delta, NEW.created_at)
+            ON CONFLICT(store_id, sku) DO UPDATE SET on_hand = on_hand + excluded.on_hand, as_of = excluded.as_of; END""",
+        """CREATE TRIGGER stock_ledger_update AFTER UPDATE OF store_id, sku, delta ON stock_ledger BEGIN
+            UPDATE stock_levels SET on_hand = on_hand - OLD.delta WHERE store_id = OLD.store_id AND sku = OLD.sku;
+            INSERT INTO stock_levels(store_id, sku, on_hand, as_of) VALUES (NEW.store_id, NEW.sku, NEW.delta, NEW.created_at)
+            ON CONFLICT(store_id, sku) DO UPDATE SET on_hand = on_hand + excluded.on_hand, as_of = excluded.as_of; END""",
+        """CREATE TRIGGER stock_ledger_delete AFTER DELETE ON stock_ledger BEGIN
+            UPDATE stock_levels SET on_hand = on_hand - OLD.delta WHERE store_id = OLD.store_id AND sku = OLD.sku; END""",
     ]
 
 

@@ -98,7 +98,7 @@ def _entity_rows(
         through = {store_id: int(db.scalar("SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,), 0))}
         balances = dict(
             db.all(
-                "SELECT member_id, sum(delta) FROM points_ledger WHERE member_id >= ? AND member_id <= ? GROUP BY member_id",
+                "SELECT member_id, balance FROM points_balances WHERE member_id >= ? AND member_id <= ?",
                 (rows[0]["member_id"], rows[-1]["member_id"]),
             )
         )

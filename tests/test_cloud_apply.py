@@ -197,3 +197,20 @@ def test_aggregator_dead_letters_bad_payloads_and_keeps_serving(broker, central_
     thread.join(10)
     client.loop_stop()
     db.close()
+
+
+def test_balances_and_on_hand_follow_every_ledger_write(central: Central) -> None:
+    """Conflict resolution, imports and merges write the ledgers too; the derived figures must follow."""
+    apply_batch(central, "S001", EventBatch("s", [
+        Event(1, "p1", "points.entry", 1, 0, {"member_id": "M1", "delta": 100, "kind": "accrual"}),
+        Event(2, "p2", "points.entry", 1, 0, {"member_id": "M2", "delta": 40, "kind": "accrual"}),
+        stock_event(3, delta=7), stock_event(4, delta=-2),
+    ]))  # fmt: skip
+    with central.transaction():
+        central.execute("UPDATE points_ledger SET member_id = 'M1' WHERE member_id = 'M2'")  # a merge re-points
+        central.execute("INSERT INTO stock_ledger(store_id, stream, sku, location, delta, reason, store_seq, created_at)"
+                        " VALUES ('S001', 'hq', 'A1', 'floor', -5, 'conflict write-off', 0, 0)")  # fmt: skip
+    balances = dict(central.all("SELECT member_id, balance FROM points_balances"))
+    sums = dict(central.all("SELECT member_id, sum(delta) FROM points_ledger GROUP BY member_id"))
+    assert {k: v for k, v in balances.items() if v} == {k: int(v) for k, v in sums.items()} == {"M1": 140}
+    assert on_hand(central) == 0 == central.scalar("SELECT on_hand FROM stock_levels WHERE sku = 'A1'")
