@@ -1,6 +1,8 @@
 """Plain ASCII line readers (keyboard-wedge style): one EPC in hex per line, optionally ``EPC,ANTENNA,RSSI``.
 
-Lines end in LF, CR LF or CR. Such readers report no RSSI unless the three-field form is used; the
+Lines end in LF, CR LF or CR. The format has no checksum: a line cut by noise runs into the next
+one and looks like a longer EPC, so the decoder accepts only the EPC sizes it is told to expect
+(96 and 128 bits unless the reader profile says otherwise). Such readers report no RSSI unless the three-field form is used; the
 TagRead then carries ``rssi=None`` so that nothing downstream mistakes "unknown" for a strong read.
 """
 
@@ -8,11 +10,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from tenpo.edge.rfid.reads import DecoderStats, TagRead
 
+DEFAULT_EPC_BITS: Final = (96, 128)
 MAX_LINE: Final = 256  # longer than any EPC line: the stream is not ASCII lines
 _LINE_END: Final = re.compile(rb"\r\n|\r|\n")
 _EPC: Final = re.compile(r"(?:[0-9A-Fa-f]{2}){2,62}")  # 16 .. 496 bits, whole bytes
@@ -44,7 +47,11 @@ def format_line(read: TagRead, with_metadata: bool = True) -> bytes:
 class Decoder:
     """Incremental line decoder. Never raises; blank lines are ignored, bad lines counted."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, epc_bits: Iterable[int] | None = DEFAULT_EPC_BITS
+    ) -> None:
+        """``epc_bits``: EPC sizes to accept; None accepts any whole number of bytes."""
+        self._hex_lengths = None if epc_bits is None else frozenset(bits // 4 for bits in epc_bits)
         self.stats = DecoderStats()
         self._buffer = bytearray()
         self._clock = clock
@@ -83,7 +90,7 @@ class Decoder:
             read = parse_line(raw.decode("ascii"), ts)
         except UnicodeDecodeError:
             read = None
-        if read is None:
+        if read is None or (self._hex_lengths is not None and len(read.epc) not in self._hex_lengths):
             self.stats.reject_payload()
         else:
             self.stats.frames_ok += 1

@@ -231,6 +231,8 @@ class ReaderSimulator:
         for what, done in requests:
             if what == "unplug":
                 self._close_pty()
+                if self.link is not None:
+                    self.link.unlink(missing_ok=True)  # as udev removes /dev/serial/by-id/...
             elif what == "replug":
                 self._close_pty()
                 self._open_pty()

@@ -1,0 +1,433 @@
+"""GS1 EPC Tag Data Standard codec for the 96-bit schemes a store meets on its dock door.
+
+Decodes SGTIN-96, SSCC-96, SGLN-96, GRAI-96 and GIAI-96 (every partition, any filter value, check
+digits recomputed) and encodes SGTIN-96 and SSCC-96. Anything else, such as the ``E2...`` chip-serial
+EPCs many cheap tags ship with, decodes to scheme ``"unknown"`` with a reason instead of failing.
+
+Layouts and partition tables: GS1 EPC TDS 1.13 §14 (Tables 14-2 .. 14-14); URIs: §7 and §12.
+Everything here is pure; ``decode_epc`` never raises.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_COMPANY_PREFIX_DIGITS",
+    "DecodedEpc",
+    "EpcEncodeError",
+    "decode_epc",
+    "encode_sgtin96",
+    "encode_sscc96",
+    "filter_meaning",
+    "gs1_check_digit",
+    "gtin_check_digit",
+]
+
+# Japanese JAN company prefixes (45/49) were issued with 7 digits before 2001 and 9 after; 7 is the
+# most common length on goods still sold, so it is the default when a caller does not know it.
+DEFAULT_COMPANY_PREFIX_DIGITS: Final = 7
+
+UNKNOWN: Final = "unknown"
+
+
+class EpcEncodeError(ValueError):
+    """A GTIN, SSCC, serial, filter or company prefix length cannot be encoded."""
+
+
+class DecodedEpc(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """One EPC read from a tag, decoded. Fields that do not apply to the scheme are None."""
+
+    epc: str  # upper-case hex as read
+    scheme: str  # "sgtin-96", "sscc-96", "sgln-96", "grai-96", "giai-96" or "unknown"
+    tag_uri: str | None = None  # urn:epc:tag:sgtin-96:1.0614141.812345.6789
+    pure_identity: str | None = None  # urn:epc:id:sgtin:0614141.812345.6789
+    filter: int | None = None
+    company_prefix: str | None = None
+    gtin: str | None = None  # SGTIN: 14 digits with check digit
+    serial: str | None = None  # SGTIN and GRAI serial, printed without leading zeros
+    sscc: str | None = None  # SSCC: 18 digits with check digit
+    gln: str | None = None  # SGLN: 13 digits with check digit
+    extension: str | None = None  # SGLN extension ("0" = plain GLN)
+    grai: str | None = None  # GRAI element string value: 0 + 12 digits + check + serial
+    asset_type: str | None = None  # GRAI asset type (may be empty in partition 0)
+    giai: str | None = None  # GIAI element string value: company prefix + asset reference
+    reason: str | None = None  # why the scheme is "unknown"
+
+    @property
+    def known(self) -> bool:
+        return self.scheme != UNKNOWN
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields that apply to this scheme (None left out), for JSON output."""
+        return msgspec.to_builtins(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# Check digits (TDS §7): weights 3,1,3,... starting from the digit next to the check digit.
+
+
+def gs1_check_digit(body: str) -> int:
+    """Check digit for a GS1 key given without its check digit (GTIN, SSCC, GLN, GRAI)."""
+    raw = body.encode("ascii", "replace")
+    if not raw.isdigit():
+        raise EpcEncodeError(f"not all digits: {body!r}")
+    return _check(raw)
+
+
+def _check(raw: bytes) -> int:
+    # weighted sum = 3A + B = 2A + (A + B), with A the weight-3 digits; ASCII '0' is 48.
+    triple = raw[-1::-2]
+    total = 2 * (sum(triple) - 48 * len(triple)) + sum(raw) - 48 * len(raw)
+    return -total % 10
+
+
+def gtin_check_digit(gtin_body: str) -> int:
+    """Check digit of a GTIN given without it (7, 11, 12 or 13 digits)."""
+    return gs1_check_digit(gtin_body)
+
+
+_FILTER_MEANINGS: Final[dict[str, tuple[str, ...]]] = {
+    # TDS §10; values not listed are reserved.
+    "sgtin-96": (
+        "all others", "point of sale trade item", "full case for transport", "reserved",
+        "inner pack", "reserved", "unit load", "component not for individual sale",
+    ),
+    "sscc-96": ("all others", "reserved", "full case for transport", "reserved", "reserved",
+                "reserved", "unit load", "reserved"),
+    "sgln-96": ("all others",) + ("reserved",) * 7,
+    "grai-96": ("all others",) + ("reserved",) * 7,
+    "giai-96": ("all others", "rail vehicle") + ("reserved",) * 6,
+}
+
+
+def filter_meaning(scheme: str, filter_value: int) -> str:
+    """Human meaning of a filter value for a scheme ("" when unknown)."""
+    meanings = _FILTER_MEANINGS.get(scheme)
+    if meanings is None or not 0 <= filter_value < 8:
+        return ""
+    return meanings[filter_value]
+
+
+# --------------------------------------------------------------------------------------------------
+# Partition tables: partition -> (company prefix bits, digits, other field bits, digits).
+
+_Partition = tuple[int, int, int, int]
+
+_SGTIN: Final[tuple[_Partition, ...]] = (
+    (40, 12, 4, 1), (37, 11, 7, 2), (34, 10, 10, 3), (30, 9, 14, 4),
+    (27, 8, 17, 5), (24, 7, 20, 6), (20, 6, 24, 7),
+)
+_SSCC: Final[tuple[_Partition, ...]] = (
+    (40, 12, 18, 5), (37, 11, 21, 6), (34, 10, 24, 7), (30, 9, 28, 8),
+    (27, 8, 31, 9), (24, 7, 34, 10), (20, 6, 38, 11),
+)
+_SGLN: Final[tuple[_Partition, ...]] = (
+    (40, 12, 1, 0), (37, 11, 4, 1), (34, 10, 7, 2), (30, 9, 11, 3),
+    (27, 8, 14, 4), (24, 7, 17, 5), (20, 6, 21, 6),
+)
+_GRAI: Final[tuple[_Partition, ...]] = (
+    (40, 12, 4, 0), (37, 11, 7, 1), (34, 10, 10, 2), (30, 9, 14, 3),
+    (27, 8, 17, 4), (24, 7, 20, 5), (20, 6, 24, 6),
+)
+_GIAI: Final[tuple[_Partition, ...]] = (
+    (40, 12, 42, 13), (37, 11, 45, 14), (34, 10, 48, 15), (30, 9, 52, 16),
+    (27, 8, 55, 17), (24, 7, 58, 18), (20, 6, 62, 19),
+)
+
+# Headers of EPC schemes we recognise but do not decode, so "unknown" can say what the tag is.
+_OTHER_HEADERS: Final[dict[int, str]] = {
+    0x2C: "gdti-96", 0x2D: "gsrn-96", 0x2E: "gsrnp-96", 0x2F: "usdod-96", 0x35: "gid-96",
+    0x36: "sgtin-198", 0x37: "grai-170", 0x38: "giai-202", 0x39: "sgln-195", 0x3B: "adi-var",
+    0x3C: "cpi-96", 0x3D: "cpi-var", 0x3E: "gdti-174", 0x3F: "sgcn-96", 0x40: "itip-110",
+    0x41: "itip-212",
+}
+
+_BITS_96: Final = 96
+_POW10: Final = tuple(10**n for n in range(21))
+
+
+def _unknown(epc: str, reason: str) -> DecodedEpc:
+    return DecodedEpc(epc=epc, scheme=UNKNOWN, reason=reason)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding. Each scheme decoder takes the 96-bit value and returns a DecodedEpc or a failure reason.
+
+
+# SGTIN-96 is the item-level tag: a delivery carries many serials of few GTINs, so everything above
+# the serial (header, filter, partition, company prefix, item reference) is decoded once and reused.
+_SgtinHead = tuple[int, str, str, str, str] | str
+_SGTIN_HEADS: dict[int, _SgtinHead] = {}
+_SGTIN_HEADS_MAX: Final = 1 << 16
+
+
+def _sgtin_head(top: int) -> _SgtinHead:
+    """Decode the 58 bits above the serial: (filter, company, gtin, tag URI prefix, id prefix)."""
+    filt = (top >> 47) & 7
+    partition = (top >> 44) & 7
+    if partition == 7:
+        return "partition 7 is invalid"
+    cbits, cdigits, rbits, rdigits = _SGTIN[partition]
+    company = (top >> rbits) & ((1 << cbits) - 1)
+    item = top & ((1 << rbits) - 1)
+    if company >= _POW10[cdigits] or item >= _POW10[rdigits]:
+        return "company prefix or item reference has too many digits"
+    c = str(company).zfill(cdigits)
+    i = str(item).zfill(rdigits)
+    body = i[0] + c + i[1:]
+    gtin = body + str(_check(body.encode()))
+    return filt, c, gtin, f"urn:epc:tag:sgtin-96:{filt}.{c}.{i}.", f"urn:epc:id:sgtin:{c}.{i}."
+
+
+def _decode_sgtin(epc: str, value: int) -> DecodedEpc | str:
+    top = value >> 38
+    head = _SGTIN_HEADS.get(top)
+    if head is None:
+        head = _sgtin_head(top)
+        if len(_SGTIN_HEADS) >= _SGTIN_HEADS_MAX:
+            _SGTIN_HEADS.clear()
+        _SGTIN_HEADS[top] = head
+    if isinstance(head, str):
+        return head
+    filt, c, gtin, tag_prefix, id_prefix = head
+    serial = str(value & 0x3FFFFFFFFF)
+    return DecodedEpc(epc, "sgtin-96", tag_prefix + serial, id_prefix + serial, filt, c, gtin, serial)
+
+
+def _decode_sscc(epc: str, value: int) -> DecodedEpc | str:
+    if value & 0xFFFFFF:
+        return "sscc-96 reserved bits are not zero"
+    filt = (value >> 85) & 7
+    partition = (value >> 82) & 7
+    if partition == 7:
+        return "partition 7 is invalid"
+    cbits, cdigits, rbits, rdigits = _SSCC[partition]
+    company = (value >> (24 + rbits)) & ((1 << cbits) - 1)
+    ref = (value >> 24) & ((1 << rbits) - 1)
+    if company >= _POW10[cdigits] or ref >= _POW10[rdigits]:
+        return "company prefix or serial reference has too many digits"
+    c = str(company).zfill(cdigits)
+    s = str(ref).zfill(rdigits)
+    body = s[0] + c + s[1:]
+    return DecodedEpc(
+        epc=epc,
+        scheme="sscc-96",
+        tag_uri=f"urn:epc:tag:sscc-96:{filt}.{c}.{s}",
+        pure_identity=f"urn:epc:id:sscc:{c}.{s}",
+        filter=filt,
+        company_prefix=c,
+        sscc=body + str(_check(body.encode())),
+    )
+
+
+def _decode_sgln(epc: str, value: int) -> DecodedEpc | str:
+    filt = (value >> 85) & 7
+    partition = (value >> 82) & 7
+    if partition == 7:
+        return "partition 7 is invalid"
+    cbits, cdigits, rbits, rdigits = _SGLN[partition]
+    company = (value >> (41 + rbits)) & ((1 << cbits) - 1)
+    location = (value >> 41) & ((1 << rbits) - 1)
+    if company >= _POW10[cdigits] or location >= _POW10[rdigits]:
+        return "company prefix or location reference has too many digits"
+    c = str(company).zfill(cdigits)
+    loc = str(location).zfill(rdigits) if rdigits else ""
+    ext = str(value & 0x1FFFFFFFFFF)
+    body = c + loc
+    return DecodedEpc(
+        epc=epc,
+        scheme="sgln-96",
+        tag_uri=f"urn:epc:tag:sgln-96:{filt}.{c}.{loc}.{ext}",
+        pure_identity=f"urn:epc:id:sgln:{c}.{loc}.{ext}",
+        filter=filt,
+        company_prefix=c,
+        gln=body + str(_check(body.encode())),
+        extension=ext,
+    )
+
+
+def _decode_grai(epc: str, value: int) -> DecodedEpc | str:
+    filt = (value >> 85) & 7
+    partition = (value >> 82) & 7
+    if partition == 7:
+        return "partition 7 is invalid"
+    cbits, cdigits, rbits, rdigits = _GRAI[partition]
+    company = (value >> (38 + rbits)) & ((1 << cbits) - 1)
+    asset = (value >> 38) & ((1 << rbits) - 1)
+    if company >= _POW10[cdigits] or asset >= _POW10[rdigits]:
+        return "company prefix or asset type has too many digits"
+    c = str(company).zfill(cdigits)
+    a = str(asset).zfill(rdigits) if rdigits else ""
+    serial = str(value & 0x3FFFFFFFFF)
+    body = "0" + c + a
+    return DecodedEpc(
+        epc=epc,
+        scheme="grai-96",
+        tag_uri=f"urn:epc:tag:grai-96:{filt}.{c}.{a}.{serial}",
+        pure_identity=f"urn:epc:id:grai:{c}.{a}.{serial}",
+        filter=filt,
+        company_prefix=c,
+        grai=body + str(_check(body.encode())) + serial,
+        asset_type=a,
+        serial=serial,
+    )
+
+
+def _decode_giai(epc: str, value: int) -> DecodedEpc | str:
+    filt = (value >> 85) & 7
+    partition = (value >> 82) & 7
+    if partition == 7:
+        return "partition 7 is invalid"
+    cbits, cdigits, rbits, rdigits = _GIAI[partition]
+    company = (value >> rbits) & ((1 << cbits) - 1)
+    asset = value & ((1 << rbits) - 1)
+    if company >= _POW10[cdigits] or asset >= _POW10[rdigits]:
+        return "company prefix or asset reference has too many digits"
+    c = str(company).zfill(cdigits)
+    a = str(asset)  # TDS §14.4.4: printed without leading zeros
+    return DecodedEpc(
+        epc=epc,
+        scheme="giai-96",
+        tag_uri=f"urn:epc:tag:giai-96:{filt}.{c}.{a}",
+        pure_identity=f"urn:epc:id:giai:{c}.{a}",
+        filter=filt,
+        company_prefix=c,
+        giai=c + a,
+    )
+
+
+_DECODERS: Final = {
+    0x30: ("sgtin-96", _decode_sgtin),
+    0x31: ("sscc-96", _decode_sscc),
+    0x32: ("sgln-96", _decode_sgln),
+    0x33: ("grai-96", _decode_grai),
+    0x34: ("giai-96", _decode_giai),
+}
+
+
+def _normalise_hex(epc: str | bytes | bytearray | memoryview) -> str | None:
+    if isinstance(epc, (bytes, bytearray, memoryview)):
+        return bytes(epc).hex().upper()
+    text = "".join(epc.split()).upper()
+    if text.startswith("0X"):
+        text = text[2:]
+    if not text or len(text) % 2 or text.strip("0123456789ABCDEF"):
+        return None
+    return text
+
+
+def decode_epc(epc: str | bytes | bytearray | memoryview) -> DecodedEpc:
+    """Decode an EPC given as hex text (spaces allowed) or raw bytes. Never raises."""
+    if isinstance(epc, str) and len(epc) == 24:
+        # Hot path: a 96-bit EPC in hex, as every reader codec hands it over.
+        try:
+            value = int(epc, 16)
+        except ValueError:
+            value = -1
+        if value >= 0:
+            found = _DECODERS.get(value >> 88)
+            if found is not None:
+                hex_text = epc.upper()
+                result = found[1](hex_text, value)
+                if isinstance(result, str):
+                    return _unknown(hex_text, f"{found[0]}: {result}")
+                return result
+    try:
+        hex_text = _normalise_hex(epc)
+    except (TypeError, ValueError, AttributeError):
+        hex_text = None
+    if hex_text is None:
+        return _unknown(str(epc)[:64], "not hexadecimal")
+    return _decode_slow(hex_text)
+
+
+def _decode_slow(hex_text: str) -> DecodedEpc:
+    if not hex_text:
+        return _unknown(hex_text, "empty EPC")
+    header = int(hex_text[:2], 16)
+    bits = len(hex_text) * 4
+    found = _DECODERS.get(header)
+    if found is not None:
+        name, decoder = found
+        if bits != _BITS_96:
+            return _unknown(hex_text, f"{name} header but {bits} bits instead of 96")
+        result = decoder(hex_text, int(hex_text, 16))
+        return _unknown(hex_text, f"{name}: {result}") if isinstance(result, str) else result
+    other = _OTHER_HEADERS.get(header)
+    if other is not None:
+        return _unknown(hex_text, f"header {header:02X} ({other}) is not decoded here")
+    return _unknown(hex_text, f"header {header:02X} is not a GS1 EPC scheme (e.g. a chip serial)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding.
+
+
+def _digits(value: str, what: str, lengths: tuple[int, ...]) -> str:
+    text = value.strip()
+    if not text.isdigit() or not text.isascii() or len(text) not in lengths:
+        allowed = ", ".join(str(n) for n in lengths)
+        raise EpcEncodeError(f"{what} must be {allowed} digits, got {value!r}")
+    return text
+
+
+def _partition_for(table: tuple[_Partition, ...], company_digits: int) -> tuple[int, _Partition]:
+    for partition, row in enumerate(table):
+        if row[1] == company_digits:
+            return partition, row
+    raise EpcEncodeError(f"company prefix must be 6 to 12 digits, got {company_digits}")
+
+
+def _check_filter(filter_value: int) -> None:
+    if not 0 <= filter_value <= 7:
+        raise EpcEncodeError(f"filter must be 0..7, got {filter_value}")
+
+
+def encode_sgtin96(
+    gtin: str,
+    serial: int,
+    filter: int = 1,  # noqa: A002 - the GS1 name for the field
+    company_prefix_digits: int | None = None,
+) -> str:
+    """SGTIN-96 as upper-case hex from a GTIN (8, 12, 13 or 14 digits, check digit included).
+
+    ``company_prefix_digits`` is the length of the GS1 company prefix inside the GTIN; it is not
+    recoverable from the GTIN itself, so it defaults to ``DEFAULT_COMPANY_PREFIX_DIGITS`` (7).
+    Raises EpcEncodeError on a bad check digit, serial (0 .. 2**38-1) or filter.
+    """
+    gtin14 = _digits(gtin, "GTIN", (8, 12, 13, 14)).zfill(14)
+    expected = gs1_check_digit(gtin14[:13])
+    if int(gtin14[13]) != expected:
+        raise EpcEncodeError(f"GTIN {gtin} has check digit {gtin14[13]}, expected {expected}")
+    if not 0 <= serial < 1 << 38:
+        raise EpcEncodeError(f"SGTIN-96 serial must be 0 .. {(1 << 38) - 1}, got {serial}")
+    _check_filter(filter)
+    cdigits = DEFAULT_COMPANY_PREFIX_DIGITS if company_prefix_digits is None else company_prefix_digits
+    partition, (cbits, _, rbits, _) = _partition_for(_SGTIN, cdigits)
+    company = int(gtin14[1 : 1 + cdigits])
+    item = int(gtin14[0] + gtin14[1 + cdigits : 13])
+    value = (0x30 << 88) | (filter << 85) | (partition << 82)
+    value |= (company << (38 + rbits)) | (item << 38) | serial
+    return f"{value:024X}"
+
+
+def encode_sscc96(
+    sscc: str,
+    filter: int = 0,  # noqa: A002
+    company_prefix_digits: int | None = None,
+) -> str:
+    """SSCC-96 as upper-case hex from an 18-digit SSCC (check digit included)."""
+    digits = _digits(sscc, "SSCC", (18,))
+    expected = gs1_check_digit(digits[:17])
+    if int(digits[17]) != expected:
+        raise EpcEncodeError(f"SSCC {sscc} has check digit {digits[17]}, expected {expected}")
+    _check_filter(filter)
+    cdigits = DEFAULT_COMPANY_PREFIX_DIGITS if company_prefix_digits is None else company_prefix_digits
+    partition, (cbits, _, rbits, _) = _partition_for(_SSCC, cdigits)
+    company = int(digits[1 : 1 + cdigits])
+    ref = int(digits[0] + digits[1 + cdigits : 17])
+    value = (0x31 << 88) | (filter << 85) | (partition << 82) | (company << (24 + rbits)) | (ref << 24)
+    return f"{value:024X}"

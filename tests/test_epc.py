@@ -1,0 +1,248 @@
+"""EPC Tag Data Standard codec: published vectors, epcpy as an independent oracle, round trips, fuzz."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from epcpy import hex_to_tag_encodable
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tenpo.cli import main
+from tenpo.shared.epc import (
+    EpcEncodeError,
+    decode_epc,
+    encode_sgtin96,
+    encode_sscc96,
+    gs1_check_digit,
+    gtin_check_digit,
+)
+
+# Vectors 1-5: GS1 EPC TDS 1.13 Annex E.3. Vectors 7-18: nedap/retail-epcpy tests/epc_schemes
+# (via /work/shared/research/rfid.md §3.2). The last two: sergiss/epc-tds README hexes.
+TAG_URI_VECTORS = [
+    ("3074257BF7194E4000001A85", "urn:epc:tag:sgtin-96:3.0614141.812345.6789"),
+    ("3174257BF4499602D2000000", "urn:epc:tag:sscc-96:3.0614141.1234567890"),
+    ("3274257BF46072000000162E", "urn:epc:tag:sgln-96:3.0614141.12345.5678"),
+    ("3374257BF40C0E400000162E", "urn:epc:tag:grai-96:3.0614141.12345.5678"),
+    ("3474257BF40000000000162E", "urn:epc:tag:giai-96:3.0614141.5678"),
+    ("30C579D5D4ADB60000000000", "urn:epc:tag:sgtin-96:6.50712192365.88.0"),
+    ("3154257BF4499602D2000000", "urn:epc:tag:sscc-96:2.0614141.1234567890"),
+    ("31583BF982DFDC1C35000000", "urn:epc:tag:sscc-96:2.061414.12345678901"),
+    ("31003932449F003039000000", "urn:epc:tag:sscc-96:0.061414123456.12345"),
+    ("31A03932449F000000000000", "urn:epc:tag:sscc-96:5.061414123456.00000"),
+    ("3434257BF400000000000000", "urn:epc:tag:giai-96:1.0614141.0"),
+    ("3434257BF400000000BC6038", "urn:epc:tag:giai-96:1.0614141.12345400"),
+    ("33B4257BF40C0E4000000190", "urn:epc:tag:grai-96:5.0614141.12345.400"),
+    ("3300393243FF740000000000", "urn:epc:tag:grai-96:0.061414113245..0"),
+    ("3300393243FF743FFFFFFFFF", "urn:epc:tag:grai-96:0.061414113245..274877906943"),
+    ("3234257BF460720000000190", "urn:epc:tag:sgln-96:1.0614141.12345.400"),
+    ("320039318D8401FFFFFFFFFF", "urn:epc:tag:sgln-96:0.061411123456..2199023255551"),
+    ("3178E61C883950F59A000000", "urn:epc:tag:sscc-96:3.235634.35321345434"),
+    ("317A7202CC164BA20B000000", "urn:epc:tag:sscc-96:3.641035.51913662987"),
+]
+
+
+@pytest.mark.parametrize(("hex_epc", "tag_uri"), TAG_URI_VECTORS)
+def test_published_vectors_decode_to_their_tag_uri(hex_epc: str, tag_uri: str) -> None:
+    decoded = decode_epc(hex_epc)
+    assert decoded.tag_uri == tag_uri
+    assert decoded.scheme == tag_uri.split(":")[3]
+    assert decoded.filter == int(tag_uri.split(":")[4].split(".")[0])
+
+
+def test_element_strings_of_the_tds_examples() -> None:
+    # TDS Annex E.3 gives the GS1 element string next to each example.
+    sgtin = decode_epc("3074257BF7194E4000001A85")
+    assert (sgtin.gtin, sgtin.serial) == ("80614141123458", "6789")
+    assert sgtin.pure_identity == "urn:epc:id:sgtin:0614141.812345.6789"
+    assert decode_epc("3174257BF4499602D2000000").sscc == "106141412345678908"
+    sgln = decode_epc("3274257BF46072000000162E")
+    assert (sgln.gln, sgln.extension) == ("0614141123452", "5678")
+    assert decode_epc("3374257BF40C0E400000162E").grai == "006141411234525678"
+    assert decode_epc("3474257BF40000000000162E").giai == "06141415678"
+
+
+def test_lower_case_spaced_and_byte_input_decode_alike() -> None:
+    expected = decode_epc("3074257BF7194E4000001A85")
+    assert decode_epc("3074257bf7194e4000001a85") == expected
+    assert decode_epc("30 74 25 7B F7 19 4E 40 00 00 1A 85") == expected
+    assert decode_epc(bytes.fromhex("3074257BF7194E4000001A85")) == expected
+
+
+@pytest.mark.parametrize(
+    ("hex_epc", "reason_part"),
+    [
+        ("E2001026760E017915907125", "not a GS1 EPC scheme"),  # chip-serial EPC from rfid.md §1.5
+        ("596F596F", "not a GS1 EPC scheme"),  # 4-byte EPC from the SparkFun log
+        ("2D74257BF4499602D2000000", "gsrn-96"),  # TDS GSRN-96 example: recognised, not decoded
+        ("3074257BF7194E4000001A8500", "instead of 96"),  # SGTIN header, wrong length
+        ("317A7202CC164BA20B000001", "reserved bits"),  # SSCC-96 with non-zero reserved bits
+        ("301C000000000000000000000", "not hexadecimal"),  # odd length
+        ("30XY257BF7194E4000001A85", "not hexadecimal"),
+        ("", "not hexadecimal"),
+        ("3C" + "0" * 22, "cpi-96"),
+    ],
+)
+def test_anything_else_is_an_unknown_scheme_with_a_reason(hex_epc: str, reason_part: str) -> None:
+    decoded = decode_epc(hex_epc)
+    assert decoded.scheme == "unknown"
+    assert not decoded.known
+    assert reason_part in (decoded.reason or "")
+    assert decoded.tag_uri is None
+
+
+def test_partition_7_and_oversized_fields_are_unknown() -> None:
+    partition_7 = (0x30 << 88) | (7 << 82)
+    assert decode_epc(f"{partition_7:024X}").scheme == "unknown"
+    # partition 0 has a 12-digit company prefix in 40 bits: 2^40-1 has 13 digits
+    too_big = (0x30 << 88) | (((1 << 40) - 1) << 42)
+    assert "too many digits" in (decode_epc(f"{too_big:024X}").reason or "")
+
+
+def test_check_digits() -> None:
+    assert gtin_check_digit("8061414112345") == 8  # TDS E.3
+    assert gtin_check_digit("490123456789") == 4  # a JAN-13 body
+    assert gs1_check_digit("10614141234567890") == 8  # SSCC, TDS E.3
+    assert gs1_check_digit("061414112345") == 2  # GLN, TDS E.3
+    with pytest.raises(EpcEncodeError):
+        gs1_check_digit("12a4")
+
+
+def test_encode_reproduces_the_tds_examples() -> None:
+    assert encode_sgtin96("80614141123458", 6789, filter=3) == "3074257BF7194E4000001A85"
+    assert encode_sscc96("106141412345678908", filter=3) == "3174257BF4499602D2000000"
+    assert encode_sscc96("106141423456789018", 2, company_prefix_digits=6) == "31583BF982DFDC1C35000000"
+
+
+def test_a_jan_code_defaults_to_a_seven_digit_company_prefix() -> None:
+    decoded = decode_epc(encode_sgtin96("4901234567894", 12))
+    assert decoded.company_prefix == "4901234"
+    assert decoded.gtin == "04901234567894"
+    assert decoded.filter == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: encode_sgtin96("4901234567890", 1), "check digit"),
+        (lambda: encode_sgtin96("49012345678", 1), "GTIN must be"),
+        (lambda: encode_sgtin96("4901234567894", 1 << 38), "serial"),
+        (lambda: encode_sgtin96("4901234567894", -1), "serial"),
+        (lambda: encode_sgtin96("4901234567894", 1, filter=8), "filter"),
+        (lambda: encode_sgtin96("4901234567894", 1, company_prefix_digits=13), "company prefix"),
+        (lambda: encode_sscc96("106141412345678900"), "check digit"),
+        (lambda: encode_sscc96("1061414123456789"), "SSCC must be"),
+    ],
+)
+def test_encode_refuses_what_cannot_be_encoded(call, message: str) -> None:
+    with pytest.raises(EpcEncodeError, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------------------------------
+# Random valid values of every scheme and partition, checked against epcpy (an independent decoder).
+
+_PARTITION = st.integers(0, 6)
+
+
+@st.composite
+def gs1_epcs(draw: st.DrawFn) -> str:
+    header = draw(st.sampled_from([0x30, 0x31, 0x32, 0x33, 0x34]))
+    filt = draw(st.integers(0, 7))
+    p = draw(_PARTITION)
+    cdigits = 12 - p
+    company = draw(st.integers(0, 10**cdigits - 1))
+    value = (header << 88) | (filt << 85) | (p << 82)
+    if header in (0x30, 0x33):  # SGTIN / GRAI: ref, then a 38-bit serial
+        rbits = 44 - (40, 37, 34, 30, 27, 24, 20)[p]
+        rdigits = (p + 1) if header == 0x30 else p
+        ref = draw(st.integers(0, 10**rdigits - 1))
+        value |= (company << (38 + rbits)) | (ref << 38) | draw(st.integers(0, (1 << 38) - 1))
+    elif header == 0x31:  # SSCC: ref, then 24 reserved zero bits
+        rbits = 58 - (40, 37, 34, 30, 27, 24, 20)[p]
+        ref = draw(st.integers(0, 10 ** (p + 5) - 1))
+        value |= (company << (24 + rbits)) | (ref << 24)
+    elif header == 0x32:  # SGLN: location, then a 41-bit extension
+        rbits = 41 - (40, 37, 34, 30, 27, 24, 20)[p]
+        ref = draw(st.integers(0, 10**p - 1))
+        value |= (company << (41 + rbits)) | (ref << 41) | draw(st.integers(0, (1 << 41) - 1))
+    else:  # GIAI: asset reference fills the rest
+        rbits = 82 - (40, 37, 34, 30, 27, 24, 20)[p]
+        ref = draw(st.integers(0, min(10 ** (p + 13), 1 << rbits) - 1))
+        value |= (company << rbits) | ref
+    return f"{value:024X}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(gs1_epcs())
+def test_decode_agrees_with_epcpy(hex_epc: str) -> None:
+    ours = decode_epc(hex_epc)
+    theirs = hex_to_tag_encodable(hex_epc)
+    assert ours.pure_identity == theirs.epc_uri
+    gs1_key = {"sgtin-96": ours.gtin, "sscc-96": ours.sscc, "sgln-96": ours.gln,
+               "grai-96": (ours.grai or "")[1:], "giai-96": ours.giai}[ours.scheme]
+    assert gs1_key == theirs.gs1_key()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.text("0123456789", min_size=13, max_size=13),
+    serial=st.integers(0, (1 << 38) - 1),
+    filt=st.integers(0, 7),
+    cdigits=st.integers(6, 12),
+)
+def test_sgtin_round_trip(body: str, serial: int, filt: int, cdigits: int) -> None:
+    gtin = body + str(gtin_check_digit(body))
+    decoded = decode_epc(encode_sgtin96(gtin, serial, filt, cdigits))
+    assert (decoded.scheme, decoded.gtin, decoded.serial) == ("sgtin-96", gtin, str(serial))
+    assert (decoded.filter, decoded.company_prefix) == (filt, gtin[1 : 1 + cdigits])
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.text("0123456789", min_size=17, max_size=17), filt=st.integers(0, 7),
+       cdigits=st.integers(6, 12))
+def test_sscc_round_trip(body: str, filt: int, cdigits: int) -> None:
+    sscc = body + str(gs1_check_digit(body))
+    decoded = decode_epc(encode_sscc96(sscc, filt, cdigits))
+    assert (decoded.scheme, decoded.sscc, decoded.filter) == ("sscc-96", sscc, filt)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.binary(max_size=40), st.text(max_size=40), st.binary(min_size=12, max_size=12)))
+def test_decode_never_raises(data: bytes | str) -> None:
+    decoded = decode_epc(data)
+    assert decoded.scheme in {"unknown", "sgtin-96", "sscc-96", "sgln-96", "grai-96", "giai-96"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line: scripts rely on the JSON names.
+
+
+def test_cli_decode_json_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["epc", "decode", "--json", "3074257BF7194E4000001A85", "E2001026760E017915907125"]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["scheme"] == "sgtin-96"
+    assert first["tag_uri"] == "urn:epc:tag:sgtin-96:3.0614141.812345.6789"
+    assert first["pure_identity"] == "urn:epc:id:sgtin:0614141.812345.6789"
+    assert (first["filter"], first["gtin"], first["serial"]) == (3, "80614141123458", "6789")
+    assert second["scheme"] == "unknown"
+
+
+def test_cli_decode_sscc_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["epc", "decode", "3174257BF4499602D2000000"]) == 0
+    out = capsys.readouterr().out
+    assert "sscc-96" in out and "106141412345678908" in out
+
+
+def test_cli_encode_then_decode(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["epc", "encode", "--gtin", "80614141123458", "--serial", "6789", "--filter", "3", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["epc"] == "3074257BF7194E4000001A85"
+
+
+def test_cli_encode_bad_gtin_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["epc", "encode", "--gtin", "4901234567890", "--serial", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "check digit" in err and err.count("\n") == 1
