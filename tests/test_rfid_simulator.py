@@ -214,3 +214,12 @@ def test_profile_is_a_frozen_value() -> None:
     profile = ReaderProfile(port="socket://127.0.0.1:4001", protocol="r2000")
     with pytest.raises(dataclasses.FrozenInstanceError):
         profile.port = "x"  # type: ignore[misc]
+
+
+def test_a_region_the_module_cannot_take_is_a_config_error_naming_it() -> None:
+    from tenpo.edge.rfid.transport import profile_from_mapping
+    from tenpo.shared.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="region 'JP' is not one the r2000 protocol knows"):
+        profile_from_mapping({"reader": {"protocol": "r2000", "port": "/dev/ttyUSB0", "region": "JP"}}, "yr903.toml")
+    assert profile_from_mapping({"reader": {"protocol": "mercury", "port": "/dev/ttyUSB0", "region": "JP"}}, "m6e").region == "JP"

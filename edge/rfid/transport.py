@@ -64,6 +64,12 @@ def profile_from_mapping(data: dict, source: str = "profile") -> ReaderProfile:
         raise ConfigError(f"{source}: [reader] needs {exc.args[0]!r}") from None
     if protocol not in PROTOCOLS:
         raise ConfigError(f"{source}: protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    region = reader.get("region")
+    supported = {"mercury": mercury.REGIONS, "r2000": r2000.REGIONS}.get(protocol)
+    if region is not None and supported is not None and str(region).upper() not in supported:
+        # Caught here, not when the reader is configured: there it would stop the reader thread for good.
+        raise ConfigError(f"{source}: region {region!r} is not one the {protocol} protocol knows "
+                          f"({', '.join(sorted(supported))})")  # fmt: skip
     antennas = reader.get("antennas", {})
     try:
         powers = {int(k): float(v) for k, v in reader.get("tx_power_dbm", {}).items()}
