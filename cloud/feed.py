@@ -38,7 +38,8 @@ def changes_after(db: Central, cursor: int, limit: int, store_id: str | None = N
 
 
 def _count_all(db: Central) -> int:
-    return sum(int(db.scalar(f"SELECT count(*) FROM {table}", (), 0)) for table in ("products", "members", "stock_levels"))
+    tables = ("products", "members WHERE erased = 0", "stock_levels", "asns WHERE status = 'open'")
+    return sum(int(db.scalar(f"SELECT count(*) FROM {table}", (), 0)) for table in tables)
 
 
 def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> SnapshotChunk:
@@ -108,6 +109,14 @@ def _entity_rows(
             row["points"] = int(balances.get(row["member_id"], 0))
             row["through"] = through
         return rows, rows[-1]["member_id"]
+    if entity == "asns":  # open ones only: a store joining late still recognises a neighbour's delivery
+        found = db.all(
+            "SELECT shipment_id, data, status, version FROM asns WHERE status = 'open' AND shipment_id > ?"
+            " ORDER BY shipment_id LIMIT ?",
+            (after, limit),
+        )
+        rows = [{**json.loads(data), "status": status, "version": version} for _, data, status, version in found]
+        return rows, (found[-1][0] if found else None)
     found = db.all(
         "SELECT store_id, sku, on_hand, as_of, version, store_id || '/' || sku AS k FROM stock_levels"
         " WHERE store_id || '/' || sku > ? ORDER BY k LIMIT ?",

@@ -186,7 +186,7 @@ class ChangePage(msgspec.Struct, frozen=True):
 class SnapshotChunk(msgspec.Struct, frozen=True):
     snapshot_id: str
     as_of: int  # change seq the snapshot starts from; the feed resumes after it
-    entity: str  # "products", "members", "stock", "points"
+    entity: str  # one of SNAPSHOT_ENTITIES
     rows: list[dict[str, Any]]
     next_key: str | None  # None: entity finished
     next_entity: str | None  # None with next_key None: snapshot finished
@@ -194,7 +194,7 @@ class SnapshotChunk(msgspec.Struct, frozen=True):
     total: int = 0  # rows in the whole snapshot (estimate at its start)
 
 
-SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock")
+SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock", "asns")
 
 _encoder = msgspec.json.Encoder()
 

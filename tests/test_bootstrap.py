@@ -72,3 +72,24 @@ def test_new_store_bootstraps_100k_members_and_resumes_after_interruption(tmp_pa
     agent.terminate()
     aggregator.terminate()
     central.close()
+
+
+def test_a_store_joining_late_gets_the_open_asns_in_its_snapshot(tmp_path: Path, broker, sqlite_url) -> None:
+    from tenpo.cloud.asn.admin import import_asns
+
+    central = Central(sqlite_url)
+    provision_store(tmp_path / "S002", "S002", broker.url, sqlite_url)  # the ASN's destination
+    asn_file = tmp_path / "asn.json"
+    asn_file.write_text('[{"shipment_id": "SHP-1", "store": "S002", "epcs": ["3034257BF7194E4000001A85"]}]')
+    report = import_asns(central, asn_file)
+    assert report.created == ["SHP-1"]
+    config_path = provision_store(tmp_path / "S001", "S001", broker.url, sqlite_url)
+    aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
+    agent = store_process(config_path).start()
+    db = edge_db.connect(load_config(str(config_path)).database)
+    wait_until(lambda: get_meta(db.conn, "bootstrapped") == "1", 30, what="bootstrap")
+    # A neighbour's open delivery: this store needs it to recognise cross-reads at its own dock.
+    assert db.conn.execute("SELECT shipment_id, store_id FROM asns").fetchall() == [("SHP-1", "S002")]
+    agent.terminate()
+    aggregator.terminate()
+    central.close()

@@ -42,4 +42,4 @@ def _asn_closed(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, An
 
 
 CHANGE_HANDLERS: dict[str, Handler] = {"asn.upsert": _asn_upsert, "asn.closed": _asn_closed}
-SNAPSHOT_HANDLERS: dict[str, Handler] = {}
+SNAPSHOT_HANDLERS: dict[str, Handler] = {"asns": _asn_upsert}
