@@ -51,6 +51,20 @@ def register(subparsers: Any) -> None:
     member_id.add_argument("--json", action="store_true", help="print as JSON")
     member_id.set_defaults(func=member_id_command)
 
+    replay = commands.add_parser(
+        "replay",
+        help="Feed a recording into the running agent's presence engine (demos, tests, tuning).",
+        description="Queues the advertisements of FILE (the `tenpo ble scan --record` format) in the store "
+        "database; the agent's beacon service feeds them at the recording's pace. Visits are placed so "
+        "the recording ends when the replay does. If the agent is not running, they wait for it.",
+    )
+    replay.add_argument("file", metavar="FILE", help="recorded advertisements, JSON Lines ('-' for stdin)")
+    replay.add_argument("--config", help="store config TOML (default: $TENPO_CONFIG)")
+    replay.add_argument("--speed", type=float, default=1.0, metavar="X",
+                        help="1 = real time (default), 10 = ten times faster, 0 = as fast as possible")  # fmt: skip
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.set_defaults(func=replay_command)
+
 
 def frame_record(frame: Frame, adv: Advertisement) -> dict[str, object]:
     """The fixed decoded-output shape: the frame's fields, then address and rssi."""
@@ -148,4 +162,64 @@ def member_id_command(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(f"window {window}: id {rid.hex()}  (iBeacon major {major}, minor {minor})")
+    return 0
+
+
+def _read_lines(name: str) -> list[str]:
+    if name == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        with open(name, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read ({exc.strerror})") from None
+
+
+def _agent_running(db: Any) -> bool:
+    from tenpo.edge.outbox import get_meta
+
+    pid = json.loads(get_meta(db.conn, "link") or "{}").get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    from tenpo.edge.cli import open_store
+
+    from .inbox import enqueue_replay
+    from .service import beacon_settings
+
+    if args.speed < 0:
+        raise UserError("--speed must be 0 (as fast as possible) or a positive factor")
+    lines = _read_lines(args.file)
+    config, db = open_store(args)
+    if beacon_settings(config) is None:
+        raise UserError(f"{config.path} has no [beacons] section with a registry: the agent would not read the replay")
+    queued = enqueue_replay(db, lines, speed=args.speed)
+    if not queued.queued:
+        raise UserError(f"{args.file}: no readable advertisements ({queued.unreadable} unreadable lines)")
+    running = _agent_running(db)
+    db.conn.close()
+    result = {
+        "replay_id": queued.replay_id, "queued": queued.queued, "unreadable_lines": queued.unreadable,
+        "recording_s": round(queued.duration_s, 3), "feed_s": round(queued.feed_s, 3),
+        "shift_s": round(queued.shift_s, 3), "agent_running": running,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    skipped = f"; {queued.unreadable} unreadable line(s) skipped" if queued.unreadable else ""
+    print(f"queued {queued.queued} advertisements ({queued.duration_s:.0f} s recorded, "
+          f"fed over {queued.feed_s:.0f} s){skipped}")  # fmt: skip
+    if running:
+        print("the agent is running: its beacon service is feeding them now")
+    else:
+        print("the agent is not running: the advertisements wait in the store database until it starts")
     return 0

@@ -114,11 +114,16 @@ class BeaconPipeline:
             return None
         return Sighting(adv.t, Subject("member", member_id), adv.rssi, zone)
 
-    def feed(self, adv: Advertisement) -> list[PresenceEvent]:
-        """Decode, identify and apply one advertisement; returns the presence events it caused."""
+    def feed(self, adv: Advertisement, at: float | None = None) -> list[PresenceEvent]:
+        """Decode, identify and apply one advertisement; returns the presence events it caused.
+
+        Identifiers are resolved at ``adv.t`` (the moment they were advertised); ``at`` places the
+        sighting on the presence clock instead, for a replayed recording moved to the present.
+        """
         events: list[PresenceEvent] = []
         for sighting in self.identify(adv):
-            events += self.engine.observe(sighting.t, sighting.subject, sighting.rssi, sighting.zone)
+            t = sighting.t if at is None else at
+            events += self.engine.observe(t, sighting.subject, sighting.rssi, sighting.zone)
         return events
 
     def tick(self, t: float) -> list[PresenceEvent]:
