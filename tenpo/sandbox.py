@@ -152,16 +152,25 @@ def _env() -> dict[str, str]:
 
 
 class Process:
+    live: "set[Process]" = set()  # every started process, so a failed test can still clean up
+
     def __init__(self, args: list[str], log: Path) -> None:
         self.args = args
         self.log = log
         self.popen: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for process in list(cls.live):
+            process.kill()
+        cls.live.clear()
 
     def start(self) -> "Process":
         handle = open(self.log, "ab")
         self.popen = subprocess.Popen([sys.executable, "-m", "tenpo", *self.args], stdout=handle, stderr=handle,
                                       env=_env())  # fmt: skip
         handle.close()
+        Process.live.add(self)
         return self
 
     def kill(self) -> None:

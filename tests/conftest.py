@@ -9,9 +9,16 @@ from typing import Iterator
 
 import pytest
 
-from tenpo.sandbox import Mosquitto
+from tenpo.sandbox import Mosquitto, Process
 
 POSTGRES_URL = os.environ.get("TENPO_TEST_POSTGRES_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def no_stray_processes() -> Iterator[None]:
+    """Agents and aggregators a failed test left running would eat the CPU of every later test."""
+    yield
+    Process.kill_all()
 
 
 @pytest.fixture
