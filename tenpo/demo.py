@@ -26,8 +26,8 @@ from tenpo.sandbox import Mosquitto, Process, aggregator_process, provision_stor
 PRODUCTS = """sku,jan,name,price,tax_class
 TEA-500,4901085089583,緑茶 500ml,150,reduced
 ONIGIRI-S,4901234567894,おにぎり 鮭,160,reduced
-TSHIRT-M,4560000000011,Tシャツ M 白,1980,standard
-UMBRELLA,4560000000028,傘 65cm,1200,standard
+TSHIRT-M,4560000000012,Tシャツ M 白,1980,standard
+UMBRELLA,4560000000029,傘 65cm,1200,standard
 """
 
 

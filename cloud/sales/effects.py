@@ -1,7 +1,90 @@
-"""Event planners this area defines (event type -> planner); merged into tenpo.cloud.effects.PLANNERS."""
+"""Planners for `sale.completed` and `sale.refunded`: keep the sale, and check the ledgers it moved.
+
+The sale's stock and points movements arrive as their own `stock.moved` / `points.entry` events,
+written before the sale event in the same store transaction, so by the time the sale applies its
+movements are in the ledgers (same batch or an earlier one). The planner stores the sale row and
+adds one hook per member and per (store, sku) that look for a balance below zero or stock oversold.
+"""
 
 from __future__ import annotations
 
-from tenpo.cloud.plan import Planner
+import json
+from typing import Any
 
-PLANNERS: dict[str, Planner] = {}
+from tenpo.cloud.plan import Hook, Origin, PayloadError, Plan, Planner, int_field, text_field
+from tenpo.shared.protocol import Event
+
+INSERT_SALE = (
+    "INSERT INTO sales(store_id, stream, receipt_no, kind, refund_of, at, member_id, total, tax, points_earned,"
+    " points_redeemed, sale, store_seq, feed_cursor, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (store_id, stream, receipt_no) DO NOTHING"
+)
+
+
+def _list_field(payload: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = payload.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise PayloadError(f"{key}: must be a list of objects")
+    return value
+
+
+def _plan_sale(kind: str) -> Planner:
+    def planner(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+        p = event.payload
+        receipt_no = text_field(p, "receipt_no")
+        if p.get("kind") != kind:
+            raise PayloadError(f"kind: expected {kind!r} for {event.type}, got {p.get('kind')!r}")
+        refund_of = text_field(p, "refund_of", required=kind == "refund")
+        member_id = text_field(p, "member_id", required=False)
+        total = int_field(p, "total")
+        cursor = p.get("feed_cursor")
+        if cursor is not None and (isinstance(cursor, bool) or not isinstance(cursor, int)):
+            raise PayloadError("feed_cursor: must be an integer")
+        rates = _list_field(p, "rates")
+        try:
+            tax = sum(int(r["tax"]) for r in rates)
+            skus = {text_field(m, "sku") for m in _list_field(p, "stock_movements")}
+            members = {text_field(e, "member_id") for e in _list_field(p, "points_entries")}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PayloadError(f"rates: {exc}") from None
+        plan.add(
+            INSERT_SALE,
+            (origin.store_id, origin.stream, receipt_no, kind, refund_of, text_field(p, "at"), member_id, total, tax,
+             int_field(p, "points_earned"), int_field(p, "points_redeemed"), json.dumps(p, ensure_ascii=False),
+             event.seq, cursor, now),
+        )  # fmt: skip
+        store_id = origin.store_id
+        for member in sorted(m for m in members if m):
+            plan.hooks[f"sales.points:{member}"] = _points_hook(member, store_id)
+        for sku in sorted(s for s in skus if s):
+            plan.hooks[f"sales.stock:{store_id}/{sku}"] = _stock_hook(store_id, sku)
+
+    return planner
+
+
+# The checks import lazily: tenpo.cloud.sales.conflicts needs tenpo.cloud.apply, which imports the
+# planners (this module) while it loads.
+
+
+def _points_hook(member_id: str, store_id: str) -> Hook:
+    def hook(db, now):  # type: ignore[no-untyped-def]
+        from tenpo.cloud.sales.conflicts import check_points
+
+        return check_points(db, member_id, store_id, now)
+
+    return hook
+
+
+def _stock_hook(store_id: str, sku: str) -> Hook:
+    def hook(db, now):  # type: ignore[no-untyped-def]
+        from tenpo.cloud.sales.conflicts import check_stock
+
+        return check_stock(db, store_id, sku, now)
+
+    return hook
+
+
+PLANNERS: dict[str, Planner] = {
+    "sale.completed": _plan_sale("sale"),
+    "sale.refunded": _plan_sale("refund"),
+}

@@ -1,9 +1,77 @@
-"""This area's `tenpo edge ...` subcommands."""
+"""`tenpo edge checkout` and `tenpo edge refund`: sales from a script or a terminal, on the same
+engine and the same one-transaction store as the clerk terminal.
+
+A refused sale raises a CheckoutRefused (a UserError): tenpo.cli prints its one line on stderr and
+exits 1, and the rolled-back transaction has written nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+import sqlite_utils
+
+from tenpo.edge.checkout.model import Discount, Payment, Sale, Scan
+from tenpo.edge.checkout.store import SaleOrder, commit_sale, find_member_id, load_sale, refund_sale, summary_json
 
 
 def register_edge(commands: argparse._SubParsersAction) -> None:
-    """Add subcommands to the `tenpo edge` group."""
+    """Add `checkout` and `refund` to the `tenpo edge` group."""
+    from tenpo.edge.cli import with_config
+
+    sell = with_config(commands.add_parser(
+        "checkout", help="sell: scan codes, a member, payments; prints the receipt",
+        description="Sell in one transaction and print the receipt. A code scanned twice is two units. "
+        "A refused sale (bad check digit, unknown code, payment short ...) prints why and writes nothing.",
+    ))  # fmt: skip
+    sell.add_argument("--scan", action="append", required=True, metavar="CODE",
+                      help="JAN/EAN, in-store code, RFID EPC (hex or urn:epc:...) or sku:SKU; repeat per item")  # fmt: skip
+    sell.add_argument("--member", metavar="QUERY", help="member id, card number, phone, email or name")
+    sell.add_argument("--redeem", type=int, default=0, metavar="POINTS", help="points to pay with (1 point = ¥1)")
+    sell.add_argument("--pay", action="append", default=[], metavar="TENDER:YEN",
+                      help="cash:1000, card:2480, qr:500 ... (repeatable; only cash gives change)")  # fmt: skip
+    sell.add_argument("--discount", action="append", default=[], metavar="YEN|PCT%",
+                      help="receipt discount or coupon, e.g. 100 or 10%% (repeatable, applied in order)")  # fmt: skip
+    sell.add_argument("--json", action="store_true",
+                      help="print receipt_no, total, tax_by_rate, points_earned, points_redeemed, change")  # fmt: skip
+    sell.set_defaults(func=cmd_checkout)
+
+    back = with_config(commands.add_parser("refund", help="refund a whole earlier sale by its receipt number"))
+    back.add_argument("receipt_no", help="e.g. S001-00000042 (or just 42)")
+    back.add_argument("--json", action="store_true", help="print the same keys as checkout --json")
+    back.set_defaults(func=cmd_refund)
+
+
+def cmd_checkout(args: argparse.Namespace) -> int:
+    from tenpo.edge.cli import open_store
+
+    config, db = open_store(args)
+    order = SaleOrder(
+        scans=tuple(Scan(code) for code in args.scan),
+        member_id=find_member_id(db, args.member) if args.member else None,
+        redeem_points=args.redeem,
+        payments=tuple(Payment.parse(text) for text in args.pay),
+        receipt_discounts=tuple(Discount.parse(text) for text in args.discount),
+    )
+    sale = commit_sale(db, config, order)
+    _print(db, config.store_id, sale, args.json)
+    return 0
+
+
+def cmd_refund(args: argparse.Namespace) -> int:
+    from tenpo.edge.cli import open_store
+
+    config, db = open_store(args)
+    sale = refund_sale(db, config, args.receipt_no)
+    _print(db, config.store_id, sale, args.json)
+    return 0
+
+
+def _print(db: sqlite_utils.Database, store_id: str, sale: Sale, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary_json(sale), ensure_ascii=False, indent=2))
+        return
+    stored = load_sale(db, store_id, sale.receipt_no)  # the text as saved with the sale
+    assert stored is not None
+    print(stored.receipt, end="" if stored.receipt.endswith("\n") else "\n")
