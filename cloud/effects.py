@@ -108,6 +108,13 @@ def _register_area_planners() -> None:
         overlap = set(area) & set(PLANNERS)
         assert not overlap, f"event types defined twice: {overlap}"
         PLANNERS.update(area)
+    # An area may also follow up another's event type (members resolve a store's registration).
+    from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
+
+    FOLLOW_UPS.update(MEMBER_FOLLOW_UPS)
+
+
+FOLLOW_UPS: dict[str, Planner] = {}  # run after the owning planner, on the same scratch plan
 
 
 _register_area_planners()
@@ -122,6 +129,9 @@ def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = Non
         raise PayloadError(f"{event.type}: unsupported schema version {event.schema}")
     scratch = Plan()
     planner(scratch, origin, event, now or time.time())
+    follow_up = FOLLOW_UPS.get(event.type)
+    if follow_up is not None:
+        follow_up(scratch, origin, event, now or time.time())
     for sql, rows in scratch.rows.items():
         plan.rows.setdefault(sql, []).extend(rows)
     plan.stock_touched |= scratch.stock_touched

@@ -1,7 +1,14 @@
-"""Status queries shared by `tenpo cloud status` and the HQ monitor, so both always agree."""
+"""Status queries shared by `tenpo cloud status` and the HQ monitor (`tenpo hq`), so both always agree.
+
+Each function is one query over the central database; `status_report` composes them for the CLI and
+the monitor composes the same ones (it keeps throughput buckets between refreshes, see
+``tenpo.cloud.hq.data``). Times are passed in (``now``) so a caller can pin the clock.
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
 import time
 from typing import Any
 
@@ -11,33 +18,120 @@ STORE_COLUMNS = (
     "store_id", "name", "online", "last_seen", "last_applied_seq", "events_applied", "dead_letters",
     "agent_version", "schema_version", "backlog", "oldest_pending_age_s", "cursor", "skew_ms", "newest_event_hlc",
 )  # fmt: skip
+HLC_COUNTER_BITS = 16  # HLC = (unix millis << 16) | counter (tenpo.shared.hlc)
+MINUTE_S = 60.0
+DEFAULT_BUCKET_S = 10.0  # throughput is counted in buckets of this many seconds of applied_at
 
 
-def store_rows(db: Central) -> list[dict[str, Any]]:
-    rows = db.all(f"SELECT {', '.join(STORE_COLUMNS)} FROM stores ORDER BY store_id")
-    now_ms = int(time.time() * 1000)
+def table_exists(db: Central, name: str) -> bool:
+    """Areas add tables in their own migrations, possibly after this process started: ask each time."""
+    if db.dialect == "sqlite":
+        return db.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
+    return db.scalar("SELECT to_regclass(?)", (name,)) is not None
+
+
+def store_records(db: Central, now: float | None = None) -> list[dict[str, Any]]:
+    """One dict per registered store, straight from the stores table, plus the lag of its newest event."""
+    now_ms = int((time.time() if now is None else now) * 1000)
     result = []
-    for row in rows:
+    for row in db.all(f"SELECT {', '.join(STORE_COLUMNS)} FROM stores ORDER BY store_id"):
         record = dict(zip(STORE_COLUMNS, row))
         record["online"] = bool(record["online"])
         newest = record.pop("newest_event_hlc")
-        record["lag_s"] = round((now_ms - (newest >> 16)) / 1000, 3) if newest else None
+        record["newest_event_ms"] = (int(newest) >> HLC_COUNTER_BITS) if newest else None
+        record["lag_s"] = round((now_ms - record["newest_event_ms"]) / 1000, 3) if newest else None
         result.append(record)
     return result
 
 
+def applied_buckets(db: Central, since: float, until: float, bucket_s: float) -> dict[tuple[str, int], int]:
+    """Events applied in [since, until) per (store, bucket number); bucket n covers [n*bucket_s, (n+1)*bucket_s)."""
+    # PostgreSQL's CAST rounds, SQLite's truncates; applied_at is positive, so both become floor().
+    bucket = "CAST(floor(applied_at / ?) AS BIGINT)" if db.dialect == "postgresql" else "CAST(applied_at / ? AS INTEGER)"
+    rows = db.all(
+        f"SELECT store_id, {bucket}, count(*) FROM events WHERE applied_at >= ? AND applied_at < ? GROUP BY 1, 2",
+        (float(bucket_s), since, until),
+    )
+    return {(store_id, int(number)): int(count) for store_id, number, count in rows}
+
+
+def first_minute_bucket(now: float, bucket_s: float) -> int:
+    """The oldest whole bucket inside the last minute: "events per minute" counts from its start."""
+    return math.ceil((now - MINUTE_S) / bucket_s)
+
+
+def per_minute(buckets: dict[tuple[str, int], int], now: float, bucket_s: float) -> dict[str, int]:
+    """Per store, the events of the buckets that lie in the last minute (pure: the monitor keeps its buckets)."""
+    first = first_minute_bucket(now, bucket_s)
+    counts: dict[str, int] = {}
+    for (store_id, number), count in buckets.items():
+        if number >= first:
+            counts[store_id] = counts.get(store_id, 0) + count
+    return counts
+
+
+def events_last_minute(db: Central, now: float, bucket_s: float = DEFAULT_BUCKET_S) -> dict[str, int]:
+    since = first_minute_bucket(now, bucket_s) * bucket_s
+    return per_minute(applied_buckets(db, since, now + 1e-6, bucket_s), now, bucket_s)
+
+
+def open_conflicts(db: Central) -> dict[str, int] | None:
+    """Open conflicts per store, or None while the sales area has not created its conflicts table."""
+    if not table_exists(db, "conflicts"):
+        return None
+    try:
+        module = importlib.import_module("tenpo.cloud.sales.conflicts")
+    except ImportError:
+        module = None
+    counter = getattr(module, "open_counts_by_store", None)
+    if counter is not None:
+        return {str(k): int(v) for k, v in counter(db).items()}
+    try:  # the table exists but its module does not say how to count: the common shape
+        rows = db.all("SELECT store_id, count(*) FROM conflicts WHERE status = 'open' GROUP BY store_id")
+    except Exception:  # a different shape: better an unknown count than a broken monitor
+        if db.dialect == "postgresql" and not db.conn.autocommit:
+            db.conn.rollback()
+        return None
+    return {str(store_id): int(count) for store_id, count in rows}
+
+
+def dead_letter_totals(db: Central) -> tuple[int, int]:
+    """(all dead letters, open ones)."""
+    row = db.one("SELECT count(*), coalesce(sum(CASE WHEN status = 'open' THEN 1 ELSE 0 END), 0) FROM dead_letters")
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def latest_change(db: Central) -> int:
+    return int(db.scalar("SELECT value FROM counters WHERE name = 'change'", (), 0))
+
+
+def store_rows(db: Central, now: float | None = None) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    records = store_records(db, now)
+    per_minute = events_last_minute(db, now)
+    conflicts = open_conflicts(db)
+    for record in records:
+        record["events_last_minute"] = per_minute.get(record["store_id"], 0)
+        record["open_conflicts"] = None if conflicts is None else conflicts.get(record["store_id"], 0)
+    return records
+
+
 def totals(db: Central, stores: list[dict[str, Any]]) -> dict[str, Any]:
+    all_dead, open_dead = dead_letter_totals(db)
+    conflicts = open_conflicts(db)
     return {
         "stores": len(stores),
         "online": sum(1 for s in stores if s["online"]),
         "events_applied": sum(int(s["events_applied"]) for s in stores),
-        "dead_letters": int(db.scalar("SELECT count(*) FROM dead_letters", (), 0)),
-        "open_dead_letters": int(db.scalar("SELECT count(*) FROM dead_letters WHERE status = 'open'", (), 0)),
-        "latest_change": int(db.scalar("SELECT value FROM counters WHERE name = 'change'", (), 0)),
+        "events_last_minute": sum(int(s.get("events_last_minute") or 0) for s in stores),
+        "dead_letters": all_dead,
+        "open_dead_letters": open_dead,
+        "open_conflicts": None if conflicts is None else sum(conflicts.values()),
+        "latest_change": latest_change(db),
         "members": int(db.scalar("SELECT count(*) FROM members WHERE erased = 0", (), 0)),
     }
 
 
-def status_report(db: Central) -> dict[str, Any]:
-    stores = store_rows(db)
+def status_report(db: Central, now: float | None = None) -> dict[str, Any]:
+    stores = store_rows(db, now)
     return {"stores": stores, "totals": totals(db, stores)}

@@ -1,0 +1,72 @@
+"""`tenpo hq`: the HQ sync monitor in the terminal, or served to a browser with textual-serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from tenpo.shared.errors import UserError
+
+DEFAULT_DB = "sqlite:///central.db"
+DEFAULT_PORT = 8000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    hq = subparsers.add_parser(
+        "hq", help="the HQ sync monitor (Textual): every store's link, backlog, dead letters and conflicts",
+        description="Watch every store: online/offline from birth and Will, backlog, lag, dead letters, conflicts. "
+                    "Keys: Enter store detail, d dead letters, c conflicts, a attention-first order, q quit.",
+    )  # fmt: skip
+    hq.add_argument("--db", default=os.environ.get("TENPO_DB", DEFAULT_DB),
+                    help="sqlite:///path or postgresql://... (default: $TENPO_DB or sqlite:///central.db)")  # fmt: skip
+    hq.add_argument("--broker", default=os.environ.get("TENPO_BROKER", "mqtt://127.0.0.1:1883"),
+                    help="broker for live presence (default: $TENPO_BROKER or mqtt://127.0.0.1:1883); 'none' to skip")  # fmt: skip
+    hq.add_argument("--config", type=Path, help="monitor TOML: [thresholds] and [refresh] (defaults built in)")
+    hq.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
+    hq.add_argument("--tls-cert", type=Path, help="the monitor's client certificate")
+    hq.add_argument("--tls-key", type=Path, help="its private key")
+    hq.add_argument("--serve", action="store_true", help="serve the monitor to a browser (textual-serve) instead")
+    hq.add_argument("--host", default="localhost", help="address to serve on with --serve (default: localhost)")
+    hq.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for --serve (default: {DEFAULT_PORT})")
+    hq.set_defaults(func=cmd_hq)
+
+
+def make_app(db_url: str, broker_url: str | None, config_path: Path | None = None, tls: object = None):  # noqa: ANN201
+    """The app as the CLI runs it; tests build theirs the same way (with a pinned clock if they like)."""
+    from tenpo.cloud.hq.app import HqApp
+    from tenpo.cloud.hq.config import load_monitor_config
+    from tenpo.cloud.hq.data import HqData
+    from tenpo.shared.mqtt import parse_broker_url
+
+    config = load_monitor_config(config_path)
+    broker = None if broker_url in (None, "", "none") else parse_broker_url(broker_url, "--broker")
+    return HqApp(HqData(db_url, config), broker, tls)  # type: ignore[arg-type]
+
+
+def serve_command(args: argparse.Namespace) -> str:
+    """The command textual-serve starts for each browser session: this same monitor, without --serve."""
+    words = [sys.executable, "-m", "tenpo", "hq", "--db", args.db, "--broker", args.broker]
+    for flag in ("config", "tls_ca", "tls_cert", "tls_key"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += [f"--{flag.replace('_', '-')}", str(value)]
+    return shlex.join(words)
+
+
+def cmd_hq(args: argparse.Namespace) -> int:
+    if args.serve:
+        try:
+            from textual_serve.server import Server
+        except ImportError:
+            raise UserError("--serve needs textual-serve (pip install textual-serve)") from None
+        print(f"serving the HQ monitor on http://{args.host}:{args.port}", file=sys.stderr)
+        Server(serve_command(args), host=args.host, port=args.port, title="Tenpo HQ").serve()
+        return 0
+    from tenpo.shared.mqtt import TlsFiles
+
+    tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
+    make_app(args.db, args.broker, args.config, tls).run()
+    return 0

@@ -1,0 +1,102 @@
+"""The conflicts view's window onto the sales area (``tenpo.cloud.sales.conflicts``), imported lazily.
+
+The sales area owns conflict detection and resolution; the monitor only lists and calls. If the
+module or its table is not there yet, the view says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from tenpo.cloud.db import Central
+from tenpo.cloud.status import table_exists
+from tenpo.shared.errors import UserError
+
+MODULE = "tenpo.cloud.sales.conflicts"
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRow:
+    id: str
+    kind: str
+    store_id: str
+    subject: str
+    level: int | None  # balance or on-hand when last detected
+    detail: str  # one line, for the table
+    entries: tuple[str, ...]  # the ledger entries on both sides, one line each
+    status: str
+    at: float | None
+
+
+def sales_conflicts() -> ModuleType | None:
+    try:
+        return importlib.import_module(MODULE)
+    except ImportError:
+        return None
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return item
+    if dataclasses.is_dataclass(item):
+        return {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+    if hasattr(item, "__struct_fields__"):  # msgspec Struct
+        return {name: getattr(item, name) for name in item.__struct_fields__}
+    return dict(getattr(item, "_asdict", lambda: {})())
+
+
+def _row(item: Any) -> ConflictRow:
+    d = _as_dict(item)
+    pick = lambda *names: next((d[n] for n in names if d.get(n) is not None), None)  # noqa: E731
+    detail = pick("detail", "details", "data", "summary")
+    entries: tuple[str, ...] = ()
+    if isinstance(detail, dict):
+        entries = tuple(json.dumps(e, ensure_ascii=False, default=str) for e in detail.get("entries") or ())
+        detail = {k: v for k, v in detail.items() if k != "entries"}
+    level = pick("level")
+    return ConflictRow(
+        id=str(pick("id", "conflict_id")), kind=str(pick("kind", "type") or "?"), store_id=str(pick("store_id", "store") or ""),
+        subject=str(pick("subject", "key", "member_id", "sku") or ""), level=None if level is None else int(level),
+        detail=detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False, default=str),
+        entries=entries, status=str(pick("status") or "open"), at=pick("detected_at", "created_at", "at"),
+    )  # fmt: skip
+
+
+def list_open(db: Central) -> list[ConflictRow] | None:
+    """Open conflicts, newest first; None while there is no conflicts table."""
+    if not table_exists(db, "conflicts"):
+        return None
+    module = sales_conflicts()
+    lister = next((getattr(module, n) for n in ("list_open", "open_conflicts", "list_conflicts") if hasattr(module, n)), None)
+    if lister is not None:
+        return [_row(item) for item in lister(db)]
+    try:
+        cursor = db.execute("SELECT * FROM conflicts WHERE status = 'open'")
+        names = [c[0] for c in cursor.description]
+        return [_row(dict(zip(names, r))) for r in cursor.fetchall()]
+    except Exception:
+        return None
+
+
+def resolution_actions(kind: str | None = None) -> tuple[str, ...]:
+    """What an operator may do about a conflict of ``kind`` (every action the sales area knows if None)."""
+    module = sales_conflicts()
+    if module is None:
+        return ()
+    per_kind = getattr(module, "ACTIONS", {})
+    if kind is not None and kind in per_kind:
+        return tuple(per_kind[kind])
+    return tuple(getattr(module, "RESOLUTIONS", ()))
+
+
+def resolve(db: Central, conflict_id: str, action: str, note: str, actor: str = "hq-operator") -> Any:
+    module = sales_conflicts()
+    resolver = getattr(module, "resolve", None) if module is not None else None
+    if resolver is None:
+        raise UserError("conflict resolution is not available yet (tenpo.cloud.sales.conflicts)")
+    return resolver(db, conflict_id, action, note=note, actor=actor)

@@ -1,0 +1,145 @@
+"""The monitor's one database connection, used from worker threads one at a time.
+
+Throughput buckets are kept between refreshes: each refresh re-counts only the newest buckets, so
+a refresh costs the same with ten minutes of history for 500 stores as with none.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tenpo.cloud import status
+from tenpo.cloud.db import Central
+from tenpo.cloud.hq import actions, conflicts, queries
+from tenpo.cloud.hq.config import MonitorConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    records: list[dict[str, Any]]
+    per_minute: dict[str, int]
+    conflicts: dict[str, int] | None
+    trends: dict[str, tuple[int, ...]]  # per store, events per bucket, oldest first
+    total_rate: tuple[float, ...]  # events/s per bucket, all stores
+    dead_letters: int
+    open_dead_letters: int
+    latest_change: int
+    now: float
+    query_ms: float
+
+
+class Throughput:
+    """Event counts per bucket and store over the sparkline window, refreshed incrementally.
+
+    The series shows whole buckets only, so it changes when the window moves or a whole bucket is
+    re-counted, not on every refresh; it is rebuilt only then.
+    """
+
+    def __init__(self, bucket_s: float, buckets: int) -> None:
+        self.bucket_s = bucket_s
+        self.buckets = buckets
+        self.by_bucket: dict[int, dict[str, int]] = {}
+        self._synced: int | None = None  # newest bucket counted by the last refresh
+        self._series: tuple[int, dict[str, tuple[int, ...]], tuple[float, ...]] | None = None
+
+    def refresh(self, db: Central, now: float) -> None:
+        current = math.floor(now / self.bucket_s)
+        first = current - self.buckets  # the window's whole buckets, plus the current one for "per minute"
+        # Re-count from one bucket before the last one seen: an apply stamped just before a boundary may
+        # commit just after our last read.
+        since = first if self._synced is None else max(first, self._synced - 1)
+        fresh: dict[int, dict[str, int]] = {}
+        for (store_id, number), count in status.applied_buckets(db, since * self.bucket_s, now + 1e-6, self.bucket_s).items():
+            fresh.setdefault(number, {})[store_id] = count
+        whole_changed = any(self.by_bucket.get(n, {}) != fresh.get(n, {}) for n in range(since, current))
+        for number in [n for n in self.by_bucket if n < first or n >= since]:
+            del self.by_bucket[number]
+        self.by_bucket.update(fresh)
+        if whole_changed:
+            self._series = None
+        self._synced = current
+
+    def series(self, now: float) -> tuple[dict[str, tuple[int, ...]], tuple[float, ...]]:
+        """Per store and in total, the last ``buckets`` whole buckets (the current, partial one would
+        always look like a drop)."""
+        first = math.floor(now / self.bucket_s) - self.buckets
+        if self._series is not None and self._series[0] == first:
+            return self._series[1], self._series[2]
+        per_store: dict[str, list[int]] = {}
+        total = [0] * self.buckets
+        for index in range(self.buckets):
+            for store_id, count in self.by_bucket.get(first + index, {}).items():
+                per_store.setdefault(store_id, [0] * self.buckets)[index] = count
+                total[index] += count
+        result = ({k: tuple(v) for k, v in per_store.items()}, tuple(c / self.bucket_s for c in total))
+        self._series = (first, *result)
+        return result
+
+    def per_minute(self, now: float) -> dict[str, int]:
+        """The same count as ``status.events_last_minute`` (whole buckets in the last minute), from memory."""
+        counts: dict[str, int] = {}
+        for number in range(status.first_minute_bucket(now, self.bucket_s), math.floor(now / self.bucket_s) + 1):
+            for store_id, count in self.by_bucket.get(number, {}).items():
+                counts[store_id] = counts.get(store_id, 0) + count
+        return counts
+
+
+class HqData:
+    """Every read and action the monitor performs; one call at a time (the lock), from any thread."""
+
+    def __init__(self, db_url: str, config: MonitorConfig, clock: Callable[[], float] = time.time) -> None:
+        self.db_url = db_url
+        self.db = Central(db_url)
+        self.config = config
+        self.clock = clock
+        self.throughput = Throughput(config.bucket_s, config.buckets)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def overview(self) -> Overview:
+        with self._lock:
+            started = time.perf_counter()
+            now = self.clock()
+            records = status.store_records(self.db, now)
+            self.throughput.refresh(self.db, now)
+            conflict_counts = status.open_conflicts(self.db)
+            all_dead, open_dead = status.dead_letter_totals(self.db)
+            latest = status.latest_change(self.db)
+            trends, total = self.throughput.series(now)
+            per_minute = self.throughput.per_minute(now)
+            elapsed = (time.perf_counter() - started) * 1000
+        return Overview(records, per_minute, conflict_counts, trends, total, all_dead, open_dead, latest, now, elapsed)
+
+    def store_detail(self, store_id: str) -> tuple[queries.StoreDetail | None, tuple[float, ...]]:
+        with self._lock:
+            detail = queries.store_detail(self.db, store_id)
+            trends, _ = self.throughput.series(self.clock())
+        rate = tuple(c / self.config.bucket_s for c in trends.get(store_id, (0,) * self.config.buckets))
+        return detail, rate
+
+    def dead_letters(self, include_closed: bool = False) -> list[queries.DeadLetter]:
+        with self._lock:
+            return queries.dead_letters(self.db, include_closed=include_closed)
+
+    def retry(self, dead_letter_id: int) -> actions.RetryOutcome:
+        with self._lock:
+            return actions.retry_dead_letter(self.db, dead_letter_id)
+
+    def discard(self, dead_letter_id: int, note: str) -> None:
+        with self._lock:
+            actions.discard_dead_letter(self.db, dead_letter_id, note)
+
+    def conflicts(self) -> list[conflicts.ConflictRow] | None:
+        with self._lock:
+            return conflicts.list_open(self.db)
+
+    def resolve_conflict(self, conflict_id: str, action: str, note: str) -> Any:
+        with self._lock:
+            return conflicts.resolve(self.db, conflict_id, action, note)

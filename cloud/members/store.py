@@ -1,0 +1,237 @@
+"""Source records and golden members in the central database (both dialects).
+
+Reads and writes only; deciding who is whom is tenpo.cloud.identity's job, and putting the two
+together is resolve.py's. Feed entries are collected in a `Pending` and turned into change tuples at
+the end, so a batch that touches one member ten times sends one `member.upsert`, after its merges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from tenpo.cloud.apply import member_record, record_changes
+from tenpo.cloud.db import Central
+from tenpo.cloud.identity import SourceRecord, blocking_keys, golden_record
+from tenpo.cloud.plan import ChangeTuple
+from tenpo.shared.cleansing import MEMBER_FIELDS
+
+from .config import MembersConfig
+
+SOURCE_COLUMNS = ("id", "source", "source_id", "member_id", *MEMBER_FIELDS, "prefecture", "verified", "custom",
+                  "raw_hash", "seen_at")  # fmt: skip
+_SELECT_SOURCES = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM member_sources"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    ref: int
+    member_id: str
+    raw_hash: str
+    prefecture: str | None
+    record: SourceRecord
+
+
+def new_member_id() -> str:
+    """A golden id made at HQ: time-ordered, and without the '-' every store's provisional id has."""
+    return f"G{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+
+
+def row_hash(value: Any) -> str:
+    """Fingerprint of an input row: the same row imported again is recognised and changes nothing."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def source_hash(source: str, source_id: str) -> str:
+    return hashlib.sha256(f"{source}\x1f{source_id}".encode()).hexdigest()
+
+
+def _source_row(row: tuple[Any, ...]) -> SourceRow:
+    values = dict(zip(SOURCE_COLUMNS, row))
+    record = SourceRecord(
+        source=values["source"], source_id=values["source_id"],
+        **{name: values[name] for name in MEMBER_FIELDS},
+        verified=frozenset(json.loads(values["verified"] or "[]")), updated_at=values["seen_at"] or "",
+        custom=json.loads(values["custom"] or "{}"),
+    )  # fmt: skip
+    return SourceRow(int(values["id"]), values["member_id"], values["raw_hash"], values["prefecture"], record)
+
+
+def find_source(db: Central, source: str, source_id: str) -> SourceRow | None:
+    row = db.one(f"{_SELECT_SOURCES} WHERE source = ? AND source_id = ?", (source, source_id))
+    return _source_row(row) if row else None
+
+
+def member_sources(db: Central, member_id: str) -> list[SourceRow]:
+    return [_source_row(r) for r in db.all(f"{_SELECT_SOURCES} WHERE member_id = ? ORDER BY source, source_id", (member_id,))]
+
+
+def save_source(db: Central, record: SourceRecord, member_id: str, raw_hash: str, prefecture: str | None,
+                config: MembersConfig, now: float, existing: SourceRow | None = None) -> int:
+    """Insert or update one source record and its blocking keys; returns its row id."""
+    values = (*(getattr(record, name) for name in MEMBER_FIELDS), prefecture,
+              json.dumps(sorted(record.verified)), json.dumps(dict(record.custom), ensure_ascii=False, sort_keys=True),
+              raw_hash, record.updated_at)  # fmt: skip
+    if existing is None:
+        ref = int(db.scalar(
+            "INSERT INTO member_sources(source, source_id, member_id, name, kana, email, phone, postal_code, address,"
+            " birth_date, card_no, prefecture, verified, custom, raw_hash, seen_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (record.source, record.source_id, member_id, *values, now, now),
+        ))  # fmt: skip
+    else:
+        ref = existing.ref
+        db.execute(
+            "UPDATE member_sources SET name = ?, kana = ?, email = ?, phone = ?, postal_code = ?, address = ?,"
+            " birth_date = ?, card_no = ?, prefecture = ?, verified = ?, custom = ?, raw_hash = ?, seen_at = ?,"
+            " updated_at = ? WHERE id = ?",
+            (*values, now, ref),
+        )
+        db.execute("DELETE FROM member_blocks WHERE source_ref = ?", (ref,))
+    keys = sorted(set(blocking_keys(record, config.match)))
+    db.executemany("INSERT INTO member_blocks(block_key, source_ref) VALUES (?, ?)", [(key, ref) for key in keys])
+    return ref
+
+
+def candidates(db: Central, record: SourceRecord, config: MembersConfig, exclude_ref: int | None) -> list[SourceRow]:
+    """Source records sharing a blocking key with `record`; keys held by too many records are no evidence."""
+    keys = sorted(set(blocking_keys(record, config.match)))
+    if not keys:
+        return []
+    marks = ", ".join("?" for _ in keys)
+    counts = db.all(f"SELECT block_key, count(*) FROM member_blocks WHERE block_key IN ({marks}) GROUP BY block_key", keys)
+    usable = [key for key, count in counts if int(count) <= config.match.max_block_size]
+    if not usable:
+        return []
+    marks = ", ".join("?" for _ in usable)
+    rows = db.all(
+        f"{_SELECT_SOURCES} WHERE id IN (SELECT source_ref FROM member_blocks WHERE block_key IN ({marks}))"
+        " ORDER BY id", usable,
+    )  # fmt: skip
+    return [row for row in map(_source_row, rows) if row.ref != exclude_ref]
+
+
+def save_consent(db: Central, source: str, source_id: str, consent: Mapping[str, bool], now: float) -> None:
+    for channel, granted in consent.items():
+        db.execute(
+            "INSERT INTO member_consents(source, source_id, channel, granted, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(source, source_id, channel) DO UPDATE SET granted = excluded.granted,"
+            " updated_at = excluded.updated_at",
+            (source, source_id, channel, int(bool(granted)), now),
+        )
+
+
+def member_consent(db: Central, member_id: str) -> dict[str, bool]:
+    """Per channel, the newest word any of the member's source records gave."""
+    rows = db.all(
+        "SELECT c.channel, c.granted FROM member_consents c JOIN member_sources s"
+        " ON s.source = c.source AND s.source_id = c.source_id WHERE s.member_id = ? ORDER BY c.updated_at, c.channel",
+        (member_id,),
+    )
+    return {channel: bool(granted) for channel, granted in rows}
+
+
+def create_member(db: Central, member_id: str, home_store: str | None, now: float) -> None:
+    from tenpo.cloud.effects import new_beacon_secret
+
+    db.execute(
+        "INSERT INTO members(member_id, consent, custom, home_store, beacon_secret, created_at, updated_at)"
+        " VALUES (?, '{}', '{}', ?, ?, ?, ?)",
+        (member_id, home_store, new_beacon_secret(), now, now),
+    )
+
+
+def refresh_golden(db: Central, member_id: str, config: MembersConfig, now: float) -> bool:
+    """Survivorship over the member's source records into `members` (what stores get) and the profile."""
+    rows = member_sources(db, member_id)
+    if not rows:
+        return False
+    golden = golden_record([row.record for row in rows], config.survivorship)
+    v = golden.values
+    prefecture = next((row.prefecture for row in rows if row.record.key == golden.provenance.get("postal_code")), None)
+    consent = json.loads(db.scalar("SELECT consent FROM members WHERE member_id = ?", (member_id,), "{}"))
+    consent.update(member_consent(db, member_id))
+    db.execute(
+        "UPDATE members SET name = ?, kana = ?, phone = ?, email = ?, card_no = ?, custom = ?, consent = ?,"
+        " updated_at = ? WHERE member_id = ? AND erased = 0",
+        (v.get("name"), v.get("kana"), v.get("phone"), v.get("email"), v.get("card_no"),
+         json.dumps(dict(golden.custom), ensure_ascii=False, sort_keys=True),
+         json.dumps(consent, sort_keys=True), now, member_id),
+    )  # fmt: skip
+    provenance = {name: ":".join(key) for name, key in golden.provenance.items()}
+    db.execute(
+        "INSERT INTO member_profiles(member_id, postal_code, address, prefecture, birth_date, provenance, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET postal_code = excluded.postal_code,"
+        " address = excluded.address, prefecture = excluded.prefecture, birth_date = excluded.birth_date,"
+        " provenance = excluded.provenance, updated_at = excluded.updated_at",
+        (member_id, v.get("postal_code"), v.get("address"), prefecture, v.get("birth_date"),
+         json.dumps(provenance, ensure_ascii=False, sort_keys=True), now),
+    )  # fmt: skip
+    return True
+
+
+def golden_id(db: Central, member_id: str) -> str:
+    """The golden id a (possibly merged-away) member id stands for now."""
+    return str(db.scalar("SELECT member_id FROM member_aliases WHERE alias = ?", (member_id,), member_id))
+
+
+# ---------------------------------------------------------------------------- change feed
+
+
+@dataclass(slots=True)
+class Pending:
+    """Feed entries to send: merges, unmerges and erasures in order, then each touched member once."""
+
+    events: list[ChangeTuple] = field(default_factory=list)
+    members: set[str] = field(default_factory=set)
+    balances: set[str] = field(default_factory=set)
+
+    def extend(self, other: "Pending") -> None:
+        self.events += other.events
+        self.members |= other.members
+        self.balances |= other.balances
+
+    def materialize(self, db: Central) -> list[ChangeTuple]:
+        changes = list(self.events)
+        for member_id in sorted(self.members):
+            record = member_record(db, member_id)
+            if record is not None:  # merged away or erased: no upsert
+                changes.append(("member.upsert", member_id, None, record))
+        for member_id in sorted(self.balances):
+            changes.append(("points.balance", member_id, None, balance_data(db, member_id)))
+        return changes
+
+
+def balance_data(db: Central, member_id: str) -> dict[str, Any]:
+    """The same shape the core publishes: the balance and, per store, the events it includes."""
+    balance = int(db.scalar("SELECT balance FROM points_balances WHERE member_id = ?", (member_id,), 0))
+    through = dict(db.all(
+        "SELECT store_id, last_applied_seq FROM stores WHERE store_id IN "
+        "(SELECT DISTINCT store_id FROM points_ledger WHERE member_id = ?)", (member_id,),
+    ))  # fmt: skip
+    return {"member_id": member_id, "balance": balance, "through": {k: int(v) for k, v in through.items()}}
+
+
+def publish(db: Central, pending: Pending, now: float) -> list[int]:
+    """Append the pending entries to the feed (inside the caller's transaction)."""
+    changes = pending.materialize(db)
+    seqs = record_changes(db, changes, now)
+    db.executemany("UPDATE members SET version = ? WHERE member_id = ?",
+                   [(seq, c[1]) for seq, c in zip(seqs, changes) if c[0] == "member.upsert"])  # fmt: skip
+    return seqs
+
+
+def iter_chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
