@@ -56,7 +56,7 @@ def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> Snap
         entity = request.entity if request.entity in SNAPSHOT_ENTITIES else SNAPSHOT_ENTITIES[0]
         after = request.after_key
     limit = max(1, min(request.limit, MAX_CHUNK))
-    rows, last_key = _entity_rows(db, store_id, request.stream, entity, after, limit)
+    rows, last_key = _entity_rows(db, store_id, request.stream, as_of, entity, after, limit)
     if len(rows) == limit:
         next_key, next_entity = last_key, entity
     else:
@@ -76,7 +76,7 @@ def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> Snap
 
 
 def _entity_rows(
-    db: Central, store_id: str, stream: str, entity: str, after: str | None, limit: int
+    db: Central, store_id: str, stream: str, as_of: int, entity: str, after: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     after = after or ""
     if entity == "products":
@@ -126,8 +126,10 @@ def _entity_rows(
     for row in rows:
         if row["store_id"] == store_id:
             # The store keeps its own ledger: it needs only what earlier lives of its database left behind.
+            # HQ's own corrections after ``as_of`` reach the store through the feed it replays: not here too.
             row["opening"] = int(db.scalar(
-                "SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = ? AND sku = ? AND stream <> ?",
-                (store_id, row["sku"], stream), 0,
+                "SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = ? AND sku = ? AND stream <> ?"
+                " AND NOT (stream = 'hq' AND store_seq > ?)",
+                (store_id, row["sku"], stream, as_of), 0,
             ))  # fmt: skip
     return rows, (found[-1][5] if found else None)

@@ -152,6 +152,16 @@ def _stock_levels(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, 
     )
 
 
+def _stock_corrections(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    """An entry HQ made in this store's ledger (a resolved oversold conflict): no event, HQ has it."""
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at) VALUES (?, 'floor', ?, ?, ?, NULL, ?)",
+        [(r["sku"], int(r["delta"]), str(r.get("reason") or "hq-adjustment"), r.get("ref"), now)
+         for r in rows if r["store_id"] == store_id],
+    )  # fmt: skip
+
+
 def _snapshot_stock(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
     """A new or wiped store takes what earlier lives of its database left at HQ as an opening balance
     (no event: HQ has those entries already)."""
@@ -172,6 +182,7 @@ CHANGE_HANDLERS: dict[str, Handler] = {
     "member.erase": _erase_members,
     "points.balance": _points_balances,
     "stock.level": _stock_levels,
+    "stock.correction": _stock_corrections,
 }
 
 SNAPSHOT_HANDLERS: dict[str, Handler] = {

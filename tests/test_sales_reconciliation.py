@@ -160,6 +160,14 @@ def test_oversold_stock_is_a_conflict_resolved_by_a_correcting_entry(two_stores)
     level = json.loads(central.scalar("SELECT data FROM changes WHERE kind = 'stock.level' ORDER BY seq DESC LIMIT 1"))
     assert (level["store_id"], level["sku"], level["on_hand"]) == ("S001", "BAG", 0)
     assert central.scalar("SELECT count(*) FROM sales WHERE store_id = 'S001' AND kind = 'refund'") == 1
+    # The correcting entry reaches the store's own ledger through the feed, and only that store's.
+    from tenpo.cloud.feed import changes_after
+    from tenpo.edge.feed import apply_page
+
+    for store_id, (_config, store_db) in stores.items():
+        apply_page(store_db, store_id, changes_after(central, 0, 5000, store_id))
+    assert ledger(db, "stock_ledger", "sku")["BAG"] == 0
+    assert ledger(stores["S002"][1], "stock_ledger", "sku")["BAG"] == 5
 
 
 def test_accepted_conflict_reopens_only_when_it_gets_worse(two_stores) -> None:

@@ -236,15 +236,19 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
             if action == "adjust":
                 if level >= 0:
                     raise UserError(f"conflict {number}: on-hand is {level:,} now, nothing to adjust (use --action accept)")
-                db.execute(
+                entry_id = int(db.scalar(
                     "INSERT INTO stock_ledger(store_id, stream, sku, location, delta, reason, ref, store_seq, created_at)"
-                    " VALUES (?, ?, ?, 'floor', ?, 'adjustment', ?, 0, ?)",
+                    " VALUES (?, ?, ?, 'floor', ?, 'adjustment', ?, 0, ?) RETURNING id",
                     (store_id, HQ_STREAM, sku, -level, ref, now),
-                )
+                ))  # fmt: skip
                 resolution["entry"] = {"ledger": "stock", "delta": -level, "reason": "adjustment", "ref": ref}
                 on_hand = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
                 changes.append(("stock.level", conflict.subject, None,
                                 {"store_id": store_id, "sku": sku, "on_hand": on_hand, "as_of": now, "version": 0}))  # fmt: skip
+                # The store's own on-hand is its ledger: it gets the entry itself (only that store applies it).
+                changes.append(("stock.correction", f"{conflict.subject}/{entry_id}", store_id,
+                                {"store_id": store_id, "sku": sku, "delta": -level, "reason": "hq-adjustment",
+                                 "ref": ref, "entry_id": entry_id}))  # fmt: skip
         db.execute(
             "UPDATE conflicts SET status = 'resolved', action = ?, note = ?, resolved_by = ?, resolved_at = ?,"
             " resolution = ?, level = ?, updated_at = ? WHERE id = ?",
@@ -257,6 +261,8 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
             if kind == "stock.level":
                 db.execute("UPDATE stock_levels SET version = ? WHERE store_id = ? AND sku = ?",
                            (seq, data["store_id"], data["sku"]))  # fmt: skip
+            elif kind == "stock.correction":  # which change carries it: a bootstrap's opening balance needs that
+                db.execute("UPDATE stock_ledger SET store_seq = ? WHERE id = ?", (seq, data["entry_id"]))
     resolved = get(db, number)
     assert resolved is not None
     return resolved
