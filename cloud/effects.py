@@ -100,11 +100,12 @@ PLANNERS: dict[str, Planner] = {
 def _register_area_planners() -> None:
     """Each area (sales, visits, inspections, members) owns the event types it defines."""
     from tenpo.cloud.asn.effects import PLANNERS as ASN
+    from tenpo.cloud.audit.effects import PLANNERS as AUDIT
     from tenpo.cloud.members.effects import PLANNERS as MEMBERS
     from tenpo.cloud.sales.effects import PLANNERS as SALES
     from tenpo.cloud.visits.effects import PLANNERS as VISITS
 
-    for area in (SALES, VISITS, ASN, MEMBERS):
+    for area in (SALES, VISITS, ASN, MEMBERS, AUDIT):
         overlap = set(area) & set(PLANNERS)
         assert not overlap, f"event types defined twice: {overlap}"
         PLANNERS.update(area)

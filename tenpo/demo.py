@@ -42,6 +42,7 @@ SCENARIOS: tuple[str, ...] = (
     "tenpo.demo_checkout",  # issue 5: an outage during which Shibuya keeps selling
     "tenpo.demo_dock",  # issue 4: a delivery through the dock door
     "tenpo.demo_arrival",  # issue 6: a member arrives; the clerk and HQ see it
+    "tenpo.demo_clerk",  # issue 7: a clerk account, and how to open the clerk terminal on these files
 )
 
 

@@ -1,0 +1,429 @@
+"""What the clerk terminal reads and writes, one method per panel action, on the store's SQLite file.
+
+The app calls these from worker threads only. One connection serves them all, guarded by a lock,
+so a sale's write transaction never interleaves with a read on the same connection. Areas built in
+parallel (checkout, beacons, inspection) are imported lazily: a missing one makes its panel say
+"not available" instead of stopping the terminal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, TypeVar
+
+from tenpo.edge import db as edge_db
+from tenpo.edge import replica
+from tenpo.edge.clerk import accounts, records
+from tenpo.edge.config import StoreConfig
+from tenpo.edge.outbox import get_meta, read_counter
+from tenpo.shared.errors import UserError
+
+T = TypeVar("T")
+BACKLOG_ALERT_S = 15 * 60  # an unsent event older than this is worth a clerk telling the manager
+
+
+class NotAvailable(UserError):
+    """A part of the store software this panel needs is not installed."""
+
+
+def optional(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+
+
+# ---------------------------------------------------------------------------- view values
+
+
+@dataclass(frozen=True, slots=True)
+class HomeStatus:
+    store_id: str
+    store_name: str
+    online: bool
+    agent_running: bool
+    link_changed_at: float | None
+    backlog: int
+    oldest_age_s: float | None
+    last_seq: int
+    acked_seq: int
+    feed_cursor: int
+    alerts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    member: replica.Member
+    ledger: tuple[tuple[float, int, str, str | None], ...]  # (at, delta, kind, ref), newest first
+    purchases: tuple[tuple[str, str, int, int], ...]  # (at ISO, receipt_no, total, points earned)
+    purchases_source: str  # where the history comes from, said on screen
+
+
+@dataclass(frozen=True, slots=True)
+class StockLine:
+    store_id: str
+    sku: str
+    jan: str | None
+    name: str
+    on_hand: int
+    as_of: float | None  # None: this store, live
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalLine:
+    member_id: str
+    name: str
+    kana: str
+    tier: str
+    points: int
+    arrived_at: float
+    present: bool
+    last_purchase_at: float | None
+    last_purchase_total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DockView:
+    session: dict[str, Any]  # the agent's live read session: open, reads, tags ({} when no reader)
+    service_state: str | None
+    inspections: tuple[Any, ...]  # InspectionRecord, newest first
+    names: dict[str, str] = field(default_factory=dict)  # GTIN-14 -> product name
+    next_asn: tuple[str, int] | None = None  # (shipment id, units) of the open ASN a delivery would match first
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    sale: Any | None  # tenpo.edge.checkout.Sale priced without payment, or None with an error
+    error: str | None
+    member_name: str | None = None
+    member_points: int | None = None
+
+
+class ClerkData:
+    def __init__(self, config: StoreConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.db = edge_db.connect(config.database)
+        self._lock = threading.RLock()
+        self._watch: sqlite3.Connection | None = None
+        self._last_version: int | None = None
+        self.checkout = optional("tenpo.edge.checkout.store")
+        self.arrivals_module = optional("tenpo.edge.ble.arrivals")
+        self.inspection = optional("tenpo.edge.inspection.store")
+
+    @property
+    def store_id(self) -> str:
+        return self.config.store_id
+
+    def _locked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            return fn(*args, **kwargs)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+            if self._watch is not None:
+                self._watch.close()
+
+    # ------------------------------------------------------------------ change detection
+
+    def changed(self) -> bool:
+        """True when any connection (this app's or another process's) committed since the last call.
+
+        ``PRAGMA data_version`` on a connection of its own that never writes: it moves on every commit
+        by any other connection, so live panels re-query only when there is something new.
+        """
+        if self._watch is None:
+            self._watch = sqlite3.connect(str(self.config.database), check_same_thread=False, isolation_level=None)
+        version = int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+        moved = version != self._last_version
+        self._last_version = version
+        return moved
+
+    # ------------------------------------------------------------------ sign-in
+
+    def sign_in(self, clerk_id: str, pin: str) -> accounts.Clerk:
+        return self._locked(accounts.sign_in, self.db, clerk_id, pin, self.clock())
+
+    # ------------------------------------------------------------------ home
+
+    def home(self) -> HomeStatus:
+        return self._locked(self._home)
+
+    def _home(self) -> HomeStatus:
+        conn = self.db.conn
+        link = json.loads(get_meta(conn, "link") or "{}")
+        running = _alive(link.get("pid"))
+        online = bool(link.get("connected")) and running
+        count, oldest = conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
+        now = self.clock()
+        age = None if oldest is None else max(0.0, now - oldest)
+        alerts: list[str] = []
+        if not running:
+            alerts.append("store agent not running: sales are kept and sent when it is back")
+        elif not online:
+            alerts.append("offline: HQ unreachable, points redemption limited to the offline cap")
+        if age is not None and age > BACKLOG_ALERT_S:
+            alerts.append(f"oldest unsent event is {format_age(age)} old")
+        for key, value in conn.execute("SELECT key, value FROM meta WHERE key LIKE 'service.%' ORDER BY key"):
+            state = json.loads(value).get("state")
+            if state in ("failed", "degraded"):
+                alerts.append(f"{key.removeprefix('service.')} service {state}")
+        if _table(conn, "inspections"):
+            (pending,) = conn.execute("SELECT count(*) FROM inspections WHERE status IN ('pending', 'held')").fetchone()
+            if pending:
+                alerts.append(f"{pending} dock inspection(s) waiting for a decision")
+        (dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        if dead:
+            alerts.append(f"{dead} change(s) from HQ could not be applied (dead letters)")
+        (locked,) = conn.execute("SELECT count(*) FROM clerks WHERE locked_until > ?", (now,)).fetchone()
+        if locked:
+            alerts.append(f"{locked} clerk id(s) locked after wrong PINs")
+        return HomeStatus(
+            self.config.store_id, self.config.name, online, running, link.get("at"), int(count), age,
+            read_counter(conn, "outbox"), read_counter(conn, "acked"), read_counter(conn, "cursor"), tuple(alerts),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ members
+
+    def search_members(self, query: str) -> list[replica.Member]:
+        """By member id, card, phone, e-mail or name/kana prefix."""
+        with self._lock:
+            exact = replica.get_member(self.db, query.strip()) if query.strip() else None
+            return [exact] if exact else replica.find_members(self.db, query, 50)
+
+    def open_profile(self, clerk_id: str, member_id: str) -> Profile:
+        """The profile, audited: the view is recorded (and sent to HQ) before any personal data is returned."""
+        with self._lock:
+            member = replica.get_member(self.db, member_id)
+            if member is None:
+                raise UserError(f"member {member_id}: not found (erased or merged)")
+            records.record_member_access(self.db, clerk_id, member_id, "view", self.clock())
+            conn = self.db.conn
+            ledger = conn.execute(
+                "SELECT created_at, delta, kind, ref FROM points_ledger WHERE member_id = ? ORDER BY id DESC LIMIT 50",
+                (member_id,),
+            ).fetchall()
+            purchases: list[tuple[str, str, int, int]] = []
+            if _table(conn, "sales"):
+                purchases = conn.execute(
+                    "SELECT at, receipt_no, total, points_earned FROM sales WHERE member_id = ? ORDER BY created_at DESC"
+                    " LIMIT 50",
+                    (member_id,),
+                ).fetchall()
+            return Profile(member, tuple(ledger), tuple(purchases), f"sales at {self.config.store_id}")
+
+    def export_member(self, clerk: accounts.Clerk, member_id: str, folder: Path | None = None) -> Path:
+        """Write the member's data as JSON for a subject-access request; managers only, audited."""
+        if not accounts.allowed(clerk.role, accounts.Action.MEMBER_EXPORT):
+            raise UserError("export: needs a manager")
+        with self._lock:
+            profile = self.open_profile(clerk.clerk_id, member_id)
+            records.record_member_access(self.db, clerk.clerk_id, member_id, "export", self.clock())
+        target = (folder or Path(self.config.database).parent / "exports") / f"member-{member_id}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = {"member": profile.member.as_json(),
+                "points_ledger": [dict(zip(("at", "delta", "kind", "ref"), row)) for row in profile.ledger],
+                "purchases": [dict(zip(("at", "receipt_no", "total", "points_earned"), row)) for row in profile.purchases]}  # fmt: skip
+        target.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        os.chmod(target, 0o600)  # personal data: readable by the store account only
+        return target
+
+    def register_member(self, fields: dict[str, str]) -> str:
+        return self._locked(replica.register_member, self.db, self.config.store_id, **fields)
+
+    # ------------------------------------------------------------------ stock
+
+    def stock(self, query: str) -> list[StockLine]:
+        return self._locked(self._stock, query.strip())
+
+    def _stock(self, query: str) -> list[StockLine]:
+        if not query:
+            return []
+        conn = self.db.conn
+        like = f"%{query}%"
+        products = conn.execute(
+            "SELECT sku, jan, name FROM products WHERE jan = ? OR sku = ? COLLATE NOCASE OR name LIKE ? OR sku LIKE ?"
+            " ORDER BY (jan = ? OR sku = ? COLLATE NOCASE) DESC, name LIMIT 20",
+            (query, query, like, like, query, query),
+        ).fetchall()
+        lines: list[StockLine] = []
+        for sku, jan, _name in products:
+            for row in replica.stock_levels(self.db, self.config.store_id, sku):
+                lines.append(StockLine(row.store_id, sku, jan, row.name, row.on_hand, row.as_of))
+        return lines
+
+    def reserve(self, clerk: accounts.Clerk, *, sku: str, qty: int, from_store: str, member_id: str | None,
+                customer: str | None) -> str:  # fmt: skip
+        return self._locked(records.request_reservation, self.db, self.config.store_id, clerk.clerk_id, sku=sku,
+                            qty=qty, from_store=from_store, member_id=member_id, customer=customer)  # fmt: skip
+
+    def adjust_stock(self, clerk: accounts.Clerk, sku: str, qty: int, reason: str) -> int:
+        if not accounts.allowed(clerk.role, accounts.Action.STOCK_ADJUST):
+            raise UserError("stock adjustment: needs a manager")
+        return self._locked(replica.adjust_stock, self.db, sku, qty, f"{reason} (clerk {clerk.clerk_id})")
+
+    # ------------------------------------------------------------------ arrivals
+
+    def arrivals(self, limit: int = 30) -> list[ArrivalLine]:
+        if self.arrivals_module is None:
+            raise NotAvailable("arrivals: the beacon module is not installed")
+        return self._locked(self._arrivals, limit)
+
+    def _arrivals(self, limit: int) -> list[ArrivalLine]:
+        found = self.arrivals_module.recent_arrivals(self.db, limit)  # type: ignore[union-attr]
+        tiers: dict[str, str] = {}
+        ids = sorted({a.member_id for a in found})
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for member_id, custom in self.db.conn.execute(f"SELECT member_id, custom FROM members WHERE member_id IN ({marks})", ids):
+                tiers[member_id] = str(json.loads(custom or "{}").get("tier") or "-")
+        return [
+            ArrivalLine(a.member_id, a.name or "?", a.kana or "", tiers.get(a.member_id, "-"), a.points, a.arrived_at,
+                        a.present, a.last_purchase.at if a.last_purchase else None,
+                        a.last_purchase.total if a.last_purchase else None)  # fmt: skip
+            for a in found
+        ]
+
+    # ------------------------------------------------------------------ dock inspection
+
+    def dock(self, limit: int = 20) -> DockView:
+        if self.inspection is None:
+            raise NotAvailable("dock inspection: the inspection module is not installed")
+        with self._lock:
+            conn = self.db.conn
+            service = json.loads(get_meta(conn, "service.inspection") or "{}")
+            records_ = self.inspection.list_inspections(conn, self.config.store_id, None, limit)
+            names = {jan.zfill(14): name for jan, name in conn.execute(
+                "SELECT jan, name FROM products WHERE jan IS NOT NULL AND jan != ''") if jan.isdigit()}  # fmt: skip
+            waiting = self.inspection.open_asns(conn, self.config.store_id)
+            expected = None
+            if waiting:
+                asn = waiting[0]
+                expected = (asn.shipment_id, len(asn.epcs) + sum(line.qty for line in asn.lines))
+            return DockView(service.get("session") or {}, service.get("state"), tuple(records_), names, expected)
+
+    def decide_inspection(self, clerk: accounts.Clerk, inspection_id: str, accept: bool, note: str | None = None) -> Any:
+        """Accept (post the receipt) or hold. Accepting a delivery that differs from its ASN is an override."""
+        if self.inspection is None:
+            raise NotAvailable("dock inspection: the inspection module is not installed")
+        with self._lock:
+            if not accept:
+                return self.inspection.hold(self.db, self.config.store_id, inspection_id, clerk.clerk_id, note)
+            record = self.inspection.get_inspection(self.db.conn, self.config.store_id, inspection_id)
+            if not record.verdict.clean and not accounts.allowed(clerk.role, accounts.Action.INSPECTION_OVERRIDE):
+                raise UserError("accept: the delivery differs from its ASN; a manager must accept it (or hold it)")
+            return self.inspection.accept(self.db, self.config.store_id, inspection_id, clerk.clerk_id)
+
+    # ------------------------------------------------------------------ checkout
+
+    def _checkout(self) -> ModuleType:
+        if self.checkout is None:
+            raise NotAvailable("checkout: the checkout module is not installed")
+        return self.checkout
+
+    def resolve_member(self, query: str) -> replica.Member:
+        """The one member a clerk means by member id, card, phone, e-mail or name."""
+        query = query.strip()
+        if not query:
+            raise UserError("member: type a card number, phone, e-mail or name")
+        with self._lock:
+            exact = replica.get_member(self.db, query)
+            if exact is not None:
+                return exact
+            found = replica.find_members(self.db, query, limit=3)
+        if not found:
+            raise UserError(f"member: no member matches {query!r}")
+        if len(found) > 1:
+            raise UserError(f"member: several members match {query!r}; use the card number or phone")
+        return found[0]
+
+    def preview(self, codes: tuple[str, ...], member_id: str | None, redeem: int) -> Preview:
+        """Lines, per-rate tax and total so far: the engine run without payment, nothing written."""
+        store = self._checkout()
+        from tenpo.edge.checkout.engine import checkout
+        from tenpo.edge.checkout.model import Payment, SaleRequest, Scan
+
+        with self._lock:
+            conn = self.db.conn
+            member = None
+            name = None
+            try:
+                if member_id:
+                    member = store.member_info(conn, member_id)
+                    found = replica.get_member(self.db, member_id)
+                    name = found.name if found else member_id
+                request = SaleRequest("preview", _now_local(), tuple(Scan(c) for c in codes), member=member,
+                                      redeem_points=redeem, payments=(Payment("cash", 10**12),))  # fmt: skip
+                sale = checkout(request, store.ReplicaProducts(conn), store.checkout_rules(self.config),
+                                gtin_from_epc=store.gtin_from_epc, sold_serials=store.SoldSerials(conn))  # fmt: skip
+            except UserError as exc:
+                return Preview(None, str(exc), name, member.points_balance if member else None)
+            return Preview(sale, None, name, member.points_balance if member else None)
+
+    def sell(self, codes: tuple[str, ...], member_id: str | None, redeem: int, payments: tuple[tuple[str, int], ...]) -> tuple[Any, str]:
+        """Commit the sale; returns (Sale, receipt text). A refusal raises and writes nothing."""
+        store = self._checkout()
+        from tenpo.edge.checkout.model import Payment, Scan
+
+        order = store.SaleOrder(scans=tuple(Scan(c) for c in codes), member_id=member_id, redeem_points=redeem,
+                                payments=tuple(Payment(t, a) for t, a in payments))  # fmt: skip
+        with self._lock:
+            sale = store.commit_sale(self.db, self.config, order)
+            stored = store.load_sale(self.db, self.config.store_id, sale.receipt_no)
+            return sale, stored.receipt if stored else ""
+
+    def refund(self, clerk: accounts.Clerk, receipt_no: str) -> tuple[Any, str]:
+        if not accounts.allowed(clerk.role, accounts.Action.REFUND):
+            raise UserError("refund: needs a manager")
+        store = self._checkout()
+        with self._lock:
+            sale = store.refund_sale(self.db, self.config, receipt_no)
+            stored = store.load_sale(self.db, self.config.store_id, sale.receipt_no)
+            return sale, stored.receipt if stored else ""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _now_local():  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    return datetime.now().astimezone()
+
+
+def _table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def format_age(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

@@ -1,0 +1,201 @@
+"""Members: search as you type, the (audited) profile, offline registration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from tenpo.edge.clerk.data import Profile
+from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, selected_key, sync_table, yen
+from tenpo.shared.errors import UserError
+
+if TYPE_CHECKING:
+    from tenpo.edge.clerk.app import ClerkApp
+
+REGISTER_FIELDS = (
+    Field("name", "名前 name", "佐藤 花子"),
+    Field("kana", "読み kana", "サトウ ハナコ"),
+    Field("phone", "電話 phone", "090-1234-5678"),
+    Field("email", "メール email", "hanako@example.jp"),
+    Field("card_no", "カード card", "member card number", aliases=("card",)),
+)
+
+
+class MembersPanel(Panel):
+    title = "Members"
+    BINDINGS = [
+        Binding("f8", "register", "New member"),
+        Binding("down", "to_results", "Results", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="card, phone, e-mail, name or kana (読み)", id="member-query", compact=True)
+        table: DataTable = DataTable(id="member-results", cursor_type="row")
+        table.add_column("名前 name", key="name")
+        table.add_column("読み kana", key="kana")
+        table.add_column("card", key="card")
+        table.add_column("phone", key="phone")
+        table.add_column("points", key="points")
+        yield table
+        yield Static("type to search · ↓ results · Enter opens the profile (the view is audited)", classes="muted")
+
+    def focus_first(self) -> None:
+        self.query_one("#member-query", Input).focus()
+
+    @on(Input.Changed, "#member-query")
+    def _typed(self) -> None:
+        self.reload()
+
+    @on(Input.Submitted, "#member-query")
+    def _submitted(self) -> None:
+        self.action_to_results()
+
+    def fetch(self) -> list[Any]:
+        query = self.query_one("#member-query", Input).value
+        return self.clerk_app.data.search_members(query)
+
+    def show(self, members: list[Any]) -> None:
+        rows = [
+            (m.member_id, (fit(m.name or "", 20), fit(m.kana or "", 16), m.card_no or "-", _local_phone(m.phone),
+                           right(f"{m.points:,}")))  # fmt: skip
+            for m in members
+        ]
+        sync_table(self.query_one("#member-results", DataTable), rows)
+
+    @property
+    def clerk_app(self) -> "ClerkApp":
+        return self.app  # type: ignore[return-value]
+
+    def action_to_results(self) -> None:
+        table = self.query_one("#member-results", DataTable)
+        if table.row_count:
+            table.focus()
+
+    @on(DataTable.RowSelected, "#member-results")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        member_id = event.row_key.value
+        if member_id:
+            self.app.push_screen(ProfileScreen(member_id))
+
+    def action_register(self) -> None:
+        data = self.clerk_app.data
+
+        def submit(values: dict[str, str]) -> str:
+            fields = {key: (value.strip() or None) for key, value in values.items()}
+            name = fields.pop("name") or ""
+            return data.register_member({"name": name, **fields})
+
+        def done(member_id: str | None) -> None:
+            if member_id:
+                self.app.notify(f"registered {member_id} (provisional until HQ confirms)")
+                self.query_one("#member-query", Input).value = member_id
+                self.reload()
+
+        self.app.push_screen(FormScreen("新規会員登録 · register a member (works offline)", REGISTER_FIELDS, submit), done)
+
+
+def _local_phone(phone: str | None) -> str:
+    """+819012345678 -> 090-1234-5678: how a Japanese clerk reads a number back to the customer."""
+    if not phone:
+        return "-"
+    if phone.startswith("+81") and len(phone) == 13:
+        national = "0" + phone[3:]
+        return f"{national[:3]}-{national[3:7]}-{national[7:]}"
+    return phone
+
+
+class ProfileScreen(Screen[None]):
+    """One member. Opening it writes the audit entry first (in the worker), then shows the data."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("f4", "checkout", "Checkout for member"),
+        Binding("f9", "export", "Export (manager)"),
+    ]
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__()
+        self.member_id = member_id
+        self.profile: Profile | None = None
+
+    @property
+    def clerk_app(self) -> "ClerkApp":
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static("opening…", id="profile-head")
+        with Horizontal(id="profile-tables"):
+            with Vertical():
+                yield Static("ポイント履歴 points ledger", classes="section")
+                yield DataTable(id="ledger", cursor_type="row")
+            with Vertical():
+                yield Static("購入履歴 purchases", classes="section", id="purchases-title")
+                yield DataTable(id="purchases", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        ledger = self.query_one("#ledger", DataTable)
+        for label in ("when", "pt", "kind"):
+            ledger.add_column(label, key=label)
+        purchases = self.query_one("#purchases", DataTable)
+        for label in ("when", "receipt", "total"):
+            purchases.add_column(label, key=label)
+        self.run_worker(self._open, exclusive=True, group="profile")
+
+    async def _open(self) -> None:
+        clerk = self.clerk_app.clerk
+        assert clerk is not None
+        try:
+            profile = await in_thread(self.clerk_app.data.open_profile, clerk.clerk_id, self.member_id)
+        except UserError as exc:
+            self.query_one("#profile-head", Static).update(f"✗ {exc}")
+            return
+        self.profile = profile
+        self.query_one("#profile-head", Static).update(profile_text(profile))
+        ledger = self.query_one("#ledger", DataTable)
+        for at, delta, kind, ref in profile.ledger:
+            ledger.add_row(day_time(at), right(f"{delta:+,}"), fit(kind, 10))
+        purchases = self.query_one("#purchases", DataTable)
+        for at, receipt_no, total, _earned in profile.purchases:
+            purchases.add_row(at[5:16].replace("T", " "), receipt_no, right(yen(total)))
+        self.query_one("#purchases-title", Static).update(f"購入履歴 purchases ({profile.purchases_source})")
+
+    def action_checkout(self) -> None:
+        if self.profile is not None:
+            self.clerk_app.start_checkout(self.member_id)
+
+    def action_export(self) -> None:
+        self.run_worker(self._export, exclusive=True, group="export")
+
+    async def _export(self) -> None:
+        clerk = self.clerk_app.clerk
+        assert clerk is not None
+        try:
+            path = await in_thread(self.clerk_app.data.export_member, clerk, self.member_id)
+        except UserError as exc:
+            self.app.notify(str(exc), severity="error")
+            return
+        self.app.notify(f"exported to {path} (audited)")
+
+
+def profile_text(profile: Profile) -> Text:
+    """Plain Text, never markup: names and custom fields are customer data and may hold brackets."""
+    m = profile.member
+    consent = ", ".join(f"{k} {'✓' if v else '✗'}" for k, v in sorted(m.consent.items())) or "none recorded"
+    custom = ", ".join(f"{k}: {v}" for k, v in sorted(m.custom.items())) or "-"
+    status = "provisional (not yet unified by HQ)" if m.provisional else "unified at HQ"
+    return Text.assemble(
+        (m.name or "?", "bold"), f"  {m.kana or ''}   {m.member_id}  {status}\n",
+        f"card {m.card_no or '-'}   phone {_local_phone(m.phone)}   e-mail {m.email or '-'}\n",
+        f"LINE {m.line_user_id or '-'}   home store {m.home_store or '-'}\n",
+        f"consent: {consent}\n",
+        f"custom: {fit(custom, 70)}\n",
+        "points balance ", (f"{m.points:,}", "bold"), " pt",
+    )

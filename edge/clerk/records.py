@@ -1,0 +1,65 @@
+"""Writes the clerk terminal makes besides sales: the personal-data audit and pickup reservations.
+
+Each row and the event that tells HQ about it commit in one transaction (DESIGN.md §2.1), so an
+opened profile is never unaudited at HQ and a reservation is never lost between store and HQ.
+"""
+
+from __future__ import annotations
+
+import time
+
+import sqlite_utils
+
+from tenpo.edge.db import transaction
+from tenpo.edge.outbox import append_event, next_counter
+from tenpo.shared.errors import UserError
+
+AUDIT_ACTIONS = ("view", "export")
+
+
+def record_member_access(db: sqlite_utils.Database, clerk_id: str, member_id: str, action: str = "view",
+                         now: float | None = None) -> int:  # fmt: skip
+    """Audit one view or export of a member's personal data; returns the member.viewed event's seq."""
+    if action not in AUDIT_ACTIONS:
+        raise ValueError(f"action {action!r}: expected one of {AUDIT_ACTIONS}")
+    at = time.time() if now is None else now
+    with transaction(db) as conn:
+        seq = append_event(conn, "member.viewed", {"clerk_id": clerk_id, "member_id": member_id, "action": action, "at": at})
+        conn.execute("INSERT INTO member_audit(clerk_id, member_id, action, at, event_seq) VALUES (?, ?, ?, ?, ?)",
+                     (clerk_id, member_id, action, at, seq))  # fmt: skip
+    return seq
+
+
+def member_audit(db: sqlite_utils.Database, member_id: str | None = None, limit: int = 50) -> list[dict[str, object]]:
+    where, params = ("WHERE member_id = ?", (member_id,)) if member_id else ("", ())
+    rows = db.conn.execute(
+        f"SELECT clerk_id, member_id, action, at, event_seq FROM member_audit {where} ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [dict(zip(("clerk_id", "member_id", "action", "at", "event_seq"), row)) for row in rows]
+
+
+def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str, *, sku: str, qty: int,
+                        from_store: str, member_id: str | None = None, customer: str | None = None) -> str:  # fmt: skip
+    """取り置き: ask HQ to have ``from_store`` hold ``qty`` of ``sku`` for pickup here; returns the id."""
+    if qty < 1:
+        raise UserError("qty: at least 1")
+    if from_store == store_id:
+        raise UserError("from_store: the stock is here; no reservation needed")
+    if not member_id and not (customer and customer.strip()):
+        raise UserError("customer: a member or a name/phone to hold it for")
+    now = time.time()
+    with transaction(db) as conn:
+        if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone():
+            raise UserError(f"sku: {sku} is not in the product list")
+        reservation_id = f"{store_id}-P{next_counter(conn, 'reservation'):06d}"
+        payload = {"reservation_id": reservation_id, "sku": sku, "qty": qty, "from_store": from_store,
+                   "pickup_store": store_id, "member_id": member_id, "customer": customer, "clerk_id": clerk_id,
+                   "at": now}  # fmt: skip
+        seq = append_event(conn, "reservation.requested", payload)
+        conn.execute(
+            "INSERT INTO pickup_reservations(reservation_id, sku, qty, from_store, member_id, customer, clerk_id,"
+            " event_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (reservation_id, sku, qty, from_store, member_id, customer, clerk_id, seq, now),
+        )
+    return reservation_id
