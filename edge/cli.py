@@ -206,6 +206,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     status["agent_running"] = _alive(link.get("pid"))
     status.update(replica.sync_status(db))
     status["bootstrapped"] = get_meta(db.conn, "bootstrapped") == "1"
+    last_sync = get_meta(db.conn, "last_sync_at")
+    status["last_sync_at"] = float(last_sync) if last_sync else None
     status["services"] = {
         key.removeprefix("service."): json.loads(value)
         for key, value in db.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'service.%' ORDER BY key")

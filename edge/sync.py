@@ -310,6 +310,7 @@ class SyncLink:
         if ack.hwm > self.state.acked:
             with transaction(self.db) as conn:
                 self.state.acked = acknowledge(conn, ack.hwm)
+                set_meta(conn, "last_sync_at", str(time.time()))  # the clerk's "last sync"
             self.state.last_progress = time.monotonic()
         if ack.gap:
             self.state.sent_upto = self.state.acked
@@ -335,6 +336,9 @@ class SyncLink:
             return
         self.counters.pages_applied += 1
         self.counters.changes_applied += result.applied
+        if result.applied:
+            with transaction(self.db) as conn:
+                set_meta(conn, "last_sync_at", str(time.time()))
         if result.behind:
             self._pull(force=True)
         else:

@@ -59,6 +59,7 @@ class HomeStatus:
     acked_seq: int
     feed_cursor: int
     alerts: tuple[str, ...]
+    last_sync_at: float | None = None  # last time HQ acknowledged our events or sent changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,7 @@ class ClerkData:
         return HomeStatus(
             self.config.store_id, self.config.name, online, running, link.get("at"), int(count), age,
             read_counter(conn, "outbox"), read_counter(conn, "acked"), read_counter(conn, "cursor"), tuple(alerts),
+            float(last_sync) if (last_sync := get_meta(conn, "last_sync_at")) else None,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ members

@@ -50,7 +50,8 @@ class HomePanel(AppPanel):
             f"clerk    {clerk.name} ({clerk.clerk_id}, {clerk.role.value})\n" if clerk else "",
             "link     ", link, f"{since} · agent {'running' if s.agent_running else 'stopped'}\n",
             f"outbox   {s.backlog} unsent event(s){oldest}\n",
-            f"sync     HQ has applied up to event {s.acked_seq} of {s.last_seq}; change feed at {s.feed_cursor}\n",
+            f"sync     last {clock_time(s.last_sync_at) if s.last_sync_at else 'never'}: HQ has applied up to event "
+            f"{s.acked_seq} of {s.last_seq}; change feed at {s.feed_cursor}\n",
             "\n", ("alerts\n", "bold"),
         )  # fmt: skip
         for alert in s.alerts or ("none",):
