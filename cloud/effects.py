@@ -58,7 +58,6 @@ def _member_registered(plan: Plan, origin: Origin, event: Event, now: float) -> 
 
 
 def _member_updated(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    store_id = origin.store_id
     p = event.payload
     member_id = text_field(p, "member_id")
     assert member_id is not None

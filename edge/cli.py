@@ -201,9 +201,9 @@ def cmd_stock_adjust(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     config, db = _open(args)
     status: dict[str, Any] = {"store_id": config.store_id, "store_name": config.name}
-    link = json.loads(get_meta(db.conn, "link") or "{}")
-    status["connected"] = bool(link.get("connected")) and _alive(link.get("pid"))
-    status["agent_running"] = _alive(link.get("pid"))
+    link = replica.agent_link(db.conn)
+    status["connected"] = link.connected
+    status["agent_running"] = link.running
     status.update(replica.sync_status(db))
     status["bootstrapped"] = get_meta(db.conn, "bootstrapped") == "1"
     last_sync = get_meta(db.conn, "last_sync_at")
@@ -218,15 +218,3 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key, value in status.items():
             print(f"{key:<22} {value}")
     return 0
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -246,6 +246,34 @@ def stock_levels(db: sqlite_utils.Database, store_id: str, sku: str | None = Non
 # ---------------------------------------------------------------------------- status
 
 
+@dataclass(frozen=True, slots=True)
+class AgentLink:
+    """What the agent last wrote about itself, checked against the process table."""
+
+    running: bool  # the agent process that wrote it is alive
+    connected: bool  # ...and it was connected to the broker
+    changed_at: float | None
+
+
+def agent_link(conn: sqlite3.Connection) -> AgentLink:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'link'").fetchone()
+    link = json.loads(row[0]) if row else {}
+    running = _process_alive(link.get("pid"))
+    return AgentLink(running, running and bool(link.get("connected")), link.get("at"))
+
+
+def _process_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
 def sync_status(db: sqlite_utils.Database) -> dict[str, Any]:
     conn = db.conn
     count, oldest = conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()

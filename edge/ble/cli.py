@@ -176,18 +176,9 @@ def _read_lines(name: str) -> list[str]:
 
 
 def _agent_running(db: Any) -> bool:
-    from tenpo.edge.outbox import get_meta
+    from tenpo.edge.replica import agent_link
 
-    pid = json.loads(get_meta(db.conn, "link") or "{}").get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return agent_link(db.conn).running
 
 
 def replay_command(args: argparse.Namespace) -> int:

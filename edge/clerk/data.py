@@ -163,9 +163,8 @@ class ClerkData:
 
     def _home(self) -> HomeStatus:
         conn = self.db.conn
-        link = json.loads(get_meta(conn, "link") or "{}")
-        running = _alive(link.get("pid"))
-        online = bool(link.get("connected")) and running
+        link = replica.agent_link(conn)
+        running, online = link.running, link.connected
         count, oldest = conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
         now = self.clock()
         age = None if oldest is None else max(0.0, now - oldest)
@@ -191,7 +190,7 @@ class ClerkData:
         if locked:
             alerts.append(f"{locked} clerk id(s) locked after wrong PINs")
         return HomeStatus(
-            self.config.store_id, self.config.name, online, running, link.get("at"), int(count), age,
+            self.config.store_id, self.config.name, online, running, link.changed_at, int(count), age,
             read_counter(conn, "outbox"), read_counter(conn, "acked"), read_counter(conn, "cursor"), tuple(alerts),
             float(last_sync) if (last_sync := get_meta(conn, "last_sync_at")) else None,
         )  # fmt: skip
@@ -406,18 +405,6 @@ def _now_local():  # type: ignore[no-untyped-def]
 
 def _table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def format_age(seconds: float) -> str:

@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tenpo.edge.clerk.data import Profile
-from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, selected_key, sync_table, yen
+from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, sync_table, yen
 from tenpo.shared.errors import UserError
 
 if TYPE_CHECKING:
