@@ -230,5 +230,11 @@ def _import_order(db: Central, order: Order, config: MembersConfig, now: float, 
         )  # fmt: skip
         db.execute("UPDATE member_orders SET points = ? WHERE id = ?", (points, order_ref))
         pending.balances.add(done.member_id)
+    from tenpo.cloud.sales.effects import purchase_change
+
+    kind = "refund" if points < 0 or (order.status or "").lower() in ("refunded", "cancelled") else "order"
+    pending.events.append(purchase_change(done.member_id, {
+        "channel": order.channel, "ref": order.order_id, "kind": kind, "at": order.ordered_at,
+        "total": order.total, "points": points}))  # fmt: skip
     return RowOutcome(order.line, order.key, status, done.member_id, reason=done.link, member=done.status,
                       points=points - awarded)

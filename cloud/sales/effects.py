@@ -54,6 +54,10 @@ def _plan_sale(kind: str) -> Planner:
              event.seq, cursor, now),
         )  # fmt: skip
         store_id = origin.store_id
+        if member_id:
+            purchase = {"channel": f"store:{store_id}", "ref": receipt_no, "kind": kind, "at": text_field(p, "at"),
+                        "total": total if kind == "sale" else -abs(total), "points": int_field(p, "points_earned")}  # fmt: skip
+            plan.hooks[f"sales.purchase:{store_id}/{receipt_no}"] = _purchase_hook(member_id, purchase)
         for member in sorted(m for m in members if m):
             plan.hooks[f"sales.points:{member}"] = _points_hook(member, store_id)
         for sku in sorted(s for s in skus if s):
@@ -73,6 +77,24 @@ def _points_hook(member_id: str, store_id: str) -> Hook:
         return check_points(db, member_id, store_id, now)
 
     return hook
+
+
+def _purchase_hook(member_id: str, purchase: dict[str, Any]) -> Hook:
+    """Every store learns of the purchase, under the member's golden id, for the clerk's history."""
+
+    def hook(db, now):  # type: ignore[no-untyped-def]
+        from tenpo.cloud.members.store import golden_id
+
+        return [purchase_change(golden_id(db, member_id), purchase)]
+
+    return hook
+
+
+def purchase_change(member_id: str, purchase: dict[str, Any]) -> tuple[str, str, None, dict[str, Any]]:
+    """The feed entry for one purchase in any channel (docs/protocol.md, purchase.recorded)."""
+    purchase_id = f"{purchase['channel']}:{purchase['ref']}"
+    return ("purchase.recorded", purchase_id, None,
+            {"purchase_id": purchase_id, "member_id": member_id, **purchase, "version": 0})  # fmt: skip
 
 
 def _stock_hook(store_id: str, sku: str) -> Hook:

@@ -215,14 +215,8 @@ class ClerkData:
                 "SELECT created_at, delta, kind, ref FROM points_ledger WHERE member_id = ? ORDER BY id DESC LIMIT 50",
                 (member_id,),
             ).fetchall()
-            purchases: list[tuple[str, str, int, int]] = []
-            if _table(conn, "sales"):
-                purchases = conn.execute(
-                    "SELECT at, receipt_no, total, points_earned FROM sales WHERE member_id = ? ORDER BY created_at DESC"
-                    " LIMIT 50",
-                    (member_id,),
-                ).fetchall()
-            return Profile(member, tuple(ledger), tuple(purchases), f"sales at {self.config.store_id}")
+            return Profile(member, tuple(ledger), tuple(_purchase_history(conn, self.config.store_id, member_id)),
+                           "every store and channel")
 
     def export_member(self, clerk: accounts.Clerk, member_id: str, folder: Path | None = None) -> Path:
         """Write the member's data as JSON for a subject-access request; managers only, audited."""
@@ -401,6 +395,29 @@ def _now_local():  # type: ignore[no-untyped-def]
     from datetime import datetime
 
     return datetime.now().astimezone()
+
+
+def _purchase_history(conn: sqlite3.Connection, store_id: str, member_id: str) -> list[tuple[str, str, int, int]]:
+    """What HQ reported from every store and channel, plus this store's sales HQ has not echoed yet."""
+    rows = [
+        (at or "", ref if channel.startswith("store:") else f"{channel}:{ref}", int(total), int(points))
+        for at, channel, ref, total, points in conn.execute(
+            "SELECT at, channel, ref, total, points FROM member_purchases WHERE member_id = ? ORDER BY at DESC LIMIT 50",
+            (member_id,),
+        )
+    ]  # fmt: skip
+    if _table(conn, "sales"):
+        known = {ref for _, ref, _, _ in rows}
+        rows += [
+            (at, receipt_no, int(total), int(earned))
+            for at, receipt_no, total, earned in conn.execute(
+                "SELECT at, receipt_no, total, points_earned FROM sales WHERE member_id = ? ORDER BY created_at DESC"
+                " LIMIT 50",
+                (member_id,),
+            )
+            if receipt_no not in known
+        ]  # fmt: skip
+    return sorted(rows, key=lambda row: row[0], reverse=True)[:50]
 
 
 def _table(conn: sqlite3.Connection, name: str) -> bool:

@@ -95,7 +95,22 @@ def _unmerge(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]]
         conn.execute("UPDATE member_merges SET undone = 1 WHERE id = ?", (found[0],))
 
 
+def _purchases(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+    conn.executemany(
+        "INSERT INTO member_purchases(purchase_id, member_id, channel, ref, kind, at, total, points, version)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(purchase_id) DO UPDATE SET member_id = excluded.member_id,"
+        " kind = excluded.kind, at = excluded.at, total = excluded.total, points = excluded.points,"
+        " version = excluded.version WHERE member_purchases.version < excluded.version",
+        [
+            (str(r["purchase_id"]), str(r["member_id"]), str(r["channel"]), str(r["ref"]), str(r["kind"]), r.get("at"),
+             int(r["total"]), int(r.get("points") or 0), int(version or r["version"]))
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
 CHANGE_HANDLERS: dict[str, Handler] = {
+    "purchase.recorded": _purchases,
     "member.merge": _merge,
     "member.unmerge": _unmerge,
 }

@@ -26,4 +26,19 @@ def migrate(db: sqlite_utils.Database) -> bool:
             row_id INTEGER NOT NULL,
             PRIMARY KEY (merge_ref, table_name, row_id))"""
     )
+    # Every purchase HQ knows of for a member, from any store or channel (the feed's purchase.recorded),
+    # so a clerk sees the whole history; no foreign key: a purchase may arrive before its member.
+    db.execute(
+        """CREATE TABLE member_purchases (
+            purchase_id TEXT PRIMARY KEY,  -- "{channel}:{ref}", e.g. "store:S002:S002-00000042", "web:#1001"
+            member_id TEXT NOT NULL,
+            channel TEXT NOT NULL,         -- "store:S002", "web", "line", ...
+            ref TEXT NOT NULL,             -- receipt or order number
+            kind TEXT NOT NULL,            -- sale, refund, order
+            at TEXT,                       -- ISO time of the purchase
+            total INTEGER NOT NULL,
+            points INTEGER NOT NULL,
+            version INTEGER NOT NULL)"""
+    )
+    db.execute("CREATE INDEX member_purchases_member ON member_purchases(member_id, at)")
     return True
