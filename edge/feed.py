@@ -59,7 +59,7 @@ def _apply_change(conn: sqlite3.Connection, store_id: str, change: Change) -> No
         conn.execute("SAVEPOINT change")
         handler(conn, store_id, [change.data], change.seq)
         conn.execute("RELEASE change")
-    except (KeyError, TypeError, ValueError, sqlite3.IntegrityError) as exc:
+    except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
         conn.execute("ROLLBACK TO change")
         conn.execute("RELEASE change")
         _dead_letter(conn, f"change {change.seq}", f"{change.kind}: cannot apply ({exc!r})", change.data)

@@ -209,13 +209,19 @@ class SyncLink:
             elif topic == HQ_STATE:
                 self._hq_state(decode(payload, HqState))
         except ProtocolError as exc:
-            self.counters.bad_messages += 1
-            log.warning("bad message on %s: %s", topic, exc)
-            with transaction(self.db) as conn:
-                conn.execute(
-                    "INSERT INTO dead_letters(source, reason, payload, created_at) VALUES (?, ?, ?, ?)",
-                    (topic, str(exc), payload[:65536] if isinstance(payload, bytes) else None, time.time()),
-                )
+            self._dead_letter(topic, str(exc), payload)
+        except Exception as exc:  # whatever HQ sent, the store keeps selling: record it and carry on
+            log.exception("could not handle a message on %s", topic)
+            self._dead_letter(topic, f"{type(exc).__name__}: {exc}", payload)
+
+    def _dead_letter(self, topic: str, reason: str, payload: Any) -> None:
+        self.counters.bad_messages += 1
+        log.warning("bad message on %s: %s", topic, reason)
+        with transaction(self.db) as conn:
+            conn.execute(
+                "INSERT INTO dead_letters(source, reason, payload, created_at) VALUES (?, ?, ?, ?)",
+                (topic, reason, payload[:65536] if isinstance(payload, bytes) else None, time.time()),
+            )
 
     def _connected(self) -> None:
         self.state.connected = True
