@@ -18,11 +18,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 
 from tenpo.shared.epc import gs1_check_digit
+from tenpo.shared.errors import UserError
 from tenpo.shared.protocol import valid_store_id
 
 MAX_QTY: Final = 1_000_000
@@ -386,3 +388,15 @@ def parse_asn_file(name: str, data: bytes) -> ParsedAsns:
         return parse_asn_csv(text)
     except AsnFormatError as exc:
         raise AsnFormatError(f"{name}: {exc}") from None
+
+
+def read_asn_file(path: Path) -> ParsedAsns:
+    """Read and parse an ASN file (HQ's import and the store's local load): one line for what is wrong."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return parse_asn_file(str(path), data)
+    except AsnFormatError as exc:
+        raise UserError(str(exc)) from None

@@ -12,7 +12,7 @@ import msgspec
 
 from tenpo.cloud.apply import audit, record_changes
 from tenpo.cloud.db import Central
-from tenpo.shared.asn import Asn, AsnFormatError, RowError, parse_asn_file
+from tenpo.shared.asn import Asn, RowError, read_asn_file
 from tenpo.shared.errors import UserError
 
 
@@ -40,14 +40,7 @@ def _change_data(asn: Asn, status: str) -> dict[str, Any]:
 def import_asns(db: Central, path: Path) -> AsnImportReport:
     """Store each good ASN and send it to every store (``asn.upsert``; the destination is in the data:
     the other stores need it too, to recognise cross-reads)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        parsed = parse_asn_file(str(path), data)
-    except AsnFormatError as exc:
-        raise UserError(str(exc)) from None
+    parsed = read_asn_file(path)
     report = AsnImportReport(rejected=list(parsed.rejected_shipments), errors=list(parsed.errors))
     now = time.time()
     with db.transaction():

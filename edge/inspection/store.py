@@ -20,7 +20,7 @@ from tenpo.edge.db import transaction
 from tenpo.edge.inspection.matching import CrossRead, Verdict, choose_asn, match
 from tenpo.edge.inspection.session import ClosedSession
 from tenpo.edge.outbox import append_event, next_counter
-from tenpo.shared.asn import Asn, AsnFormatError, ParsedAsns, parse_asn_file
+from tenpo.shared.asn import Asn, ParsedAsns, read_asn_file
 from tenpo.shared.errors import UserError
 
 PENDING, ACCEPTED, HELD = "pending", "accepted", "held"
@@ -93,14 +93,7 @@ def set_asn_status(conn: sqlite3.Connection, shipment_id: str, status: str, vers
 
 def load_asn_file(db: sqlite_utils.Database, path: Path) -> ParsedAsns:
     """`tenpo edge inspect --asn FILE`: keep the good shipments, report the bad rows."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        parsed = parse_asn_file(str(path), data)
-    except AsnFormatError as exc:
-        raise UserError(str(exc)) from None
+    parsed = read_asn_file(path)
     with transaction(db) as conn:
         for asn in parsed.asns:
             save_asn(conn, asn, "file", 0)
