@@ -93,3 +93,35 @@ def test_a_store_joining_late_gets_the_open_asns_in_its_snapshot(tmp_path: Path,
     agent.terminate()
     aggregator.terminate()
     central.close()
+
+
+def test_bootstrap_shows_a_progress_bar_on_a_terminal(tmp_path: Path, broker, sqlite_url) -> None:
+    import os
+    import pty
+    import select
+    import signal
+    import sys
+
+    central = Central(sqlite_url)
+    populate_members(central, 20_000)
+    config_path = provision_store(tmp_path / "S010", "S010", broker.url, sqlite_url)
+    aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
+    pid, fd = pty.fork()
+    if pid == 0:  # the agent, on a pseudo-terminal as an installer would run it by hand
+        os.execv(sys.executable, [sys.executable, "-m", "tenpo", "edge", "run", "--config", str(config_path)])
+    output = b""
+    try:
+        while b"bootstrap finished" not in output:
+            ready, _, _ = select.select([fd], [], [], 30)
+            assert ready, f"no output from the agent; so far: {output[-300:]!r}"
+            try:
+                output += os.read(fd, 65536)
+            except OSError:
+                break
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert "bootstrap" in text and "20000/20000" in text, text[-500:]
+    assert "━" in text, "drawn as a bar"
+    central.close()
