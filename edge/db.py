@@ -164,6 +164,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (4, "advance ship notices and dock inspections", _area("tenpo.edge.inspection.schema")),
     (5, "member merges and the personal-data audit log", _area("tenpo.edge.membership.schema")),
     (6, "clerks, sign-in and roles", _area("tenpo.edge.clerk.schema")),
+    (7, "partial returns: several refunds per receipt", _area("tenpo.edge.checkout.schema_returns")),
 ]
 
 

@@ -37,8 +37,15 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
                       help="print receipt_no, total, tax_by_rate, points_earned, points_redeemed, change")  # fmt: skip
     sell.set_defaults(func=cmd_checkout)
 
-    back = with_config(commands.add_parser("refund", help="refund a whole earlier sale by its receipt number"))
+    back = with_config(commands.add_parser(
+        "refund", help="take back an earlier sale, whole or some lines (返品)",
+        description="Refund what is left of an earlier sale, or with --line only some of its items. "
+        "Returning more than is left prints why and writes nothing.",
+    ))  # fmt: skip
     back.add_argument("receipt_no", help="e.g. S001-00000042 (or just 42)")
+    back.add_argument("--line", action="append", default=[], type=parse_line, metavar="N[:QTY]",
+                      help="line number as printed on the receipt (1 = first item), and how many of it come back "
+                      "(default: all that is left of the line); repeatable")  # fmt: skip
     back.add_argument("--json", action="store_true", help="print the same keys as checkout --json")
     back.set_defaults(func=cmd_refund)
 
@@ -63,9 +70,34 @@ def cmd_refund(args: argparse.Namespace) -> int:
     from tenpo.edge.cli import open_store
 
     config, db = open_store(args)
-    sale = refund_sale(db, config, args.receipt_no)
+    sale = refund_sale(db, config, args.receipt_no, lines=returned_lines(args.line))
     _print(db, config.store_id, sale, args.json)
     return 0
+
+
+def parse_line(text: str) -> tuple[int, int | None]:
+    """'2' -> (2, None): all that is left of line 2; '2:1' -> (2, 1)."""
+    number, _, qty = text.partition(":")
+    try:
+        parsed = (int(number), int(qty) if qty else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a line number, or N:QTY like 2:1") from None
+    if parsed[0] < 1 or (parsed[1] is not None and parsed[1] < 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: line number and quantity must be at least 1")
+    return parsed
+
+
+def returned_lines(picked: list[tuple[int, int | None]]) -> dict[int, int | None] | None:
+    """--line values as refund_sale takes them; the same line twice adds up; none = everything left."""
+    if not picked:
+        return None
+    lines: dict[int, int | None] = {}
+    for number, qty in picked:
+        if qty is None or lines.get(number, 0) is None:
+            lines[number] = None
+        else:
+            lines[number] = (lines.get(number) or 0) + qty
+    return lines
 
 
 def _print(db: sqlite_utils.Database, store_id: str, sale: Sale, as_json: bool) -> None:

@@ -9,13 +9,11 @@ CheckoutRefused error before anything is returned, so there is nothing to roll b
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
-from datetime import datetime
 
 from tenpo.edge.checkout.codes import CodeKind, EpcResolver, ScannedCode, read_code
 from tenpo.edge.checkout.config import CheckoutConfig
 from tenpo.edge.checkout.errors import (
     CheckoutRefused,
-    NotRefundable,
     Overpaid,
     PaymentShort,
     SerialAlreadySold,
@@ -28,7 +26,6 @@ from tenpo.edge.checkout.model import (
     PointsEntry,
     Product,
     ProductLookup,
-    RateTotal,
     Sale,
     SaleKind,
     SaleLine,
@@ -37,11 +34,14 @@ from tenpo.edge.checkout.model import (
     StockMovement,
 )
 from tenpo.edge.checkout.points import check_redemption, points_earned
+from tenpo.edge.checkout.returns import refund
 from tenpo.edge.checkout.tax import rate_totals
 from tenpo.shared.errors import ConfigError
 
 CASH = "cash"
 POINTS = "points"
+
+__all__ = ["build_lines", "checkout", "receipt_discount_amounts", "refund", "settle"]
 
 
 def checkout(
@@ -102,6 +102,7 @@ def checkout(
         points_balance_after=member.points_balance - redeemed + earned if member else None,
         stock_movements=tuple(StockMovement(line.sku, -line.qty, line.serial) for line in lines),
         points_entries=tuple(entries),
+        tax_rounding=config.tax_rounding,
     )
 
 
@@ -206,59 +207,3 @@ def settle(total: int, redeemed: int, tenders: tuple[Payment, ...]) -> int:
     if paid < total:
         raise PaymentShort(total, paid)
     return paid - total
-
-
-def refund(sale: Sale, receipt_no: str, at: datetime) -> Sale:
-    """Reverse a whole earlier sale: stock back, points earned taken back, points redeemed
-    returned, tax and per-rate totals reversed, each tender paid back what it netted.
-
-    The caller refuses a second refund of the same receipt (it knows what is stored).
-    """
-    if sale.kind is not SaleKind.SALE:
-        raise NotRefundable(f"{sale.receipt_no}: is a refund itself and cannot be refunded")
-    net_by_tender: dict[str, int] = {}
-    for payment in sale.payments:
-        net_by_tender[payment.tender] = net_by_tender.get(payment.tender, 0) + payment.amount
-    if sale.change:
-        net_by_tender[CASH] = net_by_tender.get(CASH, 0) - sale.change
-    entries: list[PointsEntry] = []
-    if sale.member_id and sale.points_redeemed:
-        entries.append(PointsEntry(sale.member_id, "redeem-return", sale.points_redeemed))
-    if sale.member_id and sale.points_earned:
-        entries.append(PointsEntry(sale.member_id, "accrue-reversal", -sale.points_earned))
-    lines = tuple(
-        SaleLine(
-            sku=line.sku,
-            gtin=line.gtin,
-            name=line.name,
-            qty=-line.qty,
-            unit_price=line.unit_price,
-            tax_class=line.tax_class,
-            rate=line.rate,
-            discount=-line.discount,
-            total=-line.total,
-            serial=line.serial,
-            code=line.code,
-        )
-        for line in sale.lines
-    )
-    return Sale(
-        receipt_no=receipt_no,
-        kind=SaleKind.REFUND,
-        at=at,
-        prices_include_tax=sale.prices_include_tax,
-        lines=lines,
-        subtotal=-sale.subtotal,
-        receipt_discounts=tuple((label, -amount) for label, amount in sale.receipt_discounts),
-        rates=tuple(RateTotal(r.rate, -r.lines, -r.discount, -r.taxable, -r.tax) for r in sale.rates),
-        total=-sale.total,
-        payments=tuple(Payment(tender, -net) for tender, net in net_by_tender.items() if net),
-        change=0,
-        member_id=sale.member_id,
-        points_earned=-sale.points_earned,
-        points_redeemed=-sale.points_redeemed,
-        points_balance_after=None,  # the caller knows the balance now, the old sale does not
-        stock_movements=tuple(StockMovement(line.sku, -line.qty, line.serial) for line in lines),
-        points_entries=tuple(entries),
-        refund_of=sale.receipt_no,
-    )

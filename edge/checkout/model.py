@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from tenpo.edge.checkout.config import Rounding
 from tenpo.edge.checkout.errors import BadDiscount, CheckoutRefused
 from tenpo.edge.checkout.tax import RateTotal
 
@@ -121,6 +122,7 @@ class SaleLine:
     total: int  # unit_price * qty - discount
     serial: str | None = None  # SGTIN serial when sold by RFID
     code: str = ""  # what was scanned
+    of_line: int | None = None  # on a refund: this line's number (1-based) on the original receipt
 
     @property
     def gross(self) -> int:
@@ -168,6 +170,7 @@ class Sale:
     stock_movements: tuple[StockMovement, ...]
     points_entries: tuple[PointsEntry, ...]
     refund_of: str | None = None
+    tax_rounding: Rounding | None = None  # the mode the receipt's tax was rounded with (None: older sale)
 
     @property
     def receipt_discount(self) -> int:
@@ -184,6 +187,7 @@ def sale_to_json(sale: Sale) -> dict[str, Any]:
         "receipt_no": sale.receipt_no,
         "kind": sale.kind.value,
         "refund_of": sale.refund_of,
+        "tax_rounding": sale.tax_rounding.value if sale.tax_rounding else None,
         "at": sale.at.isoformat(),
         "prices_include_tax": sale.prices_include_tax,
         "member_id": sale.member_id,
@@ -200,6 +204,7 @@ def sale_to_json(sale: Sale) -> dict[str, Any]:
                 "total": line.total,
                 "serial": line.serial,
                 "code": line.code,
+                "of_line": line.of_line,
             }
             for line in sale.lines
         ],
@@ -226,6 +231,7 @@ def sale_to_json(sale: Sale) -> dict[str, Any]:
 def sale_from_json(data: dict[str, Any]) -> Sale:
     """Inverse of sale_to_json, so a stored sale can be refunded later."""
     member_id = data["member_id"]
+    rounding = data.get("tax_rounding")
     return Sale(
         receipt_no=data["receipt_no"],
         kind=SaleKind(data["kind"]),
@@ -245,4 +251,5 @@ def sale_from_json(data: dict[str, Any]) -> Sale:
         stock_movements=tuple(StockMovement(**m) for m in data["stock_movements"]),
         points_entries=tuple(PointsEntry(**e) for e in data["points_entries"]),
         refund_of=data["refund_of"],
+        tax_rounding=Rounding(rounding) if rounding else None,
     )

@@ -28,7 +28,7 @@ def migrate(db: sqlite_utils.Database) -> bool:
             event_seq INTEGER NOT NULL,      -- outbox seq of the sale.completed / sale.refunded event
             created_at REAL NOT NULL)"""
     )
-    # A receipt is refunded at most once; the store code checks first, the index makes it certain.
+    # Migration 7 (schema_returns) makes this a plain index: partial returns allow several refunds.
     db.execute("CREATE UNIQUE INDEX sales_refund_of ON sales(refund_of) WHERE refund_of IS NOT NULL")
     db.execute("CREATE INDEX sales_member ON sales(member_id) WHERE member_id IS NOT NULL")
     db.execute(

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +23,7 @@ import sqlite_utils
 from tenpo.edge.checkout.codes import canonical_gtin
 from tenpo.edge.checkout.config import CheckoutConfig, parse_checkout_config
 from tenpo.edge.checkout.engine import checkout, refund
-from tenpo.edge.checkout.errors import CheckoutRefused, NotRefundable
+from tenpo.edge.checkout.errors import CheckoutRefused
 from tenpo.edge.checkout.model import (
     Discount,
     MemberInfo,
@@ -185,10 +186,13 @@ def refund_sale(
     config: StoreConfig,
     receipt_no: str,
     *,
+    lines: Mapping[int, int | None] | None = None,
     at: datetime | None = None,
     rules: CheckoutConfig | None = None,
 ) -> Sale:
-    """Refund a whole earlier sale of this store; a receipt is refunded at most once."""
+    """Take back an earlier sale of this store: all that is left of it (lines=None), or `lines`
+    {line number on the receipt: qty, or None for all left of it}. Earlier returns of the receipt are read in the same
+    transaction, so nothing comes back twice; a refusal writes nothing."""
     rules = rules or checkout_rules(config)
     at = at or datetime.now().astimezone()
     receipt_no = normalise_receipt_no(config.store_id, receipt_no)
@@ -196,11 +200,14 @@ def refund_sale(
         row = conn.execute("SELECT sale FROM sales WHERE receipt_no = ?", (receipt_no,)).fetchone()
         if row is None:
             raise CheckoutRefused(f"receipt {receipt_no}: not found in this store")
-        done = conn.execute("SELECT receipt_no FROM sales WHERE refund_of = ?", (receipt_no,)).fetchone()
-        if done is not None:
-            raise NotRefundable(f"receipt {receipt_no}: already refunded by {done[0]}")
         original = sale_from_json(json.loads(row[0]))
-        back = refund(original, allocate_receipt_no(conn, config.store_id), at)
+        earlier = tuple(
+            sale_from_json(json.loads(data))
+            for (data,) in conn.execute("SELECT sale FROM sales WHERE refund_of = ? ORDER BY receipt_no", (receipt_no,))
+        )
+        back = refund(
+            original, allocate_receipt_no(conn, config.store_id), at, lines, earlier, tax_rounding=rules.tax_rounding
+        )
         if back.member_id is not None:
             current = member_info(conn, back.member_id).points_balance
             back = dataclasses.replace(
