@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -34,7 +35,8 @@ def register_cloud(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("members", help="golden member records: show, merge, unmerge, export, erase")
     sub = group.add_subparsers(dest="members_command", metavar="COMMAND")
     sub.required = True
-    show = db_flag(sub.add_parser("show", help="a golden record with its sources, merges, points and orders"))
+    show = db_flag(sub.add_parser("show", help="a golden record with its sources, merges, points, orders, store sales"
+                                              " and visits"))
     show.add_argument("member_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
@@ -146,6 +148,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"orders ({len(data['orders'])}):")
     for o in data["orders"]:
         print(f"  {o['channel']}:{o['order_id']}  {o['ordered_at'] or '-'}  ¥{o['total']:,}  {o['status']}  +{o['points']} pt")
+    print(f"store sales ({len(data['sales'])}):")
+    for s in data["sales"]:
+        points = f"+{s['points_earned']} pt" + (f" -{s['points_redeemed']} pt" if s["points_redeemed"] else "")
+        print(f"  {s['store_id']} {s['receipt_no']}  {s['at']}  {s['kind']}  ¥{s['total']:,}  {points}")
+    print(f"visits ({len(data['visits'])}):")
+    for v in data["visits"]:
+        arrived = dt.datetime.fromtimestamp(v["arrived_at"]).strftime("%Y-%m-%d %H:%M")
+        dwell = "still in the store" if v["dwell_s"] is None else f"{v['dwell_s'] / 60:.0f} min"
+        print(f"  {v['store_id']} {v['store_name'] or ''}  {arrived}  {dwell}")
     return 0
 
 

@@ -1,13 +1,14 @@
 """What store events mean for golden members at HQ.
 
-The core planners (tenpo.cloud.effects) own `member.registered`, `member.updated` and `points.entry`;
-this area adds follow-ups that run after them (FOLLOW_UPS) and hang hooks on the plan, which run in
-the apply transaction once the core rows are written:
+The core planners (tenpo.cloud.effects) own `member.registered`, `member.updated` and `points.entry`,
+the sales and visits areas their own events; this area adds follow-ups that run after them
+(FOLLOW_UPS) and hang hooks on the plan, which run in the apply transaction once the rows are written:
 
 - a registration (or a store's edit) becomes the store's source record and is resolved against every
   other channel: a store-registered provisional member meets its web-shop twin the first time both
   are seen, and the merge goes down the feed;
-- a points entry made under an id HQ has since merged away is re-pointed to the golden member.
+- a points entry, store sale or visit made under an id HQ has since merged away is re-pointed to the
+  golden member (recorded, so an unmerge moves it back).
 
 A hook never fails the batch: it works inside a savepoint and, if resolution breaks, the member stays
 as registered and the reason is logged (the store's events are still applied exactly once).
@@ -114,9 +115,26 @@ def _after_points_entry(plan: Plan, origin: Origin, event: Event, now: float) ->
             db, "members_alias", lambda: remap_alias_entries(db, member_id))
 
 
-# Run after the core planner of the same event type (see tenpo.cloud.effects.plan_event).
+def _remap_alias_rows(db: Any, member_id: str) -> list[ChangeTuple]:
+    from .store import remap_alias_rows
+
+    remap_alias_rows(db, member_id)
+    return []  # sales and visits are HQ's own history: nothing to send to the stores
+
+
+def _after_member_history(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+    """A sale or visit that arrives under a merged-away id joins the golden member's history."""
+    member_id = event.payload.get("member_id")
+    if isinstance(member_id, str) and member_id:
+        plan.hooks[f"members.alias_rows:{member_id}"] = lambda db, at: _guarded(
+            db, "members_alias_rows", lambda: _remap_alias_rows(db, member_id))
+
+
+# Run after the owning planner of the same event type (see tenpo.cloud.effects.plan_event).
 FOLLOW_UPS: dict[str, Planner] = {
     "member.registered": _after_member_event,
     "member.updated": _after_member_event,
     "points.entry": _after_points_entry,
+    **dict.fromkeys(("sale.completed", "sale.refunded", "visit.arrived", "visit.left", "zone.entered", "zone.left",
+                     "coupon.triggered"), _after_member_history),
 }

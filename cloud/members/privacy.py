@@ -22,7 +22,7 @@ from tenpo.cloud.db import Central
 from tenpo.shared.cleansing import MEMBER_FIELDS
 from tenpo.shared.errors import UserError
 
-from .store import Pending, golden_id, member_sources, publish, source_hash
+from .store import Pending, golden_id, member_aliases, member_sources, publish, source_hash
 
 EXPORT_FIELDS = ("member_id", "name", "kana", "email", "phone", "postal_code", "address", "birth_date", "card_no",
                  "points", "sources")  # fmt: skip
@@ -47,7 +47,7 @@ def _golden(db: Central, member_id: str) -> dict[str, Any] | None:
 
 
 def show_member(db: Central, member_id: str, actor: str = "operator") -> dict[str, Any]:
-    """The golden record, its source records, merges with explanations, points and orders."""
+    """The golden record, its source records, merges with explanations, points, orders, store sales and visits."""
     golden = golden_id(db, member_id)
     data = _golden(db, golden)
     if data is None:
@@ -70,6 +70,7 @@ def show_member(db: Central, member_id: str, actor: str = "operator") -> dict[st
         for m in merges
     ]  # fmt: skip
     data["orders"] = orders_of(db, golden)
+    data.update(store_history(db, golden))
     data["ledger"] = [
         {"delta": int(r[0]), "kind": r[1], "ref": r[2], "store_id": r[3], "at": r[4]}
         for r in db.all("SELECT delta, kind, ref, store_id, created_at FROM points_ledger WHERE member_id = ? ORDER BY id",
@@ -93,6 +94,19 @@ def orders_of(db: Central, member_id: str) -> list[dict[str, Any]]:
                        "points": int(points),
                        "lines": [dict(zip(("sku", "jan", "name", "qty", "price"), line)) for line in lines]})  # fmt: skip
     return orders
+
+
+def store_history(db: Central, member_id: str, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
+    """The member's newest store sales and visits. A merge re-points them to the golden id; ids merged
+    into it are asked too, for rows a merge made before HQ re-pointed them (or a failed re-point)."""
+    from tenpo.cloud.sales.history import member_sales
+    from tenpo.cloud.visits.history import member_visits
+
+    also = member_aliases(db, member_id)
+    return {
+        "sales": [sale.as_json() for sale in member_sales(db, member_id, also=also, limit=limit)],
+        "visits": [visit.as_json() for visit in member_visits(db, member_id, also=also, limit=limit)],
+    }
 
 
 def export_members(db: Central, actor: str = "operator") -> Iterator[dict[str, Any]]:
@@ -171,9 +185,13 @@ def erase_member(db: Central, member_id: str, reason: str, actor: str = "operato
         # Merge explanations name source ids (an e-mail can be one) and stash the merged rows: scrub both.
         db.execute(f"UPDATE member_merges SET explanation = '{{\"erased\": true}}', loser_row = NULL, loser_sources = '[]',"
                    f" source_id = NULL WHERE winner IN ({marks}) OR loser IN ({marks})", [*ids, *ids])  # fmt: skip
+        from tenpo.cloud.visits.history import erase_member_visits
+
+        visits_erased = sum(erase_member_visits(db, i) for i in ids)  # where they were is personal data too
         pending = Pending(events=[("member.erase", i, None, {"member_id": i, "version": 0}) for i in ids])
         publish(db, pending, now)
         db.execute("UPDATE member_erasures SET completed_at = ? WHERE id = ?", (time.time(), erasure))
         audit(db, actor, "member.erase", golden, {"reason": reason.strip(), "erasure_id": erasure, "member_ids": ids,
-                                                  "sources": len(sources)})  # fmt: skip
-    return {"erasure_id": erasure, "member_id": golden, "member_ids": ids, "sources_erased": len(sources)}
+                                                  "sources": len(sources), "visits": visits_erased})  # fmt: skip
+    return {"erasure_id": erasure, "member_id": golden, "member_ids": ids, "sources_erased": len(sources),
+            "visits_erased": visits_erased}

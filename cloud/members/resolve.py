@@ -4,7 +4,8 @@ A record (an import row, a store's registration) is compared with the records sh
 (`match_one`); the golden members it links to are then checked together with `resolve`, which applies
 the household guard across all their records, and joined into the oldest of them. Every join is
 written to `member_merges` with its rule, score and field comparisons; a member merge moves source
-records and re-points ledger rows (amounts never change) and can be undone exactly.
+records, re-points ledger rows (amounts never change) and every other area's rows with a member_id
+(store sales, visits), and can be undone exactly.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from tenpo.cloud.identity import MergeDecision, SourceRecord, decide, match_one,
 from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
-from .store import (Pending, SourceRow, candidates, create_member, find_source, member_sources, new_member_id,
-                    refresh_golden, save_source)
+from .store import (Pending, SourceRow, candidates, create_member, find_source, member_sources, move_member_rows,
+                    new_member_id, refresh_golden, restore_member_rows, save_source)
 
 MEMBER_ROW = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret", "consent",
               "custom", "home_store", "created_at", "updated_at")  # fmt: skip
@@ -172,6 +173,7 @@ def merge_members(db: Central, winner: str, loser: str, decision: MergeDecision 
     db.execute("INSERT INTO member_points_moves(ledger_id, merge_id, from_member)"
                " SELECT id, ?, member_id FROM points_ledger WHERE member_id = ?", (merge_id, loser))  # fmt: skip
     db.execute("UPDATE points_ledger SET member_id = ? WHERE member_id = ?", (winner, loser))
+    move_member_rows(db, merge_id, loser, winner)  # store sales, visits, coupons, ...: the person's whole history
     db.execute("UPDATE member_aliases SET member_id = ? WHERE member_id = ?", (winner, loser))
     db.execute("INSERT INTO member_aliases(alias, member_id, merge_id) VALUES (?, ?, ?)", (loser, winner, merge_id))
     db.execute("UPDATE members SET line_user_id = coalesce(line_user_id, ?) WHERE member_id = ?", (row["line_user_id"], winner))
@@ -229,6 +231,7 @@ def unmerge(db: Central, target: str, config: MembersConfig, now: float, pending
                    (target, winner, source, source_id))  # fmt: skip
     db.execute("UPDATE points_ledger SET member_id = ? WHERE member_id = ? AND id IN"
                " (SELECT ledger_id FROM member_points_moves WHERE merge_id = ?)", (target, winner, merge_id))  # fmt: skip
+    restore_member_rows(db, merge_id, winner)
     db.execute("DELETE FROM member_aliases WHERE alias = ?", (target,))
     db.execute("UPDATE member_aliases SET member_id = ? WHERE merge_id IN"
                " (SELECT id FROM member_merges WHERE winner = ? AND undone = 0)", (target, target))  # fmt: skip

@@ -102,6 +102,7 @@ def statements(dialect: str) -> list[str]:
             from_member TEXT NOT NULL,
             PRIMARY KEY (ledger_id, merge_id))""",
         "CREATE INDEX member_points_moves_merge ON member_points_moves(merge_id)",
+        *row_moves_statements(dialect),
         f"""CREATE TABLE member_erasures (
             id {t['id']},
             member_id TEXT NOT NULL,
@@ -115,4 +116,22 @@ def statements(dialect: str) -> list[str]:
         f"""CREATE TABLE member_erased_sources (
             source_hash TEXT PRIMARY KEY,
             erasure_id {t['int']} NOT NULL)""",
+    ]
+
+
+def row_moves_statements(dialect: str) -> list[str]:
+    """Rows of other areas' tables (sales, visits, ...) a merge re-pointed, by primary key, for unmerge.
+
+    `IF NOT EXISTS` so the same statements can be registered as a later migration for central
+    databases created before this table was part of migration 5.
+    """
+    t = column_types(dialect)
+    return [
+        # row_key: the row's primary key as a JSON object {column: value}, sorted by column.
+        f"""CREATE TABLE IF NOT EXISTS member_row_moves (
+            merge_id {t['int']} NOT NULL,
+            table_name TEXT NOT NULL,
+            row_key TEXT NOT NULL,
+            from_member TEXT NOT NULL,
+            PRIMARY KEY (merge_id, table_name, row_key))""",
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.cleansing import MEMBER_FIELDS
 
 from .config import MembersConfig
+
+log = logging.getLogger(__name__)
 
 SOURCE_COLUMNS = ("id", "source", "source_id", "member_id", *MEMBER_FIELDS, "prefecture", "verified", "custom",
                   "raw_hash", "seen_at")  # fmt: skip
@@ -178,6 +181,125 @@ def refresh_golden(db: Central, member_id: str, config: MembersConfig, now: floa
 def golden_id(db: Central, member_id: str) -> str:
     """The golden id a (possibly merged-away) member id stands for now."""
     return str(db.scalar("SELECT member_id FROM member_aliases WHERE alias = ?", (member_id,), member_id))
+
+
+# ---------------------------------------------------------------------------- other areas' rows
+
+# Tables the members area moves itself in a merge (source records, ledger, aliases, ...); the balance
+# table follows the ledger through its triggers. Every `member_*` table is ours too.
+_OWN_TABLES = frozenset({"members", "points_ledger", "points_balances"})
+_KEY_TYPES = (str, int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTable:
+    """A table of another area with a member_id column; `key` (its primary key) names a moved row."""
+
+    name: str
+    key: tuple[str, ...]
+
+
+def member_tables(db: Central) -> list[MemberTable]:
+    """Every HQ table with a member_id column that a merge must re-point, found in the schema so
+    tables other areas add later are covered. Tables it cannot move row by row are left out, logged."""
+    found = _pg_member_tables(db) if db.dialect == "postgresql" else _sqlite_member_tables(db)
+    tables = []
+    for name, key in sorted(found.items()):
+        if name in _OWN_TABLES or name.startswith("member_"):
+            continue
+        if not key:
+            log.warning("table %s has member_id but no primary key: merges leave its rows under the old id", name)
+        elif "member_id" in key:
+            log.warning("table %s has member_id in its primary key: merges leave its rows under the old id", name)
+        else:
+            tables.append(MemberTable(name, key))
+    return tables
+
+
+def _sqlite_member_tables(db: Central) -> dict[str, tuple[str, ...]]:
+    found = {}
+    for (name,) in db.all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
+        columns = db.all(f"PRAGMA table_info({_quote(name)})")  # cid, name, type, notnull, default, pk position
+        if any(c[1] == "member_id" for c in columns):
+            found[name] = tuple(c[1] for c in sorted((c for c in columns if c[5]), key=lambda c: c[5]))
+    return found
+
+
+def _pg_member_tables(db: Central) -> dict[str, tuple[str, ...]]:
+    names = db.all(
+        "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t"
+        " ON t.table_schema = c.table_schema AND t.table_name = c.table_name WHERE c.table_schema = current_schema()"
+        " AND c.column_name = 'member_id' AND t.table_type = 'BASE TABLE'"
+    )  # fmt: skip
+    keys: dict[str, list[str]] = {}
+    for table, column in db.all(
+        "SELECT k.table_name, k.column_name FROM information_schema.table_constraints tc"
+        " JOIN information_schema.key_column_usage k ON k.constraint_schema = tc.constraint_schema"
+        " AND k.constraint_name = tc.constraint_name AND k.table_name = tc.table_name"
+        " WHERE tc.table_schema = current_schema() AND tc.constraint_type = 'PRIMARY KEY'"
+        " ORDER BY k.table_name, k.ordinal_position"
+    ):
+        keys.setdefault(table, []).append(column)
+    return {name: tuple(keys.get(name, ())) for (name,) in names}
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def move_member_rows(db: Central, merge_id: int, loser: str, winner: str) -> int:
+    """Re-point `loser`'s rows in every member table to `winner`, remembering each row's key under
+    `merge_id` so an unmerge moves exactly these back. Returns how many rows moved."""
+    moved = 0
+    for table in member_tables(db):
+        rows = db.all(f"SELECT {', '.join(map(_quote, table.key))} FROM {_quote(table.name)} WHERE member_id = ?", (loser,))
+        if not rows:
+            continue
+        if any(not isinstance(value, _KEY_TYPES) for row in rows for value in row):
+            log.warning("table %s: a key value is not text or a number; its rows stay under %s", table.name, loser)
+            continue
+        keys = [json.dumps(dict(zip(table.key, row)), ensure_ascii=False, sort_keys=True) for row in rows]
+        db.executemany(
+            "INSERT INTO member_row_moves(merge_id, table_name, row_key, from_member) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(merge_id, table_name, row_key) DO NOTHING",
+            [(merge_id, table.name, key, loser) for key in keys],
+        )
+        db.execute(f"UPDATE {_quote(table.name)} SET member_id = ? WHERE member_id = ?", (winner, loser))
+        moved += len(rows)
+    return moved
+
+
+def restore_member_rows(db: Central, merge_id: int, winner: str) -> int:
+    """Unmerge: the rows merge `merge_id` moved (and late ones moved under it) go back to their member,
+    those still the winner's (an erasure may have deleted some). Returns how many keys were recorded."""
+    tables = {table.name: table for table in member_tables(db)}
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    for name, row_key, from_member in db.all(
+        "SELECT table_name, row_key, from_member FROM member_row_moves WHERE merge_id = ? ORDER BY table_name, row_key",
+        (merge_id,),
+    ):
+        table, key = tables.get(name), json.loads(row_key)
+        if table is None or sorted(key) != sorted(table.key):
+            log.warning("merge %s: table %s is gone or has a new primary key; its rows stay with %s", merge_id, name, winner)
+            continue
+        by_table.setdefault(name, []).append((from_member, winner, *(key[column] for column in table.key)))
+    restored = 0
+    for name, params in by_table.items():
+        match = " AND ".join(f"{_quote(column)} = ?" for column in tables[name].key)
+        db.executemany(f"UPDATE {_quote(name)} SET member_id = ? WHERE member_id = ? AND {match}", params)
+        restored += len(params)
+    return restored
+
+
+def remap_alias_rows(db: Central, member_id: str) -> int:
+    """Rows that arrived under a merged-away id (a store offline during the merge) join the golden member."""
+    found = db.one("SELECT member_id, merge_id FROM member_aliases WHERE alias = ?", (member_id,))
+    return 0 if found is None else move_member_rows(db, int(found[1]), member_id, str(found[0]))
+
+
+def member_aliases(db: Central, member_id: str) -> list[str]:
+    """Ids merged (directly or through another merge) into golden member `member_id`."""
+    return [r[0] for r in db.all("SELECT alias FROM member_aliases WHERE member_id = ? ORDER BY alias", (member_id,))]
 
 
 # ---------------------------------------------------------------------------- change feed
