@@ -389,3 +389,27 @@ async def test_dock_panel_updates_from_another_process_and_a_difference_needs_a_
         await wait_for(pilot, lambda: cells(app, "#dock-list")[0][2] == "held")
     assert scalar(config, "SELECT decided_by FROM inspections") == CLERK
     assert outbox(config, "inspection.completed")[0]["status"] == "held"
+
+
+async def test_a_manager_returns_one_of_two_umbrellas_then_the_other(config) -> None:
+    app = make_app(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, MANAGER)
+        await pilot.press("f4")
+        await settle(pilot)
+        await scan(pilot, UMBRELLA)
+        await scan(pilot, UMBRELLA)
+        await pilot.press("f10")
+        await settle(pilot)
+        await fill(pilot, tender="card", amount="2400")
+        await pilot.press("escape", "ctrl+r")
+        await settle(pilot)
+        await fill(pilot, receipt="1", lines="1:x")
+        assert "N:QTY" in str(app.screen.query_one("#err-lines", Static).render()), "shown under the lines field"
+        await fill(pilot, receipt="1", lines="1:1")
+        assert isinstance(app.screen, ReceiptScreen)
+        await pilot.press("escape", "ctrl+r")
+        await settle(pilot)
+        await fill(pilot, receipt="1", lines="")
+        assert isinstance(app.screen, ReceiptScreen)
+    assert [r["total"] for r in outbox(config, "sale.refunded")] == [-1200, -1200]

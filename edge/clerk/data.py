@@ -378,12 +378,14 @@ class ClerkData:
             stored = store.load_sale(self.db, self.config.store_id, sale.receipt_no)
             return sale, stored.receipt if stored else ""
 
-    def refund(self, clerk: accounts.Clerk, receipt_no: str) -> tuple[Any, str]:
+    def refund(self, clerk: accounts.Clerk, receipt_no: str, lines_text: str = "") -> tuple[Any, str]:
+        """A whole receipt, or some of its lines ("2", "1,3:2": line numbers as on the receipt, :qty)."""
         if not accounts.allowed(clerk.role, accounts.Action.REFUND):
             raise UserError("refund: needs a manager")
         store = self._checkout()
+        lines = _returned_lines(lines_text)
         with self._lock:
-            sale = store.refund_sale(self.db, self.config, receipt_no)
+            sale = store.refund_sale(self.db, self.config, receipt_no, lines=lines)
             stored = store.load_sale(self.db, self.config.store_id, sale.receipt_no)
             return sale, stored.receipt if stored else ""
 
@@ -395,6 +397,17 @@ def _now_local():  # type: ignore[no-untyped-def]
     from datetime import datetime
 
     return datetime.now().astimezone()
+
+
+def _returned_lines(text: str) -> dict[int, int | None] | None:
+    import argparse
+
+    from tenpo.edge.checkout.cli import parse_line, returned_lines
+
+    try:
+        return returned_lines([parse_line(part) for part in text.replace(",", " ").split()])
+    except argparse.ArgumentTypeError as exc:
+        raise UserError(f"lines: {exc}") from None
 
 
 def _purchase_history(conn: sqlite3.Connection, store_id: str, member_id: str) -> list[tuple[str, str, int, int]]:

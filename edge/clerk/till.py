@@ -183,10 +183,11 @@ class CheckoutPanel(Panel):
         data = self.clerk_app.data
 
         def submit(values: dict[str, str]) -> tuple[Any, str]:
-            return data.refund(clerk, values["receipt"])
+            return data.refund(clerk, values["receipt"], values.get("lines", ""))
 
-        self.app.push_screen(FormScreen("返品 · refund a whole sale", (Field("receipt", "レシート receipt", "S001-00000042 or 42"),),
-                                        submit), self._refunded)  # fmt: skip
+        fields = (Field("receipt", "レシート receipt", "S001-00000042 or 42"),
+                  Field("lines", "返品する行 lines (empty: all)", "2  or  1,3:2 (line:qty)"))  # fmt: skip
+        self.app.push_screen(FormScreen("返品 · refund", fields, submit), self._refunded)
 
     def _refunded(self, result: tuple[Any, str] | None) -> None:
         if result is not None:
