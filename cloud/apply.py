@@ -27,6 +27,7 @@ from tenpo.shared.protocol import (
     Ack,
     Envelope,
     EventBatch,
+    Event,
     ProtocolError,
     decode,
     parse_up_topic,
@@ -194,6 +195,47 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
             extra += hook(db, now)
         _publish_changes(db, plan, now, extra)
     return Ack(batch.stream, last, gap=gap)
+
+
+def reapply_event(db: Central, dead_letter_id: int, now: float | None = None) -> str | None:
+    """Run the planner again for an event HQ stored but could not apply (its dead letter), after a fix:
+    an upgrade that knows its type, a corrected product list. None when applied; otherwise why not.
+
+    The letter is closed in the same transaction as the effects, so two retries cannot apply it twice.
+    """
+    now = now or time.time()
+    with db.transaction():
+        letter = db.one(
+            "SELECT store_id, event_seq, reason FROM dead_letters WHERE id = ? AND status = 'open'" + db.lock_suffix(),
+            (dead_letter_id,),
+        )
+        if letter is None or letter[1] is None:
+            return "not an open dead letter of a stored event"
+        store_id, seq, reason = letter[0], int(letter[1]), str(letter[2])
+        if "sequence number reused" in reason:
+            return "a reused sequence number: the stored event is the first one, already applied"
+        row = db.one(
+            "SELECT stream, event_id, type, schema, hlc, payload FROM events WHERE store_id = ? AND seq = ?"
+            " ORDER BY applied_at DESC LIMIT 1",
+            (store_id, seq),
+        )
+        if row is None:
+            return f"event {seq} of {store_id} is not stored at HQ"
+        event = Event(seq, row[1], row[2], int(row[3]), int(row[4]), json.loads(row[5]))
+        plan = Plan()
+        try:
+            plan_event(plan, Origin(store_id, row[0]), event, now)
+        except PayloadError as exc:
+            return f"{event.type}: {exc}"
+        for sql, rows in plan.rows.items():
+            db.executemany(sql, rows)
+        extra: list[ChangeTuple] = []
+        for hook in plan.hooks.values():
+            extra += hook(db, now)
+        _publish_changes(db, plan, now, extra)
+        db.execute("UPDATE dead_letters SET status = 'retried', note = ? WHERE id = ?",
+                   (f"re-applied at {time.strftime('%Y-%m-%d %H:%M:%S')}", dead_letter_id))  # fmt: skip
+    return None
 
 
 def _check_reused_sequences(db: Central, topic: str, store_id: str, stream: str, duplicates: list[tuple[int, str]]) -> None:

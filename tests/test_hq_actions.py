@@ -72,11 +72,33 @@ def test_a_tampered_payload_stays_open(central: Central) -> None:
     assert actions.retry_dead_letter(central, garbage).result == actions.STILL_FAILING
 
 
-def test_an_event_rejected_by_its_planner_is_not_retryable(central: Central) -> None:
+def test_an_event_its_planner_refused_is_applied_on_retry_after_a_fix(central: Central, monkeypatch) -> None:
+    """An upgrade teaches HQ a new event type: the stored event is planned again, once."""
+    import uuid
+
+    from tenpo.cloud import effects
+    from tenpo.cloud.apply import apply_batch
+    from tenpo.shared.protocol import Event, EventBatch
+
     sim.seed_stores(central, 1, events_per_store=1)
-    letter = sim.add_dead_letter(central, "S001", sim.events_topic("S001"), "event 7 (x.y): unknown event type",
-                                 b'{"sku": "A1"}', FIXED_NOW, event_seq=7)  # fmt: skip
-    assert actions.retry_dead_letter(central, letter).result == actions.NOT_RETRYABLE
+    stream = central.scalar("SELECT stream FROM stores WHERE store_id = 'S001'")
+    last = int(central.scalar("SELECT last_applied_seq FROM stores WHERE store_id = 'S001'"))
+    gift = Event(last + 1, uuid.uuid4().hex, "gift.issued", 1, 0, {"sku": "A1", "delta": -1, "reason": "gift"})
+    bad = Event(last + 2, uuid.uuid4().hex, "stock.adjusted", 1, 0, {"sku": "A1", "delta": "lots", "reason": "x"})
+    assert apply_batch(central, "S001", EventBatch(stream, [gift, bad])).hwm == last + 2
+    letters = dict(central.all("SELECT event_seq, id FROM dead_letters WHERE store_id = 'S001' AND event_seq IS NOT NULL"))
+    before = int(central.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = 'S001'"))
+
+    outcome = actions.retry_dead_letter(central, letters[last + 2])
+    assert (outcome.result, outcome.detail) == (actions.STILL_FAILING, "stock.adjusted: delta: must be an integer")
+    assert actions.retry_dead_letter(central, letters[last + 1]).result == actions.STILL_FAILING  # not fixed yet
+
+    monkeypatch.setitem(effects.PLANNERS, "gift.issued", effects.PLANNERS["stock.moved"])  # the fix
+    outcome = actions.retry_dead_letter(central, letters[last + 1])
+    assert outcome.result == actions.APPLIED and outcome.closed
+    assert int(central.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = 'S001'")) == before - 1
+    with pytest.raises(UserError, match="already retried"):
+        actions.retry_dead_letter(central, letters[last + 1])
 
 
 def test_discard_needs_a_note_and_is_audited(central: Central) -> None:

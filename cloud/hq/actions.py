@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, audit, open_envelope
+from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, audit, open_envelope, reapply_event
 from tenpo.cloud.db import Central
 from tenpo.cloud.hq.queries import dead_letter_raw
 from tenpo.shared.errors import UserError
@@ -54,10 +54,15 @@ def retry_dead_letter(db: Central, dead_letter_id: int, actor: str = "hq-operato
     """Re-run an upstream message; close the letter as 'retried' if its events are now applied."""
     topic, payload, store_id, event_seq = _open(db, dead_letter_id)
     if event_seq is not None and not _is_envelope(payload):
-        # One event of an applied batch (its planner said no, or its seq was reused): the seq is taken at HQ,
-        # so sending it again would be skipped as a duplicate.
-        return _record_attempt(db, dead_letter_id, actor, RetryOutcome(
-            dead_letter_id, NOT_RETRYABLE, f"event {event_seq} was applied without effect and cannot be re-sent"))  # fmt: skip
+        # One event of an applied batch whose planner said no: its seq is taken at HQ, so it is not sent
+        # again; HQ runs the planner again on the event it stored (after whatever fix the operator made).
+        why = reapply_event(db, dead_letter_id)
+        if why is not None:
+            return _record_attempt(db, dead_letter_id, actor, RetryOutcome(dead_letter_id, STILL_FAILING, why))
+        with db.transaction():
+            audit(db, actor, "dead_letter.retried", f"dead_letter:{dead_letter_id}",
+                  {"result": APPLIED, "store": store_id, "event": event_seq})  # fmt: skip
+        return RetryOutcome(dead_letter_id, APPLIED, f"event {event_seq} of {store_id} applied", 1)
     try:
         opened = open_envelope(topic, payload, KeyRing(db))
     except Rejected as exc:
