@@ -206,6 +206,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     status["agent_running"] = link.running
     status.update(replica.sync_status(db))
     status["bootstrapped"] = get_meta(db.conn, "bootstrapped") == "1"
+    behind = get_meta(db.conn, "alert.hq_behind")
+    status["alerts"] = [f"HQ lost acknowledged events {json.loads(behind)['hq_hwm'] + 1}..{json.loads(behind)['acked']}"] if behind else []
     last_sync = get_meta(db.conn, "last_sync_at")
     status["last_sync_at"] = float(last_sync) if last_sync else None
     status["services"] = {

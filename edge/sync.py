@@ -22,7 +22,7 @@ from tenpo import __version__
 from tenpo.edge import feed
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.db import schema_version, transaction
-from tenpo.edge.outbox import acknowledge, backlog, next_counter, pending, read_counter, set_meta, stream_id
+from tenpo.edge.outbox import acknowledge, backlog, get_meta, next_counter, pending, read_counter, set_meta, stream_id
 from tenpo.shared import crypto, hlc
 from tenpo.shared.mqtt import connect_async, make_client
 from tenpo.shared.protocol import (
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 512 * 1024  # stays well under HQ's 1 MiB upstream limit
 PULL_RETRY_S = 2.0
 SNAPSHOT_RETRY_S = 5.0
+STALE_GAPS_ALERT = 3  # gap acks below our acknowledged mark in a row before we call HQ behind
 
 
 @dataclass(slots=True)
@@ -98,6 +99,7 @@ class SyncLink:
         self.on_snapshot_progress = on_snapshot_progress
         self.caught_up = asyncio.Event()  # set once the replica is bootstrapped and the feed is current
         self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._stale_gaps = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         with transaction(db) as conn:
             self.stream = stream_id(conn)
@@ -317,12 +319,30 @@ class SyncLink:
             with transaction(self.db) as conn:
                 self.state.acked = acknowledge(conn, ack.hwm)
                 set_meta(conn, "last_sync_at", str(time.time()))  # the clerk's "last sync"
+                if self._stale_gaps >= STALE_GAPS_ALERT:
+                    set_meta(conn, "alert.hq_behind", None)
+            self._stale_gaps = 0
             self.state.last_progress = time.monotonic()
+        if ack.gap and ack.hwm < self.state.acked:
+            # Either a late ack from another aggregator (harmless: ignore it), or HQ really lost events it had
+            # acknowledged (its database restored from a backup): they are gone here, so say so if it persists.
+            self._stale_gaps += 1
+            if self._stale_gaps >= STALE_GAPS_ALERT:
+                self._hq_behind(ack.hwm)
+            return
         if ack.gap:
             self.state.sent_upto = self.state.acked
             self.counters.resends += 1
         self.state.sent_upto = max(self.state.sent_upto, self.state.acked)
         self._pump()
+
+    def _hq_behind(self, hwm: int) -> None:
+        with transaction(self.db) as conn:
+            if get_meta(conn, "alert.hq_behind") is None:
+                log.error("HQ has applied only up to event %d but had acknowledged up to %d: events %d..%d are no "
+                          "longer here to resend (was HQ's database restored?); an operator has to decide",
+                          hwm, self.state.acked, hwm + 1, self.state.acked)  # fmt: skip
+            set_meta(conn, "alert.hq_behind", json.dumps({"hq_hwm": hwm, "acked": self.state.acked, "at": time.time()}))
 
     # ------------------------------------------------------------------ downstream
 

@@ -187,3 +187,46 @@ def test_will_marks_a_killed_store_offline(chain, broker, sqlite_url, tmp_path) 
     wait_until(lambda: online() == 1, 20, what="the next birth")
     agent.terminate()
     aggregator.terminate()
+
+
+def test_hq_restored_from_an_old_backup_raises_an_alert_at_the_store(chain, broker, sqlite_url, tmp_path) -> None:
+    import json
+    import sqlite3
+    import subprocess
+    import sys
+
+    config_path, config, central = chain
+    central_path = Path(sqlite_url.removeprefix("sqlite:///"))
+    aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
+    agent = store_process(config_path).start()
+    db = edge_db.connect(config.database)
+    wait_for_products(db)
+    acked = lambda: read_counter(db.conn, "acked")  # noqa: E731
+    for _ in range(3):
+        replica.adjust_stock(db, "A1", 1, "count")
+    wait_until(lambda: acked() == 3, 20, what="three events acknowledged")
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(central_path) as source, sqlite3.connect(backup) as target:
+        source.backup(target)
+    for _ in range(3):
+        replica.adjust_stock(db, "A1", 1, "count")
+    wait_until(lambda: acked() == 6, 20, what="six events acknowledged (the store forgot them)")
+
+    aggregator.kill()
+    central.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{central_path}{suffix}").unlink(missing_ok=True)
+    backup.rename(central_path)
+    aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
+    replica.adjust_stock(db, "A1", 1, "count")
+
+    def alerts() -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "tenpo", "edge", "status", "--json", "--config", str(config_path)],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return json.loads(out)["alerts"]
+
+    found = wait_until(alerts, 40, interval=0.5, what="the store to notice HQ lost events it had acknowledged")
+    assert found == ["HQ lost acknowledged events 4..6"]
+    assert agent.alive()
+    agent.terminate()
+    aggregator.terminate()
