@@ -297,7 +297,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (5, "source records, golden members, merges", _area("tenpo.cloud.members.schema")),
     (6, "HQ monitor: audit of operator actions", _area("tenpo.cloud.hq.schema")),
 ]
-LATEST_SCHEMA = MIGRATIONS[-1][0]
 
 
 def migrate(db: Central) -> int:
@@ -319,4 +318,4 @@ def migrate(db: Central) -> int:
             db.execute(
                 "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)", (version, name, time.time())
             )
-    return LATEST_SCHEMA
+    return int(db.scalar("SELECT max(version) FROM schema_migrations", (), 0))

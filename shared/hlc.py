@@ -32,16 +32,6 @@ def tick(last: int, now_millis: int) -> int:
     return _bump(previous)
 
 
-def merge(last: int, remote: int, now_millis: int) -> int:
-    """The timestamp after receiving ``remote``: later than both, close to the wall clock."""
-    mine, theirs = Hlc.unpack(last), Hlc.unpack(remote)
-    top = max(now_millis, mine.millis, theirs.millis)
-    counters = [c for m, c in (mine, theirs) if m == top]
-    if not counters:
-        return Hlc(top, 0).pack()
-    return _bump(Hlc(top, max(counters)))
-
-
 def _bump(stamp: Hlc) -> int:
     if stamp.counter >= COUNTER_MASK:  # 65,535 events in one millisecond: borrow the next millisecond
         return Hlc(stamp.millis + 1, 0).pack()

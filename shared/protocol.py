@@ -37,7 +37,6 @@ def down_topic(store_id: str, kind: Literal["ack", "changes", "snapshot"]) -> st
 
 BROADCAST_CHANGES = f"{ROOT}/broadcast/changes"
 HQ_STATE = f"{ROOT}/hq/state"  # retained; like Sparkplug's primary host STATE
-UP_ALL = f"{ROOT}/stores/+/up/#"
 SHARE_GROUP = "tenpo-aggregators"
 
 
