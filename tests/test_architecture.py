@@ -1,0 +1,330 @@
+"""The import rules the layering relies on, read from the source (no module is imported).
+
+Every ``import`` statement of every module under ``tenpo/``, ``edge/``, ``cloud/`` and ``shared/``
+counts, including the ones inside functions: a lazy import still ties two modules together, it only
+hides the tie until run time. How an import becomes an edge of the graph:
+
+- ``import a.b.c`` and ``from a.b.c import x`` point at module ``a.b.c``; when ``a.b.c.x`` is itself a
+  module (``from pkg import submodule``) the edge points at ``a.b.c.x`` instead, otherwise ``x`` is a
+  name defined in ``a/b/c.py`` or ``a/b/c/__init__.py`` and the edge stays on ``a.b.c``.
+- The parent packages that Python also runs (``a/__init__.py``, ``a/b/__init__.py``) are not edges:
+  they hold no code that imports their children back, and counting them would report every package
+  that re-exports a submodule as a cycle.
+- Imports under ``if TYPE_CHECKING:`` are left out: they never run, so they cannot form a cycle at
+  import time (and the layer rules do not need them either).
+- Relative imports are resolved against the importing module's package.
+
+Folders map to packages as installed: ``edge/`` is ``tenpo.edge``, ``cloud/`` is ``tenpo.cloud``,
+``shared/`` is ``tenpo.shared``, ``tenpo/`` is ``tenpo``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = {"tenpo": "tenpo", "edge": "tenpo.edge", "cloud": "tenpo.cloud", "shared": "tenpo.shared"}
+MAX_LINES = 500
+
+# Pure codecs: bytes in, values out. They must not reach (even indirectly) a port, a radio, a
+# broker or a database, so they stay testable and fast on any machine.
+CODECS = (
+    "tenpo.edge.rfid.mercury",
+    "tenpo.edge.rfid.r2000",
+    "tenpo.edge.rfid.ascii_lines",
+    "tenpo.edge.rfid.reads",
+    "tenpo.shared.epc",
+    "tenpo.edge.ble.decode",
+    "tenpo.edge.ble.advert",
+    "tenpo.shared.beacon_id",
+)
+IO_LIBRARIES = ("serial", "bleak", "paho", "sqlite3", "sqlite_utils")
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    target: str  # a module of the project, or the top-level name of an outside library
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    name: str
+    path: Path
+    is_package: bool
+
+
+def module_files(root: Path = ROOT) -> dict[str, Module]:
+    modules: dict[str, Module] = {}
+    for folder, package in FOLDERS.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = path.relative_to(root / folder).with_suffix("").parts
+            is_package = parts[-1] == "__init__"
+            if is_package:
+                parts = parts[:-1]
+            name = ".".join((package, *parts))
+            modules[name] = Module(name, path, is_package)
+    return modules
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_nodes(tree: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
+    """Every import statement, at any depth, except the bodies of ``if TYPE_CHECKING:``."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def resolve_imports(module: Module, tree: ast.AST, known: Mapping[str, Module]) -> list[Import]:
+    """The modules (or outside libraries) one module imports, by the rules in this file's docstring."""
+    found: list[Import] = []
+    package = module.name if module.is_package else module.name.rpartition(".")[0]
+    for node in _import_nodes(tree):
+        if isinstance(node, ast.Import):
+            found.extend(Import(alias.name, node.lineno) for alias in node.names)
+            continue
+        if node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            source = ".".join([*base, *([node.module] if node.module else [])])
+        else:
+            source = node.module or ""
+        for alias in node.names:
+            candidate = f"{source}.{alias.name}"
+            found.append(Import(candidate if candidate in known else source, node.lineno))
+    return found
+
+
+def project_target(name: str, known: Mapping[str, Module]) -> str | None:
+    """The project module an imported name lands in (``tenpo.x.y`` may be a name inside ``tenpo.x``)."""
+    while name:
+        if name in known:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+@cache
+def import_graph() -> dict[str, dict[str, int]]:
+    """module -> {imported module or outside library: first line that imports it}."""
+    known = module_files()
+    graph: dict[str, dict[str, int]] = {}
+    for name, module in known.items():
+        tree = ast.parse(module.path.read_text(encoding="utf-8"), str(module.path))
+        edges: dict[str, int] = {}
+        for imported in resolve_imports(module, tree, known):
+            if imported.target == "tenpo" or imported.target.startswith("tenpo."):
+                target = project_target(imported.target, known) or imported.target
+            else:
+                target = imported.target.split(".")[0]
+            if target != name:
+                edges.setdefault(target, imported.line)
+        graph[name] = edges
+    return graph
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component that has one, as a closed path [a, b, ..., a].
+
+    Pure (Tarjan's algorithm, iterative so a long chain cannot hit the recursion limit); nodes that
+    only appear as targets are fine.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    counter = 0
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work: list[tuple[str, Iterable[str]]] = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in graph.get(node, ()):
+                    components.append(sorted(component))
+    return [_cycle_through(graph, members) for members in components]
+
+
+def _cycle_through(graph: Mapping[str, Iterable[str]], members: list[str]) -> list[str]:
+    """A shortest closed path from the component's first member back to itself, for the message."""
+    inside = set(members)
+    start = members[0]
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following: list[str] = []
+        for node in frontier:
+            for child in sorted(graph.get(node, ())):
+                if child not in inside:
+                    continue
+                if child == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return [start, *reversed(path[:-1]), start] if node != start else [start, start]
+                if child not in came_from:
+                    came_from[child] = node
+                    following.append(child)
+        frontier = following
+    raise AssertionError(f"no cycle through {members}")  # a component of size > 1 always has one
+
+
+def _describe(path: list[str]) -> str:
+    graph = import_graph()
+    steps = [f"{a} -> {b} (line {graph[a][b]})" for a, b in zip(path, path[1:])]
+    return "\n    ".join(steps)
+
+
+def layer(name: str) -> str | None:
+    """``shared``, ``edge``, ``cloud``, ``commands`` (the ``tenpo/`` folder) or None for outside libraries."""
+    for folder in ("shared", "edge", "cloud"):
+        if name == f"tenpo.{folder}" or name.startswith(f"tenpo.{folder}."):
+            return folder
+    return "commands" if name == "tenpo" or name.startswith("tenpo.") else None
+
+
+def _violations(source: str, forbidden: Iterable[str]) -> list[str]:
+    return [
+        f"{module} imports {target} (line {line})"
+        for module, edges in sorted(import_graph().items())
+        if layer(module) == source
+        for target, line in sorted(edges.items())
+        if layer(target) in forbidden
+    ]
+
+
+# ------------------------------------------------------------------------------ self-checks
+
+
+def test_find_cycles_reports_a_synthetic_cycle_and_passes_a_tree() -> None:
+    assert find_cycles({"a": ["b"], "b": ["c"], "c": []}) == []
+    assert find_cycles({"a": ["b", "x"], "b": ["c"], "c": ["a"], "x": []}) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": ["a"]}) == [["a", "a"]]
+    two = find_cycles({"a": ["b"], "b": ["a"], "c": ["d"], "d": ["e"], "e": ["c"], "f": ["a"]})
+    assert sorted(map(tuple, two)) == [("a", "b", "a"), ("c", "d", "e", "c")]
+
+
+def test_a_long_chain_does_not_hit_the_recursion_limit() -> None:
+    chain = {str(i): [str(i + 1)] for i in range(5000)}
+    assert find_cycles(chain) == []
+    chain["5000"] = ["0"]
+    assert len(find_cycles(chain)[0]) == 5002
+
+
+def test_resolution_of_imports(tmp_path: Path) -> None:
+    (tmp_path / "edge" / "area").mkdir(parents=True)
+    for name in ("tenpo", "cloud", "shared"):
+        (tmp_path / name).mkdir()
+    files = {
+        "edge/__init__.py": "",
+        "edge/area/__init__.py": "from .model import Thing\n",
+        "edge/area/model.py": "Thing = 1\n",
+        "edge/area/cli.py": (
+            "from typing import TYPE_CHECKING\n"
+            "from tenpo.edge import area\n"  # a submodule
+            "from tenpo.edge.area import Thing\n"  # a name in area/__init__.py
+            "from . import model\n"
+            "if TYPE_CHECKING:\n    from tenpo.edge import db\n"
+            "def late():\n    import serial.tools\n    from ..db import connect\n"
+        ),
+        "edge/db.py": "",
+    }
+    for relative, text in files.items():
+        (tmp_path / relative).write_text(text)
+    known = module_files(tmp_path)
+    cli = known["tenpo.edge.area.cli"]
+    targets = {i.target for i in resolve_imports(cli, ast.parse(cli.path.read_text()), known)}
+    assert targets == {"typing", "tenpo.edge.area", "tenpo.edge.area.model", "serial.tools", "tenpo.edge.db"}
+
+
+# ------------------------------------------------------------------------------ the rules
+
+
+def test_no_import_cycles() -> None:
+    cycles = find_cycles({module: [t for t in edges if t in import_graph()] for module, edges in import_graph().items()})
+    assert not cycles, "import cycles (move what both sides need into a module below them):\n  " + "\n  ".join(
+        _describe(cycle) for cycle in cycles
+    )
+
+
+def test_shared_imports_neither_edge_nor_cloud_nor_the_commands() -> None:
+    assert _violations("shared", ["edge", "cloud", "commands"]) == []
+
+
+def test_edge_and_cloud_do_not_import_each_other() -> None:
+    assert _violations("edge", ["cloud"]) == []
+    assert _violations("cloud", ["edge"]) == []
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_codecs_reach_no_port_radio_broker_or_database(codec: str) -> None:
+    graph = import_graph()
+    assert codec in graph, f"{codec} is gone: update CODECS"
+    seen, todo, via = {codec}, [codec], {codec: codec}
+    while todo:
+        module = todo.pop()
+        for target in graph.get(module, {}):
+            if target in IO_LIBRARIES:
+                chain = [module]
+                while chain[-1] != codec:
+                    chain.append(via[chain[-1]])
+                pytest.fail(f"{codec} reaches {target} through {' <- '.join([target, *chain])}")
+            if target in graph and target not in seen:
+                seen.add(target)
+                via[target] = module
+                todo.append(target)
+
+
+def test_modules_stay_under_the_size_limit() -> None:
+    too_long = {
+        str(m.path.relative_to(ROOT)): n
+        for m in module_files().values()
+        if (n := len(m.path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert too_long == {}, f"split these modules (over {MAX_LINES} lines)"
