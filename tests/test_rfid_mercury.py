@@ -53,9 +53,35 @@ def test_crc_of_every_logged_frame(frame: bytes) -> None:
     assert m.tm_crc(frame[1:-2]) == int.from_bytes(frame[-2:], "big")
 
 
+def bitwise_augmented_crc(data: bytes) -> int:
+    """The reference: CRC-16 poly 0x1021, init 0xFFFF, each message bit shifted in (augmented),
+    computed bit by bit, independently of tm_crc's table and of binascii."""
+    crc = 0xFFFF
+    for byte in data:
+        for bit in range(7, -1, -1):
+            carry = crc & 0x8000
+            crc = ((crc << 1) | (byte >> bit & 1)) & 0xFFFF
+            if carry:
+                crc ^= 0x1021
+    return crc
+
+
 def test_crc_check_value() -> None:
-    assert m.tm_crc(b"123456789") == 0xA69D  # rfid.md §1.2, recomputed with the nibble table
-    assert m.tm_crc(b"\x00") == m.tm_crc(memoryview(b"\x00"))  # short input takes the slow path
+    assert m.tm_crc(b"123456789") == 0xA69D  # docs/rfid.md, "The Mercury CRC"
+    assert bitwise_augmented_crc(b"123456789") == 0xA69D
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_crc_matches_a_bitwise_reference_at_every_length(data: bytes) -> None:
+    # Inputs under two bytes take the nibble-table path, longer ones binascii's: both are checked.
+    assert m.tm_crc(data) == bitwise_augmented_crc(data)
+    assert m.tm_crc(memoryview(data)) == bitwise_augmented_crc(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\xff", b"\x22"])
+def test_crc_of_inputs_too_short_for_the_fast_path(data: bytes) -> None:
+    assert m.tm_crc(data) == bitwise_augmented_crc(data)
 
 
 def test_command_builders_match_the_logs() -> None:
