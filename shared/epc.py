@@ -4,7 +4,8 @@ Decodes SGTIN-96, SSCC-96, SGLN-96, GRAI-96 and GIAI-96 (every partition, any fi
 digits recomputed) and encodes SGTIN-96 and SSCC-96. Anything else, such as the ``E2...`` chip-serial
 EPCs many cheap tags ship with, decodes to scheme ``"unknown"`` with a reason instead of failing.
 
-Layouts and partition tables: GS1 EPC TDS 1.13 §14 (Tables 14-2 .. 14-14); URIs: §7 and §12.
+Layouts: GS1 EPC TDS 1.13 §14 (partition tables and check-digit arithmetic in ``epc_tables``); URIs: §7
+and §12.
 Everything here is pure; ``decode_epc`` never raises.
 """
 
@@ -13,6 +14,23 @@ from __future__ import annotations
 from typing import Final
 
 import msgspec
+
+from tenpo.shared.epc_tables import (
+    CHECK_DIGIT,
+    FILTER_MEANINGS,
+    GIAI_PARTITIONS,
+    GRAI_PARTITIONS,
+    MILLION,
+    OTHER_HEADERS,
+    POW10,
+    SGLN_PARTITIONS,
+    SGTIN_PARTITIONS,
+    SSCC_PARTITIONS,
+    WEIGHTED,
+    Partition,
+    layouts,
+    weighted_check_digit,
+)
 
 __all__ = [
     "DEFAULT_COMPANY_PREFIX_DIGITS",
@@ -74,14 +92,7 @@ def gs1_check_digit(body: str) -> int:
     raw = body.encode("ascii", "replace")
     if not raw.isdigit():
         raise EpcEncodeError(f"not all digits: {body!r}")
-    return _check(raw)
-
-
-def _check(raw: bytes) -> int:
-    # weighted sum = 3A + B = 2A + (A + B), with A the weight-3 digits; ASCII '0' is 48.
-    triple = raw[-1::-2]
-    total = 2 * (sum(triple) - 48 * len(triple)) + sum(raw) - 48 * len(raw)
-    return -total % 10
+    return weighted_check_digit(raw)
 
 
 def gtin_check_digit(gtin_body: str) -> int:
@@ -89,64 +100,15 @@ def gtin_check_digit(gtin_body: str) -> int:
     return gs1_check_digit(gtin_body)
 
 
-_FILTER_MEANINGS: Final[dict[str, tuple[str, ...]]] = {
-    # TDS §10; values not listed are reserved.
-    "sgtin-96": (
-        "all others", "point of sale trade item", "full case for transport", "reserved",
-        "inner pack", "reserved", "unit load", "component not for individual sale",
-    ),
-    "sscc-96": ("all others", "reserved", "full case for transport", "reserved", "reserved",
-                "reserved", "unit load", "reserved"),
-    "sgln-96": ("all others",) + ("reserved",) * 7,
-    "grai-96": ("all others",) + ("reserved",) * 7,
-    "giai-96": ("all others", "rail vehicle") + ("reserved",) * 6,
-}
-
-
 def filter_meaning(scheme: str, filter_value: int) -> str:
     """Human meaning of a filter value for a scheme ("" when unknown)."""
-    meanings = _FILTER_MEANINGS.get(scheme)
+    meanings = FILTER_MEANINGS.get(scheme)
     if meanings is None or not 0 <= filter_value < 8:
         return ""
     return meanings[filter_value]
 
 
-# --------------------------------------------------------------------------------------------------
-# Partition tables: partition -> (company prefix bits, digits, other field bits, digits).
-
-_Partition = tuple[int, int, int, int]
-
-_SGTIN: Final[tuple[_Partition, ...]] = (
-    (40, 12, 4, 1), (37, 11, 7, 2), (34, 10, 10, 3), (30, 9, 14, 4),
-    (27, 8, 17, 5), (24, 7, 20, 6), (20, 6, 24, 7),
-)
-_SSCC: Final[tuple[_Partition, ...]] = (
-    (40, 12, 18, 5), (37, 11, 21, 6), (34, 10, 24, 7), (30, 9, 28, 8),
-    (27, 8, 31, 9), (24, 7, 34, 10), (20, 6, 38, 11),
-)
-_SGLN: Final[tuple[_Partition, ...]] = (
-    (40, 12, 1, 0), (37, 11, 4, 1), (34, 10, 7, 2), (30, 9, 11, 3),
-    (27, 8, 14, 4), (24, 7, 17, 5), (20, 6, 21, 6),
-)
-_GRAI: Final[tuple[_Partition, ...]] = (
-    (40, 12, 4, 0), (37, 11, 7, 1), (34, 10, 10, 2), (30, 9, 14, 3),
-    (27, 8, 17, 4), (24, 7, 20, 5), (20, 6, 24, 6),
-)
-_GIAI: Final[tuple[_Partition, ...]] = (
-    (40, 12, 42, 13), (37, 11, 45, 14), (34, 10, 48, 15), (30, 9, 52, 16),
-    (27, 8, 55, 17), (24, 7, 58, 18), (20, 6, 62, 19),
-)
-
-# Headers of EPC schemes we recognise but do not decode, so "unknown" can say what the tag is.
-_OTHER_HEADERS: Final[dict[int, str]] = {
-    0x2C: "gdti-96", 0x2D: "gsrn-96", 0x2E: "gsrnp-96", 0x2F: "usdod-96", 0x35: "gid-96",
-    0x36: "sgtin-198", 0x37: "grai-170", 0x38: "giai-202", 0x39: "sgln-195", 0x3B: "adi-var",
-    0x3C: "cpi-96", 0x3D: "cpi-var", 0x3E: "gdti-174", 0x3F: "sgcn-96", 0x40: "itip-110",
-    0x41: "itip-212",
-}
-
 _BITS_96: Final = 96
-_POW10: Final = tuple(10**n for n in range(21))
 
 
 def _unknown(epc: str, reason: str) -> DecodedEpc:
@@ -155,57 +117,17 @@ def _unknown(epc: str, reason: str) -> DecodedEpc:
 
 # --------------------------------------------------------------------------------------------------
 # Decoding. Each scheme decoder takes the 96-bit value and returns a DecodedEpc or a failure reason
-# (SGTIN, the hot one, wraps its failures itself).
-
-
-# The check digit of a decoded key comes from a table, not a loop over its digits: _WEIGHTED[n] is
-# the weighted digit sum (mod 10) of n < 10**6 with weight 3 on its last digit, so the 12 digits
-# after a GTIN's first cost two lookups. 1 MB, built from 3-digit halves in a few milliseconds.
-def _weighted_sum_mod10(n: int) -> int:
-    total, weight = 0, 3
-    while n:
-        n, digit = divmod(n, 10)
-        total += weight * digit
-        weight = 4 - weight
-    return total % 10
-
-
-def _weighted_table() -> bytes:
-    low = bytes(_weighted_sum_mod10(n) for n in range(1000))
-    add = [bytes((v + k) % 10 for v in range(256)) for k in range(10)]
-    return b"".join(low.translate(add[_weighted_sum_mod10(high * 1000)]) for high in range(1000))
-
-
-_WEIGHTED: Final = _weighted_table()
-_MILLION: Final = 10**6
-_CHECK_DIGIT: Final = tuple(str(-total % 10) for total in range(64))  # by weighted sum (< 64 here)
-
-
-# Per partition: (reference bits, company mask, company limit, reference mask, reference limit,
-# company digits, reference digits, scale = 10**(reference digits - 1), split = 10**(7 - reference
-# digits)). A GTIN or SSCC is the reference's first digit, the company prefix, then the reference's
-# other digits; scale and split cut that into the parts the check-digit table is indexed by.
-_Layout = tuple[int, int, int, int, int, int, int, int, int]
-
-
-def _layouts(table: tuple[_Partition, ...]) -> tuple[_Layout | None, ...]:
-    rows: list[_Layout | None] = [
-        ((rbits, (1 << cbits) - 1, _POW10[cdigits], (1 << rbits) - 1, _POW10[rdigits],
-          cdigits, rdigits, _POW10[rdigits - 1], _POW10[max(0, 7 - rdigits)]))
-        for cbits, cdigits, rbits, rdigits in table
-    ]
-    return (*rows, None)  # partition 7 is invalid
-
+# (SGTIN, the hot one, wraps its failures itself). Tables and check-digit arithmetic: epc_tables.
 
 # SGTIN rows by the 14 bits above company and item (header, filter, partition), with the filter
 # and the tag URI prefix in front; partition 7 has none.
 _SGTIN_ROWS: Final[dict[int, tuple[int, str, int, int, int, int, int, int, int, int, int]]] = {
     (0x30 << 6) | (filt << 3) | partition: (filt, f"urn:epc:tag:sgtin-96:{filt}.", *layout)
     for filt in range(8)
-    for partition, layout in enumerate(_layouts(_SGTIN))
+    for partition, layout in enumerate(layouts(SGTIN_PARTITIONS))
     if layout is not None
 }
-_SSCC_LAYOUT: Final = _layouts(_SSCC)
+_SSCC_LAYOUT: Final = layouts(SSCC_PARTITIONS)
 
 # SGTIN-96 is the item-level tag: a delivery carries many serials of few GTINs, so everything above
 # the serial (header, filter, partition, company prefix, item reference) is decoded once and reused.
@@ -244,8 +166,8 @@ def _decode_new_sgtin(epc: str, top: int, serial: str) -> DecodedEpc:
         return _unknown(epc, "sgtin-96: company prefix or item reference has too many digits")
     # GTIN digits 2..13 are company * scale + item % scale; the table takes them as two 6-digit
     # halves, computed from the small parts so no intermediate outgrows a machine word.
-    weighted = _WEIGHTED
-    check = _CHECK_DIGIT[3 * (item // scale) + weighted[company // split]
+    weighted = WEIGHTED
+    check = CHECK_DIGIT[3 * (item // scale) + weighted[company // split]
                          + weighted[company % split * scale + item % scale]]
     c = str(company).zfill(cdigits)
     i = str(item).zfill(rdigits)
@@ -275,9 +197,9 @@ def _decode_sscc(epc: str, value: int) -> DecodedEpc | str:
     ref = (value >> 24) & rmask
     if company >= climit or ref >= rlimit:
         return "company prefix or serial reference has too many digits"
-    high, low = divmod(company * scale + ref % scale, _MILLION)  # SSCC digits 2..17, split 10+6
-    weighted = _WEIGHTED
-    check = _CHECK_DIGIT[3 * (ref // scale) + weighted[high // _MILLION] + weighted[high % _MILLION]
+    high, low = divmod(company * scale + ref % scale, MILLION)  # SSCC digits 2..17, split 10+6
+    weighted = WEIGHTED
+    check = CHECK_DIGIT[3 * (ref // scale) + weighted[high // MILLION] + weighted[high % MILLION]
                          + weighted[low]]
     c = str(company).zfill(cdigits)
     s = str(ref).zfill(rdigits)
@@ -298,10 +220,10 @@ def _decode_sgln(epc: str, value: int) -> DecodedEpc | str:
     partition = (value >> 82) & 7
     if partition == 7:
         return "partition 7 is invalid"
-    cbits, cdigits, rbits, rdigits = _SGLN[partition]
+    cbits, cdigits, rbits, rdigits = SGLN_PARTITIONS[partition]
     company = (value >> (41 + rbits)) & ((1 << cbits) - 1)
     location = (value >> 41) & ((1 << rbits) - 1)
-    if company >= _POW10[cdigits] or location >= _POW10[rdigits]:
+    if company >= POW10[cdigits] or location >= POW10[rdigits]:
         return "company prefix or location reference has too many digits"
     c = str(company).zfill(cdigits)
     loc = str(location).zfill(rdigits) if rdigits else ""
@@ -314,7 +236,7 @@ def _decode_sgln(epc: str, value: int) -> DecodedEpc | str:
         pure_identity=f"urn:epc:id:sgln:{c}.{loc}.{ext}",
         filter=filt,
         company_prefix=c,
-        gln=body + str(_check(body.encode())),
+        gln=body + str(weighted_check_digit(body.encode())),
         extension=ext,
     )
 
@@ -324,10 +246,10 @@ def _decode_grai(epc: str, value: int) -> DecodedEpc | str:
     partition = (value >> 82) & 7
     if partition == 7:
         return "partition 7 is invalid"
-    cbits, cdigits, rbits, rdigits = _GRAI[partition]
+    cbits, cdigits, rbits, rdigits = GRAI_PARTITIONS[partition]
     company = (value >> (38 + rbits)) & ((1 << cbits) - 1)
     asset = (value >> 38) & ((1 << rbits) - 1)
-    if company >= _POW10[cdigits] or asset >= _POW10[rdigits]:
+    if company >= POW10[cdigits] or asset >= POW10[rdigits]:
         return "company prefix or asset type has too many digits"
     c = str(company).zfill(cdigits)
     a = str(asset).zfill(rdigits) if rdigits else ""
@@ -340,7 +262,7 @@ def _decode_grai(epc: str, value: int) -> DecodedEpc | str:
         pure_identity=f"urn:epc:id:grai:{c}.{a}.{serial}",
         filter=filt,
         company_prefix=c,
-        grai=body + str(_check(body.encode())) + serial,
+        grai=body + str(weighted_check_digit(body.encode())) + serial,
         asset_type=a,
         serial=serial,
     )
@@ -351,10 +273,10 @@ def _decode_giai(epc: str, value: int) -> DecodedEpc | str:
     partition = (value >> 82) & 7
     if partition == 7:
         return "partition 7 is invalid"
-    cbits, cdigits, rbits, rdigits = _GIAI[partition]
+    cbits, cdigits, rbits, rdigits = GIAI_PARTITIONS[partition]
     company = (value >> rbits) & ((1 << cbits) - 1)
     asset = value & ((1 << rbits) - 1)
-    if company >= _POW10[cdigits] or asset >= _POW10[rdigits]:
+    if company >= POW10[cdigits] or asset >= POW10[rdigits]:
         return "company prefix or asset reference has too many digits"
     c = str(company).zfill(cdigits)
     a = str(asset)  # TDS §14.4.4: printed without leading zeros
@@ -428,7 +350,7 @@ def _decode_slow(hex_text: str) -> DecodedEpc:
             return _unknown(hex_text, f"{name} header but {bits} bits instead of 96")
         result = decoder(hex_text, int(hex_text, 16))
         return _unknown(hex_text, f"{name}: {result}") if result.__class__ is str else result
-    other = _OTHER_HEADERS.get(header)
+    other = OTHER_HEADERS.get(header)
     if other is not None:
         return _unknown(hex_text, f"header {header:02X} ({other}) is not decoded here")
     return _unknown(hex_text, f"header {header:02X} is not a GS1 EPC scheme (e.g. a chip serial)")
@@ -446,7 +368,7 @@ def _digits(value: str, what: str, lengths: tuple[int, ...]) -> str:
     return text
 
 
-def _partition_for(table: tuple[_Partition, ...], company_digits: int) -> tuple[int, _Partition]:
+def _partition_for(table: tuple[Partition, ...], company_digits: int) -> tuple[int, Partition]:
     for partition, row in enumerate(table):
         if row[1] == company_digits:
             return partition, row
@@ -478,7 +400,7 @@ def encode_sgtin96(
         raise EpcEncodeError(f"SGTIN-96 serial must be 0 .. {(1 << 38) - 1}, got {serial}")
     _check_filter(filter)
     cdigits = DEFAULT_COMPANY_PREFIX_DIGITS if company_prefix_digits is None else company_prefix_digits
-    partition, (cbits, _, rbits, _) = _partition_for(_SGTIN, cdigits)
+    partition, (cbits, _, rbits, _) = _partition_for(SGTIN_PARTITIONS, cdigits)
     company = int(gtin14[1 : 1 + cdigits])
     item = int(gtin14[0] + gtin14[1 + cdigits : 13])
     value = (0x30 << 88) | (filter << 85) | (partition << 82)
@@ -498,7 +420,7 @@ def encode_sscc96(
         raise EpcEncodeError(f"SSCC {sscc} has check digit {digits[17]}, expected {expected}")
     _check_filter(filter)
     cdigits = DEFAULT_COMPANY_PREFIX_DIGITS if company_prefix_digits is None else company_prefix_digits
-    partition, (cbits, _, rbits, _) = _partition_for(_SSCC, cdigits)
+    partition, (cbits, _, rbits, _) = _partition_for(SSCC_PARTITIONS, cdigits)
     company = int(digits[1 : 1 + cdigits])
     ref = int(digits[0] + digits[1 + cdigits : 17])
     value = (0x31 << 88) | (filter << 85) | (partition << 82) | (company << (24 + rbits)) | (ref << 24)
