@@ -2,6 +2,8 @@
 
 The file is the truth on the edge. Every business write and the outbox event reporting it commit
 in one ``BEGIN IMMEDIATE`` transaction; ``synchronous=FULL`` because it holds money and stock.
+A file that cannot be used as it is (missing, not SQLite, damaged, full, written by a newer tenpo)
+raises :class:`StoreDatabaseError`: one line naming the file, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,34 +17,145 @@ from typing import Callable, Iterator
 
 import sqlite_utils
 
+from tenpo.shared.errors import TenpoError
+
 SCHEMA_VERSION_KEY = "schema_version"
 
+# Primary result codes that mean the file or the disk, not the statement, is at fault.
+_STORAGE_FAULTS = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_IOERR,
+     sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY}
+)  # fmt: skip
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
-def connect(path: Path | str, busy_timeout_ms: int = 10_000) -> sqlite_utils.Database:
-    """Open (creating if needed) the store database with the durability settings and migrate it."""
-    if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    db = sqlite_utils.Database(conn)
-    migrate(db)
+
+class StoreDatabaseError(TenpoError, sqlite3.DatabaseError):
+    """The store database cannot be used as it is. Still a sqlite3.DatabaseError for code that catches those."""
+
+
+def _primary_code(exc: BaseException) -> int:
+    return int(getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+
+
+def is_storage_fault(exc: BaseException) -> bool:
+    """A full disk, a damaged or foreign file, an I/O error: what a user must act on, not a bug."""
+    return isinstance(exc, sqlite3.DatabaseError) and _primary_code(exc) in _STORAGE_FAULTS | _BUSY
+
+
+def explain(exc: sqlite3.Error, path: Path | str | None = None) -> str:
+    """One line saying what happened to the database and what to do about it."""
+    where = f"store database {path}" if path else "the store database"
+    code = _primary_code(exc)
+    if code == sqlite3.SQLITE_FULL:
+        return f"{where}: the disk is full ({exc}); nothing was saved: free some space and try again"
+    if code == sqlite3.SQLITE_CORRUPT:
+        return (f"{where} is damaged ({exc}): run `tenpo edge check`, then restore it from a backup "
+                "or move it aside so `tenpo edge run` bootstraps a new one from HQ")  # fmt: skip
+    if code == sqlite3.SQLITE_NOTADB:
+        return f"{where} is not a SQLite database ({exc}): check store.database in the config"
+    if code in _BUSY:
+        return f"{where} is locked by another process ({exc}); try again"
+    if code == sqlite3.SQLITE_READONLY:
+        return f"{where} cannot be written ({exc}): check the file's owner and permissions"
+    return f"{where}: cannot read or write the file ({exc})"
+
+
+def database_path(conn: sqlite3.Connection) -> str | None:
+    """The file behind a connection (from SQLite's own bookkeeping, so it works on a damaged file)."""
+    try:
+        row = conn.execute("PRAGMA database_list").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[2]) if row and row[2] else None
+
+
+@contextmanager
+def _explained(where: Callable[[], Path | str | None]) -> Iterator[None]:
+    """Turn a storage fault into a StoreDatabaseError naming the file; other errors pass unchanged."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, StoreDatabaseError) or not is_storage_fault(exc):
+            raise
+        raise StoreDatabaseError(explain(exc, where())) from exc
+
+
+def connect(path: Path | str, busy_timeout_ms: int = 10_000, *, create: bool = True) -> sqlite_utils.Database:
+    """Open the store database with the durability settings and migrate it.
+
+    ``create=False`` (every command but ``init`` and ``run``) refuses a file that does not exist,
+    so a mistyped path says so instead of leaving an empty replica behind.
+    """
+    memory = str(path) == ":memory:"
+    target = str(path)
+    if not memory:
+        path = Path(path)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            if not path.is_file():
+                raise StoreDatabaseError(f"store database {path} does not exist: check store.database "
+                                         "in the config, or create it with `tenpo edge init`")  # fmt: skip
+            # mode=rw: the file may vanish between the check and the open; this open never creates it.
+            target = f"{path.resolve().as_uri()}?mode=rw"
+    with _explained(lambda: path):
+        conn = sqlite3.connect(target, isolation_level=None, timeout=busy_timeout_ms / 1000,
+                               check_same_thread=False, uri=target.startswith("file:"))  # fmt: skip
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            db = sqlite_utils.Database(conn)
+            migrate(db)
+        except BaseException:
+            conn.close()
+            raise
     return db
 
 
 @contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken at BEGIN so two processes never deadlock upgrading a read lock."""
+    """One write transaction, taken at BEGIN so two processes never deadlock upgrading a read lock.
+
+    Whatever fails (the body, or COMMIT itself: busy, disk full, a deferred constraint), the
+    transaction is rolled back, so the connection is never left inside one.
+    """
     conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
+    with _explained(lambda: database_path(conn)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            _roll_back(conn)
+            raise
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (disk full, I/O error); a second ROLLBACK would
+    # raise and hide the error that matters.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def check_integrity(path: Path | str, max_problems: int = 20) -> list[str]:
+    """``PRAGMA quick_check`` on its own read-only connection: the problems found, [] when sound."""
     try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    try:
+        rows = conn.execute(f"PRAGMA quick_check({int(max_problems)})").fetchall()
+    except sqlite3.Error as exc:  # damage can stop the check itself
+        return [str(exc)]
+    finally:
+        conn.close()
+    problems = [str(row[0]) for row in rows]
+    return [] if problems == ["ok"] else problems
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
@@ -176,6 +289,13 @@ def migrate(db: sqlite_utils.Database) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)"
     )
     applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    newest_known = MIGRATIONS[-1][0]
+    if max(applied, default=0) > newest_known:
+        # A newer tenpo wrote this file; an older one must not write rows shaped the old way into it.
+        raise StoreDatabaseError(
+            f"store database {database_path(conn) or '(in memory)'}: schema version {max(applied)} is newer than this "
+            f"tenpo understands ({newest_known}): upgrade tenpo before opening it"
+        )
     for version, name, step in MIGRATIONS:
         if version in applied:
             continue
