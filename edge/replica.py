@@ -16,9 +16,11 @@ from typing import Any
 import sqlite_utils
 
 from tenpo.edge.db import transaction
-from tenpo.edge.outbox import append_event, read_counter
+from tenpo.edge.ledgers import post_stock
+from tenpo.edge.outbox import append, read_counter
 from tenpo.shared import cleansing
 from tenpo.shared.errors import UserError
+from tenpo.shared.events import MemberRegistered
 
 MEMBER_COLUMNS = (
     "member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
@@ -89,18 +91,11 @@ def register_member(
         raise UserError("; ".join(errors))
     member_id = new_member_id(store_id)
     now = time.time()
-    record = {
-        "member_id": member_id,
-        "name": clean_name,
-        "kana": clean_kana,
-        "phone": clean_phone,
-        "email": clean_email,
-        "card_no": clean_card,
-        "line_user_id": line_user_id,
-        "consent": consent or {},
-        "custom": custom or {},
-        "home_store": store_id,
-    }
+    record = MemberRegistered(
+        member_id=member_id, name=clean_name, kana=clean_kana, phone=clean_phone, email=clean_email,
+        card_no=clean_card, line_user_id=line_user_id or None, consent=consent or {}, custom=custom or {},
+        home_store=store_id,
+    )
     with transaction(db) as conn:
         if clean_card and conn.execute(
             "SELECT 1 FROM members WHERE card_no = ? AND erased = 0", (clean_card,)
@@ -112,11 +107,11 @@ def register_member(
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
             (
                 member_id, clean_name, _key(clean_name), clean_kana, _key(clean_kana), clean_phone, clean_email,
-                clean_card, line_user_id, json.dumps(record["consent"]), json.dumps(record["custom"], ensure_ascii=False),
+                clean_card, record.line_user_id, json.dumps(record.consent), json.dumps(record.custom, ensure_ascii=False),
                 store_id, now, now,
             ),
         )  # fmt: skip
-        append_event(conn, "member.registered", record)
+        append(conn, record)
     return member_id
 
 
@@ -126,10 +121,31 @@ def _key(value: str | None) -> str | None:
 
 def find_members(db: sqlite_utils.Database, query: str, limit: int = 20) -> list[Member]:
     """By card number, phone in any common format, email, or name/kana prefix."""
+    match = _member_match(query)
+    if match is None:
+        return []
+    where, params = match
+    rows = db.conn.execute(
+        f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE {where} ORDER BY kana_key, name_key LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [_member(db.conn, row) for row in rows]
+
+
+def count_members(db: sqlite_utils.Database, query: str) -> int:
+    """How many members find_members would return without a limit."""
+    match = _member_match(query)
+    if match is None:
+        return 0
+    where, params = match
+    return int(db.conn.execute(f"SELECT count(*) FROM members WHERE {where}", params).fetchone()[0])
+
+
+def _member_match(query: str) -> tuple[str, tuple[Any, ...]] | None:
+    """The WHERE clause and its parameters for a member search; None for a blank query."""
     query = query.strip()
     if not query:
-        return []
-    conn = db.conn
+        return None
     clauses: list[tuple[str, tuple[Any, ...]]] = [("card_no = ?", (query,))]
     if "@" in query:
         try:
@@ -146,12 +162,7 @@ def find_members(db: sqlite_utils.Database, query: str, limit: int = 20) -> list
         upper = key + "\U0010ffff"
         clauses.append(("(name_key >= ? AND name_key < ?) OR (kana_key >= ? AND kana_key < ?)", (key, upper, key, upper)))
     where = " OR ".join(f"({sql})" for sql, _ in clauses)
-    params = tuple(p for _, args in clauses for p in args)
-    rows = conn.execute(
-        f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE erased = 0 AND ({where}) ORDER BY kana_key, name_key LIMIT ?",
-        (*params, limit),
-    ).fetchall()
-    return [_member(conn, row) for row in rows]
+    return f"erased = 0 AND ({where})", tuple(p for _, args in clauses for p in args)
 
 
 def get_member(db: sqlite_utils.Database, member_id: str) -> Member | None:
@@ -211,15 +222,8 @@ def adjust_stock(
     with transaction(db) as conn:
         if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone():
             raise UserError(f"sku: {sku} is not in the product list")
-        seq = append_event(
-            conn,
-            "stock.adjusted",
-            {"sku": sku, "location": location, "delta": qty, "reason": reason.strip(), "ref": ref},
-        )
-        conn.execute(
-            "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sku, location, qty, reason.strip(), ref, seq, time.time()),
-        )
+        seq = post_stock(conn, sku=sku, delta=qty, reason=reason.strip(), location=location, ref=ref, adjustment=True)
+        assert seq is not None
     return seq
 
 
