@@ -20,7 +20,9 @@ from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client
-from tenpo.shared.protocol import BROADCAST_CHANGES, HQ_STATE, ROOT, SHARE_GROUP, HqState, down_topic, encode, shared
+from tenpo.shared.protocol import (
+    BROADCAST_CHANGES, HQ_STATE, ROOT, SHARE_GROUP, HqState, down_topic, encode, parse_up_topic, shared,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,10 @@ class Aggregator:
                 except queue.Empty:
                     message = None
                 if message is not None:
-                    self._handle(message)
+                    try:
+                        self._handle(message)
+                    except Exception:  # _handle dead-letters its own failures; this is the last line
+                        log.exception("message on %s not handled", message.topic)
                 if time.monotonic() >= next_push:
                     self._push_feed()
                     next_push = time.monotonic() + PUSH_INTERVAL_S
@@ -92,13 +97,18 @@ class Aggregator:
     # ------------------------------------------------------------------ work
 
     def _handle(self, message: mqtt.MQTTMessage) -> None:
+        """Apply one message. Whatever goes wrong with it is its dead letter; the consumer keeps serving."""
         self.counters.received += 1
         payload = bytes(message.payload)
+        parsed = parse_up_topic(message.topic)
         try:
             opened = open_envelope(message.topic, payload, self.keys)
         except Rejected as exc:
-            self.counters.dead_letters += 1
-            dead_letter(self.db, message.topic, exc.reason, payload[:65536], exc.store_id)
+            self._dead_letter(message.topic, exc.reason, payload, exc.store_id)
+            return
+        except Exception as exc:  # a hostile message found a way past the checks
+            log.exception("could not open a message on %s", message.topic)
+            self._dead_letter(message.topic, f"unreadable: {type(exc).__name__}: {exc}", payload, parsed and parsed[0])
             return
         store_id, kind, body = opened.store_id, opened.kind, opened.body
         try:
@@ -118,11 +128,14 @@ class Aggregator:
                 record_birth(self.db, store_id, body, online=kind == "birth")
         except Exception as exc:  # a database hiccup must not kill the consumer; the store will resend
             log.exception("could not handle %s from %s", kind, store_id)
-            self.counters.dead_letters += 1
-            try:
-                dead_letter(self.db, message.topic, f"{kind}: {type(exc).__name__}: {exc}", payload[:65536], store_id)
-            except Exception:
-                log.exception("could not record the dead letter either")
+            self._dead_letter(message.topic, f"{kind}: {type(exc).__name__}: {exc}", payload, store_id)
+
+    def _dead_letter(self, topic: str, reason: str, payload: bytes, store_id: str | None) -> None:
+        self.counters.dead_letters += 1
+        try:
+            dead_letter(self.db, topic, reason, payload[:65536], store_id)
+        except Exception:
+            log.exception("could not record the dead letter either")
 
     def _push_feed(self) -> None:
         """Broadcast new changes so stores need not ask; stores ask (pull) when they see a gap."""

@@ -206,10 +206,44 @@ class ProtocolError(ValueError):
     """A message that does not fit the protocol; the text says how."""
 
 
-def decode(data: bytes | str, kind: type[msgspec.Struct]) -> Any:
+MAX_NESTING = 64  # JSON depth; real messages stay under 10, and msgspec recurses (RecursionError) near 1000
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+
+
+def too_deep(data: bytes, limit: int = MAX_NESTING) -> bool:
+    """True if the JSON text may nest arrays and objects more than ``limit`` deep (strings do not count).
+
+    Checked before decoding with C-speed byte operations: drop escaped backslashes and quotes, so every
+    quote left delimits a string; keep only brackets and quotes, then the brackets outside strings; each
+    pass removes the innermost pairs (one level). Brackets that stop pairing up are not JSON: too deep
+    only if they could still be (the decoder reports the rest).
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    structure = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    brackets = b"".join(structure.split(b'"')[::2])
+    for passes in range(limit):
+        if not brackets:
+            return False
+        reduced = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if reduced == brackets:  # depth is at most the passes done plus the openers left
+            return passes + brackets.count(b"[") + brackets.count(b"{") > limit
+        brackets = reduced
+    return bool(brackets)
+
+
+def decode(data: bytes | str, kind: type[msgspec.Struct], max_bytes: int | None = None) -> Any:
+    """Decode one message; too large (``max_bytes``), too deep, not JSON or not ``kind`` → ProtocolError."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ProtocolError(f"oversized: {len(raw)} bytes > {max_bytes}")
+    if too_deep(raw):
+        raise ProtocolError(f"invalid JSON: nested deeper than {MAX_NESTING} levels")
     try:
-        return msgspec.json.decode(data, type=kind)
+        return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
         raise ProtocolError(f"schema: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"invalid JSON: {exc}") from exc
+    except RecursionError:  # unreachable after too_deep(); kept so no input can escape as a crash
+        raise ProtocolError("invalid JSON: nested too deep") from None
