@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 
@@ -23,14 +24,13 @@ from tenpo.shared import crypto
 from tenpo.shared.mqtt import parse_broker_url
 
 
-async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> float:
-    """Let the app run until ``predicate`` holds; returns how long it took."""
+async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
+    """Let the app run until ``predicate`` holds (``timeout`` only stops a broken test from hanging)."""
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.01)
-    return time.monotonic() - started
 
 
 def row(app: HqApp, store_id: str) -> list[Text]:
@@ -55,19 +55,25 @@ def seeded(tmp_path: Path, count: int, **config: Any) -> tuple[str, HqApp]:
     return url, HqApp(HqData(url, monitor, clock=lambda: FIXED_NOW))
 
 
-async def test_a_store_killed_with_sigkill_turns_red_within_a_second(tmp_path: Path, broker: Mosquitto) -> None:
+async def test_a_store_killed_with_sigkill_turns_red_from_its_will_without_a_database_refresh(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """How fast it turns red is measured by bench/bench_hq.py; here: the Will alone repaints the row."""
     url = f"sqlite:///{tmp_path / 'central.db'}"
     config_path = provision_store(tmp_path / "S001", "S001", broker.url, url)
     agent = store_process(config_path).start()
-    app = HqApp(HqData(url, MonitorConfig()), parse_broker_url(broker.url))
+    app = HqApp(HqData(url, MonitorConfig(interval_s=3600)), parse_broker_url(broker.url))  # one refresh only
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.stores_screen.refreshes > 0, what="the first refresh")
             await until(pilot, lambda: "S001" in app.presence and app.presence["S001"].online, 20, "the store's birth")
-            assert not is_red(app, "S001") and row(app, "S001")[2].plain == "on"
+            await until(pilot, lambda: row(app, "S001")[2].plain == "on", what="the birth on the row")
+            assert not is_red(app, "S001")
+            refreshes = app.stores_screen.refreshes
             agent.kill()  # no goodbye: the broker publishes the store's Will
-            took = await until(pilot, lambda: is_red(app, "S001"), 5, "the row to turn red")
-            assert took < 1.0, f"the row turned red after {took:.2f}s"
+            await until(pilot, lambda: is_red(app, "S001"), 10, "the row to turn red")
+            assert app.stores_screen.refreshes == refreshes, "the Will repainted the row, not a database refresh"
+            assert not app.presence["S001"].online
             assert app.stores_screen._order[0] == "S001", "a store that dropped moves to the top"
     finally:
         agent.kill()
@@ -136,16 +142,14 @@ async def test_clicking_a_header_sorts_by_that_column(tmp_path: Path) -> None:
         assert table.ordered_rows[0].key.value in ("S003", "S010")
 
 
-async def test_60_stores_stay_responsive_while_refreshing_and_flapping(tmp_path: Path) -> None:
+async def test_60_stores_follow_presence_flapping_and_key_presses_while_refreshing(tmp_path: Path) -> None:
+    """Nothing is dropped under load; how long each step takes is measured by bench/bench_hq.py."""
     _, app = seeded(tmp_path, 60, interval_s=0.05)  # twenty database refreshes a second
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.stores_screen
         await until(pilot, lambda: screen.refreshes > 0, what="the first refresh")
         assert len(screen._shown) == 60
-        ticks: list[float] = []
-        app.set_interval(0.005, lambda: ticks.append(time.perf_counter()))  # stalls of the UI loop show as gaps
         start = screen.refreshes
-        table = screen.query_one("#stores")
         for i in range(20):
             for n in range(1, 51):  # 50 stores' presence flapping at once
                 app.post_message(PresenceSeen(f"S{n:03d}", Presence(birth_bdseq=i, death_bdseq=i - (n + i) % 2)))
@@ -153,12 +157,9 @@ async def test_60_stores_stay_responsive_while_refreshing_and_flapping(tmp_path:
             await pilot.press("down")
             assert screen.selected_store() != before, "every key press is handled (the cursor follows its store)"
         await until(pilot, lambda: screen.refreshes >= start + 5, what="refreshes to keep coming")
-        worst_gap = max(b - a for a, b in zip(ticks, ticks[1:]))
-        assert screen.last_apply_ms < 50, f"a refresh took {screen.last_apply_ms:.1f} ms on the UI thread"
-        assert screen.last_presence_ms < 5, f"a presence message took {screen.last_presence_ms:.1f} ms"
-        # Most of a stall is Textual repainting the table after a burst; keep it well under half a second.
-        assert worst_gap < 0.5, f"the UI loop stalled for {worst_gap * 1000:.0f} ms"
-        print(f"worst UI stall {worst_gap * 1000:.0f} ms, refresh apply {screen.last_apply_ms:.1f} ms")
+        # The last round (i = 19) left even-numbered stores online and odd-numbered ones offline.
+        links = {f"S{n:03d}": row(app, f"S{n:03d}")[2].plain for n in range(1, 51)}
+        assert links == {f"S{n:03d}": "on" if n % 2 == 0 else "OFF" for n in range(1, 51)}
 
 
 async def test_a_points_conflict_is_listed_with_both_sides_and_resolved(tmp_path: Path) -> None:
