@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenpo.shared.asn import AsnFormatError, asn_from_dict, parse_asn_file
+from tenpo.shared.asn import AsnFormatError, ParsedAsns, asn_from_dict, parse_asn_file
 from tenpo.shared.epc import encode_sgtin96
 
 TEA = "4901085089583"  # JAN (GTIN-13) with a valid check digit
@@ -131,6 +131,16 @@ def test_feed_data_is_checked_like_a_file() -> None:
         asn_from_dict({"shipment_id": "F1", "store": "S001", "epcs": ["zz"]})
 
 
+def assert_consistent(parsed: ParsedAsns) -> None:
+    """What any parse result promises: each shipment accepted or rejected, once; a rejection has an error."""
+    accepted = [a.shipment_id for a in parsed.asns]
+    assert len(set(accepted)) == len(accepted) and len(set(parsed.rejected_shipments)) == len(parsed.rejected_shipments)
+    assert not set(accepted) & set(parsed.rejected_shipments)
+    assert parsed.errors or not parsed.rejected_shipments, "a rejected shipment always comes with its error"
+    for asn in parsed.asns:
+        assert bool(asn.epcs) != bool(asn.lines), "an accepted ASN expects EPCs or quantities, never both or neither"
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
 def test_random_bytes_never_raise_anything_but_a_format_error(data: bytes) -> None:
@@ -138,13 +148,43 @@ def test_random_bytes_never_raise_anything_but_a_format_error(data: bytes) -> No
         parsed = parse_asn_file("fuzz", data)
     except AsnFormatError:
         return
-    assert len(parsed.asns) + len(parsed.rejected_shipments) >= 0
+    assert_consistent(parsed)
+
+
+ROW = st.fixed_dictionaries({
+    "shipment_id": st.sampled_from(["SHP-1", "SHP-2", "", "SHP 3"]),
+    "store": st.sampled_from(["S001", "S002", "S 01"]),
+    "epc": st.sampled_from(["", "", EPC1, EPC2, EPC1.lower(), "XYZ"]),
+    "gtin": st.sampled_from(["", "", TEA, ONIGIRI, "4901085089584"]),
+    "qty": st.sampled_from(["", "1", "24", "0", "x"]),
+})  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ROW, max_size=10))
+def test_an_accepted_shipment_holds_exactly_what_its_rows_said(rows: list[dict[str, str]]) -> None:
+    columns = ("shipment_id", "store", "epc", "gtin", "qty")
+    text = ",".join(columns) + "\n" + "".join(",".join(row[c] for c in columns) + "\n" for row in rows)
+    parsed = parse(text)
+    assert_consistent(parsed)
+    for asn in parsed.asns:
+        own = [row for row in rows if row["shipment_id"] == asn.shipment_id]
+        assert {row["store"] for row in own} == {asn.store}
+        assert asn.epcs == tuple(dict.fromkeys(row["epc"].upper() for row in own if row["epc"]))
+        expected: dict[str, int] = {}
+        for row in own:
+            if row["gtin"]:
+                expected["0" + row["gtin"]] = expected.get("0" + row["gtin"], 0) + int(row["qty"] or "1")  # a blank qty is one
+        assert {line.gtin: line.qty for line in asn.lines} == expected
+    named = {row["shipment_id"] for row in rows}
+    assert {a.shipment_id for a in parsed.asns} | set(parsed.rejected_shipments) <= named - {"", "SHP 3"}
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet="SHP-1,S001\n\"'{}[]:0123456789ABCDEFepcgtinqtystore_id ", max_size=300))
 def test_random_text_never_raises_anything_but_a_format_error(text: str) -> None:
     try:
-        parse_asn_file("fuzz", text.encode())
+        parsed = parse_asn_file("fuzz", text.encode())
     except AsnFormatError:
-        pass
+        return
+    assert_consistent(parsed)
