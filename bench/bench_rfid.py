@@ -84,7 +84,8 @@ def epc_rows(rng: random.Random) -> list[Row]:
         decode = epc_codec.decode_epc
         reset = epc_codec._reset_sgtin_cache  # noqa: SLF001 - each run starts cold
 
-        def ours(epcs: list[str] = epcs) -> int:
+        def ours(epcs: list[str] = epcs, decode: Callable[[str], epc_codec.DecodedEpc] = decode,
+                 reset: Callable[[], None] = reset) -> int:
             reset()
             return sum(1 for h in epcs if decode(h).pure_identity)
 

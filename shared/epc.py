@@ -80,7 +80,8 @@ class DecodedEpc(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
     def to_dict(self) -> dict[str, object]:
         """The fields that apply to this scheme (None left out), for JSON output."""
-        return msgspec.to_builtins(self)
+        fields: dict[str, object] = msgspec.to_builtins(self)
+        return fields
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,13 +330,14 @@ def decode_epc(epc: str | bytes | bytearray | memoryview) -> DecodedEpc:
             if result.__class__ is str:
                 return _unknown(hex_text, f"{found[0]}: {result}")
             return result  # type: ignore[return-value]
+    normalised: str | None
     try:
-        hex_text = _normalise_hex(epc)
+        normalised = _normalise_hex(epc)
     except (TypeError, ValueError, AttributeError):
-        hex_text = None
-    if hex_text is None:
+        normalised = None
+    if normalised is None:
         return _unknown(str(epc)[:64], "not hexadecimal")
-    return _decode_slow(hex_text)
+    return _decode_slow(normalised)
 
 
 def _decode_slow(hex_text: str) -> DecodedEpc:
@@ -349,7 +351,7 @@ def _decode_slow(hex_text: str) -> DecodedEpc:
         if bits != _BITS_96:
             return _unknown(hex_text, f"{name} header but {bits} bits instead of 96")
         result = decoder(hex_text, int(hex_text, 16))
-        return _unknown(hex_text, f"{name}: {result}") if result.__class__ is str else result
+        return _unknown(hex_text, f"{name}: {result}") if isinstance(result, str) else result
     other = OTHER_HEADERS.get(header)
     if other is not None:
         return _unknown(hex_text, f"header {header:02X} ({other}) is not decoded here")
