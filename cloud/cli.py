@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from tenpo.cloud import admin
 from tenpo.cloud.db import Central
 from tenpo.cloud.status import status_report
 from tenpo.shared.errors import UserError
+from tenpo.shared.logs import add_log_level_flag, configure_logging
 from tenpo.shared.mqtt import TlsFiles, parse_broker_url
 
 DEFAULT_DB = "sqlite:///central.db"
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
     run.add_argument("--tls-cert", type=Path, help="this aggregator's client certificate")
     run.add_argument("--tls-key", type=Path, help="its private key")
-    run.add_argument("--log-level", default=os.environ.get("TENPO_LOG_LEVEL", "INFO"))
+    add_log_level_flag(run)
     run.set_defaults(func=cmd_run)
 
     store = commands.add_parser("store", help="registered stores")
@@ -85,9 +85,7 @@ def db_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from tenpo.cloud.aggregator import Aggregator
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(args.log_level)
     tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
     aggregator = Aggregator(args.db, parse_broker_url(args.broker, "--broker"), tls=tls, client_id=args.client_id)
     stop = threading.Event()
@@ -117,11 +115,11 @@ def cmd_product_import(args: argparse.Namespace) -> int:
               f"{len(report.rejected)} rejected")  # fmt: skip
         for _line, reason in report.rejected:
             print(f"  rejected {reason}", file=sys.stderr)
-    return 1 if report.rejected and not (report.created or report.updated or report.unchanged) else 0
+    return 1 if report.rejected else 0  # the good rows are imported; the bad ones need the user
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = status_report(Central(args.db))
+    report = status_report(Central(args.db, create=False))
     if args.json:
         _print_json(report)
         return 0

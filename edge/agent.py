@@ -11,7 +11,9 @@ import importlib
 import json
 import logging
 import signal
+import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -46,7 +48,7 @@ def ensure_keys(config: StoreConfig) -> bool:
 
 
 def init_store(config: StoreConfig) -> sqlite_utils.Database:
-    db = edge_db.connect(config.database)
+    db = edge_db.connect(config.database, create=True)
     if ensure_keys(config):
         log.info("new store key pair: %s", config.public_key)
     return db
@@ -93,7 +95,9 @@ async def _supervise(name: str, module_name: str, config: StoreConfig, stop: asy
             delay = min(delay * 2, 60.0)
 
 
-def _housekeeping(db: sqlite_utils.Database) -> None:
+async def _housekeeping(db: sqlite_utils.Database) -> None:
+    # A coroutine, so APScheduler runs it on the loop like every other use of the agent's connection;
+    # a plain function would run in a worker thread and interleave its transaction with the loop's.
     with edge_db.transaction(db) as conn:
         conn.execute(
             "DELETE FROM dead_letters WHERE created_at < strftime('%s', 'now') - ?", (DEAD_LETTER_RETENTION_DAYS * 86400,)
@@ -101,10 +105,43 @@ def _housekeeping(db: sqlite_utils.Database) -> None:
     db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
+def start_housekeeping(db: sqlite_utils.Database, every: timedelta = timedelta(hours=1)) -> AsyncIOScheduler:
+    """The agent's periodic jobs, on the running loop."""
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(_housekeeping, "interval", seconds=every.total_seconds(), args=[db], id="housekeeping",
+                      coalesce=True, max_instances=1)  # fmt: skip
+    scheduler.start()
+    return scheduler
+
+
+INTEGRITY_META_KEY = "integrity"
+
+
+def record_integrity(db: sqlite_utils.Database, problems: list[str]) -> None:
+    """Keep the last quick_check for `tenpo edge status`; a file too damaged to take the note is left alone."""
+    record = json.dumps({"ok": not problems, "problems": problems, "at": time.time()}, ensure_ascii=False)
+    try:
+        with edge_db.transaction(db) as conn:
+            set_meta(conn, INTEGRITY_META_KEY, record)
+    except sqlite3.DatabaseError as exc:
+        log.warning("could not record the integrity check: %s", exc)
+
+
+def check_store(config: StoreConfig) -> sqlite_utils.Database:
+    """Open (creating on first start) the replica, refusing to run on a damaged one."""
+    problems = edge_db.check_integrity(config.database) if config.database.exists() else []
+    db = init_store(config)
+    record_integrity(db, problems)
+    if problems:
+        db.conn.close()
+        raise edge_db.damaged(config.database, problems)
+    return db
+
+
 async def run_agent(
     config: StoreConfig, stop: asyncio.Event | None = None, on_snapshot_progress: ProgressCallback | None = None
 ) -> None:
-    db = init_store(config)
+    db = check_store(config)
     key = crypto.load_private_key(config.private_key)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,10 +150,8 @@ async def run_agent(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
-    scheduler = AsyncIOScheduler()
-    scheduler.add_job(_housekeeping, "interval", hours=1, args=[db], id="housekeeping", coalesce=True)
-    scheduler.start()
-    link = SyncLink(config, db, key, on_snapshot_progress)
+    link = SyncLink(config, db, key, on_snapshot_progress)  # first: a bad TLS file stops the agent here
+    scheduler = start_housekeeping(db)
     log.info("store %s (%s) agent starting; database %s", config.store_id, config.name, Path(config.database))
     services = [
         asyncio.create_task(_supervise(name, module, config, stop, edge_db.connect(config.database)), name=name)

@@ -6,15 +6,15 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from typing import Any, Callable
 
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
-from tenpo.edge.agent import init_store, run_agent
+from tenpo.edge.agent import INTEGRITY_META_KEY, init_store, record_integrity, run_agent
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.outbox import get_meta
+from tenpo.shared.logs import add_log_level_flag, configure_logging
 
 
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -32,7 +32,12 @@ def _print_json(value: Any) -> None:
 
 def _open(args: argparse.Namespace) -> tuple[StoreConfig, Any]:
     config = load_config(args.config)
-    return config, edge_db.connect(config.database)
+    return config, _open_existing(config)
+
+
+def _open_existing(config: StoreConfig) -> Any:
+    # Only `init` and `run` create the replica: a mistyped path must not leave an empty one behind.
+    return edge_db.connect(config.database, create=False)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.set_defaults(func=cmd_init)
 
     run = _with_config(commands.add_parser("run", help="run the store agent (sync link, readers, beacons)"))
-    run.add_argument("--log-level", default=os.environ.get("TENPO_LOG_LEVEL", "INFO"))
+    add_log_level_flag(run)
     run.set_defaults(func=cmd_run)
 
     member = commands.add_parser("member", help="members in the store replica")
@@ -60,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.set_defaults(func=cmd_member_add)
     find = _with_config(member_commands.add_parser("find", help="find by card, phone, email or name/kana prefix"))
     find.add_argument("query")
+    find.add_argument("--limit", type=_positive, default=20, metavar="N", help="show at most N members (default 20)")
     _json_flag(find)
     find.set_defaults(func=cmd_member_find)
 
@@ -77,7 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     status = _with_config(commands.add_parser("status", help="sync link and outbox state"))
     _json_flag(status)
+    status.add_argument("--check", action="store_true", help="check the database's integrity first (quick_check)")
     status.set_defaults(func=cmd_status)
+
+    check = _with_config(commands.add_parser("check", help="check the replica's integrity (SQLite quick_check)"))
+    check.set_defaults(func=cmd_check)
 
     from tenpo.edge.checkout.cli import register_edge as checkout_commands
     from tenpo.edge.clerk.cli import register_edge as clerk_commands
@@ -111,9 +121,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(args.log_level)
     asyncio.run(run_agent(config, on_snapshot_progress=_progress_printer()))
     return 0
 
@@ -156,9 +164,14 @@ def cmd_member_add(args: argparse.Namespace) -> int:
 
 def cmd_member_find(args: argparse.Namespace) -> int:
     _config, db = _open(args)
-    members = replica.find_members(db, args.query)
+    members = replica.find_members(db, args.query, limit=args.limit)
+    more = replica.count_members(db, args.query) - len(members) if len(members) == args.limit else 0
+    # With --json the list keeps its shape for scripts; the note goes to stderr.
+    note = f"{more} more match {args.query!r}: narrow the search or raise --limit" if more else None
     if args.json:
         _print_json([m.as_json() for m in members])
+        if note:
+            print(note, file=sys.stderr)
         return 0
     if not members:
         print(f"no member matches {args.query!r}")
@@ -166,7 +179,19 @@ def cmd_member_find(args: argparse.Namespace) -> int:
     for m in members:
         print(f"{m.member_id}  {m.name or ''}  {m.kana or ''}  card {m.card_no or '-'}  {m.phone or '-'}  "
               f"{m.email or '-'}  {m.points} pt")  # fmt: skip
+    if note:
+        print(f"({note})")
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def cmd_stock(args: argparse.Namespace) -> int:
@@ -198,9 +223,47 @@ def cmd_stock_adjust(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    problems = _check_integrity(config)
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise edge_db.damaged(config.database, problems)
+    print(f"ok: {config.database}")
+    return 0
+
+
+def _check_integrity(config: StoreConfig) -> list[str]:
+    """quick_check now, noted for `edge status` when the file can still take the note."""
+    edge_db.must_exist(config.database)
+    problems = edge_db.check_integrity(config.database)
+    try:
+        db = _open_existing(config)
+    except edge_db.StoreDatabaseError:
+        return problems
+    record_integrity(db, problems)
+    db.conn.close()
+    return problems
+
+
+def _integrity_text(last: dict[str, Any] | None) -> str:
+    if last is None:
+        return "not checked yet (tenpo edge check)"
+    verdict = "ok" if last["ok"] else f"DAMAGED: {'; '.join(last['problems'][:3])}"
+    return f"{verdict} (checked {_ago(last['at'])})"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config = load_config(args.config)
+    if args.check:
+        problems = _check_integrity(config)
+        if problems:
+            raise edge_db.damaged(config.database, problems)
+    db = _open_existing(config)
     status: dict[str, Any] = {"store_id": config.store_id, "store_name": config.name}
+    integrity = get_meta(db.conn, INTEGRITY_META_KEY)
+    status["integrity"] = json.loads(integrity) if integrity else None  # the last quick_check
     link = replica.agent_link(db.conn)
     status["connected"] = link.connected
     status["agent_running"] = link.running
@@ -218,5 +281,5 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(status)
     else:
         for key, value in status.items():
-            print(f"{key:<22} {value}")
+            print(f"{key:<22} {_integrity_text(value) if key == 'integrity' else value}")
     return 0

@@ -49,7 +49,7 @@ def explain(exc: sqlite3.Error, path: Path | str | None = None) -> str:
     if code == sqlite3.SQLITE_FULL:
         return f"{where}: the disk is full ({exc}); nothing was saved: free some space and try again"
     if code == sqlite3.SQLITE_CORRUPT:
-        return (f"{where} is damaged ({exc}): run `tenpo edge check`, then restore it from a backup "
+        return (f"{where} is damaged ({exc}): `tenpo edge check` lists the problems; restore it from a backup "
                 "or move it aside so `tenpo edge run` bootstraps a new one from HQ")  # fmt: skip
     if code == sqlite3.SQLITE_NOTADB:
         return f"{where} is not a SQLite database ({exc}): check store.database in the config"
@@ -93,9 +93,7 @@ def connect(path: Path | str, busy_timeout_ms: int = 10_000, *, create: bool = T
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         else:
-            if not path.is_file():
-                raise StoreDatabaseError(f"store database {path} does not exist: check store.database "
-                                         "in the config, or create it with `tenpo edge init`")  # fmt: skip
+            must_exist(path)
             # mode=rw: the file may vanish between the check and the open; this open never creates it.
             target = f"{path.resolve().as_uri()}?mode=rw"
     with _explained(lambda: path):
@@ -112,6 +110,12 @@ def connect(path: Path | str, busy_timeout_ms: int = 10_000, *, create: bool = T
             conn.close()
             raise
     return db
+
+
+def must_exist(path: Path) -> None:
+    if not path.is_file():
+        raise StoreDatabaseError(f"store database {path} does not exist: check store.database in the config, "
+                                 "or create it with `tenpo edge init`")  # fmt: skip
 
 
 @contextmanager
@@ -140,6 +144,14 @@ def _roll_back(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass
+
+
+def damaged(path: Path | str, problems: list[str]) -> StoreDatabaseError:
+    """The one line for a file quick_check found problems in."""
+    return StoreDatabaseError(
+        f"store database {path} is damaged ({problems[0]}; {len(problems)} problem(s) in all, `tenpo edge check` "
+        "lists them): restore it from a backup, or move it aside so `tenpo edge run` bootstraps a new one from HQ"
+    )
 
 
 def check_integrity(path: Path | str, max_problems: int = 20) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import string
 
 from tenpo.shared.epc import (
     DEFAULT_COMPANY_PREFIX_DIGITS,
@@ -23,7 +24,7 @@ _TEXT_FIELDS = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("epc", help="decode and encode EPCs (GS1 EPC Tag Data Standard)")
     commands = parser.add_subparsers(dest="epc_command", metavar="COMMAND")
     commands.required = True
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "decode",
         help="decode EPCs given in hex",
         description="Decode 96-bit EPCs (SGTIN, SSCC, SGLN, GRAI, GIAI). Other EPCs are reported "
-        "as scheme 'unknown'. Example: tenpo epc decode 3074257BF7194E4000001A85",
+        "as scheme 'unknown' with the reason; an argument that is not hexadecimal makes the exit "
+        "status 1. Example: tenpo epc decode 3074257BF7194E4000001A85",
     )
     decode.add_argument("epcs", nargs="+", metavar="HEX", help="EPC in hexadecimal")
     decode.add_argument("--json", action="store_true", help="one JSON object per EPC")
@@ -75,9 +77,19 @@ def _print(decoded: DecodedEpc, as_json: bool) -> None:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    """Every argument is printed (one JSON object each with --json); one that is not hex at all fails the
+    command. A hex EPC outside the GS1 schemes (a chip serial, say) is a tag all the same: scheme unknown."""
+    not_hex = [text for text in args.epcs if not _is_hex(text)]
     for text in args.epcs:
         _print(decode_epc(text), args.json)
+    if not_hex:
+        raise UserError(f"{len(not_hex)} of {len(args.epcs)} arguments are not hexadecimal EPCs, e.g. {not_hex[0]!r}")
     return 0
+
+
+def _is_hex(text: str) -> bool:
+    digits = "".join(text.split())
+    return bool(digits) and all(ch in string.hexdigits for ch in digits)
 
 
 def _encode(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import random
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -59,12 +60,30 @@ def make_client(client_id: str, tls: TlsFiles | None = None, broker: BrokerUrl |
     client.reconnect_delay_set(min_delay=1, max_delay=30 + random.randint(0, 10))
     client.max_inflight_messages_set(32)
     if broker is not None and broker.tls:
-        files = tls or TlsFiles()
-        context = ssl.create_default_context(cafile=str(files.ca) if files.ca else None)
-        if files.cert and files.key:
-            context.load_cert_chain(str(files.cert), str(files.key))
-        client.tls_set_context(context)
+        client.tls_set_context(tls_context(tls or TlsFiles()))
     return client
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """A client TLS context; a missing or unreadable file is a ConfigError naming it (ssl's own errors do not)."""
+    context = ssl.create_default_context()
+    if files.ca:
+        _load(files.ca, "CA certificate", lambda: context.load_verify_locations(cafile=str(files.ca)))
+    if files.cert and files.key:
+        for path, what in ((files.cert, "client certificate"), (files.key, "client key")):
+            _load(path, what, path.read_bytes)
+        _load(files.cert, "client certificate or its key",
+              lambda: context.load_cert_chain(str(files.cert), str(files.key)))  # fmt: skip
+    return context
+
+
+def _load(path: Path, what: str, load: Callable[[], object]) -> None:
+    try:
+        load()
+    except FileNotFoundError:
+        raise ConfigError(f"TLS {what} {path}: file not found") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"TLS {what} {path}: cannot use it ({exc})") from None
 
 
 def connect_properties(session_expiry_s: int = 0) -> Properties:

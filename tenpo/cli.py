@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sqlite3
 import sys
 from typing import Sequence
 
@@ -65,12 +67,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that went away must show up here, not at exit
+        return status
     except TenpoError as exc:
         print(f"tenpo: {exc}", file=sys.stderr)
         return 1
+    except sqlite3.DatabaseError as exc:
+        from tenpo.edge.db import explain, is_storage_fault
+
+        if not is_storage_fault(exc):
+            raise
+        print(f"tenpo: {explain(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """`tenpo ... --json | head`: the reader closed the pipe. Stop quietly, as a SIGPIPE'd tool would.
+
+    Python would flush stdout again at exit and complain about the same pipe, so stdout is pointed
+    at /dev/null first (the recipe in the Python docs, "Note on SIGPIPE").
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # the shell's status for a process stopped by SIGPIPE
 
 
 if __name__ == "__main__":

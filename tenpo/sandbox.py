@@ -151,6 +151,16 @@ def _env() -> dict[str, str]:
     return env
 
 
+def tenpo_command(*args: str) -> list[str]:
+    """The command line that runs ``tenpo ARGS`` with this interpreter.
+
+    ``-P`` keeps the working directory off sys.path: started from a source checkout, plain
+    ``python -m tenpo`` would import the checkout's partial ``tenpo/`` folder (no edge, cloud or
+    shared in it) instead of the installed package.
+    """
+    return [sys.executable, "-P", "-m", "tenpo", *args]
+
+
 class Process:
     live: "set[Process]" = set()  # every started process, so a failed test can still clean up
 
@@ -167,8 +177,7 @@ class Process:
 
     def start(self) -> "Process":
         handle = open(self.log, "ab")
-        self.popen = subprocess.Popen([sys.executable, "-m", "tenpo", *self.args], stdout=handle, stderr=handle,
-                                      env=_env())  # fmt: skip
+        self.popen = subprocess.Popen(tenpo_command(*self.args), stdout=handle, stderr=handle, env=_env())
         handle.close()
         Process.live.add(self)
         return self

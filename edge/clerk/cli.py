@@ -102,7 +102,9 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     from tenpo.edge.clerk.app import ClerkApp
     from tenpo.edge.clerk.data import ClerkData
     from tenpo.edge.config import load_config
+    from tenpo.edge.db import must_exist
 
     config = load_config(args.config)
+    must_exist(config.database)  # the terminal sells into the replica `tenpo edge init` made, never a new one
     ClerkApp(ClerkData(config)).run()
     return 0
