@@ -221,6 +221,7 @@ def test_replay_command_refuses_a_store_without_beacons(tmp_path: Path, capsys) 
     from tenpo.sandbox import write_store_config
 
     config_path = write_store_config(tmp_path, "S009", "mqtt://127.0.0.1:1883")
+    edge_db.connect(tmp_path / "S009.db").conn.close()  # the store exists; replay never creates one
     recording = tmp_path / "r.jsonl"
     recording.write_text("\n".join(make_member_arrival_recording(bytes(16))) + "\n")
     assert main(["ble", "replay", str(recording), "--config", str(config_path)]) == 1
@@ -262,15 +263,17 @@ class StandInScanner:
         pass
 
 
-async def poll(predicate, timeout: float = 10.0):
-    import asyncio
+class SteppedClock:
+    """The service's wall clock, moved by the test: no sleeping to make time pass."""
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {predicate}")
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 async def test_scanned_member_is_a_visit_and_stops_resolving_once_erased(tmp_path: Path) -> None:
@@ -293,33 +296,54 @@ async def test_scanned_member_is_a_visit_and_stops_resolving_once_erased(tmp_pat
     db.conn.execute("INSERT INTO members(member_id, name, beacon_secret, version) VALUES ('M1', '佐藤', ?, 3)",
                     (secret.hex(),))  # fmt: skip
     reports: list[tuple[str, dict]] = []
-    service = BeaconService(config, load_registry(tmp_path / "beacons.toml"),
-                            lambda state, **detail: reports.append((state, detail)), scanner_factory=StandInScanner)  # fmt: skip
+    running_reported = asyncio.Event()
+
+    def report(state: str, **detail: object) -> None:
+        reports.append((state, detail))
+        if state == "running":
+            running_reported.set()
+
+    clock = SteppedClock(1_800_000_000.0)
+    service = BeaconService(config, load_registry(tmp_path / "beacons.toml"), report,
+                            scanner_factory=StandInScanner, clock=clock)  # fmt: skip
     stop = asyncio.Event()
     running = asyncio.create_task(service.run(stop))
-    await poll(lambda: service.members)
+    await asyncio.wait_for(running_reported.wait(), 10)
+    assert service.members, "members are loaded before the service reports running"
 
     def phone_advertises(rssi: int) -> None:
-        payload = member_ibeacon_payload(secret, time.time(), "7e4b1c2a-9d3f-4a61-b8e5-0c2f6d9a4e17")
+        payload = member_ibeacon_payload(secret, clock(), "7e4b1c2a-9d3f-4a61-b8e5-0c2f6d9a4e17")
         device = BLEDevice("5A:11:22:33:44:55", None, details=None)
         data = AdvertisementData(None, {76: payload}, {}, [], None, rssi, ("/org/bluez/hci0/dev_5A", {}))
         service._scanner.handle_detection(device, data)
 
-    visits = lambda: db.conn.execute("SELECT member_id, left_at, dwell_s FROM ble_visits").fetchall()  # noqa: E731
-    for _ in range(10):
+    visits = lambda: db.conn.execute("SELECT member_id, arrived_at, left_at, dwell_s FROM ble_visits").fetchall()  # noqa: E731
+    arrived = clock()
+    for _ in range(10):  # 2 Hz would do; 10 Hz for a second
         phone_advertises(-60)
-        await asyncio.sleep(0.1)
-    assert await poll(lambda: visits()) == [("M1", None, None)], "arrived, still here"
-    member_id, left_at, dwell = (await poll(lambda: [v for v in visits() if v[1] is not None]))[0]
-    assert 0.5 < dwell < 2.0, "left when the phone fell silent, at its last sighting"
+        clock.advance(0.1)
+    last_sighting = clock() - 0.1
+    await service.tick()
+    assert visits() == [("M1", arrived, None, None)], "arrived, still here"
+
+    clock.advance(1.5)  # silent for less than silence_timeout_s
+    await service.tick()
+    assert visits() == [("M1", arrived, None, None)], "a short silence is not a departure"
+
+    clock.advance(1.0)  # now silent for longer than silence_timeout_s
+    await service.tick()
+    assert visits() == [("M1", arrived, last_sighting, pytest.approx(last_sighting - arrived))], (
+        "left when the phone fell silent, at its last sighting"
+    )
     assert "5A:11" not in "".join(str(row) for row in db.conn.execute("SELECT payload FROM outbox")), "no address"
 
     db.conn.execute("UPDATE members SET erased = 1, beacon_secret = NULL, version = 4 WHERE member_id = 'M1'")
-    await poll(lambda: not service.members)
+    await service.refresh_members()
+    assert not service.members
     for _ in range(5):
         phone_advertises(-55)
     assert service.live.counters()["unresolved_member_ids"] == 5, "an erased member's phone resolves to nobody"
-    assert await poll(lambda: not visits()), "and their visits are deleted with them"
+    assert not visits(), "and their visits are deleted with them"
     stop.set()
     await running
     assert [state for state, _ in reports][:2] == ["starting", "running"]

@@ -7,6 +7,9 @@ Enabled by a ``[beacons]`` section in the store config::
     adapter = "hci0"            # optional; BlueZ's default adapter otherwise
     mode = "auto"               # auto | active | passive
 
+Time: every business time (advertisement stamps, leave timeouts, retention, replay due times) comes
+from the injected ``clock`` (the wall clock by default), so a test can move it instead of sleeping.
+
 Threads: the event loop owns the pipelines (decoding is fast and runs in the scanner callback);
 every database call runs on one worker thread that owns the service's connection, so a slow disk,
 a member-table reload or a resolver rebuild never stalls the scanner. Without Bluetooth the
@@ -20,9 +23,10 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from tenpo.edge import db as edge_db
 from tenpo.edge.config import StoreConfig
@@ -124,9 +128,11 @@ class ReplaySession:
 
 class BeaconService:
     def __init__(self, config: StoreConfig, registry: Registry, report: Report, *,
-                 adapter: str | None = None, mode: str = "auto", scanner_factory: Any = None) -> None:  # fmt: skip
+                 adapter: str | None = None, mode: str = "auto", scanner_factory: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.config = config
         self.registry = registry
+        self.clock = clock
         self._report = report
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ble-db")
         self._db: Any = None
@@ -139,7 +145,12 @@ class BeaconService:
         self.replay_bad_lines = 0
         self._pending: list[PresenceEvent] = []
         self._wake = asyncio.Event()
-        self._scanner = BleScanner(self._heard, adapter=adapter, mode=mode, factory=scanner_factory)  # type: ignore[arg-type]
+        # One flush and one member refresh at a time: when tick() or refresh_members() returns, what they
+        # started is done, even if a background task was already half-way through the same step.
+        self._flushing = asyncio.Lock()
+        self._refreshing = asyncio.Lock()
+        self._scanner = BleScanner(self._heard, adapter=adapter, mode=mode, factory=scanner_factory,  # type: ignore[arg-type]
+                                   clock=clock)  # fmt: skip
         self._state: str | None = None
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -166,12 +177,12 @@ class BeaconService:
             interrupted = await self._db_call(self._start_db)
             if interrupted:
                 log.warning("closed %d visit(s) left open when the agent last stopped", interrupted)
-            await self._refresh_members(force=True)
+            await self.refresh_members(force=True)
             tasks = [
                 asyncio.create_task(self._scanner.run(stop), name="ble-scanner"),
-                asyncio.create_task(self._every(stop, TICK_S, self._tick), name="ble-tick"),
+                asyncio.create_task(self._every(stop, TICK_S, self.tick), name="ble-tick"),
                 asyncio.create_task(self._every(stop, INBOX_POLL_S, self._consume_inbox), name="ble-inbox"),
-                asyncio.create_task(self._every(stop, MEMBERS_POLL_S, self._refresh_members), name="ble-members"),
+                asyncio.create_task(self._every(stop, MEMBERS_POLL_S, self.refresh_members), name="ble-members"),
                 asyncio.create_task(self._every(stop, PRUNE_EVERY_S, self._prune), name="ble-prune"),
                 asyncio.create_task(self._every(stop, 0.5, self._report_state), name="ble-report"),
                 asyncio.create_task(self._prebuild_windows(stop), name="ble-windows"),
@@ -190,7 +201,7 @@ class BeaconService:
             self._worker.shutdown(wait=False)
 
     def _start_db(self) -> int:
-        now = time.time()
+        now = self.clock()
         longest = max((r.days for r in self.registry.coupon_rules if isinstance(r, FirstVisitRule)), default=0.0)
         with edge_db.transaction(self._db) as conn:
             interrupted = self.writer.close_interrupted(conn, now)
@@ -221,9 +232,10 @@ class BeaconService:
                 inbox.delete_rows(conn, consumed)
 
     async def _flush(self) -> None:
-        events, self._pending = self._pending, []
-        if events:
-            await self._db_call(self._write, LIVE, events, "scan")
+        async with self._flushing:
+            events, self._pending = self._pending, []
+            if events:
+                await self._db_call(self._write, LIVE, events, "scan")
 
     async def _flush_on_wake(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -231,14 +243,15 @@ class BeaconService:
             self._wake.clear()
             await self._flush()
 
-    async def _tick(self) -> None:
-        events = self.live.tick(time.time())
+    async def tick(self) -> None:
+        """Judge leave timeouts and dwell coupons at ``clock()`` and write every event so far."""
+        events = self.live.tick(self.clock())
         if events:
             self._pending += events
         await self._flush()
 
     async def _shutdown(self) -> None:
-        now = time.time()
+        now = self.clock()
         self._pending += self.live.engine.close_all(now)
         await self._flush()
         for replay_id, session in list(self.replays.items()):
@@ -261,7 +274,7 @@ class BeaconService:
         return session
 
     async def _consume_inbox(self) -> None:
-        rows = await self._db_call(lambda: inbox.due_rows(self._db.conn, time.time()))
+        rows = await self._db_call(lambda: inbox.due_rows(self._db.conn, self.clock()))
         # Group consecutive rows of one replay: each group's events and deletions are one transaction.
         while rows:
             replay_id = rows[0].replay
@@ -324,8 +337,12 @@ class BeaconService:
     _data_version: int | None = None
     _fingerprint: Any = None
 
-    async def _refresh_members(self, force: bool = False) -> None:
+    async def refresh_members(self, force: bool = False) -> None:
         """Reload secrets when the members table changed (HQ's feed, an erasure, a merge)."""
+        async with self._refreshing:
+            await self._refresh_members(force)
+
+    async def _refresh_members(self, force: bool) -> None:
         seen = await self._db_call(self._members_fingerprint, None if force else self._data_version)
         if seen is None:
             return
@@ -348,14 +365,14 @@ class BeaconService:
         """Swap in a resolver built off the loop for each new window, so the boundary never stalls scanning."""
         member_app = self.registry.member_app
         while not stop.is_set():
-            boundary = (window_of(time.time(), member_app.window_s) + 1) * member_app.window_s
-            if await _sleep_until(stop, boundary - PREBUILD_LEAD_S):
+            boundary = (window_of(self.clock(), member_app.window_s) + 1) * member_app.window_s
+            if await _sleep_until(stop, boundary - PREBUILD_LEAD_S, self.clock):
                 return
             at = boundary + 0.5
             fresh = await asyncio.get_running_loop().run_in_executor(
                 None, _fresh_resolver, dict(self.members), member_app.window_s, member_app.drift_windows, at
             )
-            if await _sleep_until(stop, at):
+            if await _sleep_until(stop, at, self.clock):
                 return
             fresh.set_members(self.members)  # catch up with changes made while it was built
             old = self.live.resolver
@@ -367,7 +384,7 @@ class BeaconService:
 
     def _prune_now(self) -> int:
         with edge_db.transaction(self._db) as conn:
-            return prune(conn, time.time(), self.registry.retention_days)
+            return prune(conn, self.clock(), self.registry.retention_days)
 
     async def _prune(self) -> None:
         deleted = await self._db_call(self._prune_now)
@@ -403,9 +420,9 @@ class BeaconService:
             self._report(state, **self._detail())
 
 
-async def _sleep_until(stop: asyncio.Event, wall_t: float) -> bool:
-    """Wait until the wall clock reads ``wall_t``; True if ``stop`` was set first."""
-    delay = wall_t - time.time()
+async def _sleep_until(stop: asyncio.Event, wall_t: float, clock: Callable[[], float]) -> bool:
+    """Wait until ``clock`` reads about ``wall_t`` (measured once, then slept); True if ``stop`` was set first."""
+    delay = wall_t - clock()
     if delay <= 0:
         return stop.is_set()
     try:
