@@ -39,11 +39,19 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# The demo runs HQ on this machine, so it gets the hq extra; tests and bench also get dev (pytest, ruff,
+# mypy). Versions come from constraints.txt, so two machines set up a month apart run the same ones.
+# Reinstall when pyproject.toml or constraints.txt changed since the last install (a hash in the stamp).
+extras=hq
+[ "$want_tests" -eq 1 ] && extras=hq,dev
+inputs=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 stamp=.venv/.tenpo-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+installed=$(cat "$stamp" 2>/dev/null || true)
+if [ "$installed" != "$inputs $extras" ] && [ "$installed" != "$inputs hq,dev" ]; then
+  echo "setup: installing tenpo[$extras] with the versions in constraints.txt"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  touch "$stamp"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"
+  echo "$inputs $extras" > "$stamp"
 fi
 
 if [ "$want_tests" -eq 1 ]; then

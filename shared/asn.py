@@ -55,7 +55,8 @@ class Asn(msgspec.Struct, frozen=True, omit_defaults=True):
         return bool(self.epcs)
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,7 @@ def parse_asn_csv(text: str) -> ParsedAsns:
         raise AsnFormatError(f"not readable as CSV ({exc})") from None
 
 
-def _parse_csv(reader: csv.DictReader) -> ParsedAsns:
+def _parse_csv(reader: csv.DictReader[str]) -> ParsedAsns:
     columns = [c.strip() for c in reader.fieldnames or []]
     reader.fieldnames = columns
     missing = [c for c in ("shipment_id", "store") if c not in columns]

@@ -44,7 +44,8 @@ class CleansingError(UserError):
         self.field = field
         self.problem = problem
 
-    def __reduce__(self):  # keep pickling (multiprocessing, logging) working with two arguments
+    def __reduce__(self) -> tuple[type[CleansingError], tuple[str, str]]:
+        # keep pickling (multiprocessing, logging) working with two arguments
         return (type(self), (self.field, self.problem))
 
 

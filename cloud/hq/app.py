@@ -8,14 +8,16 @@ is posted to the app as a message, so a store that drops turns red without waiti
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Self
 
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.geometry import Region
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
@@ -23,8 +25,17 @@ from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.data import HqData, Overview
 from tenpo.cloud.hq.model import (
-    COLUMN_KEYS, COLUMNS, OK, Cell, StoreView, changed_cells, format_age, merge_store, ordered, row_cells,
-)  # fmt: skip
+    COLUMN_KEYS,
+    COLUMNS,
+    OK,
+    Cell,
+    StoreView,
+    changed_cells,
+    format_age,
+    merge_store,
+    ordered,
+    row_cells,
+)
 from tenpo.cloud.hq.presence import Presence, PresenceListener
 from tenpo.cloud.hq.screens import ConflictsScreen, DeadLettersScreen, StoreScreen
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles
@@ -42,7 +53,9 @@ DataTable.half { width: 1fr; height: auto; max-height: 12; }
 #entries { height: auto; max-height: 12; padding: 0 1; }
 #hint { height: 1; padding: 0 1; color: $text-muted; }
 NoteDialog, ResolveDialog { align: center middle; }
-NoteDialog > Vertical, ResolveDialog > Vertical { width: 60; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
+NoteDialog > Vertical, ResolveDialog > Vertical {
+    width: 60; height: auto; border: thick $accent; padding: 1 2; background: $surface;
+}
 """
 
 
@@ -54,20 +67,31 @@ class PresenceSeen(Message):
     presence: Presence
 
 
-def set_cells(table: DataTable, changes: list[tuple[str, str, Text]]) -> None:
-    """Write many cells, then repaint once. DataTable.update_cell repaints per cell, which for the
-    ~1,000 cells that move each second with 500 stores was most of a refresh; the row data dict and
-    the update counter it bumps are the same ones update_cell writes (Textual 8)."""
-    data = getattr(table, "_data", None)
-    if data is None or not hasattr(table, "_update_count"):
-        for row_key, column_key, value in changes:
-            table.update_cell(row_key, column_key, value)
-        return
-    for row_key, column_key, value in changes:
-        data[row_key][column_key] = value  # RowKey/ColumnKey hash and compare equal to their strings
-    if changes:
-        table._update_count += 1
-        table.refresh()
+class StoresTable(DataTable[Text]):
+    """A DataTable that takes many cell updates for one repaint. update_cell asks for a repaint after
+    every cell, and with 500 stores ~1,000 cells change each second: those repaint requests were most
+    of a refresh. Inside :meth:`set_cells` the requests are held and made once at the end, through
+    public API only (update_cell, refresh), so a Textual upgrade cannot silently break it."""
+
+    _holding = False
+    _held_layout = False
+
+    def set_cells(self, changes: list[tuple[str, str, Text]]) -> None:
+        if not changes:
+            return
+        self._holding, self._held_layout = True, False
+        try:
+            for row_key, column_key, value in changes:
+                self.update_cell(row_key, column_key, value)
+        finally:
+            self._holding = False
+            self.refresh(layout=self._held_layout)
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False) -> Self:
+        if self._holding and not recompose:
+            self._held_layout = self._held_layout or layout
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
 
 class StoresScreen(Screen[None]):
@@ -93,7 +117,7 @@ class StoresScreen(Screen[None]):
         self.refreshes = 0
 
     @property
-    def hq(self) -> "HqApp":
+    def hq(self) -> HqApp:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
@@ -102,7 +126,7 @@ class StoresScreen(Screen[None]):
         with Horizontal(classes="spark-row"):
             yield Label("all stores ev/s", id="spark-label")
             yield Sparkline([], id="total")
-        yield DataTable(id="stores", cursor_type="row", zebra_stripes=False)
+        yield StoresTable(id="stores", cursor_type="row", zebra_stripes=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -177,7 +201,7 @@ class StoresScreen(Screen[None]):
     # ------------------------------------------------------------------ painting
 
     def _paint(self, now: float, only: str | None = None) -> None:
-        table = self.query_one("#stores", DataTable)
+        table = self.query_one("#stores", StoresTable)
         if only is None:
             for gone in set(self._shown) - set(self.views):
                 table.remove_row(gone)
@@ -191,7 +215,7 @@ class StoresScreen(Screen[None]):
             else:
                 changes += [(store_id, COLUMN_KEYS[i], Text(cells[i][0], style=cells[i][1])) for i in changed_cells(old, cells)]
             self._shown[store_id] = cells
-        set_cells(table, changes)
+        table.set_cells(changes)
         self._reorder(table)
 
     def _reorder(self, table: DataTable) -> None:

@@ -235,6 +235,6 @@ def decode_frames(
 def frame_to_dict(frame: Frame) -> dict[str, object]:
     """The fixed JSON shape of a decoded frame: ``type`` first, then the frame's own fields."""
     out: dict[str, object] = {"type": frame.type}
-    for name in frame.__slots__:  # type: ignore[union-attr]
+    for name in frame.__slots__:
         out[name] = getattr(frame, name)
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from binascii import crc_hqx
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import msgspec
 
@@ -353,7 +353,10 @@ def _stream_event(frame: bytes, length: int, status: int, ts: float) -> Event | 
 # Stream decoders
 
 
-class _FrameDecoder:
+EventT = TypeVar("EventT")
+
+
+class _FrameDecoder(Generic[EventT]):
     """Finds CRC-checked frames in a byte stream; subclasses turn a frame into an event."""
 
     _overhead: int  # bytes beyond DATA: 5 for host frames, 7 for module frames
@@ -363,14 +366,14 @@ class _FrameDecoder:
         self._buffer = bytearray()
         self._clock = clock
 
-    def feed(self, chunk: bytes) -> list:
+    def feed(self, chunk: bytes) -> list[EventT]:
         """Add bytes from the line; return every event completed by them. Never raises."""
         buf = self._buffer
         buf += chunk
         stats = self.stats
         overhead = self._overhead
         ts = self._clock()
-        events: list = []
+        events: list[EventT] = []
         pos = 0
         size = len(buf)
         while True:
@@ -406,9 +409,9 @@ class _FrameDecoder:
         del buf[:pos]
         return events
 
-    def idle(self) -> list:
+    def idle(self) -> list[EventT]:
         """The line went quiet with a partial frame pending: it was cut, so rescan past it."""
-        events: list = []
+        events: list[EventT] = []
         if self._buffer:
             self.stats.reject_length()
             while self._buffer:
@@ -416,11 +419,11 @@ class _FrameDecoder:
                 events += self.feed(b"")
         return events
 
-    def _event(self, frame: bytes, length: int, ts: float) -> object | None:
+    def _event(self, frame: bytes, length: int, ts: float) -> EventT | None:
         raise NotImplementedError
 
 
-class Decoder(_FrameDecoder):
+class Decoder(_FrameDecoder[Event]):
     """Module -> host frames: tag reads, replies, keep-alives, errors."""
 
     _overhead = 7
@@ -435,7 +438,7 @@ class Decoder(_FrameDecoder):
         return Response(opcode, frame[5:-2])
 
 
-class CommandDecoder(_FrameDecoder):
+class CommandDecoder(_FrameDecoder[Command]):
     """Host -> module frames (what the simulator receives)."""
 
     _overhead = 5

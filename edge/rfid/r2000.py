@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import msgspec
 
@@ -270,19 +270,22 @@ def _reply_event(frame: bytes, ts: float) -> Event | None:
 # Stream decoders
 
 
-class _FrameDecoder:
+EventT = TypeVar("EventT")
+
+
+class _FrameDecoder(Generic[EventT]):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.stats = DecoderStats()
         self._buffer = bytearray()
         self._clock = clock
 
-    def feed(self, chunk: bytes) -> list:
+    def feed(self, chunk: bytes) -> list[EventT]:
         """Add bytes from the line; return every event completed by them. Never raises."""
         buf = self._buffer
         buf += chunk
         stats = self.stats
         ts = self._clock()
-        events: list = []
+        events: list[EventT] = []
         pos = 0
         size = len(buf)
         while True:
@@ -319,9 +322,9 @@ class _FrameDecoder:
         del buf[:pos]
         return events
 
-    def idle(self) -> list:
+    def idle(self) -> list[EventT]:
         """The line went quiet with a partial frame pending: it was cut, so rescan past it."""
-        events: list = []
+        events: list[EventT] = []
         if self._buffer:
             self.stats.reject_length()
             while self._buffer:
@@ -329,18 +332,18 @@ class _FrameDecoder:
                 events += self.feed(b"")
         return events
 
-    def _event(self, frame: bytes, ts: float) -> object | None:
+    def _event(self, frame: bytes, ts: float) -> EventT | None:
         raise NotImplementedError
 
 
-class Decoder(_FrameDecoder):
+class Decoder(_FrameDecoder[Event]):
     """Module -> host frames: tag records, round ends, results, other replies."""
 
     def _event(self, frame: bytes, ts: float) -> Event | None:
         return _reply_event(frame, ts)
 
 
-class CommandDecoder(_FrameDecoder):
+class CommandDecoder(_FrameDecoder[Command]):
     """Host -> module frames (what the simulator receives)."""
 
     def _event(self, frame: bytes, ts: float) -> Command:
