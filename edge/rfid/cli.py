@@ -8,9 +8,11 @@ import sys
 import threading
 import time
 
+from tenpo.edge.rfid.profile import ReaderProfile
 from tenpo.edge.rfid.reads import TagRead
-from tenpo.edge.rfid.simulator import PROTOCOLS, ReaderSimulator, load_tags
-from tenpo.edge.rfid.transport import ReaderConnection, ReaderProfile, load_profile
+from tenpo.edge.rfid.registry import PROTOCOLS, load_profile
+from tenpo.edge.rfid.simulator import ReaderSimulator, load_tags
+from tenpo.edge.rfid.transport import ReaderConnection
 from tenpo.shared.errors import UserError
 
 

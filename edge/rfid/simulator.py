@@ -18,18 +18,16 @@ import tty
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
-from tenpo.edge.rfid import ascii_lines, mercury, r2000
-from tenpo.edge.rfid.reads import TagRead
+from tenpo.edge.rfid import ascii_lines
+from tenpo.edge.rfid.driver import ReaderDriver, SimulatedModule
+from tenpo.edge.rfid.registry import DRIVERS, PROTOCOLS
 
-Protocol = Literal["mercury", "r2000", "ascii"]
-PROTOCOLS: Final[tuple[str, ...]] = ("mercury", "r2000", "ascii")
+__all__ = [
+    "PROTOCOLS", "ReaderSimulator", "SimTag", "SimulatorCounters", "default_tags", "load_tags", "parse_tags",
+]
 
-# Payload of the logged M6E Nano VERSION reply (rfid.md §1.3).
-_MERCURY_VERSION: Final = bytes.fromhex("14120800 30000002 20150310 01030147 00000010")
-_MERCURY_MAX_POWER_CDBM: Final = 2700
-_R2000_MAX_POWER_DBM: Final = 33
 _TICK: Final = 0.02  # loop period: bounds stop() latency and rate granularity
 
 
@@ -85,7 +83,7 @@ class ReaderSimulator:
 
     def __init__(
         self,
-        protocol: Protocol,
+        protocol: str,
         tags: list[SimTag] | None = None,
         rate: float = 20.0,
         noise: float = 0.0,
@@ -94,9 +92,11 @@ class ReaderSimulator:
         link: str | Path | None = None,
         max_reads: int | None = None,
     ) -> None:
-        if protocol not in PROTOCOLS:
+        driver = DRIVERS.get(protocol)
+        if driver is None:
             raise ValueError(f"unknown protocol {protocol!r}")
         self.protocol = protocol
+        self.driver: ReaderDriver = driver
         self.tags = tags or default_tags()
         self.rate = rate
         self.noise = noise
@@ -109,17 +109,10 @@ class ReaderSimulator:
         self._stopping = threading.Event()
         self._requests: list[tuple[str, threading.Event]] = []
         self._lock = threading.Lock()
-        self._path_ready = threading.Event()
-        self._streaming = protocol == "ascii"  # ascii readers stream from power-on
-        self._round_left = 0  # r2000: tag records still due in the current inventory round
-        self._round_cmd = r2000.CMD_REAL_TIME_INVENTORY
-        self._round_total = 0
         self._next_tag = 0
-        self._stream_start = 0.0
-        self._stream_sent = 0
-        self._last_keepalive = 0.0
-        self._mercury_in = mercury.CommandDecoder()
-        self._r2000_in = r2000.CommandDecoder()
+        self._paced_since = 0.0  # reads are paced at ``rate`` from here ...
+        self._paced = 0  # ... and this many were sent since
+        self._module: SimulatedModule = self._power_up()
 
     # ---------------------------------------------------------------------------------- control
 
@@ -133,10 +126,6 @@ class ReaderSimulator:
     @property
     def pty_path(self) -> str:
         return self._pty.path if self._pty else ""
-
-    @property
-    def streaming(self) -> bool:
-        return self._streaming
 
     def start(self) -> str:
         self._open_pty()
@@ -192,11 +181,11 @@ class ReaderSimulator:
             temporary.unlink(missing_ok=True)
             temporary.symlink_to(self._pty.path)
             temporary.replace(self.link)  # atomic: a client never sees the link missing
-        self._streaming = self.protocol == "ascii"
-        self._stream_start = 0.0
-        self._round_left = 0
-        self._mercury_in = mercury.CommandDecoder()
-        self._r2000_in = r2000.CommandDecoder()
+        self._module = self._power_up()  # a power cycle: the module forgets its configuration
+
+    def _power_up(self) -> SimulatedModule:
+        self._paced_since, self._paced = time.monotonic(), 0
+        return self.driver.simulated_module(len(self.tags), self.rate)
 
     def _close_pty(self) -> None:
         if self._pty is not None:
@@ -254,120 +243,32 @@ class ReaderSimulator:
             written = 0
         self.counters.bytes_dropped += len(data) - written
 
-    # ---------------------------------------------------------------------------------- commands
+    # ---------------------------------------------------------------------------------- module
 
     def _on_host_bytes(self, data: bytes) -> None:
-        if self.protocol == "mercury":
-            for command in self._mercury_in.feed(data):
-                self.counters.commands.append((command.opcode, command.data))
-                self._write(self._mercury_reply(command))
-        elif self.protocol == "r2000":
-            for command in self._r2000_in.feed(data):
-                self.counters.commands.append((command.cmd, command.data))
-                reply = self._r2000_reply(command)
-                if reply:
-                    self._write(reply)
-
-    def _mercury_reply(self, command: mercury.Command) -> bytes:
-        op, data = command.opcode, command.data
-        if op == mercury.OP_VERSION:
-            return mercury.build_response(op, _MERCURY_VERSION)
-        if op == mercury.OP_SET_REGION:
-            ok = len(data) == 1 and data[0] in mercury.REGIONS.values()
-            return mercury.build_response(op, status=0 if ok else 0x010B)
-        if op == mercury.OP_SET_READ_TX_POWER:
-            power = int.from_bytes(data[:2], "big", signed=True) if len(data) >= 2 else -1
-            status = 0x0103 if power > _MERCURY_MAX_POWER_CDBM else 0x0106 if power < 0 else 0
-            return mercury.build_response(op, status=status)
-        if op in (mercury.OP_SET_TAG_PROTOCOL, mercury.OP_SET_READER_OPT_PARAMS,
-                  mercury.OP_SET_ANTENNA_PORT, mercury.OP_SET_BAUD_RATE):
-            return mercury.build_response(op)
-        if op == mercury.OP_MULTI_PROTOCOL_TAG_OP and data[:3] == b"\x00\x00\x02":
-            self._streaming = False
-            return mercury.build_response(op, b"\x02")
-        if op == mercury.OP_MULTI_PROTOCOL_TAG_OP and data[:3] == b"\x00\x00\x01":
-            self._begin_stream()
-            return mercury.build_response(op, b"\x01\x22\x00\x00")
-        return mercury.build_response(op, status=0x0101)
-
-    def _r2000_reply(self, command: r2000.Command) -> bytes:
-        cmd, data, addr = command.cmd, command.data, command.address
-
-        def result(code: int) -> bytes:
-            return r2000.build_frame(cmd, bytes((code,)), addr)
-
-        if cmd == r2000.CMD_GET_FIRMWARE_VERSION:
-            return r2000.build_frame(cmd, b"\x01\x00", addr)
-        if cmd == r2000.CMD_SET_OUTPUT_POWER:
-            ok = data and max(data) <= _R2000_MAX_POWER_DBM
-            return result(r2000.SUCCESS if ok else 0x48)
-        if cmd == r2000.CMD_SET_WORK_ANTENNA:
-            return result(r2000.SUCCESS if data and data[0] < 4 else 0x41)
-        if cmd in (r2000.CMD_SET_FREQUENCY_REGION, r2000.CMD_RESET_INVENTORY_BUFFER):
-            return result(r2000.SUCCESS)
-        if cmd in (r2000.CMD_REAL_TIME_INVENTORY, r2000.CMD_FAST_SWITCH_INVENTORY):
-            # One round: a share of the population, paced by the rate, then the summary.
-            if not self._streaming:
-                self._begin_stream()
-            self._round_cmd = cmd
-            self._round_left = max(1, min(len(self.tags), int(self.rate * 0.2)))
-            self._round_total = 0
-            return b""
-        return result(0x11)
-
-    # ---------------------------------------------------------------------------------- reads
-
-    def _begin_stream(self) -> None:
-        self._streaming = True
-        self._stream_start = time.monotonic()
-        self._stream_sent = 0
-        self._last_keepalive = self._stream_start
+        for command in self._module.on_host_bytes(data, time.monotonic()):
+            self.counters.commands.append((command.code, command.data))
+            if command.reply:
+                self._write(command.reply)
 
     def _emit_due_reads(self) -> None:
-        if not self._streaming:
-            return
+        module = self._module
         now = time.monotonic()
-        if self.protocol == "ascii" and not self._stream_start:
-            self._begin_stream()
-        due = int((now - self._stream_start) * self.rate) - self._stream_sent
-        if self.protocol == "r2000":
-            due = min(due, self._round_left)
+        wanted = module.reads_wanted()
+        if wanted == 0:  # not reading, or between rounds: no burst to catch up on afterwards
+            self._paced_since = now - self._paced / self.rate
+        due = int((now - self._paced_since) * self.rate) - self._paced
+        if wanted is not None:
+            due = min(due, wanted)
         if self.max_reads is not None:
             due = min(due, self.max_reads - self.counters.reads_sent)
         for _ in range(max(0, due)):
-            self._write(self._tag_frame(self._pick_tag()))
-            self._stream_sent += 1
+            tag = self.tags[self._next_tag % len(self.tags)]
+            self._next_tag += 1
+            rssi = tag.rssi + self._random.randint(-3, 3)
+            self._write(module.tag_report(tag.epc, tag.antenna, rssi, now))
+            self._paced += 1
             self.counters.reads_sent += 1
-            if self.protocol == "r2000":
-                self._round_left -= 1
-                self._round_total += 1
-        if self.protocol == "r2000" and self._round_left == 0 and self._round_total:
-            self._write(self._round_end())
-            self._round_total = 0
-        if due <= 0 and self.protocol == "r2000" and self._round_left == 0:
-            self._stream_start = now - self._stream_sent / self.rate  # no catch-up between rounds
-        if self.protocol == "mercury" and now - self._last_keepalive >= 1.0:
-            self._last_keepalive = now
-            self._write(mercury.build_response(mercury.OP_READ_TAG_ID_MULTIPLE,
-                                               status=mercury.STATUS_NO_TAGS_FOUND))
-
-    def _pick_tag(self) -> SimTag:
-        tag = self.tags[self._next_tag % len(self.tags)]
-        self._next_tag += 1
-        return tag
-
-    def _tag_frame(self, tag: SimTag) -> bytes:
-        rssi = tag.rssi + self._random.randint(-3, 3)
-        epc = bytes.fromhex(tag.epc)
-        if self.protocol == "mercury":
-            reader_ms = int((time.monotonic() - self._last_keepalive) * 1000)
-            return mercury.build_tag_notification(epc, rssi, tag.antenna, 920_400, reader_ms)
-        if self.protocol == "r2000":
-            return r2000.build_tag_record(epc, tag.antenna, rssi, 7, self._round_cmd)
-        return ascii_lines.format_line(TagRead(tag.epc, rssi, tag.antenna, 0.0))
-
-    def _round_end(self) -> bytes:
-        if self._round_cmd == r2000.CMD_FAST_SWITCH_INVENTORY:
-            data = self._round_total.to_bytes(3, "big") + (200).to_bytes(4, "big")
-            return r2000.build_frame(r2000.CMD_FAST_SWITCH_INVENTORY, data)
-        return r2000.build_round_end(self._round_total, 1, int(self.rate))
+        tail = module.after_reads(now)
+        if tail:
+            self._write(tail)
