@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenpo.cloud.apply import audit, record_changes
+from tenpo.cloud.changes import audit, record_changes
 from tenpo.cloud.db import Central
 from tenpo.shared import crypto
 from tenpo.shared.errors import ConfigError, UserError

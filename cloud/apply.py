@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tenpo.cloud.changes import audit, member_record, record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.effects import plan_event
 from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan
@@ -253,36 +254,13 @@ def _check_reused_sequences(db: Central, topic: str, store_id: str, stream: str,
             )  # fmt: skip
 
 
-def audit(db: Central, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
-    db.execute(
-        "INSERT INTO audit_log(actor, action, subject, detail, at) VALUES (?, ?, ?, ?, ?)",
-        (actor, action, subject, json.dumps(detail, ensure_ascii=False), time.time()),
-    )
 
 
 # ---------------------------------------------------------------------------- change feed
 
 
-def allocate_change_seqs(db: Central, count: int) -> int:
-    """Reserve ``count`` change numbers; returns the first. The counter row lock (PostgreSQL) is held
-    to commit, so changes become visible in sequence order and a store never skips one."""
-    last = int(db.scalar("UPDATE counters SET value = value + ? WHERE name = 'change' RETURNING value", (count,)))
-    return last - count + 1
 
 
-def record_changes(db: Central, changes: list[ChangeTuple], now: float) -> list[int]:
-    """Append (kind, key, store, data) to the feed; returns their seqs. Call late in the transaction."""
-    if not changes:
-        return []
-    first = allocate_change_seqs(db, len(changes))
-    seqs = list(range(first, first + len(changes)))
-    rows = []
-    for seq, (kind, key, store, data) in zip(seqs, changes):
-        if "version" in data:
-            data = {**data, "version": seq}
-        rows.append((seq, kind, key, store, json.dumps(data, ensure_ascii=False), now))
-    db.executemany("INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return seqs
 
 
 def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTuple]) -> None:
@@ -315,18 +293,8 @@ def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTupl
             db.execute("UPDATE stock_levels SET version = ? WHERE store_id = ? AND sku = ?", (seq, data["store_id"], data["sku"]))
 
 
-MEMBER_COLUMNS = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret",
-                  "consent", "custom", "home_store", "version")  # fmt: skip
 
 
-def member_record(db: Central, member_id: str) -> dict[str, Any] | None:
-    row = db.one(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id = ? AND erased = 0", (member_id,))
-    if row is None:
-        return None
-    record = dict(zip(MEMBER_COLUMNS, row))
-    record["consent"] = json.loads(record["consent"] or "{}")
-    record["custom"] = json.loads(record["custom"] or "{}")
-    return record
 
 
 # ---------------------------------------------------------------------------- presence and status

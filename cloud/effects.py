@@ -8,10 +8,16 @@ does not matter, and order within a group is the store's order.
 
 from __future__ import annotations
 
-import secrets
 import time
 
+from tenpo.cloud.asn.effects import PLANNERS as ASN
+from tenpo.cloud.audit.effects import PLANNERS as AUDIT
+from tenpo.cloud.changes import new_beacon_secret
+from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
+from tenpo.cloud.members.effects import PLANNERS as MEMBERS
 from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, dict_field, int_field, text_field
+from tenpo.cloud.sales.effects import PLANNERS as SALES
+from tenpo.cloud.visits.effects import PLANNERS as VISITS
 from tenpo.shared.protocol import Event
 
 MEMBER_FIELDS = ("name", "kana", "phone", "email", "card_no", "line_user_id", "home_store")
@@ -34,11 +40,6 @@ INSERT_POINTS = (
     "INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, stream, store_seq, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def new_beacon_secret() -> str:
-    """HQ makes each member's beacon secret; the app gets it from HQ, stores get it in the feed."""
-    return secrets.token_hex(16)
 
 
 def _member_registered(plan: Plan, origin: Origin, event: Event, now: float) -> None:
@@ -98,19 +99,11 @@ PLANNERS: dict[str, Planner] = {
 
 def _register_area_planners() -> None:
     """Each area (sales, visits, inspections, members) owns the event types it defines."""
-    from tenpo.cloud.asn.effects import PLANNERS as ASN
-    from tenpo.cloud.audit.effects import PLANNERS as AUDIT
-    from tenpo.cloud.members.effects import PLANNERS as MEMBERS
-    from tenpo.cloud.sales.effects import PLANNERS as SALES
-    from tenpo.cloud.visits.effects import PLANNERS as VISITS
-
     for area in (SALES, VISITS, ASN, MEMBERS, AUDIT):
         overlap = set(area) & set(PLANNERS)
         assert not overlap, f"event types defined twice: {overlap}"
         PLANNERS.update(area)
     # An area may also follow up another's event type (members resolve a store's registration).
-    from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
-
     FOLLOW_UPS.update(MEMBER_FOLLOW_UPS)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tenpo.cloud.apply import member_record, record_changes
+from tenpo.cloud.changes import member_record, record_changes
 from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica

@@ -16,7 +16,8 @@ import pytest
 
 from tenpo.cli import main
 from tenpo.cloud.admin import add_store, import_products
-from tenpo.cloud.apply import apply_batch, record_changes
+from tenpo.cloud.apply import apply_batch
+from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.sales import conflicts
 from tenpo.edge import db as edge_db

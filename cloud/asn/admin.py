@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from tenpo.cloud.apply import audit, record_changes
+from tenpo.cloud.changes import audit, record_changes
 from tenpo.cloud.db import Central
 from tenpo.shared.asn import Asn, RowError, read_asn_file
 from tenpo.shared.errors import UserError

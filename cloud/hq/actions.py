@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, audit, open_envelope, reapply_event
+from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, open_envelope, reapply_event
+from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.hq.queries import dead_letter_raw
 from tenpo.shared.errors import UserError

@@ -21,8 +21,14 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from tenpo.cloud.identity import SourceRecord
 from tenpo.cloud.plan import ChangeTuple, Origin, Plan, Planner
+from tenpo.shared.cleansing import cleanse_member_record
 from tenpo.shared.protocol import Event
+
+from .config import MembersConfig
+from .resolve import attach
+from .store import Pending, balance_data, find_source, golden_id, remap_alias_rows, row_hash, save_consent
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +56,6 @@ def _guarded(db: Any, name: str, work: Any) -> list[ChangeTuple]:
 
 def store_record_changes(db: Any, member_id: str, payload: dict[str, Any], now: float) -> list[ChangeTuple]:
     """Resolve a store's record of a member (registration or edit) against every channel."""
-    from tenpo.cloud.identity import SourceRecord
-    from tenpo.shared.cleansing import cleanse_member_record
-
-    from .config import MembersConfig
-    from .resolve import attach
-    from .store import Pending, find_source, golden_id, row_hash, save_consent
-
     config = MembersConfig()
     target = golden_id(db, member_id)
     if db.scalar("SELECT erased FROM members WHERE member_id = ?", (target,)) != 0:
@@ -95,8 +94,6 @@ def _after_member_event(plan: Plan, origin: Origin, event: Event, now: float) ->
 
 def remap_alias_entries(db: Any, member_id: str) -> list[ChangeTuple]:
     """Ledger rows that arrived under a merged-away id move to the golden member (recorded for unmerge)."""
-    from .store import balance_data
-
     found = db.one("SELECT member_id, merge_id FROM member_aliases WHERE alias = ?", (member_id,))
     if found is None:
         return []
@@ -116,8 +113,6 @@ def _after_points_entry(plan: Plan, origin: Origin, event: Event, now: float) ->
 
 
 def _remap_alias_rows(db: Any, member_id: str) -> list[ChangeTuple]:
-    from .store import remap_alias_rows
-
     remap_alias_rows(db, member_id)
     return []  # sales and visits are HQ's own history: nothing to send to the stores
 

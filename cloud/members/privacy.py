@@ -17,8 +17,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tenpo.cloud.apply import audit
+from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
+from tenpo.cloud.sales.history import member_sales
+from tenpo.cloud.visits.history import erase_member_visits, member_visits
 from tenpo.shared.cleansing import MEMBER_FIELDS
 from tenpo.shared.errors import UserError
 
@@ -99,9 +101,6 @@ def orders_of(db: Central, member_id: str) -> list[dict[str, Any]]:
 def store_history(db: Central, member_id: str, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
     """The member's newest store sales and visits. A merge re-points them to the golden id; ids merged
     into it are asked too, for rows a merge made before HQ re-pointed them (or a failed re-point)."""
-    from tenpo.cloud.sales.history import member_sales
-    from tenpo.cloud.visits.history import member_visits
-
     also = member_aliases(db, member_id)
     return {
         "sales": [sale.as_json() for sale in member_sales(db, member_id, also=also, limit=limit)],
@@ -185,8 +184,6 @@ def erase_member(db: Central, member_id: str, reason: str, actor: str = "operato
         # Merge explanations name source ids (an e-mail can be one) and stash the merged rows: scrub both.
         db.execute(f"UPDATE member_merges SET explanation = '{{\"erased\": true}}', loser_row = NULL, loser_sources = '[]',"
                    f" source_id = NULL WHERE winner IN ({marks}) OR loser IN ({marks})", [*ids, *ids])  # fmt: skip
-        from tenpo.cloud.visits.history import erase_member_visits
-
         visits_erased = sum(erase_member_visits(db, i) for i in ids)  # where they were is personal data too
         pending = Pending(events=[("member.erase", i, None, {"member_id": i, "version": 0}) for i in ids])
         publish(db, pending, now)

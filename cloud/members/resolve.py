@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tenpo.cloud.apply import audit
+from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.identity import MergeDecision, SourceRecord, decide, match_one, resolve
 from tenpo.shared.errors import UserError

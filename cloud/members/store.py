@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from tenpo.cloud.apply import member_record, record_changes
+from tenpo.cloud.changes import member_record, new_beacon_secret, record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.identity import SourceRecord, blocking_keys, golden_record
 from tenpo.cloud.plan import ChangeTuple
@@ -140,8 +140,6 @@ def member_consent(db: Central, member_id: str) -> dict[str, bool]:
 
 
 def create_member(db: Central, member_id: str, home_store: str | None, now: float) -> None:
-    from tenpo.cloud.effects import new_beacon_secret
-
     db.execute(
         "INSERT INTO members(member_id, consent, custom, home_store, beacon_secret, created_at, updated_at)"
         " VALUES (?, '{}', '{}', ?, ?, ?, ?)",

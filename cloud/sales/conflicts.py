@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tenpo.cloud.apply import audit, record_changes
+from tenpo.cloud.changes import audit, record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.errors import UserError

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tenpo.cloud.members.store import golden_id
 from tenpo.cloud.plan import Hook, Origin, PayloadError, Plan, Planner, int_field, text_field
+from tenpo.cloud.sales.conflicts import check_points, check_stock
 from tenpo.shared.protocol import Event
 
 INSERT_SALE = (
@@ -66,14 +68,8 @@ def _plan_sale(kind: str) -> Planner:
     return planner
 
 
-# The checks import lazily: tenpo.cloud.sales.conflicts needs tenpo.cloud.apply, which imports the
-# planners (this module) while it loads.
-
-
 def _points_hook(member_id: str, store_id: str) -> Hook:
     def hook(db, now):  # type: ignore[no-untyped-def]
-        from tenpo.cloud.sales.conflicts import check_points
-
         return check_points(db, member_id, store_id, now)
 
     return hook
@@ -83,8 +79,6 @@ def _purchase_hook(member_id: str, purchase: dict[str, Any]) -> Hook:
     """Every store learns of the purchase, under the member's golden id, for the clerk's history."""
 
     def hook(db, now):  # type: ignore[no-untyped-def]
-        from tenpo.cloud.members.store import golden_id
-
         return [purchase_change(golden_id(db, member_id), purchase)]
 
     return hook
@@ -99,8 +93,6 @@ def purchase_change(member_id: str, purchase: dict[str, Any]) -> tuple[str, str,
 
 def _stock_hook(store_id: str, sku: str) -> Hook:
     def hook(db, now):  # type: ignore[no-untyped-def]
-        from tenpo.cloud.sales.conflicts import check_stock
-
         return check_stock(db, store_id, sku, now)
 
     return hook

@@ -1,0 +1,70 @@
+"""What HQ records beside an event's own rows: the change feed stores follow, the audit log, and the
+member record the feed carries.
+
+Below ``apply`` and every area: the applier, the area stores (members, sales conflicts, ASN) and the
+operator commands all write here, so none of them has to import another to record a change.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from tenpo.cloud.db import Central
+from tenpo.cloud.plan import ChangeTuple
+
+
+def audit(db: Central, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT INTO audit_log(actor, action, subject, detail, at) VALUES (?, ?, ?, ?, ?)",
+        (actor, action, subject, json.dumps(detail, ensure_ascii=False), time.time()),
+    )
+
+
+# ---------------------------------------------------------------------------- change feed
+
+
+def allocate_change_seqs(db: Central, count: int) -> int:
+    """Reserve ``count`` change numbers; returns the first. The counter row lock (PostgreSQL) is held
+    to commit, so changes become visible in sequence order and a store never skips one."""
+    last = int(db.scalar("UPDATE counters SET value = value + ? WHERE name = 'change' RETURNING value", (count,)))
+    return last - count + 1
+
+
+def record_changes(db: Central, changes: list[ChangeTuple], now: float) -> list[int]:
+    """Append (kind, key, store, data) to the feed; returns their seqs. Call late in the transaction."""
+    if not changes:
+        return []
+    first = allocate_change_seqs(db, len(changes))
+    seqs = list(range(first, first + len(changes)))
+    rows = []
+    for seq, (kind, key, store, data) in zip(seqs, changes):
+        if "version" in data:
+            data = {**data, "version": seq}
+        rows.append((seq, kind, key, store, json.dumps(data, ensure_ascii=False), now))
+    db.executemany("INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return seqs
+
+
+# ---------------------------------------------------------------------------- member records
+
+
+MEMBER_COLUMNS = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret",
+                  "consent", "custom", "home_store", "version")  # fmt: skip
+
+
+def member_record(db: Central, member_id: str) -> dict[str, Any] | None:
+    row = db.one(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id = ? AND erased = 0", (member_id,))
+    if row is None:
+        return None
+    record = dict(zip(MEMBER_COLUMNS, row))
+    record["consent"] = json.loads(record["consent"] or "{}")
+    record["custom"] = json.loads(record["custom"] or "{}")
+    return record
+
+
+def new_beacon_secret() -> str:
+    """HQ makes each member's beacon secret; the app gets it from HQ, stores get it in the feed."""
+    return secrets.token_hex(16)
