@@ -68,7 +68,7 @@ def test_missing_config_names_the_env_variable(monkeypatch, capsys) -> None:
     assert "TENPO_CONFIG" in capsys.readouterr().err
 
 
-def test_config_from_environment(config_path: Path, monkeypatch, capsys) -> None:
+def test_config_from_environment(store, config_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("TENPO_CONFIG", str(config_path))
     assert main(["edge", "status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["store_id"] == "S001"
