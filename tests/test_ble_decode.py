@@ -1,7 +1,7 @@
 """Beacon decoders against published example payloads, and fuzzing: bad bytes never raise.
 
 Payloads are the values bleak hands over (company id / 16-bit service UUID already stripped),
-taken from public test suites; see /work/shared/research/ble.md section 1 for the table.
+taken from public test suites; docs/beacons.md §8 lists where each comes from.
 """
 
 from __future__ import annotations

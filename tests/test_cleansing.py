@@ -31,7 +31,7 @@ def test_mobile_numbers_in_every_common_spelling_become_one_e164(raw: str) -> No
 
 
 def test_landlines_drop_the_trunk_zero() -> None:
-    # research/commerce.md §4: 03-1234-5678 -> +81 3 1234 5678
+    # Japan's numbering plan drops the trunk 0 in E.164 (docs/members.md §7): 03-1234-5678 -> +81 3 1234 5678
     assert normalize_phone("03-1234-5678") == "+81312345678"
     assert normalize_phone("045-123-4567") == "+81451234567"
 

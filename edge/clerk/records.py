@@ -1,7 +1,7 @@
 """Writes the clerk terminal makes besides sales: the personal-data audit and pickup reservations.
 
-Each row and the event that tells HQ about it commit in one transaction (DESIGN.md §2.1), so an
-opened profile is never unaudited at HQ and a reservation is never lost between store and HQ.
+Each row and the event that tells HQ about it commit in one transaction (docs/design.md §2, rule 1),
+so an opened profile is never unaudited at HQ and a reservation is never lost between store and HQ.
 """
 
 from __future__ import annotations

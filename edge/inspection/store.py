@@ -2,7 +2,7 @@
 
 Accepting a verdict posts the received quantities to the stock ledger and, in the same transaction,
 one ``stock.moved`` event per SKU (reason ``receipt``) and an ``inspection.completed`` event for HQ,
-so HQ sees the receipt exactly once (DESIGN.md §2.1).
+so HQ sees the receipt exactly once (the transactional outbox: docs/design.md §2, rule 1).
 """
 
 from __future__ import annotations
