@@ -12,32 +12,14 @@ from typing import Any, Callable
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
 from tenpo.edge.agent import INTEGRITY_META_KEY, init_store, record_integrity, run_agent
+from tenpo.edge.checkout.cli import register_edge as checkout_commands
+from tenpo.edge.clerk.cli import register_edge as clerk_commands
+from tenpo.edge.cli_support import json_flag, open_existing, open_store, print_json, with_config
 from tenpo.edge.config import StoreConfig, load_config
+from tenpo.edge.inspection.cli import register_edge as inspection_commands
+from tenpo.edge.membership.cli import register_edge as membership_commands
 from tenpo.edge.outbox import get_meta
 from tenpo.shared.logs import add_log_level_flag, configure_logging
-
-
-def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", help="store config TOML (default: $TENPO_CONFIG)")
-    return parser
-
-
-def _json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
-
-
-def _open(args: argparse.Namespace) -> tuple[StoreConfig, Any]:
-    config = load_config(args.config)
-    return config, _open_existing(config)
-
-
-def _open_existing(config: StoreConfig) -> Any:
-    # Only `init` and `run` create the replica: a mistyped path must not leave an empty one behind.
-    return edge_db.connect(config.database, create=False)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,17 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = edge.add_subparsers(dest="edge_command", metavar="COMMAND")
     commands.required = True
 
-    init = _with_config(commands.add_parser("init", help="create the replica and the store key pair if missing"))
+    init = with_config(commands.add_parser("init", help="create the replica and the store key pair if missing"))
     init.set_defaults(func=cmd_init)
 
-    run = _with_config(commands.add_parser("run", help="run the store agent (sync link, readers, beacons)"))
+    run = with_config(commands.add_parser("run", help="run the store agent (sync link, readers, beacons)"))
     add_log_level_flag(run)
     run.set_defaults(func=cmd_run)
 
     member = commands.add_parser("member", help="members in the store replica")
     member_commands = member.add_subparsers(dest="member_command", metavar="COMMAND")
     member_commands.required = True
-    add = _with_config(member_commands.add_parser("add", help="register a member (offline, provisional id)"))
+    add = with_config(member_commands.add_parser("add", help="register a member (offline, provisional id)"))
     add.add_argument("--name", required=True)
     add.add_argument("--kana")
     add.add_argument("--phone")
@@ -63,49 +45,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--card")
     add.add_argument("--line-user-id")
     add.set_defaults(func=cmd_member_add)
-    find = _with_config(member_commands.add_parser("find", help="find by card, phone, email or name/kana prefix"))
+    find = with_config(member_commands.add_parser("find", help="find by card, phone, email or name/kana prefix"))
     find.add_argument("query")
     find.add_argument("--limit", type=_positive, default=20, metavar="N", help="show at most N members (default 20)")
-    _json_flag(find)
+    json_flag(find)
     find.set_defaults(func=cmd_member_find)
 
-    stock = _with_config(commands.add_parser("stock", help="stock here and at other stores"))
+    stock = with_config(commands.add_parser("stock", help="stock here and at other stores"))
     stock.add_argument("--sku")
-    _json_flag(stock)
+    json_flag(stock)
     stock.set_defaults(func=cmd_stock)
     stock_commands = stock.add_subparsers(dest="stock_command", metavar="COMMAND")
-    adjust = _with_config(stock_commands.add_parser("adjust", help="adjust this store's stock (+/-)"))
+    adjust = with_config(stock_commands.add_parser("adjust", help="adjust this store's stock (+/-)"))
     adjust.add_argument("--sku", required=True)
     adjust.add_argument("--qty", required=True, type=int)
     adjust.add_argument("--reason", required=True)
     adjust.add_argument("--location", default="floor")
     adjust.set_defaults(func=cmd_stock_adjust)
 
-    status = _with_config(commands.add_parser("status", help="sync link and outbox state"))
-    _json_flag(status)
+    status = with_config(commands.add_parser("status", help="sync link and outbox state"))
+    json_flag(status)
     status.add_argument("--check", action="store_true", help="check the database's integrity first (quick_check)")
     status.set_defaults(func=cmd_status)
 
-    check = _with_config(commands.add_parser("check", help="check the replica's integrity (SQLite quick_check)"))
+    check = with_config(commands.add_parser("check", help="check the replica's integrity (SQLite quick_check)"))
     check.set_defaults(func=cmd_check)
-
-    from tenpo.edge.checkout.cli import register_edge as checkout_commands
-    from tenpo.edge.clerk.cli import register_edge as clerk_commands
-    from tenpo.edge.inspection.cli import register_edge as inspection_commands
-    from tenpo.edge.membership.cli import register_edge as membership_commands
 
     for add_commands in (checkout_commands, inspection_commands, clerk_commands, membership_commands):
         add_commands(commands)
-
-
-def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--config`` as every edge command takes it (for area modules adding subcommands)."""
-    return _with_config(parser)
-
-
-def open_store(args: argparse.Namespace) -> tuple[StoreConfig, Any]:
-    """The config and the migrated replica for an edge command."""
-    return _open(args)
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -153,7 +120,7 @@ def _progress_printer() -> Callable[[int, int], None]:
 
 
 def cmd_member_add(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config, db = open_store(args)
     member_id = replica.register_member(
         db, config.store_id, name=args.name, kana=args.kana, phone=args.phone, email=args.email,
         card_no=args.card, line_user_id=args.line_user_id,
@@ -163,13 +130,13 @@ def cmd_member_add(args: argparse.Namespace) -> int:
 
 
 def cmd_member_find(args: argparse.Namespace) -> int:
-    _config, db = _open(args)
+    _config, db = open_store(args)
     members = replica.find_members(db, args.query, limit=args.limit)
     more = replica.count_members(db, args.query) - len(members) if len(members) == args.limit else 0
     # With --json the list keeps its shape for scripts; the note goes to stderr.
     note = f"{more} more match {args.query!r}: narrow the search or raise --limit" if more else None
     if args.json:
-        _print_json([m.as_json() for m in members])
+        print_json([m.as_json() for m in members])
         if note:
             print(note, file=sys.stderr)
         return 0
@@ -195,10 +162,10 @@ def _positive(text: str) -> int:
 
 
 def cmd_stock(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config, db = open_store(args)
     rows = replica.stock_levels(db, config.store_id, args.sku)
     if args.json:
-        _print_json([{"store_id": r.store_id, "sku": r.sku, "name": r.name, "on_hand": r.on_hand, "as_of": r.as_of} for r in rows])
+        print_json([{"store_id": r.store_id, "sku": r.sku, "name": r.name, "on_hand": r.on_hand, "as_of": r.as_of} for r in rows])
         return 0
     if not rows:
         print("no stock rows" + (f" for {args.sku}" if args.sku else ""))
@@ -217,7 +184,7 @@ def _ago(timestamp: float) -> str:
 
 
 def cmd_stock_adjust(args: argparse.Namespace) -> int:
-    _config, db = _open(args)
+    _config, db = open_store(args)
     seq = replica.adjust_stock(db, args.sku, args.qty, args.reason, location=args.location)
     print(f"adjusted {args.sku} by {args.qty:+d} (event {seq})")
     return 0
@@ -239,7 +206,7 @@ def _check_integrity(config: StoreConfig) -> list[str]:
     edge_db.must_exist(config.database)
     problems = edge_db.check_integrity(config.database)
     try:
-        db = _open_existing(config)
+        db = open_existing(config)
     except edge_db.StoreDatabaseError:
         return problems
     record_integrity(db, problems)
@@ -260,7 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         problems = _check_integrity(config)
         if problems:
             raise edge_db.damaged(config.database, problems)
-    db = _open_existing(config)
+    db = open_existing(config)
     status: dict[str, Any] = {"store_id": config.store_id, "store_name": config.name}
     integrity = get_meta(db.conn, INTEGRITY_META_KEY)
     status["integrity"] = json.loads(integrity) if integrity else None  # the last quick_check
@@ -278,7 +245,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key, value in db.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'service.%' ORDER BY key")
     }
     if args.json:
-        _print_json(status)
+        print_json(status)
     else:
         for key, value in status.items():
             print(f"{key:<22} {_integrity_text(value) if key == 'integrity' else value}")

@@ -11,13 +11,17 @@ import sys
 from contextlib import nullcontext
 from typing import IO, Any, Iterable
 
+from tenpo.edge.cli_support import open_store
+from tenpo.edge.replica import agent_link
 from tenpo.shared.beacon_id import check_secret, ibeacon_major_minor, rotating_id, window_of
 from tenpo.shared.errors import UserError
 
 from .advert import Advertisement
 from .decode import DecodeStats, Frame, decode_frames, frame_to_dict
+from .inbox import enqueue_replay
 from .recording import RecordingStats, format_recording_line, parse_recording_line
 from .scanner import BleScanner
+from .service import beacon_settings
 
 
 def register(subparsers: Any) -> None:
@@ -176,17 +180,10 @@ def _read_lines(name: str) -> list[str]:
 
 
 def _agent_running(db: Any) -> bool:
-    from tenpo.edge.replica import agent_link
-
     return agent_link(db.conn).running
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from tenpo.edge.cli import open_store
-
-    from .inbox import enqueue_replay
-    from .service import beacon_settings
-
     if args.speed < 0:
         raise UserError("--speed must be 0 (as fast as possible) or a positive factor")
     lines = _read_lines(args.file)

@@ -13,13 +13,13 @@ import json
 import sqlite_utils
 
 from tenpo.edge.checkout.model import Discount, Payment, Sale, Scan
+from tenpo.edge.checkout.returns import parse_returned_line, returned_lines
 from tenpo.edge.checkout.store import SaleOrder, commit_sale, find_member_id, load_sale, refund_sale, summary_json
+from tenpo.edge.cli_support import open_store, with_config
 
 
 def register_edge(commands: argparse._SubParsersAction) -> None:
     """Add `checkout` and `refund` to the `tenpo edge` group."""
-    from tenpo.edge.cli import with_config
-
     sell = with_config(commands.add_parser(
         "checkout", help="sell: scan codes, a member, payments; prints the receipt",
         description="Sell in one transaction and print the receipt. A code scanned twice is two units. "
@@ -51,8 +51,6 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_checkout(args: argparse.Namespace) -> int:
-    from tenpo.edge.cli import open_store
-
     config, db = open_store(args)
     order = SaleOrder(
         scans=tuple(Scan(code) for code in args.scan),
@@ -67,8 +65,6 @@ def cmd_checkout(args: argparse.Namespace) -> int:
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
-    from tenpo.edge.cli import open_store
-
     config, db = open_store(args)
     sale = refund_sale(db, config, args.receipt_no, lines=returned_lines(args.line))
     _print(db, config.store_id, sale, args.json)
@@ -76,28 +72,11 @@ def cmd_refund(args: argparse.Namespace) -> int:
 
 
 def parse_line(text: str) -> tuple[int, int | None]:
-    """'2' -> (2, None): all that is left of line 2; '2:1' -> (2, 1)."""
-    number, _, qty = text.partition(":")
+    """``--line`` as argparse takes it: the error message is what the user sees."""
     try:
-        parsed = (int(number), int(qty) if qty else None)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a line number, or N:QTY like 2:1") from None
-    if parsed[0] < 1 or (parsed[1] is not None and parsed[1] < 1):
-        raise argparse.ArgumentTypeError(f"{text!r}: line number and quantity must be at least 1")
-    return parsed
-
-
-def returned_lines(picked: list[tuple[int, int | None]]) -> dict[int, int | None] | None:
-    """--line values as refund_sale takes them; the same line twice adds up; none = everything left."""
-    if not picked:
-        return None
-    lines: dict[int, int | None] = {}
-    for number, qty in picked:
-        if qty is None or lines.get(number, 0) is None:
-            lines[number] = None
-        else:
-            lines[number] = (lines.get(number) or 0) + qty
-    return lines
+        return parse_returned_line(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print(db: sqlite_utils.Database, store_id: str, sale: Sale, as_json: bool) -> None:

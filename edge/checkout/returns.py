@@ -21,6 +21,31 @@ CASH = "cash"
 POINTS = "points"
 
 
+def parse_returned_line(text: str) -> tuple[int, int | None]:
+    """'2' -> (2, None): all that is left of line 2; '2:1' -> (2, 1). ValueError says what is wrong."""
+    number, _, qty = text.partition(":")
+    try:
+        parsed = (int(number), int(qty) if qty else None)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected a line number, or N:QTY like 2:1") from None
+    if parsed[0] < 1 or (parsed[1] is not None and parsed[1] < 1):
+        raise ValueError(f"{text!r}: line number and quantity must be at least 1")
+    return parsed
+
+
+def returned_lines(picked: list[tuple[int, int | None]]) -> dict[int, int | None] | None:
+    """Picked (line, qty) pairs as refund_sale takes them; the same line twice adds up; none = everything left."""
+    if not picked:
+        return None
+    lines: dict[int, int | None] = {}
+    for number, qty in picked:
+        if qty is None or lines.get(number, 0) is None:
+            lines[number] = None
+        else:
+            lines[number] = (lines.get(number) or 0) + qty
+    return lines
+
+
 @dataclass(slots=True)
 class Returned:
     """What earlier returns of one receipt gave back, as positive numbers."""

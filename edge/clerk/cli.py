@@ -8,13 +8,16 @@ import json
 import sys
 from typing import Callable, TextIO
 
+from tenpo.edge.clerk.accounts import add_clerk, list_clerks, unlock
+from tenpo.edge.clerk.data import ClerkData
+from tenpo.edge.cli_support import open_store, with_config
+from tenpo.edge.config import load_config
+from tenpo.edge.db import must_exist
 from tenpo.shared.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Top-level `tenpo clerk`: the clerk terminal on this store's database."""
-    from tenpo.edge.cli import with_config
-
     clerk = with_config(subparsers.add_parser(
         "clerk", help="the clerk terminal (members, checkout, stock, dock, arrivals)",
         description="A keyboard-driven terminal app on the store's SQLite file; works with the agent down. "
@@ -25,8 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def register_edge(commands: argparse._SubParsersAction) -> None:
     """`tenpo edge clerk ...`: clerk accounts."""
-    from tenpo.edge.cli import with_config
-
     clerk = commands.add_parser("clerk", help="clerk accounts for the clerk terminal")
     clerk_commands = clerk.add_subparsers(dest="clerk_command", metavar="COMMAND")
     clerk_commands.required = True
@@ -63,9 +64,6 @@ def read_pin(stdin: TextIO, ask: Callable[[str], str] = getpass.getpass) -> str:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from tenpo.edge.clerk.accounts import add_clerk
-    from tenpo.edge.cli import open_store
-
     pin = read_pin(sys.stdin)
     _config, db = open_store(args)
     clerk = add_clerk(db, args.clerk_id, args.name, args.role, pin, replace=args.replace)
@@ -74,9 +72,6 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tenpo.edge.clerk.accounts import list_clerks
-    from tenpo.edge.cli import open_store
-
     _config, db = open_store(args)
     clerks = list_clerks(db)
     if args.json:
@@ -89,9 +84,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
-    from tenpo.edge.clerk.accounts import unlock
-    from tenpo.edge.cli import open_store
-
     _config, db = open_store(args)
     unlock(db, args.clerk_id)
     print(f"clerk {args.clerk_id} unlocked")
@@ -99,10 +91,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_terminal(args: argparse.Namespace) -> int:
-    from tenpo.edge.clerk.app import ClerkApp
-    from tenpo.edge.clerk.data import ClerkData
-    from tenpo.edge.config import load_config
-    from tenpo.edge.db import must_exist
+    from tenpo.edge.clerk.app import ClerkApp  # Textual loads only when the terminal opens, not for every edge command
 
     config = load_config(args.config)
     must_exist(config.database)  # the terminal sells into the replica `tenpo edge init` made, never a new one

@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar
 
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
+from tenpo.edge.checkout.returns import parse_returned_line, returned_lines
 from tenpo.edge.clerk import accounts, records
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.outbox import get_meta, read_counter
@@ -400,13 +401,9 @@ def _now_local():  # type: ignore[no-untyped-def]
 
 
 def _returned_lines(text: str) -> dict[int, int | None] | None:
-    import argparse
-
-    from tenpo.edge.checkout.cli import parse_line, returned_lines
-
     try:
-        return returned_lines([parse_line(part) for part in text.replace(",", " ").split()])
-    except argparse.ArgumentTypeError as exc:
+        return returned_lines([parse_returned_line(part) for part in text.replace(",", " ").split()])
+    except ValueError as exc:
         raise UserError(f"lines: {exc}") from None
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tenpo.edge.cli_support import open_store, print_json, with_config
 from tenpo.edge.inspection import store
 from tenpo.edge.inspection.config import dock_settings
 from tenpo.edge.inspection.epcis import epcis_document
@@ -24,8 +25,6 @@ from tenpo.shared.errors import UserError
 
 
 def register_edge(commands: argparse._SubParsersAction) -> None:
-    from tenpo.edge.cli import with_config
-
     inspect = with_config(commands.add_parser("inspect", help="dock inspection: ASNs, verdicts, receipts"))
     inspect.add_argument("--asn", type=Path, metavar="FILE", help="load ASNs from a JSON or CSV file")
     inspect.add_argument("--reads", type=Path, metavar="FILE",
@@ -65,23 +64,13 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
     asns.set_defaults(func=cmd_asns)
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
-
-
-def _open(args: argparse.Namespace):
-    from tenpo.edge.cli import open_store
-
-    return open_store(args)
-
-
 # ---------------------------------------------------------------------------- handlers
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     if args.asn is None and args.reads is None:
         return cmd_list(argparse.Namespace(**{**vars(args), "status": None}))
-    config, db = _open(args)
+    config, db = open_store(args)
     output: dict[str, Any] = {}
     status = 0
     if args.asn is not None:
@@ -102,7 +91,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if not args.json:
             print(render_text(record), end="")
     if args.json:
-        _print_json(output)
+        print_json(output)
     return status
 
 
@@ -157,10 +146,10 @@ def _read_line(line: str, default_ts: float) -> tuple[str, int | None, int, floa
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config, db = open_store(args)
     records = store.list_inspections(db.conn, config.store_id, args.status)
     if args.json:
-        _print_json([{"inspection_id": r.inspection_id, "shipment_id": r.shipment_id, "status": r.status,
+        print_json([{"inspection_id": r.inspection_id, "shipment_id": r.shipment_id, "status": r.status,
                       "closed_at": r.closed_at, "summary": r.verdict.summary()} for r in records])  # fmt: skip
         return 0
     if not records:
@@ -174,14 +163,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config, db = open_store(args)
     record = store.get_inspection(db.conn, config.store_id, args.inspection_id)
     if args.epcis:
         reports = dock_settings(config).reports
-        _print_json(epcis_document(record, read_point=reports.read_point, biz_location=reports.biz_location,
+        print_json(epcis_document(record, read_point=reports.read_point, biz_location=reports.biz_location,
                                    tz_offset=reports.tz_offset, created=time.time()))  # fmt: skip
     elif args.json:
-        _print_json(report_json(record))
+        print_json(report_json(record))
     else:
         print(render_text(record), end="")
     return 0
@@ -190,7 +179,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _decided(args: argparse.Namespace, config, record: store.InspectionRecord) -> int:
     paths = write_reports(record, dock_settings(config).reports)
     if args.json:
-        _print_json({**report_json(record), "reports": [str(p) for p in paths]})
+        print_json({**report_json(record), "reports": [str(p) for p in paths]})
     else:
         print(render_text(record), end="")
         print(f"reports: {paths[0].parent}/{record.inspection_id}.{{txt,json,epcis.jsonld}}")
@@ -198,21 +187,21 @@ def _decided(args: argparse.Namespace, config, record: store.InspectionRecord) -
 
 
 def cmd_accept(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config, db = open_store(args)
     location = dock_settings(config).location
     return _decided(args, config, store.accept(db, config.store_id, args.inspection_id, args.by, location))
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config, db = open_store(args)
     return _decided(args, config, store.hold(db, config.store_id, args.inspection_id, args.by, args.note))
 
 
 def cmd_asns(args: argparse.Namespace) -> int:
-    config, db = _open(args)
+    config, db = open_store(args)
     rows = store.list_asns(db.conn, config.store_id if args.mine else None)
     if args.json:
-        _print_json(rows)
+        print_json(rows)
         return 0
     if not rows:
         print("no ASNs")
