@@ -6,19 +6,26 @@ store's order, and HQ's totals equal to the store's.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from tenpo.cloud.admin import import_products
 from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
+from tenpo.edge.agent import init_store
 from tenpo.edge.config import load_config
-from tenpo.edge.outbox import read_counter
-from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until
+from tenpo.edge.outbox import append_event, read_counter
+from tenpo.edge.sync import SyncLink
+from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until, write_store_config
+from tenpo.shared import crypto
+from tenpo.shared.mqtt import make_client
+from tenpo.shared.protocol import Envelope, EventBatch, decode, up_topic
 
 SKUS = ("A1", "B2", "C3")
 
@@ -136,8 +143,6 @@ def test_aggregator_killed_while_applying(chain, broker: Mosquitto, sqlite_url: 
     aggregator.kill()
     rng = random.Random(9)
     with edge_db.transaction(db) as conn:  # a big backlog in few transactions, so HQ is busy applying
-        from tenpo.edge.outbox import append_event
-
         for _ in range(30000):
             sku, delta = rng.choice(SKUS), rng.choice((-1, 1, 4))
             seq = append_event(conn, "stock.adjusted", {"sku": sku, "delta": delta, "reason": "bulk", "location": "floor"})
@@ -148,7 +153,8 @@ def test_aggregator_killed_while_applying(chain, broker: Mosquitto, sqlite_url: 
     for round_no in range(4):
         aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
         before = hq_applied(central)
-        wait_until(lambda: hq_applied(central) > before, 30, interval=0.01, what=f"HQ applying (round {round_no})")
+        wait_until(lambda before=before: hq_applied(central) > before, 30, interval=0.01,
+                   what=f"HQ applying (round {round_no})")
         aggregator.kill()  # mid-stream: some batches applied, some in flight
         partial_kills += hq_applied(central) < last
     assert partial_kills >= 3, "the aggregator was killed before it finished"
@@ -230,3 +236,38 @@ def test_hq_restored_from_an_old_backup_raises_an_alert_at_the_store(chain, brok
     assert agent.alive()
     agent.terminate()
     aggregator.terminate()
+
+
+async def test_a_halved_oversized_batch_still_tells_hq_the_backlog(tmp_path: Path, broker: Mosquitto) -> None:
+    """HQ shows each store's backlog from its batches; halving a batch that is too big must not zero it."""
+    config = load_config(str(write_store_config(tmp_path / "S001", "S001", broker.url, batch_size=2000)))
+    db = init_store(config)
+    with edge_db.transaction(db) as conn:  # 2000 events of 600 bytes: 1.2 MB, over the 512 KiB batch limit
+        for _ in range(2000):
+            append_event(conn, "stock.adjusted", {"sku": "A1", "delta": 1, "reason": "x" * 250, "ref": "y" * 250})
+    batches: list[EventBatch] = []
+    subscribed, arrived = threading.Event(), threading.Event()
+    hq = make_client("hq-spy")
+    hq.on_connect = lambda client, *args: client.subscribe(up_topic("S001", "events"), 1)
+    hq.on_subscribe = lambda *args: subscribed.set()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        batches.append(decode(decode(message.payload, Envelope).body, EventBatch))
+        arrived.set()
+
+    hq.on_message = on_message
+    hq.connect("127.0.0.1", broker.port)
+    hq.loop_start()
+    assert subscribed.wait(10)
+
+    stop = asyncio.Event()
+    link = SyncLink(config, db, crypto.load_private_key(config.private_key))
+    running = asyncio.create_task(link.run(stop))
+    assert await asyncio.to_thread(arrived.wait, 20), "the first batch reached HQ"
+    stop.set()
+    await running
+    hq.loop_stop()
+    db.conn.close()
+    first = batches[0]
+    assert 1 <= len(first.events) < 2000, "the batch was halved to fit"
+    assert first.backlog == 2000 - first.events[-1].seq, "the events still to send after this batch"
