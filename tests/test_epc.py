@@ -20,7 +20,7 @@ from tenpo.shared.epc import (
 )
 
 # Vectors 1-5: GS1 EPC TDS 1.13 Annex E.3. Vectors 7-18: nedap/retail-epcpy tests/epc_schemes
-# (via /work/shared/research/rfid.md §3.2). The last two: sergiss/epc-tds README hexes.
+# (docs/rfid.md, "EPC test vectors"). The last two: sergiss/epc-tds README hexes.
 TAG_URI_VECTORS = [
     ("3074257BF7194E4000001A85", "urn:epc:tag:sgtin-96:3.0614141.812345.6789"),
     ("3174257BF4499602D2000000", "urn:epc:tag:sscc-96:3.0614141.1234567890"),
@@ -74,7 +74,7 @@ def test_lower_case_spaced_and_byte_input_decode_alike() -> None:
 @pytest.mark.parametrize(
     ("hex_epc", "reason_part"),
     [
-        ("E2001026760E017915907125", "not a GS1 EPC scheme"),  # chip-serial EPC from rfid.md §1.5
+        ("E2001026760E017915907125", "not a GS1 EPC scheme"),  # chip-serial EPC from the SparkFun logs
         ("596F596F", "not a GS1 EPC scheme"),  # 4-byte EPC from the SparkFun log
         ("2D74257BF4499602D2000000", "gsrn-96"),  # TDS GSRN-96 example: recognised, not decoded
         ("3074257BF7194E4000001A8500", "instead of 96"),  # SGTIN header, wrong length

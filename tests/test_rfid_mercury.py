@@ -1,8 +1,8 @@
 """Mercury (ThingMagic M6E Nano) codec against the frames of the SparkFun logs, plus resync and fuzz.
 
 Frames: sparkfun/SparkFun_Simultaneous_RFID_Tag_Reader_Library, `Example Communication Logs/*.txt`
-(commit 23700536ee7f) and the `parseResponse` comment in src/SparkFun_UHF_RFID_Reader.cpp, as copied
-in /work/shared/research/rfid.md §1.3 and §1.5.
+(commit 23700536ee7f) and the `parseResponse` comment in src/SparkFun_UHF_RFID_Reader.cpp (docs/rfid.md,
+"Mercury frames" and "Mercury tag notifications").
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from tenpo.edge.rfid.reads import TagRead
 
 H = bytes.fromhex
 
-# The parseResponse comment as printed in rfid.md drops one 00 of the 12-byte EPC; with the 12 bytes
-# its LEN (0x28) announces, both its tag CRC (E9 4A) and its frame CRC (56 1D) check.
+# The frame of the parseResponse comment: 47 bytes as its LEN (0x28) announces, a 12-byte EPC, and both
+# its tag CRC (E9 4A) and its frame CRC (56 1D) check.
 TAG_FRAME_SPARKFUN = H(
     "FF 28 22 00 00 10 00 1B 01 FF 01 01 C4 11 0E 16 40 00 00 01 27 00 00 05 00 00 0F 00 80"
     "30 00 00 00 00 00 00 00 00 00 00 00 15 45 E9 4A 56 1D"

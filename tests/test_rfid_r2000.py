@@ -1,7 +1,7 @@
 """R2000 0xA0 codec against published frames, plus resync and fuzz.
 
-Frames (research/rfid.md §2): R2 = team0se7en/yr902 cmd.py, R3 = espinr/activioty ind903_packet.py,
-R4 = captures at https://hackmd.io/@5giotlead/ryPJYEvcp.
+Frames (docs/rfid.md, "R2000 frames and replies"): R2 = team0se7en/yr902 cmd.py, R3 = espinr/activioty
+ind903_packet.py, R4 = captures at https://hackmd.io/@5giotlead/ryPJYEvcp.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from tenpo.edge.rfid.reads import TagRead
 
 H = bytes.fromhex
 
-# R4 as printed in rfid.md has one extra 00 (22 bytes for Len 0x13 = 21; a zero byte does not change
-# the sum, so the checksum cannot tell): this is the 21-byte frame with the 12-byte EPC it names.
+# The 21 bytes Len 0x13 announces, with the 12-byte EPC R4 names. A stray 00 would not change the sum,
+# so the checksum alone cannot tell a copy with one zero too many: count the bytes.
 TAG_R4 = H("A0 13 01 89 E8 30 00 00 00 00 00 00 70 02 21 10 42 40 67 48 D7")
 TAG_R3 = H("A0 13 01 89 04 30 00 E2 00 30 16 66 13 01 21 15 50 74 EF 45 BF")
 ROUND_END_V3 = H("A0 0A FF 89 00 00 20 00 00 00 01 AD")  # R4

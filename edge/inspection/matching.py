@@ -1,6 +1,6 @@
 """Dock inspection as pure functions: reads in, per-EPC sightings, verdict against the ASN out.
 
-What counts as an arrival (research/rfid.md §5):
+What counts as an arrival (docs/rfid.md, "How a delivery is judged", with its sources):
 - a read weaker than the RSSI threshold is noise from elsewhere in the room, not an arrival;
 - with a door antenna and an inside antenna, a tag first seen inside was already in the store (a
   shelf near the door, or goods going out), so only tags seen at the door first are arrivals;

@@ -1,6 +1,6 @@
 """ThingMagic/Jadak Mercury serial protocol (M6E Nano, SparkFun Simultaneous RFID Reader): pure codec.
 
-Frames (research/rfid.md §1.1):
+Frames (docs/rfid.md, "Mercury frames", from the SparkFun library and the Mercury API):
     host -> module   FF LEN OP DATA[LEN] CRC_HI CRC_LO                 (LEN + 5 bytes)
     module -> host   FF LEN OP STATUS_HI STATUS_LO DATA[LEN] CRC(2)     (LEN + 7 bytes)
 The CRC covers everything after FF. ``Decoder`` reads module frames, ``CommandDecoder`` host frames
@@ -21,7 +21,7 @@ from tenpo.edge.rfid.reads import DecoderStats, TagRead
 HEADER: Final = 0xFF
 MAX_LEN: Final = 0xF8  # Mercury API: a larger LEN byte cannot start a frame
 
-# Opcodes (research §1.4).
+# Opcodes (Mercury API serial_reader_imp.h; docs/rfid.md, "Mercury frames").
 OP_BOOT: Final = 0x04
 OP_VERSION: Final = 0x03
 OP_SET_BAUD_RATE: Final = 0x06
@@ -40,7 +40,7 @@ KNOWN_OPCODES: Final = frozenset(
      0x98, 0x9A, 0x9B, 0xAA}
 )
 
-# Status codes (Mercury API tmr_status.h, research §1.1).
+# Status codes (Mercury API tmr_status.h; docs/rfid.md, "Mercury frames").
 STATUS_OK: Final = 0x0000
 STATUS_NO_TAGS_FOUND: Final = 0x0400
 STATUS_NAMES: Final[dict[int, str]] = {
@@ -66,7 +66,8 @@ REGIONS: Final[dict[str, int]] = {
 }
 PROTOCOL_GEN2: Final = 0x05
 
-# Tag-read metadata flags, in the order their fields follow each other (research §1.5).
+# Tag-read metadata flags, in the order their fields follow each other (docs/rfid.md, "Mercury tag
+# notifications").
 META_READ_COUNT: Final = 0x0001
 META_RSSI: Final = 0x0002
 META_ANTENNA: Final = 0x0004
@@ -91,8 +92,8 @@ def tm_crc(data: bytes | bytearray | memoryview) -> int:
     """The ThingMagic CRC of the bytes after the FF header.
 
     It is the augmented CRC-16 (poly 0x1021, init 0xFFFF): the same as the common non-augmented
-    CCITT CRC with init 0x1D0F over all but the last two bytes, XOR those two bytes (rfid.md §1.2),
-    which lets binascii's C implementation do the work.
+    CCITT CRC with init 0x1D0F over all but the last two bytes, XOR those two bytes, which lets
+    binascii's C implementation do the work (docs/rfid.md, "The Mercury CRC").
     """
     if len(data) >= 2:
         return crc_hqx(data[:-2], 0x1D0F) ^ (data[-2] << 8) ^ data[-1]
@@ -157,7 +158,8 @@ def cmd_set_read_filter(enabled: bool) -> bytes:
 
 
 def cmd_start_continuous_read(metadata_flags: int = META_ALL, cycle_ms: int = 1000) -> bytes:
-    """The continuous-read command of rfid.md §1.3: an embedded READ_TAG_ID_MULTIPLE, streaming."""
+    """The continuous-read command of the SparkFun logs (docs/rfid.md): an embedded
+    READ_TAG_ID_MULTIPLE, streaming."""
     embedded = bytes((OP_READ_TAG_ID_MULTIPLE, 0x10, 0x00, 0x1B))
     embedded += cycle_ms.to_bytes(2, "big") + metadata_flags.to_bytes(2, "big")
     # The byte before the embedded command counts its bytes after the opcode (07 in the SparkFun log).
@@ -335,7 +337,8 @@ def parse_tag_record(frame: bytes, ts: float) -> TagRead | None:
 
 
 def _stream_event(frame: bytes, length: int, status: int, ts: float) -> Event | None:
-    """Classify a 0x22 message of the streaming read (rfid.md §1.5; SparkFun parseResponse)."""
+    """Classify a 0x22 message of the streaming read (SparkFun parseResponse; docs/rfid.md, "Mercury
+    tag notifications")."""
     if length == 0 or (length == 0x0E and status == STATUS_NO_TAGS_FOUND):
         return KeepAlive(status)
     if status != STATUS_OK:

@@ -1,6 +1,6 @@
 """R2000-module "UHF RFID Reader Serial Interface Protocol" (0xA0 frames; YR902/YR903/IND903): pure codec.
 
-Frame (research/rfid.md §2.1), both directions:
+Frame (docs/rfid.md, "R2000 frames and replies"), both directions:
     A0 | Len | Address | Cmd | Data | Check        Len = bytes after Len; Check makes sum(frame) == 0 mod 256
 The 8-bit checksum is weak, so a candidate frame is also checked for shape before it is believed, and
 a candidate that fails is skipped one byte at a time (resync) rather than as a whole.
@@ -40,7 +40,7 @@ KNOWN_COMMANDS: Final = frozenset(
     set(range(0x60, 0x6B)) | set(range(0x70, 0x80)) | set(range(0x80, 0x96)) | set(range(0xB0, 0xB5))
 )
 
-# Result codes of one-byte replies (pyImpinj ImpinjR2KGlobalErrors, research §2.3).
+# Result codes of one-byte replies (pyImpinj ImpinjR2KGlobalErrors; docs/rfid.md).
 SUCCESS: Final = 0x10
 ERROR_NAMES: Final[dict[int, str]] = {
     0x10: "success",
@@ -54,7 +54,7 @@ ERROR_NAMES: Final[dict[int, str]] = {
 }
 
 # Frequency-region presets for CMD_SET_FREQUENCY_REGION: (region code, first index, last index).
-# Index -> MHz follows FREQUENCY_KHZ below. UNCERTAIN beyond FCC/ETSI/CHN (research §2.2).
+# Index -> MHz follows FREQUENCY_KHZ below. Presets beyond FCC/ETSI/CHN are unconfirmed (docs/rfid.md).
 REGIONS: Final[dict[str, tuple[int, int, int]]] = {
     "FCC": (0x01, 7, 59),
     "ETSI": (0x02, 0, 6),
