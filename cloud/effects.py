@@ -13,14 +13,14 @@ import time
 from tenpo.cloud.asn.effects import PLANNERS as ASN
 from tenpo.cloud.audit.effects import PLANNERS as AUDIT
 from tenpo.cloud.changes import new_beacon_secret
+from tenpo.cloud.ledgers import points_entry, stock_entry
 from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
 from tenpo.cloud.members.effects import PLANNERS as MEMBERS
-from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, dict_field, int_field, text_field
+from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, as_json, decode
 from tenpo.cloud.sales.effects import PLANNERS as SALES
 from tenpo.cloud.visits.effects import PLANNERS as VISITS
+from tenpo.shared.events import MemberRegistered, MemberUpdated, PointsEntry, StockMoved
 from tenpo.shared.protocol import Event
-
-MEMBER_FIELDS = ("name", "kana", "phone", "email", "card_no", "line_user_id", "home_store")
 
 INSERT_MEMBER = (
     "INSERT INTO members(member_id, name, kana, phone, email, card_no, line_user_id, consent, custom, home_store,"
@@ -32,60 +32,38 @@ UPDATE_MEMBER = (
     " email = coalesce(?, email), card_no = coalesce(?, card_no), line_user_id = coalesce(?, line_user_id),"
     " consent = coalesce(?, consent), custom = coalesce(?, custom), updated_at = ? WHERE member_id = ? AND erased = 0"
 )
-INSERT_STOCK = (
-    "INSERT INTO stock_ledger(store_id, stream, sku, location, delta, reason, ref, store_seq, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-INSERT_POINTS = (
-    "INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, stream, store_seq, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
-def _member_registered(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+def _member_registered(plan: Plan, origin: Origin, event: Event, p: MemberRegistered, now: float) -> None:
     store_id = origin.store_id
-    p = event.payload
-    member_id = text_field(p, "member_id")
-    assert member_id is not None
-    if not member_id.startswith(f"{store_id}-"):
-        raise PayloadError(f"member_id: {member_id} is not a provisional id of store {store_id}")
-    values = tuple(text_field(p, key, required=False) for key in MEMBER_FIELDS)
+    if not p.member_id.startswith(f"{store_id}-"):
+        raise PayloadError(f"member_id: {p.member_id} is not a provisional id of store {store_id}")
     plan.add(
         INSERT_MEMBER,
-        (member_id, *values[:6], dict_field(p, "consent") or "{}", dict_field(p, "custom") or "{}", values[6] or store_id,
-         new_beacon_secret(), now, now),
-    )
-    plan.members_touched.add(member_id)
+        (p.member_id, p.name, p.kana, p.phone, p.email, p.card_no, p.line_user_id, as_json(p.consent),
+         as_json(p.custom), p.home_store or store_id, new_beacon_secret(), now, now),
+    )  # fmt: skip
+    plan.members_touched.add(p.member_id)
 
 
-def _member_updated(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    p = event.payload
-    member_id = text_field(p, "member_id")
-    assert member_id is not None
-    values = tuple(text_field(p, key, required=False) for key in MEMBER_FIELDS[:6])
-    plan.add(UPDATE_MEMBER, (*values, dict_field(p, "consent"), dict_field(p, "custom"), now, member_id))
-    plan.members_touched.add(member_id)
+def _member_updated(plan: Plan, origin: Origin, event: Event, p: MemberUpdated, now: float) -> None:
+    consent = None if p.consent is None else as_json(p.consent)
+    custom = None if p.custom is None else as_json(p.custom)
+    plan.add(UPDATE_MEMBER, (p.name, p.kana, p.phone, p.email, p.card_no, p.line_user_id, consent, custom, now,
+                             p.member_id))  # fmt: skip
+    plan.members_touched.add(p.member_id)
 
 
-def _stock_moved(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    store_id = origin.store_id
-    p = event.payload
-    sku = text_field(p, "sku")
-    delta = int_field(p, "delta")
-    reason = text_field(p, "reason")
-    location = text_field(p, "location", required=False) or "floor"
-    plan.add(INSERT_STOCK, (store_id, origin.stream, sku, location, delta, reason, text_field(p, "ref", False), event.seq, now))
-    plan.stock_touched.add((store_id, sku))  # type: ignore[arg-type]
+def _stock_moved(plan: Plan, origin: Origin, event: Event, p: StockMoved, now: float) -> None:
+    plan.add(*stock_entry(store_id=origin.store_id, stream=origin.stream, sku=p.sku, location=p.location,
+                          delta=p.delta, reason=p.reason, ref=p.ref, store_seq=event.seq, at=now))  # fmt: skip
+    plan.stock_touched.add((origin.store_id, p.sku))
 
 
-def _points_entry(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    store_id = origin.store_id
-    p = event.payload
-    member_id = text_field(p, "member_id")
-    delta = int_field(p, "delta")
-    kind = text_field(p, "kind")
-    plan.add(INSERT_POINTS, (member_id, delta, kind, text_field(p, "ref", False), store_id, origin.stream, event.seq, now))
-    plan.points_touched.add(member_id)  # type: ignore[arg-type]
+def _points_entry(plan: Plan, origin: Origin, event: Event, p: PointsEntry, now: float) -> None:
+    plan.add(*points_entry(member_id=p.member_id, delta=p.delta, kind=p.kind, ref=p.ref, store_id=origin.store_id,
+                           stream=origin.stream, store_seq=event.seq, at=now))  # fmt: skip
+    plan.points_touched.add(p.member_id)
 
 
 PLANNERS: dict[str, Planner] = {
@@ -115,16 +93,16 @@ _register_area_planners()
 
 def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = None) -> None:
     """Add the event's rows to ``plan``; raises PayloadError (nothing added) when it cannot apply."""
+    payload = decode(event)  # the catalogue knows every type and schema; PayloadError names the field
     planner = PLANNERS.get(event.type)
     if planner is None:
         raise PayloadError(f"unknown event type {event.type!r}")
-    if event.schema != 1:
-        raise PayloadError(f"{event.type}: unsupported schema version {event.schema}")
+    at = now or time.time()
     scratch = Plan()
-    planner(scratch, origin, event, now or time.time())
+    planner(scratch, origin, event, payload, at)
     follow_up = FOLLOW_UPS.get(event.type)
     if follow_up is not None:
-        follow_up(scratch, origin, event, now or time.time())
+        follow_up(scratch, origin, event, payload, at)
     for sql, rows in scratch.rows.items():
         plan.rows.setdefault(sql, []).extend(rows)
     plan.stock_touched |= scratch.stock_touched

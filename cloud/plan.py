@@ -1,12 +1,14 @@
 """The pieces every HQ event planner uses: where an event came from, the plan it adds rows to,
-and payload field readers that raise :class:`PayloadError` naming the field."""
+and the payload decoder that raises :class:`PayloadError` naming the field."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from tenpo.shared.events import Payload, PayloadMismatch, UnknownEvent, decode_payload
 from tenpo.shared.protocol import Event
 
 if TYPE_CHECKING:
@@ -44,33 +46,18 @@ class Plan:
         self.rows.setdefault(sql, []).append(params)
 
 
-def text_field(payload: dict[str, Any], key: str, required: bool = True) -> str | None:
-    value = payload.get(key)
-    if value is None:
-        if required:
-            raise PayloadError(f"{key}: missing")
-        return None
-    if not isinstance(value, str) or not value:
-        raise PayloadError(f"{key}: must be a non-empty string")
-    return value
+def decode(event: Event) -> Payload:
+    """The event's payload as its catalogue Struct (tenpo.shared.events); PayloadError names the field."""
+    try:
+        return decode_payload(event.type, event.schema, event.payload)
+    except (UnknownEvent, PayloadMismatch) as exc:
+        raise PayloadError(str(exc)) from None
 
 
-def int_field(payload: dict[str, Any], key: str) -> int:
-    value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{key}: must be an integer")
-    return value
-
-
-def dict_field(payload: dict[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise PayloadError(f"{key}: must be an object")
+def as_json(value: object) -> str:
+    """A payload's object field (consent, custom, summary) as the JSON text HQ stores."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-
-
-Planner = Callable[[Plan, Origin, Event, float], None]
+# (plan, origin, event, the event's payload decoded into its catalogue Struct, now)
+Planner = Callable[[Plan, Origin, Event, Any, float], None]

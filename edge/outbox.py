@@ -14,6 +14,8 @@ import uuid
 from typing import Any
 
 from tenpo.shared import hlc
+from tenpo.shared.errors import UserError
+from tenpo.shared.events import Payload, PayloadMismatch, convert, decode_payload, to_payload
 from tenpo.shared.protocol import Event
 
 
@@ -71,10 +73,30 @@ def now_hlc(conn: sqlite3.Connection) -> int:
     return stamp
 
 
-def append_event(
-    conn: sqlite3.Connection, event_type: str, payload: dict[str, Any], schema: int = 1
-) -> int:
-    """Record an event in the current transaction; returns its sequence number."""
+def append(conn: sqlite3.Connection, payload: Payload) -> int:
+    """Record the event ``payload`` (a catalogue Struct) in the current transaction; returns its seq.
+
+    The payload is checked against its Struct's ranges first (constructing a Struct does not check
+    them): what HQ would refuse never leaves the store, and a too-long text typed at the terminal is
+    the user's error, said in one line."""
+    data = to_payload(payload)
+    try:
+        convert(data, type(payload))
+    except PayloadMismatch as exc:
+        raise UserError(f"{payload.TYPE}: {exc}") from None
+    return _insert(conn, payload.TYPE, payload.SCHEMA, data)
+
+
+def append_event(conn: sqlite3.Connection, event_type: str, payload: dict[str, Any], schema: int = 1) -> int:
+    """Record an event given as a plain dict; it must fit its catalogue Struct (tenpo.shared.events)."""
+    try:
+        struct = decode_payload(event_type, schema, payload)
+    except PayloadMismatch as exc:
+        raise UserError(f"{event_type}: {exc}") from None
+    return _insert(conn, event_type, schema, to_payload(struct))
+
+
+def _insert(conn: sqlite3.Connection, event_type: str, schema: int, payload: dict[str, Any]) -> int:
     seq = next_counter(conn, "outbox")
     conn.execute(
         "INSERT INTO outbox(seq, id, type, schema, hlc, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tenpo.cloud.audit.effects import PLANNERS
 from tenpo.cloud.db import Central
+from tenpo.cloud.effects import plan_event
 from tenpo.cloud.plan import Origin, PayloadError, Plan
 from tenpo.edge import db as edge_db
 from tenpo.edge.clerk import accounts, records
@@ -174,7 +174,7 @@ def _apply(url: str, event_type: str, payload: dict, seq: int = 7) -> list[tuple
     db = Central(url)
     try:
         plan = Plan()
-        PLANNERS[event_type](plan, Origin("S001", "stream"), Event(seq, "id", event_type, 1, 0, payload), 100.0)
+        plan_event(plan, Origin("S001", "stream"), Event(seq, "id", event_type, 1, 0, payload), 100.0)
         with db.transaction():
             for sql, rows in plan.rows.items():
                 db.executemany(sql, rows)
@@ -209,4 +209,4 @@ def test_hq_records_reservations(central_url: str) -> None:
 )  # fmt: skip
 def test_hq_planners_name_the_bad_field(event_type: str, payload: dict, field: str) -> None:
     with pytest.raises(PayloadError, match=f"^{field}:"):
-        PLANNERS[event_type](Plan(), Origin("S001", "s"), Event(1, "id", event_type, 1, 0, payload), 1.0)
+        plan_event(Plan(), Origin("S001", "s"), Event(1, "id", event_type, 1, 0, payload), 1.0)

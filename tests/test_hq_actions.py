@@ -24,7 +24,8 @@ def central(central_url: str):
 
 
 def audit_actions(db: Central) -> list[tuple[str, str]]:
-    return [(a, s) for a, s in db.all("SELECT action, subject FROM audit_log WHERE action LIKE ? ORDER BY id", ("dead_letter.%",))]
+    rows = db.all("SELECT action, subject FROM audit_log WHERE action LIKE ? ORDER BY id", ("dead_letter.%",))
+    return [(a, s) for a, s in rows]
 
 
 def test_a_batch_from_an_unregistered_store_applies_once_the_store_is_registered(central: Central) -> None:
@@ -57,7 +58,8 @@ def test_a_batch_from_an_unregistered_store_applies_once_the_store_is_registered
 
 def test_a_retry_of_events_hq_already_has_closes_the_letter_without_doubling(central: Central) -> None:
     (s1,) = sim.seed_stores(central, 1, events_per_store=5)
-    letter = sim.add_dead_letter(central, "S001", sim.events_topic("S001"), "aggregator crashed", sim.signed_batch(s1, 4, 2, FIXED_NOW), FIXED_NOW)
+    batch = sim.signed_batch(s1, 4, 2, FIXED_NOW)
+    letter = sim.add_dead_letter(central, "S001", sim.events_topic("S001"), "aggregator crashed", batch, FIXED_NOW)
     outcome = actions.retry_dead_letter(central, letter)
     assert outcome.result == actions.ALREADY_APPLIED and outcome.closed
     assert central.scalar("SELECT count(*) FROM events WHERE store_id = 'S001'") == 5
@@ -78,6 +80,7 @@ def test_an_event_its_planner_refused_is_applied_on_retry_after_a_fix(central: C
 
     from tenpo.cloud import effects
     from tenpo.cloud.apply import apply_batch
+    from tenpo.shared import events
     from tenpo.shared.protocol import Event, EventBatch
 
     sim.seed_stores(central, 1, events_per_store=1)
@@ -90,10 +93,12 @@ def test_an_event_its_planner_refused_is_applied_on_retry_after_a_fix(central: C
     before = int(central.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = 'S001'"))
 
     outcome = actions.retry_dead_letter(central, letters[last + 2])
-    assert (outcome.result, outcome.detail) == (actions.STILL_FAILING, "stock.adjusted: delta: must be an integer")
+    assert (outcome.result, outcome.detail) == (actions.STILL_FAILING, "stock.adjusted: delta: expected int, got str")
     assert actions.retry_dead_letter(central, letters[last + 1]).result == actions.STILL_FAILING  # not fixed yet
 
-    monkeypatch.setitem(effects.PLANNERS, "gift.issued", effects.PLANNERS["stock.moved"])  # the fix
+    # The fix: the new type in the catalogue and a planner for it.
+    monkeypatch.setitem(events.CATALOGUE, ("gift.issued", 1), events.StockMoved)
+    monkeypatch.setitem(effects.PLANNERS, "gift.issued", effects.PLANNERS["stock.moved"])
     outcome = actions.retry_dead_letter(central, letters[last + 1])
     assert outcome.result == actions.APPLIED and outcome.closed
     assert int(central.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = 'S001'")) == before - 1

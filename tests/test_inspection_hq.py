@@ -91,7 +91,7 @@ def test_a_bad_inspection_event_is_a_dead_letter_naming_the_field(central: Centr
     bad = Event(1, "x", "inspection.completed", 1, 1, {"inspection_id": "I1", "status": "lost", "summary": {}, "at": 1.0})
     apply_batch(central, "S001", EventBatch("stream", [bad]))
     reason = central.scalar("SELECT reason FROM dead_letters")
-    assert reason == "event 1 (inspection.completed): status: must be one of accepted, held"
+    assert reason == "event 1 (inspection.completed): status: invalid enum value 'lost': must be one of accepted, held"
     assert admin.inspection_rows(central) == []
 
 

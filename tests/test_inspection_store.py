@@ -41,8 +41,10 @@ def db(tmp_path: Path):
     database = edge_db.connect(tmp_path / "S001.db")
     feed(
         database,
-        ("product.upsert", "TEA-500", {"sku": "TEA-500", "jan": TEA, "name": "緑茶", "price": 150, "tax_class": "reduced", "version": 0}),
-        ("product.upsert", "ONIGIRI-S", {"sku": "ONIGIRI-S", "jan": ONIGIRI, "name": "おにぎり", "price": 160, "tax_class": "reduced", "version": 0}),
+        ("product.upsert", "TEA-500",
+         {"sku": "TEA-500", "jan": TEA, "name": "緑茶", "price": 150, "tax_class": "reduced", "version": 0}),
+        ("product.upsert", "ONIGIRI-S",
+         {"sku": "ONIGIRI-S", "jan": ONIGIRI, "name": "おにぎり", "price": 160, "tax_class": "reduced", "version": 0}),
         ("asn.upsert", "SHP-1", {"shipment_id": "SHP-1", "store": "S001", "epcs": OURS, "status": "open", "version": 0}),
         ("asn.upsert", "SHP-9", {"shipment_id": "SHP-9", "store": "S002", "epcs": THEIRS, "status": "open", "version": 0}),
     )
@@ -115,14 +117,14 @@ def test_accept_posts_the_receipt_and_its_events_in_one_transaction(db, tmp_path
 
 def test_a_failure_while_accepting_posts_nothing(db, monkeypatch) -> None:
     record = store.record_inspection(db, "S001", delivery(OURS))
-    real = store.append_event
+    real = store.append
 
-    def failing(conn, event_type, payload, schema=1):
-        if event_type == "inspection.completed":
+    def failing(conn, payload):
+        if payload.TYPE == "inspection.completed":
             raise RuntimeError("disk full")
-        return real(conn, event_type, payload, schema)
+        return real(conn, payload)
 
-    monkeypatch.setattr(store, "append_event", failing)
+    monkeypatch.setattr(store, "append", failing)
     with pytest.raises(RuntimeError):
         store.accept(db, "S001", record.inspection_id)
     assert stock(db) == {} and outbox(db) == []
@@ -175,7 +177,8 @@ def test_text_report_lists_differences(db) -> None:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = write_store_config(tmp_path / "store", "S001", "mqtt://127.0.0.1:1")
-    path.write_text(path.read_text() + '\n[dock]\nquiet_s = 2.0\nrssi_min_dbm = -80\nread_point = "urn:epc:id:sgln:4901234.00001.1"\n')
+    dock = '\n[dock]\nquiet_s = 2.0\nrssi_min_dbm = -80\nread_point = "urn:epc:id:sgln:4901234.00001.1"\n'
+    path.write_text(path.read_text() + dock)
     database = edge_db.connect(tmp_path / "store" / "S001.db")
     feed(database, ("product.upsert", "TEA-500", {"sku": "TEA-500", "jan": TEA, "name": "緑茶", "price": 150,
                                                   "tax_class": "reduced", "version": 0}))  # fmt: skip

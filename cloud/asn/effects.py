@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan, Planner, dict_field, text_field
+from tenpo.cloud.plan import ChangeTuple, Origin, Plan, Planner, as_json
+from tenpo.shared.events import InspectionCompleted
 from tenpo.shared.protocol import Event
 
 if TYPE_CHECKING:
     from tenpo.cloud.db import Central
-
-INSPECTION_STATUSES = ("accepted", "held")
 
 UPSERT_INSPECTION = (
     "INSERT INTO inspections(store_id, inspection_id, shipment_id, status, summary, at, stream, store_seq, applied_at)"
@@ -26,27 +25,15 @@ UPSERT_INSPECTION = (
 )
 
 
-def _inspection_completed(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    p = event.payload
-    inspection_id = text_field(p, "inspection_id")
-    shipment_id = text_field(p, "shipment_id", required=False)
-    status = text_field(p, "status")
-    if status not in INSPECTION_STATUSES:
-        raise PayloadError(f"status: must be one of {', '.join(INSPECTION_STATUSES)}")
-    summary = dict_field(p, "summary")
-    if summary is None:
-        raise PayloadError("summary: missing")
-    at = p.get("at")
-    if isinstance(at, bool) or not isinstance(at, (int, float)):
-        raise PayloadError("at: must be a number (seconds since the epoch)")
-    plan.add(UPSERT_INSPECTION, (origin.store_id, inspection_id, shipment_id, status, summary, float(at),
+def _inspection_completed(plan: Plan, origin: Origin, event: Event, p: InspectionCompleted, now: float) -> None:
+    plan.add(UPSERT_INSPECTION, (origin.store_id, p.inspection_id, p.shipment_id, p.status, as_json(p.summary), p.at,
                                  origin.stream, event.seq, now))  # fmt: skip
-    if status == "accepted" and shipment_id:
-        plan.hooks[f"asn.received:{shipment_id}"] = _mark_received(origin.store_id, shipment_id, inspection_id)
+    if p.status == "accepted" and p.shipment_id:
+        plan.hooks[f"asn.received:{p.shipment_id}"] = _mark_received(origin.store_id, p.shipment_id, p.inspection_id)
 
 
 def _mark_received(store_id: str, shipment_id: str, inspection_id: str):
-    def hook(db: "Central", now: float) -> list[ChangeTuple]:
+    def hook(db: Central, now: float) -> list[ChangeTuple]:
         changed = db.execute(
             "UPDATE asns SET status = 'received', received_at = ?, received_by_inspection = ?, updated_at = ?"
             " WHERE shipment_id = ? AND store_id = ? AND status = 'open'",

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tenpo.cloud.identity import SourceRecord
 from tenpo.cloud.plan import ChangeTuple, Origin, Plan, Planner
 from tenpo.shared.cleansing import cleanse_member_record
+from tenpo.shared.events import MemberRegistered, MemberUpdated, PointsEntry, to_payload
 from tenpo.shared.protocol import Event
 
 from .config import MembersConfig
@@ -38,7 +39,7 @@ _STORE_FIELDS = ("name", "kana", "phone", "email", "card_no")
 
 
 def iso_utc(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _guarded(db: Any, name: str, work: Any) -> list[ChangeTuple]:
@@ -80,11 +81,10 @@ def store_record_changes(db: Any, member_id: str, payload: dict[str, Any], now: 
     return pending.materialize(db)
 
 
-def _after_member_event(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    member_id = event.payload.get("member_id")
-    if not isinstance(member_id, str):
-        return
-    payload = dict(event.payload)
+def _after_member_event(plan: Plan, origin: Origin, event: Event, p: MemberRegistered | MemberUpdated,
+                        now: float) -> None:  # fmt: skip
+    member_id = p.member_id
+    payload = to_payload(p)
 
     def hook(db: Any, at: float) -> list[ChangeTuple]:
         return _guarded(db, "members_resolve", lambda: store_record_changes(db, member_id, payload, at or time.time()))
@@ -105,9 +105,9 @@ def remap_alias_entries(db: Any, member_id: str) -> list[ChangeTuple]:
     return [("points.balance", golden, None, balance_data(db, golden))]
 
 
-def _after_points_entry(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    member_id = event.payload.get("member_id")
-    if isinstance(member_id, str):
+def _after_points_entry(plan: Plan, origin: Origin, event: Event, p: PointsEntry, now: float) -> None:
+    member_id = p.member_id
+    if member_id:
         plan.hooks[f"members.alias:{member_id}"] = lambda db, at: _guarded(
             db, "members_alias", lambda: remap_alias_entries(db, member_id))
 
@@ -117,10 +117,10 @@ def _remap_alias_rows(db: Any, member_id: str) -> list[ChangeTuple]:
     return []  # sales and visits are HQ's own history: nothing to send to the stores
 
 
-def _after_member_history(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+def _after_member_history(plan: Plan, origin: Origin, event: Event, p: Any, now: float) -> None:
     """A sale or visit that arrives under a merged-away id joins the golden member's history."""
-    member_id = event.payload.get("member_id")
-    if isinstance(member_id, str) and member_id:
+    member_id = p.member_id  # every event type this follows has one (None for a sale without a member)
+    if member_id:
         plan.hooks[f"members.alias_rows:{member_id}"] = lambda db, at: _guarded(
             db, "members_alias_rows", lambda: _remap_alias_rows(db, member_id))
 

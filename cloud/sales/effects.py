@@ -12,8 +12,9 @@ import json
 from typing import Any
 
 from tenpo.cloud.members.store import golden_id
-from tenpo.cloud.plan import Hook, Origin, PayloadError, Plan, Planner, int_field, text_field
+from tenpo.cloud.plan import Hook, Origin, PayloadError, Plan, Planner
 from tenpo.cloud.sales.conflicts import check_points, check_stock
+from tenpo.shared.events import SaleCompleted
 from tenpo.shared.protocol import Event
 
 INSERT_SALE = (
@@ -23,49 +24,29 @@ INSERT_SALE = (
 )
 
 
-def _list_field(payload: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    value = payload.get(key)
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise PayloadError(f"{key}: must be a list of objects")
-    return value
-
-
-def _plan_sale(kind: str) -> Planner:
-    def planner(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-        p = event.payload
-        receipt_no = text_field(p, "receipt_no")
-        if p.get("kind") != kind:
-            raise PayloadError(f"kind: expected {kind!r} for {event.type}, got {p.get('kind')!r}")
-        refund_of = text_field(p, "refund_of", required=kind == "refund")
-        member_id = text_field(p, "member_id", required=False)
-        total = int_field(p, "total")
-        cursor = p.get("feed_cursor")
-        if cursor is not None and (isinstance(cursor, bool) or not isinstance(cursor, int)):
-            raise PayloadError("feed_cursor: must be an integer")
-        rates = _list_field(p, "rates")
-        try:
-            tax = sum(int(r["tax"]) for r in rates)
-            skus = {text_field(m, "sku") for m in _list_field(p, "stock_movements")}
-            members = {text_field(e, "member_id") for e in _list_field(p, "points_entries")}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PayloadError(f"rates: {exc}") from None
-        plan.add(
-            INSERT_SALE,
-            (origin.store_id, origin.stream, receipt_no, kind, refund_of, text_field(p, "at"), member_id, total, tax,
-             int_field(p, "points_earned"), int_field(p, "points_redeemed"), json.dumps(p, ensure_ascii=False),
-             event.seq, cursor, now),
-        )  # fmt: skip
-        store_id = origin.store_id
-        if member_id:
-            purchase = {"channel": f"store:{store_id}", "ref": receipt_no, "kind": kind, "at": text_field(p, "at"),
-                        "total": total if kind == "sale" else -abs(total), "points": int_field(p, "points_earned")}  # fmt: skip
-            plan.hooks[f"sales.purchase:{store_id}/{receipt_no}"] = _purchase_hook(member_id, purchase)
-        for member in sorted(m for m in members if m):
-            plan.hooks[f"sales.points:{member}"] = _points_hook(member, store_id)
-        for sku in sorted(s for s in skus if s):
-            plan.hooks[f"sales.stock:{store_id}/{sku}"] = _stock_hook(store_id, sku)
-
-    return planner
+def _plan_sale(plan: Plan, origin: Origin, event: Event, p: SaleCompleted, now: float) -> None:
+    """``p`` is a SaleCompleted or a SaleRefunded; its ``kind`` must say the same."""
+    kind = type(p).KIND
+    if p.kind != kind:
+        raise PayloadError(f"kind: expected {kind!r} for {event.type}, got {p.kind!r}")
+    if kind == "refund" and p.refund_of is None:
+        raise PayloadError("refund_of: missing")
+    tax = sum(r.tax for r in p.rates)
+    plan.add(
+        INSERT_SALE,
+        (origin.store_id, origin.stream, p.receipt_no, kind, p.refund_of, p.at, p.member_id, p.total, tax,
+         p.points_earned, p.points_redeemed, json.dumps(event.payload, ensure_ascii=False), event.seq, p.feed_cursor,
+         now),
+    )  # fmt: skip
+    store_id = origin.store_id
+    if p.member_id:
+        purchase = {"channel": f"store:{store_id}", "ref": p.receipt_no, "kind": kind, "at": p.at,
+                    "total": p.total if kind == "sale" else -abs(p.total), "points": p.points_earned}  # fmt: skip
+        plan.hooks[f"sales.purchase:{store_id}/{p.receipt_no}"] = _purchase_hook(p.member_id, purchase)
+    for member in sorted({e.member_id for e in p.points_entries}):
+        plan.hooks[f"sales.points:{member}"] = _points_hook(member, store_id)
+    for sku in sorted({m.sku for m in p.stock_movements}):
+        plan.hooks[f"sales.stock:{store_id}/{sku}"] = _stock_hook(store_id, sku)
 
 
 def _points_hook(member_id: str, store_id: str) -> Hook:
@@ -99,6 +80,6 @@ def _stock_hook(store_id: str, sku: str) -> Hook:
 
 
 PLANNERS: dict[str, Planner] = {
-    "sale.completed": _plan_sale("sale"),
-    "sale.refunded": _plan_sale("refund"),
+    "sale.completed": _plan_sale,
+    "sale.refunded": _plan_sale,
 }

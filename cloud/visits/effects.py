@@ -7,14 +7,11 @@ order in which a batch's statement groups run does not matter.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, text_field
+from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner
+from tenpo.shared.events import CouponTriggered, VisitArrived, VisitLeft, ZoneEntered, ZoneLeft
 from tenpo.shared.protocol import Event
 
-# Stores' clocks are HLC-disciplined, but a visit time is a wall-clock reading: accept 2000..2100.
-_EARLIEST, _LATEST = 946_684_800.0, 4_102_444_800.0
+# Times are bounded by the catalogue (tenpo.shared.events.UnixTime: wall-clock readings, 2000..2100).
 _CLOCK_SLACK_S = 1.0  # rounding between a stay's ends and its dwell
 
 ARRIVED = (
@@ -41,92 +38,55 @@ COUPON = (
 )
 
 
-def _time(payload: dict[str, Any], key: str) -> float:
-    value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PayloadError(f"{key}: must be a time in unix seconds")
-    if not _EARLIEST <= value <= _LATEST:
-        raise PayloadError(f"{key}: {value} is not a plausible time")
-    return float(value)
-
-
-def _dwell(payload: dict[str, Any], since: float, until: float) -> float:
-    value = payload.get("dwell_s")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise PayloadError("dwell_s: must be a non-negative number of seconds")
+def _dwell(dwell_s: float, since: float, until: float) -> float:
+    """The catalogue bounds each value; the stay's ends and its dwell must also agree."""
     if until < since - _CLOCK_SLACK_S:
         raise PayloadError("left_at: earlier than the arrival")
-    if abs((until - since) - value) > _CLOCK_SLACK_S:
-        raise PayloadError(f"dwell_s: {value} does not match the stay's ends ({until - since:.3f} s)")
-    return float(value)
+    if abs((until - since) - dwell_s) > _CLOCK_SLACK_S:
+        raise PayloadError(f"dwell_s: {dwell_s} does not match the stay's ends ({until - since:.3f} s)")
+    return dwell_s
 
 
-def _same_store(payload: dict[str, Any], origin: Origin) -> None:
-    store = payload.get("store")
+def _same_store(store: str | None, origin: Origin) -> None:
     if store is not None and store != origin.store_id:
         raise PayloadError(f"store: {store!r} is not the sending store {origin.store_id!r}")
 
 
-def _required(payload: dict[str, Any], key: str) -> str:
-    value = text_field(payload, key)
-    assert value is not None
-    return value
-
-
-def _subject(payload: dict[str, Any]) -> tuple[str, str, str | None]:
-    kind = _required(payload, "subject_kind")
-    if kind not in ("member", "beacon"):
-        raise PayloadError("subject_kind: must be 'member' or 'beacon'")
-    subject_id = _required(payload, "subject_id")
-    member_id = text_field(payload, "member_id", required=False)
-    if kind == "member" and member_id != subject_id:
+def _subject(p: ZoneEntered | ZoneLeft) -> None:
+    if p.subject_kind == "member" and p.member_id != p.subject_id:
         raise PayloadError("member_id: must equal subject_id for a member")
-    if kind == "beacon" and member_id is not None:
+    if p.subject_kind == "beacon" and p.member_id is not None:
         raise PayloadError("member_id: a zone beacon is not a member")
-    return kind, subject_id, member_id
 
 
-def _visit_arrived(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    p = event.payload
-    _same_store(p, origin)
-    plan.add(ARRIVED, (origin.store_id, _required(p, "visit_id"), _required(p, "member_id"), _time(p, "arrived_at"), now))
+def _visit_arrived(plan: Plan, origin: Origin, event: Event, p: VisitArrived, now: float) -> None:
+    _same_store(p.store, origin)
+    plan.add(ARRIVED, (origin.store_id, p.visit_id, p.member_id, p.arrived_at, now))
 
 
-def _visit_left(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    p = event.payload
-    _same_store(p, origin)
-    arrived_at, left_at = _time(p, "arrived_at"), _time(p, "left_at")
-    dwell = _dwell(p, arrived_at, left_at)
-    interrupted = p.get("interrupted", False)
-    if not isinstance(interrupted, bool):
-        raise PayloadError("interrupted: must be true or false")
-    plan.add(LEFT, (origin.store_id, _required(p, "visit_id"), _required(p, "member_id"), arrived_at, left_at, dwell,
-                    int(interrupted), now))  # fmt: skip
+def _visit_left(plan: Plan, origin: Origin, event: Event, p: VisitLeft, now: float) -> None:
+    _same_store(p.store, origin)
+    dwell = _dwell(p.dwell_s, p.arrived_at, p.left_at)
+    plan.add(LEFT, (origin.store_id, p.visit_id, p.member_id, p.arrived_at, p.left_at, dwell, int(p.interrupted), now))
 
 
-def _zone_entered(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    p = event.payload
-    _same_store(p, origin)
-    kind, subject_id, member_id = _subject(p)
-    plan.add(ZONE_ENTERED, (origin.store_id, _required(p, "stay_id"), _required(p, "zone"), kind, subject_id, member_id,
-                            _time(p, "entered_at")))  # fmt: skip
+def _zone_entered(plan: Plan, origin: Origin, event: Event, p: ZoneEntered, now: float) -> None:
+    _same_store(p.store, origin)
+    _subject(p)
+    plan.add(ZONE_ENTERED, (origin.store_id, p.stay_id, p.zone, p.subject_kind, p.subject_id, p.member_id, p.entered_at))
 
 
-def _zone_left(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    p = event.payload
-    _same_store(p, origin)
-    kind, subject_id, member_id = _subject(p)
-    entered_at, left_at = _time(p, "entered_at"), _time(p, "left_at")
-    dwell = _dwell(p, entered_at, left_at)
-    plan.add(ZONE_LEFT, (origin.store_id, _required(p, "stay_id"), _required(p, "zone"), kind, subject_id, member_id,
-                         entered_at, left_at, dwell))  # fmt: skip
+def _zone_left(plan: Plan, origin: Origin, event: Event, p: ZoneLeft, now: float) -> None:
+    _same_store(p.store, origin)
+    _subject(p)
+    dwell = _dwell(p.dwell_s, p.entered_at, p.left_at)
+    plan.add(ZONE_LEFT, (origin.store_id, p.stay_id, p.zone, p.subject_kind, p.subject_id, p.member_id, p.entered_at,
+                         p.left_at, dwell))  # fmt: skip
 
 
-def _coupon_triggered(plan: Plan, origin: Origin, event: Event, now: float) -> None:
-    p = event.payload
-    _same_store(p, origin)
-    plan.add(COUPON, (origin.store_id, _required(p, "coupon_id"), _required(p, "member_id"), _required(p, "rule"),
-                      text_field(p, "visit_id", required=False), _time(p, "triggered_at"), now))  # fmt: skip
+def _coupon_triggered(plan: Plan, origin: Origin, event: Event, p: CouponTriggered, now: float) -> None:
+    _same_store(p.store, origin)
+    plan.add(COUPON, (origin.store_id, p.coupon_id, p.member_id, p.rule, p.visit_id, p.triggered_at, now))
 
 
 PLANNERS: dict[str, Planner] = {

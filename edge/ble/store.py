@@ -1,12 +1,7 @@
 """Presence events into the store database: rows and the outbox events reporting them, one transaction.
 
-Events sent to HQ (payload fields; times are unix seconds, ``store`` is this store's id):
-
-    visit.arrived     visit_id, member_id, arrived_at, store
-    visit.left        visit_id, member_id, arrived_at, left_at, dwell_s, interrupted, store
-    zone.entered      stay_id, zone, subject_kind, subject_id, member_id|null, entered_at, store
-    zone.left         stay_id, zone, subject_kind, subject_id, member_id|null, entered_at, left_at, dwell_s, store
-    coupon.triggered  coupon_id, member_id, rule, visit_id|null, triggered_at, store
+Events sent to HQ: visit.arrived, visit.left, zone.entered, zone.left and coupon.triggered, whose
+payloads are defined in tenpo.shared.events (times are unix seconds, ``store`` is this store's id).
 
 A visit's arrival and departure come from one presence track, which lives in one engine; the
 writer keys open visits and zone stays by (session, subject), where the session is the live
@@ -18,9 +13,10 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
-from tenpo.edge.outbox import append_event
+from tenpo.edge.outbox import append
+from tenpo.shared import events as catalogue  # its ZoneEntered... are the payloads; .presence's the engine's
 
 from .presence import CouponTriggered, MemberArrived, MemberLeft, PresenceEvent, ZoneEntered, ZoneLeft
 
@@ -90,10 +86,8 @@ class PresenceWriter:
             "INSERT INTO ble_visits(visit_id, member_id, arrived_at, source) VALUES (?, ?, ?, ?)",
             (visit_id, event.member_id, event.t, source),
         )
-        append_event(
-            conn, "visit.arrived",
-            {"visit_id": visit_id, "member_id": event.member_id, "arrived_at": event.t, "store": self.store_id},
-        )  # fmt: skip
+        append(conn, catalogue.VisitArrived(visit_id=visit_id, member_id=event.member_id, arrived_at=event.t,
+                                            store=self.store_id))  # fmt: skip
 
     def _close_visit(
         self, conn: sqlite3.Connection, visit_id: str, member_id: str, arrived_at: float, left_at: float,
@@ -104,11 +98,9 @@ class PresenceWriter:
             "UPDATE ble_visits SET left_at = ?, dwell_s = ?, interrupted = ? WHERE visit_id = ?",
             (left_at, dwell_s, int(interrupted), visit_id),
         )
-        append_event(
-            conn, "visit.left",
-            {"visit_id": visit_id, "member_id": member_id, "arrived_at": arrived_at, "left_at": left_at,
-             "dwell_s": dwell_s, "interrupted": interrupted, "store": self.store_id},
-        )  # fmt: skip
+        append(conn, catalogue.VisitLeft(visit_id=visit_id, member_id=member_id, arrived_at=arrived_at,
+                                         left_at=left_at, dwell_s=dwell_s, interrupted=interrupted,
+                                         store=self.store_id))  # fmt: skip
 
     def _zone_entered(self, conn: sqlite3.Connection, session: str, event: ZoneEntered) -> None:
         stay_id = _new_id()
@@ -120,11 +112,9 @@ class PresenceWriter:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (stay_id, event.zone, subject.kind, subject.id, member_id, event.t),
         )
-        append_event(
-            conn, "zone.entered",
-            {"stay_id": stay_id, "zone": event.zone, "subject_kind": subject.kind, "subject_id": subject.id,
-             "member_id": member_id, "entered_at": event.t, "store": self.store_id},
-        )  # fmt: skip
+        append(conn, catalogue.ZoneEntered(stay_id=stay_id, zone=event.zone, subject_kind=subject.kind,
+                                           subject_id=subject.id, member_id=member_id, entered_at=event.t,
+                                           store=self.store_id))  # fmt: skip
 
     def _zone_left(self, conn: sqlite3.Connection, session: str, event: ZoneLeft) -> None:
         subject = event.subject
@@ -134,12 +124,10 @@ class PresenceWriter:
         stay_id, entered_at = opened
         dwell_s = round(max(0.0, event.dwell_s), 3)
         conn.execute("UPDATE ble_zone_stays SET left_at = ?, dwell_s = ? WHERE stay_id = ?", (event.t, dwell_s, stay_id))
-        append_event(
-            conn, "zone.left",
-            {"stay_id": stay_id, "zone": event.zone, "subject_kind": subject.kind, "subject_id": subject.id,
-             "member_id": subject.id if subject.kind == "member" else None, "entered_at": entered_at,
-             "left_at": event.t, "dwell_s": dwell_s, "store": self.store_id},
-        )  # fmt: skip
+        append(conn, catalogue.ZoneLeft(stay_id=stay_id, zone=event.zone, subject_kind=subject.kind,
+                                        subject_id=subject.id, member_id=subject.id if subject.kind == "member" else None,
+                                        entered_at=entered_at, left_at=event.t, dwell_s=dwell_s,
+                                        store=self.store_id))  # fmt: skip
 
     def _coupon(self, conn: sqlite3.Connection, session: str, event: CouponTriggered) -> None:
         coupon_id = _new_id()
@@ -149,8 +137,6 @@ class PresenceWriter:
             "INSERT INTO ble_coupons(coupon_id, member_id, rule, visit_id, triggered_at) VALUES (?, ?, ?, ?, ?)",
             (coupon_id, event.member_id, event.rule, visit_id, event.t),
         )
-        append_event(
-            conn, "coupon.triggered",
-            {"coupon_id": coupon_id, "member_id": event.member_id, "rule": event.rule, "visit_id": visit_id,
-             "triggered_at": event.t, "store": self.store_id},
-        )  # fmt: skip
+        append(conn, catalogue.CouponTriggered(coupon_id=coupon_id, member_id=event.member_id, rule=event.rule,
+                                               visit_id=visit_id, triggered_at=event.t,
+                                               store=self.store_id))  # fmt: skip

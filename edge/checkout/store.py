@@ -40,15 +40,19 @@ from tenpo.edge.checkout.receipt import render_receipt
 from tenpo.edge.checkout.tags import gtin_from_epc
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.db import transaction
+from tenpo.edge.ledgers import post_points, post_stock
 from tenpo.edge.outbox import append_event, next_counter, read_counter
 from tenpo.edge.replica import find_members, get_member
+from tenpo.shared.events import PointsKind, SaleCompleted, SaleRefunded
 
 RECEIPT_COUNTER = "receipt"
 LOCATION = "floor"
 # Engine ledger kinds -> the points.entry kinds of the protocol (docs/protocol.md).
-POINTS_KINDS = {"redeem": "redemption", "accrue": "accrual", "redeem-return": "reversal", "accrue-reversal": "reversal"}
+POINTS_KINDS: dict[str, PointsKind] = {
+    "redeem": "redemption", "accrue": "accrual", "redeem-return": "reversal", "accrue-reversal": "reversal",
+}  # fmt: skip
 STOCK_REASONS = {SaleKind.SALE: "sale", SaleKind.REFUND: "return"}
-SALE_EVENTS = {SaleKind.SALE: "sale.completed", SaleKind.REFUND: "sale.refunded"}
+SALE_EVENTS: dict[SaleKind, type[SaleCompleted]] = {SaleKind.SALE: SaleCompleted, SaleKind.REFUND: SaleRefunded}
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,31 +227,14 @@ def _write_sale(conn: sqlite3.Connection, sale: Sale, receipt: str) -> None:
     now = time.time()
     reason = STOCK_REASONS[sale.kind]
     for move in sale.stock_movements:
-        seq = append_event(
-            conn,
-            "stock.moved",
-            {"sku": move.sku, "delta": move.qty, "reason": reason, "location": LOCATION, "ref": sale.receipt_no},
-        )
-        conn.execute(
-            "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (move.sku, LOCATION, move.qty, reason, sale.receipt_no, seq, now),
-        )
+        post_stock(conn, sku=move.sku, delta=move.qty, reason=reason, location=LOCATION, ref=sale.receipt_no, now=now)
     for entry in sale.points_entries:
-        kind = POINTS_KINDS[entry.kind]
-        seq = append_event(
-            conn,
-            "points.entry",
-            {"member_id": entry.member_id, "delta": entry.points, "kind": kind, "ref": sale.receipt_no},
-        )
-        conn.execute(
-            "INSERT INTO points_ledger(member_id, delta, kind, ref, store_seq, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.member_id, entry.points, kind, sale.receipt_no, seq, now),
-        )
+        post_points(conn, member_id=entry.member_id, delta=entry.points, kind=POINTS_KINDS[entry.kind],
+                    ref=sale.receipt_no, now=now)  # fmt: skip
     data = sale_to_json(sale)
     # feed_cursor: how much of HQ's change feed this store had seen, so HQ can tell which other
     # stores' entries it could not have known about (docs/checkout.md, reconciliation).
-    seq = append_event(conn, SALE_EVENTS[sale.kind], {**data, "feed_cursor": read_counter(conn, "cursor")})
+    seq = append_event(conn, SALE_EVENTS[sale.kind].TYPE, {**data, "feed_cursor": read_counter(conn, "cursor")})
     conn.execute(
         "INSERT INTO sales(receipt_no, kind, refund_of, at, member_id, total, tax, points_earned, points_redeemed,"
         " sale, receipt, event_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

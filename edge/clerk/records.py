@@ -11,8 +11,9 @@ import time
 import sqlite_utils
 
 from tenpo.edge.db import transaction
-from tenpo.edge.outbox import append_event, next_counter
+from tenpo.edge.outbox import append, next_counter
 from tenpo.shared.errors import UserError
+from tenpo.shared.events import MemberViewed, ReservationRequested
 
 AUDIT_ACTIONS = ("view", "export")
 
@@ -24,7 +25,7 @@ def record_member_access(db: sqlite_utils.Database, clerk_id: str, member_id: st
         raise ValueError(f"action {action!r}: expected one of {AUDIT_ACTIONS}")
     at = time.time() if now is None else now
     with transaction(db) as conn:
-        seq = append_event(conn, "member.viewed", {"clerk_id": clerk_id, "member_id": member_id, "action": action, "at": at})
+        seq = append(conn, MemberViewed(clerk_id=clerk_id, member_id=member_id, action=action, at=at))  # type: ignore[arg-type]
         conn.execute("INSERT INTO member_audit(clerk_id, member_id, action, at, event_seq) VALUES (?, ?, ?, ?, ?)",
                      (clerk_id, member_id, action, at, seq))  # fmt: skip
     return seq
@@ -53,10 +54,9 @@ def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str,
         if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone():
             raise UserError(f"sku: {sku} is not in the product list")
         reservation_id = f"{store_id}-P{next_counter(conn, 'reservation'):06d}"
-        payload = {"reservation_id": reservation_id, "sku": sku, "qty": qty, "from_store": from_store,
-                   "pickup_store": store_id, "member_id": member_id, "customer": customer, "clerk_id": clerk_id,
-                   "at": now}  # fmt: skip
-        seq = append_event(conn, "reservation.requested", payload)
+        seq = append(conn, ReservationRequested(
+            reservation_id=reservation_id, sku=sku, qty=qty, from_store=from_store, pickup_store=store_id,
+            member_id=member_id, customer=customer, clerk_id=clerk_id, at=now))  # fmt: skip
         conn.execute(
             "INSERT INTO pickup_reservations(reservation_id, sku, qty, from_store, member_id, customer, clerk_id,"
             " event_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

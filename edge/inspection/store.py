@@ -19,9 +19,11 @@ import sqlite_utils
 from tenpo.edge.db import transaction
 from tenpo.edge.inspection.matching import CrossRead, Verdict, choose_asn, match
 from tenpo.edge.inspection.session import ClosedSession
-from tenpo.edge.outbox import append_event, next_counter
+from tenpo.edge.ledgers import post_stock
+from tenpo.edge.outbox import append, next_counter
 from tenpo.shared.asn import Asn, ParsedAsns, read_asn_file
 from tenpo.shared.errors import UserError
+from tenpo.shared.events import InspectionCompleted
 
 PENDING, ACCEPTED, HELD = "pending", "accepted", "held"
 _CHUNK = 500  # SQLite's default limit on host parameters is 999 (older builds)
@@ -158,7 +160,9 @@ def judge(conn: sqlite3.Connection, store_id: str, closed: ClosedSession) -> Ver
     return match(store_id, asn, closed.sightings, cross_reads(conn, store_id, arrived), sku_by_gtin(conn))
 
 
-def record_inspection(db: sqlite_utils.Database, store_id: str, closed: ClosedSession, now: float | None = None) -> InspectionRecord:
+def record_inspection(
+    db: sqlite_utils.Database, store_id: str, closed: ClosedSession, now: float | None = None
+) -> InspectionRecord:
     """Judge a closed session and store the verdict as pending; returns the stored record."""
     with transaction(db) as conn:
         verdict = judge(conn, store_id, closed)
@@ -199,7 +203,9 @@ def get_inspection(conn: sqlite3.Connection, store_id: str, inspection_id: str) 
     return _record(store_id, row)
 
 
-def list_inspections(conn: sqlite3.Connection, store_id: str, status: str | None = None, limit: int = 50) -> list[InspectionRecord]:
+def list_inspections(
+    conn: sqlite3.Connection, store_id: str, status: str | None = None, limit: int = 50
+) -> list[InspectionRecord]:
     where, params = ("WHERE status = ?", (status,)) if status else ("", ())
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM inspections {where} ORDER BY created_at DESC, inspection_id DESC LIMIT ?", (*params, limit)
@@ -211,12 +217,8 @@ def _completed_event(conn: sqlite3.Connection, record: InspectionRecord, status:
                      received: int) -> int:  # fmt: skip
     summary = record.verdict.summary()
     summary["received_posted"] = received
-    return append_event(
-        conn,
-        "inspection.completed",
-        {"inspection_id": record.inspection_id, "shipment_id": record.shipment_id, "status": status,
-         "summary": summary, "at": at, "by": by},
-    )  # fmt: skip
+    return append(conn, InspectionCompleted(inspection_id=record.inspection_id, shipment_id=record.shipment_id,
+                                            status=status, summary=summary, at=at, by=by))  # type: ignore[arg-type]
 
 
 def accept(db: sqlite_utils.Database, store_id: str, inspection_id: str, by: str | None = None,
@@ -238,13 +240,8 @@ def accept(db: sqlite_utils.Database, store_id: str, inspection_id: str, by: str
                 unmapped.append(count.gtin)
                 continue
             ref = record.shipment_id or inspection_id
-            seq = append_event(conn, "stock.moved",
-                               {"sku": sku, "delta": count.received, "reason": "receipt", "location": location, "ref": ref})  # fmt: skip
-            conn.execute(
-                "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at)"
-                " VALUES (?, ?, ?, 'receipt', ?, ?, ?)",
-                (sku, location, count.received, ref, seq, now),
-            )
+            seq = post_stock(conn, sku=sku, delta=count.received, reason="receipt", location=location, ref=ref, now=now)
+            assert seq is not None
             lines.append(ReceiptLine(sku, count.gtin, count.received, seq))
         event_seq = _completed_event(conn, record, ACCEPTED, now, by, sum(line.qty for line in lines))
         receipt = {"lines": msgspec.to_builtins(lines), "unmapped_gtins": unmapped}

@@ -1,0 +1,223 @@
+"""The catalogue of downstream change kinds: one msgspec Struct per kind's ``data``.
+
+HQ checks every change it records against its Struct (tenpo.cloud.apply.record_changes) and the
+store decodes every change and snapshot row into its Struct before applying it (tenpo.edge.feed), so
+a row that does not fit becomes a dead letter naming the field. docs/protocol.md lists the same kinds;
+tests/test_event_catalogue.py keeps the two in step.
+
+Versioning as for events: new optional fields keep the kind, anything an older store would misread
+gets a new kind; a store keeps a kind it does not know in its dead letters and moves on.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import Meta
+
+from tenpo.shared.events import (
+    Epoch,
+    Field,
+    Id,
+    Level,
+    PayloadMismatch,
+    Points,
+    Quantity,
+    Seq,
+    StoreId,
+    Text,
+    Word,
+    Yen,
+    convert,
+)
+
+AsnStatus = Literal["open", "received", "closed"]
+Jan = Annotated[str, Meta(pattern=r"^(\d{8}|\d{12,14})$")]
+
+
+class ChangeData(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every change's data; ``KIND`` names it in the catalogue."""
+
+    KIND: ClassVar[str] = ""
+
+
+class ProductUpsert(ChangeData, frozen=True, kw_only=True):
+    KIND: ClassVar[str] = "product.upsert"
+
+    sku: Id
+    jan: Jan | None = None
+    name: Field
+    price: Yen
+    tax_class: Literal["standard", "reduced"]
+    version: Seq = 0
+
+
+class MemberUpsert(ChangeData, frozen=True, kw_only=True):
+    """A golden member record; a snapshot row adds ``points`` and ``through``."""
+
+    KIND: ClassVar[str] = "member.upsert"
+
+    member_id: Id
+    name: Field | None = None
+    kana: Field | None = None
+    phone: Field | None = None
+    email: Field | None = None
+    card_no: Field | None = None
+    line_user_id: Field | None = None
+    beacon_secret: Word | None = None
+    consent: dict[Word, bool] | None = None
+    custom: dict[Word, Any] | None = None
+    home_store: Id | None = None
+    version: Seq = 0
+    points: Points = 0
+    through: dict[Id, Seq] | None = None
+
+
+class MemberErase(ChangeData, frozen=True, kw_only=True):
+    KIND: ClassVar[str] = "member.erase"
+
+    member_id: Id
+    version: Seq = 0
+
+
+class PointsBalance(ChangeData, frozen=True, kw_only=True):
+    KIND: ClassVar[str] = "points.balance"
+
+    member_id: Id
+    balance: Points
+    through: dict[Id, Seq] | None = None  # store -> last seq of that store HQ had applied
+
+
+class StockLevel(ChangeData, frozen=True, kw_only=True):
+    """Another store's on-hand; the asking store's own snapshot row adds its ``opening``."""
+
+    KIND: ClassVar[str] = "stock.level"
+
+    store_id: StoreId
+    sku: Id
+    on_hand: Level
+    as_of: Epoch | None = None
+    version: Seq = 0
+    opening: Level = 0
+
+
+class StockCorrection(ChangeData, frozen=True, kw_only=True):
+    """An entry HQ made in one store's ledger (a resolved oversold conflict)."""
+
+    KIND: ClassVar[str] = "stock.correction"
+
+    store_id: StoreId
+    sku: Id
+    delta: Quantity
+    reason: Field = "hq-adjustment"
+    ref: Field | None = None
+    entry_id: Seq | None = None
+
+
+class MemberMerge(ChangeData, frozen=True, kw_only=True):
+    KIND: ClassVar[str] = "member.merge"
+
+    winner: Id
+    losers: list[Id]
+    merge_id: Seq | None = None
+    version: Seq = 0
+
+
+class MemberUnmerge(ChangeData, frozen=True, kw_only=True):
+    KIND: ClassVar[str] = "member.unmerge"
+
+    winner: Id
+    loser: Id
+    merge_id: Seq | None = None
+
+
+class AsnLineData(msgspec.Struct, frozen=True, kw_only=True):
+    gtin: Word
+    qty: Quantity
+    sku: Id | None = None
+
+
+class AsnUpsert(ChangeData, frozen=True, kw_only=True, omit_defaults=True):
+    """An advance ship notice (tenpo.shared.asn.Asn) with its status; sent to every store."""
+
+    KIND: ClassVar[str] = "asn.upsert"
+
+    shipment_id: Id
+    store: StoreId
+    epcs: list[Word] = []
+    lines: list[AsnLineData] = []
+    cartons: list[Word] = []
+    supplier: Text | None = None
+    expected_at: Word | None = None
+    status: AsnStatus = "open"
+    version: Seq = 0
+
+    def asn_fields(self) -> dict[str, Any]:
+        """The ASN itself, as tenpo.shared.asn.asn_from_dict reads it."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        data.pop("status", None)
+        data.pop("version", None)
+        return data
+
+
+class AsnClosed(ChangeData, frozen=True, kw_only=True):
+    KIND: ClassVar[str] = "asn.closed"
+
+    shipment_id: Id
+    status: AsnStatus
+    version: Seq = 0
+
+
+class PurchaseRecorded(ChangeData, frozen=True, kw_only=True):
+    """One purchase in any store or channel, under the member's golden id."""
+
+    KIND: ClassVar[str] = "purchase.recorded"
+
+    purchase_id: Field  # "{channel}:{ref}"
+    member_id: Id
+    channel: Id
+    ref: Id
+    kind: Literal["sale", "refund", "order"]
+    at: Annotated[str, Meta(max_length=64)] | None = None
+    total: Yen
+    points: Points = 0
+    version: Seq = 0
+
+
+CHANGE_DATA: tuple[type[ChangeData], ...] = (
+    ProductUpsert, MemberUpsert, MemberErase, PointsBalance, StockLevel, StockCorrection, MemberMerge,
+    MemberUnmerge, AsnUpsert, AsnClosed, PurchaseRecorded,
+)  # fmt: skip
+
+CHANGE_KINDS: dict[str, type[ChangeData]] = {c.KIND: c for c in CHANGE_DATA}
+
+# Snapshot entities carry rows in the shape of these kinds (docs/protocol.md, SnapshotChunk).
+SNAPSHOT_ROWS: dict[str, type[ChangeData]] = {
+    "products": ProductUpsert, "members": MemberUpsert, "stock": StockLevel, "asns": AsnUpsert,
+}  # fmt: skip
+
+
+class UnknownChange(ValueError):
+    """A change kind (or snapshot entity) this code does not know."""
+
+
+def change_type(kind: str) -> type[ChangeData]:
+    struct = CHANGE_KINDS.get(kind)
+    if struct is None:
+        raise UnknownChange(f"unknown change kind {kind!r}")
+    return struct
+
+
+def decode_change(kind: str, data: Any) -> ChangeData:
+    """A change's data as its Struct; UnknownChange or PayloadMismatch (naming the field) otherwise."""
+    return convert(data, change_type(kind))
+
+
+def check_change(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """HQ's guard before a change goes into the feed: ``data`` unchanged if it fits its kind."""
+    decode_change(kind, data)
+    return data
+
+
+__all__ = ["PayloadMismatch", "UnknownChange", "decode_change", "check_change", "CHANGE_KINDS", "SNAPSHOT_ROWS"]

@@ -1,0 +1,393 @@
+"""The catalogue of upstream event types: one msgspec Struct per (type, schema) payload.
+
+The store builds every outbox payload from these Structs (tenpo.edge.outbox.append) and HQ decodes
+every payload into its Struct before planning (tenpo.cloud.effects.plan_event), so both sides agree
+on one definition. docs/protocol.md lists the same types; tests/test_event_catalogue.py keeps the two
+in step.
+
+Version rule (like the envelope's ``v``): a payload carries its type's ``schema`` number. Adding an
+optional field keeps the number (readers ignore fields they do not know); a change an older reader
+would misread gets a new Struct with ``SCHEMA = 2``, and HQ keeps the old one for events still queued.
+
+Ranges: every integer HQ stores fits a signed 64-bit column and a plausible business range, and
+every string has a length bound, so a hostile or broken payload is refused at decode time with the
+field named instead of failing deep inside the database driver.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import msgspec
+from msgspec import Meta
+
+# ---------------------------------------------------------------------------- bounded values
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+Seq = Annotated[int, Meta(ge=0, le=INT64_MAX)]  # sequence numbers, versions, cursors
+Quantity = Annotated[int, Meta(ge=-1_000_000_000, le=1_000_000_000)]  # units in one movement
+Level = Annotated[int, Meta(ge=-(10**15), le=10**15)]  # a sum of movements (on hand)
+Yen = Annotated[int, Meta(ge=-(10**13), le=10**13)]
+Points = Annotated[int, Meta(ge=-(10**12), le=10**12)]
+Rate = Annotated[int, Meta(ge=0, le=100)]  # tax rate in percent
+Id = Annotated[str, Meta(min_length=1, max_length=128)]  # member, sku, receipt, visit... ids
+StoreId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Word = Annotated[str, Meta(min_length=1, max_length=64)]  # reasons, kinds, locations, tenders
+Field = Annotated[str, Meta(min_length=1, max_length=256)]  # a member's name, email, a product name
+Text = Annotated[str, Meta(max_length=1024)]
+# Wall-clock readings from a store: between 2000 and 2100 (NaN and infinities fail the bounds).
+UnixTime = Annotated[float, Meta(ge=946_684_800.0, le=4_102_444_800.0)]
+Epoch = Annotated[float, Meta(ge=0.0, le=4_102_444_800.0)]  # a time HQ only records
+Seconds = Annotated[float, Meta(ge=0.0, le=10**9)]
+
+PointsKind = Literal["accrual", "redemption", "adjustment", "reversal"]
+SubjectKind = Literal["member", "beacon"]
+
+
+class Payload(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every event payload; ``TYPE`` and ``SCHEMA`` name it in the catalogue."""
+
+    TYPE: ClassVar[str] = ""
+    SCHEMA: ClassVar[int] = 1
+
+
+# ---------------------------------------------------------------------------- members
+
+
+class MemberRegistered(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "member.registered"
+
+    member_id: Id  # provisional: "{store}-..."
+    name: Field | None = None
+    kana: Field | None = None
+    phone: Field | None = None  # E.164
+    email: Field | None = None
+    card_no: Field | None = None
+    line_user_id: Field | None = None
+    consent: dict[Word, bool] = {}
+    custom: dict[Word, Any] = {}
+    home_store: StoreId | None = None
+
+
+class MemberUpdated(Payload, frozen=True, kw_only=True):
+    """Any of the registration fields; absent (null) fields keep HQ's value."""
+
+    TYPE: ClassVar[str] = "member.updated"
+
+    member_id: Id
+    name: Field | None = None
+    kana: Field | None = None
+    phone: Field | None = None
+    email: Field | None = None
+    card_no: Field | None = None
+    line_user_id: Field | None = None
+    consent: dict[Word, bool] | None = None
+    custom: dict[Word, Any] | None = None
+
+
+class MemberViewed(Payload, frozen=True, kw_only=True):
+    """The personal-data audit trail: a clerk opened or exported a member's profile."""
+
+    TYPE: ClassVar[str] = "member.viewed"
+
+    clerk_id: Id
+    member_id: Id
+    action: Literal["view", "export"]
+    at: Epoch | None = None  # None: HQ's receipt time
+
+
+# ---------------------------------------------------------------------------- ledgers
+
+
+class StockMoved(Payload, frozen=True, kw_only=True):
+    """One stock ledger entry (sale, return, receipt...)."""
+
+    TYPE: ClassVar[str] = "stock.moved"
+
+    sku: Id
+    delta: Quantity
+    reason: Field
+    location: Word = "floor"
+    ref: Field | None = None
+
+
+class StockAdjusted(StockMoved, frozen=True, kw_only=True):
+    """A manual stock adjustment; the same entry as stock.moved."""
+
+    TYPE: ClassVar[str] = "stock.adjusted"
+
+
+class PointsEntry(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "points.entry"
+
+    member_id: Id
+    delta: Points
+    kind: PointsKind
+    ref: Field | None = None
+
+
+# ---------------------------------------------------------------------------- sales
+
+
+class SaleLine(msgspec.Struct, frozen=True, kw_only=True):
+    sku: Id
+    gtin: Word | None = None
+    name: Field
+    qty: Quantity
+    unit_price: Yen
+    tax_class: Word
+    rate: Rate
+    discount: Yen = 0
+    total: Yen
+    serial: Word | None = None
+    code: Text = ""
+    of_line: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+
+
+class SaleRate(msgspec.Struct, frozen=True, kw_only=True):
+    rate: Rate
+    lines: Yen = 0
+    discount: Yen = 0
+    taxable: Yen
+    tax: Yen
+
+
+class RateTax(msgspec.Struct, frozen=True, kw_only=True):
+    taxable: Yen
+    tax: Yen
+
+
+class ReceiptDiscount(msgspec.Struct, frozen=True, kw_only=True):
+    label: Text
+    amount: Yen
+
+
+class SalePayment(msgspec.Struct, frozen=True, kw_only=True):
+    tender: Word
+    amount: Yen
+
+
+class SaleStockMovement(msgspec.Struct, frozen=True, kw_only=True):
+    sku: Id
+    qty: Quantity
+    serial: Word | None = None
+
+
+class SalePointsEntry(msgspec.Struct, frozen=True, kw_only=True):
+    member_id: Id
+    kind: Word  # the engine's kind (accrue, redeem, ...); the ledger has the protocol's
+    points: Points
+
+
+class SaleCompleted(Payload, frozen=True, kw_only=True):
+    """A sale as the store's checkout records it (tenpo.edge.checkout.model.sale_to_json), plus
+    ``feed_cursor``: how far the store had read HQ's change feed when it sold."""
+
+    TYPE: ClassVar[str] = "sale.completed"
+    KIND: ClassVar[str] = "sale"
+
+    receipt_no: Id
+    kind: Word
+    refund_of: Id | None = None
+    tax_rounding: Word | None = None
+    at: Annotated[str, Meta(min_length=1, max_length=64)]  # ISO 8601 with offset
+    prices_include_tax: bool = True
+    member_id: Id | None = None
+    lines: list[SaleLine] = []
+    subtotal: Yen = 0
+    receipt_discounts: list[ReceiptDiscount] = []
+    tax_by_rate: dict[Word, RateTax] = {}
+    rates: list[SaleRate]
+    total: Yen
+    payments: list[SalePayment] = []
+    change: Yen = 0
+    points_earned: Points
+    points_redeemed: Points
+    points_balance_after: Points | None = None
+    stock_movements: list[SaleStockMovement]
+    points_entries: list[SalePointsEntry]
+    feed_cursor: Seq | None = None
+
+
+class SaleRefunded(SaleCompleted, frozen=True, kw_only=True):
+    """A refund of (part of) an earlier sale: ``refund_of`` names it."""
+
+    TYPE: ClassVar[str] = "sale.refunded"
+    KIND: ClassVar[str] = "refund"
+
+
+# ---------------------------------------------------------------------------- inspections, clerks
+
+
+class InspectionCompleted(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "inspection.completed"
+
+    inspection_id: Id
+    shipment_id: Id | None = None
+    status: Literal["accepted", "held"]
+    summary: dict[Word, Any]
+    at: Epoch
+    by: Id | None = None
+
+
+class ReservationRequested(Payload, frozen=True, kw_only=True):
+    """A pickup reservation (取り置き) for a product held at another store."""
+
+    TYPE: ClassVar[str] = "reservation.requested"
+
+    reservation_id: Id
+    sku: Id
+    qty: Annotated[int, Meta(ge=1, le=1_000_000)]
+    from_store: StoreId
+    pickup_store: StoreId | None = None
+    member_id: Id | None = None
+    customer: Text | None = None
+    clerk_id: Id
+    at: Epoch | None = None
+
+
+# ---------------------------------------------------------------------------- presence
+
+
+class VisitArrived(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "visit.arrived"
+
+    visit_id: Id
+    member_id: Id
+    arrived_at: UnixTime
+    store: StoreId | None = None
+
+
+class VisitLeft(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "visit.left"
+
+    visit_id: Id
+    member_id: Id
+    arrived_at: UnixTime
+    left_at: UnixTime
+    dwell_s: Seconds
+    interrupted: bool = False
+    store: StoreId | None = None
+
+
+class ZoneEntered(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "zone.entered"
+
+    stay_id: Id
+    zone: Id
+    subject_kind: SubjectKind
+    subject_id: Id
+    member_id: Id | None = None  # equals subject_id for a member, None for a zone beacon
+    entered_at: UnixTime
+    store: StoreId | None = None
+
+
+class ZoneLeft(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "zone.left"
+
+    stay_id: Id
+    zone: Id
+    subject_kind: SubjectKind
+    subject_id: Id
+    member_id: Id | None = None
+    entered_at: UnixTime
+    left_at: UnixTime
+    dwell_s: Seconds
+    store: StoreId | None = None
+
+
+class CouponTriggered(Payload, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "coupon.triggered"
+
+    coupon_id: Id
+    member_id: Id
+    rule: Id
+    visit_id: Id | None = None
+    triggered_at: UnixTime
+    store: StoreId | None = None
+
+
+# ---------------------------------------------------------------------------- the catalogue
+
+PAYLOADS: tuple[type[Payload], ...] = (
+    MemberRegistered, MemberUpdated, MemberViewed, StockMoved, StockAdjusted, PointsEntry, SaleCompleted,
+    SaleRefunded, InspectionCompleted, ReservationRequested, VisitArrived, VisitLeft, ZoneEntered, ZoneLeft,
+    CouponTriggered,
+)  # fmt: skip
+
+CATALOGUE: dict[tuple[str, int], type[Payload]] = {(p.TYPE, p.SCHEMA): p for p in PAYLOADS}
+EVENT_TYPES: frozenset[str] = frozenset(p.TYPE for p in PAYLOADS)
+
+
+class PayloadMismatch(ValueError):
+    """A payload that does not fit its Struct; ``field`` is the offending path (``rates[0].tax``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+class UnknownEvent(ValueError):
+    """An event type, or a schema number of a known type, that is not in the catalogue."""
+
+
+_AT = re.compile(r"^(?P<problem>.*?) - at `\$\.?(?P<path>[^`]*)`$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def mismatch(exc: msgspec.ValidationError) -> PayloadMismatch:
+    """msgspec's ``Expected `int` <= ... - at `$.rates[0].tax``` as ``rates[0].tax: expected ...``."""
+    text = str(exc)
+    path, problem = "", text
+    found = _AT.match(text)
+    if found:
+        path, problem = found["path"], found["problem"]
+    missing = _MISSING.match(problem)
+    if missing:
+        path = f"{path}.{missing['name']}" if path else missing["name"]
+        problem = "missing"
+    problem = problem.replace("`", "")
+    return PayloadMismatch(path, problem[:1].lower() + problem[1:])
+
+
+def _choices(struct: type[msgspec.Struct], name: str) -> tuple[str, ...]:
+    """The values a Literal field of ``struct`` allows (empty for any other field)."""
+    hint = get_type_hints(struct).get(name)
+    options = get_args(hint) if get_origin(hint) is Literal else ()
+    return tuple(str(option) for option in options)
+
+
+def convert(data: Any, struct: type[S]) -> S:
+    """``data`` (decoded JSON) as ``struct``; raises PayloadMismatch naming the field."""
+    try:
+        return msgspec.convert(data, struct)
+    except msgspec.ValidationError as exc:
+        error = mismatch(exc)
+        choices = _choices(struct, error.field) if error.problem.startswith("invalid enum value") else ()
+        if choices:
+            error = PayloadMismatch(error.field, f"{error.problem}: must be one of {', '.join(choices)}")
+        raise error from None
+
+
+def payload_type(event_type: str, schema: int = 1) -> type[Payload]:
+    struct = CATALOGUE.get((event_type, schema))
+    if struct is None:
+        if event_type in EVENT_TYPES:
+            raise UnknownEvent(f"{event_type}: unsupported schema version {schema}")
+        raise UnknownEvent(f"unknown event type {event_type!r}")
+    return struct
+
+
+def decode_payload(event_type: str, schema: int, payload: Any) -> Payload:
+    """The event's payload as its catalogue Struct; UnknownEvent or PayloadMismatch otherwise."""
+    return convert(payload, payload_type(event_type, schema))
+
+
+def to_payload(value: Payload) -> dict[str, Any]:
+    """The JSON object an outbox row carries for ``value``."""
+    return msgspec.to_builtins(value)  # type: ignore[no-any-return]
