@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from tenpo.cloud import admin
+from tenpo.cloud.aggregator import Aggregator
+from tenpo.cloud.asn.cli import register_cloud as asn_commands
+from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
+from tenpo.cloud.members.cli import register_cloud as member_commands
+from tenpo.cloud.sales.cli import register_cloud as sales_commands
 from tenpo.cloud.status import status_report
+from tenpo.cloud.visits.cli import register_cloud as visit_commands
 from tenpo.shared.errors import UserError
 from tenpo.shared.logs import add_log_level_flag, configure_logging
 from tenpo.shared.mqtt import TlsFiles, parse_broker_url
-
-DEFAULT_DB = "sqlite:///central.db"
-
-
-def _db_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument(
-        "--db", default=os.environ.get("TENPO_DB", DEFAULT_DB),
-        help="sqlite:///path or postgresql://... (default: $TENPO_DB or sqlite:///central.db)",
-    )  # fmt: skip
-    return parser
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = cloud.add_subparsers(dest="cloud_command", metavar="COMMAND")
     commands.required = True
 
-    run = _db_flag(commands.add_parser("run", help="run an aggregator (several may share one PostgreSQL)"))
+    run = db_flag(commands.add_parser("run", help="run an aggregator (several may share one PostgreSQL)"))
     run.add_argument("--broker", default=os.environ.get("TENPO_BROKER", "mqtt://127.0.0.1:1883"))
     run.add_argument("--client-id", help="MQTT client id (default: unique per process)")
     run.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
@@ -50,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store = commands.add_parser("store", help="registered stores")
     store_commands = store.add_subparsers(dest="store_command", metavar="COMMAND")
     store_commands.required = True
-    add = _db_flag(store_commands.add_parser("add", help="register a store and its public key"))
+    add = db_flag(store_commands.add_parser("add", help="register a store and its public key"))
     add.add_argument("store_id")
     add.add_argument("--public-key", required=True, type=Path, help="the store's .pub file (PEM)")
     add.add_argument("--name")
@@ -59,32 +49,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     product = commands.add_parser("product", help="the product list sent to every store")
     product_commands = product.add_subparsers(dest="product_command", metavar="COMMAND")
     product_commands.required = True
-    imp = _db_flag(product_commands.add_parser("import", help="import products from CSV (sku,jan,name,price,tax_class)"))
+    imp = db_flag(product_commands.add_parser("import", help="import products from CSV (sku,jan,name,price,tax_class)"))
     imp.add_argument("file", type=Path)
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_product_import)
 
-    status = _db_flag(commands.add_parser("status", help="every store's link and the totals"))
+    status = db_flag(commands.add_parser("status", help="every store's link and the totals"))
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
-
-    from tenpo.cloud.asn.cli import register_cloud as asn_commands
-    from tenpo.cloud.members.cli import register_cloud as member_commands
-    from tenpo.cloud.sales.cli import register_cloud as sales_commands
-    from tenpo.cloud.visits.cli import register_cloud as visit_commands
 
     for add_commands in (sales_commands, member_commands, asn_commands, visit_commands):
         add_commands(commands)
 
 
-def db_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--db`` as every cloud command takes it (for area modules adding subcommands)."""
-    return _db_flag(parser)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from tenpo.cloud.aggregator import Aggregator
-
     configure_logging(args.log_level)
     tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
     aggregator = Aggregator(args.db, parse_broker_url(args.broker, "--broker"), tls=tls, client_id=args.client_id)
@@ -108,7 +86,7 @@ def cmd_store_add(args: argparse.Namespace) -> int:
 def cmd_product_import(args: argparse.Namespace) -> int:
     report = admin.import_products(Central(args.db), args.file)
     if args.json:
-        _print_json({"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
+        print_json({"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
                      "rejected": [{"line": line, "reason": reason} for line, reason in report.rejected]})  # fmt: skip
     else:
         print(f"products: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
@@ -121,7 +99,7 @@ def cmd_product_import(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     report = status_report(Central(args.db, create=False))
     if args.json:
-        _print_json(report)
+        print_json(report)
         return 0
     print(f"{'store':<10} {'online':<7} {'applied':>8} {'events':>8} {'backlog':>8} {'dead':>5} {'lag s':>8}")
     for s in report["stores"]:

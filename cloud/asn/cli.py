@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tenpo.cloud.asn import admin
+from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 
 
 def register_cloud(commands: argparse._SubParsersAction) -> None:
-    from tenpo.cloud.cli import db_flag
-
     asn = commands.add_parser("asn", help="advance ship notices and the dock inspections of the stores")
     sub = asn.add_subparsers(dest="asn_command", metavar="COMMAND")
     sub.required = True
@@ -40,14 +37,10 @@ def register_cloud(commands: argparse._SubParsersAction) -> None:
     inspections.set_defaults(func=cmd_inspections)
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     report = admin.import_asns(Central(args.db), args.file)
     if args.json:
-        _print_json(report.as_json())
+        print_json(report.as_json())
     else:
         print(f"ASNs: {len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
               f"{len(report.rejected)} rejected")  # fmt: skip
@@ -59,7 +52,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     rows = admin.asn_rows(Central(args.db), args.store)
     if args.json:
-        _print_json(rows)
+        print_json(rows)
         return 0
     if not rows:
         print("no ASNs")
@@ -78,7 +71,7 @@ def cmd_close(args: argparse.Namespace) -> int:
 def cmd_inspections(args: argparse.Namespace) -> int:
     rows = admin.inspection_rows(Central(args.db), args.store)
     if args.json:
-        _print_json(rows)
+        print_json(rows)
         return 0
     if not rows:
         print("no inspections reported yet")

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
+
+from .config import load_rules
+from .imports import import_members, import_orders
+from .privacy import erase_member, export_members, export_text, show_member
+from .resolve import manual_merge, unmerge
+from .store import Pending, publish
 
 
 def register_cloud(commands: argparse._SubParsersAction) -> None:
     """Add subcommands to the `tenpo cloud` group."""
-    from tenpo.cloud.cli import db_flag
-
     imp = commands.add_parser("import", help="import members or orders from other channels (idempotent)")
     imports = imp.add_subparsers(dest="import_command", metavar="COMMAND")
     imports.required = True
@@ -62,14 +66,7 @@ def register_cloud(commands: argparse._SubParsersAction) -> None:
     erase.set_defaults(func=cmd_erase)
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
-
-
 def _run_import(args: argparse.Namespace, kind: str) -> int:
-    from .config import load_rules
-    from .imports import import_members, import_orders
-
     config = load_rules(args.rules)
     db = Central(args.db)
     on_row = None if args.json else _print_row
@@ -89,7 +86,7 @@ def _run_import(args: argparse.Namespace, kind: str) -> int:
             bar.stop()
     counts = report.counts()
     if args.json:
-        _print_json(report.as_json())
+        print_json(report.as_json())
     else:
         print(f"{kind}: " + ", ".join(f"{n} {status}" for status, n in counts.items()) + f" ({report.encoding})")
     accepted = sum(n for status, n in counts.items() if status != "rejected")
@@ -97,6 +94,7 @@ def _run_import(args: argparse.Namespace, kind: str) -> int:
 
 
 def _progress_bar() -> Any:
+    # Only a terminal gets the bar: scripts and --json runs do not pay for importing rich.
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
@@ -120,11 +118,9 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .privacy import show_member
-
     data = show_member(Central(args.db), args.member_id)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     if data["merged_from"]:
         print(f"{data['merged_from']} was merged into {data['member_id']}")
@@ -161,9 +157,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _change(args: argparse.Namespace, work: Any) -> Any:
-    from .config import load_rules
-    from .store import Pending, publish
-
     db, config, now = Central(args.db), load_rules(args.rules), time.time()
     with db.transaction():
         pending = Pending()
@@ -173,23 +166,19 @@ def _change(args: argparse.Namespace, work: Any) -> Any:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .resolve import manual_merge
-
     merge_id = _change(args, lambda db, config, now, pending: manual_merge(db, args.winner, args.loser, config, now, pending))
     result = {"merge_id": merge_id, "winner": args.winner, "loser": args.loser}
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print(f"merged {args.loser} into {args.winner} (merge #{merge_id}); the stores follow")
     return 0
 
 
 def cmd_unmerge(args: argparse.Namespace) -> int:
-    from .resolve import unmerge
-
     result = _change(args, lambda db, config, now, pending: unmerge(db, args.member_id, config, now, pending))
     if args.json:
-        _print_json(result)
+        print_json(result)
     elif "restored" in result:
         print(f"unmerged {result['restored']} from {result['winner']} (merge #{result['merge_id']}); the stores follow")
     else:
@@ -198,8 +187,6 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .privacy import export_members, export_text
-
     chunks = export_text(export_members(Central(args.db)), args.format)
     if args.output is None:
         try:
@@ -216,11 +203,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from .privacy import erase_member
-
     result = erase_member(Central(args.db), args.member_id, args.reason)
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print(f"erased {result['member_id']} ({result['sources_erased']} source records); "
               f"member.erase sent to every store for {', '.join(result['member_ids'])}")  # fmt: skip

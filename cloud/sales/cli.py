@@ -6,14 +6,13 @@ import argparse
 import json
 import time
 
+from tenpo.cloud.cli_support import db_flag
 from tenpo.cloud.db import Central
 from tenpo.cloud.sales import conflicts
 
 
 def register_cloud(commands: argparse._SubParsersAction) -> None:
     """Add `conflicts` (list, resolve) to the `tenpo cloud` group."""
-    from tenpo.cloud.cli import db_flag
-
     listing = db_flag(commands.add_parser(
         "conflicts", help="open reconciliation conflicts (points below zero, stock oversold)",
         description="List open conflicts; `resolve` settles one by an explicit ledger entry.",

@@ -6,12 +6,12 @@ import argparse
 import datetime as dt
 import json
 
+from tenpo.cloud.cli_support import db_flag
 from tenpo.cloud.db import Central
+from tenpo.cloud.visits.history import member_visits
 
 
 def register_cloud(commands: argparse._SubParsersAction) -> None:
-    from tenpo.cloud.cli import db_flag
-
     visits = db_flag(commands.add_parser("visits", help="a member's store visits (from the beacons)"))
     visits.add_argument("member_id")
     visits.add_argument("--limit", type=int, default=50)
@@ -24,8 +24,6 @@ def _clock(t: float | None) -> str:
 
 
 def cmd_visits(args: argparse.Namespace) -> int:
-    from tenpo.cloud.visits.history import member_visits
-
     visits = member_visits(Central(args.db), args.member_id, limit=args.limit)
     if args.json:
         print(json.dumps([v.as_json() for v in visits], ensure_ascii=False, indent=2))
