@@ -9,7 +9,10 @@ import time
 from collections.abc import Callable
 
 from tenpo.edge.rfid import ascii_lines, mercury, r2000
+from tenpo.edge.rfid.driver import StreamDecoder
+from tenpo.edge.rfid.profile import ReaderProfile
 from tenpo.edge.rfid.reads import TagRead
+from tenpo.edge.rfid.registry import driver_for
 from tenpo.shared import epc as epc_codec
 
 BAUD = 921_600
@@ -42,7 +45,7 @@ def _best_rate(run: Callable[[], int], repeat: int = 3) -> float:
     return best
 
 
-def _decode_rate(make_decoder: Callable[[], object], stream: bytes) -> float:
+def _decode_rate(make_decoder: Callable[[], StreamDecoder], stream: bytes) -> float:
     def run() -> int:
         decoder = make_decoder()
         reads = 0
@@ -55,20 +58,19 @@ def _decode_rate(make_decoder: Callable[[], object], stream: bytes) -> float:
 
 
 def protocol_rows(rng: random.Random) -> list[Row]:
+    """Each protocol's decoder as the transport makes it (through the protocol's driver)."""
     epcs = [bytes.fromhex(h) for h in _sgtins(READS, 200, rng)]
     streams = {
-        "mercury": (mercury.Decoder, [mercury.build_tag_notification(e, -55, 1, 920_400, i % 1000)
-                                      for i, e in enumerate(epcs)]),
-        "r2000": (r2000.Decoder, [r2000.build_tag_record(e, 1 + i % 4, -60, 7)
-                                  for i, e in enumerate(epcs)]),
-        "ascii": (ascii_lines.Decoder, [ascii_lines.format_line(TagRead(e.hex().upper(), -60, 1, 0.0))
-                                        for e in epcs]),
+        "mercury": [mercury.build_tag_notification(e, -55, 1, 920_400, i % 1000) for i, e in enumerate(epcs)],
+        "r2000": [r2000.build_tag_record(e, 1 + i % 4, -60, 7) for i, e in enumerate(epcs)],
+        "ascii": [ascii_lines.format_line(TagRead(e.hex().upper(), -60, 1, 0.0)) for e in epcs],
     }
     rows = []
-    for name, (make, frames) in streams.items():
+    for name, frames in streams.items():
+        profile = ReaderProfile(port="bench", protocol=name)
         frame_size = sum(map(len, frames)) / len(frames)
         line_rate = BYTES_PER_SECOND / frame_size
-        rate = _decode_rate(make, b"".join(frames))
+        rate = _decode_rate(lambda profile=profile: driver_for(profile.protocol).decoder(profile), b"".join(frames))
         rows.append((f"{name} decode", rate, "reads/s", line_rate,
                      f"line rate at {BAUD} baud ({frame_size:.0f}-byte frames)"))
     return rows
