@@ -16,7 +16,7 @@ from tenpo.edge.rfid.transport import ReaderConnection
 from tenpo.shared.errors import UserError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("rfid", help="UHF RFID readers: listen to one, or simulate one")
     commands = parser.add_subparsers(dest="rfid_command", metavar="COMMAND")
     commands.required = True

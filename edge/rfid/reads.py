@@ -26,7 +26,8 @@ class TagRead(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     reader_ms: int | None = None  # reader's own timestamp, ms (Mercury: since the last keep-alive)
 
     def to_dict(self) -> dict[str, object]:
-        return msgspec.to_builtins(self)
+        fields: dict[str, object] = msgspec.to_builtins(self)
+        return fields
 
 
 @dataclass(slots=True)
