@@ -22,16 +22,10 @@ from tenpo.edge.rfid.registry import DRIVERS, profile_from_mapping
 from tenpo.edge.rfid.simulator import ReaderSimulator, default_tags
 from tenpo.edge.rfid.transport import ReaderConnection
 from tenpo.shared.errors import ConfigError
+from tests.test_rfid_simulator import wait_until
 
 RFID = Path(__file__).resolve().parents[1] / "edge" / "rfid"
 pytestmark = pytest.mark.timeout(30)
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------------ no branching
