@@ -21,7 +21,15 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client
 from tenpo.shared.protocol import (
-    BROADCAST_CHANGES, HQ_STATE, ROOT, SHARE_GROUP, HqState, down_topic, encode, parse_up_topic, shared,
+    BROADCAST_CHANGES,
+    HQ_STATE,
+    ROOT,
+    SHARE_GROUP,
+    HqState,
+    down_topic,
+    encode,
+    parse_up_topic,
+    shared,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)

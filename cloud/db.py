@@ -8,17 +8,18 @@ migrations applied at start-up, each in its own transaction.
 from __future__ import annotations
 
 import importlib
+import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
-from urllib.parse import urlsplit
+from typing import Any
 
 from tenpo.cloud.db_types import column_types
-from tenpo.shared.errors import ConfigError
+from tenpo.shared.errors import ConfigError, MissingExtra
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ def parse_db_url(url: str) -> DbUrl:
         if not path:
             raise ConfigError(f"--db {url!r}: no file path after sqlite:///")
         return DbUrl("sqlite", path)
-    scheme = urlsplit(url).scheme
+    scheme = url.partition("://")[0] if "://" in url else ""  # libpq judges the rest and says what is wrong
     if scheme in ("postgresql", "postgres"):
         return DbUrl("postgresql", url)
     raise ConfigError(f"--db {url!r}: use sqlite:///path or postgresql://user@host/db")
@@ -42,26 +43,18 @@ def parse_db_url(url: str) -> DbUrl:
 class Central:
     """One connection to the central store; not shared across threads (open one per thread)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
+        """Open (and migrate) the central database; ``create=False`` (read and operator commands) refuses
+        a SQLite file that does not exist, so a mistyped path is an error rather than a new empty HQ."""
         self.url = parse_db_url(url)
         self.dialect = self.url.dialect
-        if self.dialect == "sqlite":
-            Path(self.url.target).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.url.target, isolation_level=None, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self.conn: Any = conn
-        else:
-            import psycopg
-
-            try:
-                self.conn = psycopg.connect(self.url.target, autocommit=True)
-            except psycopg.OperationalError as exc:
-                raise ConfigError(f"--db: cannot connect to PostgreSQL ({str(exc).strip().splitlines()[0]})") from None
+        self.conn: Any = _connect_sqlite(self.url, create) if self.dialect == "sqlite" else _connect_postgresql(self.url)
         self._lock = threading.Lock()
-        migrate(self)
+        try:
+            migrate(self)
+        except BaseException:
+            self.conn.close()
+            raise
 
     # ------------------------------------------------------------------ SQL helpers
 
@@ -93,7 +86,7 @@ class Central:
         return default if row is None or row[0] is None else row[0]
 
     @contextmanager
-    def transaction(self) -> Iterator["Central"]:
+    def transaction(self) -> Iterator[Central]:
         with self._lock:
             if self.dialect == "sqlite":
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -107,12 +100,70 @@ class Central:
                 with self.conn.transaction():
                     yield self
 
+    @contextmanager
+    def savepoint(self) -> Iterator[Central]:
+        """Inside a transaction: undo only what the block wrote if it raises (one event of a batch)."""
+        if self.dialect == "postgresql":
+            with self.conn.transaction():  # psycopg nests a transaction as a savepoint
+                yield self
+            return
+        self.conn.execute("SAVEPOINT tenpo_part")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK TO SAVEPOINT tenpo_part")
+            self.conn.execute("RELEASE SAVEPOINT tenpo_part")
+            raise
+        self.conn.execute("RELEASE SAVEPOINT tenpo_part")
+
     def lock_suffix(self) -> str:
         """Row lock for read-then-write inside a transaction (SQLite already holds the write lock)."""
         return " FOR UPDATE" if self.dialect == "postgresql" else ""
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _connect_sqlite(url: DbUrl, create: bool) -> sqlite3.Connection:
+    path = Path(url.target)
+    if not create and not path.is_file():
+        raise ConfigError(
+            f"--db sqlite:///{url.target}: the database does not exist (check the path; `tenpo cloud run` creates it)"
+        )
+    try:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        else:  # mode=rw: never create, even if the file vanished since the check
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30,
+                                   check_same_thread=False)  # fmt: skip
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"--db sqlite:///{url.target}: cannot open ({exc})") from None
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        what = "is not an SQLite database" if "not a database" in str(exc) else f"cannot be used ({exc})"
+        raise ConfigError(f"--db sqlite:///{url.target}: {what}") from None
+    return conn
+
+
+def _connect_postgresql(url: DbUrl) -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise MissingExtra("a PostgreSQL central database", "hq", exc) from None
+    # libpq waits for the operating system's TCP timeout (minutes) on an unreachable host unless told
+    timeout = {} if "connect_timeout" in url.target else {"connect_timeout": 10}
+    try:
+        return psycopg.connect(url.target, autocommit=True, **timeout)
+    except psycopg.Error as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first_line = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", first_line)  # libpq may quote the URL: no password
+        raise ConfigError(f"--db: cannot connect to PostgreSQL ({first_line})") from None
 
 
 # ---------------------------------------------------------------------------- migrations
@@ -251,7 +302,8 @@ def _balance_triggers(db: Central) -> list[str]:
                     UPDATE stock_levels SET on_hand = on_hand - OLD.delta WHERE store_id = OLD.store_id AND sku = OLD.sku;
                 END IF;
                 IF TG_OP IN ('INSERT', 'UPDATE') THEN
-                    INSERT INTO stock_levels(store_id, sku, on_hand, as_of) VALUES (NEW.store_id, NEW.sku, NEW.delta, NEW.created_at)
+                    INSERT INTO stock_levels(store_id, sku, on_hand, as_of)
+                    VALUES (NEW.store_id, NEW.sku, NEW.delta, NEW.created_at)
                     ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = stock_levels.on_hand + EXCLUDED.on_hand,
                         as_of = EXCLUDED.as_of;
                 END IF;
@@ -303,6 +355,11 @@ def migrate(db: Central) -> int:
     db.execute(
         f"CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at {_types(db)['real']})"
     )
+    found = int(db.scalar("SELECT max(version) FROM schema_migrations", (), 0))
+    known = max(version for version, _name, _statements in MIGRATIONS)
+    if found > known:  # written by a newer tenpo: its tables would be misread, and this code cannot go back
+        raise ConfigError(f"the central database has schema version {found}, newer than this tenpo knows ({known}):"
+                          " upgrade tenpo on this machine")  # fmt: skip
     for version, name, statements in MIGRATIONS:
         with db.transaction():
             if db.dialect == "postgresql":

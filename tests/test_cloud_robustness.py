@@ -6,19 +6,21 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tenpo.cli import main
 from tenpo.cloud.admin import add_store
 from tenpo.cloud.aggregator import Aggregator
 from tenpo.cloud.apply import KeyRing, apply_batch
-from tenpo.cloud.db import Central
+from tenpo.cloud.db import MIGRATIONS, Central
 from tenpo.sandbox import Mosquitto, wait_until
 from tenpo.shared import crypto
+from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import parse_broker_url
 from tenpo.shared.protocol import Envelope, Event, EventBatch, encode, up_topic
 
@@ -77,7 +79,9 @@ class RunningAggregator:
 
 
 @pytest.fixture
-def running(sqlite_url: str, broker: Mosquitto, store_key: crypto.Ed25519PrivateKey) -> Iterator[tuple[Central, RunningAggregator]]:
+def running(
+    sqlite_url: str, broker: Mosquitto, store_key: crypto.Ed25519PrivateKey
+) -> Iterator[tuple[Central, RunningAggregator]]:
     db = Central(sqlite_url)
     add_store(db, "S001", crypto.public_key_pem(store_key))
     hq = RunningAggregator(sqlite_url, broker)
@@ -123,3 +127,82 @@ def test_any_failure_opening_a_message_is_its_dead_letter_and_the_next_applies(r
     hq.publish(signed(store_key, EventBatch("s", [stock_event(1), stock_event(2)])))  # the store resends
     assert hq.got_ack.wait(10)
     assert hq.acks[-1]["hwm"] == 2 and on_hand(db) == 2
+
+
+# ---------------------------------------------------------------------------- commands: one line, the right exit
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("command", [
+    ["cloud", "status"], ["hq", "--broker", "none"], ["cloud", "conflicts"], ["cloud", "members", "show", "M1"],
+    ["cloud", "members", "export"], ["cloud", "asn", "list"], ["cloud", "visits", "M1"],
+])  # fmt: skip
+def test_read_commands_on_a_mistyped_database_path_create_nothing(tmp_path: Path, command: list[str], capsys) -> None:
+    missing = tmp_path / "centrl.db"
+    assert main([*command, "--db", f"sqlite:///{missing}"]) == 1
+    assert "the database does not exist" in one_line_error(capsys)
+    assert not missing.exists()
+
+
+def test_a_database_from_a_newer_tenpo_is_refused_naming_both_versions(central_url: str, capsys) -> None:
+    db = Central(central_url)
+    known = max(version for version, *_ in MIGRATIONS)
+    with db.transaction():
+        db.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, 'from the future', 0)", (known + 5,))
+    db.close()
+    with pytest.raises(ConfigError) as refused:
+        Central(central_url)
+    assert f"schema version {known + 5}, newer than this tenpo knows ({known})" in str(refused.value)
+    assert main(["cloud", "status", "--db", central_url]) == 1
+    assert f"version {known + 5}" in one_line_error(capsys)
+
+
+def test_a_file_that_is_not_sqlite_is_one_line(tmp_path: Path, capsys) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n" * 20)
+    for command in (["cloud", "status"], ["cloud", "product", "import", str(passwd)]):
+        assert main([*command, "--db", f"sqlite:///{passwd}"]) == 1
+        assert "is not an SQLite database" in one_line_error(capsys)
+    assert passwd.read_text().startswith("root:x:0:0"), "the file is left as it was"
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://tenpo@127.0.0.1/tenpo?nonsense=1", "postgresql://te%ZZ@127.0.0.1/tenpo", "postgresql://tenpo@[::1/tenpo",
+    "postgresql://tenpo@127.0.0.1:1/tenpo",  # nothing listens there
+])  # fmt: skip
+def test_a_bad_or_unreachable_postgresql_is_one_line(url: str, capsys) -> None:
+    assert main(["cloud", "status", "--db", url]) == 1
+    assert one_line_error(capsys).startswith("tenpo: --db: cannot connect to PostgreSQL (")
+
+
+def test_imports_with_rejected_rows_exit_1_after_importing_the_good_ones(tmp_path: Path, sqlite_url: str, capsys) -> None:
+    db = ["--db", sqlite_url]
+    products = tmp_path / "products.csv"
+    products.write_text("sku,jan,name,price,tax_class\nA1,,緑茶,150,reduced\nB2,,傘,abc,standard\n")
+    assert main(["cloud", "product", "import", str(products), *db]) == 1
+    out, err = capsys.readouterr()
+    assert "1 created" in out and "1 rejected" in out and "price 'abc'" in err
+
+    members = tmp_path / "members.csv"
+    members.write_text("source,source_id,name,email\nlegacy,1,山田 太郎,taro@example.jp\nlegacy,2,Bad Mail,not-an-email\n")
+    assert main(["cloud", "import", "members", str(members), *db]) == 1
+    out, err = capsys.readouterr()
+    assert "1 created" in out and "1 rejected" in out and "email" in err
+
+    asns = tmp_path / "asns.csv"
+    asns.write_text("shipment_id,store,gtin,qty\nC1,S001,4901085089583,12\n,S001,4901085089583,1\n")
+    add_store(Central(sqlite_url), "S001", crypto.public_key_pem(crypto.Ed25519PrivateKey.generate()))
+    assert main(["cloud", "asn", "import", str(asns), *db]) == 1
+    out, err = capsys.readouterr()
+    assert "1 created" in out and "1 row refused" in out and "rejected line 3" in err
+
+    central = Central(sqlite_url, create=False)
+    assert central.scalar("SELECT count(*) FROM products") == 1
+    assert central.scalar("SELECT count(*) FROM member_sources") == 1
+    assert central.scalar("SELECT count(*) FROM asns") == 1
+    central.close()

@@ -58,7 +58,8 @@ def test_member_list_in_every_encoding_japanese_spreadsheets_write(tmp_path: Pat
     report = import_members(db, path)
     assert report.encoding == encoding
     assert report.counts()["created"] == 2
-    rows = db.all("SELECT source_id, name, kana, email, phone, postal_code, birth_date, custom FROM member_sources ORDER BY source_id")
+    rows = db.all("SELECT source_id, name, kana, email, phone, postal_code, birth_date, custom "
+                  "FROM member_sources ORDER BY source_id")
     assert tuple(rows[0]) == ("1", "山田 太郎", "ヤマダタロウ", "Taro@example.jp", "+819012345678", "1500001", "1980-03-01",
                               '{"rank": "gold"}')  # fmt: skip
     assert tuple(rows[1][1:5]) == ("サトウ ハナコ", None, None, "+818011112222")
@@ -145,7 +146,7 @@ def test_jsonl_orders_and_cli_json_report(hq: Central, tmp_path: Path, capsys) -
         + '{"order_id": "X", "channel": "web", "lines": []}\n',
         encoding="utf-8",
     )  # fmt: skip
-    assert main(["cloud", "import", "orders", str(path), "--json", "--db", url_of(hq)]) == 0
+    assert main(["cloud", "import", "orders", str(path), "--json", "--db", url_of(hq)]) == 1, "a row was rejected"
     report = json.loads(capsys.readouterr().out)
     rows = report["rows"]
     assert [r["status"] for r in rows] == ["created", "created", "rejected"]
@@ -163,7 +164,7 @@ def test_a_file_of_the_wrong_kind_is_a_user_error(tmp_path: Path, sqlite_url: st
 
 
 def test_encoding_detection() -> None:
-    assert detect_encoding("山田".encode("utf-8")[:-1]) == "utf-8", "a character cut at the end of the head is fine"
+    assert detect_encoding("山田".encode()[:-1]) == "utf-8", "a character cut at the end of the head is fine"
     assert detect_encoding("山田".encode("cp932")) == "cp932"
 
 

@@ -42,15 +42,17 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_json())
     else:
+        # Shipments are counted; a row may be refused without naming a shipment (a bad shipment_id): say so.
+        refused = f"; {len(report.errors)} row{'s' if len(report.errors) != 1 else ''} refused" if report.errors else ""
         print(f"ASNs: {len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
-              f"{len(report.rejected)} rejected")  # fmt: skip
+              f"{len(report.rejected)} rejected{refused}")  # fmt: skip
         for error in report.errors:
             print(f"  rejected {error}", file=sys.stderr)
-    return 1 if report.rejected else 0
+    return 1 if report.rejected or report.errors else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = admin.asn_rows(Central(args.db), args.store)
+    rows = admin.asn_rows(Central(args.db, create=False), args.store)
     if args.json:
         print_json(rows)
         return 0
@@ -63,13 +65,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
-    admin.close_asn(Central(args.db), args.shipment_id)
+    admin.close_asn(Central(args.db, create=False), args.shipment_id)
     print(f"ASN {args.shipment_id} closed; the stores stop expecting it")
     return 0
 
 
 def cmd_inspections(args: argparse.Namespace) -> int:
-    rows = admin.inspection_rows(Central(args.db), args.store)
+    rows = admin.inspection_rows(Central(args.db, create=False), args.store)
     if args.json:
         print_json(rows)
         return 0

@@ -8,9 +8,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from tenpo.shared.errors import UserError
+from tenpo.cloud.cli_support import db_flag
+from tenpo.cloud.db import Central
+from tenpo.cloud.hq.config import load_monitor_config
+from tenpo.cloud.hq.data import HqData
+from tenpo.shared.errors import MissingExtra
+from tenpo.shared.mqtt import TlsFiles, parse_broker_url
 
-DEFAULT_DB = "sqlite:///central.db"
 DEFAULT_PORT = 8000
 
 
@@ -20,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Watch every store: online/offline from birth and Will, backlog, lag, dead letters, conflicts. "
                     "Keys: Enter store detail, d dead letters, c conflicts, a attention-first order, q quit.",
     )  # fmt: skip
-    hq.add_argument("--db", default=os.environ.get("TENPO_DB", DEFAULT_DB),
-                    help="sqlite:///path or postgresql://... (default: $TENPO_DB or sqlite:///central.db)")  # fmt: skip
+    db_flag(hq)
     hq.add_argument("--broker", default=os.environ.get("TENPO_BROKER", "mqtt://127.0.0.1:1883"),
-                    help="broker for live presence (default: $TENPO_BROKER or mqtt://127.0.0.1:1883); 'none' to skip")  # fmt: skip
+                    help="broker for live presence (default: $TENPO_BROKER or mqtt://127.0.0.1:1883); "
+                         "'none' to skip")  # fmt: skip
     hq.add_argument("--config", type=Path, help="monitor TOML: [thresholds] and [refresh] (defaults built in)")
     hq.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
     hq.add_argument("--tls-cert", type=Path, help="the monitor's client certificate")
@@ -34,14 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq.set_defaults(func=cmd_hq)
 
 
-def make_app(db_url: str, broker_url: str | None, config_path: Path | None = None, tls: object = None):  # noqa: ANN201
-    """The app as the CLI runs it; tests build theirs the same way (with a pinned clock if they like)."""
-    from tenpo.cloud.hq.app import HqApp
-    from tenpo.cloud.hq.config import load_monitor_config
-    from tenpo.cloud.hq.data import HqData
-    from tenpo.shared.mqtt import parse_broker_url
+def make_app(  # noqa: ANN201
+    db_url: str, broker_url: str | None, config_path: Path | None = None, tls: object = None, existing_db: bool = False
+):
+    """The app as the CLI runs it; tests build theirs the same way (with a pinned clock if they like).
+
+    ``existing_db``: refuse a database that does not exist (a monitor must not create an empty HQ).
+    """
+    from tenpo.cloud.hq.app import HqApp  # Textual loads only when a monitor opens (not for --serve's parent)
 
     config = load_monitor_config(config_path)
+    if existing_db:
+        Central(db_url, create=False).close()
     broker = None if broker_url in (None, "", "none") else parse_broker_url(broker_url, "--broker")
     return HqApp(HqData(db_url, config), broker, tls)  # type: ignore[arg-type]
 
@@ -59,14 +67,13 @@ def serve_command(args: argparse.Namespace) -> str:
 def cmd_hq(args: argparse.Namespace) -> int:
     if args.serve:
         try:
-            from textual_serve.server import Server
-        except ImportError:
-            raise UserError("--serve needs textual-serve (pip install textual-serve)") from None
+            from textual_serve.server import Server  # the 'hq' extra
+        except ImportError as exc:
+            raise MissingExtra("tenpo hq --serve", "hq", exc) from None
+        Central(args.db, create=False).close()  # each browser session opens it: fail here, once
         print(f"serving the HQ monitor on http://{args.host}:{args.port}", file=sys.stderr)
         Server(serve_command(args), host=args.host, port=args.port, title="Tenpo HQ").serve()
         return 0
-    from tenpo.shared.mqtt import TlsFiles
-
     tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
-    make_app(args.db, args.broker, args.config, tls).run()
+    make_app(args.db, args.broker, args.config, tls, existing_db=True).run()
     return 0

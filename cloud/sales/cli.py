@@ -35,7 +35,7 @@ def register_cloud(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
-    db = Central(args.db)
+    db = Central(args.db, create=False)
     rows = conflicts.list_all(db) if args.all else conflicts.list_open(db)
     if args.json:
         print(json.dumps([c.as_json() for c in rows], ensure_ascii=False, indent=2))
@@ -47,7 +47,8 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
         print(_line(c))
         for entry in c.detail.get("entries", [])[-6:]:
             what = entry.get("kind") or entry.get("reason")
-            print(f"      {entry['store_id']:<8} seq {entry['store_seq']:>6} {entry['delta']:>+8,} {what} {entry.get('ref') or ''}")
+            print(f"      {entry['store_id']:<8} seq {entry['store_seq']:>6} {entry['delta']:>+8,} {what} "
+                  f"{entry.get('ref') or ''}")
     return 0
 
 
@@ -59,7 +60,7 @@ def _line(c: conflicts.Conflict) -> str:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    resolved = conflicts.resolve(Central(args.db), args.id, args.action, note=args.note, actor=args.by)
+    resolved = conflicts.resolve(Central(args.db, create=False), args.id, args.action, note=args.note, actor=args.by)
     if args.json:
         print(json.dumps(resolved.as_json(), ensure_ascii=False, indent=2))
     else:

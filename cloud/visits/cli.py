@@ -24,7 +24,7 @@ def _clock(t: float | None) -> str:
 
 
 def cmd_visits(args: argparse.Namespace) -> int:
-    visits = member_visits(Central(args.db), args.member_id, limit=args.limit)
+    visits = member_visits(Central(args.db, create=False), args.member_id, limit=args.limit)
     if args.json:
         print(json.dumps([v.as_json() for v in visits], ensure_ascii=False, indent=2))
         return 0
