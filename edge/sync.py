@@ -177,7 +177,7 @@ class SyncLink:
         client.reconnect_delay_set(min_delay=seconds, max_delay=seconds)  # type: ignore[arg-type]
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._post(Message(message.topic, message.payload))
+        self._post(Message(message.topic, bytes(message.payload)))
 
     def _post(self, item: Input | Message) -> None:
         if self._loop is not None:
@@ -361,7 +361,7 @@ class SyncLink:
 
     def _request_snapshot(self) -> None:
         progress = feed.snapshot_progress(self.db)
-        done = int(feed.get_meta(self.db.conn, "snapshot_done") or 0)
+        done = int(get_meta(self.db.conn, "snapshot_done") or 0)
         self._publish(
             "snapshot",
             SnapshotRequest(snapshot_id=progress.snapshot_id, entity=progress.entity, after_key=progress.after_key, done=done,

@@ -13,7 +13,7 @@ before the next attempt must be set inside paho's callbacks, before paho reconne
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from tenpo.edge.config import SyncSettings
@@ -427,7 +427,7 @@ class Reconnects:
         self._connected_at: float | None = None
 
     def ceiling(self, attempt: int) -> float:
-        return min(self.cap_s, self.base_s * 2 ** min(attempt, 32))
+        return min(self.cap_s, self.base_s * 2.0 ** min(attempt, 32))
 
     def connected(self, now: float) -> int:
         """The broker accepted us; returns the session number the birth must carry."""
