@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from typing import Any, Callable
 
 from tenpo.edge import db as edge_db
@@ -96,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _progress_printer() -> Callable[[int, int], None]:
     """A progress bar for the bootstrap snapshot on a terminal, a log line per 10% otherwise."""
     if sys.stderr.isatty():
+        # Only a terminal gets the bar: the agent under systemd does not pay for importing rich.
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         progress = Progress("bootstrap", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
@@ -177,8 +179,6 @@ def cmd_stock(args: argparse.Namespace) -> int:
 
 
 def _ago(timestamp: float) -> str:
-    import time
-
     seconds = max(0, int(time.time() - timestamp))
     return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"
 

@@ -17,6 +17,8 @@ from typing import Any, Callable
 import sqlite_utils
 
 from tenpo.edge.db import transaction
+from tenpo.edge.inspection import feed as inspection
+from tenpo.edge.membership import feed as membership
 from tenpo.edge.outbox import get_meta, read_counter, set_counter, set_meta
 from tenpo.shared import cleansing
 from tenpo.shared.protocol import Change, ChangePage, SnapshotChunk
@@ -194,9 +196,6 @@ SNAPSHOT_HANDLERS: dict[str, Handler] = {
 
 def _register_area_handlers() -> None:
     """Areas own the change kinds they define (ASNs, member merges...)."""
-    from tenpo.edge.inspection import feed as inspection
-    from tenpo.edge.membership import feed as membership
-
     for area in (inspection, membership):
         overlap = set(area.CHANGE_HANDLERS) & set(CHANGE_HANDLERS)
         assert not overlap, f"change kinds handled twice: {overlap}"

@@ -15,6 +15,7 @@ import sys
 from typing import Sequence
 
 from tenpo import __version__
+from tenpo.edge.db import explain, is_storage_fault
 from tenpo.shared.errors import TenpoError
 
 # Command groups and the modules that register them (each has register(subparsers)).
@@ -74,8 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tenpo: {exc}", file=sys.stderr)
         return 1
     except sqlite3.DatabaseError as exc:
-        from tenpo.edge.db import explain, is_storage_fault
-
         if not is_storage_fault(exc):
             raise
         print(f"tenpo: {explain(exc)}", file=sys.stderr)

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, OptionList, Sparkline, Static
 
+from tenpo.cloud.hq.conflicts import resolution_actions
 from tenpo.cloud.hq.model import format_age
 from tenpo.cloud.hq.queries import StoreDetail, sequence_gap
 
@@ -305,8 +306,6 @@ class ConflictsScreen(_Reading):
         self.query_one("#entries", Static).update(text)
 
     def action_resolve(self) -> None:
-        from tenpo.cloud.hq.conflicts import resolution_actions
-
         conflict = self.selected()
         actions = resolution_actions(conflict.kind) if conflict is not None else ()
         if conflict is None or not actions:

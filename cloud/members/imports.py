@@ -18,6 +18,7 @@ from typing import Any
 
 from tenpo.cloud.db import Central
 from tenpo.cloud.identity import SourceRecord
+from tenpo.cloud.sales.effects import purchase_change
 from tenpo.shared.cleansing import cleanse_member_record
 from tenpo.shared.errors import UserError
 
@@ -230,8 +231,6 @@ def _import_order(db: Central, order: Order, config: MembersConfig, now: float, 
         )  # fmt: skip
         db.execute("UPDATE member_orders SET points = ? WHERE id = ?", (points, order_ref))
         pending.balances.add(done.member_id)
-    from tenpo.cloud.sales.effects import purchase_change
-
     kind = "refund" if points < 0 or (order.status or "").lower() in ("refunded", "cancelled") else "order"
     pending.events.append(purchase_change(done.member_id, {
         "channel": order.channel, "ref": order.order_id, "kind": kind, "at": order.ordered_at,

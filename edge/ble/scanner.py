@@ -46,7 +46,7 @@ class ScanError:
 
 def classify_error(exc: BaseException) -> ScanError:
     """Decide what a start-up failure means: no Bluetooth here, no passive mode, or try again."""
-    from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError  # loaded only when a scan fails
 
     if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
         return ScanError("unavailable", "no D-Bus system bus, so BlueZ cannot be reached")
@@ -75,6 +75,7 @@ def classify_error(exc: BaseException) -> ScanError:
 
 
 def _scanner_arguments(mode: Literal["active", "passive"], adapter: str | None) -> dict[str, Any]:
+    # bleak (and D-Bus) load only when a scan starts: `tenpo ble decode` and the tests do without them.
     from bleak.args.bluez import OrPattern
     from bleak.assigned_numbers import AdvertisementDataType
 
@@ -148,7 +149,7 @@ class BleScanner:
     def _make(self, mode: Literal["active", "passive"]) -> Any:
         factory = self._factory
         if factory is None:
-            from bleak import BleakScanner
+            from bleak import BleakScanner  # only when a real adapter is used (tests inject a factory)
 
             factory = BleakScanner
         return factory(self.handle_detection, **_scanner_arguments(mode, self._adapter))

@@ -1,47 +1,36 @@
 """What the clerk terminal reads and writes, one method per panel action, on the store's SQLite file.
 
 The app calls these from worker threads only. One connection serves them all, guarded by a lock,
-so a sale's write transaction never interleaves with a read on the same connection. Areas built in
-parallel (checkout, beacons, inspection) are imported lazily: a missing one makes its panel say
-"not available" instead of stopping the terminal.
+so a sale's write transaction never interleaves with a read on the same connection.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, TypeVar
 
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
+from tenpo.edge.ble import arrivals as ble_arrivals
+from tenpo.edge.checkout import store as checkout_store
+from tenpo.edge.checkout.engine import checkout
+from tenpo.edge.checkout.model import Payment, SaleRequest, Scan
 from tenpo.edge.checkout.returns import parse_returned_line, returned_lines
 from tenpo.edge.clerk import accounts, records
 from tenpo.edge.config import StoreConfig
+from tenpo.edge.inspection import store as inspection_store
 from tenpo.edge.outbox import get_meta, read_counter
 from tenpo.shared.errors import UserError
 
 T = TypeVar("T")
 BACKLOG_ALERT_S = 15 * 60  # an unsent event older than this is worth a clerk telling the manager
-
-
-class NotAvailable(UserError):
-    """A part of the store software this panel needs is not installed."""
-
-
-def optional(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
 
 
 # ---------------------------------------------------------------------------- view values
@@ -119,9 +108,6 @@ class ClerkData:
         self._lock = threading.RLock()
         self._watch: sqlite3.Connection | None = None
         self._last_version: int | None = None
-        self.checkout = optional("tenpo.edge.checkout.store")
-        self.arrivals_module = optional("tenpo.edge.ble.arrivals")
-        self.inspection = optional("tenpo.edge.inspection.store")
 
     @property
     def store_id(self) -> str:
@@ -272,12 +258,10 @@ class ClerkData:
     # ------------------------------------------------------------------ arrivals
 
     def arrivals(self, limit: int = 30) -> list[ArrivalLine]:
-        if self.arrivals_module is None:
-            raise NotAvailable("arrivals: the beacon module is not installed")
         return self._locked(self._arrivals, limit)
 
     def _arrivals(self, limit: int) -> list[ArrivalLine]:
-        found = self.arrivals_module.recent_arrivals(self.db, limit)  # type: ignore[union-attr]
+        found = ble_arrivals.recent_arrivals(self.db, limit)
         tiers: dict[str, str] = {}
         ids = sorted({a.member_id for a in found})
         if ids:
@@ -294,15 +278,13 @@ class ClerkData:
     # ------------------------------------------------------------------ dock inspection
 
     def dock(self, limit: int = 20) -> DockView:
-        if self.inspection is None:
-            raise NotAvailable("dock inspection: the inspection module is not installed")
         with self._lock:
             conn = self.db.conn
             service = json.loads(get_meta(conn, "service.inspection") or "{}")
-            records_ = self.inspection.list_inspections(conn, self.config.store_id, None, limit)
+            records_ = inspection_store.list_inspections(conn, self.config.store_id, None, limit)
             names = {jan.zfill(14): name for jan, name in conn.execute(
                 "SELECT jan, name FROM products WHERE jan IS NOT NULL AND jan != ''") if jan.isdigit()}  # fmt: skip
-            waiting = self.inspection.open_asns(conn, self.config.store_id)
+            waiting = inspection_store.open_asns(conn, self.config.store_id)
             expected = None
             if waiting:
                 asn = waiting[0]
@@ -311,22 +293,15 @@ class ClerkData:
 
     def decide_inspection(self, clerk: accounts.Clerk, inspection_id: str, accept: bool, note: str | None = None) -> Any:
         """Accept (post the receipt) or hold. Accepting a delivery that differs from its ASN is an override."""
-        if self.inspection is None:
-            raise NotAvailable("dock inspection: the inspection module is not installed")
         with self._lock:
             if not accept:
-                return self.inspection.hold(self.db, self.config.store_id, inspection_id, clerk.clerk_id, note)
-            record = self.inspection.get_inspection(self.db.conn, self.config.store_id, inspection_id)
+                return inspection_store.hold(self.db, self.config.store_id, inspection_id, clerk.clerk_id, note)
+            record = inspection_store.get_inspection(self.db.conn, self.config.store_id, inspection_id)
             if not record.verdict.clean and not accounts.allowed(clerk.role, accounts.Action.INSPECTION_OVERRIDE):
                 raise UserError("accept: the delivery differs from its ASN; a manager must accept it (or hold it)")
-            return self.inspection.accept(self.db, self.config.store_id, inspection_id, clerk.clerk_id)
+            return inspection_store.accept(self.db, self.config.store_id, inspection_id, clerk.clerk_id)
 
     # ------------------------------------------------------------------ checkout
-
-    def _checkout(self) -> ModuleType:
-        if self.checkout is None:
-            raise NotAvailable("checkout: the checkout module is not installed")
-        return self.checkout
 
     def resolve_member(self, query: str) -> replica.Member:
         """The one member a clerk means by member id, card, phone, e-mail or name."""
@@ -346,48 +321,41 @@ class ClerkData:
 
     def preview(self, codes: tuple[str, ...], member_id: str | None, redeem: int) -> Preview:
         """Lines, per-rate tax and total so far: the engine run without payment, nothing written."""
-        store = self._checkout()
-        from tenpo.edge.checkout.engine import checkout
-        from tenpo.edge.checkout.model import Payment, SaleRequest, Scan
-
         with self._lock:
             conn = self.db.conn
             member = None
             name = None
             try:
                 if member_id:
-                    member = store.member_info(conn, member_id)
+                    member = checkout_store.member_info(conn, member_id)
                     found = replica.get_member(self.db, member_id)
                     name = found.name if found else member_id
                 request = SaleRequest("preview", _now_local(), tuple(Scan(c) for c in codes), member=member,
                                       redeem_points=redeem, payments=(Payment("cash", 10**12),))  # fmt: skip
-                sale = checkout(request, store.ReplicaProducts(conn), store.checkout_rules(self.config),
-                                gtin_from_epc=store.gtin_from_epc, sold_serials=store.SoldSerials(conn))  # fmt: skip
+                sale = checkout(request, checkout_store.ReplicaProducts(conn), checkout_store.checkout_rules(self.config),
+                                gtin_from_epc=checkout_store.gtin_from_epc,
+                                sold_serials=checkout_store.SoldSerials(conn))  # fmt: skip
             except UserError as exc:
                 return Preview(None, str(exc), name, member.points_balance if member else None)
             return Preview(sale, None, name, member.points_balance if member else None)
 
     def sell(self, codes: tuple[str, ...], member_id: str | None, redeem: int, payments: tuple[tuple[str, int], ...]) -> tuple[Any, str]:
         """Commit the sale; returns (Sale, receipt text). A refusal raises and writes nothing."""
-        store = self._checkout()
-        from tenpo.edge.checkout.model import Payment, Scan
-
-        order = store.SaleOrder(scans=tuple(Scan(c) for c in codes), member_id=member_id, redeem_points=redeem,
+        order = checkout_store.SaleOrder(scans=tuple(Scan(c) for c in codes), member_id=member_id, redeem_points=redeem,
                                 payments=tuple(Payment(t, a) for t, a in payments))  # fmt: skip
         with self._lock:
-            sale = store.commit_sale(self.db, self.config, order)
-            stored = store.load_sale(self.db, self.config.store_id, sale.receipt_no)
+            sale = checkout_store.commit_sale(self.db, self.config, order)
+            stored = checkout_store.load_sale(self.db, self.config.store_id, sale.receipt_no)
             return sale, stored.receipt if stored else ""
 
     def refund(self, clerk: accounts.Clerk, receipt_no: str, lines_text: str = "") -> tuple[Any, str]:
         """A whole receipt, or some of its lines ("2", "1,3:2": line numbers as on the receipt, :qty)."""
         if not accounts.allowed(clerk.role, accounts.Action.REFUND):
             raise UserError("refund: needs a manager")
-        store = self._checkout()
         lines = _returned_lines(lines_text)
         with self._lock:
-            sale = store.refund_sale(self.db, self.config, receipt_no, lines=lines)
-            stored = store.load_sale(self.db, self.config.store_id, sale.receipt_no)
+            sale = checkout_store.refund_sale(self.db, self.config, receipt_no, lines=lines)
+            stored = checkout_store.load_sale(self.db, self.config.store_id, sale.receipt_no)
             return sale, stored.receipt if stored else ""
 
 
@@ -395,8 +363,6 @@ class ClerkData:
 
 
 def _now_local():  # type: ignore[no-untyped-def]
-    from datetime import datetime
-
     return datetime.now().astimezone()
 
 

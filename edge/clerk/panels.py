@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from tenpo.edge.clerk.data import ArrivalLine, DockView, HomeStatus, StockLine, format_age
+from tenpo.edge.clerk.members import ProfileScreen
 from tenpo.edge.clerk.view import (
     Field, FormScreen, Panel, clock_time, day_time, fit, in_thread, right, selected_key, sync_table, yen,
 )  # fmt: skip
@@ -207,8 +208,6 @@ class ArrivalsPanel(AppPanel):
     def action_profile(self) -> None:
         member_id = self._member()
         if member_id:
-            from tenpo.edge.clerk.members import ProfileScreen
-
             self.app.push_screen(ProfileScreen(member_id))
 
     @on(DataTable.RowSelected, "#arrivals-table")
