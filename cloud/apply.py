@@ -27,10 +27,11 @@ from tenpo.shared.protocol import (
     UP_BODY_TYPES,
     Ack,
     Envelope,
-    EventBatch,
     Event,
+    EventBatch,
     ProtocolError,
     decode,
+    encode,
     parse_up_topic,
 )
 
@@ -131,6 +132,12 @@ def _insert_dead_letter(
 # ---------------------------------------------------------------------------- event batches
 
 
+INSERT_EVENT = (
+    "INSERT INTO events(store_id, stream, seq, event_id, type, schema, hlc, payload, applied_at, applied_by)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", applied_by: str = "") -> Ack:
     now = time.time()
     with db.transaction():
@@ -141,22 +148,21 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
             return Ack(batch.stream, 0, error="unknown store")
         stream, last = row[0], int(row[1])
         if stream != batch.stream:
+            refused = _refuse_ended_stream(db, topic, store_id, stream, batch)
+            if refused is not None:
+                return refused
             first = batch.events[0].seq if batch.events else None
             if stream is not None and first != 1:
-                # Either a late batch of a store database that no longer exists, or the first batch of a new one
-                # arriving after its successors: ask for a resend from the start of the new stream.
+                # The first batch of a new store database arriving after its successors: resend from its start.
                 return Ack(batch.stream, 0, gap=True, error="unknown stream: resend from seq 1")
             if stream is not None:
                 log.warning("store %s started a new stream %s (database replaced); old stream ended at %d",
                             store_id, batch.stream, last)  # fmt: skip
                 audit(db, "aggregator", "store.new_stream", store_id, {"old": stream, "new": batch.stream, "old_last": last})
             stream, last = batch.stream, 0
-        plan = Plan()
-        origin = Origin(store_id, stream)
-        event_rows: list[tuple[Any, ...]] = []
+        todo: list[Event] = []
         duplicates: list[tuple[int, str]] = []
         gap = False
-        newest_hlc = None
         for event in batch.events:
             if event.seq <= last:
                 duplicates.append((event.seq, event.id))
@@ -164,38 +170,106 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
             if event.seq != last + 1:
                 gap = True
                 break
-            event_rows.append(
-                (store_id, stream, event.seq, event.id, event.type, event.schema, event.hlc,
-                 json.dumps(event.payload, ensure_ascii=False), now, applied_by)
-            )  # fmt: skip
-            try:
-                plan_event(plan, origin, event, now)
-            except PayloadError as exc:
-                _insert_dead_letter(
-                    db, topic, f"event {event.seq} ({event.type}): {exc}",
-                    json.dumps(event.payload, ensure_ascii=False).encode(), store_id, event.seq,
-                )  # fmt: skip
+            todo.append(event)
             last = event.seq
-            newest_hlc = event.hlc
         if duplicates:
             _check_reused_sequences(db, topic, store_id, stream, duplicates)
-        db.executemany(
-            "INSERT INTO events(store_id, stream, seq, event_id, type, schema, hlc, payload, applied_at, applied_by)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            event_rows,
-        )
-        for sql, rows in plan.rows.items():
-            db.executemany(sql, rows)
-        db.execute(
-            "UPDATE stores SET stream = ?, last_applied_seq = ?, events_applied = events_applied + ?, last_seen = ?,"
-            " backlog = ?, newest_event_hlc = coalesce(?, newest_event_hlc) WHERE store_id = ?",
-            (stream, last, len(event_rows), now, batch.backlog, newest_hlc, store_id),
-        )
-        extra: list[ChangeTuple] = []
-        for hook in plan.hooks.values():
-            extra += hook(db, now)
-        _publish_changes(db, plan, now, extra)
+        # Progress first: the feed's points balances say up to which seq of each store they count.
+        db.execute("UPDATE stores SET stream = ?, last_applied_seq = ?, last_seen = ?, backlog = ? WHERE store_id = ?",
+                   (stream, last, now, batch.backlog, store_id))  # fmt: skip
+        origin = Origin(store_id, stream)
+        try:
+            with db.savepoint():
+                _apply_events(db, topic, origin, todo, now, applied_by)
+            stored = todo
+        except Exception:  # one event's effects failed: apply them one by one, so only that one is a dead letter
+            log.warning("a batch of store %s could not be applied whole; applying its events one by one", store_id)
+            stored = [event for event in todo if _apply_alone(db, topic, origin, event, now, applied_by)]
+        if stored:
+            db.execute("UPDATE stores SET events_applied = events_applied + ?, newest_event_hlc = ? WHERE store_id = ?",
+                       (len(stored), stored[-1].hlc, store_id))  # fmt: skip
     return Ack(batch.stream, last, gap=gap)
+
+
+def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], now: float, applied_by: str) -> None:
+    """Store the events and write their effects; an event its planner refuses is stored and dead-lettered."""
+    plan = Plan()
+    for event in events:
+        try:
+            plan_event(plan, origin, event, now)
+        except PayloadError as exc:
+            _insert_dead_letter(
+                db, topic, f"event {event.seq} ({event.type}): {exc}",
+                json.dumps(event.payload, ensure_ascii=False).encode(), origin.store_id, event.seq,
+            )  # fmt: skip
+    db.executemany(INSERT_EVENT, [_event_row(origin, event, now, applied_by) for event in events])
+    _write_plan(db, plan, now)
+
+
+def _event_row(origin: Origin, event: Event, now: float, applied_by: str) -> tuple[Any, ...]:
+    return (origin.store_id, origin.stream, event.seq, event.id, event.type, event.schema, event.hlc,
+            json.dumps(event.payload, ensure_ascii=False), now, applied_by)  # fmt: skip
+
+
+def _write_plan(db: Central, plan: Plan, now: float) -> None:
+    for sql, rows in plan.rows.items():
+        db.executemany(sql, rows)
+    extra: list[ChangeTuple] = []
+    for hook in plan.hooks.values():
+        extra += hook(db, now)
+    _publish_changes(db, plan, now, extra)
+
+
+def _apply_alone(db: Central, topic: str, origin: Origin, event: Event, now: float, applied_by: str) -> bool:
+    """Apply one event in its own savepoint; if that fails, it becomes a dead letter with the reason.
+
+    True if the event is stored at HQ (applied, or kept without effects so a retry after a fix can apply it).
+    """
+    try:
+        with db.savepoint():
+            _apply_events(db, topic, origin, [event], now, applied_by)
+        return True
+    except Exception as exc:
+        reason = _why_not_applied(db, origin, event, exc)
+    log.warning("dead letter from %s: %s", origin.store_id, reason)
+    try:
+        with db.savepoint():
+            db.execute(INSERT_EVENT, _event_row(origin, event, now, applied_by))
+        stored = True
+    except Exception:  # the event row itself is refused (a duplicate key, a number beyond 64 bits): keep the letter
+        stored = False
+    _insert_dead_letter(db, topic, reason, encode(event), origin.store_id, event.seq if stored else None)
+    return stored
+
+
+def _why_not_applied(db: Central, origin: Origin, event: Event, exc: Exception) -> str:
+    head = f"event {event.seq} ({event.type})"
+    if "Integrity" in type(exc).__name__ or "UniqueViolation" in type(exc).__name__:
+        applied = db.scalar("SELECT event_id FROM events WHERE store_id = ? AND stream = ? AND seq = ?",
+                            (origin.store_id, origin.stream, event.seq))  # fmt: skip
+        if applied is not None:
+            return (f"{head}: seq {event.seq} of stream {origin.stream} was already applied (as event {applied}):"
+                    " a replay of an old stream after the store's database was replaced; not applied again")  # fmt: skip
+    detail = (str(exc).strip().splitlines() or [""])[0]
+    return f"{head}: cannot be applied ({type(exc).__name__}: {detail})"
+
+
+def _refuse_ended_stream(db: Central, topic: str, store_id: str, current: str | None, batch: EventBatch) -> Ack | None:
+    """A batch of a stream HQ applied before the store moved to another (its database was replaced or wiped):
+    a late delivery or a replay. Applying it would switch the store back to a dead stream, so it is kept
+    as one dead letter and acknowledged, so the sender stops resending it."""
+    if current is None or not batch.events:
+        return None
+    applied = db.scalar("SELECT max(seq) FROM events WHERE store_id = ? AND stream = ?", (store_id, batch.stream))
+    if applied is None:
+        return None
+    low, high = batch.events[0].seq, batch.events[-1].seq
+    reason = (f"events {low}-{high} of stream {batch.stream}: a replay of an old stream after the store's database was"
+              f" replaced (HQ applied that stream up to seq {int(applied)}; the store now sends stream {current});"
+              " not applied")  # fmt: skip
+    log.warning("dead letter from %s: %s", store_id, reason)
+    _insert_dead_letter(db, topic, reason, encode(batch), store_id, None)
+    return Ack(batch.stream, high, error="this stream ended: the store's database was replaced")
 
 
 def reapply_event(db: Central, dead_letter_id: int, now: float | None = None) -> str | None:
@@ -228,12 +302,11 @@ def reapply_event(db: Central, dead_letter_id: int, now: float | None = None) ->
             plan_event(plan, Origin(store_id, row[0]), event, now)
         except PayloadError as exc:
             return f"{event.type}: {exc}"
-        for sql, rows in plan.rows.items():
-            db.executemany(sql, rows)
-        extra: list[ChangeTuple] = []
-        for hook in plan.hooks.values():
-            extra += hook(db, now)
-        _publish_changes(db, plan, now, extra)
+        try:
+            with db.savepoint():
+                _write_plan(db, plan, now)
+        except Exception as exc:
+            return _why_not_applied(db, Origin(store_id, row[0]), event, exc)
         db.execute("UPDATE dead_letters SET status = 'retried', note = ? WHERE id = ?",
                    (f"re-applied at {time.strftime('%Y-%m-%d %H:%M:%S')}", dead_letter_id))  # fmt: skip
     return None
@@ -254,13 +327,7 @@ def _check_reused_sequences(db: Central, topic: str, store_id: str, stream: str,
             )  # fmt: skip
 
 
-
-
 # ---------------------------------------------------------------------------- change feed
-
-
-
-
 
 
 def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTuple]) -> None:
@@ -291,10 +358,6 @@ def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTupl
             db.execute("UPDATE members SET version = ? WHERE member_id = ?", (seq, key))
         elif kind == "stock.level":  # on_hand itself is kept by the ledger trigger
             db.execute("UPDATE stock_levels SET version = ? WHERE store_id = ? AND sku = ?", (seq, data["store_id"], data["sku"]))
-
-
-
-
 
 
 # ---------------------------------------------------------------------------- presence and status

@@ -206,3 +206,66 @@ def test_imports_with_rejected_rows_exit_1_after_importing_the_good_ones(tmp_pat
     assert central.scalar("SELECT count(*) FROM member_sources") == 1
     assert central.scalar("SELECT count(*) FROM asns") == 1
     central.close()
+
+
+# ---------------------------------------------------------------------------- one event never stalls a stream
+
+
+@pytest.fixture
+def central(central_url: str, store_key: crypto.Ed25519PrivateKey) -> Iterator[Central]:
+    db = Central(central_url)
+    add_store(db, "S001", crypto.public_key_pem(store_key))
+    yield db
+    db.close()
+
+
+def letters(db: Central) -> list[tuple[str, int | None]]:
+    return [(str(r[0]), r[1]) for r in db.all("SELECT reason, event_seq FROM dead_letters ORDER BY id")]
+
+
+def test_an_event_beyond_64_bits_is_a_dead_letter_alone_and_the_stream_moves_on(central: Central) -> None:
+    huge = Event(2, uuid.uuid4().hex, "stock.adjusted", 1, 2**70, {"sku": "A1", "delta": 5, "reason": "count"})
+    batch = EventBatch("s", [stock_event(1), huge, stock_event(3)])
+    ack = apply_batch(central, "S001", batch)
+    assert (ack.hwm, ack.gap, ack.error) == (3, False, None)
+    assert on_hand(central) == 2, "the events around it applied"
+    ((reason, seq),) = letters(central)
+    assert reason.startswith("event 2 (stock.adjusted): cannot be applied (") and seq is None
+    assert apply_batch(central, "S001", batch).hwm == 3, "a resend is a duplicate"
+    assert len(letters(central)) == 1, "and adds no dead letter"
+    assert apply_batch(central, "S001", EventBatch("s", [stock_event(4)])).hwm == 4
+    assert central.scalar("SELECT dead_letters FROM stores WHERE store_id = 'S001'") == 1
+
+
+def test_a_quantity_beyond_64_bits_is_a_dead_letter_naming_the_event(central: Central) -> None:
+    ack = apply_batch(central, "S001", EventBatch("s", [stock_event(1), stock_event(2, delta=2**70), stock_event(3)]))
+    assert ack.hwm == 3 and on_hand(central) == 2
+    ((reason, seq),) = letters(central)
+    assert reason.startswith("event 2 (stock.adjusted): ") and seq == 2
+
+
+def test_an_effect_the_database_refuses_is_a_dead_letter_kept_for_a_retry(postgres_url: str, store_key) -> None:
+    """PostgreSQL refuses a NUL character in text: a DataError while writing one event's effects."""
+    db = Central(postgres_url)
+    add_store(db, "S001", crypto.public_key_pem(store_key))
+    bad = Event(2, "e2", "stock.adjusted", 1, 2 << 16, {"sku": "A\x001", "delta": 5, "reason": "count"})
+    ack = apply_batch(db, "S001", EventBatch("s", [stock_event(1), bad, stock_event(3)]))
+    assert ack.hwm == 3 and on_hand(db) == 2
+    ((reason, seq),) = letters(db)
+    assert reason.startswith("event 2 (stock.adjusted): cannot be applied (") and seq == 2, "kept for a retry"
+    assert db.scalar("SELECT count(*) FROM events WHERE store_id = 'S001'") == 3
+    db.close()
+
+
+def test_a_replay_of_an_old_stream_after_a_wipe_says_so_and_changes_nothing(central: Central) -> None:
+    old = EventBatch("old", [stock_event(1), stock_event(2)])
+    apply_batch(central, "S001", old)
+    assert apply_batch(central, "S001", EventBatch("new", [stock_event(1, delta=10)])).hwm == 1  # the store was wiped
+    replay = apply_batch(central, "S001", old)
+    assert replay.hwm == 2 and replay.error, "the old sender is told, and stops resending"
+    ((reason, seq),) = letters(central)
+    assert "replay of an old stream after the store's database was replaced" in reason and seq is None
+    assert on_hand(central) == 12
+    assert central.scalar("SELECT stream FROM stores WHERE store_id = 'S001'") == "new"
+    assert apply_batch(central, "S001", EventBatch("new", [stock_event(2, delta=100)])).hwm == 2
+    assert on_hand(central) == 112
