@@ -7,12 +7,12 @@ the monitor composes the same ones (it keeps throughput buckets between refreshe
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from typing import Any
 
 from tenpo.cloud.db import Central
+from tenpo.cloud.sales import conflicts as sales_conflicts
 
 STORE_COLUMNS = (
     "store_id", "name", "online", "last_seen", "last_applied_seq", "events_applied", "dead_letters",
@@ -76,23 +76,10 @@ def events_last_minute(db: Central, now: float, bucket_s: float = DEFAULT_BUCKET
 
 
 def open_conflicts(db: Central) -> dict[str, int] | None:
-    """Open conflicts per store, or None while the sales area has not created its conflicts table."""
+    """Open conflicts per store, or None while the sales migration has not created the conflicts table."""
     if not table_exists(db, "conflicts"):
         return None
-    try:
-        module = importlib.import_module("tenpo.cloud.sales.conflicts")
-    except ImportError:
-        module = None
-    counter = getattr(module, "open_counts_by_store", None)
-    if counter is not None:
-        return {str(k): int(v) for k, v in counter(db).items()}
-    try:  # the table exists but its module does not say how to count: the common shape
-        rows = db.all("SELECT store_id, count(*) FROM conflicts WHERE status = 'open' GROUP BY store_id")
-    except Exception:  # a different shape: better an unknown count than a broken monitor
-        if db.dialect == "postgresql" and not db.conn.autocommit:
-            db.conn.rollback()
-        return None
-    return {str(store_id): int(count) for store_id, count in rows}
+    return {str(k): int(v) for k, v in sales_conflicts.open_counts_by_store(db).items()}
 
 
 def dead_letter_totals(db: Central) -> tuple[int, int]:

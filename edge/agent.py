@@ -7,12 +7,12 @@ broker (death message) and closes the database, well inside systemd's stop timeo
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +20,9 @@ import sqlite_utils
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tenpo.edge import db as edge_db
+from tenpo.edge.ble import service as beacon_service
 from tenpo.edge.config import StoreConfig
+from tenpo.edge.inspection import service as reader_service
 from tenpo.edge.outbox import set_meta
 from tenpo.edge.sync import ProgressCallback, SyncLink
 from tenpo.shared import crypto
@@ -29,13 +31,13 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_RETENTION_DAYS = 90
 
-# Services the agent runs beside the sync link. Each module has
-#   async def run_service(config: StoreConfig, stop: asyncio.Event, report: ServiceReporter) -> None
-# and returns at once when its part of the config is absent. A crash is logged, reported in
-# `tenpo edge status` and retried with back-off; it never stops the agent or another service.
-SERVICES: tuple[tuple[str, str], ...] = (
-    ("readers", "tenpo.edge.inspection.service"),
-    ("beacons", "tenpo.edge.ble.service"),
+# A service the agent runs beside the sync link: run_service(config, stop, report) returns at once
+# when its part of the config is absent. A crash is logged, reported in `tenpo edge status` and
+# retried with back-off; it never stops the agent or another service.
+ServiceRunner = Callable[[StoreConfig, asyncio.Event, Callable[..., None]], Awaitable[None]]
+SERVICES: tuple[tuple[str, ServiceRunner], ...] = (
+    ("readers", reader_service.run_service),
+    ("beacons", beacon_service.run_service),
 )
 
 
@@ -67,17 +69,9 @@ class ServiceReporter:
             set_meta(conn, f"service.{self.name}", record)
 
 
-async def _supervise(name: str, module_name: str, config: StoreConfig, stop: asyncio.Event,
+async def _supervise(name: str, run_service: ServiceRunner, config: StoreConfig, stop: asyncio.Event,
                      db: sqlite_utils.Database) -> None:  # fmt: skip
     report = ServiceReporter(db, name)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        log.warning("service %s unavailable: %s", name, exc)
-        return
-    run_service = getattr(module, "run_service", None)
-    if run_service is None:
-        return
     delay = 1.0
     while not stop.is_set():
         try:
@@ -154,8 +148,8 @@ async def run_agent(
     scheduler = start_housekeeping(db)
     log.info("store %s (%s) agent starting; database %s", config.store_id, config.name, Path(config.database))
     services = [
-        asyncio.create_task(_supervise(name, module, config, stop, edge_db.connect(config.database)), name=name)
-        for name, module in SERVICES
+        asyncio.create_task(_supervise(name, run_service, config, stop, edge_db.connect(config.database)), name=name)
+        for name, run_service in SERVICES
     ]
     try:
         await link.run(stop)

@@ -165,7 +165,7 @@ async def test_60_stores_follow_presence_flapping_and_key_presses_while_refreshi
 async def test_a_points_conflict_is_listed_with_both_sides_and_resolved(tmp_path: Path) -> None:
     url, app = seeded(tmp_path, 2)
     db = Central(url)
-    assert sim.add_points_conflict(db, "S001-0007", ("S001", "S002"), FIXED_NOW - 30)
+    sim.add_points_conflict(db, "S001-0007", ("S001", "S002"), FIXED_NOW - 30)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("c")
         screen = app.screen

@@ -1,23 +1,19 @@
-"""The conflicts view's window onto the sales area (``tenpo.cloud.sales.conflicts``), imported lazily.
+"""The conflicts view's window onto the sales area (``tenpo.cloud.sales.conflicts``).
 
-The sales area owns conflict detection and resolution; the monitor only lists and calls. If the
-module or its table is not there yet, the view says so instead of failing.
+The sales area owns conflict detection and resolution; the monitor only lists and calls. If its
+table is not there yet (a database older than the sales migration), the view says so instead of failing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from tenpo.cloud.db import Central
+from tenpo.cloud.sales import conflicts as sales_conflicts
 from tenpo.cloud.status import table_exists
-from tenpo.shared.errors import UserError
-
-MODULE = "tenpo.cloud.sales.conflicts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +27,6 @@ class ConflictRow:
     entries: tuple[str, ...]  # the ledger entries on both sides, one line each
     status: str
     at: float | None
-
-
-def sales_conflicts() -> ModuleType | None:
-    try:
-        return importlib.import_module(MODULE)
-    except ImportError:
-        return None
 
 
 def _as_dict(item: Any) -> dict[str, Any]:
@@ -71,32 +60,15 @@ def list_open(db: Central) -> list[ConflictRow] | None:
     """Open conflicts, newest first; None while there is no conflicts table."""
     if not table_exists(db, "conflicts"):
         return None
-    module = sales_conflicts()
-    lister = next((getattr(module, n) for n in ("list_open", "open_conflicts", "list_conflicts") if hasattr(module, n)), None)
-    if lister is not None:
-        return [_row(item) for item in lister(db)]
-    try:
-        cursor = db.execute("SELECT * FROM conflicts WHERE status = 'open'")
-        names = [c[0] for c in cursor.description]
-        return [_row(dict(zip(names, r))) for r in cursor.fetchall()]
-    except Exception:
-        return None
+    return [_row(item) for item in sales_conflicts.list_open(db)]
 
 
 def resolution_actions(kind: str | None = None) -> tuple[str, ...]:
     """What an operator may do about a conflict of ``kind`` (every action the sales area knows if None)."""
-    module = sales_conflicts()
-    if module is None:
-        return ()
-    per_kind = getattr(module, "ACTIONS", {})
-    if kind is not None and kind in per_kind:
-        return tuple(per_kind[kind])
-    return tuple(getattr(module, "RESOLUTIONS", ()))
+    if kind is not None and kind in sales_conflicts.ACTIONS:
+        return tuple(sales_conflicts.ACTIONS[kind])
+    return tuple(sales_conflicts.RESOLUTIONS)
 
 
 def resolve(db: Central, conflict_id: str, action: str, note: str, actor: str = "hq-operator") -> Any:
-    module = sales_conflicts()
-    resolver = getattr(module, "resolve", None) if module is not None else None
-    if resolver is None:
-        raise UserError("conflict resolution is not available yet (tenpo.cloud.sales.conflicts)")
-    return resolver(db, conflict_id, action, note=note, actor=actor)
+    return sales_conflicts.resolve(db, conflict_id, action, note=note, actor=actor)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tenpo.cloud.db import Central
+from tenpo.cloud.sales.conflicts import check_points
 from tenpo.shared import crypto
 from tenpo.shared.protocol import PROTOCOL_VERSION, Envelope, Event, EventBatch, encode, up_topic
 
@@ -108,13 +109,9 @@ def events_topic(store_id: str) -> str:
     return up_topic(store_id, "events")
 
 
-def add_points_conflict(db: Central, member_id: str, stores: tuple[str, str], at: float) -> bool:
-    """Two stores spend the same member's 500 points offline: balance -500, a conflict for the sales
-    area to detect. False if the sales area's detection is not installed yet."""
-    try:
-        from tenpo.cloud.sales.conflicts import check_points
-    except ImportError:
-        return False
+def add_points_conflict(db: Central, member_id: str, stores: tuple[str, str], at: float) -> None:
+    """Two stores spend the same member's 500 points offline: balance -500, a conflict the sales
+    area detects."""
     rows = [(member_id, 500, "accrual", "r-0", stores[0], f"stream-{stores[0][1:]}", 1, at - 300)]
     rows += [(member_id, -500, "redemption", f"r-{i}", s, f"stream-{s[1:]}", 2, at - 60 + i) for i, s in enumerate(stores)]
     with db.transaction():
@@ -124,4 +121,3 @@ def add_points_conflict(db: Central, member_id: str, stores: tuple[str, str], at
             rows,
         )
         check_points(db, member_id, stores[1], at)
-    return True
