@@ -14,6 +14,7 @@ from typing import Any
 
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
+from tenpo.shared.changes import check_change
 
 
 def audit(db: Central, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
@@ -43,6 +44,7 @@ def record_changes(db: Central, changes: list[ChangeTuple], now: float) -> list[
     for seq, (kind, key, store, data) in zip(seqs, changes):
         if "version" in data:
             data = {**data, "version": seq}
+        check_change(kind, data)  # the store decodes it with the same Struct (tenpo.shared.changes)
         rows.append((seq, kind, key, store, json.dumps(data, ensure_ascii=False), now))
     db.executemany("INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
     return seqs

@@ -11,16 +11,31 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import sqlite_utils
 
 from tenpo.edge.db import transaction
 from tenpo.edge.inspection import feed as inspection
+from tenpo.edge.ledgers import post_stock
 from tenpo.edge.membership import feed as membership
 from tenpo.edge.outbox import get_meta, read_counter, set_counter, set_meta
 from tenpo.shared import cleansing
+from tenpo.shared.changes import (
+    SNAPSHOT_ROWS,
+    MemberErase,
+    MemberUpsert,
+    PointsBalance,
+    ProductUpsert,
+    StockCorrection,
+    StockLevel,
+    UnknownChange,
+    decode_change,
+    rows_of,
+)
+from tenpo.shared.events import PayloadMismatch, convert
 from tenpo.shared.protocol import Change, ChangePage, SnapshotChunk
 
 log = logging.getLogger(__name__)
@@ -58,13 +73,30 @@ def _apply_change(conn: sqlite3.Connection, store_id: str, change: Change) -> No
         _dead_letter(conn, f"change {change.seq}", f"unknown change kind {change.kind!r}", change.data)
         return
     try:
+        row = decode_change(change.kind, change.data)
+    except (UnknownChange, PayloadMismatch) as exc:
+        _dead_letter(conn, f"change {change.seq}", f"{change.kind}: {exc}", change.data)
+        return
+    try:
         conn.execute("SAVEPOINT change")
-        handler(conn, store_id, [change.data], change.seq)
+        handler(conn, store_id, [row], change.seq)
         conn.execute("RELEASE change")
     except (KeyError, TypeError, ValueError, sqlite3.Error) as exc:
         conn.execute("ROLLBACK TO change")
         conn.execute("RELEASE change")
         _dead_letter(conn, f"change {change.seq}", f"{change.kind}: cannot apply ({exc!r})", change.data)
+
+
+def _snapshot_rows(conn: sqlite3.Connection, chunk: SnapshotChunk) -> list[Any]:
+    """The chunk's rows as their Structs; a row that does not fit is a dead letter, the rest apply."""
+    struct = SNAPSHOT_ROWS[chunk.entity]
+    rows = []
+    for n, data in enumerate(chunk.rows):
+        try:
+            rows.append(convert(data, struct))
+        except PayloadMismatch as exc:
+            _dead_letter(conn, f"snapshot {chunk.snapshot_id}", f"{chunk.entity} row {n}: {exc}", data)
+    return rows
 
 
 def _dead_letter(conn: sqlite3.Connection, source: str, reason: str, payload: Any) -> None:
@@ -76,24 +108,23 @@ def _dead_letter(conn: sqlite3.Connection, source: str, reason: str, payload: An
 
 
 # ---------------------------------------------------------------------------- per-kind upserts
-# Each takes many rows so a snapshot chunk is one executemany; ``version`` None means "use row['version']".
+# Each takes many rows so a snapshot chunk is one executemany; ``version`` None means "use row.version".
 
 
-def _upsert_products(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(ProductUpsert)
+def _upsert_products(conn: sqlite3.Connection, store_id: str, rows: list[ProductUpsert], version: int | None) -> None:
     now = time.time()
     conn.executemany(
         "INSERT INTO products(sku, jan, name, price, tax_class, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT(sku) DO UPDATE SET jan = excluded.jan, name = excluded.name, price = excluded.price, "
         "tax_class = excluded.tax_class, version = excluded.version, updated_at = excluded.updated_at "
         "WHERE products.version < excluded.version",
-        [
-            (r["sku"], r.get("jan"), r["name"], int(r["price"]), r["tax_class"], version or r["version"], now)
-            for r in rows
-        ],
+        [(r.sku, r.jan, r.name, r.price, r.tax_class, version or r.version, now) for r in rows],
     )
 
 
-def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(MemberUpsert)
+def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUpsert], version: int | None) -> None:
     now = time.time()
 
     def key(value: str | None) -> str | None:
@@ -112,71 +143,66 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str
         "WHERE members.version < excluded.version",
         [
             (
-                r["member_id"], r.get("name"), key(r.get("name")), r.get("kana"), key(r.get("kana")), r.get("phone"),
-                r.get("email"), r.get("card_no"), r.get("line_user_id"), r.get("beacon_secret"),
-                json.dumps(r.get("consent") or {}),
-                json.dumps(r.get("custom") or {}, ensure_ascii=False), r.get("home_store"),
-                int(r.get("points", 0)), int((r.get("through") or {}).get(store_id, 0)),
-                version or r["version"], now, now,
+                r.member_id, r.name, key(r.name), r.kana, key(r.kana), r.phone, r.email, r.card_no, r.line_user_id,
+                r.beacon_secret, json.dumps(r.consent or {}), json.dumps(r.custom or {}, ensure_ascii=False),
+                r.home_store, r.points, (r.through or {}).get(store_id, 0), version or r.version, now, now,
             )
             for r in rows
         ],
     )  # fmt: skip
 
 
-def _erase_members(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(MemberErase)
+def _erase_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberErase], version: int | None) -> None:
     conn.executemany(
         "UPDATE members SET name = NULL, name_key = NULL, kana = NULL, kana_key = NULL, phone = NULL, email = NULL,"
-        " card_no = NULL, line_user_id = NULL, beacon_secret = NULL, consent = '{}', custom = '{}', erased = 1, version = ?,"
-        " updated_at = ? WHERE member_id = ?",
-        [(version or r.get("version", 0), time.time(), r["member_id"]) for r in rows],
+        " card_no = NULL, line_user_id = NULL, beacon_secret = NULL, consent = '{}', custom = '{}', erased = 1,"
+        " version = ?, updated_at = ? WHERE member_id = ?",
+        [(version or r.version, time.time(), r.member_id) for r in rows],
     )
 
 
-def _points_balances(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(PointsBalance)
+def _points_balances(conn: sqlite3.Connection, store_id: str, rows: list[PointsBalance], version: int | None) -> None:
     conn.executemany(
         "UPDATE members SET points_hq = ?, points_through = ? WHERE member_id = ?",
-        [(int(r["balance"]), int((r.get("through") or {}).get(store_id, 0)), r["member_id"]) for r in rows],
+        [(r.balance, (r.through or {}).get(store_id, 0), r.member_id) for r in rows],
     )
 
 
-def _stock_levels(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(StockLevel)
+def _stock_levels(conn: sqlite3.Connection, store_id: str, rows: list[StockLevel], version: int | None) -> None:
     # Our own on-hand is our ledger; HQ's echo of it is always a little behind.
-    rows = [r for r in rows if r["store_id"] != store_id]
     conn.executemany(
         "INSERT INTO remote_stock(store_id, sku, on_hand, as_of, version) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT(store_id, sku) DO UPDATE SET on_hand = excluded.on_hand, as_of = excluded.as_of,"
         " version = excluded.version WHERE remote_stock.version < excluded.version",
-        [
-            (r["store_id"], r["sku"], int(r["on_hand"]), float(r.get("as_of") or time.time()), version or r["version"])
-            for r in rows
-        ],
-    )
-
-
-def _stock_corrections(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
-    """An entry HQ made in this store's ledger (a resolved oversold conflict): no event, HQ has it."""
-    now = time.time()
-    conn.executemany(
-        "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at) VALUES (?, 'floor', ?, ?, ?, NULL, ?)",
-        [(r["sku"], int(r["delta"]), str(r.get("reason") or "hq-adjustment"), r.get("ref"), now)
-         for r in rows if r["store_id"] == store_id],
+        [(r.store_id, r.sku, r.on_hand, r.as_of or time.time(), version or r.version)
+         for r in rows if r.store_id != store_id],
     )  # fmt: skip
 
 
-def _snapshot_stock(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(StockCorrection)
+def _stock_corrections(conn: sqlite3.Connection, store_id: str, rows: list[StockCorrection], version: int | None) -> None:
+    """An entry HQ made in this store's ledger (a resolved oversold conflict): no event, HQ has it."""
+    for r in rows:
+        if r.store_id == store_id:
+            post_stock(conn, sku=r.sku, delta=r.delta, reason=r.reason, ref=r.ref, report=False)
+
+
+@rows_of(StockLevel)
+def _snapshot_stock(conn: sqlite3.Connection, store_id: str, rows: list[StockLevel], version: int | None) -> None:
     """A new or wiped store takes what earlier lives of its database left at HQ as an opening balance
     (no event: HQ has those entries already)."""
-    now = time.time()
-    conn.executemany(
-        "INSERT INTO stock_ledger(sku, location, delta, reason, ref, store_seq, created_at)"
-        " SELECT ?, 'floor', ?, 'opening', 'bootstrap', NULL, ? WHERE EXISTS (SELECT 1 FROM products WHERE sku = ?)",
-        [(r["sku"], int(r["opening"]), now, r["sku"]) for r in rows if r["store_id"] == store_id and int(r.get("opening", 0))],
-    )
+    known = {sku for (sku,) in conn.execute("SELECT sku FROM products")}
+    for r in rows:
+        if r.store_id == store_id and r.opening and r.sku in known:
+            post_stock(conn, sku=r.sku, delta=r.opening, reason="opening", ref="bootstrap", report=False)
     _stock_levels(conn, store_id, rows, version)
 
 
-Handler = Callable[[sqlite3.Connection, str, list[dict[str, Any]], int | None], None]
+# handler(conn, store_id, rows decoded into their catalogue Structs, change seq or None in a snapshot)
+Handler = Callable[[sqlite3.Connection, str, list[Any], int | None], None]
 
 CHANGE_HANDLERS: dict[str, Handler] = {
     "product.upsert": _upsert_products,
@@ -239,10 +265,10 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
         if current is not None and current != chunk.snapshot_id:
             # A chunk of an abandoned snapshot (HQ restarted it): ignore, our progress stands.
             return snapshot_progress(db)
-        if handler is None:
+        if handler is None or chunk.entity not in SNAPSHOT_ROWS:
             _dead_letter(conn, f"snapshot {chunk.snapshot_id}", f"unknown entity {chunk.entity!r}", chunk.rows[:1])
         elif chunk.rows:
-            handler(conn, store_id, chunk.rows, None)
+            handler(conn, store_id, _snapshot_rows(conn, chunk), None)
         set_meta(conn, "snapshot_id", chunk.snapshot_id)
         set_meta(conn, "snapshot_as_of", str(chunk.as_of))
         set_meta(conn, "snapshot_done", str(chunk.progress))

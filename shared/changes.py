@@ -11,7 +11,9 @@ gets a new kind; a store keeps a kind it does not know in its dead letters and m
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -214,10 +216,30 @@ def decode_change(kind: str, data: Any) -> ChangeData:
     return convert(data, change_type(kind))
 
 
+C = TypeVar("C", bound=ChangeData)
+RowsHandler = Callable[[Any, str, list[Any], "int | None"], None]
+
+
+def rows_of(struct: type[C]) -> Callable[[RowsHandler], RowsHandler]:
+    """Decorate a store's feed handler ``(conn, store_id, rows, version)`` so each row reaches it as
+    ``struct``: rows already decoded pass through, plain dicts (a test's fixture rows) are decoded,
+    and one that does not fit raises PayloadMismatch (a ValueError) naming the field."""
+
+    def wrap(handler: RowsHandler) -> RowsHandler:
+        @functools.wraps(handler)
+        def decoded(conn: Any, store_id: str, rows: list[Any], version: int | None) -> None:
+            handler(conn, store_id, [r if isinstance(r, struct) else convert(r, struct) for r in rows], version)
+
+        return decoded
+
+    return wrap
+
+
 def check_change(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """HQ's guard before a change goes into the feed: ``data`` unchanged if it fits its kind."""
     decode_change(kind, data)
     return data
 
 
-__all__ = ["PayloadMismatch", "UnknownChange", "decode_change", "check_change", "CHANGE_KINDS", "SNAPSHOT_ROWS"]
+__all__ = ["PayloadMismatch", "UnknownChange", "decode_change", "check_change", "rows_of", "CHANGE_KINDS",
+           "SNAPSHOT_ROWS"]

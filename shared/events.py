@@ -146,11 +146,15 @@ class SaleLine(msgspec.Struct, frozen=True, kw_only=True):
     of_line: Annotated[int, Meta(ge=1, le=100_000)] | None = None
 
 
+# In a sale's lists HQ reads only the tax, the SKUs and the members: the other fields default, so a
+# minimal payload (a hand-made one, an older store's) still fits.
+
+
 class SaleRate(msgspec.Struct, frozen=True, kw_only=True):
-    rate: Rate
+    rate: Rate = 0
     lines: Yen = 0
     discount: Yen = 0
-    taxable: Yen
+    taxable: Yen = 0
     tax: Yen
 
 
@@ -171,14 +175,14 @@ class SalePayment(msgspec.Struct, frozen=True, kw_only=True):
 
 class SaleStockMovement(msgspec.Struct, frozen=True, kw_only=True):
     sku: Id
-    qty: Quantity
+    qty: Quantity = 0
     serial: Word | None = None
 
 
 class SalePointsEntry(msgspec.Struct, frozen=True, kw_only=True):
     member_id: Id
-    kind: Word  # the engine's kind (accrue, redeem, ...); the ledger has the protocol's
-    points: Points
+    kind: Word | None = None  # the engine's kind (accrue, redeem, ...); the ledger has the protocol's
+    points: Points = 0
 
 
 class SaleCompleted(Payload, frozen=True, kw_only=True):

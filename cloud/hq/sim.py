@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tenpo.cloud.db import Central
+from tenpo.cloud.ledgers import INSERT_POINTS
 from tenpo.cloud.sales.conflicts import check_points
 from tenpo.shared import crypto
 from tenpo.shared.protocol import PROTOCOL_VERSION, Envelope, Event, EventBatch, encode, up_topic
@@ -115,9 +116,5 @@ def add_points_conflict(db: Central, member_id: str, stores: tuple[str, str], at
     rows = [(member_id, 500, "accrual", "r-0", stores[0], f"stream-{stores[0][1:]}", 1, at - 300)]
     rows += [(member_id, -500, "redemption", f"r-{i}", s, f"stream-{s[1:]}", 2, at - 60 + i) for i, s in enumerate(stores)]
     with db.transaction():
-        db.executemany(
-            "INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, stream, store_seq, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        db.executemany(INSERT_POINTS, rows)
         check_points(db, member_id, stores[1], at)

@@ -18,13 +18,23 @@ from typing import Any
 
 from tenpo.cloud.db import Central
 from tenpo.cloud.identity import SourceRecord
+from tenpo.cloud.ledgers import points_entry
 from tenpo.cloud.sales.effects import purchase_change
 from tenpo.shared.cleansing import cleanse_member_record
 from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
 from .effects import iso_utc
-from .formats import CUSTOMER_FIELDS, MemberRow, Order, Rejected, detect_encoding, jsonl_orders, member_rows, shopify_orders
+from .formats import (
+    CUSTOMER_FIELDS,
+    MemberRow,
+    Order,
+    Rejected,
+    detect_encoding,
+    jsonl_orders,
+    member_rows,
+    shopify_orders,
+)
 from .resolve import attach
 from .store import Pending, iter_chunks, publish, row_hash, save_consent, source_hash
 
@@ -222,13 +232,10 @@ def _import_order(db: Central, order: Order, config: MembersConfig, now: float, 
                    [(order_ref, n, li.sku, li.jan, li.name, li.qty, li.price) for n, li in enumerate(order.lines, 1)])
     points = config.channel(order.channel).points(order.total, order.status)
     if points != awarded:  # a refund or a correction is a new entry, never a rewrite
-        db.execute(
-            "INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, stream, store_seq, created_at)"
-            " VALUES (?, ?, ?, ?, ?, 'import', ?, ?)",
-            (done.member_id, points - awarded, "accrual" if existing is None else "adjustment",
-             f"order:{order.channel}:{order.order_id}", f"channel:{order.channel}",
-             _next_import_seq(db, order.channel), now),
-        )  # fmt: skip
+        db.execute(*points_entry(
+            member_id=done.member_id, delta=points - awarded, kind="accrual" if existing is None else "adjustment",
+            ref=f"order:{order.channel}:{order.order_id}", store_id=f"channel:{order.channel}", stream="import",
+            store_seq=_next_import_seq(db, order.channel), at=now))  # fmt: skip
         db.execute("UPDATE member_orders SET points = ? WHERE id = ?", (points, order_ref))
         pending.balances.add(done.member_id)
     kind = "refund" if points < 0 or (order.status or "").lower() in ("refunded", "cancelled") else "order"

@@ -25,6 +25,7 @@ from typing import Any
 
 from tenpo.cloud.changes import audit, record_changes
 from tenpo.cloud.db import Central
+from tenpo.cloud.ledgers import points_entry, stock_entry
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.errors import UserError
 
@@ -222,11 +223,8 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
             if action == "write-off":
                 if level >= 0:
                     raise UserError(f"conflict {number}: balance is {level:,} now, nothing to write off (use --action accept)")
-                db.execute(
-                    "INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, stream, store_seq, created_at)"
-                    " VALUES (?, ?, 'adjustment', ?, ?, ?, 0, ?)",
-                    (conflict.subject, -level, ref, HQ_STORE, HQ_STREAM, now),
-                )
+                db.execute(*points_entry(member_id=conflict.subject, delta=-level, kind="adjustment", ref=ref,
+                                         store_id=HQ_STORE, stream=HQ_STREAM, store_seq=0, at=now))  # fmt: skip
                 resolution["entry"] = {"ledger": "points", "delta": -level, "kind": "adjustment", "ref": ref}
                 changes.append(points_balance_change(db, conflict.subject))
         else:
@@ -236,11 +234,9 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
             if action == "adjust":
                 if level >= 0:
                     raise UserError(f"conflict {number}: on-hand is {level:,} now, nothing to adjust (use --action accept)")
-                entry_id = int(db.scalar(
-                    "INSERT INTO stock_ledger(store_id, stream, sku, location, delta, reason, ref, store_seq, created_at)"
-                    " VALUES (?, ?, ?, 'floor', ?, 'adjustment', ?, 0, ?) RETURNING id",
-                    (store_id, HQ_STREAM, sku, -level, ref, now),
-                ))  # fmt: skip
+                sql, params = stock_entry(store_id=store_id, stream=HQ_STREAM, sku=sku, delta=-level,
+                                          reason="adjustment", ref=ref, store_seq=0, at=now)  # fmt: skip
+                entry_id = int(db.scalar(f"{sql} RETURNING id", params))
                 resolution["entry"] = {"ledger": "stock", "delta": -level, "reason": "adjustment", "ref": ref}
                 on_hand = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
                 changes.append(("stock.level", conflict.subject, None,

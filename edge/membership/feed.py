@@ -1,7 +1,8 @@
 """Member merges and unmerges from HQ, applied to the store replica.
 
-A handler is ``handler(conn, store_id, rows, version)``: apply ``rows`` (change data dicts) inside the
-caller's transaction; ``version`` is the change seq (None in a snapshot: use ``row["version"]``).
+A handler is ``handler(conn, store_id, rows, version)``: apply ``rows`` (change data, decoded into their
+tenpo.shared.changes Structs) inside the caller's transaction; ``version`` is the change seq (None in a
+snapshot: use ``row.version``).
 
 `member.merge` {"winner", "losers", "merge_id"}: every row of every table with a `member_id` column
 (found in the schema, so tables other areas add are covered too) moves from each loser id to the
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-Handler = Callable[[sqlite3.Connection, str, list[dict[str, Any]], "int | None"], None]
+from tenpo.shared.changes import MemberMerge, MemberUnmerge, PurchaseRecorded, rows_of
+
+Handler = Callable[[sqlite3.Connection, str, list[Any], "int | None"], None]
 
 _OWN_TABLES = {"members", "member_merges", "member_merge_moves"}
 
@@ -62,18 +66,19 @@ def _merge_one(conn: sqlite3.Connection, winner: str, loser: str, hq_merge_id: A
     conn.execute("DELETE FROM members WHERE member_id = ?", (loser,))
 
 
-def _merge(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(MemberMerge)
+def _merge(conn: sqlite3.Connection, store_id: str, rows: list[MemberMerge], version: int | None) -> None:
     for row in rows:
-        winner = str(row["winner"])
-        for loser in row["losers"]:
-            if str(loser) != winner:
-                _merge_one(conn, winner, str(loser), row.get("merge_id"), version or int(row.get("version") or 0))
+        for loser in row.losers:
+            if loser != row.winner:
+                _merge_one(conn, row.winner, loser, row.merge_id, version or row.version)
 
 
-def _unmerge(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(MemberUnmerge)
+def _unmerge(conn: sqlite3.Connection, store_id: str, rows: list[MemberUnmerge], version: int | None) -> None:
     now = time.time()
     for row in rows:
-        winner, loser = str(row["winner"]), str(row["loser"])
+        winner, loser = row.winner, row.loser
         if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (loser,)).fetchone() is None:
             # An empty row for now: the loser's member.upsert follows in the feed and fills it.
             conn.execute(
@@ -95,17 +100,15 @@ def _unmerge(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]]
         conn.execute("UPDATE member_merges SET undone = 1 WHERE id = ?", (found[0],))
 
 
-def _purchases(conn: sqlite3.Connection, store_id: str, rows: list[dict[str, Any]], version: int | None) -> None:
+@rows_of(PurchaseRecorded)
+def _purchases(conn: sqlite3.Connection, store_id: str, rows: list[PurchaseRecorded], version: int | None) -> None:
     conn.executemany(
         "INSERT INTO member_purchases(purchase_id, member_id, channel, ref, kind, at, total, points, version)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(purchase_id) DO UPDATE SET member_id = excluded.member_id,"
         " kind = excluded.kind, at = excluded.at, total = excluded.total, points = excluded.points,"
         " version = excluded.version WHERE member_purchases.version < excluded.version",
-        [
-            (str(r["purchase_id"]), str(r["member_id"]), str(r["channel"]), str(r["ref"]), str(r["kind"]), r.get("at"),
-             int(r["total"]), int(r.get("points") or 0), int(version or r["version"]))
-            for r in rows
-        ],
+        [(r.purchase_id, r.member_id, r.channel, r.ref, r.kind, r.at, r.total, r.points, version or r.version)
+         for r in rows],
     )  # fmt: skip
 
 
