@@ -7,9 +7,11 @@ hides the tie until run time. How an import becomes an edge of the graph:
 - ``import a.b.c`` and ``from a.b.c import x`` point at module ``a.b.c``; when ``a.b.c.x`` is itself a
   module (``from pkg import submodule``) the edge points at ``a.b.c.x`` instead, otherwise ``x`` is a
   name defined in ``a/b/c.py`` or ``a/b/c/__init__.py`` and the edge stays on ``a.b.c``.
-- The parent packages that Python also runs (``a/__init__.py``, ``a/b/__init__.py``) are not edges:
-  they hold no code that imports their children back, and counting them would report every package
-  that re-exports a submodule as a cycle.
+- Python runs a module's parent packages first, so importing ``a.b.c`` is also an edge to ``a.b``
+  and ``a`` (their ``__init__.py``), except the packages the importing module itself lives in: those
+  are already running when it runs. So ``a.x`` importing ``a.b.c`` points at ``a.b`` and ``a.b.c``; a
+  package that re-exports its submodules is no cycle with them, but an ``__init__.py`` that imports
+  back into the importer is.
 - Imports under ``if TYPE_CHECKING:`` are left out: they never run, so they cannot form a cycle at
   import time (and the layer rules do not need them either).
 - Relative imports are resolved against the importing module's package.
@@ -120,21 +122,34 @@ def project_target(name: str, known: Mapping[str, Module]) -> str | None:
     return None
 
 
+def _packages_of(name: str) -> set[str]:
+    """``a.b.c`` -> {``a``, ``a.b``}: the packages Python runs before the module itself."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
 @cache
 def import_graph() -> dict[str, dict[str, int]]:
+    return build_graph(ROOT)
+
+
+def build_graph(root: Path) -> dict[str, dict[str, int]]:
     """module -> {imported module or outside library: first line that imports it}."""
-    known = module_files()
+    known = module_files(root)
     graph: dict[str, dict[str, int]] = {}
     for name, module in known.items():
         tree = ast.parse(module.path.read_text(encoding="utf-8"), str(module.path))
         edges: dict[str, int] = {}
+        running = _packages_of(name)
         for imported in resolve_imports(module, tree, known):
             if imported.target == "tenpo" or imported.target.startswith("tenpo."):
                 target = project_target(imported.target, known) or imported.target
+                targets = [p for p in _packages_of(target) if p in known and p not in running] + [target]
             else:
-                target = imported.target.split(".")[0]
-            if target != name:
-                edges.setdefault(target, imported.line)
+                targets = [imported.target.split(".")[0]]
+            for target in targets:
+                if target != name:
+                    edges.setdefault(target, imported.line)
         graph[name] = edges
     return graph
 
@@ -281,6 +296,29 @@ def test_resolution_of_imports(tmp_path: Path) -> None:
     cli = known["tenpo.edge.area.cli"]
     targets = {i.target for i in resolve_imports(cli, ast.parse(cli.path.read_text()), known)}
     assert targets == {"typing", "tenpo.edge.area", "tenpo.edge.area.model", "serial.tools", "tenpo.edge.db"}
+    graph = build_graph(tmp_path)
+    assert set(graph["tenpo.edge.area.cli"]) == {"typing", "tenpo.edge.area", "tenpo.edge.area.model", "serial",
+                                                 "tenpo.edge.db"}  # fmt: skip
+    assert find_cycles({m: [t for t in e if t in graph] for m, e in graph.items()}) == []
+
+
+def test_a_cycle_through_a_package_init_is_found(tmp_path: Path) -> None:
+    """db imports area.schema, which runs area/__init__.py first; that imports area.store, which imports db."""
+    (tmp_path / "edge" / "area").mkdir(parents=True)
+    for name in ("tenpo", "cloud", "shared"):
+        (tmp_path / name).mkdir()
+    files = {
+        "edge/__init__.py": "",
+        "edge/db.py": "from tenpo.edge.area import schema\n",
+        "edge/area/__init__.py": "from .store import save\n",
+        "edge/area/schema.py": "",
+        "edge/area/store.py": "from tenpo.edge.db import connect\n",
+    }
+    for relative, text in files.items():
+        (tmp_path / relative).write_text(text)
+    graph = build_graph(tmp_path)
+    cycles = find_cycles({m: [t for t in e if t in graph] for m, e in graph.items()})
+    assert cycles == [["tenpo.edge.area", "tenpo.edge.area.store", "tenpo.edge.db", "tenpo.edge.area"]]
 
 
 # ------------------------------------------------------------------------------ the rules
