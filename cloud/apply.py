@@ -2,7 +2,8 @@
 
 Exactly-once in effect: the store row is locked, events at or below its ``last_applied_seq`` are
 duplicates, the next expected seq is applied, and a later one means a gap (the store resends).
-The events table's primary key (store_id, seq) backs this up if anything slips past the lock.
+The events table's primary key (store_id, stream, seq) backs this up if anything slips past the lock.
+An event that cannot be applied is a dead letter on its own; the stream always moves on.
 """
 
 from __future__ import annotations
@@ -138,7 +139,22 @@ INSERT_EVENT = (
 )
 
 
+class _OneEventFailed(Exception):
+    """Raised out of a whole-batch apply so its transaction rolls back and the batch goes event by event."""
+
+
 def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", applied_by: str = "") -> Ack:
+    """Apply the batch's next events in one transaction. If any event's effects fail (a number beyond 64 bits,
+    a constraint), the batch is applied again one event per savepoint: that event alone is a dead letter.
+    Savepoints cost SQLite a sub-journal per page, so the common case goes without them."""
+    try:
+        return _apply_batch(db, store_id, batch, topic, applied_by, one_by_one=False)
+    except _OneEventFailed:
+        log.warning("a batch of store %s could not be applied whole; applying its events one by one", store_id)
+        return _apply_batch(db, store_id, batch, topic, applied_by, one_by_one=True)
+
+
+def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, applied_by: str, one_by_one: bool) -> Ack:
     now = time.time()
     with db.transaction():
         row = db.one(
@@ -178,13 +194,14 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
         db.execute("UPDATE stores SET stream = ?, last_applied_seq = ?, last_seen = ?, backlog = ? WHERE store_id = ?",
                    (stream, last, now, batch.backlog, store_id))  # fmt: skip
         origin = Origin(store_id, stream)
-        try:
-            with db.savepoint():
-                _apply_events(db, topic, origin, todo, now, applied_by)
-            stored = todo
-        except Exception:  # one event's effects failed: apply them one by one, so only that one is a dead letter
-            log.warning("a batch of store %s could not be applied whole; applying its events one by one", store_id)
+        if one_by_one:
             stored = [event for event in todo if _apply_alone(db, topic, origin, event, now, applied_by)]
+        else:
+            try:
+                _apply_events(db, topic, origin, todo, now, applied_by)
+            except Exception as exc:
+                raise _OneEventFailed from exc
+            stored = todo
         if stored:
             db.execute("UPDATE stores SET events_applied = events_applied + ?, newest_event_hlc = ? WHERE store_id = ?",
                        (len(stored), stored[-1].hlc, store_id))  # fmt: skip
