@@ -52,8 +52,12 @@ class Central:
         self._lock = threading.Lock()
         try:
             migrate(self)
-        except BaseException:
+        except Exception as exc:
             self.conn.close()
+            if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("psycopg"):
+                # a damaged file, a read-only one, a role that may not create tables: say so in one line
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ConfigError(f"--db {self.url.dialect}: cannot use the central database ({first_line})") from None
             raise
 
     # ------------------------------------------------------------------ SQL helpers
