@@ -171,6 +171,16 @@ def test_a_file_that_is_not_sqlite_is_one_line(tmp_path: Path, capsys) -> None:
     assert passwd.read_text().startswith("root:x:0:0"), "the file is left as it was"
 
 
+def test_a_damaged_central_database_is_one_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "central.db"
+    Central(f"sqlite:///{path}").close()
+    data = bytearray(path.read_bytes())
+    data[100:120] = b"\xff" * 20  # the schema table's page header
+    path.write_bytes(data)
+    assert main(["cloud", "status", "--db", f"sqlite:///{path}"]) == 1
+    assert "malformed" in one_line_error(capsys)
+
+
 @pytest.mark.parametrize("url", [
     "postgresql://tenpo@127.0.0.1/tenpo?nonsense=1", "postgresql://te%ZZ@127.0.0.1/tenpo", "postgresql://tenpo@[::1/tenpo",
     "postgresql://tenpo@127.0.0.1:1/tenpo",  # nothing listens there
