@@ -7,7 +7,6 @@ migrations applied at start-up, each in its own transaction.
 
 from __future__ import annotations
 
-import importlib
 import re
 import sqlite3
 import threading
@@ -18,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenpo.cloud.asn import schema as asn_schema
 from tenpo.cloud.db_types import column_types
+from tenpo.cloud.hq import schema as hq_schema
+from tenpo.cloud.members import schema as members_schema
+from tenpo.cloud.sales import schema as sales_schema
+from tenpo.cloud.visits import schema as visits_schema
 from tenpo.shared.errors import ConfigError, MissingExtra
 
 
@@ -337,9 +341,9 @@ def _balance_triggers(db: Central) -> list[str]:
     ]
 
 
-def _area(module: str) -> Callable[[Central], list[str]]:
+def _area(area_statements: Callable[[str], list[str]]) -> Callable[[Central], list[str]]:
     def statements(db: Central) -> list[str]:
-        return list(importlib.import_module(module).statements(db.dialect))
+        return list(area_statements(db.dialect))
 
     return statements
 
@@ -347,11 +351,11 @@ def _area(module: str) -> Callable[[Central], list[str]]:
 # Numbers are fixed once released; each area owns the migration it registers here.
 MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (1, "stores, events, dead letters, members, products, ledgers, change feed", _m001_core),
-    (2, "sales, returns, reconciliation conflicts", _area("tenpo.cloud.sales.schema")),
-    (3, "visits and coupons", _area("tenpo.cloud.visits.schema")),
-    (4, "advance ship notices and inspections", _area("tenpo.cloud.asn.schema")),
-    (5, "source records, golden members, merges", _area("tenpo.cloud.members.schema")),
-    (6, "HQ monitor: audit of operator actions", _area("tenpo.cloud.hq.schema")),
+    (2, "sales, returns, reconciliation conflicts", _area(sales_schema.statements)),
+    (3, "visits and coupons", _area(visits_schema.statements)),
+    (4, "advance ship notices and inspections", _area(asn_schema.statements)),
+    (5, "source records, golden members, merges", _area(members_schema.statements)),
+    (6, "HQ monitor: audit of operator actions", _area(hq_schema.statements)),
 ]
 
 

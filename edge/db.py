@@ -8,7 +8,6 @@ raises :class:`StoreDatabaseError`: one line naming the file, never a traceback.
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -17,6 +16,12 @@ from typing import Callable, Iterator
 
 import sqlite_utils
 
+from tenpo.edge.ble import schema as ble_schema
+from tenpo.edge.checkout import schema as checkout_schema
+from tenpo.edge.checkout import schema_returns
+from tenpo.edge.clerk import schema as clerk_schema
+from tenpo.edge.inspection import schema as inspection_schema
+from tenpo.edge.membership import schema as membership_schema
 from tenpo.shared.errors import TenpoError
 
 SCHEMA_VERSION_KEY = "schema_version"
@@ -268,13 +273,6 @@ def _m001_core(db: sqlite_utils.Database) -> None:
     )
 
 
-def _area(module: str) -> Callable[[sqlite_utils.Database], bool]:
-    def step(db: sqlite_utils.Database) -> bool:
-        return bool(importlib.import_module(module).migrate(db))
-
-    return step
-
-
 def _core(db: sqlite_utils.Database) -> bool:
     _m001_core(db)
     return True
@@ -284,12 +282,12 @@ def _core(db: sqlite_utils.Database) -> bool:
 # False while its area has nothing to create, so the number stays free until it does.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (1, "members, products, ledgers, outbox", _core),
-    (2, "sales, receipts, receipt numbers", _area("tenpo.edge.checkout.schema")),
-    (3, "beacon arrivals and visits", _area("tenpo.edge.ble.schema")),
-    (4, "advance ship notices and dock inspections", _area("tenpo.edge.inspection.schema")),
-    (5, "member merges and the personal-data audit log", _area("tenpo.edge.membership.schema")),
-    (6, "clerks, sign-in and roles", _area("tenpo.edge.clerk.schema")),
-    (7, "partial returns: several refunds per receipt", _area("tenpo.edge.checkout.schema_returns")),
+    (2, "sales, receipts, receipt numbers", checkout_schema.migrate),
+    (3, "beacon arrivals and visits", ble_schema.migrate),
+    (4, "advance ship notices and dock inspections", inspection_schema.migrate),
+    (5, "member merges and the personal-data audit log", membership_schema.migrate),
+    (6, "clerks, sign-in and roles", clerk_schema.migrate),
+    (7, "partial returns: several refunds per receipt", schema_returns.migrate),
 ]
 
 
