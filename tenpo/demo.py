@@ -7,7 +7,6 @@ processes. Each step prints what happened and checks it; any failed check exits 
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 import sys
 import tempfile
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tenpo import demo_arrival, demo_checkout, demo_clerk, demo_dock
 from tenpo.cloud.admin import import_products
 from tenpo.cloud.db import Central
 from tenpo.cloud.status import status_report
@@ -37,12 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
-# Later parts of the story, each owned by its area: module with run(demo: Demo) -> None.
-SCENARIOS: tuple[str, ...] = (
-    "tenpo.demo_checkout",  # issue 5: an outage during which Shibuya keeps selling
-    "tenpo.demo_dock",  # issue 4: a delivery through the dock door
-    "tenpo.demo_arrival",  # issue 6: a member arrives; the clerk and HQ see it
-    "tenpo.demo_clerk",  # issue 7: a clerk account, and how to open the clerk terminal on these files
+# Later parts of the story, each owned by its area, in the order they are told.
+SCENARIOS: tuple[Callable[[Demo], None], ...] = (
+    demo_checkout.run,  # issue 5: an outage during which Shibuya keeps selling
+    demo_dock.run,  # issue 4: a delivery through the dock door
+    demo_arrival.run,  # issue 6: a member arrives; the clerk and HQ see it
+    demo_clerk.run,  # issue 7: a clerk account, and how to open the clerk terminal on these files
 )
 
 
@@ -142,14 +142,8 @@ def run_demo(workdir: Path) -> int:
             where = "here" if row.as_of is None else "replica"
             demo.say(f"    {row.store_id} {row.sku:<10} {row.on_hand:>4}  {row.name} ({where})")
 
-        for name in SCENARIOS:
-            try:
-                scenario = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name != name:
-                    raise
-                continue
-            scenario.run(demo)
+        for scenario in SCENARIOS:
+            scenario(demo)
 
         demo.step("Summary at HQ")
         demo.check("every store event applied",

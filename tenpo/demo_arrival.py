@@ -13,14 +13,17 @@ import json
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenpo.cli import main as tenpo_main
 from tenpo.cloud.visits.history import member_visits
-from tenpo.demo import Demo
 from tenpo.edge import replica
 from tenpo.edge.ble.arrivals import recent_arrivals
 from tenpo.edge.ble.recording import make_member_arrival_recording
 from tenpo.edge.outbox import get_meta
+
+if TYPE_CHECKING:
+    from tenpo.demo import Demo  # the demo imports its scenarios
 
 REGISTRY = Path(__file__).resolve().parents[1] / "firmware-config" / "beacons.toml"
 MINIMAL_REGISTRY = """[member_app]
