@@ -45,6 +45,21 @@ def on_hand(db: Central) -> int:
     return int(db.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = 'S001'", (), 0))
 
 
+# ---------------------------------------------------------------------------- nesting is bounded before decoding
+
+
+def test_nesting_depth_is_judged_outside_strings() -> None:
+    from tenpo.shared.protocol import MAX_NESTING, too_deep
+
+    assert not too_deep(b"[" * MAX_NESTING + b"]" * MAX_NESTING)
+    assert too_deep(b"[" * (MAX_NESTING + 1) + b"]" * (MAX_NESTING + 1))
+    assert too_deep(b"[" * 1000), "unclosed brackets are as deep as they open"
+    text_with_brackets = json.dumps({"note": '[[[{{{ \\" ' * 50, "lines": [[{"a": "]]]"}]]}).encode()
+    assert not too_deep(text_with_brackets), "brackets and escaped quotes inside strings do not count"
+    hidden = b"".join(b'["]",' for _ in range(200)) + b"0" + b"]" * 200
+    assert json.loads(hidden) and too_deep(hidden), "a closing bracket inside a string closes nothing"
+
+
 # ---------------------------------------------------------------------------- the aggregator keeps serving
 
 
