@@ -417,6 +417,60 @@ def test_loading_by_name_is_noticed() -> None:
     assert _loads_by_name(tree) == [1, 2, 3, 4]
 
 
+def unexplained_lazy_imports(source: str) -> list[int]:
+    """Lines of imports inside functions with no stated reason. A reason is a comment on the import or
+    on the line above its run of imports, or a ``try`` that catches ImportError (an optional extra)."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def guarded(node: ast.AST) -> bool:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers
+            ):
+                return True
+        return False
+
+    def commented(node: ast.stmt) -> bool:
+        if any("#" in line for line in lines[node.lineno - 1 : node.end_lineno]):
+            return True
+        above = node.lineno - 2
+        while above >= 0 and lines[above].strip().startswith(("from ", "import ")):
+            above -= 1
+        return above >= 0 and lines[above].strip().startswith("#")
+
+    found = []
+    for function in ast.walk(tree):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in _import_nodes(function):
+                if not (commented(node) or guarded(node)):
+                    found.append(node.lineno)
+    return sorted(set(found))
+
+
+def test_lazy_import_reasons_are_recognised() -> None:
+    source = (
+        "def a():\n    import json\n"  # 2: no reason
+        "def b():\n    # textual is slow to load\n    from textual import app\n    from textual import on\n"
+        "def c():\n    import rich  # only on a terminal\n"
+        "def d():\n    try:\n        import psycopg\n    except ImportError:\n        pass\n"
+        "def e():\n    x = 1  # unrelated\n    import csv\n"  # 16: no reason
+    )
+    assert unexplained_lazy_imports(source) == [2, 16]
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """After the cycles were broken, an import belongs at the top unless loading it late is the point."""
+    found = {
+        str(m.path.relative_to(ROOT)): lines
+        for m in module_files().values()
+        if (lines := unexplained_lazy_imports(m.path.read_text(encoding="utf-8")))
+    }
+    assert found == {}, "move these imports to the top, or say in a comment why they load late"
+
+
 def test_modules_stay_under_the_size_limit() -> None:
     too_long = {
         str(m.path.relative_to(ROOT)): n
