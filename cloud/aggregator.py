@@ -109,6 +109,7 @@ class Aggregator:
         self.counters.received += 1
         payload = bytes(message.payload)
         parsed = parse_up_topic(message.topic)
+        topic_store = parsed[0] if parsed else None
         try:
             opened = open_envelope(message.topic, payload, self.keys)
         except Rejected as exc:
@@ -116,7 +117,7 @@ class Aggregator:
             return
         except Exception as exc:  # a hostile message found a way past the checks
             log.exception("could not open a message on %s", message.topic)
-            self._dead_letter(message.topic, f"unreadable: {type(exc).__name__}: {exc}", payload, parsed and parsed[0])
+            self._dead_letter(message.topic, f"unreadable: {type(exc).__name__}: {exc}", payload, topic_store)
             return
         store_id, kind, body = opened.store_id, opened.kind, opened.body
         try:
