@@ -22,7 +22,7 @@ from tenpo.sandbox import Mosquitto, wait_until
 from tenpo.shared import crypto
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import parse_broker_url
-from tenpo.shared.protocol import Envelope, Event, EventBatch, encode, up_topic
+from tenpo.shared.protocol import MAX_NESTING, Envelope, Event, EventBatch, encode, too_deep, up_topic
 
 
 @pytest.fixture
@@ -49,8 +49,6 @@ def on_hand(db: Central) -> int:
 
 
 def test_nesting_depth_is_judged_outside_strings() -> None:
-    from tenpo.shared.protocol import MAX_NESTING, too_deep
-
     assert not too_deep(b"[" * MAX_NESTING + b"]" * MAX_NESTING)
     assert too_deep(b"[" * (MAX_NESTING + 1) + b"]" * (MAX_NESTING + 1))
     assert too_deep(b"[" * 1000), "unclosed brackets are as deep as they open"
