@@ -13,9 +13,11 @@ import time
 import uuid
 from typing import Any
 
+import msgspec
+
 from tenpo.shared import hlc
 from tenpo.shared.errors import UserError
-from tenpo.shared.events import Payload, PayloadMismatch, convert, decode_payload, to_payload
+from tenpo.shared.events import Payload, PayloadMismatch, decode_payload, mismatch
 from tenpo.shared.protocol import Event
 
 
@@ -73,18 +75,21 @@ def now_hlc(conn: sqlite3.Connection) -> int:
     return stamp
 
 
+_encoder = msgspec.json.Encoder()
+
+
 def append(conn: sqlite3.Connection, payload: Payload) -> int:
     """Record the event ``payload`` (a catalogue Struct) in the current transaction; returns its seq.
 
     The payload is checked against its Struct's ranges first (constructing a Struct does not check
     them): what HQ would refuse never leaves the store, and a too-long text typed at the terminal is
     the user's error, said in one line."""
-    data = to_payload(payload)
+    text = _encoder.encode(payload)
     try:
-        convert(data, type(payload))
-    except PayloadMismatch as exc:
-        raise UserError(f"{payload.TYPE}: {exc}") from None
-    return _insert(conn, payload.TYPE, payload.SCHEMA, data)
+        msgspec.json.decode(text, type=type(payload))
+    except msgspec.ValidationError as exc:
+        raise UserError(f"{payload.TYPE}: {mismatch(exc)}") from None
+    return _insert(conn, payload.TYPE, payload.SCHEMA, text.decode())
 
 
 def append_event(conn: sqlite3.Connection, event_type: str, payload: dict[str, Any], schema: int = 1) -> int:
@@ -93,22 +98,14 @@ def append_event(conn: sqlite3.Connection, event_type: str, payload: dict[str, A
         struct = decode_payload(event_type, schema, payload)
     except PayloadMismatch as exc:
         raise UserError(f"{event_type}: {exc}") from None
-    return _insert(conn, event_type, schema, to_payload(struct))
+    return _insert(conn, event_type, schema, _encoder.encode(struct).decode())
 
 
-def _insert(conn: sqlite3.Connection, event_type: str, schema: int, payload: dict[str, Any]) -> int:
+def _insert(conn: sqlite3.Connection, event_type: str, schema: int, payload: str) -> int:
     seq = next_counter(conn, "outbox")
     conn.execute(
         "INSERT INTO outbox(seq, id, type, schema, hlc, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            seq,
-            uuid.uuid4().hex,
-            event_type,
-            schema,
-            now_hlc(conn),
-            json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
-            time.time(),
-        ),
+        (seq, uuid.uuid4().hex, event_type, schema, now_hlc(conn), payload, time.time()),
     )
     return seq
 
