@@ -1,5 +1,9 @@
 """The import rules the layering relies on, read from the source (no module is imported).
 
+What fails: any import cycle; ``shared`` importing ``edge``, ``cloud`` or the commands; ``edge`` and
+``cloud`` importing each other; a codec reaching serial, bleak, paho, sqlite3 or sqlite_utils; a
+module over 500 lines; a module loaded by name, or an import inside a function with no stated reason.
+
 Every ``import`` statement of every module under ``tenpo/``, ``edge/``, ``cloud/`` and ``shared/``
 counts, including the ones inside functions: a lazy import still ties two modules together, it only
 hides the tie until run time. How an import becomes an edge of the graph:
