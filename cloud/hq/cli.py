@@ -56,7 +56,8 @@ def make_app(  # noqa: ANN201
 
 def serve_command(args: argparse.Namespace) -> str:
     """The command textual-serve starts for each browser session: this same monitor, without --serve."""
-    words = [sys.executable, "-m", "tenpo", "hq", "--db", args.db, "--broker", args.broker]
+    # -P: a browser session started from a source checkout must not import its partial tenpo/ folder.
+    words = [sys.executable, "-P", "-m", "tenpo", "hq", "--db", args.db, "--broker", args.broker]
     for flag in ("config", "tls_ca", "tls_cert", "tls_key"):
         value = getattr(args, flag)
         if value is not None:
