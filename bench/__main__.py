@@ -8,7 +8,10 @@ import subprocess
 import sys
 import time
 
-BENCHES = ("bench_sync", "bench_rfid", "bench_inspection", "bench_checkout_commit", "bench_checkout", "bench_ble", "bench_identity", "bench_hq")
+BENCHES = (
+    "bench_sync", "bench_rfid", "bench_inspection", "bench_checkout_commit", "bench_checkout", "bench_ble",
+    "bench_identity", "bench_hq",
+)
 
 
 def main() -> int:

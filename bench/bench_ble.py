@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from tenpo.edge.ble.advert import Advertisement
 from tenpo.edge.ble.decode import APPLE_COMPANY_ID, EDDYSTONE_SERVICE_UUID, DecodeStats, decode_frames

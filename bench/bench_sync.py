@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import tempfile
@@ -26,7 +25,7 @@ from tenpo.edge.config import load_config
 from tenpo.edge.outbox import append_event, read_counter
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until
 from tenpo.shared import crypto
-from tenpo.shared.mqtt import make_client, parse_broker_url
+from tenpo.shared.mqtt import make_client
 from tenpo.shared.protocol import Event, EventBatch
 
 BACKLOG = 100_000

@@ -84,7 +84,7 @@ async def _supervise(name: str, run_service: ServiceRunner, config: StoreConfig,
             report("failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             delay = min(delay * 2, 60.0)
 

@@ -8,7 +8,8 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
@@ -167,7 +168,8 @@ def cmd_stock(args: argparse.Namespace) -> int:
     config, db = open_store(args)
     rows = replica.stock_levels(db, config.store_id, args.sku)
     if args.json:
-        print_json([{"store_id": r.store_id, "sku": r.sku, "name": r.name, "on_hand": r.on_hand, "as_of": r.as_of} for r in rows])
+        print_json([{"store_id": r.store_id, "sku": r.sku, "name": r.name, "on_hand": r.on_hand, "as_of": r.as_of}
+                     for r in rows])
         return 0
     if not rows:
         print("no stock rows" + (f" for {args.sku}" if args.sku else ""))
@@ -237,7 +239,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     status.update(replica.sync_status(db))
     status["bootstrapped"] = get_meta(db.conn, "bootstrapped") == "1"
     behind = get_meta(db.conn, "alert.hq_behind")
-    status["alerts"] = [f"HQ lost acknowledged events {json.loads(behind)['hq_hwm'] + 1}..{json.loads(behind)['acked']}"] if behind else []
+    lost = json.loads(behind) if behind else None
+    status["alerts"] = [f"HQ lost acknowledged events {lost['hq_hwm'] + 1}..{lost['acked']}"] if lost else []
     last_sync = get_meta(db.conn, "last_sync_at")
     status["last_sync_at"] = float(last_sync) if last_sync else None
     status["services"] = {

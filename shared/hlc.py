@@ -20,7 +20,7 @@ class Hlc(NamedTuple):
         return (self.millis << COUNTER_BITS) | self.counter
 
     @classmethod
-    def unpack(cls, value: int) -> "Hlc":
+    def unpack(cls, value: int) -> Hlc:
         return cls(value >> COUNTER_BITS, value & COUNTER_MASK)
 
 

@@ -35,7 +35,9 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tenpo"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tenpo"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
 
 
 def create_ca(directory: Path, name: str = "Tenpo chain CA", days: int = 3650) -> Issued:
@@ -43,7 +45,7 @@ def create_ca(directory: Path, name: str = "Tenpo chain CA", days: int = 3650) -
     if cert_path.exists():
         raise UserError(f"{cert_path} exists: a chain has one CA; remove it first to start over")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(name))
@@ -75,7 +77,7 @@ def issue(directory: Path, common_name: str, *, server_hosts: tuple[str, ...] = 
     """A certificate signed by the chain CA: a server one when ``server_hosts`` is given, else a client one."""
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))

@@ -12,7 +12,7 @@ import importlib
 import os
 import sqlite3
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from tenpo import __version__
 from tenpo.edge.db import explain, is_storage_fault

@@ -11,8 +11,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tenpo import demo_arrival, demo_checkout, demo_clerk, demo_dock
 from tenpo.cloud.admin import import_products
@@ -120,7 +121,8 @@ def run_demo(workdir: Path) -> int:
         demo.dbs = {"S001": db_a, "S002": db_b}
         demo.check("both stores online at HQ", lambda: all(s["online"] for s in status_report(central)["stores"]))
         demo.check("the product list reached both stores (bootstrap snapshot)",
-                   lambda: all(d.conn.execute("SELECT count(*) FROM products").fetchone()[0] == 4 for d in (db_a, db_b)))  # fmt: skip
+                   lambda: all(d.conn.execute("SELECT count(*) FROM products").fetchone()[0] == 4
+                               for d in (db_a, db_b)))  # fmt: skip
 
         demo.step("Shibuya registers a member at the counter (offline-capable, provisional id)")
         member_id = replica.register_member(
@@ -137,7 +139,8 @@ def run_demo(workdir: Path) -> int:
         replica.adjust_stock(db_b, "UMBRELLA", 30, "opening count")
         replica.adjust_stock(db_a, "UMBRELLA", 5, "opening count")
         demo.check("Umeda's T-shirts visible from Shibuya",
-                   lambda: [r for r in replica.stock_levels(db_a, "S001", "TSHIRT-M") if r.store_id == "S002" and r.on_hand == 12])  # fmt: skip
+                   lambda: [r for r in replica.stock_levels(db_a, "S001", "TSHIRT-M")
+                            if r.store_id == "S002" and r.on_hand == 12])  # fmt: skip
         for row in replica.stock_levels(db_a, "S001", "UMBRELLA"):
             where = "here" if row.as_of is None else "replica"
             demo.say(f"    {row.store_id} {row.sku:<10} {row.on_hand:>4}  {row.name} ({where})")

@@ -12,10 +12,10 @@ import json
 
 from tenpo.cloud.asn import admin as hq_asn
 from tenpo.edge import replica
+from tenpo.edge.config import load_config
 from tenpo.edge.inspection import store
 from tenpo.edge.inspection.config import dock_settings
 from tenpo.edge.inspection.report import render_text, write_reports
-from tenpo.edge.config import load_config
 from tenpo.edge.rfid.simulator import ReaderSimulator, SimTag
 from tenpo.shared.epc import encode_sgtin96
 
@@ -73,7 +73,8 @@ def run(demo) -> None:
 
     demo.step("HQ shows the receipt and the inspection")
     demo.check("HQ applied the receipt",
-               lambda: central.scalar("SELECT count(*) FROM stock_ledger WHERE store_id = 'S001' AND reason = 'receipt'") == 2)  # fmt: skip
+               lambda: central.scalar(
+                   "SELECT count(*) FROM stock_ledger WHERE store_id = 'S001' AND reason = 'receipt'") == 2)  # fmt: skip
     (row,) = demo.check("the inspection is listed at HQ", lambda: hq_asn.inspection_rows(central, "S001"))
     summary = row["summary"]
     demo.say(f"    {row['inspection_id']} {row['shipment_id']} {row['status']}: received {summary['received_posted']}, "

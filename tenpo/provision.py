@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from tenpo.shared import pki
-from tenpo.shared.protocol import valid_store_id
 from tenpo.shared.errors import UserError
+from tenpo.shared.protocol import valid_store_id
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

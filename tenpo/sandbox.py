@@ -14,8 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tenpo.cloud.admin import add_store
 from tenpo.cloud.db import Central
@@ -80,7 +81,7 @@ class Mosquitto:
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)  # fmt: skip
         wait_for_port(self.port)
@@ -162,7 +163,7 @@ def tenpo_command(*args: str) -> list[str]:
 
 
 class Process:
-    live: "set[Process]" = set()  # every started process, so a failed test can still clean up
+    live: set[Process] = set()  # every started process, so a failed test can still clean up
 
     def __init__(self, args: list[str], log: Path) -> None:
         self.args = args
@@ -175,7 +176,7 @@ class Process:
             process.kill()
         cls.live.clear()
 
-    def start(self) -> "Process":
+    def start(self) -> Process:
         handle = open(self.log, "ab")
         self.popen = subprocess.Popen(tenpo_command(*self.args), stdout=handle, stderr=handle, env=_env())
         handle.close()

@@ -159,5 +159,6 @@ names_st = st.text(
 def test_any_names_fit_the_paper(names: list[str], columns: int, wide: bool) -> None:
     items = tuple(product(i, name, 100 * (i + 1), "reduced" if i % 2 else "standard") for i, name in enumerate(names))
     sale = make_sale(items=items, member=MemberInfo("M-1", 0))
-    text = render_receipt(sale, CONFIG, store_name="とても長い店名のテンポ 渋谷スクランブル店", columns=columns, ambiguous_wide=wide)
+    name = "とても長い店名のテンポ 渋谷スクランブル店"
+    text = render_receipt(sale, CONFIG, store_name=name, columns=columns, ambiguous_wide=wide)
     assert all(text_width(line, wide) <= columns for line in text.splitlines())

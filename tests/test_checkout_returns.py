@@ -30,8 +30,14 @@ from tenpo.edge.checkout.store import SaleOrder, commit_sale, refund_sale
 from tests.test_checkout_engine import AT, BEER, CATALOG, ONIGIRI, SHIRT, Catalog, config_st, discount_st, products_st
 from tests.test_checkout_store import MEMBER as STORE_MEMBER
 from tests.test_checkout_store import TEA, counts, store  # noqa: F401  (store is a fixture)
-from tests.test_sales_reconciliation import hq_ledger, hq_sales_total, ledger, store_sales_total, sync_up
-from tests.test_sales_reconciliation import two_stores  # noqa: F401  (a fixture)
+from tests.test_sales_reconciliation import (
+    hq_ledger,
+    hq_sales_total,
+    ledger,
+    store_sales_total,
+    sync_up,
+    two_stores,  # noqa: F401  (a fixture)
+)
 
 MEMBER = MemberInfo("M-001", points_balance=1000)
 
@@ -225,7 +231,7 @@ def test_any_partial_returns_add_up_to_the_whole_refund_and_never_more(data, pro
 # --- the store, the command and HQ ------------------------------------------------------------
 
 
-def test_store_takes_back_line_by_line_then_the_rest_then_refuses(store) -> None:
+def test_store_takes_back_line_by_line_then_the_rest_then_refuses(store) -> None:  # noqa: F811 (imported fixture)
     _path, config, db = store
     sale = commit_sale(db, config, SaleOrder((Scan(TEA), Scan(TEA), Scan("sku:TSHIRT-M")), STORE_MEMBER, 0,
                                              (Payment("cash", 3000),)))  # fmt: skip
@@ -241,7 +247,7 @@ def test_store_takes_back_line_by_line_then_the_rest_then_refuses(store) -> None
     assert counts(db) == before
 
 
-def test_refund_command_takes_lines_and_refuses_more_than_is_left_writing_nothing(store, capsys) -> None:
+def test_refund_command_takes_lines_and_refuses_more_than_is_left_writing_nothing(store, capsys) -> None:  # noqa: F811 (imported fixture)
     path, _config, db = store
     assert main(["edge", "checkout", "--config", str(path), "--scan", TEA, "--scan", TEA, "--scan", "sku:TSHIRT-M",
                  "--pay", "cash:3000"]) == 0  # fmt: skip
@@ -265,7 +271,7 @@ def test_refund_command_takes_lines_and_refuses_more_than_is_left_writing_nothin
         main(["edge", "refund", "1", "--line", "x:1", "--config", str(path)])
 
 
-def test_hq_keeps_several_refunds_of_one_receipt_and_its_sums_equal_the_stores(two_stores) -> None:
+def test_hq_keeps_several_refunds_of_one_receipt_and_its_sums_equal_the_stores(two_stores) -> None:  # noqa: F811 (imported fixture)
     central, stores = two_stores
     config, db = stores["S001"]
     sale = commit_sale(db, config, SaleOrder((Scan("sku:TSHIRT-M"), Scan("sku:BAG"), Scan("sku:TEA-500")),

@@ -18,7 +18,20 @@ from tenpo.edge.clerk.app import MainScreen, SignInScreen
 from tenpo.edge.clerk.members import ProfileScreen
 from tenpo.edge.clerk.till import ReceiptScreen
 from tenpo.edge.clerk.view import FormScreen
-from tests.test_clerk_support import CLERK, MANAGER, PIN, TEA, UMBRELLA, make_app, make_store, outbox, scalar, settle, sign_in, type_text
+from tests.test_clerk_support import (
+    CLERK,
+    MANAGER,
+    PIN,
+    TEA,
+    UMBRELLA,
+    make_app,
+    make_store,
+    outbox,
+    scalar,
+    settle,
+    sign_in,
+    type_text,
+)
 
 SIZE = (80, 24)
 
@@ -142,7 +155,8 @@ async def test_registration_shows_every_bad_field_under_that_field(config) -> No
         await sign_in(pilot, CLERK)
         await register(pilot, name="  ", kana="sato", phone="12345", email="hanako@", card_no="C100")
         form = app.screen
-        errors = {key: str(form.query_one(f"#err-{key}", Static).render()) for key in ("name", "kana", "phone", "email", "card_no")}
+        errors = {key: str(form.query_one(f"#err-{key}", Static).render())
+                  for key in ("name", "kana", "phone", "email", "card_no")}
         assert "kana only" in errors["kana"]
         assert "not a phone number" in errors["phone"] or "not a valid phone number" in errors["phone"]
         assert "not an e-mail address" in errors["email"] or "no valid domain" in errors["email"]
@@ -192,7 +206,9 @@ async def test_full_checkout_with_a_member_and_points(config) -> None:
         await pilot.press("f4")
         await settle(pilot)
         await scan(pilot, TEA, TEA, UMBRELLA)
-        assert cells(app, "#till-lines") == [["※緑茶 500ml", "2", "¥150", "8%", "¥300"], ["傘 65cm", "1", "¥1,200", "10%", "¥1,200"]]
+        assert cells(app, "#till-lines") == [
+            ["※緑茶 500ml", "2", "¥150", "8%", "¥300"], ["傘 65cm", "1", "¥1,200", "10%", "¥1,200"],
+        ]
         totals = text_of(app, "#till-totals")
         assert "10%対象 ¥1,200 (税 ¥109)" in totals and "8%対象 ¥300 (税 ¥22)" in totals and "¥1,500" in totals
         await pilot.press("f8")
@@ -302,7 +318,8 @@ async def test_stock_lookup_shows_other_stores_and_reserves_for_pickup(config) -
         await fill(pilot, qty="2", member="C100", customer="")
         assert isinstance(app.screen, MainScreen)
     reservation = outbox(config, "reservation.requested")[0]
-    assert (reservation["sku"], reservation["qty"], reservation["from_store"], reservation["member_id"]) == ("UMBRELLA", 2, "S002", "M-0001")
+    got = (reservation["sku"], reservation["qty"], reservation["from_store"], reservation["member_id"])
+    assert got == ("UMBRELLA", 2, "S002", "M-0001")
 
 
 async def test_a_manager_adjusts_stock(config) -> None:
@@ -327,7 +344,8 @@ def write_visit(config, visit_id: str, member_id: str, at: float) -> None:
     script = textwrap.dedent(f"""
         import sqlite3
         conn = sqlite3.connect({str(config.database)!r}, isolation_level=None)
-        conn.execute("INSERT INTO ble_visits(visit_id, member_id, arrived_at) VALUES (?, ?, ?)", ({visit_id!r}, {member_id!r}, {at!r}))
+        conn.execute("INSERT INTO ble_visits(visit_id, member_id, arrived_at) VALUES (?, ?, ?)",
+                     ({visit_id!r}, {member_id!r}, {at!r}))
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
 

@@ -8,7 +8,6 @@ with `pytest tests/test_clerk_snapshots.py --snapshot-update`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any

@@ -28,7 +28,8 @@ def store(config_path: Path):
     assert main(["edge", "init", "--config", str(config_path)]) == 0
     db = edge_db.connect(config_path.parent / "S001.db")
     with edge_db.transaction(db) as conn:
-        conn.execute("INSERT INTO products(sku, jan, name, price, tax_class, version) VALUES ('A1', '4901234567894', 'お茶', 150, 'reduced', 1)")
+        conn.execute("INSERT INTO products(sku, jan, name, price, tax_class, version) "
+                     "VALUES ('A1', '4901234567894', 'お茶', 150, 'reduced', 1)")
     yield db
     db.conn.close()
 
@@ -45,7 +46,10 @@ BAD_CONFIGS = {
     "missing broker url": ('[store]\nid = "S1"\nname = "x"\ndatabase = "x.db"\n[broker]\n', "broker.url: missing"),
     "bad scheme": ('[store]\nid = "S1"\nname = "x"\ndatabase = "x.db"\n[broker]\nurl = "http://h"\n', "broker.url:"),
     "bad port": ('[store]\nid = "S1"\nname = "x"\ndatabase = "x.db"\n[broker]\nurl = "mqtt://h:99999"\n', "bad port"),
-    "negative sync": ('[store]\nid = "S1"\nname = "x"\ndatabase = "x.db"\n[broker]\nurl = "mqtt://h"\n[sync]\nbatch_size = -3\n', "sync.batch_size"),
+    "negative sync": (
+        '[store]\nid = "S1"\nname = "x"\ndatabase = "x.db"\n[broker]\nurl = "mqtt://h"\n[sync]\nbatch_size = -3\n',
+        "sync.batch_size",
+    ),
     "not toml": ("[store\nid=", "not valid TOML"),
 }
 
@@ -125,7 +129,8 @@ def test_stock_adjustment_and_its_event_commit_together(store) -> None:
 
 
 @pytest.mark.parametrize("query", ["090-1234-5678", "09012345678", "+81 90 1234 5678", "０９０１２３４５６７８",
-                                   "hanako@example.jp", "HANAKO@EXAMPLE.JP", "C0001", "佐藤", "さとう", "サト", "ｻﾄｳ"])  # fmt: skip
+                                   "hanako@example.jp", "HANAKO@EXAMPLE.JP", "C0001",
+                                   "佐藤", "さとう", "サト", "ｻﾄｳ"])  # fmt: skip
 def test_member_found_by_every_identifier(store, query: str) -> None:
     member_id = replica.register_member(store, "S001", name="佐藤 花子 様", kana="さとう はなこ",
                                         phone="090-1234-5678", email="hanako@EXAMPLE.jp", card_no="C0001")  # fmt: skip

@@ -10,7 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenpo.cloud.hq.config import MonitorConfig, Thresholds, load_monitor_config, parse_monitor_config
-from tenpo.cloud.hq.model import ALERT, OFFLINE, OK, WARN, attention, changed_cells, merge_store, ordered, row_cells, spark
+from tenpo.cloud.hq.model import (
+    ALERT,
+    OFFLINE,
+    OK,
+    WARN,
+    attention,
+    changed_cells,
+    merge_store,
+    ordered,
+    row_cells,
+    spark,
+)
 from tenpo.cloud.hq.presence import Presence, fold_presence
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import Birth, Death, Status

@@ -24,7 +24,8 @@ def local_points(db, member_id: str, delta: int, ref: str) -> None:
     """Points earned at the counter: the ledger row and its event in one transaction, as a sale writes them."""
     with edge_db.transaction(db) as conn:
         seq = append_event(conn, "points.entry", {"member_id": member_id, "delta": delta, "kind": "accrual", "ref": ref})
-        conn.execute("INSERT INTO points_ledger(member_id, delta, kind, ref, store_seq, created_at) VALUES (?, ?, 'accrual', ?, ?, ?)",
+        conn.execute("INSERT INTO points_ledger(member_id, delta, kind, ref, store_seq, created_at) "
+                     "VALUES (?, ?, 'accrual', ?, ?, ?)",
                      (member_id, delta, ref, seq, time.time()))  # fmt: skip
 
 

@@ -29,13 +29,14 @@ def test_two_aggregators_share_the_subscription_and_apply_each_event_once(tmp_pa
     agents = [store_process(path).start() for path in configs.values()]
     dbs = {s: edge_db.connect(load_config(str(p)).database) for s, p in configs.items()}
     rng = random.Random(1)
-    for store_id, db in dbs.items():
-        wait_until(lambda: db.conn.execute("SELECT count(*) FROM products").fetchone()[0] == 2, 30, what="products")
+    for db in dbs.values():
+        wait_until(lambda db=db: db.conn.execute("SELECT count(*) FROM products").fetchone()[0] == 2, 30, what="products")
         for _ in range(400):
             replica.adjust_stock(db, rng.choice(("A1", "B2")), rng.choice((-1, 1, 2)), "count")
     for store_id, db in dbs.items():
         last = read_counter(db.conn, "outbox")
-        wait_until(lambda: central.scalar("SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,)) == last,
+        wait_until(lambda store_id=store_id, last=last: central.scalar(
+                       "SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,)) == last,
                    60, what=f"{store_id} applied")  # fmt: skip
         assert central.scalar("SELECT count(*) FROM events WHERE store_id = ?", (store_id,)) == last
         hq = dict(central.all("SELECT sku, sum(delta) FROM stock_ledger WHERE store_id = ? GROUP BY sku", (store_id,)))
@@ -43,7 +44,8 @@ def test_two_aggregators_share_the_subscription_and_apply_each_event_once(tmp_pa
         assert {k: int(v) for k, v in hq.items()} == edge
         # every store sees the others' stock through the feed
         others = {s for s in STORES if s != store_id}
-        wait_until(lambda: {r.store_id for r in replica.stock_levels(db, store_id) if r.as_of} == others, 30,
+        wait_until(lambda db=db, store_id=store_id, others=others:
+                   {r.store_id for r in replica.stock_levels(db, store_id) if r.as_of} == others, 30,
                    what="other stores' stock in the replica")  # fmt: skip
     workers = dict(central.all("SELECT applied_by, count(*) FROM events GROUP BY applied_by"))
     assert set(workers) == {"agg-1", "agg-2"}, f"both aggregators took a share: {workers}"

@@ -136,7 +136,8 @@ def test_two_stores_redeeming_offline_make_exactly_one_conflict(two_stores) -> N
     history = central.all("SELECT delta, kind FROM points_ledger WHERE member_id = ? ORDER BY id", (MEMBER,))
     assert history[-1] == (-balance, "adjustment") and len(history) == 1 + 5 + 1, "appended, nothing rewritten"
     change = json.loads(central.scalar("SELECT data FROM changes WHERE kind = 'points.balance' ORDER BY seq DESC LIMIT 1"))
-    assert change == {"member_id": MEMBER, "balance": 0, "through": {s: read_counter(db.conn, "outbox") for s, (_c, db) in stores.items()}}
+    through = {s: read_counter(db.conn, "outbox") for s, (_c, db) in stores.items()}
+    assert change == {"member_id": MEMBER, "balance": 0, "through": through}
     audit = central.one("SELECT actor, action, subject FROM audit_log WHERE action = 'conflict.resolved'")
     assert tuple(audit) == ("hq-test", "conflict.resolved", MEMBER)
     with pytest.raises(Exception, match="already resolved"):
@@ -239,7 +240,8 @@ def test_two_stores_offline_at_once_through_real_agents(tmp_path: Path, broker: 
 
         for store_id, db in dbs.items():
             last = read_counter(db.conn, "outbox")
-            wait_until(lambda: central.scalar("SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,)) == last,
+            wait_until(lambda store_id=store_id, last=last: central.scalar(
+                           "SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,)) == last,
                        30, what=f"HQ to apply {store_id}'s backlog")  # fmt: skip
         [conflict] = conflicts.list_open(central)
         assert {(e["store_id"], e["ref"]) for e in conflict.detail["entries"]} == set(receipts.items())

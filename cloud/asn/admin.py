@@ -89,7 +89,8 @@ def close_asn(db: Central, shipment_id: str) -> None:
         if status != "open":
             raise UserError(f"shipment {shipment_id}: already {status}")
         db.execute("UPDATE asns SET status = 'closed', updated_at = ? WHERE shipment_id = ?", (now, shipment_id))
-        record_changes(db, [("asn.closed", shipment_id, None, {"shipment_id": shipment_id, "status": "closed", "version": 0})], now)
+        closed = {"shipment_id": shipment_id, "status": "closed", "version": 0}
+        record_changes(db, [("asn.closed", shipment_id, None, closed)], now)
         audit(db, "operator", "asn.closed", shipment_id, {})
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tenpo.cloud import status
 from tenpo.cloud.db import Central

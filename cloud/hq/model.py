@@ -6,9 +6,10 @@ directly and the UI does nothing but copy the cells that changed into its DataTa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.presence import Presence

@@ -6,7 +6,8 @@ Each screen reads in a thread worker and paints on the UI thread; actions go thr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from textual import work
 from textual.app import ComposeResult

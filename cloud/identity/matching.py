@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from .compare import (DIFFER, Features, MatchWeights, compare, features, learn_readings, name_levels,
-                      with_learnt_reading)
+from .compare import DIFFER, Features, MatchWeights, compare, features, learn_readings, name_levels, with_learnt_reading
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 
 __all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "decide", "match_one", "resolve", "split_at"]

@@ -7,10 +7,11 @@ tenpo.cloud.identity. See docs/members.md §4 for the format.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from tenpo.cloud.identity import MatchConfig, SurvivorshipRules
 from tenpo.shared.cleansing import CleansingRules

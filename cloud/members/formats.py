@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -145,7 +145,7 @@ def iso_utc(text: str | None) -> str | None:
         raise ValueError(f"timestamp {text!r} is not ISO 8601")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=JST)
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def yes_no(text: str | None) -> bool | None:

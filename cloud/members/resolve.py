@@ -20,8 +20,19 @@ from tenpo.cloud.identity import MergeDecision, SourceRecord, decide, match_one,
 from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
-from .store import (Pending, SourceRow, candidates, create_member, find_source, member_sources, move_member_rows,
-                    new_member_id, refresh_golden, restore_member_rows, save_source)
+from .store import (
+    Pending,
+    SourceRow,
+    candidates,
+    create_member,
+    find_source,
+    member_sources,
+    move_member_rows,
+    new_member_id,
+    refresh_golden,
+    restore_member_rows,
+    save_source,
+)
 
 MEMBER_ROW = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret", "consent",
               "custom", "home_store", "created_at", "updated_at")  # fmt: skip

@@ -12,8 +12,9 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from tenpo.cloud.changes import member_record, new_beacon_secret, record_changes
 from tenpo.cloud.db import Central
@@ -311,7 +312,7 @@ class Pending:
     members: set[str] = field(default_factory=set)
     balances: set[str] = field(default_factory=set)
 
-    def extend(self, other: "Pending") -> None:
+    def extend(self, other: Pending) -> None:
         self.events += other.events
         self.members |= other.members
         self.balances |= other.balances

@@ -3,7 +3,8 @@
 ``sales``: every sale and refund the stores report, with the sale's JSON (the store's
 ``sale_to_json``); keyed by store, stream (a wiped store starts numbering again in a new stream)
 and receipt number. ``feed_cursor`` is how far the store had read HQ's change feed when it sold
-(reconciliation uses it to tell which entries of other stores the store could not know). Stock and points movements are not here: they arrive as their own
+(reconciliation uses it to tell which entries of other stores the store could not know). Stock and points
+movements are not here: they arrive as their own
 ``stock.moved`` / ``points.entry`` events and live in the core ledgers.
 
 ``conflicts``: what the ledgers show the business forbids (a member's points below zero, a

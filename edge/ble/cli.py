@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from contextlib import nullcontext
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from tenpo.edge.cli_support import open_store
 from tenpo.edge.replica import agent_link

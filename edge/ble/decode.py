@@ -12,8 +12,9 @@ Nothing here raises on bad bytes: a decoder returns None and bumps a counter in 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Union
+from typing import ClassVar
 
 APPLE_COMPANY_ID = 0x004C
 EDDYSTONE_SERVICE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
@@ -103,7 +104,7 @@ class EddystoneEID:
     tx_power: int
 
 
-Frame = Union[IBeacon, AltBeacon, EddystoneUID, EddystoneURL, EddystoneTLM, EddystoneEID]
+Frame = IBeacon | AltBeacon | EddystoneUID | EddystoneURL | EddystoneTLM | EddystoneEID
 
 # Beacon UUIDs repeat endlessly (a store has a handful), so formatting them once pays off.
 _uuid_text_cache: dict[bytes, str] = {}

@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable
 
 import sqlite_utils
 

@@ -11,8 +11,8 @@ the sender's Bluetooth address survives ``feed``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from tenpo.shared.beacon_id import short_id
 

@@ -19,8 +19,9 @@ after the rule's window.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, Union
+from typing import Literal
 
 from .registry import FirstVisitRule, Registry, Thresholds, ZoneDwellRule
 
@@ -68,7 +69,7 @@ class CouponTriggered:
     t: float
 
 
-PresenceEvent = Union[MemberArrived, MemberLeft, ZoneEntered, ZoneLeft, CouponTriggered]
+PresenceEvent = MemberArrived | MemberLeft | ZoneEntered | ZoneLeft | CouponTriggered
 LastVisit = Callable[[str], "float | None"]
 
 

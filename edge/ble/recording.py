@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from tenpo.shared.beacon_id import ibeacon_major_minor, rotating_id_at, WINDOW_S
+from tenpo.shared.beacon_id import WINDOW_S, ibeacon_major_minor, rotating_id_at
 
 from .advert import Advertisement
 from .decode import APPLE_COMPANY_ID, EDDYSTONE_SERVICE_UUID

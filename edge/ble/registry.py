@@ -12,7 +12,7 @@ import tomllib
 import uuid as uuidlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from tenpo.shared.beacon_id import WINDOW_S
 from tenpo.shared.errors import ConfigError
@@ -69,7 +69,7 @@ class ZoneDwellRule:
     seconds: float
 
 
-CouponRule = Union[FirstVisitRule, ZoneDwellRule]
+CouponRule = FirstVisitRule | ZoneDwellRule
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ is built once per window change; member changes patch the tables in place.
 from __future__ import annotations
 
 import hmac
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from tenpo.shared.beacon_id import (
     FULL_ID_LEN,

@@ -85,7 +85,7 @@ class SignInScreen(Screen[None]):
         yield Footer()
 
     @property
-    def clerk_app(self) -> "ClerkApp":
+    def clerk_app(self) -> ClerkApp:
         return self.app  # type: ignore[return-value]
 
     def on_screen_resume(self) -> None:
@@ -127,7 +127,7 @@ class MainScreen(Screen[None]):
         self._watching = False
 
     @property
-    def clerk_app(self) -> "ClerkApp":
+    def clerk_app(self) -> ClerkApp:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:

@@ -6,7 +6,8 @@ import argparse
 import getpass
 import json
 import sys
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from tenpo.edge.clerk.accounts import add_clerk, list_clerks, unlock
 from tenpo.edge.clerk.data import ClerkData

@@ -11,10 +11,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
@@ -216,7 +217,8 @@ class ClerkData:
         target.parent.mkdir(parents=True, exist_ok=True)
         data = {"member": profile.member.as_json(),
                 "points_ledger": [dict(zip(("at", "delta", "kind", "ref"), row)) for row in profile.ledger],
-                "purchases": [dict(zip(("at", "receipt_no", "total", "points_earned"), row)) for row in profile.purchases]}  # fmt: skip
+                "purchases": [dict(zip(("at", "receipt_no", "total", "points_earned"), row))
+                              for row in profile.purchases]}  # fmt: skip
         target.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
         os.chmod(target, 0o600)  # personal data: readable by the store account only
         return target
@@ -266,7 +268,8 @@ class ClerkData:
         ids = sorted({a.member_id for a in found})
         if ids:
             marks = ",".join("?" * len(ids))
-            for member_id, custom in self.db.conn.execute(f"SELECT member_id, custom FROM members WHERE member_id IN ({marks})", ids):
+            query = f"SELECT member_id, custom FROM members WHERE member_id IN ({marks})"
+            for member_id, custom in self.db.conn.execute(query, ids):
                 tiers[member_id] = str(json.loads(custom or "{}").get("tier") or "-")
         return [
             ArrivalLine(a.member_id, a.name or "?", a.kana or "", tiers.get(a.member_id, "-"), a.points, a.arrived_at,
@@ -339,7 +342,9 @@ class ClerkData:
                 return Preview(None, str(exc), name, member.points_balance if member else None)
             return Preview(sale, None, name, member.points_balance if member else None)
 
-    def sell(self, codes: tuple[str, ...], member_id: str | None, redeem: int, payments: tuple[tuple[str, int], ...]) -> tuple[Any, str]:
+    def sell(
+        self, codes: tuple[str, ...], member_id: str | None, redeem: int, payments: tuple[tuple[str, int], ...]
+    ) -> tuple[Any, str]:
         """Commit the sale; returns (Sale, receipt text). A refusal raises and writes nothing."""
         order = checkout_store.SaleOrder(scans=tuple(Scan(c) for c in codes), member_id=member_id, redeem_points=redeem,
                                 payments=tuple(Payment(t, a) for t, a in payments))  # fmt: skip

@@ -70,7 +70,7 @@ class MembersPanel(Panel):
         sync_table(self.query_one("#member-results", DataTable), rows)
 
     @property
-    def clerk_app(self) -> "ClerkApp":
+    def clerk_app(self) -> ClerkApp:
         return self.app  # type: ignore[return-value]
 
     def action_to_results(self) -> None:
@@ -126,7 +126,7 @@ class ProfileScreen(Screen[None]):
         self.profile: Profile | None = None
 
     @property
-    def clerk_app(self) -> "ClerkApp":
+    def clerk_app(self) -> ClerkApp:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
@@ -160,7 +160,7 @@ class ProfileScreen(Screen[None]):
         self.profile = profile
         self.query_one("#profile-head", Static).update(profile_text(profile))
         ledger = self.query_one("#ledger", DataTable)
-        for at, delta, kind, ref in profile.ledger:
+        for at, delta, kind, _ref in profile.ledger:
             ledger.add_row(day_time(at), right(f"{delta:+,}"), fit(kind, 10))
         purchases = self.query_one("#purchases", DataTable)
         for at, receipt_no, total, _earned in profile.purchases:

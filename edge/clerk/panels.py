@@ -14,7 +14,17 @@ from textual.widgets import DataTable, Input, ProgressBar, Static
 from tenpo.edge.clerk.data import ArrivalLine, DockView, HomeStatus, StockLine, format_age
 from tenpo.edge.clerk.members import ProfileScreen
 from tenpo.edge.clerk.view import (
-    Field, FormScreen, Panel, clock_time, day_time, fit, in_thread, right, selected_key, sync_table, yen,
+    Field,
+    FormScreen,
+    Panel,
+    clock_time,
+    day_time,
+    fit,
+    in_thread,
+    right,
+    selected_key,
+    sync_table,
+    yen,
 )  # fmt: skip
 from tenpo.shared.errors import UserError
 
@@ -24,7 +34,7 @@ if TYPE_CHECKING:
 
 class AppPanel(Panel):
     @property
-    def clerk_app(self) -> "ClerkApp":
+    def clerk_app(self) -> ClerkApp:
         return self.app  # type: ignore[return-value]
 
 

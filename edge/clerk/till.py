@@ -43,7 +43,7 @@ class CheckoutPanel(Panel):
         self.preview: Preview | None = None
 
     @property
-    def clerk_app(self) -> "ClerkApp":
+    def clerk_app(self) -> ClerkApp:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
@@ -143,8 +143,9 @@ class CheckoutPanel(Panel):
                 self.redeem = points
                 self.reload()
 
-        self.app.push_screen(FormScreen("ポイント利用 · redeem points", (Field("points", "ポイント points", value=str(self.redeem)),),
-                                        submit, "offline: limited by the store's per-sale cap"), done)  # fmt: skip
+        fields = (Field("points", "ポイント points", value=str(self.redeem)),)
+        self.app.push_screen(FormScreen("ポイント利用 · redeem points", fields, submit,
+                                        "offline: limited by the store's per-sale cap"), done)  # fmt: skip
 
     # ------------------------------------------------------------------ pay and refund
 

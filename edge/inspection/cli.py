@@ -157,8 +157,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for r in records:
         s = r.verdict.summary()
-        print(f"{r.inspection_id}  {r.status:<8} {r.shipment_id or '-':<16} {time.strftime('%m-%d %H:%M', time.localtime(r.closed_at))}"
-              f"  matched {s['matched']} missing {s['missing']} unexpected {s['unexpected']} wrong-store {s['wrong_store']}")  # fmt: skip
+        closed = time.strftime("%m-%d %H:%M", time.localtime(r.closed_at))
+        print(f"{r.inspection_id}  {r.status:<8} {r.shipment_id or '-':<16} {closed}  matched {s['matched']} "
+              f"missing {s['missing']} unexpected {s['unexpected']} wrong-store {s['wrong_store']}")  # fmt: skip
     return 0
 
 

@@ -136,7 +136,7 @@ async def _run_door(db: sqlite_utils.Database, store_id: str, settings: DockSett
     while not stop.is_set():
         try:
             item = await asyncio.wait_for(queue.get(), TICK_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             item = None
         while item is not None:
             sessions.feed(*item)
