@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from tenpo.cloud.db import Central
@@ -30,9 +31,49 @@ def table_exists(db: Central, name: str) -> bool:
     return db.scalar("SELECT to_regclass(?)", (name,)) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A store's link as both `tenpo cloud status` and the monitor report it (see :func:`link`)."""
+
+    online: bool
+    last_seen: float | None  # HQ clock: the last birth, status, death or batch from the store
+    seen_age_s: float | None
+    backlog: int | None  # unsent events the store last reported
+    skew_ms: int | None  # store clock minus HQ clock, measured when that report arrived
+
+
+def link(online: bool, last_seen: float | None, backlog: int | None, skew_ms: int | None, now: float) -> Link:
+    """The one place a store's seen age, backlog and skew are derived: the CLI passes the stores row,
+    the monitor the same row updated by live (never retained) presence messages."""
+    age = None if last_seen is None else round(max(0.0, now - float(last_seen)), 3)
+    return Link(bool(online), None if last_seen is None else float(last_seen), age,
+                None if backlog is None else int(backlog), None if skew_ms is None else int(skew_ms))  # fmt: skip
+
+
+def format_skew(skew_ms: int | None) -> str:
+    """Skew with its unit in at most six characters: +2ms, -1.5s, -265s, +4m."""
+    if skew_ms is None:
+        return "-"
+    size = abs(skew_ms)
+    sign = "-" if skew_ms < 0 else "+"
+    if size < 1000:
+        return f"{sign}{size}ms"
+    if size < 10_000:
+        return f"{sign}{size / 1000:.1f}s"
+    seconds = size // 1000
+    if seconds < 1000:
+        return f"{sign}{seconds}s"
+    for unit, unit_s in (("d", 86400), ("h", 3600)):
+        if seconds >= unit_s:
+            return f"{sign}{seconds // unit_s}{unit}"
+    return f"{sign}{seconds // 60}m"
+
+
 def store_records(db: Central, now: float | None = None) -> list[dict[str, Any]]:
-    """One dict per registered store, straight from the stores table, plus the lag of its newest event."""
-    now_ms = int((time.time() if now is None else now) * 1000)
+    """One dict per registered store, straight from the stores table, plus the lag of its newest event
+    and its :func:`link` figures (``seen_age_s``)."""
+    now = time.time() if now is None else now
+    now_ms = int(now * 1000)
     result = []
     for row in db.all(f"SELECT {', '.join(STORE_COLUMNS)} FROM stores ORDER BY store_id"):
         record = dict(zip(STORE_COLUMNS, row))
@@ -40,6 +81,9 @@ def store_records(db: Central, now: float | None = None) -> list[dict[str, Any]]
         newest = record.pop("newest_event_hlc")
         record["newest_event_ms"] = (int(newest) >> HLC_COUNTER_BITS) if newest else None
         record["lag_s"] = round((now_ms - record["newest_event_ms"]) / 1000, 3) if newest else None
+        figures = link(record["online"], record["last_seen"], record["backlog"], record["skew_ms"], now)
+        record.update(last_seen=figures.last_seen, seen_age_s=figures.seen_age_s, backlog=figures.backlog,
+                      skew_ms=figures.skew_ms)  # fmt: skip
         result.append(record)
     return result
 
@@ -120,5 +164,7 @@ def totals(db: Central, stores: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def status_report(db: Central, now: float | None = None) -> dict[str, Any]:
+    """``as_of``: the HQ clock every age in the report is measured against."""
+    now = time.time() if now is None else now
     stores = store_rows(db, now)
-    return {"stores": stores, "totals": totals(db, stores)}
+    return {"as_of": now, "stores": stores, "totals": totals(db, stores)}

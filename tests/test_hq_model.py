@@ -23,6 +23,7 @@ from tenpo.cloud.hq.model import (
     spark,
 )
 from tenpo.cloud.hq.presence import Presence, fold_presence
+from tenpo.cloud.status import format_skew
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import Birth, Death, Status
 
@@ -166,3 +167,17 @@ def test_all_orders_of_a_reconnect_storm() -> None:
     """Births 1..3 and deaths 1..2 in every order: online (birth 3 is unmatched)."""
     messages = [("birth", birth(n)) for n in (1, 2, 3)] + [("death", Death(n)) for n in (1, 2)]
     assert all(fold(list(p)).online for p in itertools.permutations(messages))
+
+
+def test_skew_always_carries_its_unit_within_the_column() -> None:
+    shown = {ms: format_skew(ms) for ms in (-2, 999, -1500, -265_300, 1_200_000, 4_000_000, -90_000_000, None)}
+    assert shown == {-2: "-2ms", 999: "+999ms", -1500: "-1.5s", -265_300: "-265s", 1_200_000: "+20m", 4_000_000: "+1h",
+                     -90_000_000: "-1d", None: "-"}  # fmt: skip
+    assert all(len(text) <= 6 for text in shown.values())
+
+
+def test_retained_presence_says_online_or_not_but_not_the_figures() -> None:
+    retained = fold_presence(None, "birth", birth(3), NOW, retained=True)
+    assert retained.online and retained.seen_at is None and retained.backlog is None and retained.skew_ms is None
+    view = merge_store(record(backlog=0, skew_ms=-2, last_seen=NOW - 120), retained, 0, 0, (), CONFIG, NOW)
+    assert (view.backlog, view.skew_ms, view.seen_age_s) == (0, -2, 120.0)

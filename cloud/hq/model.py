@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from tenpo.cloud import status
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.presence import Presence
 
@@ -38,6 +39,7 @@ class StoreView:
     online: bool
     since: float | None  # when it came online / went offline, as far as we know
     last_seen: float | None
+    seen_age_s: float | None  # at the refresh that built this view
     agent_version: str | None
     schema_version: int | None
     backlog: int | None
@@ -69,29 +71,34 @@ def attention(online: bool, since: float | None, backlog: int | None, skew_ms: i
         reasons.append(f"backlog {backlog}")
         level = level if LEVEL_RANK[level] > LEVEL_RANK[WARN] else WARN
     if skew_ms is not None and abs(skew_ms) > t.skew_above_ms:
-        reasons.append(f"clock skew {skew_ms / 1000:+.1f}s")
+        reasons.append(f"clock skew {status.format_skew(skew_ms)}")
         level = level if LEVEL_RANK[level] > LEVEL_RANK[WARN] else WARN
     return level, tuple(reasons)
 
 
 def merge_store(record: Mapping[str, Any], presence: Presence | None, events_per_min: int, conflicts: int | None,
                 trend: Sequence[int], config: MonitorConfig, now: float) -> StoreView:  # fmt: skip
-    """Presence from the broker is fresher than the database row when it arrived later."""
+    """The stores row, updated by presence heard live after the row was written; the figures come
+    from ``status.link``, the function `tenpo cloud status` uses. Retained presence (``seen_at`` None)
+    only says online or not."""
     db_seen = record.get("last_seen")
-    live = presence is not None and (db_seen is None or (presence.seen_at or 0) >= db_seen)
+    live = presence is not None and presence.seen_at is not None and (db_seen is None or presence.seen_at >= db_seen)
     online = presence.online if presence is not None else bool(record["online"])
     since = presence.changed_at if presence is not None and presence.changed_at is not None else db_seen
     pick = (lambda mine, theirs: theirs if live and theirs is not None else mine)  # noqa: E731
-    backlog = pick(record.get("backlog"), presence.backlog if presence else None)
-    skew = pick(record.get("skew_ms"), presence.skew_ms if presence else None)
-    level, reasons = attention(online, since, backlog, skew, config, now)
-    seen = max((s for s in (db_seen, presence.seen_at if presence else None) if s is not None), default=None)
+    figures = status.link(
+        online, pick(db_seen, presence.seen_at if presence else None),
+        pick(record.get("backlog"), presence.backlog if presence else None),
+        pick(record.get("skew_ms"), presence.skew_ms if presence else None), now,
+    )  # fmt: skip
+    level, reasons = attention(online, since, figures.backlog, figures.skew_ms, config, now)
     return StoreView(
-        store_id=record["store_id"], name=record.get("name") or "", online=online, since=since, last_seen=seen,
+        store_id=record["store_id"], name=record.get("name") or "", online=online, since=since,
+        last_seen=figures.last_seen, seen_age_s=figures.seen_age_s,
         agent_version=pick(record.get("agent_version"), presence.agent_version if presence else None),
         schema_version=pick(record.get("schema_version"), presence.schema_version if presence else None),
-        backlog=backlog, lag_s=record.get("lag_s"), events_per_min=events_per_min,
-        dead_letters=int(record.get("dead_letters") or 0), open_conflicts=conflicts, skew_ms=skew,
+        backlog=figures.backlog, lag_s=record.get("lag_s"), events_per_min=events_per_min,
+        dead_letters=int(record.get("dead_letters") or 0), open_conflicts=conflicts, skew_ms=figures.skew_ms,
         trend=tuple(trend), level=level, reasons=reasons,
     )  # fmt: skip
 
@@ -138,7 +145,7 @@ def row_cells(view: StoreView, now: float) -> tuple[Cell, ...]:
     style = LEVEL_STYLE[view.level]
     link = ("on", style or "green") if view.online else ("OFF", style)
     agent = "-" if view.agent_version is None else f"{view.agent_version}/{view.schema_version or '-'}"
-    skew = "-" if view.skew_ms is None else f"{view.skew_ms / 1000:+.1f}s"
+    skew = status.format_skew(view.skew_ms)
     lag = format_age(view.lag_s) if view.lag_s is not None else "-"
     conflicts = "-" if view.open_conflicts is None else str(view.open_conflicts)
     texts = (

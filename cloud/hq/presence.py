@@ -52,9 +52,21 @@ class Presence:
         return self.birth_bdseq > self.death_bdseq
 
 
-def fold_presence(current: Presence | None, kind: str, body: Any, now: float) -> Presence:
-    """The presence after one verified birth, death or status message (pure)."""
+def fold_presence(current: Presence | None, kind: str, body: Any, now: float, retained: bool = False) -> Presence:
+    """The presence after one verified birth, death or status message (pure).
+
+    A retained message (what the broker hands a new subscriber) may be hours old: it still tells
+    which session is newest (online or not), but not when the store was seen, its backlog or its
+    clock skew (the skew would be measured against the message's age), so those stay unknown and the
+    monitor shows the database's figures, as `tenpo cloud status` does.
+    """
     state = current or Presence()
+    if retained:
+        if kind == "birth":
+            return replace(state, birth_bdseq=max(state.birth_bdseq, body.bdseq))
+        if kind == "death":
+            return replace(state, death_bdseq=max(state.death_bdseq, body.bdseq))
+        return state
     was_online = state.online if current is not None else None
     if kind == "birth":
         state = replace(
@@ -125,6 +137,7 @@ class PresenceListener:
         except Exception:  # a database hiccup while loading a key must not stop presence
             log.exception("presence message from %s not checked", message.topic)
             return
-        presence = fold_presence(self._state.get(opened.store_id), opened.kind, opened.body, self._clock())
+        presence = fold_presence(self._state.get(opened.store_id), opened.kind, opened.body, self._clock(),
+                                 retained=bool(message.retain))  # fmt: skip
         self._state[opened.store_id] = presence
         self._on_change(opened.store_id, presence)
