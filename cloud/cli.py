@@ -12,6 +12,7 @@ from pathlib import Path
 from tenpo.cloud import admin
 from tenpo.cloud.aggregator import Aggregator
 from tenpo.cloud.asn.cli import register_cloud as asn_commands
+from tenpo.cloud.backup import backup_central
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 from tenpo.cloud.members.cli import register_cloud as member_commands
@@ -58,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
+    backup = db_flag(commands.add_parser("backup", help="online backup of a SQLite HQ database (rotated)"))
+    backup.add_argument("--to", required=True, type=Path, metavar="DIR", help="backup directory (created 0700)")
+    backup.add_argument("--keep", type=int, default=7, metavar="N", help="keep the newest N backups (default 7)")
+    backup.add_argument("--json", action="store_true")
+    backup.set_defaults(func=cmd_backup)
+
     for add_commands in (sales_commands, member_commands, asn_commands, visit_commands):
         add_commands(commands)
 
@@ -70,6 +77,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     aggregator.run(stop)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    if args.keep < 1:
+        raise UserError(f"--keep {args.keep}: must be at least 1")
+    path, removed = backup_central(args.db, args.to, args.keep)
+    if args.json:
+        print_json({"path": str(path), "size": path.stat().st_size, "removed": [str(p) for p in removed]})
+    else:
+        print(f"backup {path} ({path.stat().st_size} bytes, integrity ok); removed {len(removed)} old")
     return 0
 
 
