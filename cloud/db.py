@@ -21,6 +21,7 @@ from tenpo.cloud.asn import schema as asn_schema
 from tenpo.cloud.db_types import column_types
 from tenpo.cloud.hq import schema as hq_schema
 from tenpo.cloud.members import schema as members_schema
+from tenpo.cloud.members import tables as members_tables
 from tenpo.cloud.sales import schema as sales_schema
 from tenpo.cloud.visits import schema as visits_schema
 from tenpo.shared.errors import ConfigError, MissingExtra
@@ -356,6 +357,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (4, "advance ship notices and inspections", _area(asn_schema.statements)),
     (5, "source records, golden members, merges", _area(members_schema.statements)),
     (6, "HQ monitor: audit of operator actions", _area(hq_schema.statements)),
+    (8, "member review queue, import quality figures, members settings", _area(members_tables.statements)),
 ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 
+from .cli_review import register_members
 from .config import load_rules
 from .imports import import_members, import_orders
 from .privacy import erase_member, export_members, export_text, show_member
@@ -64,6 +65,7 @@ def register_cloud(commands: argparse._SubParsersAction) -> None:
     erase.add_argument("--reason", required=True)
     erase.add_argument("--json", action="store_true")
     erase.set_defaults(func=cmd_erase)
+    register_members(sub)  # review, train, quality, rules
 
 
 def _run_import(args: argparse.Namespace, kind: str) -> int:

@@ -20,6 +20,7 @@ from tenpo.cloud.identity import MergeDecision, SourceRecord, decide, match_one,
 from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
+from .review import queue_possible, rejected_partners
 from .store import (
     Pending,
     SourceRow,
@@ -68,7 +69,7 @@ def attach(db: Central, record: SourceRecord, raw_hash: str, config: MembersConf
         return Attached("unchanged", existing.member_id)
     own = existing.member_id if existing else member_id
     status = "updated" if existing else "created"
-    targets = _targets(db, record, existing, own, config)
+    targets = _targets(db, record, existing, own, config, now)
     if not targets:
         if own is None:
             own = new_member_id()
@@ -99,15 +100,19 @@ def attach(db: Central, record: SourceRecord, raw_hash: str, config: MembersConf
 
 
 def _targets(db: Central, record: SourceRecord, existing: SourceRow | None, own: str | None,
-             config: MembersConfig) -> dict[str, MergeDecision]:
-    """Golden members (other than `own`) the record links to, with the best link to each, oldest first."""
+             config: MembersConfig, now: float) -> dict[str, MergeDecision]:
+    """Golden members (other than `own`) the record links to, with the best link to each, oldest first.
+    Possible matches go to the review queue; members holding a record a person rejected are never targets."""
     found = candidates(db, record, config, existing.ref if existing else None)
     if not found:
         return {}
     member_of = {row.record.key: row.member_id for row in found}
     blocked = _unmerged_with(db, record, own)
+    blocked |= {row.member_id for row in (find_source(db, *key) for key in rejected_partners(db, record.key)) if row}
+    matched = match_one(record, [row.record for row in found], config.match)
+    queue_possible(db, [d for d in matched.possible if member_of[d.right] not in (own, *blocked)], now)
     targets: dict[str, MergeDecision] = {}
-    for decision in match_one(record, [row.record for row in found], config.match).accepted:
+    for decision in matched.accepted:
         member = member_of[decision.right]
         if member != own and member not in targets and member not in blocked:
             targets[member] = decision

@@ -1,0 +1,69 @@
+"""`tenpo cloud members review|train|quality|rules`: the review queue, trained weights, the
+data-quality report and the counter's registration rules. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tenpo.cloud.cli_support import db_flag, print_json
+from tenpo.cloud.db import Central
+
+from .config import load_rules
+from .review import ReviewItem, pending_items
+from .review_actions import decide_item
+
+
+def register_members(sub: argparse._SubParsersAction) -> None:
+    """Add subcommands to the `tenpo cloud members` group."""
+    review = db_flag(sub.add_parser("review", help="possible matches waiting for a person: list, accept, reject"))
+    review.add_argument("--json", action="store_true")
+    review.add_argument("--limit", type=int, default=50, help="show at most N items (default 50)")
+    review.set_defaults(func=cmd_review)
+    decisions = review.add_subparsers(dest="review_command", metavar="accept|reject")
+    for verb, text in (("accept", "the two are one person: merge them (audited, sent to the stores)"),
+                       ("reject", "the two are different people: never asked again, never merged automatically")):
+        decide = db_flag(decisions.add_parser(verb, help=text))
+        decide.add_argument("item", type=int, metavar="ITEM", help="item id from `tenpo cloud members review`")
+        decide.add_argument("--note", help="why (kept in the audit log)")
+        decide.add_argument("--by", default="operator", metavar="OPERATOR", help="who decided (default: operator)")
+        decide.add_argument("--rules", type=Path, help="TOML members rules (as for imports)")
+        decide.add_argument("--json", action="store_true")
+        decide.set_defaults(func=cmd_review_decide, accept=verb == "accept")
+
+
+def _comparison_text(item: ReviewItem) -> str:
+    return ", ".join(f"{f} {level} {w:+g}" for f, level, w in item.comparisons if w)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    items = pending_items(Central(args.db, create=False), limit=args.limit)
+    if args.json:
+        print_json([item.as_json() for item in items])
+        return 0
+    if not items:
+        print("no possible matches waiting")
+        return 0
+    for item in items:
+        print(f"#{item.item_id}  score {item.score:g}  {item.left_member} ({':'.join(item.left)})"
+              f"  ?  {item.right_member} ({':'.join(item.right)})")  # fmt: skip
+        print(f"    {_comparison_text(item)}")
+        for side in (item.left_values, item.right_values):
+            print("    " + "  ".join(f"{k} {v}" for k, v in (side or {}).items()))
+    print("decide: tenpo cloud members review accept|reject ITEM [--note TEXT]", file=sys.stderr)
+    return 0
+
+
+def cmd_review_decide(args: argparse.Namespace) -> int:
+    config = load_rules(args.rules)
+    done = decide_item(Central(args.db, create=False), args.item, args.accept, actor=args.by, note=args.note,
+                       config=config)  # fmt: skip
+    if args.json:
+        print_json(done.as_json())
+    elif done.merge_id is not None:
+        print(f"#{done.item_id} accepted: merged {done.loser} into {done.winner} (merge #{done.merge_id}); the stores follow")
+    else:
+        print(f"#{done.item_id} {done.status}" + (" (already one member)" if args.accept else ""))
+    return 0
+
