@@ -25,7 +25,7 @@ from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import service as reader_service
 from tenpo.edge.outbox import set_meta
 from tenpo.edge.sync import ProgressCallback, SyncLink
-from tenpo.shared import crypto
+from tenpo.shared import crypto, sd_notify
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,17 @@ async def run_agent(
         asyncio.create_task(_supervise(name, run_service, config, stop, edge_db.connect(config.database)), name=name)
         for name, run_service in SERVICES
     ]
+    # systemd (Type=notify): READY once link.run has started connecting and first waits (call_soon runs
+    # then); WATCHDOG=1 from a loop task, so a wedged loop stops pinging and is restarted.
+    loop.call_soon(sd_notify.notify, "READY=1")
+    watchdog = sd_notify.start_watchdog()
+    sd_notify.schedule_test_block()
     try:
         await link.run(stop)
     finally:
+        sd_notify.notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.cancel()
         stop.set()
         done, pending = await asyncio.wait(services, timeout=3.0) if services else (set(), set())
         for task in pending:
