@@ -357,6 +357,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (4, "advance ship notices and inspections", _area(asn_schema.statements)),
     (5, "source records, golden members, merges", _area(members_schema.statements)),
     (6, "HQ monitor: audit of operator actions", _area(hq_schema.statements)),
+    (7, "member field quality: corrected, unverified and flagged values", _area(members_schema.field_quality_statements)),
     (8, "member review queue, import quality figures, members settings", _area(members_tables.statements)),
 ]
 

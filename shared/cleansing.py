@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
 
 import phonenumbers
 
@@ -19,10 +20,22 @@ from tenpo.shared.errors import UserError
 from tenpo.shared.prefectures import Prefecture, find_prefecture
 
 __all__ = [
+    "CORRECTED",
+    "EMAIL_DOMAIN_TYPOS",
+    "FIELD_STATUSES",
+    "FLAGGED",
     "MEMBER_FIELDS",
+    "MISSING",
+    "UNVERIFIED",
+    "VALID",
     "CleansingError",
     "CleansingRules",
+    "Corrected",
+    "FieldQuality",
+    "assess_member_record",
     "cleanse_member_record",
+    "correct_email",
+    "correct_phone",
     "hiragana_to_katakana",
     "normalize_address",
     "normalize_birth_date",
@@ -96,15 +109,9 @@ def normalize_phone(raw: str, region: str = "JP") -> str:
 
 
 def normalize_email(raw: str) -> str:
-    """E-mail trimmed, with the domain lower-cased (the local part is case-sensitive by RFC 5321)."""
-    text = _require_text(raw, "email")
-    local, at, domain = text.rpartition("@")
-    if not at or not local or not _EMAIL_LOCAL.match(local):
-        raise CleansingError("email", f"{text!r} is not an e-mail address")
-    domain = domain.lower().rstrip(".")
-    if not _EMAIL_DOMAIN.match(domain):
-        raise CleansingError("email", f"{text!r} has no valid domain after @")
-    return f"{local}@{domain}"
+    """E-mail trimmed, with the domain lower-cased (the local part is case-sensitive by RFC 5321) and
+    the safe repairs of `correct_email` made (a doubled @, a known domain typo...)."""
+    return correct_email(raw).value
 
 
 def normalize_name(raw: str) -> str:
@@ -206,6 +213,10 @@ class CleansingRules:
 _MOBILE_TYPES = {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 
+def _is_mobile(e164: str) -> bool:
+    return phonenumbers.number_type(phonenumbers.parse(e164)) in _MOBILE_TYPES
+
+
 def _cleanse_field(name: str, raw: str, rules: CleansingRules, today: date | None) -> dict[str, object]:
     if name == "name":
         value = normalize_name(raw)
@@ -218,7 +229,7 @@ def _cleanse_field(name: str, raw: str, rules: CleansingRules, today: date | Non
         return {"email": normalize_email(raw)}
     if name == "phone":
         value = normalize_phone(raw, rules.phone_region)
-        if rules.mobile_only and phonenumbers.number_type(phonenumbers.parse(value)) not in _MOBILE_TYPES:
+        if rules.mobile_only and not _is_mobile(value):
             raise CleansingError("phone", f"{raw.strip()!r} is not a mobile number")
         return {"phone": value}
     if name == "postal_code":
@@ -267,3 +278,183 @@ def cleanse_member_record(
             fields = " or ".join(sorted(rules.contact_any_of))
             errors.append(CleansingError(fields, "at least one is required"))
     return clean, errors
+
+
+# --- imports: correct what is safe, flag the rest --------------------------------------------------
+#
+# An import keeps every record that has a source id. Each member field ends in one of five states,
+# recorded beside the record as its field quality (docs/members.md, "Data quality"):
+#   valid       the value as typed was fine (canonical spelling only: E.164 phone, 7-digit postal code...)
+#   corrected   a safe repair was made; `raw` is what was typed, `rule` names the repair(s)
+#   unverified  kept and matched on, but could not be verified (a phone in a range the library does
+#               not know); `raw` and `reason` say why
+#   flagged     invalid or suspicious: the clean value is None (left out of matching and the golden
+#               record), `raw` keeps what was typed and `reason` says what is wrong
+#   missing     nothing was given
+
+VALID, CORRECTED, UNVERIFIED, FLAGGED, MISSING = "valid", "corrected", "unverified", "flagged", "missing"
+FIELD_STATUSES = (VALID, CORRECTED, UNVERIFIED, FLAGGED, MISSING)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldQuality:
+    """How one field of a record fared in cleansing: its status, the raw text, the rule and the reason."""
+
+    status: str
+    raw: str | None = None  # as typed; set for corrected, unverified and flagged
+    rule: str | None = None  # correction rule names joined by "+", e.g. "fullwidth+email_double_at"
+    reason: str | None = None  # why the value is flagged or unverified
+
+    def as_json(self) -> dict[str, str]:
+        data = {"status": self.status, "raw": self.raw, "rule": self.rule, "reason": self.reason}
+        return {key: value for key, value in data.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> FieldQuality:
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(text("status") or VALID, text("raw"), text("rule"), text("reason"))
+
+
+# Misspelt domains of the big Japanese carriers and webmail services, each to the domain meant. Only
+# misspellings that are not themselves a mail domain anyone uses (documented in docs/members.md).
+EMAIL_DOMAIN_TYPOS: Mapping[str, str] = MappingProxyType({
+    "docomo.ne.jo": "docomo.ne.jp", "docomo.ne.pj": "docomo.ne.jp", "docomo.nejp": "docomo.ne.jp",
+    "docomo.ne.j": "docomo.ne.jp", "docono.ne.jp": "docomo.ne.jp", "docomo.en.jp": "docomo.ne.jp",
+    "ezweb.ne.jo": "ezweb.ne.jp", "ezweb.ne.pj": "ezweb.ne.jp", "ezweb.nejp": "ezweb.ne.jp", "ezwed.ne.jp": "ezweb.ne.jp",
+    "softbank.ne.jo": "softbank.ne.jp", "softbank.ne.pj": "softbank.ne.jp", "sofbank.ne.jp": "softbank.ne.jp",
+    "softbak.ne.jp": "softbank.ne.jp",
+    "yahoo.co.jo": "yahoo.co.jp", "yahoo.co.pj": "yahoo.co.jp", "yahoo.cojp": "yahoo.co.jp", "yaho.co.jp": "yahoo.co.jp",
+    "yahooo.co.jp": "yahoo.co.jp", "yahoo.co.j": "yahoo.co.jp",
+    "gmial.com": "gmail.com", "gmai.com": "gmail.com", "gamil.com": "gmail.com", "gmaill.com": "gmail.com",
+    "gmail.con": "gmail.com", "gmail.cm": "gmail.com", "gmail.co": "gmail.com", "gmail.om": "gmail.com",
+    "hotmial.com": "hotmail.com", "hotmai.com": "hotmail.com", "hotmail.con": "hotmail.com", "hotmail.co": "hotmail.com",
+    "icloud.co": "icloud.com", "icloud.con": "icloud.com", "iclod.com": "icloud.com", "icoud.com": "icloud.com",
+    "outlook.jo": "outlook.jp", "outlook.con": "outlook.com", "outlok.com": "outlook.com",
+})  # fmt: skip
+
+_DOMAIN_SEPARATOR_TYPOS = re.compile(r"[,、。]")
+_SPACE_AROUND_AT = re.compile(r"\s*@\s*")
+_PHONE_SEPARATORS = re.compile(r"[\s()\-]")
+_MOBILE_PREFIX = re.compile(r"^0[5789]0")  # mobile and IP-phone ranges: all known to the library
+
+
+@dataclass(frozen=True, slots=True)
+class Corrected:
+    """A value after safe corrections, and the rules that changed it (empty when typed right)."""
+
+    value: str
+    rules: tuple[str, ...] = ()
+    unverified: str | None = None  # why it could not be verified, when it is kept anyway
+
+
+def _fullwidth(raw: str) -> tuple[str, ...]:
+    return ("fullwidth",) if any(0xFF01 <= ord(c) <= 0xFF5E or c == "\u3000" for c in raw) else ()
+
+
+def correct_email(raw: str) -> Corrected:
+    """An e-mail with safe repairs: full-width characters, a doubled @, spaces around @ or in the domain,
+    commas (、。) for dots and doubled dots in the domain, a well-known domain typo (EMAIL_DOMAIN_TYPOS).
+    The local part is never changed beyond width. Raises CleansingError for what cannot be repaired."""
+    rules = list(_fullwidth(raw if isinstance(raw, str) else ""))
+    text = _require_text(raw, "email")
+    if "@@" in text:
+        text = re.sub("@+", "@", text)
+        rules.append("email_double_at")
+    spaced = _SPACE_AROUND_AT.sub("@", text)
+    local, at, domain = spaced.rpartition("@")
+    if spaced != text or " " in domain:
+        domain = domain.replace(" ", "")
+        rules.append("email_domain_space")
+    if _DOMAIN_SEPARATOR_TYPOS.search(domain):
+        domain = _DOMAIN_SEPARATOR_TYPOS.sub(".", domain)
+        rules.append("email_domain_comma")
+    if ".." in domain:
+        domain = re.sub(r"\.{2,}", ".", domain)
+        rules.append("email_domain_dots")
+    domain = domain.lower().rstrip(".")
+    if domain in EMAIL_DOMAIN_TYPOS:
+        domain = EMAIL_DOMAIN_TYPOS[domain]
+        rules.append("email_domain_typo")
+    if not at or not local or not _EMAIL_LOCAL.match(local):
+        raise CleansingError("email", f"{text!r} is not an e-mail address")
+    if not _EMAIL_DOMAIN.match(domain):
+        raise CleansingError("email", f"{text!r} has no valid domain after @")
+    return Corrected(f"{local}@{domain}", tuple(rules))
+
+
+def correct_phone(raw: str, region: str = "JP") -> Corrected:
+    """A phone number in E.164 with safe repairs: full-width digits, a trunk 0 lost to a spreadsheet
+    (9012345678 -> 090-1234-5678). A number of plausible length in a range the phone library does not
+    know (04-9164-7881) is kept `unverified`: exact matching on its digits still finds the person."""
+    rules = list(_fullwidth(raw if isinstance(raw, str) else ""))
+    text = _DASHES.sub("-", _require_text(raw, "phone"))
+    digits = _PHONE_SEPARATORS.sub("", text)
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise CleansingError("phone", f"{raw.strip()!r} is not a phone number") from None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if phonenumbers.is_valid_number(number):
+        if digits.isdigit() and not digits.startswith("0"):
+            rules.append("phone_leading_zero")
+        return Corrected(e164, tuple(rules))
+    national = digits if digits.startswith("0") else ""
+    if (national.isdigit() and 10 <= len(national) <= 11 and not _MOBILE_PREFIX.match(national)
+            and phonenumbers.is_possible_number(number)):  # fmt: skip
+        return Corrected(e164, tuple(rules), unverified="a number range the phone library does not know")
+    raise CleansingError("phone", f"{raw.strip()!r} is not a valid phone number for {region}")
+
+
+def _assess_field(name: str, raw: str, rules: CleansingRules, today: date | None) -> tuple[dict[str, object], FieldQuality]:
+    if name == "email":
+        corrected = correct_email(raw)
+        values: dict[str, object] = {"email": corrected.value}
+    elif name == "phone":
+        corrected = correct_phone(raw, rules.phone_region)
+        if rules.mobile_only and (corrected.unverified or not _is_mobile(corrected.value)):
+            raise CleansingError("phone", f"{raw.strip()!r} is not a mobile number")
+        values = {"phone": corrected.value}
+    else:
+        values = _cleanse_field(name, raw, rules, today)
+        corrected = Corrected(str(values[name]), _fullwidth(raw) if name in _ASCII_FIELDS else ())
+    if corrected.unverified:
+        return values, FieldQuality(UNVERIFIED, raw, "+".join(corrected.rules) or None, corrected.unverified)
+    if corrected.rules:
+        return values, FieldQuality(CORRECTED, raw, "+".join(corrected.rules))
+    return values, FieldQuality(VALID)
+
+
+_ASCII_FIELDS = frozenset({"postal_code", "birth_date", "card_no"})
+
+
+def assess_member_record(
+    record: Mapping[str, object], rules: CleansingRules = CleansingRules(), *, today: date | None = None
+) -> tuple[dict[str, object], dict[str, FieldQuality]]:
+    """Cleanse for an import: every field corrected where safe, flagged (value None, raw kept) where not.
+
+    Returns the clean dict (the shape `cleanse_member_record` gives) and a FieldQuality per member
+    field. Nothing here refuses a record: deciding that is the caller's (an import needs only a source id).
+    """
+    clean: dict[str, object] = {key: value for key, value in record.items() if key not in MEMBER_FIELDS}
+    clean.update({field: None for field in MEMBER_FIELDS})
+    clean.setdefault("prefecture", None)
+    quality: dict[str, FieldQuality] = {}
+    for field in MEMBER_FIELDS:
+        value = record.get(field)
+        if _is_blank(value):
+            quality[field] = FieldQuality(MISSING, reason="is required" if field in rules.required else None)
+            continue
+        raw = value if isinstance(value, str) else str(value)
+        if "\ufffd" in raw:  # the replacement character a decoder leaves for bytes it could not read
+            quality[field] = FieldQuality(FLAGGED, raw, reason="bytes that are not valid text in the file's encoding")
+            continue
+        try:
+            values, quality[field] = _assess_field(field, raw, rules, today)
+        except CleansingError as error:
+            quality[field] = FieldQuality(FLAGGED, raw, reason=error.problem)
+            continue
+        clean.update(values)
+    return clean, quality

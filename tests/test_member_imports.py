@@ -65,7 +65,7 @@ def test_member_list_in_every_encoding_japanese_spreadsheets_write(tmp_path: Pat
     assert tuple(rows[1][1:5]) == ("サトウ ハナコ", None, None, "+818011112222")
 
 
-def test_broken_rows_are_rejected_with_the_reason_and_the_rest_imported(tmp_path: Path, sqlite_url: str) -> None:
+def test_only_unreadable_rows_are_rejected_a_bad_field_is_flagged_and_the_person_kept(tmp_path: Path, sqlite_url: str) -> None:
     path = tmp_path / "members.csv"
     body = (HEADER + ROWS).encode() + (
         b"legacy,,nameless,,,,,,,,\n"
@@ -73,16 +73,23 @@ def test_broken_rows_are_rejected_with_the_reason_and_the_rest_imported(tmp_path
         b"legacy,5,Bad Mail,,not-an-email,,,,,,\n"
         b"legacy,6,Bad Date,,,,,,1990-13-45,,\n"
         b"legacy,7,Too,Many,,,,,,,,x,y\n"
+        b"\xff\xfe,8,broken source,,,,,,,,\n"
     )
     path.write_bytes(body)
-    report = import_members(Central(sqlite_url), path)
+    db = Central(sqlite_url)
+    report = import_members(db, path)
     rejected = {row.line: row.reason for row in report.rows if row.status == "rejected"}
-    assert rejected[4] == "source and source_id are required"
-    assert "not valid text" in rejected[5]
-    assert rejected[6].startswith("email:")
-    assert rejected[7].startswith("birth_date:")
-    assert "more value(s) than columns" in rejected[8]
-    assert report.counts()["created"] == 2
+    assert rejected == {4: "source and source_id are required", 8: "2 more value(s) than columns",
+                        9: "bytes that are not valid text in the file's encoding"}  # fmt: skip
+    assert report.counts()["created"] == 5
+    kept = {row.line: row.quality for row in report.rows if row.status == "created"}
+    assert kept[5]["name"].status == "flagged" and "not valid text" in (kept[5]["name"].reason or "")
+    assert (kept[6]["email"].status, kept[6]["email"].raw) == ("flagged", "not-an-email")
+    assert kept[6]["name"].status == "valid", "the other fields of the record still count"
+    assert (kept[7]["birth_date"].status, kept[7]["birth_date"].reason) == ("flagged", "'1990-13-45' is not a real calendar date")
+    stored = json.loads(db.scalar("SELECT field_quality FROM member_sources WHERE source_id = '5'"))
+    assert stored["email"] == {"status": "flagged", "raw": "not-an-email", "reason": "'not-an-email' is not an e-mail address"}
+    assert db.scalar("SELECT email FROM member_sources WHERE source_id = '5'") is None, "a flagged value is not matched on"
 
 
 def test_reimporting_the_same_file_changes_nothing(hq: Central, tmp_path: Path) -> None:

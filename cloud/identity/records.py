@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from tenpo.shared.cleansing import MEMBER_FIELDS
+from tenpo.shared.cleansing import MEMBER_FIELDS, FieldQuality
 
 __all__ = ["Cluster", "FieldComparison", "MergeDecision", "RecordKey", "Resolution", "SourceRecord"]
 
@@ -24,6 +24,10 @@ class SourceRecord:
     `verified` names the fields the channel verified (a confirmed e-mail, an SMS-checked phone);
     `updated_at` is an ISO 8601 UTC timestamp and orders values for survivorship;
     `custom` carries a chain's own fields through untouched (no schema change needed).
+    `quality` is how each member field fared in cleansing (tenpo.shared.cleansing.FieldQuality: valid,
+    corrected, unverified, flagged or missing, with the raw text, rule and reason); a flagged field's
+    value here is None, so matching and survivorship leave it out. Empty for records made before
+    field quality was kept.
     """
 
     source: str
@@ -39,14 +43,16 @@ class SourceRecord:
     verified: frozenset[str] = frozenset()
     updated_at: str = ""
     custom: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
+    quality: Mapping[str, FieldQuality] = field(default_factory=lambda: _EMPTY, compare=False)
 
     @property
     def key(self) -> RecordKey:
         return (self.source, self.source_id)
 
     @classmethod
-    def from_clean(cls, clean: Mapping[str, Any]) -> SourceRecord:
-        """Build from the dict `cleanse_member_record` returns; unknown keys become custom fields."""
+    def from_clean(cls, clean: Mapping[str, Any], quality: Mapping[str, FieldQuality] | None = None) -> SourceRecord:
+        """Build from the dict `cleanse_member_record` (or `assess_member_record`, with its `quality`)
+        returns; unknown keys become custom fields."""
         known = {"source", "source_id", "verified", "updated_at", *MEMBER_FIELDS}
         custom = {key: value for key, value in clean.items() if key not in known and key != "prefecture"}
         custom.update(clean.get("custom") or {})
@@ -58,6 +64,7 @@ class SourceRecord:
             verified=frozenset(clean.get("verified") or ()),
             updated_at=str(clean.get("updated_at") or ""),
             custom=MappingProxyType(custom),
+            quality=MappingProxyType(dict(quality or {})),
         )
 
 

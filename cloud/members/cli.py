@@ -118,6 +118,13 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
     return _run_import(args, "orders")
 
 
+def quality_note(quality: dict[str, str], value: str | None) -> str:
+    """'raw' -> value (rule), or 'raw' (reason): what cleansing did to one field of a source record."""
+    said = quality.get("rule") or quality.get("reason") or ""
+    shown = f"{quality.get('raw')!r} -> {value}" if value is not None else repr(quality.get("raw"))
+    return f"{shown} ({said})" if said else shown
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     data = show_member(Central(args.db, create=False), args.member_id)
     if args.json:
@@ -136,6 +143,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"sources ({len(data['sources'])}):")
     for s in data["sources"]:
         print(f"  {s['source']}:{s['source_id']}  {s['name'] or '-'}  {s['phone'] or ''} {s['email'] or ''}")
+        for name, q in s["field_quality"].items():
+            if q["status"] in ("corrected", "unverified", "flagged"):  # valid and missing need no word
+                print(f"      {name} {q['status']}: {quality_note(q, s.get(name))}")
     print(f"merges ({len(data['merges'])}):")
     for m in data["merges"]:
         what = m["loser"] or m["source"]

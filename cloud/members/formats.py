@@ -12,7 +12,7 @@ import csv
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -47,6 +47,7 @@ class MemberRow:
     verified: frozenset[str]
     marketing_consent: bool | None
     raw: dict[str, str]  # the row as read, for the idempotency hash
+    flagged: dict[str, str] = field(default_factory=dict)  # other columns that could not be read: {column: reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,7 @@ def member_rows(lines: Iterable[str]) -> Iterator[MemberRow | Rejected]:
         if None in row:
             yield Rejected(line, key, f"{len(row[None])} more value(s) than columns")  # type: ignore[index]
             continue
-        if _bad_bytes(row.values()):
+        if _bad_bytes((source, source_id)):  # a bad byte elsewhere spoils only its field (flagged at import)
             yield Rejected(line, key, "bytes that are not valid text in the file's encoding")
             continue
         if not source or not source_id:
@@ -204,11 +205,11 @@ def member_rows(lines: Iterable[str]) -> Iterator[MemberRow | Rejected]:
         if ":" in source:
             yield Rejected(line, key, f"source {source!r} must not contain ':'")
             continue
+        flagged: dict[str, str] = {}
         try:
             updated_at = iso_utc(row.get("updated_at"))
         except ValueError as exc:
-            yield Rejected(line, key, f"updated_at: {exc}")
-            continue
+            updated_at, flagged["updated_at"] = None, str(exc)
         yield MemberRow(
             line=line, source=source, source_id=source_id,
             fields={c: row.get(c) or "" for c in MEMBER_COLUMNS[2:]},
@@ -216,7 +217,7 @@ def member_rows(lines: Iterable[str]) -> Iterator[MemberRow | Rejected]:
             updated_at=updated_at,
             verified=frozenset(v.strip() for v in re.split(r"[;, ]", row.get("verified") or "") if v.strip()),
             marketing_consent=yes_no(row.get("marketing_consent")),
-            raw={k: v for k, v in row.items() if k},
+            raw={k: v for k, v in row.items() if k}, flagged=flagged,
         )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.identity import SourceRecord
 from tenpo.cloud.ledgers import points_entry
 from tenpo.cloud.sales.effects import purchase_change
-from tenpo.shared.cleansing import cleanse_member_record
+from tenpo.shared.cleansing import CORRECTED, FLAGGED, UNVERIFIED, FieldQuality, assess_member_record
 from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
@@ -52,11 +52,19 @@ class RowOutcome:
     reason: str = ""
     member: str | None = None
     points: int = 0
+    quality: Mapping[str, FieldQuality] = field(default_factory=dict)  # every member field's fate in cleansing
+
+    def notes(self) -> dict[str, str]:
+        """The fields that were corrected, kept unverified or flagged: {field: "status: rule or reason"}."""
+        return {name: f"{q.status}: {q.rule or q.reason}" for name, q in self.quality.items()
+                if q.status in (CORRECTED, UNVERIFIED, FLAGGED)}  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"line": self.line, "key": self.key, "status": self.status, "member_id": self.member_id}
         if self.reason:
             data["reason"] = self.reason
+        if self.quality:
+            data["field_quality"] = {name: q.as_json() for name, q in self.quality.items()}
         if self.member is not None:
             data["member"] = self.member
             data["points"] = self.points
@@ -145,19 +153,20 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
             if isinstance(item, Rejected):
                 return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
             key = f"{item.source}:{item.source_id}"
-            clean, errors = cleanse_member_record(item.fields, config.cleansing)
-            if errors:
-                return RowOutcome(item.line, key, "rejected", reason="; ".join(map(str, errors)))
+            # A bad field is flagged, never a reason to lose the person: the row has its source id.
+            clean, quality = assess_member_record(item.fields, config.cleansing)
+            quality.update({column: FieldQuality(FLAGGED, item.raw.get(column), reason=reason)
+                            for column, reason in item.flagged.items()})  # fmt: skip
             if _erased(db, item.source, item.source_id):
                 return RowOutcome(item.line, key, "rejected", reason="this record was erased at the person's request")
             prefecture = clean.pop("prefecture", None)
             record = SourceRecord.from_clean({**clean, "source": item.source, "source_id": item.source_id,
                                               "verified": item.verified, "custom": item.custom,
-                                              "updated_at": item.updated_at or iso_utc(now)})  # fmt: skip
+                                              "updated_at": item.updated_at or iso_utc(now)}, quality)  # fmt: skip
             if item.marketing_consent is not None:
                 save_consent(db, item.source, item.source_id, {f"marketing:{item.source}": item.marketing_consent}, now)
             done = attach(db, record, row_hash(item.raw), config, now, pending, prefecture=prefecture)  # type: ignore[arg-type]
-            return RowOutcome(item.line, key, done.status, done.member_id, reason=done.link)
+            return RowOutcome(item.line, key, done.status, done.member_id, reason=done.link, quality=quality)
 
         _run(db, _start(member_rows(lines), path), handle, report, position, size, progress, batch, on_row)
     return report
@@ -199,18 +208,18 @@ def _import_order(db: Central, order: Order, config: MembersConfig, now: float, 
         member = db.scalar("SELECT member_id FROM member_sources WHERE source = ? AND source_id = ?", (existing[3], existing[4]))
         return RowOutcome(order.line, order.key, "unchanged", member, member="unchanged", points=0)
     raw_customer = {k: order.customer.get(k) or "" for k in CUSTOMER_FIELDS}
-    clean, errors = cleanse_member_record(raw_customer, config.cleansing)
-    if errors:
-        return RowOutcome(order.line, order.key, "rejected", reason="customer " + "; ".join(map(str, errors)))
-    if not any(clean.get(f) for f in ("name", "email", "phone")):
-        return RowOutcome(order.line, order.key, "rejected", reason="customer: needs a name, an e-mail or a phone")
+    clean, quality = assess_member_record(raw_customer, config.cleansing)
+    # Flagged values still say a customer was given (their raw text is kept): only an empty customer is refused.
+    if not any(raw_customer[f].strip() for f in ("name", "email", "phone")) and not order.customer.get("id"):
+        return RowOutcome(order.line, order.key, "rejected", reason="customer: needs a name, an e-mail or a phone",
+                          quality=quality)  # fmt: skip
     source_id = order.customer.get("id") or clean["email"] or clean["phone"] or f"order:{order.order_id}"
     assert isinstance(source_id, str)
     if _erased(db, order.channel, source_id):
         return RowOutcome(order.line, order.key, "rejected", reason="the customer was erased at their request")
     prefecture = clean.pop("prefecture", None)
     record = SourceRecord.from_clean({**clean, "source": order.channel, "source_id": source_id,
-                                      "updated_at": order.ordered_at or iso_utc(now)})  # fmt: skip
+                                      "updated_at": order.ordered_at or iso_utc(now)}, quality)  # fmt: skip
     if order.marketing_consent is not None:
         save_consent(db, order.channel, source_id, {f"marketing:{order.channel}": order.marketing_consent}, now)
     done = attach(db, record, row_hash(raw_customer), config, now, pending, prefecture=prefecture)  # type: ignore[arg-type]
@@ -243,4 +252,4 @@ def _import_order(db: Central, order: Order, config: MembersConfig, now: float, 
         "channel": order.channel, "ref": order.order_id, "kind": kind, "at": order.ordered_at,
         "total": order.total, "points": points}))  # fmt: skip
     return RowOutcome(order.line, order.key, status, done.member_id, reason=done.link, member=done.status,
-                      points=points - awarded)
+                      points=points - awarded, quality=quality)

@@ -58,7 +58,8 @@ def show_member(db: Central, member_id: str, actor: str = "operator") -> dict[st
     data["sources"] = [
         {"source": r.record.source, "source_id": r.record.source_id, "updated_at": r.record.updated_at,
          "verified": sorted(r.record.verified), "custom": dict(r.record.custom),
-         **{name: getattr(r.record, name) for name in MEMBER_FIELDS}}
+         **{name: getattr(r.record, name) for name in MEMBER_FIELDS},
+         "field_quality": {name: q.as_json() for name, q in r.record.quality.items()}}
         for r in member_sources(db, golden)
     ]  # fmt: skip
     merges = db.all(

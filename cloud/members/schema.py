@@ -135,3 +135,16 @@ def row_moves_statements(dialect: str) -> list[str]:
             from_member TEXT NOT NULL,
             PRIMARY KEY (merge_id, table_name, row_key))""",
     ]
+
+
+def field_quality_statements(dialect: str) -> list[str]:
+    """Cloud migration 7: how each field of a source record fared in cleansing.
+
+    `field_quality` is a JSON object {field: {"status": ..., "raw": ..., "rule": ..., "reason": ...}}
+    (tenpo.shared.cleansing.FieldQuality; status is valid, corrected, unverified, flagged or missing;
+    raw, rule and reason only where they say something). A flagged field's column is NULL and its raw
+    text lives here; a corrected field's column holds the corrected value. Records imported before this
+    migration have '{}'.
+    """
+    del dialect  # the same statement on SQLite and PostgreSQL
+    return ["ALTER TABLE member_sources ADD COLUMN field_quality TEXT NOT NULL DEFAULT '{}'"]

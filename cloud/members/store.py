@@ -20,14 +20,14 @@ from tenpo.cloud.changes import member_record, new_beacon_secret, record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.identity import SourceRecord, blocking_keys, golden_record
 from tenpo.cloud.plan import ChangeTuple
-from tenpo.shared.cleansing import MEMBER_FIELDS
+from tenpo.shared.cleansing import MEMBER_FIELDS, FieldQuality
 
 from .config import MembersConfig
 
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMNS = ("id", "source", "source_id", "member_id", *MEMBER_FIELDS, "prefecture", "verified", "custom",
-                  "raw_hash", "seen_at")  # fmt: skip
+                  "raw_hash", "seen_at", "field_quality")  # fmt: skip
 _SELECT_SOURCES = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM member_sources"
 
 
@@ -61,9 +61,19 @@ def _source_row(row: tuple[Any, ...]) -> SourceRow:
         source=values["source"], source_id=values["source_id"],
         **{name: values[name] for name in MEMBER_FIELDS},
         verified=frozenset(json.loads(values["verified"] or "[]")), updated_at=values["seen_at"] or "",
-        custom=json.loads(values["custom"] or "{}"),
+        custom=json.loads(values["custom"] or "{}"), quality=quality_from_json(values["field_quality"]),
     )  # fmt: skip
     return SourceRow(int(values["id"]), values["member_id"], values["raw_hash"], values["prefecture"], record)
+
+
+def quality_json(quality: Mapping[str, FieldQuality]) -> str:
+    """The `field_quality` column: {field: {"status", "raw", "rule", "reason"}} (see schema.py, migration 7)."""
+    return json.dumps({name: q.as_json() for name, q in quality.items()}, ensure_ascii=False, sort_keys=True)
+
+
+def quality_from_json(text: str | None) -> dict[str, FieldQuality]:
+    data = json.loads(text or "{}")
+    return {name: FieldQuality.from_json(value) for name, value in data.items() if isinstance(value, dict)}
 
 
 def find_source(db: Central, source: str, source_id: str) -> SourceRow | None:
@@ -80,12 +90,12 @@ def save_source(db: Central, record: SourceRecord, member_id: str, raw_hash: str
     """Insert or update one source record and its blocking keys; returns its row id."""
     values = (*(getattr(record, name) for name in MEMBER_FIELDS), prefecture,
               json.dumps(sorted(record.verified)), json.dumps(dict(record.custom), ensure_ascii=False, sort_keys=True),
-              raw_hash, record.updated_at)  # fmt: skip
+              raw_hash, record.updated_at, quality_json(record.quality))  # fmt: skip
     if existing is None:
         ref = int(db.scalar(
             "INSERT INTO member_sources(source, source_id, member_id, name, kana, email, phone, postal_code, address,"
-            " birth_date, card_no, prefecture, verified, custom, raw_hash, seen_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " birth_date, card_no, prefecture, verified, custom, raw_hash, seen_at, field_quality, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (record.source, record.source_id, member_id, *values, now, now),
         ))  # fmt: skip
     else:
@@ -93,7 +103,7 @@ def save_source(db: Central, record: SourceRecord, member_id: str, raw_hash: str
         db.execute(
             "UPDATE member_sources SET name = ?, kana = ?, email = ?, phone = ?, postal_code = ?, address = ?,"
             " birth_date = ?, card_no = ?, prefecture = ?, verified = ?, custom = ?, raw_hash = ?, seen_at = ?,"
-            " updated_at = ? WHERE id = ?",
+            " field_quality = ?, updated_at = ? WHERE id = ?",
             (*values, now, ref),
         )
         db.execute("DELETE FROM member_blocks WHERE source_ref = ?", (ref,))
