@@ -21,8 +21,10 @@ from tenpo.edge.clerk.cli import register_edge as clerk_commands
 from tenpo.edge.cli_support import json_flag, open_existing, open_store, print_json, with_config
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.inspection.cli import register_edge as inspection_commands
+from tenpo.edge.jobs import scheduled_alerts
 from tenpo.edge.membership.cli import register_edge as membership_commands
 from tenpo.edge.outbox import get_meta
+from tenpo.edge.printer.cli import register_edge as printer_commands
 from tenpo.shared.logs import add_log_level_flag, configure_logging
 
 
@@ -86,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     json_flag(restore)
     restore.set_defaults(func=cmd_restore)
 
-    for add_commands in (checkout_commands, inspection_commands, clerk_commands, membership_commands):
+    for add_commands in (checkout_commands, inspection_commands, clerk_commands, membership_commands,
+                         printer_commands):
         add_commands(commands)
 
 
@@ -280,6 +283,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     behind = get_meta(db.conn, "alert.hq_behind")
     lost = json.loads(behind) if behind else None
     status["alerts"] = [f"HQ lost acknowledged events {lost['hq_hwm'] + 1}..{lost['acked']}"] if lost else []
+    status["alerts"] += scheduled_alerts(db.conn)
     last_sync = get_meta(db.conn, "last_sync_at")
     status["last_sync_at"] = float(last_sync) if last_sync else None
     status["services"] = {

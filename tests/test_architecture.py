@@ -58,6 +58,7 @@ CODECS = (
     "tenpo.shared.epc_tables",
     "tenpo.edge.ble.decode",
     "tenpo.edge.ble.advert",
+    "tenpo.edge.printer.escpos",  # ESC/POS bytes; edge/printer/port.py owns the serial port
     "tenpo.shared.beacon_id",
 )
 IO_LIBRARIES = ("serial", "bleak", "paho", "sqlite3", "sqlite_utils")

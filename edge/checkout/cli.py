@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import sqlite_utils
 
@@ -16,6 +17,8 @@ from tenpo.edge.checkout.model import Discount, Payment, Sale, Scan
 from tenpo.edge.checkout.returns import parse_returned_line, returned_lines
 from tenpo.edge.checkout.store import SaleOrder, commit_sale, find_member_id, load_sale, refund_sale, summary_json
 from tenpo.edge.cli_support import open_store, with_config
+from tenpo.edge.config import StoreConfig
+from tenpo.edge.printer.receipt import print_receipt
 
 
 def register_edge(commands: argparse._SubParsersAction) -> None:
@@ -60,14 +63,14 @@ def cmd_checkout(args: argparse.Namespace) -> int:
         receipt_discounts=tuple(Discount.parse(text) for text in args.discount),
     )
     sale = commit_sale(db, config, order)
-    _print(db, config.store_id, sale, args.json)
+    _print(db, config, sale, args.json)
     return 0
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
     config, db = open_store(args)
     sale = refund_sale(db, config, args.receipt_no, lines=returned_lines(args.line))
-    _print(db, config.store_id, sale, args.json)
+    _print(db, config, sale, args.json)
     return 0
 
 
@@ -79,10 +82,17 @@ def parse_line(text: str) -> tuple[int, int | None]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _print(db: sqlite_utils.Database, store_id: str, sale: Sale, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary_json(sale), ensure_ascii=False, indent=2))
-        return
-    stored = load_sale(db, store_id, sale.receipt_no)  # the text as saved with the sale
+def _print(db: sqlite_utils.Database, config: StoreConfig, sale: Sale, as_json: bool) -> None:
+    """The receipt on stdout (or the JSON summary), and on the store's printer if it has one. The sale
+    is committed: a printer problem is one line on stderr, the exit stays 0 (a retry must not sell twice)."""
+    stored = load_sale(db, config.store_id, sale.receipt_no)  # the text as saved with the sale
     assert stored is not None
-    print(stored.receipt, end="" if stored.receipt.endswith("\n") else "\n")
+    outcome = print_receipt(config, stored.receipt, cash=any(p.tender == "cash" for p in sale.payments))
+    if as_json:
+        printed = {"printed": outcome.printed} if outcome.configured else {}  # the key only with a [printer]
+        print(json.dumps(summary_json(sale) | printed, ensure_ascii=False, indent=2))
+    else:
+        print(stored.receipt, end="" if stored.receipt.endswith("\n") else "\n")
+    advice = outcome.advice(sale.receipt_no)
+    if advice:
+        print(f"tenpo: {advice}", file=sys.stderr)
