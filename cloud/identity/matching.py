@@ -20,7 +20,8 @@ from itertools import combinations
 from .compare import DIFFER, Features, MatchWeights, compare, features, learn_readings, name_levels, with_learnt_reading
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 
-__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "decide", "match_one", "resolve", "split_at"]
+__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "candidate_pairs", "decide", "match_one", "resolve",
+           "split_at"]
 
 _RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cluster": 5}
 
@@ -148,7 +149,8 @@ class _Clusters:
         return "joined"
 
 
-def _candidate_pairs(feats: Sequence[Features], max_block_size: int) -> tuple[set[tuple[int, int]], int]:
+def candidate_pairs(feats: Sequence[Features], max_block_size: int) -> tuple[set[tuple[int, int]], int]:
+    """Index pairs (i < j) sharing a blocking key, and how many blocks were too big to be evidence."""
     blocks: dict[str, list[int]] = defaultdict(list)
     for index, f in enumerate(feats):
         for key in blocking_keys(f):
@@ -206,7 +208,7 @@ def resolve(records: Sequence[SourceRecord], config: MatchConfig = MatchConfig()
     feats = [features(record, config.ignored_email_domains) for record in records]
     readings = learn_readings(feats)
     feats = [with_learnt_reading(f, readings) for f in feats]
-    pairs, oversized = _candidate_pairs(feats, config.max_block_size)
+    pairs, oversized = candidate_pairs(feats, config.max_block_size)
 
     accepted: list[tuple[int, int, MergeDecision]] = []
     possible: list[MergeDecision] = []

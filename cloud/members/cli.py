@@ -18,6 +18,7 @@ from .imports import import_members, import_orders
 from .privacy import erase_member, export_members, export_text, show_member
 from .resolve import manual_merge, unmerge
 from .store import Pending, publish
+from .weights import configured
 
 
 def register_cloud(commands: argparse._SubParsersAction) -> None:
@@ -69,8 +70,8 @@ def register_cloud(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_import(args: argparse.Namespace, kind: str) -> int:
-    config = load_rules(args.rules)
     db = Central(args.db)
+    config = configured(db, load_rules(args.rules))
     on_row = None if args.json else _print_row
     kwargs: dict[str, Any] = {"on_row": on_row}
     bar = _progress_bar() if sys.stderr.isatty() else None
@@ -169,6 +170,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _change(args: argparse.Namespace, work: Any) -> Any:
     db, config, now = Central(args.db, create=False), load_rules(args.rules), time.time()
+    config = configured(db, config)  # trained weights when the rules ask for them
     with db.transaction():
         pending = Pending()
         result = work(db, config, now, pending)

@@ -13,6 +13,7 @@ from tenpo.cloud.db import Central
 from .config import load_rules
 from .review import ReviewItem, pending_items
 from .review_actions import decide_item
+from .weights import configured, train
 
 
 def register_members(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,14 @@ def register_members(sub: argparse._SubParsersAction) -> None:
         decide.add_argument("--rules", type=Path, help="TOML members rules (as for imports)")
         decide.add_argument("--json", action="store_true")
         decide.set_defaults(func=cmd_review_decide, accept=verb == "accept")
+    train = db_flag(sub.add_parser("train", help="estimate match weights from the chain's records (EM) and store them;"
+                                                " used only with [identity] weights = \"trained\""))
+    train.add_argument("--truth", type=Path, metavar="FILE",
+                       help="CSV source_id,person[,source]: precision/recall of hand-set and trained weights")
+    train.add_argument("--rules", type=Path, help="TOML members rules (blocking and thresholds)")
+    train.add_argument("--random-pairs", type=int, default=20000, metavar="N", help="random pairs for u (default 20000)")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(func=cmd_train)
 
 
 def _comparison_text(item: ReviewItem) -> str:
@@ -56,8 +65,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_review_decide(args: argparse.Namespace) -> int:
-    config = load_rules(args.rules)
-    done = decide_item(Central(args.db, create=False), args.item, args.accept, actor=args.by, note=args.note,
+    db = Central(args.db, create=False)
+    config = configured(db, load_rules(args.rules))
+    done = decide_item(db, args.item, args.accept, actor=args.by, note=args.note,
                        config=config)  # fmt: skip
     if args.json:
         print_json(done.as_json())
@@ -67,3 +77,25 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
         print(f"#{done.item_id} {done.status}" + (" (already one member)" if args.accept else ""))
     return 0
 
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    report = train(Central(args.db, create=False), load_rules(args.rules), args.truth, random_pairs=args.random_pairs)
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{report['records']} records, {report['candidate_pairs']} candidate pairs ({report['patterns']} patterns),"
+          f" match share {report['match_share']:.3f}, {report['iterations']} EM iterations"
+          + ("" if report["converged"] else " (not converged)"))  # fmt: skip
+    print(f"{'field':<11}{'level':<15}{'m':>8}{'u':>10}{'trained':>9}{'hand':>7}")
+    for row in report["levels"]:
+        m = "-" if row["m"] is None else f"{row['m']:.4f}"
+        u = "-" if row["u"] is None else f"{row['u']:.5f}"
+        print(f"{row['field']:<11}{row['level']:<15}{m:>8}{u:>10}{row['trained']:>+9.2f}{row['hand']:>+7.1f}")
+    for name in ("hand", "trained"):
+        if name in report:
+            q = report[name]
+            print(f"{name:<8} precision {q['precision']:.4f}  recall {q['recall']:.4f}"
+                  f"  ({q['found_pairs']} pairs found, {q['true_pairs']} true)")  # fmt: skip
+    print('stored; used when the members rules say [identity] weights = "trained"')
+    return 0

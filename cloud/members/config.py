@@ -50,6 +50,7 @@ class MembersConfig:
     cleansing: CleansingRules = field(default_factory=lambda: CleansingRules(required=frozenset()))
     channels: Mapping[str, ChannelRule] = field(default_factory=lambda: MappingProxyType(dict(_DEFAULT_CHANNELS)))
     unknown_channel: ChannelRule = ChannelRule(0)
+    weights: str = "hand"  # [identity] weights: "hand" (MatchWeights defaults) or "trained" (members train)
 
     def channel(self, name: str) -> ChannelRule:
         return self.channels.get(name, self.unknown_channel)
@@ -87,8 +88,11 @@ def parse_rules(data: Mapping[str, Any]) -> MembersConfig:
         earn_on = frozenset(_strings(raw["earn_on"], f"channels.{name}.earn_on")) if "earn_on" in raw else base.earn_on
         channels[name] = ChannelRule(rate, earn_on)
     unknown = channels.pop("default", config.unknown_channel)
+    identity = data.get("identity", {})
+    if not isinstance(identity, Mapping) or identity.get("weights", "hand") not in ("hand", "trained"):
+        raise UserError('rules: [identity] weights must be "hand" or "trained"')
     return replace(config, match=replace(config.match, **match_changes),
-                   channels=MappingProxyType(channels), unknown_channel=unknown)
+                   channels=MappingProxyType(channels), unknown_channel=unknown, weights=identity.get("weights", "hand"))
 
 
 def load_rules(path: Path | None) -> MembersConfig:
