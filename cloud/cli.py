@@ -17,6 +17,7 @@ from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 from tenpo.cloud.members.cli import register_cloud as member_commands
 from tenpo.cloud.sales.cli import register_cloud as sales_commands
+from tenpo.cloud.scheduler import HqRetention, start_hq_scheduler
 from tenpo.cloud.status import status_report
 from tenpo.cloud.visits.cli import register_cloud as visit_commands
 from tenpo.shared.errors import UserError
@@ -35,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
     run.add_argument("--tls-cert", type=Path, help="this aggregator's client certificate")
     run.add_argument("--tls-key", type=Path, help="its private key")
+    run.add_argument("--retention-days", type=int, default=HqRetention.events_days, metavar="N",
+                     help="delete applied events older than N days, nightly (default %(default)s)")
     add_log_level_flag(run)
     run.set_defaults(func=cmd_run)
 
@@ -76,7 +79,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    aggregator.run(stop)
+    if args.retention_days < 1:
+        raise UserError(f"--retention-days {args.retention_days}: must be at least 1")
+    # Retention beside the aggregator, on its own connection (cloud/scheduler.py says what it deletes).
+    retention = start_hq_scheduler(args.db, HqRetention(events_days=args.retention_days))
+    try:
+        aggregator.run(stop)
+    finally:
+        retention.shutdown(wait=False)
     return 0
 
 

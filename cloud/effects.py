@@ -18,6 +18,7 @@ from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
 from tenpo.cloud.members.effects import PLANNERS as MEMBERS
 from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, as_json, decode
 from tenpo.cloud.sales.effects import PLANNERS as SALES
+from tenpo.cloud.snapshots import PLANNERS as SNAPSHOTS
 from tenpo.cloud.visits.effects import PLANNERS as VISITS
 from tenpo.shared.events import MemberRegistered, MemberUpdated, PointsEntry, StockMoved
 from tenpo.shared.protocol import Event
@@ -77,7 +78,7 @@ PLANNERS: dict[str, Planner] = {
 
 def _register_area_planners() -> None:
     """Each area (sales, visits, inspections, members) owns the event types it defines."""
-    for area in (SALES, VISITS, ASN, MEMBERS, AUDIT):
+    for area in (SALES, VISITS, ASN, MEMBERS, AUDIT, SNAPSHOTS):
         overlap = set(area) & set(PLANNERS)
         assert not overlap, f"event types defined twice: {overlap}"
         PLANNERS.update(area)

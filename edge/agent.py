@@ -24,6 +24,7 @@ from tenpo.edge.ble import service as beacon_service
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import service as reader_service
 from tenpo.edge.outbox import set_meta
+from tenpo.edge.scheduler import StoreJobs, StoreScheduler, local_timezone
 from tenpo.edge.sync import ProgressCallback, SyncLink
 from tenpo.shared import crypto, sd_notify
 
@@ -145,7 +146,9 @@ async def run_agent(
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     link = SyncLink(config, db, key, on_snapshot_progress)  # first: a bad TLS file stops the agent here
-    scheduler = start_housekeeping(db)
+    # Jobs with run times kept in the replica; catching up missed runs must not hold up the link.
+    scheduler = StoreScheduler(db, StoreJobs(config, db).schedule(local_timezone()), local_timezone())
+    scheduler_start = asyncio.create_task(scheduler.start(), name="scheduler")
     log.info("store %s (%s) agent starting; database %s", config.store_id, config.name, Path(config.database))
     services = [
         asyncio.create_task(_supervise(name, run_service, config, stop, edge_db.connect(config.database)), name=name)
@@ -166,6 +169,7 @@ async def run_agent(
         done, pending = await asyncio.wait(services, timeout=3.0) if services else (set(), set())
         for task in pending:
             task.cancel()
-        scheduler.shutdown(wait=False)
+        scheduler_start.cancel()
+        scheduler.shutdown()
         db.conn.close()
         log.info("store %s agent stopped", config.store_id)

@@ -313,12 +313,32 @@ class CouponTriggered(Payload, frozen=True, kw_only=True):
     store: StoreId | None = None
 
 
+# ---------------------------------------------------------------------------- stock snapshot
+
+
+class SnapshotLevel(msgspec.Struct, frozen=True, kw_only=True):
+    sku: Id
+    location: Word = "floor"
+    on_hand: Level
+
+
+class StockSnapshot(Payload, frozen=True, kw_only=True):
+    """The store's own stock levels once a day (edge/scheduler.py), in parts of at most 1000 lines."""
+
+    TYPE: ClassVar[str] = "stock.snapshot"
+
+    taken_at: UnixTime
+    part: Annotated[int, Meta(ge=1, le=100_000)] = 1
+    parts: Annotated[int, Meta(ge=1, le=100_000)] = 1
+    levels: Annotated[list[SnapshotLevel], Meta(max_length=1000)] = []
+
+
 # ---------------------------------------------------------------------------- the catalogue
 
 PAYLOADS: tuple[type[Payload], ...] = (
     MemberRegistered, MemberUpdated, MemberViewed, StockMoved, StockAdjusted, PointsEntry, SaleCompleted,
     SaleRefunded, InspectionCompleted, ReservationRequested, VisitArrived, VisitLeft, ZoneEntered, ZoneLeft,
-    CouponTriggered,
+    CouponTriggered, StockSnapshot,
 )  # fmt: skip
 
 CATALOGUE: dict[tuple[str, int], type[Payload]] = {(p.TYPE, p.SCHEMA): p for p in PAYLOADS}
