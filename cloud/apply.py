@@ -16,10 +16,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tenpo.cloud.changes import audit, member_record, record_changes
+from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.effects import plan_event
 from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan
+from tenpo.cloud.publish import publish_changes
 from tenpo.shared import crypto, hlc
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import (
@@ -156,6 +157,7 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
 
 def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, applied_by: str, one_by_one: bool) -> Ack:
     now = time.time()
+    db.ensure_history_months(now)
     with db.transaction():
         row = db.one(
             "SELECT stream, last_applied_seq FROM stores WHERE store_id = ?" + db.lock_suffix(), (store_id,)
@@ -234,7 +236,7 @@ def _write_plan(db: Central, plan: Plan, now: float) -> None:
     extra: list[ChangeTuple] = []
     for hook in plan.hooks.values():
         extra += hook(db, now)
-    _publish_changes(db, plan, now, extra)
+    publish_changes(db, plan, now, extra)
 
 
 def _apply_alone(db: Central, topic: str, origin: Origin, event: Event, now: float, applied_by: str) -> bool:
@@ -277,7 +279,11 @@ def _refuse_ended_stream(db: Central, topic: str, store_id: str, current: str | 
     as one dead letter and acknowledged, so the sender stops resending it."""
     if current is None or not batch.events:
         return None
-    applied = db.scalar("SELECT max(seq) FROM events WHERE store_id = ? AND stream = ?", (store_id, batch.stream))
+    applied = db.scalar(  # its rows may have been archived (cloud/history.py): then archived_streams knows it
+        "SELECT max(seq) FROM (SELECT max(seq) AS seq FROM events WHERE store_id = ? AND stream = ?"
+        " UNION ALL SELECT last_seq FROM archived_streams WHERE store_id = ? AND stream = ?) AS known",
+        (store_id, batch.stream, store_id, batch.stream),
+    )
     if applied is None:
         return None
     low, high = batch.events[0].seq, batch.events[-1].seq
@@ -342,39 +348,6 @@ def _check_reused_sequences(db: Central, topic: str, store_id: str, stream: str,
                 db, topic, f"event {seq}: sequence number reused with a different event (restored backup?)",
                 event_id.encode(), store_id, seq,
             )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------- change feed
-
-
-def _publish_changes(db: Central, plan: Plan, now: float, extra: list[ChangeTuple]) -> None:
-    """Turn what the plan touched into feed entries: one per member, balance and stock level."""
-    changes: list[ChangeTuple] = []
-    for member_id in sorted(plan.members_touched):
-        record = member_record(db, member_id)
-        if record is not None:
-            changes.append(("member.upsert", member_id, None, record))
-    for member_id in sorted(plan.points_touched):
-        balance = int(db.scalar("SELECT balance FROM points_balances WHERE member_id = ?", (member_id,), 0))
-        through = dict(
-            db.all(
-                "SELECT store_id, last_applied_seq FROM stores WHERE store_id IN "
-                "(SELECT DISTINCT store_id FROM points_ledger WHERE member_id = ?)",
-                (member_id,),
-            )
-        )
-        changes.append(("points.balance", member_id, None, {"member_id": member_id, "balance": balance, "through": through}))
-    for store_id, sku in sorted(plan.stock_touched):
-        on_hand = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
-        data = {"store_id": store_id, "sku": sku, "on_hand": on_hand, "as_of": now, "version": 0}
-        changes.append(("stock.level", f"{store_id}/{sku}", None, data))
-    changes += extra
-    seqs = record_changes(db, changes, now)
-    for seq, (kind, key, _store, data) in zip(seqs, changes):
-        if kind == "member.upsert":
-            db.execute("UPDATE members SET version = ? WHERE member_id = ?", (seq, key))
-        elif kind == "stock.level":  # on_hand itself is kept by the ledger trigger
-            db.execute("UPDATE stock_levels SET version = ? WHERE store_id = ? AND sku = ?", (seq, data["store_id"], data["sku"]))
 
 
 # ---------------------------------------------------------------------------- presence and status

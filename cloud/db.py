@@ -7,6 +7,8 @@ migrations applied at start-up, each in its own transaction.
 
 from __future__ import annotations
 
+import calendar
+import functools
 import re
 import sqlite3
 import threading
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenpo.cloud import history_schema
 from tenpo.cloud.asn import schema as asn_schema
 from tenpo.cloud.db_types import column_types
 from tenpo.cloud.hq import schema as hq_schema
@@ -55,8 +58,10 @@ class Central:
         self.dialect = self.url.dialect
         self.conn: Any = _connect_sqlite(self.url, create) if self.dialect == "sqlite" else _connect_postgresql(self.url)
         self._lock = threading.Lock()
+        self._months_ready: set[tuple[int, int]] = set()
         try:
             migrate(self)
+            self.ensure_history_months(time.time())
         except Exception as exc:
             self.conn.close()
             if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("psycopg"):
@@ -76,13 +81,30 @@ class Central:
         return self.conn.execute(self.sql(text), tuple(params))
 
     def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``text`` once per row. On PostgreSQL an INSERT goes as multi-row statements (one round trip
+        and one statement-level trigger run per chunk, not per row); anything else is pipelined."""
         if not rows:
             return
-        if self.dialect == "postgresql":
+        if self.dialect == "sqlite":
+            self.conn.executemany(text, rows)
+            return
+        multi = _multi_row_insert(text)
+        if multi is None:
             with self.conn.cursor() as cur:
                 cur.executemany(self.sql(text), rows)
-        else:
-            self.conn.executemany(text, rows)
+            return
+        copy = _copy_statement(multi)
+        if copy is not None:  # a plain INSERT: COPY is parsed and planned once, not once per row or chunk
+            with self.conn.cursor() as cur, cur.copy(copy) as stream:
+                for row in rows:
+                    stream.write_row(row)
+            return
+        per_row = len(rows[0])
+        chunk = max(1, min(MULTI_ROW_CHUNK, PG_MAX_PARAMS // max(per_row, 1)))
+        with _raw_cursor(self.conn) as cur:
+            for start in range(0, len(rows), chunk):
+                part = rows[start : start + chunk]
+                cur.execute(_numbered(multi, per_row, len(part)), [value for row in part for value in row])
 
     def one(self, text: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         return self.execute(text, params).fetchone()
@@ -125,12 +147,75 @@ class Central:
             raise
         self.conn.execute("RELEASE SAVEPOINT tenpo_part")
 
+    def ensure_history_months(self, at: float) -> None:
+        """PostgreSQL: the month partitions of the history tables for ``at`` and the month after exist
+        (created ahead, so rows rarely land in the default partition). Checked once per month per process."""
+        if self.dialect != "postgresql":
+            return
+        year, month = time.gmtime(at)[:2]
+        if (year, month) in self._months_ready:
+            return
+        following = calendar.timegm((year + month // 12, month % 12 + 1, 1, 0, 0, 0))
+        with self.transaction():
+            for table, column in history_schema.HISTORY_TABLES:
+                for when in (at, following):
+                    self.execute("SELECT tenpo_month_partition(?, ?, ?)", (table, column, when))
+        self._months_ready.add((year, month))
+
     def lock_suffix(self) -> str:
         """Row lock for read-then-write inside a transaction (SQLite already holds the write lock)."""
         return " FOR UPDATE" if self.dialect == "postgresql" else ""
 
     def close(self) -> None:
         self.conn.close()
+
+
+MULTI_ROW_CHUNK = 1000  # rows per multi-row INSERT: big enough to amortise a round trip, small enough to plan fast
+PG_MAX_PARAMS = 65535  # the protocol's limit of bind parameters per statement
+_INSERT_VALUES = re.compile(r"^(\s*INSERT\s+INTO\s.*?\sVALUES\s*)(\([^()]*\))(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def _multi_row_insert(text: str) -> tuple[str, str, str] | None:
+    """(head, one row's VALUES tuple, tail) of an INSERT that may take many rows in one statement; None if not.
+    ``ON CONFLICT ... DO UPDATE`` stays one row per statement: two rows of one chunk hitting the same key would
+    be refused ("cannot affect row a second time") where row after row they are not."""
+    match = _INSERT_VALUES.match(text)
+    if match is None:
+        return None
+    tail = match.group(3).upper()
+    if "DO UPDATE" in tail or "RETURNING" in tail or "SELECT" in tail:
+        return None
+    return match.group(1), match.group(2), match.group(3)
+
+
+_PLAIN_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([\w\s,]+)\)\s*VALUES\s*$", re.IGNORECASE)
+_ONLY_MARKS = re.compile(r"^\(\s*\?(\s*,\s*\?)*\s*\)$")
+
+
+@functools.lru_cache(maxsize=256)
+def _copy_statement(multi: tuple[str, str, str]) -> str | None:
+    """``COPY table (columns) FROM STDIN`` for an INSERT of parameters only, with no ON CONFLICT; else None."""
+    head, values, tail = multi
+    plain = _PLAIN_INSERT.match(head)
+    if plain is None or tail.strip() or not _ONLY_MARKS.match(values):
+        return None
+    return f"COPY {plain.group(1)} ({plain.group(2).strip()}) FROM STDIN"
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(multi: tuple[str, str, str], per_row: int, count: int) -> str:
+    """The multi-row statement for ``count`` rows with PostgreSQL's own $n placeholders: a raw cursor sends
+    it as is, where psycopg would scan thousands of %s on every call."""
+    head, values, tail = multi
+    numbers = iter(range(1, per_row * count + 1))
+    rows = (re.sub(r"\?", lambda _match: f"${next(numbers)}", values) for _ in range(count))
+    return head + ", ".join(rows) + tail
+
+
+def _raw_cursor(conn: Any) -> Any:
+    import psycopg  # the hq extra; only a PostgreSQL connection gets here
+
+    return psycopg.RawCursor(conn)
 
 
 def _connect_sqlite(url: DbUrl, create: bool) -> sqlite3.Connection:
@@ -359,6 +444,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (6, "HQ monitor: audit of operator actions", _area(hq_schema.statements)),
     (7, "member field quality: corrected, unverified and flagged values", _area(members_schema.field_quality_statements)),
     (8, "member review queue, import quality figures, members settings", _area(members_tables.statements)),
+    (9, "PostgreSQL: history partitioned by month, ledger triggers per statement", _area(history_schema.statements)),
 ]
 
 
@@ -382,7 +468,7 @@ def migrate(db: Central) -> int:
             if not todo:  # an area that has no tables yet: leave its number free until it does
                 continue
             for statement in todo:
-                db.execute(statement)
+                db.conn.execute(statement)  # no parameters: DDL text is sent as is (PL/pgSQL bodies hold % and ?)
             db.execute(
                 "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)", (version, name, time.time())
             )
