@@ -17,6 +17,7 @@ import sqlite_utils
 
 from tenpo.edge.db import transaction
 from tenpo.edge.ledgers import post_stock
+from tenpo.edge.membership.rules import registration_problems
 from tenpo.edge.outbox import append, read_counter
 from tenpo.shared import cleansing
 from tenpo.shared.errors import UserError
@@ -87,6 +88,10 @@ def register_member(
     clean_phone = clean(cleansing.normalize_phone, phone)
     clean_email = clean(cleansing.normalize_email, email)
     clean_card = card_no.strip() if card_no and card_no.strip() else None
+    # The chain's rules from HQ (required fields, mobile-only phone), the last received: offline too.
+    raw = {"name": name, "kana": kana, "phone": phone, "email": email, "card_no": card_no}
+    said = {error.partition(":")[0] for error in errors}
+    errors += [p for p in registration_problems(db.conn, raw) if p.partition(":")[0] not in said]
     if errors:
         raise UserError("; ".join(errors))
     member_id = new_member_id(store_id)

@@ -187,9 +187,25 @@ class PurchaseRecorded(ChangeData, frozen=True, kw_only=True):
     version: Seq = 0
 
 
+RegistrationField = Literal["name", "kana", "phone", "email", "card_no"]
+
+
+class MemberRules(ChangeData, frozen=True, kw_only=True):
+    """The chain's registration rules for the counter (`tenpo cloud members rules set`); a store keeps
+    the last it received, so it applies them offline too."""
+
+    KIND: ClassVar[str] = "member.rules"
+
+    required: list[RegistrationField] = []
+    mobile_only: bool = False  # the phone must be a mobile number (the chain sends codes by SMS)
+    contact_any_of: list[RegistrationField] = []  # at least one of these (e.g. phone or e-mail)
+    consent_text: Text | None = None  # the wording the clerk shows (and the customer agrees to)
+    version: Seq = 0
+
+
 CHANGE_DATA: tuple[type[ChangeData], ...] = (
     ProductUpsert, MemberUpsert, MemberErase, PointsBalance, StockLevel, StockCorrection, MemberMerge,
-    MemberUnmerge, AsnUpsert, AsnClosed, PurchaseRecorded,
+    MemberUnmerge, AsnUpsert, AsnClosed, PurchaseRecorded, MemberRules,
 )  # fmt: skip
 
 CHANGE_KINDS: dict[str, type[ChangeData]] = {c.KIND: c for c in CHANGE_DATA}

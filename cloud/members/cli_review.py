@@ -7,12 +7,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import msgspec
+
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 
 from .config import load_rules
 from .review import ReviewItem, pending_items
 from .review_actions import decide_item
+from .rules import current_rules, parse_rules_file, set_rules
 from .weights import configured, train
 
 
@@ -40,6 +43,16 @@ def register_members(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--random-pairs", type=int, default=20000, metavar="N", help="random pairs for u (default 20000)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(func=cmd_train)
+    rules = sub.add_parser("rules", help="the counter's registration rules, sent to every store")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="COMMAND")
+    rules_sub.required = True
+    show = db_flag(rules_sub.add_parser("show", help="the rules the stores were last sent"))
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_rules_show)
+    put = db_flag(rules_sub.add_parser("set", help="set the rules from a TOML file (docs/members.md) and send them"))
+    put.add_argument("--file", type=Path, required=True, help="TOML: required, mobile_only, contact_any_of, consent_text")
+    put.add_argument("--by", default="operator", metavar="OPERATOR")
+    put.set_defaults(func=cmd_rules_set)
 
 
 def _comparison_text(item: ReviewItem) -> str:
@@ -98,4 +111,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{name:<8} precision {q['precision']:.4f}  recall {q['recall']:.4f}"
                   f"  ({q['found_pairs']} pairs found, {q['true_pairs']} true)")  # fmt: skip
     print('stored; used when the members rules say [identity] weights = "trained"')
+    return 0
+
+
+def cmd_rules_show(args: argparse.Namespace) -> int:
+    rules = current_rules(Central(args.db, create=False))
+    if args.json:
+        print_json(None if rules is None else msgspec.to_builtins(rules))
+        return 0
+    if rules is None:
+        print("no rules set: stores use their defaults (a name is required)")
+        return 0
+    print(f"required        {', '.join(rules.required) or '-'}")
+    print(f"mobile only     {'yes' if rules.mobile_only else 'no'}")
+    print(f"contact any of  {', '.join(rules.contact_any_of) or '-'}")
+    print(f"consent text    {rules.consent_text or '-'}")
+    print(f"(change #{rules.version})")
+    return 0
+
+
+def cmd_rules_set(args: argparse.Namespace) -> int:
+    seq = set_rules(Central(args.db, create=False), parse_rules_file(args.file), args.by)
+    print(f"rules set (change #{seq}); every store receives them, and keeps them while offline")
     return 0

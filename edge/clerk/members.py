@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from tenpo.edge.clerk.data import Profile
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, sync_table, yen
+from tenpo.edge.membership.rules import current_rules
 from tenpo.shared.errors import UserError
 
 if TYPE_CHECKING:
@@ -98,7 +99,10 @@ class MembersPanel(Panel):
                 self.query_one("#member-query", Input).value = member_id
                 self.reload()
 
-        self.app.push_screen(FormScreen("新規会員登録 · register a member (works offline)", REGISTER_FIELDS, submit), done)
+        rules = data._locked(current_rules, data.db.conn)  # the chain's rules from HQ: the consent wording to read out
+        note = f"同意 consent: {rules.consent_text}" if rules and rules.consent_text else ""
+        self.app.push_screen(FormScreen("新規会員登録 · register a member (works offline)", REGISTER_FIELDS, submit, note),
+                             done)  # fmt: skip
 
 
 def _local_phone(phone: str | None) -> str:

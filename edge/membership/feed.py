@@ -21,6 +21,8 @@ from typing import Any
 
 from tenpo.shared.changes import MemberMerge, MemberUnmerge, PurchaseRecorded, rows_of
 
+from .rules import store_rules
+
 Handler = Callable[[sqlite3.Connection, str, list[Any], "int | None"], None]
 
 _OWN_TABLES = {"members", "member_merges", "member_merge_moves"}
@@ -116,5 +118,6 @@ CHANGE_HANDLERS: dict[str, Handler] = {
     "purchase.recorded": _purchases,
     "member.merge": _merge,
     "member.unmerge": _unmerge,
+    "member.rules": store_rules,
 }
 SNAPSHOT_HANDLERS: dict[str, Handler] = {}
