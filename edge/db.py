@@ -288,6 +288,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (5, "member merges and the personal-data audit log", membership_schema.migrate),
     (6, "clerks, sign-in and roles", clerk_schema.migrate),
     (7, "partial returns: several refunds per receipt", schema_returns.migrate),
+    (8, "manager approvals at the till; members by a phone's last four digits", clerk_schema.migrate_approvals),
 ]
 
 

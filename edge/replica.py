@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +158,10 @@ def _member_match(query: str) -> tuple[str, tuple[Any, ...]] | None:
             clauses.append(("email = ? COLLATE NOCASE", (cleansing.normalize_email(query),)))
         except cleansing.CleansingError:
             pass
+    digits = unicodedata.normalize("NFKC", query)
+    if len(digits) == 4 and digits.isascii() and digits.isdigit():
+        # The last four digits of a phone, as customers often give it (index members_phone_last4).
+        clauses.append(("substr(phone, -4) = ?", (digits,)))
     if sum(ch.isdigit() for ch in query) >= 6:
         try:
             clauses.append(("phone = ?", (cleansing.normalize_phone(query),)))

@@ -15,8 +15,10 @@ from rich.cells import cell_len
 from textual.widgets import DataTable, Input, Static
 
 from tenpo.edge.clerk.app import MainScreen, SignInScreen
+from tenpo.edge.clerk.dialogs import ConfirmScreen
 from tenpo.edge.clerk.members import ProfileScreen
-from tenpo.edge.clerk.till import ReceiptScreen
+from tenpo.edge.clerk.receipt_view import ReceiptScreen
+from tenpo.edge.clerk.refund_view import RefundScreen
 from tenpo.edge.clerk.view import FormScreen
 from tests.test_clerk_support import (
     CLERK,
@@ -209,8 +211,9 @@ async def test_full_checkout_with_a_member_and_points(config) -> None:
         assert cells(app, "#till-lines") == [
             ["※緑茶 500ml", "2", "¥150", "8%", "¥300"], ["傘 65cm", "1", "¥1,200", "10%", "¥1,200"],
         ]
-        totals = text_of(app, "#till-totals")
-        assert "10%対象 ¥1,200 (税 ¥109)" in totals and "8%対象 ¥300 (税 ¥22)" in totals and "¥1,500" in totals
+        taxes = text_of(app, "#till-tax")
+        assert "10%対象 ¥1,200 (税 ¥109)" in taxes and "8%対象 ¥300 (税 ¥22)" in taxes
+        assert "合計 total ¥1,500" in text_of(app, "#till-totals")
         await pilot.press("f8")
         await settle(pilot)
         await fill(pilot, member="C100")
@@ -223,6 +226,7 @@ async def test_full_checkout_with_a_member_and_points(config) -> None:
         await settle(pilot)
         await fill(pilot, points="200")
         assert text_of(app, "#till-error") == "" and "due ¥1,300" in text_of(app, "#till-totals")
+        assert "pt -200" in text_of(app, "#till-totals")
         await pilot.press("f10")
         await settle(pilot)
         await fill(pilot, tender="cash", amount="2000")
@@ -242,7 +246,7 @@ async def test_full_checkout_with_a_member_and_points(config) -> None:
     assert (config.database.parent / "receipts" / f"{sale['receipt_no']}.txt").exists()
 
 
-async def test_refund_refused_for_a_clerk_and_allowed_for_a_manager(config) -> None:
+async def test_refund_by_a_clerk_needs_a_manager_on_the_spot(config) -> None:
     app = make_app(config)
     async with app.run_test(size=SIZE) as pilot:
         await sign_in(pilot, CLERK)
@@ -253,25 +257,41 @@ async def test_refund_refused_for_a_clerk_and_allowed_for_a_manager(config) -> N
         await settle(pilot)
         await fill(pilot, tender="card", amount="1200")
         await pilot.press("escape")
-        await pilot.press("ctrl+r")
+        await scan(pilot, TEA)  # the next customer's basket, kept through the refund
+        await refund_lines(pilot, "1", picks=("a",))
+        await pilot.press("enter")  # confirm the amount
         await settle(pilot)
-        assert isinstance(app.screen, MainScreen)  # no refund dialog for a clerk
-        assert outbox(config, "sale.refunded") == []
-        await pilot.press("ctrl+l")
-        await settle(pilot)
-        await sign_in(pilot, MANAGER)
-        await pilot.press("f4")
-        await settle(pilot)
-        await pilot.press("ctrl+r")
-        await settle(pilot)
-        await fill(pilot, receipt="1")
+        assert isinstance(app.screen, FormScreen) and "manager approval" in app.screen.title_text
+        await fill(pilot, manager=CLERK, pin=PIN)  # a clerk cannot approve
+        assert "not a manager" in str(app.screen.query_one("#form-error", Static).render())
+        await fill(pilot, manager=MANAGER, pin="9753")
+        assert "wrong clerk id or PIN (4 tries left" in str(app.screen.query_one("#form-error", Static).render())
+        await fill(pilot, manager=MANAGER, pin=PIN)
         assert isinstance(app.screen, ReceiptScreen) and "返金 refund" in text_of(app, "#receipt-head")
-        await pilot.press("escape", "ctrl+r")
+        assert "担当 田中 さくら" in text_of(app, "#receipt-text")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.clerk.clerk_id == CLERK and cells(app, "#till-lines")[0][0] == "※緑茶 500ml"
+        await pilot.press("ctrl+r")
         await settle(pilot)
         await fill(pilot, receipt="1")
-        assert "already refunded" in str(app.screen.query_one("#form-error", Static).render())
+        assert "already refunded in full" in str(app.screen.query_one("#err-receipt", Static).render())
     refunds = outbox(config, "sale.refunded")
     assert len(refunds) == 1 and refunds[0]["total"] == -1200
+    approval = scalar(config, "SELECT action || ' ' || clerk_name || ' ' || manager_name FROM clerk_approvals")
+    assert approval == "refund 田中 さくら 山田 店長"
+
+
+async def refund_lines(pilot, receipt: str, picks: tuple[str, ...], reason_moves: tuple[str, ...] = ()) -> None:
+    """Ctrl+R, the receipt number, then keys on the receipt's lines, Tab to the reasons, pick one, F10."""
+    await pilot.press("ctrl+r")
+    await settle(pilot)
+    await fill(pilot, receipt=receipt)
+    assert isinstance(pilot.app.screen, RefundScreen)
+    await pilot.press(*picks)
+    await settle(pilot)
+    await pilot.press("tab", "down", *reason_moves, "f10")
+    await settle(pilot)
 
 
 async def test_arrival_starts_a_checkout_with_the_member_attached(config) -> None:
@@ -310,7 +330,10 @@ async def test_stock_lookup_shows_other_stores_and_reserves_for_pickup(config) -
         rows = cells(app, "#stock-rows")
         assert [r[0] for r in rows] == ["S001", "S002"] and rows[0][3] == "0" and rows[0][4] == "live"
         assert rows[1][3] == "30" and rows[1][4] == time.strftime("%m-%d %H:%M", time.localtime(1_767_225_600.0))
-        await pilot.press("f9")  # adjust: a clerk may not
+        await pilot.press("down", "f9")  # adjust: a clerk needs a manager, asked on the spot
+        await settle(pilot)
+        assert isinstance(app.screen, FormScreen) and "manager approval" in app.screen.title_text
+        await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, MainScreen)
         await pilot.press("down", "down", "f8")
@@ -399,7 +422,10 @@ async def test_dock_panel_updates_from_another_process_and_a_difference_needs_a_
         assert cells(app, "#dock-gtins") == [["04901085089583", "緑茶 500ml", "3", "3", "ok"],
                                              ["04560000000029", "傘 65cm", "1", "0", "-1"]]  # fmt: skip
         assert "DIFFERENCES" in text_of(app, "#dock-summary")
-        await pilot.press("f8")  # accept a delivery that differs: a clerk may not
+        await pilot.press("f8")  # accept a delivery that differs: a manager approves on the spot
+        await settle(pilot)
+        assert isinstance(app.screen, FormScreen) and "manager approval" in app.screen.title_text
+        await pilot.press("escape")
         await settle(pilot)
         assert scalar(config, "SELECT status FROM inspections") == "pending"
         await pilot.press("f9")  # hold it for a manager
@@ -415,19 +441,28 @@ async def test_a_manager_returns_one_of_two_umbrellas_then_the_other(config) -> 
         await sign_in(pilot, MANAGER)
         await pilot.press("f4")
         await settle(pilot)
-        await scan(pilot, UMBRELLA)
-        await scan(pilot, UMBRELLA)
+        await scan(pilot, "2*" + UMBRELLA)
         await pilot.press("f10")
         await settle(pilot)
         await fill(pilot, tender="card", amount="2400")
-        await pilot.press("escape", "ctrl+r")
+        await pilot.press("escape")
+        await refund_lines(pilot, "1", picks=("plus",), reason_moves=("down",))
+        assert isinstance(app.screen, ConfirmScreen)
+        body = text_of(app, "#confirm-body")
+        assert "¥1,200" in body and "#1×1" in body and "不良品" in body
+        await pilot.press("enter")  # a manager signed in: no approval dialog
         await settle(pilot)
-        await fill(pilot, receipt="1", lines="1:x")
-        assert "N:QTY" in str(app.screen.query_one("#err-lines", Static).render()), "shown under the lines field"
-        await fill(pilot, receipt="1", lines="1:1")
         assert isinstance(app.screen, ReceiptScreen)
-        await pilot.press("escape", "ctrl+r")
+        await pilot.press("escape")
+        await refund_lines(pilot, "1", picks=())  # nothing picked: no refund, the picker says so
+        assert isinstance(app.screen, RefundScreen)
+        rows = cells(app, "#refund-lines")
+        assert rows[0][2:5] == ["2", "1", "0"]  # sold 2, 1 left, none picked yet
+        await pilot.press("a", "f10")
         await settle(pilot)
-        await fill(pilot, receipt="1", lines="")
+        await pilot.press("enter")
+        await settle(pilot)
         assert isinstance(app.screen, ReceiptScreen)
     assert [r["total"] for r in outbox(config, "sale.refunded")] == [-1200, -1200]
+    assert scalar(config, "SELECT count(*) FROM clerk_approvals WHERE manager_id = ? AND clerk_id = ?",
+                  (MANAGER, MANAGER)) == 2  # fmt: skip

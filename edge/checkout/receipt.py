@@ -77,8 +77,13 @@ def render_receipt(
     store_name: str,
     columns: int | None = None,
     ambiguous_wide: bool = False,
+    clerk: str | None = None,
+    offline: bool = False,
 ) -> str:
-    """The receipt text, lines separated by newlines; no line is wider than the paper."""
+    """The receipt text, lines separated by newlines; no line is wider than the paper.
+
+    ``clerk``: who rang it up (担当); ``offline``: printed while HQ was unreachable, so the member's
+    points balance on it may not yet include other stores' entries."""
     paper = _Paper(columns or config.receipt_columns, ambiguous_wide)
     refund = sale.kind is SaleKind.REFUND
     paper.center(store_name)
@@ -89,6 +94,10 @@ def render_receipt(
     paper.pair(sale.at.strftime("%Y-%m-%d %H:%M"), f"No.{sale.receipt_no}")
     if sale.refund_of:
         paper.pair("元レシート", f"No.{sale.refund_of}")
+    if clerk:
+        paper.add(f"担当 {clerk}")
+    if offline:
+        paper.add("オフライン取引 (offline: sent to HQ later)")
     paper.rule()
     for line in sale.lines:
         _item(paper, line)

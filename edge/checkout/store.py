@@ -64,6 +64,8 @@ class SaleOrder:
     redeem_points: int = 0
     payments: tuple[Payment, ...] = ()
     receipt_discounts: tuple[Discount, ...] = ()
+    clerk: str | None = None  # printed on the receipt as 担当
+    offline: bool = False  # the receipt says the sale was made offline
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,8 @@ def commit_sale(
         sale = checkout(
             request, ReplicaProducts(conn), rules, gtin_from_epc=gtin_from_epc, sold_serials=SoldSerials(conn)
         )
-        _write_sale(conn, sale, render_receipt(sale, rules, store_name=config.name))
+        _write_sale(conn, sale, render_receipt(sale, rules, store_name=config.name, clerk=order.clerk,
+                                               offline=order.offline))  # fmt: skip
     return sale
 
 
@@ -193,6 +196,8 @@ def refund_sale(
     lines: Mapping[int, int | None] | None = None,
     at: datetime | None = None,
     rules: CheckoutConfig | None = None,
+    clerk: str | None = None,
+    offline: bool = False,
 ) -> Sale:
     """Take back an earlier sale of this store: all that is left of it (lines=None), or `lines`
     {line number on the receipt: qty, or None for all left of it}. Earlier returns of the receipt are read in the same
@@ -217,7 +222,7 @@ def refund_sale(
             back = dataclasses.replace(
                 back, points_balance_after=current + sum(e.points for e in back.points_entries)
             )
-        _write_sale(conn, back, render_receipt(back, rules, store_name=config.name))
+        _write_sale(conn, back, render_receipt(back, rules, store_name=config.name, clerk=clerk, offline=offline))
     return back
 
 

@@ -12,7 +12,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,81 +23,27 @@ from tenpo.edge.checkout import store as checkout_store
 from tenpo.edge.checkout.engine import checkout
 from tenpo.edge.checkout.model import Payment, SaleRequest, Scan
 from tenpo.edge.checkout.returns import parse_returned_line, returned_lines
-from tenpo.edge.clerk import accounts, records
+from tenpo.edge.clerk import accounts, approvals, records, refunds
+from tenpo.edge.clerk.approvals import Approval
+from tenpo.edge.clerk.values import (
+    ArrivalLine,
+    DockView,
+    HomeStatus,
+    LinkStatus,
+    Preview,
+    Profile,
+    Reservation,
+    StockLine,
+)
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import store as inspection_store
 from tenpo.edge.outbox import get_meta, read_counter
 from tenpo.shared.errors import UserError
 
 T = TypeVar("T")
+# Where the agent's dock reader service reports (edge/agent.py SERVICES names it "readers"; a test keeps them in step).
+READER_SERVICE_META = "service.readers"
 BACKLOG_ALERT_S = 15 * 60  # an unsent event older than this is worth a clerk telling the manager
-
-
-# ---------------------------------------------------------------------------- view values
-
-
-@dataclass(frozen=True, slots=True)
-class HomeStatus:
-    store_id: str
-    store_name: str
-    online: bool
-    agent_running: bool
-    link_changed_at: float | None
-    backlog: int
-    oldest_age_s: float | None
-    last_seq: int
-    acked_seq: int
-    feed_cursor: int
-    alerts: tuple[str, ...]
-    last_sync_at: float | None = None  # last time HQ acknowledged our events or sent changes
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    member: replica.Member
-    ledger: tuple[tuple[float, int, str, str | None], ...]  # (at, delta, kind, ref), newest first
-    purchases: tuple[tuple[str, str, int, int], ...]  # (at ISO, receipt_no, total, points earned)
-    purchases_source: str  # where the history comes from, said on screen
-
-
-@dataclass(frozen=True, slots=True)
-class StockLine:
-    store_id: str
-    sku: str
-    jan: str | None
-    name: str
-    on_hand: int
-    as_of: float | None  # None: this store, live
-
-
-@dataclass(frozen=True, slots=True)
-class ArrivalLine:
-    member_id: str
-    name: str
-    kana: str
-    tier: str
-    points: int
-    arrived_at: float
-    present: bool
-    last_purchase_at: float | None
-    last_purchase_total: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class DockView:
-    session: dict[str, Any]  # the agent's live read session: open, reads, tags ({} when no reader)
-    service_state: str | None
-    inspections: tuple[Any, ...]  # InspectionRecord, newest first
-    names: dict[str, str] = field(default_factory=dict)  # GTIN-14 -> product name
-    next_asn: tuple[str, int] | None = None  # (shipment id, units) of the open ASN a delivery would match first
-
-
-@dataclass(frozen=True, slots=True)
-class Preview:
-    sale: Any | None  # tenpo.edge.checkout.Sale priced without payment, or None with an error
-    error: str | None
-    member_name: str | None = None
-    member_points: int | None = None
 
 
 class ClerkData:
@@ -143,6 +88,28 @@ class ClerkData:
 
     def sign_in(self, clerk_id: str, pin: str) -> accounts.Clerk:
         return self._locked(accounts.sign_in, self.db, clerk_id, pin, self.clock())
+
+    def check_manager(self, manager_id: str, pin: str) -> accounts.Clerk:
+        """A manager's id and PIN typed into a clerk's session: same rules and lockout as sign-in."""
+        return self._locked(approvals.check_manager, self.db, manager_id, pin, self.clock())
+
+    def authorise(self, clerk: accounts.Clerk, approver: accounts.Clerk | None, action: Approval, detail: str) -> None:
+        """A manager signed in approves their own action; a clerk needs a manager's approval, logged with both."""
+        manager = clerk if clerk.is_manager else approver
+        if manager is None or not manager.is_manager:
+            raise UserError(f"{action.value.replace('_', ' ')}: needs a manager's approval")
+        with self._lock:
+            approvals.record(self.db, action, clerk, manager, detail, self.clock())
+
+    def link(self) -> LinkStatus:
+        with self._lock:
+            conn = self.db.conn
+            agent = replica.agent_link(conn)
+            (count,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
+            return LinkStatus(agent.connected, agent.running, int(count))
+
+    def offline_cap(self) -> int:
+        return checkout_store.checkout_rules(self.config).max_redeem_per_member_offline
 
     # ------------------------------------------------------------------ home
 
@@ -206,10 +173,10 @@ class ClerkData:
             return Profile(member, tuple(ledger), tuple(_purchase_history(conn, self.config.store_id, member_id)),
                            "every store and channel")
 
-    def export_member(self, clerk: accounts.Clerk, member_id: str, folder: Path | None = None) -> Path:
-        """Write the member's data as JSON for a subject-access request; managers only, audited."""
-        if not accounts.allowed(clerk.role, accounts.Action.MEMBER_EXPORT):
-            raise UserError("export: needs a manager")
+    def export_member(self, clerk: accounts.Clerk, member_id: str, folder: Path | None = None,
+                      approver: accounts.Clerk | None = None) -> Path:  # fmt: skip
+        """Write the member's data as JSON for a subject-access request; a manager's, audited."""
+        self.authorise(clerk, approver, Approval.MEMBER_EXPORT, f"member {member_id}")
         with self._lock:
             profile = self.open_profile(clerk.clerk_id, member_id)
             records.record_member_access(self.db, clerk.clerk_id, member_id, "export", self.clock())
@@ -252,10 +219,28 @@ class ClerkData:
         return self._locked(records.request_reservation, self.db, self.config.store_id, clerk.clerk_id, sku=sku,
                             qty=qty, from_store=from_store, member_id=member_id, customer=customer)  # fmt: skip
 
-    def adjust_stock(self, clerk: accounts.Clerk, sku: str, qty: int, reason: str) -> int:
-        if not accounts.allowed(clerk.role, accounts.Action.STOCK_ADJUST):
-            raise UserError("stock adjustment: needs a manager")
-        return self._locked(replica.adjust_stock, self.db, sku, qty, f"{reason} (clerk {clerk.clerk_id})")
+    def adjust_stock(self, clerk: accounts.Clerk, sku: str, qty: int, reason: str,
+                     approver: accounts.Clerk | None = None) -> int:  # fmt: skip
+        manager = clerk if clerk.is_manager else approver
+        if manager is None or not manager.is_manager:
+            raise UserError("stock adjustment: needs a manager's approval")
+        who = f"clerk {clerk.clerk_id}" + ("" if manager is clerk else f", approved by {manager.clerk_id}")
+        seq = self._locked(replica.adjust_stock, self.db, sku, qty, f"{reason} ({who})")
+        self.authorise(clerk, approver, Approval.STOCK_ADJUST, f"{sku} {qty:+d} {reason}")
+        return seq
+
+    def reservations(self, clerk_id: str | None = None, limit: int = 30) -> list[Reservation]:
+        """取り置き this store asked for (the clerk's own, or all), newest first, with HQ's answer when it came."""
+        where, params = ("WHERE r.clerk_id = ?", (clerk_id,)) if clerk_id else ("", ())
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT r.reservation_id, r.sku, coalesce(p.name, r.sku), r.qty, r.from_store,"
+                " coalesce(m.name, r.customer, r.member_id, '-'), r.status, r.created_at FROM pickup_reservations r"
+                " LEFT JOIN products p ON p.sku = r.sku LEFT JOIN members m ON m.member_id = r.member_id"
+                f" {where} ORDER BY r.created_at DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [Reservation(*row) for row in rows]
 
     # ------------------------------------------------------------------ arrivals
 
@@ -283,7 +268,9 @@ class ClerkData:
     def dock(self, limit: int = 20) -> DockView:
         with self._lock:
             conn = self.db.conn
-            service = json.loads(get_meta(conn, "service.inspection") or "{}")
+            running = replica.agent_link(conn).running
+            # A dead agent's last report is stale: only a running agent's reader state counts.
+            service = json.loads(get_meta(conn, READER_SERVICE_META) or "{}") if running else {}
             records_ = inspection_store.list_inspections(conn, self.config.store_id, None, limit)
             names = {jan.zfill(14): name for jan, name in conn.execute(
                 "SELECT jan, name FROM products WHERE jan IS NOT NULL AND jan != ''") if jan.isdigit()}  # fmt: skip
@@ -292,16 +279,26 @@ class ClerkData:
             if waiting:
                 asn = waiting[0]
                 expected = (asn.shipment_id, len(asn.epcs) + sum(line.qty for line in asn.lines))
-            return DockView(service.get("session") or {}, service.get("state"), tuple(records_), names, expected)
+            return DockView(service.get("session") or {}, service.get("state"), tuple(records_), names, expected,
+                            agent_running=running)  # fmt: skip
 
-    def decide_inspection(self, clerk: accounts.Clerk, inspection_id: str, accept: bool, note: str | None = None) -> Any:
+    def needs_override(self, inspection_id: str) -> bool:
+        """Accepting this delivery needs a manager: it differs from its ASN and is not decided yet."""
+        with self._lock:
+            record = inspection_store.get_inspection(self.db.conn, self.config.store_id, inspection_id)
+        return record.status in ("pending", "held") and not record.verdict.clean
+
+    def decide_inspection(self, clerk: accounts.Clerk, inspection_id: str, accept: bool, note: str | None = None,
+                          approver: accounts.Clerk | None = None) -> Any:  # fmt: skip
         """Accept (post the receipt) or hold. Accepting a delivery that differs from its ASN is an override."""
         with self._lock:
             if not accept:
                 return inspection_store.hold(self.db, self.config.store_id, inspection_id, clerk.clerk_id, note)
             record = inspection_store.get_inspection(self.db.conn, self.config.store_id, inspection_id)
-            if not record.verdict.clean and not accounts.allowed(clerk.role, accounts.Action.INSPECTION_OVERRIDE):
-                raise UserError("accept: the delivery differs from its ASN; a manager must accept it (or hold it)")
+            if record.status == "accepted":
+                raise UserError(f"accept: {inspection_id} is already accepted")
+            if not record.verdict.clean:
+                self.authorise(clerk, approver, Approval.INSPECTION_OVERRIDE, f"{inspection_id} accepted with differences")
             return inspection_store.accept(self.db, self.config.store_id, inspection_id, clerk.clerk_id)
 
     # ------------------------------------------------------------------ checkout
@@ -322,7 +319,7 @@ class ClerkData:
             raise UserError(f"member: several members match {query!r}; use the card number or phone")
         return found[0]
 
-    def preview(self, codes: tuple[str, ...], member_id: str | None, redeem: int) -> Preview:
+    def preview(self, scans: tuple[Scan, ...], member_id: str | None, redeem: int) -> Preview:
         """Lines, per-rate tax and total so far: the engine run without payment, nothing written."""
         with self._lock:
             conn = self.db.conn
@@ -333,7 +330,7 @@ class ClerkData:
                     member = checkout_store.member_info(conn, member_id)
                     found = replica.get_member(self.db, member_id)
                     name = found.name if found else member_id
-                request = SaleRequest("preview", _now_local(), tuple(Scan(c) for c in codes), member=member,
+                request = SaleRequest("preview", _now_local(), scans, member=member,
                                       redeem_points=redeem, payments=(Payment("cash", 10**12),))  # fmt: skip
                 sale = checkout(request, checkout_store.ReplicaProducts(conn), checkout_store.checkout_rules(self.config),
                                 gtin_from_epc=checkout_store.gtin_from_epc,
@@ -342,26 +339,42 @@ class ClerkData:
                 return Preview(None, str(exc), name, member.points_balance if member else None)
             return Preview(sale, None, name, member.points_balance if member else None)
 
-    def sell(
-        self, codes: tuple[str, ...], member_id: str | None, redeem: int, payments: tuple[tuple[str, int], ...]
-    ) -> tuple[Any, str]:
-        """Commit the sale; returns (Sale, receipt text). A refusal raises and writes nothing."""
-        order = checkout_store.SaleOrder(scans=tuple(Scan(c) for c in codes), member_id=member_id, redeem_points=redeem,
-                                payments=tuple(Payment(t, a) for t, a in payments))  # fmt: skip
+    def sell(self, scans: tuple[Scan, ...], member_id: str | None, redeem: int,
+             payments: tuple[tuple[str, int], ...], clerk: accounts.Clerk | None = None) -> tuple[Any, str]:  # fmt: skip
+        """Commit the sale; returns (Sale, receipt text). A refusal raises and writes nothing.
+
+        The receipt names the clerk (担当) and says when the sale was made offline."""
+        offline = not self.link().online
+        order = checkout_store.SaleOrder(scans=scans, member_id=member_id, redeem_points=redeem,
+                                         payments=tuple(Payment(t, a) for t, a in payments),
+                                         clerk=clerk.name if clerk else None, offline=offline)  # fmt: skip
         with self._lock:
             sale = checkout_store.commit_sale(self.db, self.config, order)
             stored = checkout_store.load_sale(self.db, self.config.store_id, sale.receipt_no)
             return sale, stored.receipt if stored else ""
 
-    def refund(self, clerk: accounts.Clerk, receipt_no: str, lines_text: str = "") -> tuple[Any, str]:
-        """A whole receipt, or some of its lines ("2", "1,3:2": line numbers as on the receipt, :qty)."""
-        if not accounts.allowed(clerk.role, accounts.Action.REFUND):
-            raise UserError("refund: needs a manager")
-        lines = _returned_lines(lines_text)
+    def refundable(self, receipt_no: str) -> refunds.RefundableReceipt:
+        return self._locked(refunds.load_refundable, self.db, self.config.store_id, receipt_no)
+
+    def refund_preview(self, receipt: refunds.RefundableReceipt, lines: dict[int, int | None]) -> Any:
+        rules = checkout_store.checkout_rules(self.config)
+        return refunds.preview_refund(receipt, lines, _now_local(), rules.tax_rounding)
+
+    def refund(self, clerk: accounts.Clerk, receipt_no: str, lines: str | dict[int, int | None] | None = "",
+               reason: str = "", approver: accounts.Clerk | None = None) -> tuple[Any, str]:  # fmt: skip
+        """A whole receipt, or some of its lines ({line: qty}, or "2", "1,3:2" as on the receipt); a manager's."""
+        manager = clerk if clerk.is_manager else approver
+        if manager is None or not manager.is_manager:
+            raise UserError("refund: needs a manager's approval")
+        picked = _returned_lines(lines) if isinstance(lines, str) else (lines or None)
+        offline = not self.link().online
         with self._lock:
-            sale = checkout_store.refund_sale(self.db, self.config, receipt_no, lines=lines)
+            sale = checkout_store.refund_sale(self.db, self.config, receipt_no, lines=picked, clerk=clerk.name,
+                                              offline=offline)  # fmt: skip
             stored = checkout_store.load_sale(self.db, self.config.store_id, sale.receipt_no)
-            return sale, stored.receipt if stored else ""
+        self.authorise(clerk, approver, Approval.REFUND,
+                        f"{sale.receipt_no} of {sale.refund_of} {yen_text(sale.total)} reason: {reason or '-'}")
+        return sale, stored.receipt if stored else ""
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -403,6 +416,10 @@ def _purchase_history(conn: sqlite3.Connection, store_id: str, member_id: str) -
 
 def _table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def yen_text(amount: int) -> str:
+    return f"¥{amount:,}"
 
 
 def format_age(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Clerk tables in the store database (edge migration 6).
+"""Clerk tables in the store database (edge migrations 6 and 8).
 
 - ``clerks``: who may sign in to the clerk terminal; the PIN only as a scrypt hash with its own salt
   and cost parameters (so the cost can be raised later without invalidating old PINs), failed
@@ -7,6 +7,7 @@
 - ``member_audit``: every view or export of a member's personal data, each also sent to HQ as a
   ``member.viewed`` event in the same transaction.
 - ``pickup_reservations``: 取り置き requests this store sent to HQ for stock held at another store.
+- ``clerk_approvals`` (8): each manager approval given on the spot, with the clerk's and the manager's names.
 """
 
 from __future__ import annotations
@@ -69,4 +70,23 @@ def migrate(db: sqlite_utils.Database) -> bool:
             event_seq INTEGER NOT NULL,
             created_at REAL NOT NULL)"""
     )
+    return True
+
+
+def migrate_approvals(db: sqlite_utils.Database) -> bool:
+    """Edge migration 8: the approvals log, and the index that finds a member by a phone's last four digits."""
+    db.execute(
+        """CREATE TABLE clerk_approvals (
+            id INTEGER PRIMARY KEY,
+            action TEXT NOT NULL,
+            clerk_id TEXT NOT NULL,          -- who was signed in at the till
+            clerk_name TEXT NOT NULL,
+            manager_id TEXT NOT NULL,        -- who approved (may be the same person when a manager is signed in)
+            manager_name TEXT NOT NULL,
+            detail TEXT NOT NULL,            -- what was approved: receipt, SKU and qty, inspection ...
+            at REAL NOT NULL)"""
+    )
+    db.execute("CREATE INDEX clerk_approvals_at ON clerk_approvals(at)")
+    # Customers often give only the last four digits of their phone; an expression index keeps that bounded.
+    db.execute("CREATE INDEX members_phone_last4 ON members(substr(phone, -4))")
     return True

@@ -1,0 +1,51 @@
+"""The receipt after a sale or refund: the stored text (the one source of a receipt's content), saved on F9."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tenpo.edge.clerk.view import in_thread, yen
+
+
+class ReceiptScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,enter", "close", "Close"),
+        Binding("f9", "save", "Save receipt"),
+    ]
+
+    def __init__(self, sale: Any, receipt: str, folder: Path) -> None:
+        super().__init__()
+        self.sale = sale
+        self.receipt = receipt
+        self.folder = folder
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog receipt"):
+            head = "返金 refund" if self.sale.kind == "refund" else f"お釣り change {yen(self.sale.change)}"
+            yield Static(Text(f"{self.sale.receipt_no} · total {yen(self.sale.total)} · {head}", "bold"), id="receipt-head")
+            yield Static(Text(self.receipt), id="receipt-text")
+            yield Static("Enter/Esc close · F9 save to a file", classes="muted")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_save(self) -> None:
+        self.run_worker(self._save, exclusive=True, group="receipt")
+
+    async def _save(self) -> None:
+        path = self.folder / f"{self.sale.receipt_no}.txt"
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.receipt, encoding="utf-8")
+
+        await in_thread(write)
+        self.app.notify(f"saved {path}")
