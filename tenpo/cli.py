@@ -29,6 +29,7 @@ COMMAND_MODULES: dict[str, str] = {
     "clerk": "tenpo.edge.clerk.cli",
     "provision": "tenpo.provision",
     "demo": "tenpo.demo",
+    "doctor": "tenpo.doctor",
 }
 
 
