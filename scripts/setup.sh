@@ -29,6 +29,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "$want_tests" -eq 1 ]; then
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v psql >/dev/null || missing+=(postgresql-client)
+  command -v chromium >/dev/null || missing+=(chromium)  # tests/test_hq_browser.py: the served monitor in a browser
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} with apt"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tenpo.cli import main
-from tenpo.cloud.hq.cli import make_app, serve_command
+from tenpo.cloud.hq.cli import make_app, public_url, serve_command
 
 
 def test_help_names_the_keys_and_serve(capsys) -> None:
@@ -40,3 +40,20 @@ def test_make_app_without_a_broker_has_no_listener(tmp_path: Path) -> None:
     app = make_app(f"sqlite:///{tmp_path / 'c.db'}", "none")
     assert app.listener is None
     app.data.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "explicit", "expected"),
+    [("localhost", 8000, None, "http://localhost:8000"), ("0.0.0.0", 8000, None, "http://hq-01.example.jp:8000"),
+     ("::", 80, None, "http://hq-01.example.jp"), ("0.0.0.0", 8000, "https://hq.example.jp/monitor/", "https://hq.example.jp/monitor"),
+     ("::1", 8000, None, "http://[::1]:8000")],  # fmt: skip
+)
+def test_the_page_is_never_told_to_load_from_a_wildcard_address(host: str, port: int, explicit: str | None,
+                                                                 expected: str) -> None:  # fmt: skip
+    assert public_url(host, port, explicit, machine=lambda: "hq-01.example.jp") == expected
+
+
+def test_a_public_url_that_is_no_web_address_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["hq", "--serve", "--public-url", "hq.example.jp:8000"])
+    assert exited.value.code == 2 and "must be an http:// or https:// address" in capsys.readouterr().err

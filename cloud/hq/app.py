@@ -20,7 +20,7 @@ from textual.containers import Horizontal
 from textual.geometry import Region
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
+from textual.widgets import DataTable, Label, Sparkline, Static
 
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.data import HqData, Overview
@@ -38,6 +38,7 @@ from tenpo.cloud.hq.model import (
 )
 from tenpo.cloud.hq.presence import Presence, PresenceListener
 from tenpo.cloud.hq.screens import ConflictsScreen, DeadLettersScreen, StoreScreen
+from tenpo.cloud.hq.widgets import KeyHints, header
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles
 
 CSS = """
@@ -121,13 +122,13 @@ class StoresScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield header()
         yield Static("loading…", id="summary")
         with Horizontal(classes="spark-row"):
             yield Label("all stores ev/s", id="spark-label")
             yield Sparkline([], id="total")
         yield StoresTable(id="stores", cursor_type="row", zebra_stripes=False)
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         table = self.query_one("#stores", DataTable)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tenpo.cloud.cli_support import db_flag
@@ -16,6 +18,7 @@ from tenpo.shared.errors import MissingExtra
 from tenpo.shared.mqtt import TlsFiles, parse_broker_url
 
 DEFAULT_PORT = 8000
+WILDCARD_HOSTS = ("0.0.0.0", "::", "", "*")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq.add_argument("--serve", action="store_true", help="serve the monitor to a browser (textual-serve) instead")
     hq.add_argument("--host", default="localhost", help="address to serve on with --serve (default: localhost)")
     hq.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for --serve (default: {DEFAULT_PORT})")
+    hq.add_argument("--public-url", type=http_url, help="with --serve: the address browsers use to reach this server, e.g. "
+                    "https://hq.example.jp/monitor behind a proxy (default: http://HOST:PORT; with a wildcard "
+                    "--host such as 0.0.0.0, this machine's name)")  # fmt: skip
     hq.set_defaults(func=cmd_hq)
 
 
@@ -65,6 +71,24 @@ def serve_command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def http_url(text: str) -> str:
+    """``--public-url`` as argparse takes it (a bad one is a usage error, exit 2)."""
+    if not text.startswith(("http://", "https://")) or len(text.split("//", 1)[1].strip("/")) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an http:// or https:// address")
+    return text
+
+
+def public_url(host: str, port: int, explicit: str | None, machine: Callable[[], str] = socket.getfqdn) -> str:
+    """Where browsers load the page and its websocket from: never a wildcard address, which a browser
+    cannot connect to (the page would tell it to load from 0.0.0.0)."""
+    if explicit:
+        return explicit.rstrip("/")
+    name = machine() if host in WILDCARD_HOSTS else host
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"  # an IPv6 address in a URL
+    return f"http://{name}" if port == 80 else f"http://{name}:{port}"
+
+
 def cmd_hq(args: argparse.Namespace) -> int:
     if args.serve:
         try:
@@ -72,8 +96,9 @@ def cmd_hq(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise MissingExtra("tenpo hq --serve", "hq", exc) from None
         Central(args.db, create=False).close()  # each browser session opens it: fail here, once
-        print(f"serving the HQ monitor on http://{args.host}:{args.port}", file=sys.stderr)
-        Server(serve_command(args), host=args.host, port=args.port, title="Tenpo HQ").serve()
+        url = public_url(args.host, args.port, args.public_url)
+        print(f"serving the HQ monitor on {url} (listening on {args.host}:{args.port})", file=sys.stderr)
+        Server(serve_command(args), host=args.host, port=args.port, title="Tenpo HQ", public_url=url).serve()
         return 0
     tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
     make_app(args.db, args.broker, args.config, tls, existing_db=True).run()

@@ -14,11 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, OptionList, Sparkline, Static
+from textual.widgets import DataTable, Input, Label, OptionList, Sparkline, Static
 
 from tenpo.cloud.hq.conflicts import resolution_actions
 from tenpo.cloud.hq.model import format_age
 from tenpo.cloud.hq.queries import StoreDetail, sequence_gap
+from tenpo.cloud.hq.widgets import KeyHints, header
 
 
 def ago(now: float, at: float | None) -> str:
@@ -68,7 +69,7 @@ class StoreScreen(_Reading):
         self.shown = 0
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield header()
         with VerticalScroll():
             yield Static("loading…", id="info")
             with Horizontal(classes="spark-row"):
@@ -79,7 +80,7 @@ class StoreScreen(_Reading):
                 yield DataTable(id="dead", classes="half", cursor_type="none")
             yield Label("Dock inspections", classes="section")
             yield DataTable(id="inspections", cursor_type="none")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self.query_one("#types", DataTable).add_columns("Recent events by type", "count", "newest seq")
@@ -166,10 +167,10 @@ class DeadLettersScreen(_Reading):
         self.letters: list[Any] = []
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield header()
         yield Static("loading…", id="hint")
         yield DataTable(id="letters", cursor_type="row")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         table = self.query_one("#letters", DataTable)
@@ -261,11 +262,11 @@ class ConflictsScreen(_Reading):
         self.rows: list[Any] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield header()
         yield Static("loading…", id="hint")
         yield DataTable(id="conflicts", cursor_type="row")
         yield Static("", id="entries")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         table = self.query_one("#conflicts", DataTable)
