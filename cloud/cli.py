@@ -15,9 +15,10 @@ from tenpo.cloud.asn.cli import register_cloud as asn_commands
 from tenpo.cloud.backup import backup_central
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
+from tenpo.cloud.history import register_cloud as history_commands
 from tenpo.cloud.members.cli import register_cloud as member_commands
 from tenpo.cloud.sales.cli import register_cloud as sales_commands
-from tenpo.cloud.scheduler import HqRetention, start_hq_scheduler
+from tenpo.cloud.scheduler import EVENTS_DAYS, HqRetention, start_hq_scheduler
 from tenpo.cloud.status import status_report
 from tenpo.cloud.visits.cli import register_cloud as visit_commands
 from tenpo.shared.errors import UserError
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
     run.add_argument("--tls-cert", type=Path, help="this aggregator's client certificate")
     run.add_argument("--tls-key", type=Path, help="its private key")
-    run.add_argument("--retention-days", type=int, default=HqRetention.events_days, metavar="N",
+    run.add_argument("--retention-days", type=int, default=EVENTS_DAYS, metavar="N",
                      help="delete applied events older than N days, nightly (default %(default)s)")
     add_log_level_flag(run)
     run.set_defaults(func=cmd_run)
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backup.add_argument("--json", action="store_true")
     backup.set_defaults(func=cmd_backup)
 
-    for add_commands in (sales_commands, member_commands, asn_commands, visit_commands):
+    for add_commands in (sales_commands, member_commands, asn_commands, visit_commands, history_commands):
         add_commands(commands)
 
 

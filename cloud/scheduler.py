@@ -27,12 +27,14 @@ from tenpo.cloud.db import Central
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
+EVENTS_DAYS = 400  # a full year of audits and a margin
+DEAD_LETTERS_DAYS = 90
 
 
 @dataclass(frozen=True, slots=True)
 class HqRetention:
-    events_days: int = 400
-    dead_letters_days: int = 90
+    events_days: int = EVENTS_DAYS
+    dead_letters_days: int = DEAD_LETTERS_DAYS
 
 
 def purge_hq(db: Central, retention: HqRetention, now: float) -> dict[str, int]:
