@@ -16,7 +16,7 @@ from tenpo.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-HQ_ONLY = ("psycopg", "textual_serve")
+HQ_ONLY = ("psycopg", "textual_serve", "matplotlib")
 
 
 def hide_hq_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +61,7 @@ build_parser(["edge"]).parse_args(["edge", "--help"])
 def test_the_store_box_dependencies_leave_out_the_hq_extra() -> None:
     base = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["dependencies"]}
     hq = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["optional-dependencies"]["hq"]}
-    assert hq == {"psycopg", "textual-serve"}
+    assert hq == {"psycopg", "textual-serve", "matplotlib"}
     assert not base & hq
 
 

@@ -13,6 +13,7 @@ from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 
 from .config import load_rules
+from .quality import quality_chart, quality_report
 from .review import ReviewItem, pending_items
 from .review_actions import decide_item
 from .rules import current_rules, parse_rules_file, set_rules
@@ -43,6 +44,11 @@ def register_members(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--random-pairs", type=int, default=20000, metavar="N", help="random pairs for u (default 20000)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(func=cmd_train)
+    quality = db_flag(sub.add_parser("quality", help="data quality per source and field: valid, corrected, flagged,"
+                                                    " missing; duplicates merged, pending reviews, trend across imports"))
+    quality.add_argument("--json", action="store_true")
+    quality.add_argument("--chart", type=Path, metavar="FILE.png", help="also draw it (needs the hq extra)")
+    quality.set_defaults(func=cmd_quality)
     rules = sub.add_parser("rules", help="the counter's registration rules, sent to every store")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="COMMAND")
     rules_sub.required = True
@@ -133,4 +139,29 @@ def cmd_rules_show(args: argparse.Namespace) -> int:
 def cmd_rules_set(args: argparse.Namespace) -> int:
     seq = set_rules(Central(args.db, create=False), parse_rules_file(args.file), args.by)
     print(f"rules set (change #{seq}); every store receives them, and keeps them while offline")
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    report = quality_report(Central(args.db, create=False))
+    if args.chart is not None:
+        quality_chart(report, args.chart)
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{report['records']} source records, {report['members']} members ({report['duplicates_merged']} duplicates"
+          f" merged), {report['pending_reviews']} possible matches waiting for review")  # fmt: skip
+    print(f"{'source':<14}{'field':<13}{'valid':>7}{'corr.':>7}{'unver.':>7}{'flag.':>7}{'miss.':>7}")
+    for source in report["sources"]:
+        for field, data in source["fields"].items():
+            shares = data["shares"]
+            print(f"{source['source']:<14}{field:<13}" + "".join(f"{shares[s]:>7.1%}" for s in shares))
+        print(f"{'':<14}{source['records']} records, {source['merged_duplicates']} in merged members,"
+              f" {source['pending_reviews']} pending reviews")  # fmt: skip
+    for t in report["trend"]:
+        print(f"import #{t['import_id']} {t['file']}: {t['rows']} rows, {t['rejected']} rejected,"
+              f" of the values given: valid {t['present_shares']['valid']:.1%}, corrected {t['present_shares']['corrected']:.1%},"
+              f" flagged {t['present_shares']['flagged']:.1%}")  # fmt: skip
+    if args.chart is not None:
+        print(f"chart: {args.chart}")
     return 0

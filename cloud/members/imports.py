@@ -35,6 +35,7 @@ from .formats import (
     member_rows,
     shopify_orders,
 )
+from .quality import record_import
 from .resolve import attach
 from .store import Pending, iter_chunks, publish, row_hash, save_consent, source_hash
 
@@ -146,6 +147,7 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 def import_members(db: Central, path: Path, config: MembersConfig = MembersConfig(), *, progress: Progress | None = None,
                    batch: int = 200, on_row: Callable[[RowOutcome], None] | None = None) -> ImportReport:
     """A legacy member list: one source record per row, resolved against every channel."""
+    started = time.time()
     with open_text(path) as (lines, position, size, encoding, _head):
         report = ImportReport("members", encoding)
 
@@ -169,6 +171,7 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
             return RowOutcome(item.line, key, done.status, done.member_id, reason=done.link, quality=quality)
 
         _run(db, _start(member_rows(lines), path), handle, report, position, size, progress, batch, on_row)
+    record_import(db, path.name, report.rows, started)  # the quality report's trend across imports
     return report
 
 

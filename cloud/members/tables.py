@@ -41,13 +41,15 @@ def statements(dialect: str) -> list[str]:
             rejected {t['int']} NOT NULL,
             started_at {t['real']} NOT NULL,
             finished_at {t['real']} NOT NULL)""",
-        # Per import, source and field: how many values were valid, corrected, flagged or missing.
+        # Per import, source and field: how many values were valid, corrected, unverified,
+        # flagged or missing (tenpo.shared.cleansing.FIELD_STATUSES).
         f"""CREATE TABLE member_import_stats (
             import_id {t['int']} NOT NULL,
             source TEXT NOT NULL,
             field TEXT NOT NULL,
             valid {t['int']} NOT NULL,
             corrected {t['int']} NOT NULL,
+            unverified {t['int']} NOT NULL,
             flagged {t['int']} NOT NULL,
             missing {t['int']} NOT NULL,
             PRIMARY KEY (import_id, source, field))""",
