@@ -59,8 +59,11 @@ class Central:
         self.conn: Any = _connect_sqlite(self.url, create) if self.dialect == "sqlite" else _connect_postgresql(self.url)
         self._lock = threading.Lock()
         self._months_ready: set[tuple[int, int]] = set()
+        self._partitioned = False  # PostgreSQL past migration 9: the history is partitioned by month
         try:
             migrate(self)
+            self._partitioned = self.dialect == "postgresql" and self.scalar(
+                "SELECT to_regprocedure('tenpo_month_partition(text, text, double precision)')") is not None
             self.ensure_history_months(time.time())
         except Exception as exc:
             self.conn.close()
@@ -150,7 +153,7 @@ class Central:
     def ensure_history_months(self, at: float) -> None:
         """PostgreSQL: the month partitions of the history tables for ``at`` and the month after exist
         (created ahead, so rows rarely land in the default partition). Checked once per month per process."""
-        if self.dialect != "postgresql":
+        if not self._partitioned:
             return
         year, month = time.gmtime(at)[:2]
         if (year, month) in self._months_ready:
