@@ -133,6 +133,7 @@ def test_restored_old_backup_starts_a_new_stream_and_hq_applies_nothing_twice(tm
     for _ in range(3):
         replica.adjust_stock(db, "A1", 1, "count")
     wait_until(lambda: hq_applied() == 3, 30, what="events 1-3 at HQ")
+    wait_until(lambda: replica.sync_status(db)["outbox_pending"] == 0, 30, what="the store to see the ack")
     assert agent.terminate() == 0
     for _ in range(2):  # 4 and 5: unsent when the backup is taken
         replica.adjust_stock(db, "A1", 10, "delivery")
