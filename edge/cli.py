@@ -106,7 +106,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, fields={"store_id": config.store_id})  # journal: TENPO_STORE_ID
     asyncio.run(run_agent(config, on_snapshot_progress=_progress_printer()))
     return 0
 

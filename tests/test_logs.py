@@ -9,6 +9,8 @@ import logging
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -17,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from tenpo.sandbox import Mosquitto, tenpo_command, write_store_config
-from tenpo.shared.logs import JournalFormatter, configure_logging, writes_to_journal
+from tenpo.shared.logs import (
+    JOURNAL_SOCKET_ENV,
+    JournalFormatter,
+    configure_logging,
+    journal_entry,
+    writes_to_journal,
+)
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
@@ -84,6 +92,7 @@ def run_until_logged(args: list[str], log: Path, expected: str, journal: bool) -
     with log.open("wb") as stream:
         stat = os.fstat(stream.fileno())
         env = {key: value for key, value in os.environ.items() if key != "JOURNAL_STREAM"}
+        env[JOURNAL_SOCKET_ENV] = ""  # stderr even on a host whose journald is listening
         if journal:
             env["JOURNAL_STREAM"] = f"{stat.st_dev}:{stat.st_ino}"
         process = subprocess.Popen(tenpo_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=stream)
@@ -123,3 +132,74 @@ def test_cloud_run_logs_for_the_journal_or_by_hand(tmp_path: Path, broker: Mosqu
     args = ["cloud", "run", "--db", f"sqlite:///{tmp_path / 'central.db'}", "--broker", broker.url]
     lines = run_until_logged(args, tmp_path / "aggregator.log", "aggregator connected", journal)
     assert_form(lines, journal, "tenpo.cloud.aggregator: aggregator connected to")
+
+
+# ---------------------------------------------------------------------------- journal native protocol
+
+
+def parse_entry(data: bytes) -> dict[str, str]:
+    """The journal's native protocol read back (systemd.journal-fields(7), "binary" values included)."""
+    fields, at = {}, 0
+    while at < len(data):
+        end = data.index(b"\n", at)
+        line = data[at:end]
+        if b"=" in line:
+            name, _, value = line.partition(b"=")
+            at = end + 1
+        else:
+            name, (size,) = line, struct.unpack("<Q", data[end + 1 : end + 9])
+            value = data[end + 9 : end + 9 + size]
+            assert data[end + 9 + size : end + 10 + size] == b"\n"
+            at = end + 10 + size
+        fields[name.decode()] = value.decode()
+    return fields
+
+
+def test_journal_entry_carries_priority_message_and_the_structured_fields() -> None:
+    plain = record(logging.WARNING, "reader silent")
+    plain.reader = "dock-1"
+    entry = parse_entry(journal_entry(plain, "tenpo.edge.sync: reader silent", {"TENPO_STORE_ID": "S001"}))
+    assert entry["MESSAGE"] == "tenpo.edge.sync: reader silent" and entry["PRIORITY"] == "4"
+    assert entry["TENPO_STORE_ID"] == "S001" and entry["TENPO_READER"] == "dock-1"
+    assert entry["SYSLOG_IDENTIFIER"] == "tenpo" and entry["TENPO_LOGGER"] == "tenpo.edge.sync"
+    assert "TENPO_EVENT_TYPE" not in entry
+    traceback = parse_entry(journal_entry(record(logging.ERROR, "x"), "failed\nTraceback ...\nValueError: 予期せぬ", {}))
+    assert traceback["MESSAGE"] == "failed\nTraceback ...\nValueError: 予期せぬ" and traceback["PRIORITY"] == "3"
+
+
+def test_edge_run_sends_native_journal_entries_with_the_store_id(tmp_path: Path) -> None:
+    journald = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    journald.bind(str(tmp_path / "journal.sock"))
+    journald.settimeout(30)
+    config = write_store_config(tmp_path, "S001", "mqtt://127.0.0.1:1")
+    with (tmp_path / "agent.log").open("wb") as stream:
+        stat = os.fstat(stream.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}", JOURNAL_SOCKET_ENV: journald.getsockname()}
+        process = subprocess.Popen(tenpo_command("edge", "run", "--config", str(config)), env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stream)  # fmt: skip
+        entries = []
+        try:
+            # Read until it has exited, as journald would: a datagram queue left full blocks the sender.
+            stopping = False
+            while True:
+                try:
+                    entries.append(parse_entry(journald.recv(65536)))
+                except TimeoutError:
+                    if process.poll() is not None:
+                        break
+                    assert stopping, "no journal entry from the agent"
+                    continue
+                if not stopping and "agent starting" in entries[-1]["MESSAGE"]:
+                    process.send_signal(signal.SIGTERM)
+                    stopping = True
+                    journald.settimeout(0.1)
+            assert process.wait(timeout=30) == 0
+        finally:
+            process.kill()
+            process.wait()
+            journald.close()
+    entry = next(entry for entry in entries if "agent starting" in entry["MESSAGE"])
+    assert entry["PRIORITY"] == "6" and entry["TENPO_STORE_ID"] == "S001"
+    assert entry["MESSAGE"].startswith("tenpo.edge.agent: store S001 (Store S001) agent starting")
+    assert entry["CODE_FUNC"] == "run_agent"
+    assert (tmp_path / "agent.log").read_text() == ""  # nothing twice: the entries went to the journal only
