@@ -72,7 +72,7 @@ FormScreen, ReceiptScreen, ConfirmScreen, RefundScreen { align: center middle; }
           background: $surface; }
 #refund-dialog { height: 100%; max-height: 22; }
 #refund-lines { height: 1fr; }
-#refund-reason { height: 4; }
+#refund-reason { height: auto; max-height: 5; border: none; padding: 0; }
 Footer { height: 1; }
 .dialog-title { text-style: bold; height: auto; }
 .form-row { height: 1; }
@@ -122,7 +122,7 @@ class SignInScreen(Screen[None]):
             yield Static("暗証番号 PIN")
             yield Input(id="pin", password=True, compact=True, placeholder="digits, not shown")
             yield Static("", id="signin-error", classes="field-error")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def clerk_app(self) -> ClerkApp:
@@ -177,7 +177,7 @@ class MainScreen(Screen[None]):
             for name, label, _key, panel in PANELS:
                 with TabPane(label, id=f"tab-{name}"):
                     yield panel(id=name)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.show_status()
@@ -259,6 +259,7 @@ class ClerkApp(App[None]):
     CSS = CSS
     BINDINGS = [
         Binding("ctrl+q", "request_quit", "Quit", priority=True),
+        Binding("ctrl+p", "command_palette", "More", priority=True),
         Binding("f12", "support_screenshot", "Screenshot", show=False),
     ]
 

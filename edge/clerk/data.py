@@ -336,7 +336,9 @@ class ClerkData:
                                 gtin_from_epc=checkout_store.gtin_from_epc,
                                 sold_serials=checkout_store.SoldSerials(conn))  # fmt: skip
             except UserError as exc:
-                return Preview(None, str(exc), name, member.points_balance if member else None)
+                # Say who, not which internal id: "member 佐藤 花子 has 1,200 points, cannot redeem 3,500".
+                message = str(exc).replace(member_id, name) if member_id and name else str(exc)
+                return Preview(None, message, name, member.points_balance if member else None)
             return Preview(sale, None, name, member.points_balance if member else None)
 
     def sell(self, scans: tuple[Scan, ...], member_id: str | None, redeem: int,

@@ -139,7 +139,9 @@ class DockPanel(Panel):
         if record.status == "accepted":
             tail = Text(f" · accepted by {record.decided_by or '?'}", "green")
         elif not v.clean:
-            tail = Text(" · F8 accept (a manager approves) or F9 hold", "yellow")
+            manager = self.clerk_app.clerk is not None and self.clerk_app.clerk.is_manager
+            tail = Text(" · F8 accept the differences or F9 hold" if manager
+                        else " · F8 accept (a manager approves) or F9 hold", "yellow")  # fmt: skip
         else:
             tail = Text(" · F8 accept", "dim")
         summary.update(Text.assemble(word, counts, tail))

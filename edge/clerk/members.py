@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -12,7 +13,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tenpo.edge.clerk.data import Profile
+from tenpo.edge.clerk.accounts import Clerk
+from tenpo.edge.clerk.dialogs import with_manager
+from tenpo.edge.clerk.values import Profile
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, sync_table, yen
 from tenpo.edge.membership.rules import current_rules
 from tenpo.shared.errors import UserError
@@ -74,6 +77,20 @@ class MembersPanel(Panel):
     def clerk_app(self) -> ClerkApp:
         return self.app  # type: ignore[return-value]
 
+    def show_registered(self, member_id: str) -> None:
+        """After a registration: the search box holds what finds the new member (cursor at the end, ready
+        for the next search), and the results show that member."""
+        self.run_worker(partial(self._show_registered, member_id), exclusive=True, group="registered")
+
+    async def _show_registered(self, member_id: str) -> None:
+        found = await in_thread(self.clerk_app.data.search_members, member_id)
+        search = self.query_one("#member-query", Input)
+        with search.prevent(Input.Changed):
+            search.value = _search_for(found[0]) if found else ""
+        search.cursor_position = len(search.value)
+        search.focus()
+        self.show(found)
+
     def action_to_results(self) -> None:
         table = self.query_one("#member-results", DataTable)
         if table.row_count:
@@ -96,13 +113,17 @@ class MembersPanel(Panel):
         def done(member_id: str | None) -> None:
             if member_id:
                 self.app.notify(f"registered {member_id} (provisional until HQ confirms)")
-                self.query_one("#member-query", Input).value = member_id
-                self.reload()
+                self.show_registered(member_id)
 
         rules = data._locked(current_rules, data.db.conn)  # the chain's rules from HQ: the consent wording to read out
         note = f"同意 consent: {rules.consent_text}" if rules and rules.consent_text else ""
         self.app.push_screen(FormScreen("新規会員登録 · register a member (works offline)", REGISTER_FIELDS, submit, note),
                              done)  # fmt: skip
+
+
+def _search_for(member: Any) -> str:
+    """What a clerk would type to find this member again: card, else phone, else name."""
+    return member.card_no or _local_phone(member.phone) if (member.card_no or member.phone) else (member.name or "")
 
 
 def _local_phone(phone: str | None) -> str:
@@ -121,7 +142,7 @@ class ProfileScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("f4", "checkout", "Checkout for member"),
-        Binding("f9", "export", "Export (manager)"),
+        Binding("f9", "export", "Export"),
     ]
 
     def __init__(self, member_id: str) -> None:
@@ -142,7 +163,7 @@ class ProfileScreen(Screen[None]):
             with Vertical():
                 yield Static("購入履歴 purchases", classes="section", id="purchases-title")
                 yield DataTable(id="purchases", cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         ledger = self.query_one("#ledger", DataTable)
@@ -176,13 +197,14 @@ class ProfileScreen(Screen[None]):
             self.clerk_app.start_checkout(self.member_id)
 
     def action_export(self) -> None:
-        self.run_worker(self._export, exclusive=True, group="export")
+        with_manager(self.clerk_app, "export of this member's data",
+                     lambda approver: self.run_worker(partial(self._export, approver), exclusive=True, group="export"))
 
-    async def _export(self) -> None:
+    async def _export(self, approver: Clerk | None) -> None:
         clerk = self.clerk_app.clerk
         assert clerk is not None
         try:
-            path = await in_thread(self.clerk_app.data.export_member, clerk, self.member_id)
+            path = await in_thread(self.clerk_app.data.export_member, clerk, self.member_id, None, approver)
         except UserError as exc:
             self.app.notify(str(exc), severity="error")
             return

@@ -176,7 +176,7 @@ class ReservationsScreen(Screen[None]):
                            ("state", "state"), ("at", "sent")):  # fmt: skip
             table.add_column(label, key=key)
         yield table
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.run_worker(self._load, exclusive=True, group="reservations")

@@ -67,7 +67,7 @@ class CheckoutPanel(Panel):
         Binding("f8", "member", "Member"),
         Binding("f9", "points", "Points"),
         Binding("f10", "pay", "Pay"),
-        Binding("ctrl+t", "quantity", "Qty"),
+        Binding("ctrl+t", "quantity", "Qty", show=False),
         Binding("ctrl+d", "discount", "Discount", show=False),
         Binding("ctrl+n", "new_sale", "New sale", show=False),
         Binding("ctrl+r", "refund", "Refund"),
