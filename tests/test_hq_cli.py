@@ -22,7 +22,7 @@ def test_help_names_the_keys_and_serve(capsys) -> None:
 
 def test_serve_runs_this_same_monitor_for_each_browser(tmp_path: Path) -> None:
     args = argparse.Namespace(db="sqlite:///a b/central.db", broker="mqtt://hq:1883", config=tmp_path / "m.toml",
-                              tls_ca=None, tls_cert=None, tls_key=None)  # fmt: skip
+                              tls_ca=None, tls_cert=None, tls_key=None, screenshots=None)  # fmt: skip
     words = shlex.split(serve_command(args))
     assert words[1:5] == ["-P", "-m", "tenpo", "hq"] and "--serve" not in words
     assert words[words.index("--db") + 1] == "sqlite:///a b/central.db"

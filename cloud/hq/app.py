@@ -8,13 +8,15 @@ is posted to the app as a message, so a store that drops turns red without waiti
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Self
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.geometry import Region
@@ -22,6 +24,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
+from tenpo.cloud.hq import commands
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.data import HqData, Overview
 from tenpo.cloud.hq.model import (
@@ -47,6 +50,9 @@ CSS = """
 .spark-row Label { width: 16; }
 .spark-row Sparkline { width: 1fr; height: 2; }
 #stores { height: 1fr; }
+/* The selected row keeps its own colours (red offline, yellow warning), shown reversed, so the
+   cursor never hides a store's state (cursor_*_priority = "renderable" below). */
+#stores > .datatable--cursor, #stores:focus > .datatable--cursor { text-style: reverse bold; }
 .section { height: 1; padding: 0 1; margin-top: 1; color: $text-muted; }
 #info { height: auto; padding: 0 1; }
 DataTable.half { width: 1fr; height: auto; max-height: 12; }
@@ -127,7 +133,8 @@ class StoresScreen(Screen[None]):
         with Horizontal(classes="spark-row"):
             yield Label("all stores ev/s", id="spark-label")
             yield Sparkline([], id="total")
-        yield StoresTable(id="stores", cursor_type="row", zebra_stripes=False)
+        yield StoresTable(id="stores", cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable",
+                          cursor_background_priority="renderable")  # fmt: skip
         yield KeyHints()
 
     def on_mount(self) -> None:
@@ -250,13 +257,16 @@ class StoresScreen(Screen[None]):
         return row_key.value
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        column = str(event.column_key.value)
-        self.sort_reverse = (not self.sort_reverse) if column == self.sort_column else column not in ("store", "name")
-        self.sort_column = column
-        self._reorder(self.query_one("#stores", DataTable))
+        self.sort_by(str(event.column_key.value))
 
     def action_sort_attention(self) -> None:
         self.sort_column, self.sort_reverse = None, False
+        self._reorder(self.query_one("#stores", DataTable))
+
+    def sort_by(self, column: str) -> None:
+        """As a click on the column's header: numbers largest first, names A to Z; again reverses."""
+        self.sort_reverse = (not self.sort_reverse) if column == self.sort_column else column not in ("store", "name")
+        self.sort_column = column
         self._reorder(self.query_one("#stores", DataTable))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -278,13 +288,16 @@ class HqApp(App[None]):
     TITLE = "Tenpo HQ"
     SUB_TITLE = "sync monitor"
     CSS = CSS
+    BINDINGS = [Binding("s", "screenshot", "Screenshot")]
 
     def __init__(
         self, data: HqData, broker: BrokerUrl | None = None, tls: TlsFiles | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float] | None = None, screenshot_dir: Path | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.data = data
+        self.screenshot_dir = screenshot_dir or Path.cwd()
+        self.last_screenshot: Path | None = None
         self.config: MonitorConfig = data.config
         self.clock = clock or data.clock
         self.presence: dict[str, Presence] = {}
@@ -316,6 +329,26 @@ class HqApp(App[None]):
     @property
     def stores_screen(self) -> StoresScreen | None:
         return next((s for s in self.screen_stack if isinstance(s, StoresScreen)), None)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette: every key of this screen, the sort orders on the stores table, then Textual's own
+        (theme, keys...) except its screenshot, which ours replaces."""
+        mine = list(commands.screen_commands(self, screen))
+        if isinstance(screen, StoresScreen):
+            mine += [SystemCommand(f"Sort by {label}", "as a click on the column header; again to reverse",
+                                   partial(screen.sort_by, key)) for key, label, _ in COLUMNS]  # fmt: skip
+        titles = {c.title for c in mine}
+        yield from mine
+        yield from (c for c in super().get_system_commands(screen) if c.title not in titles | {"Screenshot"})
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """An SVG of the screen for a support call, mode 0600, in the screenshot folder (--screenshots)."""
+        try:
+            self.last_screenshot = commands.save_screenshot(self.export_screenshot(), self.screenshot_dir, self.clock())
+        except OSError as exc:
+            self.notify(f"screenshot not saved: {exc}", severity="error")
+            return
+        self.notify(f"screenshot saved: {self.last_screenshot}")
 
     def loaded(self) -> None:
         """Hook for tests and the benchmark: called after every applied refresh."""

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq = subparsers.add_parser(
         "hq", help="the HQ sync monitor (Textual): every store's link, backlog, dead letters and conflicts",
         description="Watch every store: online/offline from birth and Will, backlog, lag, dead letters, conflicts. "
-                    "Keys: Enter store detail, d dead letters, c conflicts, a attention-first order, q quit.",
+                    "Keys: Enter store detail, d dead letters, c conflicts, a attention-first order, s screenshot, "
+                    "Ctrl+P every command, q quit.",
     )  # fmt: skip
     db_flag(hq)
     hq.add_argument("--broker", default=os.environ.get("TENPO_BROKER", "mqtt://127.0.0.1:1883"),
@@ -35,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq.add_argument("--tls-ca", type=Path, help="CA that signed the broker certificate (mqtts://)")
     hq.add_argument("--tls-cert", type=Path, help="the monitor's client certificate")
     hq.add_argument("--tls-key", type=Path, help="its private key")
+    hq.add_argument("--screenshots", type=Path, help="folder for the screenshot key's SVGs (mode 0600; default: "
+                    "the current folder)")  # fmt: skip
     hq.add_argument("--serve", action="store_true", help="serve the monitor to a browser (textual-serve) instead")
     hq.add_argument("--host", default="localhost", help="address to serve on with --serve (default: localhost)")
     hq.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for --serve (default: {DEFAULT_PORT})")
@@ -45,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def make_app(  # noqa: ANN201
-    db_url: str, broker_url: str | None, config_path: Path | None = None, tls: object = None, existing_db: bool = False
+    db_url: str, broker_url: str | None, config_path: Path | None = None, tls: object = None, existing_db: bool = False,
+    screenshots: Path | None = None,
 ):
     """The app as the CLI runs it; tests build theirs the same way (with a pinned clock if they like).
 
@@ -57,14 +61,14 @@ def make_app(  # noqa: ANN201
     if existing_db:
         Central(db_url, create=False).close()
     broker = None if broker_url in (None, "", "none") else parse_broker_url(broker_url, "--broker")
-    return HqApp(HqData(db_url, config), broker, tls)  # type: ignore[arg-type]
+    return HqApp(HqData(db_url, config), broker, tls, screenshot_dir=screenshots)  # type: ignore[arg-type]
 
 
 def serve_command(args: argparse.Namespace) -> str:
     """The command textual-serve starts for each browser session: this same monitor, without --serve."""
     # -P: a browser session started from a source checkout must not import its partial tenpo/ folder.
     words = [sys.executable, "-P", "-m", "tenpo", "hq", "--db", args.db, "--broker", args.broker]
-    for flag in ("config", "tls_ca", "tls_cert", "tls_key"):
+    for flag in ("config", "tls_ca", "tls_cert", "tls_key", "screenshots"):
         value = getattr(args, flag)
         if value is not None:
             words += [f"--{flag.replace('_', '-')}", str(value)]
@@ -101,5 +105,5 @@ def cmd_hq(args: argparse.Namespace) -> int:
         Server(serve_command(args), host=args.host, port=args.port, title="Tenpo HQ", public_url=url).serve()
         return 0
     tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
-    make_app(args.db, args.broker, args.config, tls, existing_db=True).run()
+    make_app(args.db, args.broker, args.config, tls, existing_db=True, screenshots=args.screenshots).run()
     return 0
