@@ -135,14 +135,14 @@ def test_install_creates_every_file_with_its_owner_and_mode(tmp_path: Path, role
     assert (Path("/etc/passwd").read_bytes(), Path("/etc/group").read_bytes()) == host_accounts
 
 
-def test_the_tenpo_user_is_a_system_user_without_login_in_the_serial_and_bluetooth_groups(tmp_path: Path) -> None:
+def test_the_tenpo_user_is_a_system_user_without_login_in_the_device_groups(tmp_path: Path) -> None:
     root = tmp_path / "root"
     installed(root, "--no-venv", "edge")
     user = accounts(root, "passwd")["tenpo"]
     assert int(user[2]) < 1000 and user[5] == "/var/lib/tenpo" and user[6].endswith("nologin")
     groups = accounts(root, "group")
     assert user[3] == groups["tenpo"][2]
-    assert "tenpo" in groups["dialout"][3].split(",") and "tenpo" in groups["bluetooth"][3].split(",")
+    assert all("tenpo" in groups[group][3].split(",") for group in ("dialout", "bluetooth", "lp"))
 
 
 def test_install_twice_changes_nothing_and_keeps_the_admins_files(tmp_path: Path) -> None:
