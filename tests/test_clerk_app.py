@@ -180,6 +180,8 @@ async def test_registration_shows_every_bad_field_under_that_field(config) -> No
         registered = outbox(config, "member.registered")
         assert registered[0]["phone"] == "+81312345678" and registered[0]["kana"] == "サトウ"
         assert [key.value for key in app.screen.query_one("#member-results", DataTable).rows] == [registered[0]["member_id"]]
+        search = app.screen.query_one("#member-query", Input)  # ready for the next search, not a trap
+        assert search.value == "C900" and search.cursor_position == len("C900") and app.focused is search
 
 
 # ---------------------------------------------------------------------------- checkout

@@ -98,7 +98,7 @@ PALETTE_ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("checkout", "Redeem points (F9 in Checkout)", "points", "Points to use on this sale"),
     ("checkout", "Pay (F10 in Checkout)", "pay", "Take the payment and print the receipt"),
     ("checkout", "Quantity of a line (Ctrl+T)", "quantity", "Or type 12* before a scan"),
-    ("checkout", "Line discount / price (Ctrl+D, manager)", "discount", "A manager approves on the spot"),
+    ("checkout", "Line discount / price (Ctrl+G, manager)", "discount", "A manager approves on the spot"),
     ("checkout", "New sale (Ctrl+N)", "new_sale", "Empty the basket"),
     ("checkout", "Refund (Ctrl+R, manager)", "refund", "Pick lines from the receipt, reason, confirm"),
     ("stock", "取り置き reserve (F8 in Stock)", "reserve", "Hold another store's stock for pickup here"),

@@ -68,7 +68,7 @@ class CheckoutPanel(Panel):
         Binding("f9", "points", "Points"),
         Binding("f10", "pay", "Pay"),
         Binding("ctrl+t", "quantity", "Qty", show=False),
-        Binding("ctrl+d", "discount", "Discount", show=False),
+        Binding("ctrl+g", "discount", "Discount", show=False),
         Binding("ctrl+n", "new_sale", "New sale", show=False),
         Binding("ctrl+r", "refund", "Refund"),
     ]
@@ -152,10 +152,12 @@ class CheckoutPanel(Panel):
         self.reload()
 
     def _line_code(self) -> str | None:
-        key = selected_key(self.query_one("#till-lines", DataTable))
-        if key is None and self.scans:
-            return self.scans[-1].code
-        return key.partition(":")[2] if key else None
+        """The line picked in the table (when the clerk went there), else the last one scanned."""
+        table = self.query_one("#till-lines", DataTable)
+        key = selected_key(table) if table.has_focus else None
+        if key is None:
+            return self.scans[-1].code if self.scans else None
+        return key.partition(":")[2]
 
     def _replace_line(self, code: str, qty: int, discount: Discount | None) -> None:
         first = next(i for i, s in enumerate(self.scans) if s.code == code)
