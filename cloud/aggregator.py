@@ -136,7 +136,7 @@ class Aggregator:
             elif kind in ("birth", "death"):
                 record_birth(self.db, store_id, body, online=kind == "birth")
         except Exception as exc:  # a database hiccup must not kill the consumer; the store will resend
-            log.exception("could not handle %s from %s", kind, store_id)
+            log.exception("could not handle %s from %s", kind, store_id, extra={"store_id": store_id})
             self._dead_letter(message.topic, f"{kind}: {type(exc).__name__}: {exc}", payload, store_id)
 
     def _dead_letter(self, topic: str, reason: str, payload: bytes, store_id: str | None) -> None:

@@ -107,7 +107,8 @@ class ReaderConnection:
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
-        log.warning("reader %s on %s: %s", self.profile.name, self.profile.port, self.last_error)
+        log.warning("reader %s on %s: %s", self.profile.name, self.profile.port, self.last_error,
+                    extra={"reader": self.profile.name})  # the journal field TENPO_READER
 
     def _close(self, port: serial.SerialBase) -> None:
         try:
