@@ -109,6 +109,9 @@ def _entity_rows(
             row["points"] = int(balances.get(row["member_id"], 0))
             row["through"] = through
         return rows, rows[-1]["member_id"]
+    if entity == "member_rules":  # the counter's registration rules, if HQ set any: one row
+        value = None if after else db.scalar("SELECT value FROM member_settings WHERE name = 'counter.rules'")
+        return ([json.loads(value)], "rules") if value else ([], None)
     if entity == "asns":  # open ones only: a store joining late still recognises a neighbour's delivery
         found = db.all(
             "SELECT shipment_id, data, status, version FROM asns WHERE status = 'open' AND shipment_id > ?"

@@ -213,6 +213,7 @@ CHANGE_KINDS: dict[str, type[ChangeData]] = {c.KIND: c for c in CHANGE_DATA}
 # Snapshot entities carry rows in the shape of these kinds (docs/protocol.md, SnapshotChunk).
 SNAPSHOT_ROWS: dict[str, type[ChangeData]] = {
     "products": ProductUpsert, "members": MemberUpsert, "stock": StockLevel, "asns": AsnUpsert,
+    "member_rules": MemberRules,
 }  # fmt: skip
 
 

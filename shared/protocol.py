@@ -193,7 +193,7 @@ class SnapshotChunk(msgspec.Struct, frozen=True):
     total: int = 0  # rows in the whole snapshot (estimate at its start)
 
 
-SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock", "asns")
+SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock", "asns", "member_rules")
 
 _encoder = msgspec.json.Encoder()
 

@@ -56,17 +56,25 @@ def _add(config_path: Path, phone: str) -> int:
 def test_rules_set_at_hq_reach_the_store_and_stay_while_it_is_offline(
         tmp_path: Path, broker: Mosquitto, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     Central(sqlite_url).close()
+    rules_file = tmp_path / "rules.toml"
+    # Set before the store exists: it arrives with the store's bootstrap snapshot.
+    rules_file.write_text('required = ["name", "phone"]\n', encoding="utf-8")
+    assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(rules_file)]) == 0
     config_path = provision_store(tmp_path / "S001", "S001", broker.url, sqlite_url)
     config = load_config(str(config_path))
     aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
     agent = store_process(config_path).start()
-    rules_file = tmp_path / "rules.toml"
-    rules_file.write_text(MOBILE_ONLY, encoding="utf-8")
     db = edge_db.connect(config.database)
     try:
-        assert _add(config_path, "03-1234-5678") == 0  # no rules yet: a landline is fine
+        wait_until(lambda: current_rules(db.conn) is not None, 20, what="the rules in the store's snapshot")
+        capsys.readouterr()
+        assert main(["edge", "member", "add", "--config", str(config_path), "--name", "佐藤 花子"]) == 1
+        assert "phone: is required" in capsys.readouterr().err
+        assert _add(config_path, "03-1234-5678") == 0  # a landline is fine so far
+        # Changed while the store is online: it arrives through the feed.
+        rules_file.write_text(MOBILE_ONLY, encoding="utf-8")
         assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(rules_file)]) == 0
-        wait_until(lambda: current_rules(db.conn) is not None, 20, what="the rules at the store")
+        wait_until(lambda: getattr(current_rules(db.conn), "mobile_only", False), 20, what="mobile-only at the store")
         capsys.readouterr()
         assert _add(config_path, "03-1234-5679") == 1
         assert "phone: '03-1234-5679' is not a mobile number" in capsys.readouterr().err

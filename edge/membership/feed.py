@@ -120,4 +120,4 @@ CHANGE_HANDLERS: dict[str, Handler] = {
     "member.unmerge": _unmerge,
     "member.rules": store_rules,
 }
-SNAPSHOT_HANDLERS: dict[str, Handler] = {}
+SNAPSHOT_HANDLERS: dict[str, Handler] = {"member_rules": store_rules}
