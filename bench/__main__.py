@@ -1,5 +1,8 @@
 """`make bench`: every benchmark, each in its own process so one's memory and warm caches do not
-colour another's. Each prints its figures next to the limit it is measured against."""
+colour another's. Each prints its figures next to the limit it is measured against.
+
+`python -m bench NAME` runs one of them (``apply`` runs bench/bench_apply.py), so its figures can be
+checked on their own."""
 
 from __future__ import annotations
 
@@ -10,19 +13,31 @@ import time
 
 BENCHES = (
     "bench_sync", "bench_rfid", "bench_inspection", "bench_checkout_commit", "bench_checkout", "bench_ble",
-    "bench_identity", "bench_hq",
+    "bench_identity", "bench_hq", "bench_apply",
 )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    wanted = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in wanted):
+        print(f"usage: python -m bench [NAME]   (NAME: {', '.join(name.removeprefix('bench_') for name in BENCHES)})")
+        return 0
+    unknown = [arg for arg in wanted if f"bench_{arg.removeprefix('bench_')}" not in BENCHES]
+    if unknown:
+        print(f"python -m bench: unknown benchmark {unknown[0]!r}; one of: "
+              f"{', '.join(name.removeprefix('bench_') for name in BENCHES)}", file=sys.stderr)  # fmt: skip
+        return 2
+    chosen = [f"bench_{arg.removeprefix('bench_')}" for arg in wanted] or list(BENCHES)
     failed = []
-    for name in BENCHES:
+    for name in chosen:
         if importlib.util.find_spec(f"bench.{name}") is None:
             continue
-        print(f"\n== {name} ==", flush=True)
+        if not wanted:  # one named benchmark prints only its own lines: its last one may be JSON to read
+            print(f"\n== {name} ==", flush=True)
         started = time.monotonic()
         result = subprocess.run([sys.executable, "-m", f"bench.{name}"])
-        print(f"   ({time.monotonic() - started:.0f}s)", flush=True)
+        if not wanted:
+            print(f"   ({time.monotonic() - started:.0f}s)", flush=True)
         if result.returncode != 0:
             failed.append(name)
     if failed:
