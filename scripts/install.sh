@@ -13,10 +13,13 @@
 #
 #   --root DIR   install into DIR instead of / (tests, image builds). The user and group are created by
 #                systemd-sysusers --root DIR (DIR/etc/passwd, never the host's), folders and owners by
-#                systemd-tmpfiles --root DIR; nothing outside DIR changes: apt, pip, udevadm and the
-#                running systemd are skipped (each skip is printed). Needs root like a real install.
+#                systemd-tmpfiles --root DIR; nothing outside DIR changes: apt, udevadm and the running
+#                systemd are skipped (each skip is printed), pip installs into DIR/opt/tenpo/.venv.
+#                Needs root like a real install (it chowns to the tenpo user of DIR/etc/passwd).
 #   --no-venv    skip the virtualenv (the slow part); with --root for tests, or to keep an existing one
 set -euo pipefail
+# Whatever root's umask is, the virtualenv and units must be readable by the tenpo user and systemd.
+umask 022
 cd "$(dirname "$0")/.."
 src=$PWD
 
@@ -30,7 +33,7 @@ while [ $# -gt 0 ]; do
     --root) [ $# -ge 2 ] || usage; root=$(realpath -m "$2"); shift 2 ;;
     --root=*) root=$(realpath -m "${1#--root=}"); shift ;;
     --no-venv) venv=0; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     edge|hq|uninstall) [ -z "$role" ] || usage; role=$1; shift ;;
     *) usage ;;
   esac

@@ -204,6 +204,8 @@ def test_bad_usage_is_exit_2_and_names_the_usage(tmp_path: Path) -> None:
         result = subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and result.stderr.startswith("usage: scripts/install.sh"), args
     assert not (tmp_path / "root").exists()
+    helped = subprocess.run(["bash", str(INSTALL), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "--root DIR" in helped.stdout and "set -e" not in helped.stdout
 
 
 def test_udev_rule_names_every_documented_chip_and_only_those() -> None:
