@@ -3,7 +3,6 @@ store agent for presence)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -173,8 +172,11 @@ async def test_a_points_conflict_is_listed_with_both_sides_and_resolved(tmp_path
         (conflict,) = screen.rows
         assert conflict.kind == "points-negative" and conflict.level == -500
         # Which entries count as "both sides" is the sales area's rule; the view shows what it lists.
-        assert conflict.entries and all(json.loads(e)["delta"] == -500 for e in conflict.entries)
-        assert json.loads(conflict.entries[0])["ref"] in str(screen.query_one("#entries").render())
+        assert conflict.entries and all(e["delta"] == -500 for e in conflict.entries)
+        shown = str(screen.query_one("#entries").render())
+        assert conflict.entries[0]["ref"] in shown and "−500 pts redemption" in shown
+        assert "{" not in shown and str(int(conflict.entries[0]["applied_at"])) not in shown, "no raw JSON, no epochs"
+        assert "write-off — add a points adjustment" in shown and "accept — record the decision" in shown
         await pilot.press("r")
         await until(pilot, lambda: app.screen is not screen, what="the resolve dialog")
         await pilot.press("down", "tab")  # write-off is first, accept second; then the note

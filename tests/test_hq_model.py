@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenpo.cloud.hq import describe
 from tenpo.cloud.hq.config import MonitorConfig, Thresholds, load_monitor_config, parse_monitor_config
 from tenpo.cloud.hq.model import (
     ALERT,
@@ -181,3 +183,25 @@ def test_retained_presence_says_online_or_not_but_not_the_figures() -> None:
     assert retained.online and retained.seen_at is None and retained.backlog is None and retained.skew_ms is None
     view = merge_store(record(backlog=0, skew_ms=-2, last_seen=NOW - 120), retained, 0, 0, (), CONFIG, NOW)
     assert (view.backlog, view.skew_ms, view.seen_age_s) == (0, -2, 120.0)
+
+
+def test_detail_text_is_local_times_and_readable_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        now = 1_767_225_600.0  # 2026-01-01 09:00:00 in Tokyo
+        assert describe.local_time(now - 125, now) == "08:57:55, 2m ago"
+        assert describe.local_time(now - 86_400, now) == "2025-12-31 09:00, 1d ago"
+        entry = {"id": 3, "store_id": "S002", "store_seq": 41, "delta": -500, "kind": "redemption", "ref": "S002-00000007",
+                 "applied_at": now - 60, "cursor": 12, "visible_seq": None}  # fmt: skip
+        assert describe.conflict_entry(entry, now) == (
+            "S002 event 41: −500 pts redemption (S002-00000007) · applied 08:59:00, 1m ago"
+            " · the store had read up to change 12; not yet sent to stores")  # fmt: skip
+        assert describe.conflict_detail("stock-negative", {"store_id": "S001", "sku": "A1", "on_hand": -3}, now) == (
+            "store S001 sku A1: on hand −3")  # fmt: skip
+        assert describe.inspection_summary('{"received_posted": 12, "missing": 1, "unexpected": 0}') == (
+            "received 12 · missing 1 · unexpected 0")  # fmt: skip
+        assert describe.action_choice("adjust").startswith("adjust — add a stock correction")
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -4,6 +4,8 @@ Update after an intended change with `pytest tests/test_hq_snapshots.py --snapsh
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,16 @@ from tenpo.cloud.hq.data import HqData
 from tenpo.cloud.hq.sim import FIXED_NOW
 
 SIZES = [(120, 40), (80, 24)]
+
+
+@pytest.fixture(autouse=True)
+def tokyo_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Detail views show local times: the pictures are taken in one zone, whatever the machine's."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 def make_app(tmp_path: Path) -> HqApp:

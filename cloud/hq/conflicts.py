@@ -23,8 +23,8 @@ class ConflictRow:
     store_id: str
     subject: str
     level: int | None  # balance or on-hand when last detected
-    detail: str  # one line, for the table
-    entries: tuple[str, ...]  # the ledger entries on both sides, one line each
+    detail: dict[str, Any] | str | None  # as the sales area gave it, without its entries (describe.conflict_detail)
+    entries: tuple[dict[str, Any], ...]  # the ledger entries on both sides (describe.conflict_entry)
     status: str
     at: float | None
 
@@ -43,15 +43,20 @@ def _row(item: Any) -> ConflictRow:
     d = _as_dict(item)
     pick = lambda *names: next((d[n] for n in names if d.get(n) is not None), None)  # noqa: E731
     detail = pick("detail", "details", "data", "summary")
-    entries: tuple[str, ...] = ()
+    entries: tuple[dict[str, Any], ...] = ()
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            pass  # plain text: shown as it is
     if isinstance(detail, dict):
-        entries = tuple(json.dumps(e, ensure_ascii=False, default=str) for e in detail.get("entries") or ())
+        entries = tuple(e for e in detail.get("entries") or () if isinstance(e, dict))
         detail = {k: v for k, v in detail.items() if k != "entries"}
     level = pick("level")
     return ConflictRow(
         id=str(pick("id", "conflict_id")), kind=str(pick("kind", "type") or "?"), store_id=str(pick("store_id", "store") or ""),
         subject=str(pick("subject", "key", "member_id", "sku") or ""), level=None if level is None else int(level),
-        detail=detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False, default=str),
+        detail=detail if isinstance(detail, (dict, str)) or detail is None else str(detail),
         entries=entries, status=str(pick("status") or "open"), at=pick("detected_at", "created_at", "at"),
     )  # fmt: skip
 

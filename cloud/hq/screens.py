@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, Label, OptionList, Sparkline, Static
 
+from tenpo.cloud.hq import describe
 from tenpo.cloud.hq.conflicts import resolution_actions
 from tenpo.cloud.hq.model import format_age
 from tenpo.cloud.hq.queries import StoreDetail, sequence_gap
@@ -24,6 +25,15 @@ from tenpo.cloud.hq.widgets import KeyHints, header
 
 def ago(now: float, at: float | None) -> str:
     return "-" if at is None else format_age(now - at)
+
+
+def readable_cell(column: str, value: Any, now: float) -> Any:
+    """Times as local times with their age, an inspection's JSON summary as counts."""
+    if column in describe.TIME_KEYS and isinstance(value, (int, float)):
+        return describe.local_time(float(value), now)
+    if column == "summary":
+        return describe.inspection_summary(value)
+    return value
 
 
 def fill(table: DataTable, rows: Sequence[Sequence[Any]], keys: Sequence[str] | None = None) -> None:
@@ -100,8 +110,8 @@ class StoreScreen(_Reading):
         self.query_one("#info", Static).update(self.describe(detail, now))
         self.query_one("#rate", Sparkline).data = list(rate)
         fill(self.query_one("#types", DataTable), detail.event_types)
-        fill(self.query_one("#dead", DataTable),
-             [(f"#{d.id} {ago(now, d.received_at)}", d.reason, d.status) for d in detail.dead_letters])  # fmt: skip
+        letters = [(f"#{d.id} {describe.local_time(d.received_at, now)}", d.reason, d.status) for d in detail.dead_letters]
+        fill(self.query_one("#dead", DataTable), letters)
         table = self.query_one("#inspections", DataTable)
         if detail.inspections is None:
             if not table.columns:
@@ -110,8 +120,7 @@ class StoreScreen(_Reading):
             columns, rows = detail.inspections
             if not table.columns:
                 table.add_columns(*columns)
-            at = columns.index("at") if "at" in columns else None
-            fill(table, [tuple(ago(now, v) if i == at else v for i, v in enumerate(r)) for r in rows])
+            fill(table, [tuple(readable_cell(c, v, now) for c, v in zip(columns, r)) for r in rows])
         self.shown += 1
 
     def describe(self, d: StoreDetail, now: float) -> str:
@@ -121,7 +130,8 @@ class StoreScreen(_Reading):
         presence = app.presence.get(d.store_id)
         lines = [f"[b]{d.store_id}[/b] {d.name} · stream {d.stream or '-'}"]
         if view is not None:
-            state = f"online, seen {ago(now, view.last_seen)} ago" if view.online else f"OFFLINE for {ago(now, view.since)}"
+            state = (f"online, seen {describe.local_time(view.last_seen, now)}" if view.online
+                     else f"OFFLINE since {describe.local_time(view.since, now)}")  # fmt: skip
             lines[0] += f" · {state} · agent {view.agent_version or '-'} schema {view.schema_version or '-'}"
         store_seq = presence.last_seq if presence is not None else None
         gap = sequence_gap(store_seq, d.last_applied_seq)
@@ -240,7 +250,7 @@ class ResolveDialog(ModalScreen[tuple[str, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(f"Resolve conflict {self.conflict_id}: choose, then write a note")
-            yield OptionList(*self.actions, id="choice")
+            yield OptionList(*(describe.action_choice(a) for a in self.actions), id="choice")
             yield Input(placeholder="note (required), Enter to confirm", id="note")
 
     def on_mount(self) -> None:
@@ -287,8 +297,9 @@ class ConflictsScreen(_Reading):
             return
         table.display = True
         now = self.app.clock()  # type: ignore[attr-defined]
-        fill(table, [(c.id, c.kind, c.store_id, c.subject, c.level, ago(now, c.at), c.detail) for c in rows],
-             [c.id for c in rows])  # fmt: skip
+        cells = [(c.id, c.kind, c.store_id, c.subject, c.level, ago(now, c.at), describe.conflict_detail(c.kind, c.detail, now))
+                 for c in rows]  # fmt: skip
+        fill(table, cells, [c.id for c in rows])
         self.query_one("#hint", Static).update(f"{len(rows)} open conflicts · r resolve the selected one")
         self._show_entries()
 
@@ -304,7 +315,13 @@ class ConflictsScreen(_Reading):
 
     def _show_entries(self) -> None:
         conflict = self.selected()
-        text = "" if conflict is None else "entries on both sides:\n" + "\n".join(conflict.entries or ("(none listed)",))
+        text = ""
+        if conflict is not None:
+            now = self.app.clock()  # type: ignore[attr-defined]
+            lines = [describe.conflict_entry(e, now) for e in conflict.entries] or ["(none listed)"]
+            choices = [f"  {describe.action_choice(a)}" for a in resolution_actions(conflict.kind)]
+            text = "\n".join([f"detected {describe.local_time(conflict.at, now)} · entries on both sides:", *lines,
+                              "r resolve, choosing:", *choices])  # fmt: skip
         self.query_one("#entries", Static).update(text)
 
     def action_resolve(self) -> None:
