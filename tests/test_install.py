@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import re
 import shutil
+import socket
+import ssl
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tenpo.cli import main
+from tenpo.sandbox import free_port, wait_for_port
+
 REPO = Path(__file__).resolve().parent.parent
+# MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, client id "S001") and the CONNACK accepting it.
+MQTT_CONNECT = bytes([0x10, 16, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 60, 0, 4]) + b"S001"
+CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])
 INSTALL = REPO / "scripts" / "install.sh"
 # Files systemd-sysusers writes in the root; checked through the user and group they describe.
 ACCOUNT_FILES = {"etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/.pwd.lock"}
@@ -214,3 +223,43 @@ def test_udev_rule_names_every_documented_chip_and_only_those() -> None:
     matched = set(re.findall(r'ATTRS\{idVendor\}=="([0-9a-f]{4})", ATTRS\{idProduct\}=="([0-9a-f]{4})"', rules))
     assert documented == matched and ("0403", "6015") in matched and ("1a86", "7523") in matched
     assert 'SYMLINK+="tenpo-rfid%n"' in rules and 'ENV{ID_MM_DEVICE_IGNORE}="1"' in rules
+
+
+def test_installed_broker_config_runs_mosquitto_with_client_certificates_required(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    installed(root, "--no-venv", "hq")
+    tls = root / "etc/mosquitto/tenpo"
+    for args in (["ca"], ["broker", "--host", "127.0.0.1"], ["store", "S001"]):
+        assert main(["provision", *args, "--dir", str(tls)]) == 0
+    (tls / "broker.crt").rename(tls / "broker.pem")  # the name the shipped config expects
+    # The shipped file as installed, pointed at the root and a free local port, run as this user.
+    port = free_port()
+    shipped = (root / "etc/mosquitto/conf.d/tenpo.conf").read_text()
+    assert "listener 8883\n" in shipped and "require_certificate true" in shipped
+    config = tmp_path / "mosquitto.conf"
+    local = shipped.replace("/etc/mosquitto/tenpo/", f"{tls}/").replace("listener 8883", f"listener {port} 127.0.0.1")
+    config.write_text(f"user {pwd.getpwuid(os.getuid()).pw_name}\n" + local)
+    with (tmp_path / "mosquitto.log").open("wb") as log:
+        broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(config)],
+                                  stdout=log, stderr=log)  # fmt: skip
+    try:
+        wait_for_port(port)
+        context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+        context.load_cert_chain(str(tls / "S001.crt"), str(tls / "S001.client.key"))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:  # fmt: skip
+            conn.sendall(MQTT_CONNECT)
+            assert conn.recv(4) == CONNACK_ACCEPTED
+        anonymous = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                anonymous.wrap_socket(raw, server_hostname="127.0.0.1") as conn:  # fmt: skip
+            # TLS 1.3 reports the missing certificate after the handshake: the first read fails or ends.
+            try:
+                conn.sendall(MQTT_CONNECT)
+                answer = conn.recv(4)
+            except (ssl.SSLError, ConnectionResetError):
+                answer = b""
+            assert answer != CONNACK_ACCEPTED
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
