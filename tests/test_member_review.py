@@ -8,11 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable, Static
 
 from tenpo.cli import main
 from tenpo.cloud.db import Central
+from tenpo.cloud.hq.app import HqApp
+from tenpo.cloud.hq.config import MonitorConfig
+from tenpo.cloud.hq.data import HqData
+from tenpo.cloud.hq.review_screen import NoteDialog, ReviewScreen
 from tenpo.cloud.members.imports import import_members
 from tenpo.cloud.members.review import mask, pending_items
+from tests.test_hq_app import until
 
 HEADER = "source,source_id,name,kana,email,phone,postal_code,address,birth_date,card_no\n"
 # Same name and reading, nothing else to go on: name exact +9, below the match threshold (11) -> review.
@@ -110,3 +116,31 @@ def test_mask_keeps_enough_to_recognise() -> None:
     assert mask("birth_date", "1980-03-01") == "1980-03-••"
     assert mask("address", "東京都渋谷区神宮前1-2-3") == "東京都渋…"
     assert mask("card_no", None) == ""
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_the_hq_review_screen_lists_and_decides(imported: tuple[str, Path], size: tuple[int, int]) -> None:
+    url, _ = imported
+    app = HqApp(HqData(url, MonitorConfig()))
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("m")
+        screen = app.screen
+        assert isinstance(screen, ReviewScreen)
+        table = screen.query_one("#reviews", DataTable)
+        await until(pilot, lambda: table.row_count == 2, what="two possible matches")
+        pair = str(screen.query_one("#pair", Static).render())
+        assert "name exact +9" in pair and "＊" in pair  # the evidence, and masked values
+        first = screen.selected()
+        assert first is not None
+        await pilot.press("x")
+        assert isinstance(app.screen, NoteDialog)
+        await pilot.press(*"siblings", "enter")
+        await until(pilot, lambda: table.row_count == 1, what="the rejected pair gone from the list")
+        await pilot.press("a", "enter")
+        await until(pilot, lambda: table.row_count == 0, what="the accepted pair gone from the list")
+    db = Central(url, create=False)
+    decided = dict(db.all("SELECT id, status FROM member_reviews"))
+    assert decided[first.item_id] == "rejected" and sorted(decided.values()) == ["accepted", "rejected"]
+    note, actor = db.one("SELECT note, decided_by FROM member_reviews WHERE id = ?", (first.item_id,))
+    assert note == "siblings" and actor.startswith("hq")
+    assert db.scalar("SELECT count(*) FROM changes WHERE kind = 'member.merge'") == 1

@@ -40,6 +40,7 @@ from tenpo.cloud.hq.model import (
     row_cells,
 )
 from tenpo.cloud.hq.presence import Presence, PresenceListener
+from tenpo.cloud.hq.review_screen import ReviewScreen
 from tenpo.cloud.hq.screens import ConflictsScreen, DeadLettersScreen, StoreScreen
 from tenpo.cloud.hq.widgets import KeyHints, header
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles
@@ -106,6 +107,7 @@ class StoresScreen(Screen[None]):
         Binding("enter", "open_store", "Store detail", show=True, priority=False),
         Binding("d", "dead_letters", "Dead letters"),
         Binding("c", "conflicts", "Conflicts"),
+        Binding("m", "member_reviews", "Member reviews"),
         Binding("a", "sort_attention", "Attention first"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -277,6 +279,9 @@ class StoresScreen(Screen[None]):
 
     def action_conflicts(self) -> None:
         self.app.push_screen(ConflictsScreen())
+
+    def action_member_reviews(self) -> None:
+        self.app.push_screen(ReviewScreen())
 
     def action_open_store(self) -> None:
         store_id = self.selected_store()
