@@ -15,7 +15,7 @@ from typing import Any
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
 from tenpo.edge.agent import INTEGRITY_META_KEY, init_store, record_integrity, run_agent
-from tenpo.edge.backup import backup_settings, backup_store, restore_store
+from tenpo.edge.backup import backup_settings, backup_store, last_backup, restore_store
 from tenpo.edge.checkout.cli import register_edge as checkout_commands
 from tenpo.edge.clerk.cli import register_edge as clerk_commands
 from tenpo.edge.cli_support import json_flag, open_existing, open_store, print_json, with_config
@@ -284,6 +284,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     lost = json.loads(behind) if behind else None
     status["alerts"] = [f"HQ lost acknowledged events {lost['hq_hwm'] + 1}..{lost['acked']}"] if lost else []
     status["alerts"] += scheduled_alerts(db.conn)
+    status["last_backup"] = last_backup(db.conn)
     last_sync = get_meta(db.conn, "last_sync_at")
     status["last_sync_at"] = float(last_sync) if last_sync else None
     status["services"] = {

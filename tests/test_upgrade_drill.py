@@ -15,6 +15,7 @@ from tenpo.edge.agent import ensure_keys
 from tenpo.edge.config import load_config
 from tenpo.edge.feed import _upsert_products
 from tenpo.edge.outbox import append_event, read_counter
+from tenpo.edge.scheduler import last_run
 from tenpo.sandbox import Mosquitto, aggregator_process, store_process, wait_until, write_store_config
 
 BACKLOG = 40
@@ -52,6 +53,7 @@ def test_a_previous_schema_replica_is_migrated_and_its_backlog_applied_once(
     db = edge_db.connect(config.database, create=False)
     wait_until(lambda: read_counter(db.conn, "acked") == BACKLOG, 30, what="the store to see the ack")
     assert edge_db.schema_version(db) == newest, "the agent migrated the replica"
+    wait_until(lambda: last_run(db.conn, "backup"), 30, what="the agent's scheduler to register its jobs")
     assert [r[0] for r in central.all("SELECT seq FROM events WHERE store_id = 'S001' ORDER BY seq")] == list(
         range(1, BACKLOG + 1)), "every event applied exactly once"  # fmt: skip
     assert central.scalar("SELECT on_hand FROM stock_levels WHERE store_id = 'S001' AND sku = 'A1'") == sum(
