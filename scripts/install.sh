@@ -131,13 +131,14 @@ tenpo_gid=$(awk -F: '$1 == "tenpo" { print $3 }' "$R/etc/group")
 
 # --------------------------------------------------------------------------- virtualenv
 # A plain (not editable) install of this checkout, at the versions in constraints.txt; redone when the
-# source, pyproject.toml or constraints.txt changed (a hash in the stamp file).
+# source, pyproject.toml or constraints.txt changed (their hash in the stamp file).
 extras=""; [ "$role" = hq ] && extras="[hq]"
 if [ "$venv" -eq 1 ]; then
   [ "$live" -eq 1 ] || say "--root: the virtualenv's scripts name $R$opt/.venv/bin/python; use it in a chroot or image at $R"
   stamp="$R$opt/.venv/.tenpo-installed"
-  inputs=$( (git -C "$src" rev-parse HEAD 2>/dev/null || true; git -C "$src" diff HEAD 2>/dev/null || true;
-             cat pyproject.toml constraints.txt) | sha256sum | cut -d' ' -f1)
+  # Hash of the files themselves, not of git's idea of them (a checkout owned by another user, a tarball).
+  inputs=$( (find edge cloud shared tenpo -type f \( -name '*.py' -o -name '*.tcss' -o -name 'py.typed' \) -print0 |
+             sort -z | xargs -0 sha256sum; cat pyproject.toml constraints.txt) | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null || true)" != "$inputs $role" ]; then
     say "installing tenpo$extras into $opt/.venv (versions from constraints.txt)"
     install -d -m 0755 "$R$opt"
