@@ -69,7 +69,7 @@ SignInScreen > Vertical { width: 56; max-width: 100%; height: auto; border: thic
 SignInScreen Input { margin: 0 0 1 0; }
 FormScreen, ReceiptScreen, ConfirmScreen, RefundScreen { align: center middle; }
 .dialog { width: 70; max-width: 100%; height: auto; max-height: 100%; border: thick $accent; padding: 0 1;
-          background: $surface; }
+          background: $surface; overflow-y: auto; }
 #refund-dialog { height: 100%; max-height: 22; }
 #refund-lines { height: 1fr; }
 #refund-reason { height: auto; max-height: 5; border: none; padding: 0; }
@@ -186,21 +186,7 @@ class MainScreen(Screen[None]):
         self.run_worker(self._refresh_link, group="link")
 
     def show_status(self) -> None:
-        """One line every panel shows: store, who is signed in, online/offline and the unsent backlog."""
-        clerk = self.clerk_app.clerk
-        data = self.clerk_app.data
-        link = self.clerk_app.link
-        role = "manager" if clerk and clerk.is_manager else "clerk"
-        if link is None:
-            state = Text("…", "dim")
-        elif link.online:
-            state = Text("● online", "bold green")
-        else:
-            state = Text("● offline" if link.agent_running else "● offline (agent stopped)", "bold red")
-        backlog = f" · {link.backlog} unsent" if link is not None else ""
-        self.query_one("#status", Static).update(Text.assemble(
-            state, backlog, " · ", (f"{clerk.name if clerk else '?'}", "bold"), f" ({role}) · ",
-            f"{data.store_id} {data.config.name}", no_wrap=True, overflow="ellipsis"))  # fmt: skip
+        self.clerk_app.paint_status()
 
     async def _refresh_link(self) -> None:
         self.clerk_app.link = await in_thread(self.clerk_app.data.link)
@@ -320,6 +306,24 @@ class ClerkApp(App[None]):
             return
         self._go(panel_name)
         self.call_after_refresh(getattr(main.panel(panel_name), f"action_{action}"))
+
+    def paint_status(self) -> None:
+        """One line every panel shows: online/offline, the unsent backlog, who is signed in, the store."""
+        clerk, data, link = self.clerk, self.data, self.link
+        role = "manager" if clerk and clerk.is_manager else "clerk"
+        if link is None:
+            state = Text("…", "dim")
+        elif link.online:
+            state = Text("● online", "bold green")
+        else:
+            state = Text("● offline" if link.agent_running else "● offline (agent stopped)", "bold red")
+        backlog = f" · {link.backlog} unsent" if link is not None else ""
+        text = Text.assemble(state, backlog, " · ", (f"{clerk.name if clerk else '?'}", "bold"), f" ({role}) · ",
+                             f"{data.store_id} {data.config.name}", no_wrap=True, overflow="ellipsis")  # fmt: skip
+        for screen in self.screen_stack:  # the main screen and any full screen over it (profile, holds)
+            for line in screen.query("#status"):
+                if isinstance(line, Static):
+                    line.update(text)
 
     def get_default_screen(self) -> Screen[Any]:
         return SignInScreen()

@@ -155,6 +155,7 @@ class ProfileScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="status")
         yield Static("opening…", id="profile-head")
         with Horizontal(id="profile-tables"):
             with Vertical():
@@ -166,6 +167,7 @@ class ProfileScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.clerk_app.paint_status()
         ledger = self.query_one("#ledger", DataTable)
         for label in ("when", "pt", "kind"):
             ledger.add_column(label, key=label)

@@ -170,6 +170,7 @@ class ReservationsScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="status")
         yield Static("", id="res-title", classes="dialog-title")
         table: DataTable = DataTable(id="res-table", cursor_type="row")
         for key, label in (("id", "取り置き"), ("item", "品名"), ("qty", "qty"), ("from", "from"), ("for", "for"),
@@ -179,6 +180,7 @@ class ReservationsScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.clerk_app.paint_status()
         self.run_worker(self._load, exclusive=True, group="reservations")
 
     def action_toggle_all(self) -> None:
