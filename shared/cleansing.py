@@ -7,6 +7,7 @@ the field and says what is wrong, so the form can show it next to the input.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -408,6 +409,7 @@ def correct_phone(raw: str, region: str = "JP") -> Corrected:
     raise CleansingError("phone", f"{raw.strip()!r} is not a valid phone number for {region}")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # imports repeat values (a person's phone in every channel): parse once
 def _assess_field(name: str, raw: str, rules: CleansingRules, today: date | None) -> tuple[dict[str, object], FieldQuality]:
     if name == "email":
         corrected = correct_email(raw)
@@ -456,5 +458,5 @@ def assess_member_record(
         except CleansingError as error:
             quality[field] = FieldQuality(FLAGGED, raw, reason=error.problem)
             continue
-        clean.update(values)
+        clean.update(values)  # a copy: the cached dict is never handed out
     return clean, quality

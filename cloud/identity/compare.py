@@ -39,6 +39,7 @@ _HAS_KANA = re.compile(r"[\u30A1-\u30FA]")
 _KANJI_DIGITS = {c: i for i, c in enumerate("〇一二三四五六七八九")}
 _CHOME = re.compile(r"([〇一二三四五六七八九十]+)丁目")
 _BLOCK = re.compile(r"^(.*?\d+(?:-\d+)*)")
+_MOBILE_E164 = re.compile(r"^\+81[789]0")  # 070/080/090: mobile numbers, each one person's
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,9 @@ class MatchWeights:
     card_differ: float = -2.0
     address_exact: float = 6.0
     address_same_block: float = 5.0  # same street number, different building/room notation
-    address_same_postal: float = 1.5  # a postal code holds a few thousand people
+    # A postal code holds a few thousand people: with both spellings of the name equal (+9) it links,
+    # since a household differs in given names and a namesake in the same postal code is rare.
+    address_same_postal: float = 2.0
     address_differ: float = -1.5  # people move
 
 
@@ -79,6 +82,7 @@ class Features:
     phonetic: tuple[str, ...]  # the readings with voicing marks, small kana and long vowels folded
     birth: str | None
     phone: str | None
+    mobile: bool  # the phone is a mobile number: one person's, where a landline is a household's
     email: str | None
     email_verified: bool
     card: str | None
@@ -133,7 +137,7 @@ def features(record: SourceRecord, ignored_email_domains: frozenset[str] = froze
     return Features(
         name=name, surname=surname, given=given.replace(" ", "") if given else None,
         readings=tuple(dict.fromkeys(readings)), phonetic=tuple(_phonetic(r) for r in dict.fromkeys(readings)),
-        birth=record.birth_date, phone=record.phone,
+        birth=record.birth_date, phone=record.phone, mobile=bool(record.phone and _MOBILE_E164.match(record.phone)),
         email=_email_evidence(record.email, ignored_email_domains),
         email_verified="email" in record.verified, card=record.card_no, postal=record.postal_code,
         address=address, block=block_match.group(1) if block_match else address,
@@ -276,6 +280,14 @@ def _exact(field: str, a: str | None, b: str | None, same: float, differ: float)
     return FieldComparison(field, "exact", same) if a == b else FieldComparison(field, "differ", differ)
 
 
+def _phone(a: Features, b: Features, w: MatchWeights) -> FieldComparison:
+    """Level "mobile" for the same mobile number (personal), "exact" for the same landline (a household's)."""
+    comparison = _exact("phone", a.phone, b.phone, w.phone_exact, w.phone_differ)
+    if comparison.level == "exact" and a.mobile:
+        return FieldComparison("phone", "mobile", w.phone_exact)
+    return comparison
+
+
 def _email(a: Features, b: Features, w: MatchWeights) -> FieldComparison:
     comparison = _exact("email", a.email, b.email, w.email_exact, w.email_differ)
     if comparison.level == "exact" and (a.email_verified or b.email_verified):
@@ -301,7 +313,7 @@ def compare(a: Features, b: Features, w: MatchWeights) -> tuple[FieldComparison,
     return (
         _name(*name_levels(a, b), w),
         _birth(a.birth, b.birth, w),
-        _exact("phone", a.phone, b.phone, w.phone_exact, w.phone_differ),
+        _phone(a, b, w),
         _email(a, b, w),
         _exact("card_no", a.card, b.card, w.card_exact, w.card_differ),
         _address(a, b, w),

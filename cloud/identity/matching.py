@@ -20,8 +20,8 @@ from itertools import combinations
 from .compare import DIFFER, Features, MatchWeights, compare, features, learn_readings, name_levels, with_learnt_reading
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 
-__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "candidate_pairs", "decide", "match_one", "resolve",
-           "split_at"]
+__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "candidate_pairs", "decide", "match_one", "match_person",
+           "resolve", "split_at"]
 
 _RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cluster": 5}
 
@@ -77,8 +77,12 @@ def _rule(comparisons: Sequence[FieldComparison], config: MatchConfig) -> str:
         if name not in ("missing", "near"):
             if "email" in allowed and level["email"] == "verified":
                 return "email"
-            if "phone" in allowed and level["phone"] == "exact":
+            if "phone" in allowed and level["phone"] in ("exact", "mobile"):
                 return "phone"
+        # A mobile number is one person's (a landline is the household's): it links even when the names
+        # cannot be compared (kana on one side, kanji on the other) or are one slip apart (斎藤晋/斎藤進).
+        elif "phone" in allowed and level["phone"] == "mobile":
+            return "phone"
     # Household members share phone, e-mail and address, so those alone never make a scored link:
     # the name must agree, or the birth date must.
     name_agrees = comparisons[0].weight > 0
@@ -259,6 +263,29 @@ def match_one(new_record: SourceRecord, candidates: Sequence[SourceRecord],
     accepted.sort(key=lambda d: (_RULE_RANK[d.rule], -d.score, d.right))
     possible.sort(key=lambda d: (-d.score, d.right))
     return MatchOneResult(tuple(accepted), tuple(possible))
+
+
+def match_person(new_record: SourceRecord, records: Sequence[SourceRecord],
+                 config: MatchConfig = MatchConfig()) -> MergeDecision | None:
+    """Compare an arriving record with one person's records taken together: each field at its best
+    over them (as resolve's cluster pass does). A kana-only name and a landline on one record, the
+    kanji name with its reading on another: neither links alone, together they are the person.
+    Returns the link (rule "cluster") or None; a name that clashes with any of the records is None."""
+    new_features = features(new_record, config.ignored_email_domains)
+    best: dict[str, FieldComparison] = {}
+    for record in records:
+        other = features(record, config.ignored_email_domains)
+        if _names_clash(new_features, other):
+            return None
+        for c in compare(new_features, other, config.weights):
+            if c.field not in best or c.weight > best[c.field].weight:
+                best[c.field] = c
+    if not best:
+        return None
+    comparisons = tuple(best.values())
+    if not _rule(comparisons, config):
+        return None
+    return MergeDecision(new_record.key, records[0].key, "cluster", _total(comparisons), comparisons)
 
 
 def split_at(cluster: Cluster, decision: MergeDecision) -> tuple[Cluster, Cluster]:

@@ -131,7 +131,8 @@ def em(patterns: Mapping[Pattern, int], levels: Mapping[str, Sequence[str]], *, 
 
 
 def _pattern(comparisons: Sequence[object]) -> Pattern:
-    level = {c.field: ("exact" if c.level == "verified" else c.level) for c in comparisons}  # type: ignore[attr-defined]
+    # "verified" (e-mail) and "mobile" (phone) are exact agreements the deterministic rules treat apart.
+    level = {c.field: ("exact" if c.level in ("verified", "mobile") else c.level) for c in comparisons}  # type: ignore[attr-defined]
     return tuple(level.get(f, MISSING) for f in FIELDS)
 
 

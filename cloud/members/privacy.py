@@ -60,7 +60,7 @@ def show_member(db: Central, member_id: str, actor: str = "operator") -> dict[st
          "verified": sorted(r.record.verified), "custom": dict(r.record.custom),
          **{name: getattr(r.record, name) for name in MEMBER_FIELDS},
          "field_quality": {name: q.as_json() for name, q in r.record.quality.items()}}
-        for r in member_sources(db, golden)
+        for r in member_sources(db, golden, with_quality=True)
     ]  # fmt: skip
     merges = db.all(
         "SELECT id, winner, loser, source, source_id, rule, score, matched_fields, explanation, actor, undone, created_at"

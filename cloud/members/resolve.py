@@ -16,7 +16,7 @@ from typing import Any
 
 from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
-from tenpo.cloud.identity import MergeDecision, SourceRecord, decide, match_one, resolve
+from tenpo.cloud.identity import MergeDecision, SourceRecord, decide, match_one, match_person, resolve
 from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
@@ -116,6 +116,14 @@ def _targets(db: Central, record: SourceRecord, existing: SourceRow | None, own:
         member = member_of[decision.right]
         if member != own and member not in targets and member not in blocked:
             targets[member] = decision
+    # No single record links, but a person's records may together (a kana name here, the phone there).
+    people: dict[str, list[SourceRecord]] = {}
+    for row in found:
+        if row.member_id not in targets and row.member_id != own and row.member_id not in blocked:
+            people.setdefault(row.member_id, []).append(row.record)
+    for member, records in people.items():
+        if len(records) > 1 and (link := match_person(record, records, config.match)):
+            targets[member] = link
     if not targets:
         return {}
     # match_one sees single records; the household guard needs every record of each person at once.

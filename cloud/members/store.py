@@ -55,13 +55,14 @@ def source_hash(source: str, source_id: str) -> str:
     return hashlib.sha256(f"{source}\x1f{source_id}".encode()).hexdigest()
 
 
-def _source_row(row: tuple[Any, ...]) -> SourceRow:
+def _source_row(row: tuple[Any, ...], with_quality: bool = False) -> SourceRow:
     values = dict(zip(SOURCE_COLUMNS, row))
     record = SourceRecord(
         source=values["source"], source_id=values["source_id"],
         **{name: values[name] for name in MEMBER_FIELDS},
         verified=frozenset(json.loads(values["verified"] or "[]")), updated_at=values["seen_at"] or "",
-        custom=json.loads(values["custom"] or "{}"), quality=quality_from_json(values["field_quality"]),
+        custom=json.loads(values["custom"] or "{}"),
+        quality=quality_from_json(values["field_quality"]) if with_quality else {},
     )  # fmt: skip
     return SourceRow(int(values["id"]), values["member_id"], values["raw_hash"], values["prefecture"], record)
 
@@ -81,8 +82,10 @@ def find_source(db: Central, source: str, source_id: str) -> SourceRow | None:
     return _source_row(row) if row else None
 
 
-def member_sources(db: Central, member_id: str) -> list[SourceRow]:
-    return [_source_row(r) for r in db.all(f"{_SELECT_SOURCES} WHERE member_id = ? ORDER BY source, source_id", (member_id,))]
+def member_sources(db: Central, member_id: str, with_quality: bool = False) -> list[SourceRow]:
+    """The member's source records; `with_quality` also reads each field's cleansing outcome (for showing)."""
+    rows = db.all(f"{_SELECT_SOURCES} WHERE member_id = ? ORDER BY source, source_id", (member_id,))
+    return [_source_row(r, with_quality) for r in rows]
 
 
 def save_source(db: Central, record: SourceRecord, member_id: str, raw_hash: str, prefecture: str | None,
