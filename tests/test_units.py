@@ -122,9 +122,16 @@ def next_other_than_watchdog(sock: socket.socket) -> str:
     return message
 
 
+def unit_environment(unit: str) -> dict[str, str]:
+    """The Environment= lines of a unit, as the service would get them."""
+    pairs = (word.partition("=") for line in unit_settings(UNITS / unit).get("Environment", []) for word in line.split())
+    return {key: value for key, _, value in pairs}
+
+
 def start_agent(tmp_path: Path, notify_address: str, **extra_env: str) -> subprocess.Popen[bytes]:
     config = write_store_config(tmp_path, "S001", "mqtt://127.0.0.1:1")  # no broker: READY does not wait for one
-    env = {**os.environ, "NOTIFY_SOCKET": notify_address, "WATCHDOG_USEC": str(WATCHDOG_USEC), **extra_env}
+    unit_env = {key: value for key, value in unit_environment("tenpo-edge.service").items() if key != "TENPO_CONFIG"}
+    env = {**os.environ, **unit_env, "NOTIFY_SOCKET": notify_address, "WATCHDOG_USEC": str(WATCHDOG_USEC), **extra_env}
     env.pop("WATCHDOG_PID", None)
     log = (tmp_path / "agent.log").open("wb")
     return subprocess.Popen(tenpo_command("edge", "run", "--config", str(config)), env=env,
@@ -161,9 +168,14 @@ def test_a_blocked_event_loop_stops_the_watchdog_pings(
         # Ten ping intervals of silence: systemd's WatchdogSec (two intervals) would have killed it.
         assert receive(sock, 10 * WATCHDOG_USEC / 2 / 1e6) is None
         assert agent.poll() is None  # alive but wedged: exactly what only the watchdog catches
+        agent.send_signal(signal.SIGABRT)  # what systemd does then (WatchdogSignal=)
+        assert agent.wait(timeout=30) == -signal.SIGABRT
     finally:
         agent.kill()
         agent.wait()
+    # With the unit's PYTHONFAULTHANDLER=1 the journal shows where the loop was stuck.
+    log = (tmp_path / "agent.log").read_text()
+    assert "Fatal Python error: Aborted" in log and 'in block' in log and "sd_notify.py" in log, log
 
 
 async def test_watchdog_task_pings_while_the_loop_runs(notify_socket: tuple[socket.socket, str]) -> None:
