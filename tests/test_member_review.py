@@ -32,11 +32,15 @@ ROWS = (
 
 
 @pytest.fixture
-def imported(tmp_path: Path, sqlite_url: str) -> tuple[str, Path]:
+def imported(tmp_path: Path, central_url: str) -> tuple[str, Path]:
+    return _import(tmp_path, central_url)
+
+
+def _import(tmp_path: Path, url: str) -> tuple[str, Path]:
     path = tmp_path / "members.csv"
     path.write_text(HEADER + ROWS, encoding="utf-8")
-    import_members(Central(sqlite_url), path)
-    return sqlite_url, path
+    import_members(Central(url), path)
+    return url, path
 
 
 def _review(url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> object:
@@ -119,8 +123,8 @@ def test_mask_keeps_enough_to_recognise() -> None:
 
 
 @pytest.mark.parametrize("size", [(80, 24), (60, 20)])
-async def test_the_hq_review_screen_lists_and_decides(imported: tuple[str, Path], size: tuple[int, int]) -> None:
-    url, _ = imported
+async def test_the_hq_review_screen_lists_and_decides(tmp_path: Path, sqlite_url: str, size: tuple[int, int]) -> None:
+    url, _ = _import(tmp_path, sqlite_url)  # the queue itself is tested on both databases above
     app = HqApp(HqData(url, MonitorConfig()))
     async with app.run_test(size=size) as pilot:
         await pilot.press("m")
