@@ -88,10 +88,15 @@ def store_records(db: Central, now: float | None = None) -> list[dict[str, Any]]
     return result
 
 
+def bucket_expression(db: Central, column: str) -> str:
+    """SQL for ``floor(column / ?)``, the bucket number of a positive epoch time (one parameter: bucket_s)."""
+    # PostgreSQL's CAST rounds, SQLite's truncates; times are positive, so both become floor().
+    return f"CAST(floor({column} / ?) AS BIGINT)" if db.dialect == "postgresql" else f"CAST({column} / ? AS INTEGER)"
+
+
 def applied_buckets(db: Central, since: float, until: float, bucket_s: float) -> dict[tuple[str, int], int]:
     """Events applied in [since, until) per (store, bucket number); bucket n covers [n*bucket_s, (n+1)*bucket_s)."""
-    # PostgreSQL's CAST rounds, SQLite's truncates; applied_at is positive, so both become floor().
-    bucket = "CAST(floor(applied_at / ?) AS BIGINT)" if db.dialect == "postgresql" else "CAST(applied_at / ? AS INTEGER)"
+    bucket = bucket_expression(db, "applied_at")
     rows = db.all(
         f"SELECT store_id, {bucket}, count(*) FROM events WHERE applied_at >= ? AND applied_at < ? GROUP BY 1, 2",
         (float(bucket_s), since, until),

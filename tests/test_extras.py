@@ -61,7 +61,7 @@ build_parser(["edge"]).parse_args(["edge", "--help"])
 def test_the_store_box_dependencies_leave_out_the_hq_extra() -> None:
     base = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["dependencies"]}
     hq = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["optional-dependencies"]["hq"]}
-    assert hq == {"psycopg", "textual-serve", "matplotlib"}
+    assert hq == {"psycopg", "textual-serve", "matplotlib", "textual-plotext"}
     assert not base & hq
 
 

@@ -57,6 +57,7 @@ async def settle(pilot: Any, *keys: str) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("keys", [(), ("enter",), ("d",), ("c",)], ids=["stores", "store_detail", "dead_letters", "conflicts"])
+@pytest.mark.parametrize("keys", [(), ("enter",), ("d",), ("c",), ("g",)],
+                         ids=["stores", "store_detail", "dead_letters", "conflicts", "charts"])
 def test_view(snap_compare, tmp_path: Path, size: tuple[int, int], keys: tuple[str, ...]) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=size, run_before=lambda pilot: settle(pilot, *keys))

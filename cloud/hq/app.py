@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
 from tenpo.cloud.hq import commands
+from tenpo.cloud.hq.charts import ChartsScreen
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.data import HqData, Overview
 from tenpo.cloud.hq.model import (
@@ -107,6 +108,7 @@ class StoresScreen(Screen[None]):
         Binding("enter", "open_store", "Store detail", show=True, priority=False),
         Binding("d", "dead_letters", "Dead letters"),
         Binding("c", "conflicts", "Conflicts"),
+        Binding("g", "charts", "Charts"),
         Binding("m", "member_reviews", "Member reviews"),
         Binding("a", "sort_attention", "Attention first"),
         Binding("q", "app.quit", "Quit"),
@@ -279,6 +281,9 @@ class StoresScreen(Screen[None]):
 
     def action_conflicts(self) -> None:
         self.app.push_screen(ConflictsScreen())
+
+    def action_charts(self) -> None:
+        self.app.push_screen(ChartsScreen())
 
     def action_member_reviews(self) -> None:
         self.app.push_screen(ReviewScreen())

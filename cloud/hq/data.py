@@ -6,6 +6,7 @@ a refresh costs the same with ten minutes of history for 500 stores as with none
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 from tenpo.cloud import status
 from tenpo.cloud.db import Central
-from tenpo.cloud.hq import actions, conflicts, queries
+from tenpo.cloud.hq import actions, conflicts, queries, trends
 from tenpo.cloud.hq.config import MonitorConfig
 
 
@@ -89,6 +90,21 @@ class Throughput:
         return counts
 
 
+# The monitor holds a large heap for its whole life (Textual's widgets and caches, ~250,000 objects) and
+# each refresh allocates a few thousand objects that live until the next. With Python's default
+# thresholds those get promoted and trigger a full collection every few refreshes, which walks the
+# whole heap and was the slow tail of a refresh. A larger first generation lets them die young, and
+# the heap at the first refresh (the app, built once) is frozen out of every later collection.
+GC_THRESHOLD = (10_000, 10, 10)
+
+
+def settle_gc() -> None:
+    """Collect once and freeze what is alive; raise the first-generation threshold (process-wide)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 class HqData:
     """Every read and action the monitor performs; one call at a time (the lock), from any thread."""
 
@@ -99,6 +115,7 @@ class HqData:
         self.clock = clock
         self.throughput = Throughput(config.bucket_s, config.buckets)
         self._lock = threading.Lock()
+        self._gc_settled = False  # settle_gc() runs once, at the first refresh (the app is built by then)
 
     def close(self) -> None:
         with self._lock:
@@ -116,6 +133,9 @@ class HqData:
             trends, total = self.throughput.series(now)
             per_minute = self.throughput.per_minute(now)
             elapsed = (time.perf_counter() - started) * 1000
+        if not self._gc_settled:
+            self._gc_settled = True
+            settle_gc()
         return Overview(records, per_minute, conflict_counts, trends, total, all_dead, open_dead, latest, now, elapsed)
 
     def store_detail(self, store_id: str) -> tuple[queries.StoreDetail | None, tuple[float, ...]]:
@@ -124,6 +144,10 @@ class HqData:
             trends, _ = self.throughput.series(self.clock())
         rate = tuple(c / self.config.bucket_s for c in trends.get(store_id, (0,) * self.config.buckets))
         return detail, rate
+
+    def incident_trend(self) -> trends.IncidentTrend:
+        with self._lock:
+            return trends.incident_trend(self.db, self.clock())
 
     def dead_letters(self, include_closed: bool = False) -> list[queries.DeadLetter]:
         with self._lock:
