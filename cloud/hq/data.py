@@ -16,8 +16,9 @@ from typing import Any
 
 from tenpo.cloud import status
 from tenpo.cloud.db import Central
-from tenpo.cloud.hq import actions, conflicts, queries, trends
+from tenpo.cloud.hq import actions, conflicts, queries
 from tenpo.cloud.hq.config import MonitorConfig
+from tenpo.cloud.hq.trends import IncidentTrend, incident_trend
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +146,9 @@ class HqData:
         rate = tuple(c / self.config.bucket_s for c in trends.get(store_id, (0,) * self.config.buckets))
         return detail, rate
 
-    def incident_trend(self) -> trends.IncidentTrend:
+    def incident_trend(self) -> IncidentTrend:
         with self._lock:
-            return trends.incident_trend(self.db, self.clock())
+            return incident_trend(self.db, self.clock())
 
     def dead_letters(self, include_closed: bool = False) -> list[queries.DeadLetter]:
         with self._lock:
