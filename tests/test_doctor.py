@@ -116,3 +116,26 @@ def test_verdicts_for_backups_and_the_clock() -> None:
     assert clock_check(now + 60, now, True).status == RED, "HQ's announcement from our future: our clock is behind"
     assert clock_check(now - 60, now, True).status == GREEN
     assert clock_check(None, now, False).status == YELLOW
+
+
+def test_a_tls_broker_is_verified_and_a_foreign_ca_is_red(tmp_path: Path, sqlite_url: str, capsys) -> None:
+    acl = Path(__file__).resolve().parent.parent / "firmware-config" / "broker" / "acl"
+    chain, other = tmp_path / "pki", tmp_path / "other-pki"
+    for directory in (chain, other):
+        assert main(["provision", "ca", "--dir", str(directory)]) == 0
+        assert main(["provision", "store", "S001", "--dir", str(directory)]) == 0
+    assert main(["provision", "broker", "--dir", str(chain), "--host", "127.0.0.1", "--host", "localhost"]) == 0
+    (chain / "acl").write_text(acl.read_text())
+    capsys.readouterr()
+    broker = Mosquitto(tmp_path, tls_dir=chain).start()
+    try:
+        files = {"ca": str(chain / "ca.pem"), "cert": str(chain / "S001.crt"), "key": str(chain / "S001.client.key")}
+        store = provision_store(tmp_path / "S001", "S001", broker.url, sqlite_url, broker_extra=files)
+        status, checks = doctor(capsys, "--config", str(store))
+        assert checks["broker"]["status"] == GREEN and "TLS verified" in checks["broker"]["detail"]
+        assert checks["TLS client certificate"]["status"] == GREEN and "expires in" in checks["TLS client certificate"]["detail"]
+        store.write_text(store.read_text().replace(str(chain / "ca.pem"), str(other / "ca.pem")))
+        status, checks = doctor(capsys, "--config", str(store))
+        assert status == 1 and checks["broker"]["status"] == RED, "a broker certificate our CA did not sign"
+    finally:
+        broker.stop()
