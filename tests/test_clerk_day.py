@@ -12,7 +12,7 @@ import time
 
 import pytest
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, Tab
 
 from tenpo.edge import db as edge_db
 from tenpo.edge.clerk.app import MainScreen
@@ -72,6 +72,8 @@ async def test_a_clerks_whole_day(tmp_path, size) -> None:
     async with app.run_test(size=size) as pilot:
         await sign_in(pilot, CLERK)
         assert "offline (agent stopped)" in status(app) and "田中 さくら" in status(app)
+        tabs = list(app.screen.query(Tab))
+        assert len(tabs) == 6 and all(0 <= tab.region.x and tab.region.right <= size[0] for tab in tabs)
         await pilot.press("f4")
         await settle(pilot)
 

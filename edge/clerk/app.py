@@ -50,7 +50,7 @@ CSS = """
 #tabs TabPane { height: 1fr; padding: 0; }
 Panel { height: 1fr; padding: 0 1; }
 Tabs { height: 1; }
-Tab { padding: 0 1; }
+Tab { padding: 0 0 0 1; }
 Underline { display: none; }
 Panel > DataTable { height: 1fr; }
 Panel > Input { margin: 0; }
