@@ -91,6 +91,9 @@ def test_rules_set_at_hq_reach_the_store_and_stay_while_it_is_offline(
     assert main(["cloud", "members", "rules", "show", "--db", sqlite_url]) == 0
     assert "mobile only     no" in capsys.readouterr().out
     assert db.execute("SELECT count(*) FROM members").fetchone()[0] == 2
+    assert main(["edge", "rules", "--config", str(config_path)]) == 0
+    held = capsys.readouterr().out
+    assert "mobile only     yes" in held and CONSENT in held
 
 
 def _send_rules(db, data: dict) -> None:
