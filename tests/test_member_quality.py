@@ -80,3 +80,10 @@ def test_quality_of_a_missing_database_is_one_line(tmp_path: Path, capsys: pytes
     assert main(["cloud", "members", "quality", "--db", f"sqlite:///{tmp_path / 'none.db'}"]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_chart_that_cannot_be_written_is_one_line(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chart = tmp_path / "no-such-folder" / "quality.png"
+    assert main(["cloud", "members", "quality", "--db", url, "--chart", str(chart)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot write" in err

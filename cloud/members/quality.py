@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from tenpo.cloud.db import Central
 from tenpo.shared.cleansing import FIELD_STATUSES, MEMBER_FIELDS, MISSING, FieldQuality
-from tenpo.shared.errors import MissingExtra
+from tenpo.shared.errors import MissingExtra, UserError
 
 from .review import pending_items
 
@@ -166,6 +166,9 @@ def quality_chart(report: Mapping[str, Any], path: Path) -> None:
         right.set_title("trend across imports", fontsize=10)
         right.legend(fontsize=8)
         figure.tight_layout()
-        figure.savefig(path, format="png", dpi=100)
+        try:
+            figure.savefig(path, format="png", dpi=100)
+        except OSError as exc:
+            raise UserError(f"--chart {path}: cannot write ({exc.strerror or exc})") from None
     finally:
         pyplot.close(figure)
