@@ -6,6 +6,8 @@ import json
 import os
 from typing import Any
 
+import msgspec
+
 from tenpo.cloud.db import Central
 from tenpo.shared.protocol import SNAPSHOT_ENTITIES, Change, ChangePage, SnapshotChunk, SnapshotRequest
 
@@ -75,6 +77,11 @@ def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> Snap
     )
 
 
+def _json_object(text: str | None) -> Any:
+    """A JSON object column as a dict (NULL and "{}" without a parse)."""
+    return {} if not text or text == "{}" else msgspec.json.decode(text)
+
+
 def _entity_rows(
     db: Central, store_id: str, stream: str, as_of: int, entity: str, after: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -93,22 +100,25 @@ def _entity_rows(
             f"SELECT {', '.join(columns)} FROM members WHERE member_id > ? AND erased = 0 ORDER BY member_id LIMIT ?",
             (after, limit),
         )
-        rows = [dict(zip(columns, r)) for r in found]
-        if not rows:
-            return rows, None
+        if not found:
+            return [], None
         through = {store_id: int(db.scalar("SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,), 0))}
         balances = dict(
             db.all(
                 "SELECT member_id, balance FROM points_balances WHERE member_id >= ? AND member_id <= ?",
-                (rows[0]["member_id"], rows[-1]["member_id"]),
+                (found[0][0], found[-1][0]),
             )
         )
-        for row in rows:
-            row["consent"] = json.loads(row["consent"] or "{}")
-            row["custom"] = json.loads(row["custom"] or "{}")
-            row["points"] = int(balances.get(row["member_id"], 0))
-            row["through"] = through
-        return rows, rows[-1]["member_id"]
+        # A bootstrap reads every member: most have no consent or custom fields, so "{}" is not parsed.
+        rows = [
+            {"member_id": member_id, "name": name, "kana": kana, "phone": phone, "email": email, "card_no": card_no,
+             "line_user_id": line_user_id, "beacon_secret": beacon_secret, "consent": _json_object(consent),
+             "custom": _json_object(custom), "home_store": home_store, "version": version,
+             "points": int(balances.get(member_id, 0)), "through": through}
+            for (member_id, name, kana, phone, email, card_no, line_user_id, beacon_secret, consent, custom,
+                 home_store, version) in found
+        ]  # fmt: skip
+        return rows, found[-1][0]
     if entity == "member_rules":  # the counter's registration rules, if HQ set any: one row
         value = None if after else db.scalar("SELECT value FROM member_settings WHERE name = 'counter.rules'")
         return ([json.loads(value)], "rules") if value else ([], None)
