@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlite_utils
@@ -130,6 +130,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
     def key(value: str | None) -> str | None:
         return cleansing.search_key(value) if value else None
 
+    # A bootstrap writes every member: most have no consent or custom fields, so "{}" skips json.dumps.
     conn.executemany(
         "INSERT INTO members(member_id, name, name_key, kana, kana_key, phone, email, card_no, line_user_id,"
         " beacon_secret, consent, custom, home_store, provisional, erased, points_hq, points_through, version,"
@@ -144,7 +145,8 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
         [
             (
                 r.member_id, r.name, key(r.name), r.kana, key(r.kana), r.phone, r.email, r.card_no, r.line_user_id,
-                r.beacon_secret, json.dumps(r.consent or {}), json.dumps(r.custom or {}, ensure_ascii=False),
+                r.beacon_secret, json.dumps(r.consent) if r.consent else "{}",
+                json.dumps(r.custom, ensure_ascii=False) if r.custom else "{}",
                 r.home_store, r.points, (r.through or {}).get(store_id, 0), version or r.version, now, now,
             )
             for r in rows
@@ -241,6 +243,7 @@ class SnapshotProgress:
     entity: str | None
     after_key: str | None
     done: bool
+    stale: bool = False  # the chunk was not applied: another snapshot's, or rows this replica already holds
 
 
 def bootstrapped(db: sqlite_utils.Database) -> bool:
@@ -258,13 +261,19 @@ def snapshot_progress(db: sqlite_utils.Database) -> SnapshotProgress:
 
 
 def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk) -> SnapshotProgress:
-    """Apply one chunk and remember where to resume, in one transaction."""
+    """Apply one chunk and remember where to resume, in one transaction.
+
+    A chunk that does not start where the replica stands is stale and skipped (``stale`` set, so the
+    caller does not ask again on its behalf): the snapshot of a second request the agent made while the
+    first was on its way (on connecting and again on HQ's announcement), or an answer to a repeated
+    request. HQ numbers each chunk's rows from the ``done`` count the request carried.
+    """
     handler = SNAPSHOT_HANDLERS.get(chunk.entity)
     with transaction(db) as conn:
         current = get_meta(conn, "snapshot_id")
-        if current is not None and current != chunk.snapshot_id:
-            # A chunk of an abandoned snapshot (HQ restarted it): ignore, our progress stands.
-            return snapshot_progress(db)
+        done = int(get_meta(conn, "snapshot_done") or 0) if current is not None else 0
+        if (current is not None and current != chunk.snapshot_id) or chunk.progress - len(chunk.rows) != done:
+            return replace(snapshot_progress(db), stale=True)
         if handler is None or chunk.entity not in SNAPSHOT_ROWS:
             _dead_letter(conn, f"snapshot {chunk.snapshot_id}", f"unknown entity {chunk.entity!r}", chunk.rows[:1])
         elif chunk.rows:

@@ -370,9 +370,9 @@ class SyncLink:
 
     def _apply_chunk(self, chunk: SnapshotChunk) -> ChunkApplied:
         progress = feed.apply_snapshot_chunk(self.db, self.store_id, chunk)
-        self.counters.snapshot_rows += len(chunk.rows)
+        self.counters.snapshot_rows += 0 if progress.stale else len(chunk.rows)
         if self.on_snapshot_progress:
             self.on_snapshot_progress(chunk.progress, chunk.total)
         if progress.done:
             log.info("bootstrap finished: %d rows; change feed resumes after %d", chunk.progress, chunk.as_of)
-        return ChunkApplied(time.monotonic(), progress.done)
+        return ChunkApplied(time.monotonic(), progress.done, progress.stale)

@@ -110,6 +110,7 @@ class ChunkApplied:
 
     now: float
     done: bool  # the replica is bootstrapped
+    stale: bool = False  # skipped (a duplicate or another snapshot's): the request that is live asks next
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +383,8 @@ class LinkMachine:
         if event.done:
             self.bootstrapped = True
             return self._pull(event.now, force=True)  # the feed resumes after the snapshot's start
+        if event.stale:
+            return []  # asking again here would start a second chain of requests, each chunk sent twice
         return self._request_snapshot(event.now)
 
 

@@ -298,6 +298,15 @@ def test_bootstrap_chunk_by_chunk_then_the_feed() -> None:
     assert store.feed(PageReceived(6.2, page())) == [ApplyPage(page())]
 
 
+def test_a_skipped_chunk_asks_for_nothing() -> None:
+    # Asked on connecting and again on HQ's announcement: the second answer is skipped by the replica, and
+    # asking again on its behalf would keep two chains of requests going, every chunk sent twice.
+    store = link(bootstrapped=False)
+    online(store)
+    assert store.feed(ChunkApplied(0.3, done=False, stale=True)) == []
+    assert store.feed(ChunkApplied(0.4, done=False)) == [RequestSnapshot()]
+
+
 def test_an_interrupted_bootstrap_resumes_where_the_replica_stands() -> None:
     store = link(bootstrapped=False)  # a new agent after a power cut: the adapter sends the saved progress
     assert online(store)[-1] == RequestSnapshot()
