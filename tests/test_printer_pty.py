@@ -8,12 +8,16 @@ import select
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from textual.app import App
 
 from tenpo.cli import main
 from tenpo.edge.checkout.store import load_sale
-from tenpo.edge.config import load_config
+from tenpo.edge.clerk.receipt_view import ReceiptScreen
+from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.printer import escpos
 from tenpo.edge.printer.receipt import REPRINT_MARK, print_receipt
 from tenpo.sandbox import wait_until
@@ -134,3 +138,41 @@ def test_without_a_printer_section_the_text_receipt_is_all(store, capsys) -> Non
     assert main(["edge", "receipt", "reprint", "S001-00000001", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("おにぎり 鮭") == 2 and out.count(REPRINT_MARK) == 1
+
+
+class ReceiptHost(App[None]):
+    """Just enough of the clerk terminal for its receipt screen: ``data.config`` is the store's config."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        super().__init__()
+        self.data = SimpleNamespace(config=config)
+        self.notices: list[str] = []
+
+    def notify(self, message: str, **options: Any) -> None:  # type: ignore[override]
+        self.notices.append(message)
+        super().notify(message, **options)
+
+
+async def test_the_clerk_receipt_screen_prints_tells_of_paper_out_and_prints_again_on_f8(
+    store, printer: FakePrinter, tmp_path: Path  # noqa: F811
+) -> None:
+    path, _config, db = store
+    with_printer(path, printer.port)
+    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200"]) == 0
+    stored = load_sale(db, "S001", "S001-00000001")
+    assert stored is not None
+    printer.received.clear()
+    printer.paper = PAPER_OUT
+    app = ReceiptHost(load_config(str(path)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ReceiptScreen(stored.sale, stored.receipt, tmp_path))
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert bytes(printer.received) == QUERIES, "nothing printed on an empty roll"
+        assert any("paper out" in m and "F8" in m for m in app.notices), app.notices
+        printer.paper = READY
+        printer.received.clear()
+        await pilot.press("f8")
+        await pilot.app.workers.wait_for_complete()
+    wait_until(lambda: ends_with_cut(printer.job()), 10, what="the reprint")
+    assert REPRINT_MARK.encode("shift_jis") in printer.job() and escpos.drawer_kick() not in printer.job()
