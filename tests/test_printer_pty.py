@@ -161,6 +161,7 @@ async def test_the_clerk_receipt_screen_prints_tells_of_paper_out_and_prints_aga
     assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200"]) == 0
     stored = load_sale(db, "S001", "S001-00000001")
     assert stored is not None
+    wait_until(lambda: printer.job().endswith(escpos.drawer_kick()), 10, what="the sale's own receipt")
     printer.received.clear()
     printer.paper = PAPER_OUT
     app = ReceiptHost(load_config(str(path)))
