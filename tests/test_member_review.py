@@ -148,3 +148,19 @@ async def test_the_hq_review_screen_lists_and_decides(tmp_path: Path, sqlite_url
     note, actor = db.one("SELECT note, decided_by FROM member_reviews WHERE id = ?", (first.item_id,))
     assert note == "siblings" and actor.startswith("hq")
     assert db.scalar("SELECT count(*) FROM changes WHERE kind = 'member.merge'") == 1
+
+
+def test_one_question_per_pair_of_members_and_a_reject_answers_them_all(tmp_path: Path, sqlite_url: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    path = tmp_path / "members.csv"
+    path.write_text(HEADER + "legacy,L5,中村 誠,ナカムラマコト,,090-5555-6666,,,,\n"
+                    "app,A5,中村 誠,ナカムラマコト,,090-5555-6666,,,,\n"  # the same person: joined (phone and name)
+                    "web,W5,中村 誠,ナカムラマコト,makoto@example.jp,,,,,\n", encoding="utf-8")  # fmt: skip
+    import_members(Central(sqlite_url), path)
+    db = Central(sqlite_url, create=False)
+    assert db.scalar("SELECT count(*) FROM member_reviews") == 2  # W5 with L5, W5 with A5
+    items = _review(sqlite_url, capsys)
+    assert isinstance(items, list) and len(items) == 1  # one pair of members: one question
+    assert main(["cloud", "members", "review", "reject", str(items[0]["id"]), "--db", sqlite_url]) == 0
+    assert [s for (s,) in db.all("SELECT status FROM member_reviews")] == ["rejected", "rejected"]
+    assert _review(sqlite_url, capsys) == []

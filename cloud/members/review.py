@@ -21,7 +21,7 @@ from tenpo.shared.errors import UserError
 
 from .store import find_source
 
-__all__ = ["ReviewItem", "get_item", "mask", "pending_items", "queue_possible", "rejected_partners"]
+__all__ = ["ReviewItem", "get_item", "mask", "pending_items", "queue_possible", "rejected_partners", "same_members_pending"]
 
 _SHOWN_FIELDS = ("name", "kana", "birth_date", "phone", "email", "card_no", "postal_code", "address")
 
@@ -104,15 +104,31 @@ def _item(db: Central, row: tuple[Any, ...], with_values: bool) -> ReviewItem:
 
 
 def pending_items(db: Central, *, limit: int | None = None, with_values: bool = True) -> list[ReviewItem]:
-    """Pending items still worth asking, best score first: both records exist and are still in two members."""
-    items = []
+    """Pending items still worth asking, best score first: both records exist and are still in two
+    members, and one item per pair of members (the best; a decision on it covers the others)."""
+    items: list[ReviewItem] = []
+    asked: set[frozenset[str]] = set()
     for row in db.all(f"SELECT {_COLUMNS} FROM member_reviews WHERE status = 'pending' ORDER BY score DESC, id"):
         item = _item(db, row, with_values)
-        if item.left_member and item.right_member and item.left_member != item.right_member:
+        members = frozenset((item.left_member or "", item.right_member or ""))
+        if item.left_member and item.right_member and len(members) == 2 and members not in asked:
+            asked.add(members)
             items.append(item)
             if limit is not None and len(items) >= limit:
                 break
     return items
+
+
+def same_members_pending(db: Central, a: str, b: str) -> list[int]:
+    """Pending items whose two records are now in members `a` and `b` (either way round)."""
+    rows = db.all(
+        "SELECT r.id FROM member_reviews r"
+        " JOIN member_sources x ON x.source = r.left_source AND x.source_id = r.left_source_id"
+        " JOIN member_sources y ON y.source = r.right_source AND y.source_id = r.right_source_id"
+        " WHERE r.status = 'pending' AND ((x.member_id = ? AND y.member_id = ?) OR (x.member_id = ? AND y.member_id = ?))",
+        (a, b, b, a),
+    )  # fmt: skip
+    return [int(r[0]) for r in rows]
 
 
 def pending_count(db: Central) -> int:

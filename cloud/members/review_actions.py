@@ -16,7 +16,7 @@ from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
 from .resolve import merge_members
-from .review import ReviewItem, get_item
+from .review import ReviewItem, get_item, same_members_pending
 from .store import Pending, publish
 
 __all__ = ["Decided", "decide_item"]
@@ -66,10 +66,16 @@ def decide_item(db: Central, item_id: int, accept: bool, *, actor: str = "operat
         if accept:
             merge_id, winner, loser = _merge(db, item, actor, config, now, pending)
         status = "accepted" if accept else "rejected"
+        # The decision is about two people: other pending pairs between the same two members share it
+        # (after an accept they are one member, and would not be listed anyway).
+        others = [] if accept or not (item.left_member and item.right_member) else [
+            i for i in same_members_pending(db, item.left_member, item.right_member) if i != item_id]
         db.execute("UPDATE member_reviews SET status = ?, note = ?, decided_by = ?, decided_at = ?, merge_id = ?,"
                    " updated_at = ? WHERE id = ?", (status, note, actor, now, merge_id, now, item_id))  # fmt: skip
+        db.executemany("UPDATE member_reviews SET status = 'rejected', note = ?, decided_by = ?, decided_at = ?,"
+                       " updated_at = ? WHERE id = ?", [(f"with #{item_id}", actor, now, now, i) for i in others])  # fmt: skip
         audit(db, actor, f"member.review.{'accept' if accept else 'reject'}", item.left_member,
               {"item": item_id, "left": ":".join(item.left), "right": ":".join(item.right), "score": item.score,
-               "note": note, "merge_id": merge_id})  # fmt: skip
+               "note": note, "merge_id": merge_id, "also": others})  # fmt: skip
         publish(db, pending, now)
     return Decided(item_id, status, merge_id, winner, loser)
