@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 WORK_KINDS = ("events", "pull", "snapshot", "status")
 PRESENCE_KINDS = ("birth", "death")
 PUSH_INTERVAL_S = 0.25
+RECEIVE_MAXIMUM = 16  # unacknowledged messages the broker may send ahead (MQTT 5 Receive Maximum)
+QUEUE_LIMIT = 16  # received messages (batches of up to 512 KiB) waiting here for the database worker
 
 
 @dataclass(slots=True)
@@ -58,13 +60,20 @@ class Aggregator:
         self.broker = broker
         self.group = group
         self.counters = AggregatorCounters()
-        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue(maxsize=QUEUE_LIMIT)
         self.connected = threading.Event()
         self.client_id = client_id or f"tenpo-aggregator-{os.getpid()}-{os.urandom(3).hex()}"
         self.client = make_client(self.client_id, tls, broker)
         self.client.will_set(HQ_STATE, encode(HqState(False, self.client_id, time.time())), qos=1, retain=True)
         self.client.on_connect = self._on_connect
-        self.client.on_message = lambda client, userdata, message: self._queue.put(message)
+        # Acknowledge a message to the broker only once it is handled (committed), and hold at most
+        # QUEUE_LIMIT here: while the queue is full paho's thread waits, stops reading the socket, and the
+        # rest of a 500-store backlog waits at the broker instead of in this process's memory. A waiting
+        # paho thread sends nothing either, so acks and feed pages leave through a second connection.
+        self.client.manual_ack_set(True)
+        self.client.on_message = self._on_message
+        self._stopping = threading.Event()
+        self.out = make_client(f"{self.client_id}-out", tls, broker)
         self._last_pushed = latest_change(self.db)
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
@@ -79,8 +88,17 @@ class Aggregator:
         self.connected.set()
         log.info("aggregator connected to %s", self.broker)
 
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(message, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
     def run(self, stop: threading.Event) -> None:
-        connect_async(self.client, self.broker)
+        connect_async(self.out, self.broker)
+        connect_async(self.client, self.broker, receive_maximum=RECEIVE_MAXIMUM)
         next_push = time.monotonic()
         try:
             while not stop.is_set():
@@ -94,12 +112,16 @@ class Aggregator:
                         self._handle(message)
                     except Exception:  # _handle dead-letters its own failures; this is the last line
                         log.exception("message on %s not handled", message.topic)
+                    self.client.ack(message.mid, message.qos)
                 if time.monotonic() >= next_push:
                     self._push_feed()
                     next_push = time.monotonic() + PUSH_INTERVAL_S
         finally:
+            self._stopping.set()
             self.client.disconnect()
             self.client.loop_stop()
+            self.out.disconnect()
+            self.out.loop_stop()
             self.db.close()
 
     # ------------------------------------------------------------------ work
@@ -124,13 +146,13 @@ class Aggregator:
             if kind == "events":
                 ack = apply_batch(self.db, store_id, body, message.topic, self.client_id)
                 self.counters.batches_applied += 1
-                self.client.publish(down_topic(store_id, "ack"), encode(ack), qos=1)
+                self.out.publish(down_topic(store_id, "ack"), encode(ack), qos=1)
             elif kind == "pull":
                 page = changes_after(self.db, body.cursor, body.limit, store_id)
-                self.client.publish(down_topic(store_id, "changes"), encode(page), qos=1)
+                self.out.publish(down_topic(store_id, "changes"), encode(page), qos=1)
             elif kind == "snapshot":
                 chunk = snapshot_chunk(self.db, store_id, body)
-                self.client.publish(down_topic(store_id, "snapshot"), encode(chunk), qos=1)
+                self.out.publish(down_topic(store_id, "snapshot"), encode(chunk), qos=1)
             elif kind == "status":
                 record_status(self.db, store_id, body)
             elif kind in ("birth", "death"):
@@ -152,7 +174,7 @@ class Aggregator:
             latest = latest_change(self.db)
             while self._last_pushed < latest:
                 page = changes_after(self.db, self._last_pushed, 2000)
-                self.client.publish(BROADCAST_CHANGES, encode(page), qos=1)
+                self.out.publish(BROADCAST_CHANGES, encode(page), qos=1)
                 self.counters.pages_pushed += 1
                 self._last_pushed = page.to_seq
         except Exception:

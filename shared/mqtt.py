@@ -86,16 +86,19 @@ def _load(path: Path, what: str, load: Callable[[], object]) -> None:
         raise ConfigError(f"TLS {what} {path}: cannot use it ({exc})") from None
 
 
-def connect_properties(session_expiry_s: int = 0) -> Properties:
+def connect_properties(session_expiry_s: int = 0, receive_maximum: int | None = None) -> Properties:
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = session_expiry_s
+    if receive_maximum is not None:  # unacknowledged QoS 1 messages the broker may send before waiting
+        props.ReceiveMaximum = receive_maximum
     return props
 
 
-def connect_async(client: mqtt.Client, broker: BrokerUrl, keepalive: int = 15) -> None:
+def connect_async(client: mqtt.Client, broker: BrokerUrl, keepalive: int = 15, receive_maximum: int | None = None) -> None:
     """Start connecting in the background; paho's loop thread retries until the broker answers."""
     # Clean start: durability lives in the SQLite outbox and the change feed cursor, not in broker sessions.
     client.connect_async(
-        broker.host, broker.port, keepalive=keepalive, clean_start=True, properties=connect_properties(0)
-    )
+        broker.host, broker.port, keepalive=keepalive, clean_start=True,
+        properties=connect_properties(0, receive_maximum),
+    )  # fmt: skip
     client.loop_start()
