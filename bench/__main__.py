@@ -13,7 +13,7 @@ import time
 
 BENCHES = (
     "bench_sync", "bench_rfid", "bench_inspection", "bench_checkout_commit", "bench_checkout", "bench_ble",
-    "bench_identity", "bench_hq", "bench_apply", "bench_ops",
+    "bench_identity", "bench_import", "bench_hq", "bench_apply", "bench_ops",
 )
 
 

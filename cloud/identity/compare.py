@@ -13,6 +13,7 @@ independently would count the same evidence twice.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -117,8 +118,10 @@ def _kanji_number(text: str) -> int:
     return (_KANJI_DIGITS[tens] if tens else 1) * 10 + (_KANJI_DIGITS[ones] if ones else 0)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # an import meets the same stored records again and again as candidates
 def features(record: SourceRecord, ignored_email_domains: frozenset[str] = frozenset()) -> Features:
-    """Comparison features of a record; e-mails at `ignored_email_domains` (marketplace relays) are dropped."""
+    """Comparison features of a record; e-mails at `ignored_email_domains` (marketplace relays) are dropped.
+    Cached by value: a SourceRecord is frozen and hashes its member fields (not `custom` or `quality`)."""
     name = surname = given = None
     readings: list[str] = []
     if record.kana:

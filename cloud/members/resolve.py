@@ -128,13 +128,14 @@ def _targets(db: Central, record: SourceRecord, existing: SourceRow | None, own:
         return {}
     # match_one sees single records; the household guard needs every record of each person at once.
     group = {record.key: record}
-    for member in [*targets, *([own] if own else [])]:
-        group.update((row.record.key, row.record) for row in member_sources(db, member) if row.record.key != record.key)
+    records_of = {member: member_sources(db, member) for member in [*targets, *([own] if own else [])]}
+    for rows in records_of.values():
+        group.update((row.record.key, row.record) for row in rows if row.record.key != record.key)
     cluster_of = resolve(list(group.values()), config.match).cluster_of()
     mine = cluster_of[record.key]
     kept = {}
     for member, decision in targets.items():
-        if any(cluster_of[row.record.key] == mine for row in member_sources(db, member)):
+        if any(cluster_of[row.record.key] == mine for row in records_of[member]):
             kept[member] = decision
     return kept
 

@@ -138,7 +138,7 @@ def row_moves_statements(dialect: str) -> list[str]:
 
 
 def field_quality_statements(dialect: str) -> list[str]:
-    """Cloud migration 7: how each field of a source record fared in cleansing.
+    """Cloud migration 7: how each field of a source record fared in cleansing (and an index for imports).
 
     `field_quality` is a JSON object {field: {"status": ..., "raw": ..., "rule": ..., "reason": ...}}
     (tenpo.shared.cleansing.FieldQuality; status is valid, corrected, unverified, flagged or missing;
@@ -146,5 +146,10 @@ def field_quality_statements(dialect: str) -> list[str]:
     text lives here; a corrected field's column holds the corrected value. Records imported before this
     migration have '{}'.
     """
-    del dialect  # the same statement on SQLite and PostgreSQL
-    return ["ALTER TABLE member_sources ADD COLUMN field_quality TEXT NOT NULL DEFAULT '{}'"]
+    del dialect  # the same statements on SQLite and PostgreSQL
+    return [
+        "ALTER TABLE member_sources ADD COLUMN field_quality TEXT NOT NULL DEFAULT '{}'",
+        # Every arriving record asks whether a clerk ever separated it (resolve.py): without this index
+        # that question scans the whole merge log, and an import slows down as the log grows.
+        "CREATE INDEX member_merges_source ON member_merges(source, source_id)",
+    ]

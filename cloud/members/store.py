@@ -60,11 +60,18 @@ def _source_row(row: tuple[Any, ...], with_quality: bool = False) -> SourceRow:
     record = SourceRecord(
         source=values["source"], source_id=values["source_id"],
         **{name: values[name] for name in MEMBER_FIELDS},
-        verified=frozenset(json.loads(values["verified"] or "[]")), updated_at=values["seen_at"] or "",
-        custom=json.loads(values["custom"] or "{}"),
+        verified=_json_set(values["verified"]), updated_at=values["seen_at"] or "", custom=_json_map(values["custom"]),
         quality=quality_from_json(values["field_quality"]) if with_quality else {},
     )  # fmt: skip
     return SourceRow(int(values["id"]), values["member_id"], values["raw_hash"], values["prefecture"], record)
+
+
+def _json_set(text: str | None) -> frozenset[str]:
+    return frozenset() if not text or text == "[]" else frozenset(json.loads(text))  # most records: none, no parse
+
+
+def _json_map(text: str | None) -> dict[str, Any]:
+    return {} if not text or text == "{}" else dict(json.loads(text))
 
 
 def quality_json(quality: Mapping[str, FieldQuality]) -> str:
