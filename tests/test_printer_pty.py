@@ -22,6 +22,7 @@ from tenpo.edge.printer import escpos
 from tenpo.edge.printer.receipt import REPRINT_MARK, print_receipt
 from tenpo.sandbox import wait_until
 from tests.test_checkout_store import ONIGIRI, store  # noqa: F401 - the seeded store fixture
+from tests.test_hq_app import until
 
 READY, PAPER_OUT = 0x12, 0x72
 QUERIES = escpos.STATUS_PRINTER + escpos.STATUS_PAPER
@@ -167,10 +168,8 @@ async def test_the_clerk_receipt_screen_prints_tells_of_paper_out_and_prints_aga
     app = ReceiptHost(load_config(str(path)))
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(ReceiptScreen(stored.sale, stored.receipt, tmp_path))
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await until(pilot, lambda: any("paper out" in m and "F8" in m for m in app.notices), what="the clerk told")
         assert bytes(printer.received) == QUERIES, "nothing printed on an empty roll"
-        assert any("paper out" in m and "F8" in m for m in app.notices), app.notices
         printer.paper = READY
         printer.received.clear()
         await pilot.press("f8")
