@@ -32,6 +32,8 @@ from tenpo.sandbox import Mosquitto, aggregator_process, wait_until
 PG_BEFORE = 5_620  # events/s on PostgreSQL before set-based apply (row-at-a-time; quiet machine)
 ROUNDS, EVENTS_PER_ROUND = 3, 30_000
 DRAIN_STORES, DRAIN_EVENTS = int(os.environ.get("TENPO_DRAIN_STORES", 500)), int(os.environ.get("TENPO_DRAIN_EVENTS", 2000))
+# The store agent resends from its acknowledged mark after this long without an ack (edge/config.py)
+ACK_TIMEOUT_S = float(os.environ.get("TENPO_DRAIN_ACK_TIMEOUT_S", 5.0))
 
 
 def throwaway_postgres() -> tuple[str, Callable[[], None]]:
@@ -68,7 +70,7 @@ def drain(workdir: Path) -> dict[str, float]:
     try:
         db = Central(url)
         stores = make_stores(db, DRAIN_STORES, DRAIN_EVENTS)
-        load = StoreLoad(broker.port, stores, batch_size=500, inflight=4, ack_timeout_s=5.0)
+        load = StoreLoad(broker.port, stores, batch_size=500, inflight=4, ack_timeout_s=ACK_TIMEOUT_S)
         aggregators = [aggregator_process(url, broker.url, workdir / f"agg-{n}.log", f"agg-{n}").start() for n in (1, 2)]
         wait_until(lambda: load.figures.hq_seen >= {"agg-1", "agg-2"}, 60, what="both aggregators online")
         load.start()

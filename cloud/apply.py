@@ -2,7 +2,8 @@
 
 Exactly-once in effect: the store row is locked, events at or below its ``last_applied_seq`` are
 duplicates, the next expected seq is applied, and a later one means a gap (the store resends).
-The events table's primary key (store_id, stream, seq) backs this up if anything slips past the lock.
+The events table's primary key (store_id, stream, seq) backs this up if anything slips past the lock
+(on PostgreSQL, where events are partitioned by month, the key also holds applied_at: the lock is the guard).
 An event that cannot be applied is a dead letter on its own; the stream always moves on.
 """
 
