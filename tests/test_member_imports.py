@@ -65,7 +65,8 @@ def test_member_list_in_every_encoding_japanese_spreadsheets_write(tmp_path: Pat
     assert tuple(rows[1][1:5]) == ("サトウ ハナコ", None, None, "+818011112222")
 
 
-def test_only_unreadable_rows_are_rejected_a_bad_field_is_flagged_and_the_person_kept(tmp_path: Path, sqlite_url: str) -> None:
+def test_only_unreadable_rows_are_rejected_a_bad_field_is_flagged_and_the_person_kept(tmp_path: Path, sqlite_url: str,
+                                                                                      capsys) -> None:
     path = tmp_path / "members.csv"
     body = (HEADER + ROWS).encode() + (
         b"legacy,,nameless,,,,,,,,\n"
@@ -90,6 +91,10 @@ def test_only_unreadable_rows_are_rejected_a_bad_field_is_flagged_and_the_person
     stored = json.loads(db.scalar("SELECT field_quality FROM member_sources WHERE source_id = '5'"))
     assert stored["email"] == {"status": "flagged", "raw": "not-an-email", "reason": "'not-an-email' is not an e-mail address"}
     assert db.scalar("SELECT email FROM member_sources WHERE source_id = '5'") is None, "a flagged value is not matched on"
+    assert main(["cloud", "import", "members", str(path), "--db", sqlite_url]) == 1, "a rejected line needs the user"
+    err = capsys.readouterr().err
+    assert "line 4: legacy: rejected: source and source_id are required" in err
+    assert "line 9: " in err and "rejected: bytes that are not valid text" in err
 
 
 def test_reimporting_the_same_file_changes_nothing(hq: Central, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from tenpo.cloud.identity import SourceRecord
 from tenpo.cloud.plan import ChangeTuple, Origin, Plan, Planner
-from tenpo.shared.cleansing import cleanse_member_record
+from tenpo.shared.cleansing import assess_member_record
 from tenpo.shared.events import MemberRegistered, MemberUpdated, PointsEntry, to_payload
 from tenpo.shared.protocol import Event
 
@@ -66,10 +66,11 @@ def store_record_changes(db: Any, member_id: str, payload: dict[str, Any], now: 
     if existing is not None:  # an edit: the store's record keeps what the edit did not touch
         base = {key: getattr(existing.record, key) for key in _STORE_FIELDS}
         raw = {**{k: v for k, v in base.items() if v}, **raw}
-    clean, _errors = cleanse_member_record(raw, config.cleansing)  # the store's form checked them; bad ones drop
+    # The store's form checked them; what still fails is flagged beside the record, as for an import.
+    clean, quality = assess_member_record(raw, config.cleansing)
     custom = payload.get("custom") if isinstance(payload.get("custom"), dict) else {}
     clean.update(source="store", source_id=member_id, updated_at=iso_utc(now), custom=custom)
-    record = SourceRecord.from_clean({k: v for k, v in clean.items() if k != "prefecture"})
+    record = SourceRecord.from_clean({k: v for k, v in clean.items() if k != "prefecture"}, quality)
     consent = payload.get("consent")
     if isinstance(consent, dict):
         save_consent(db, "store", member_id, {str(k): bool(v) for k, v in consent.items()}, now)
