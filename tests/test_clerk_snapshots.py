@@ -1,4 +1,5 @@
-"""What each clerk screen looks like at 80×24 (pytest-textual-snapshot; SVGs in tests/__snapshots__).
+"""What each clerk screen looks like at 80×24, and some at 60×20 (pytest-textual-snapshot; SVGs in
+tests/__snapshots__).
 
 Data, ids, clock and time zone are fixed so the pictures never drift. Full-width Japanese names sit in
 the same columns as Latin ones (Rich measures cells, not characters). Update after an intended change
@@ -81,3 +82,15 @@ SCREENS: dict[str, tuple[Any, ...]] = {
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_screen(snap_compare, tmp_path: Path, screen: str) -> None:
     assert snap_compare(seeded(tmp_path), terminal_size=(80, 24), run_before=steps(*SCREENS[screen]))
+
+
+SMALL = {  # the smallest supported size (docs/clerk.md): the amount to collect, the status line and the footer
+    "checkout": SCREENS["checkout"],
+    "refund": ("signin", ("f4",), (*UMBRELLA, "enter", "f10"), ("enter",), ("enter",), ("escape",), ("ctrl+r",), ("1", "enter"),
+               ("plus",)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("screen", list(SMALL))
+def test_small_screen(snap_compare, tmp_path: Path, screen: str) -> None:
+    assert snap_compare(seeded(tmp_path), terminal_size=(60, 20), run_before=steps(*SMALL[screen]))

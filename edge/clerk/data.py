@@ -63,6 +63,10 @@ class ClerkData:
         with self._lock:
             return fn(*args, **kwargs)
 
+    def _now(self) -> datetime:
+        """Local time from this terminal's clock (fixed in tests, so receipts and snapshots do not drift)."""
+        return datetime.fromtimestamp(self.clock()).astimezone()
+
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()
@@ -330,7 +334,7 @@ class ClerkData:
                     member = checkout_store.member_info(conn, member_id)
                     found = replica.get_member(self.db, member_id)
                     name = found.name if found else member_id
-                request = SaleRequest("preview", _now_local(), scans, member=member,
+                request = SaleRequest("preview", self._now(), scans, member=member,
                                       redeem_points=redeem, payments=(Payment("cash", 10**12),))  # fmt: skip
                 sale = checkout(request, checkout_store.ReplicaProducts(conn), checkout_store.checkout_rules(self.config),
                                 gtin_from_epc=checkout_store.gtin_from_epc,
@@ -351,7 +355,7 @@ class ClerkData:
                                          payments=tuple(Payment(t, a) for t, a in payments),
                                          clerk=clerk.name if clerk else None, offline=offline)  # fmt: skip
         with self._lock:
-            sale = checkout_store.commit_sale(self.db, self.config, order)
+            sale = checkout_store.commit_sale(self.db, self.config, order, at=self._now())
             stored = checkout_store.load_sale(self.db, self.config.store_id, sale.receipt_no)
             return sale, stored.receipt if stored else ""
 
@@ -360,7 +364,7 @@ class ClerkData:
 
     def refund_preview(self, receipt: refunds.RefundableReceipt, lines: dict[int, int | None]) -> Any:
         rules = checkout_store.checkout_rules(self.config)
-        return refunds.preview_refund(receipt, lines, _now_local(), rules.tax_rounding)
+        return refunds.preview_refund(receipt, lines, self._now(), rules.tax_rounding)
 
     def refund(self, clerk: accounts.Clerk, receipt_no: str, lines: str | dict[int, int | None] | None = "",
                reason: str = "", approver: accounts.Clerk | None = None) -> tuple[Any, str]:  # fmt: skip
@@ -371,7 +375,7 @@ class ClerkData:
         picked = _returned_lines(lines) if isinstance(lines, str) else (lines or None)
         offline = not self.link().online
         with self._lock:
-            sale = checkout_store.refund_sale(self.db, self.config, receipt_no, lines=picked, clerk=clerk.name,
+            sale = checkout_store.refund_sale(self.db, self.config, receipt_no, lines=picked, clerk=clerk.name, at=self._now(),
                                               offline=offline)  # fmt: skip
             stored = checkout_store.load_sale(self.db, self.config.store_id, sale.receipt_no)
         self.authorise(clerk, approver, Approval.REFUND,
@@ -380,10 +384,6 @@ class ClerkData:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _now_local():  # type: ignore[no-untyped-def]
-    return datetime.now().astimezone()
 
 
 def _returned_lines(text: str) -> dict[int, int | None] | None:
