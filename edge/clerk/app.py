@@ -106,6 +106,8 @@ PALETTE_ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("stock", "Adjust stock (F9 in Stock, manager)", "adjust", "A manager approves on the spot"),
     ("dock", "Accept delivery (F8 in Dock)", "accept", "A differing delivery needs a manager"),
     ("dock", "Hold delivery (F9 in Dock)", "hold", "For a manager to look at"),
+    ("arrivals", "Profile of the selected arrival (Enter in Arrivals)", "profile", "Opening it is audited"),
+    ("arrivals", "Checkout for the selected arrival (F8 in Arrivals)", "checkout", "A new sale with the member"),
 )
 
 
