@@ -96,7 +96,7 @@ class Throughput:
 # thresholds those get promoted and trigger a full collection every few refreshes, which walks the
 # whole heap and was the slow tail of a refresh. A larger first generation lets them die young, and
 # the heap at the first refresh (the app, built once) is frozen out of every later collection.
-GC_THRESHOLD = (10_000, 10, 10)
+GC_THRESHOLD = (25_000, 10, 10)
 
 
 def settle_gc() -> None:
