@@ -118,3 +118,18 @@ async def test_an_accepted_delivery_is_not_said_to_need_a_manager(config) -> Non
         assert not isinstance(app.screen, FormScreen)  # no approval asked for what is already accepted
         assert any("already accepted" in n.message for n in app._notifications)
         assert "received 1 of 2 expected units" in text_of(app, "#dock-progress-label")
+
+
+def test_the_last_four_digits_of_a_phone_find_members_through_an_index(config) -> None:
+    data = clerk_data.ClerkData(config)
+    try:
+        assert [m.member_id for m in data.search_members("5678")] == ["M-0001"]
+        assert [m.member_id for m in data.search_members("５６７８")] == ["M-0001"]  # full-width from an IME
+        assert data.search_members("9999") == []
+        plan = " ".join(str(row) for row in data.db.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT member_id FROM members WHERE substr(phone, -4) = ?", ("5678",)))  # fmt: skip
+        assert "members_phone_last4" in plan
+        card_holder = data.register_member({"name": "高橋 誠", "kana": "タカハシ", "card_no": "5678"})
+        assert data.resolve_member("5678").member_id == card_holder  # a card typed in full beats a phone's tail
+    finally:
+        data.close()

@@ -319,6 +319,9 @@ class ClerkData:
             found = replica.find_members(self.db, query, limit=3)
         if not found:
             raise UserError(f"member: no member matches {query!r}")
+        by_card = [m for m in found if m.card_no == query]  # a 4-digit card beats phones ending in those digits
+        if len(found) > 1 and len(by_card) == 1:
+            return by_card[0]
         if len(found) > 1:
             raise UserError(f"member: several members match {query!r}; use the card number or phone")
         return found[0]
