@@ -13,10 +13,11 @@ from tenpo.edge import db as edge_db
 from tenpo.edge.checkout.model import Discount, DiscountKind, Scan
 from tenpo.edge.clerk import data as clerk_data
 from tenpo.edge.clerk.app import PALETTE_ACTIONS, PANELS
+from tenpo.edge.clerk.dialogs import ConfirmScreen
 from tenpo.edge.clerk.till import parse_entry, parse_line_discount
 from tenpo.edge.clerk.view import FormScreen
 from tenpo.shared.errors import UserError
-from tests.test_clerk_app import cells, fill, scan, text_of
+from tests.test_clerk_app import cells, fill, scan, text_of, write_visit
 from tests.test_clerk_support import CLERK, MANAGER, PIN, TEA, UMBRELLA, make_app, make_store, scalar, settle, sign_in
 
 SIZES = [(60, 20), (80, 24)]
@@ -133,3 +134,21 @@ def test_the_last_four_digits_of_a_phone_find_members_through_an_index(config) -
         assert data.resolve_member("5678").member_id == card_holder  # a card typed in full beats a phone's tail
     finally:
         data.close()
+
+
+async def test_checkout_for_an_arrival_keeps_an_open_basket(config) -> None:
+    write_visit(config, "V1", "M-0002", time.time())
+    app = make_app(config)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await sign_in(pilot, CLERK)
+        await pilot.press("f4")
+        await settle(pilot)
+        await scan(pilot, TEA)
+        await pilot.press("f7")
+        await settle(pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert cells(app, "#till-lines")[0][0] == "※緑茶 500ml" and "鈴木 一郎" in text_of(app, "#till-member")

@@ -345,16 +345,22 @@ class ClerkApp(App[None]):
         return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
 
     def start_checkout(self, member_id: str) -> None:
-        """From arrivals or a profile: a new sale with this member attached, on the checkout panel."""
+        """From arrivals or a profile: the checkout panel with this member attached (an open basket is kept)."""
         main = self.main
         if main is None:
             return
         while self.screen is not main:
             self.pop_screen()
         checkout = main.query_one("#checkout", CheckoutPanel)
-        checkout.codes.clear()
         main.action_show_panel("checkout")
-        checkout.attach(member_id)
+        if not checkout.codes:
+            checkout.attach(member_id)
+            return
+        # Items are already scanned (often the arriving member's own): never drop them unasked.
+        self.push_screen(ConfirmScreen("会員 · attach to the open basket?",
+                                       f"{len(checkout.codes)} scan(s) in the basket: attach this member to it (Enter), "
+                                       "or Esc to leave the basket as it is.", "Enter attach"),
+                         lambda yes: yes and checkout.attach(member_id))  # fmt: skip
 
     def on_unmount(self) -> None:
         self.data.close()
