@@ -393,20 +393,29 @@ def correct_phone(raw: str, region: str = "JP") -> Corrected:
     rules = list(_fullwidth(raw if isinstance(raw, str) else ""))
     text = _DASHES.sub("-", _require_text(raw, "phone"))
     digits = _PHONE_SEPARATORS.sub("", text)
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        raise CleansingError("phone", f"{raw.strip()!r} is not a phone number") from None
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if phonenumbers.is_valid_number(number):
+    verdict = _phone_verdict(digits, region)
+    if verdict is None:
+        raise CleansingError("phone", f"{raw.strip()!r} is not a phone number")
+    e164, valid, possible = verdict
+    if valid:
         if digits.isdigit() and not digits.startswith("0"):
             rules.append("phone_leading_zero")
         return Corrected(e164, tuple(rules))
     national = digits if digits.startswith("0") else ""
-    if (national.isdigit() and 10 <= len(national) <= 11 and not _MOBILE_PREFIX.match(national)
-            and phonenumbers.is_possible_number(number)):  # fmt: skip
+    if national.isdigit() and 10 <= len(national) <= 11 and not _MOBILE_PREFIX.match(national) and possible:
         return Corrected(e164, tuple(rules), unverified="a number range the phone library does not know")
     raise CleansingError("phone", f"{raw.strip()!r} is not a valid phone number for {region}")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # one number typed five ways is parsed once
+def _phone_verdict(digits: str, region: str) -> tuple[str, bool, bool] | None:
+    """(E.164, valid, possible) of a number without separators, or None when it is not a number at all."""
+    try:
+        number = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164, phonenumbers.is_valid_number(number), phonenumbers.is_possible_number(number)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # imports repeat values (a person's phone in every channel): parse once

@@ -9,6 +9,7 @@ lead value, never from an unrelated record (an old reading must not sit under a 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ def _rank_key(record: SourceRecord, value: Any, field_name: str, criteria: Seque
     return tuple(parts)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every refresh of a member ranks the same timestamps again
 def _descending(text: str) -> tuple[int, ...]:
     return tuple(-ord(c) for c in text) + (1,)  # later ISO timestamps first; "" last
 
