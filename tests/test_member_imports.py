@@ -92,7 +92,8 @@ def test_only_unreadable_rows_are_rejected_a_bad_field_is_flagged_and_the_person
     assert stored["email"] == {"status": "flagged", "raw": "not-an-email", "reason": "'not-an-email' is not an e-mail address"}
     assert db.scalar("SELECT email FROM member_sources WHERE source_id = '5'") is None, "a flagged value is not matched on"
     assert main(["cloud", "import", "members", str(path), "--db", sqlite_url]) == 1, "a rejected line needs the user"
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "line 6: legacy:5 unchanged -> G" in out and out.count("[email flagged]") == 1, "each row says what was flagged"
     assert "line 4: legacy: rejected: source and source_id are required" in err
     assert "line 9: " in err and "rejected: bytes that are not valid text" in err
 

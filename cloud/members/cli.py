@@ -108,7 +108,9 @@ def _print_row(row: Any) -> None:
         print(f"line {row.line}: {row.key or '-'} rejected: {row.reason}", file=sys.stderr)
         return
     extra = f" (member {row.member}, {row.points:+d} points)" if row.member is not None else ""
-    print(f"line {row.line}: {row.key} {row.status} -> {row.member_id}{extra}")
+    notes = [f"{name} {note.partition(':')[0]}" for name, note in row.notes().items()]
+    fields = f" [{', '.join(notes)}]" if notes else ""  # the detail: `members show`, or --json
+    print(f"line {row.line}: {row.key} {row.status} -> {row.member_id}{extra}{fields}")
 
 
 def cmd_import_members(args: argparse.Namespace) -> int:
