@@ -89,7 +89,7 @@ class DevTools:
                             windowsVirtualKeyCode=code, **extra)  # fmt: skip
 
 
-async def until(predicate: Any, what: str, timeout: float = 60.0) -> Any:
+async def until(predicate: Any, what: str, timeout: float = 30.0) -> Any:
     """Await a condition the page reaches on its own (``timeout`` only stops a broken test)."""
     started = time.monotonic()
     while True:
@@ -153,8 +153,8 @@ async def test_the_served_monitor_renders_the_stores_table_and_answers_a_key(tmp
             return text if all(w in text for w in words) else None
 
         text = await until(lambda: shown("Backlog", "S001", "S005"), "the stores table in the browser")
-        assert "Dead letters" in text and "Store detail" in text, "the footer shows the key hints"
-        assert "⭘" not in text, "no header icon a browser font lacks"
+        assert "⭘" not in text and "≡" in text, "no header icon a browser font lacks"
+        await until(lambda: shown("Dead letters", "Store detail", "Screenshot"), "the footer's key hints")
 
         await browser.evaluate("document.querySelector('.xterm-helper-textarea').focus()")
         await browser.key("d")
