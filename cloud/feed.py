@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from tenpo.cloud.db import Central
+from tenpo.shared.gc_pause import gc_paused
 from tenpo.shared.protocol import SNAPSHOT_ENTITIES, Change, ChangePage, SnapshotChunk, SnapshotRequest
 
 MAX_PAGE = 5000
@@ -58,7 +59,8 @@ def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> Snap
         entity = request.entity if request.entity in SNAPSHOT_ENTITIES else SNAPSHOT_ENTITIES[0]
         after = request.after_key
     limit = max(1, min(request.limit, MAX_CHUNK))
-    rows, last_key = _entity_rows(db, store_id, request.stream, as_of, entity, after, limit)
+    with gc_paused():
+        rows, last_key = _entity_rows(db, store_id, request.stream, as_of, entity, after, limit)
     if len(rows) == limit:
         next_key, next_entity = last_key, entity
     else:

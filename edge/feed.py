@@ -36,6 +36,7 @@ from tenpo.shared.changes import (
     rows_of,
 )
 from tenpo.shared.events import PayloadMismatch, convert
+from tenpo.shared.gc_pause import gc_paused
 from tenpo.shared.protocol import Change, ChangePage, SnapshotChunk
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,7 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
     request. HQ numbers each chunk's rows from the ``done`` count the request carried.
     """
     handler = SNAPSHOT_HANDLERS.get(chunk.entity)
-    with transaction(db) as conn:
+    with gc_paused(), transaction(db) as conn:
         current = get_meta(conn, "snapshot_id")
         done = int(get_meta(conn, "snapshot_done") or 0) if current is not None else 0
         if (current is not None and current != chunk.snapshot_id) or chunk.progress - len(chunk.rows) != done:
