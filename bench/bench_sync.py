@@ -182,7 +182,7 @@ def run() -> None:
                 pg_url[1]()
         seconds, peak_kb = bootstrap(workdir, broker)
         idle_kb = idle_rss(workdir, broker)
-        print(f"bootstrap of {MEMBERS:,} members: {seconds:.1f} s (target < 60 s), "
+        print(f"bootstrap of {MEMBERS:,} members: {seconds:.1f} s (target < 30 s), "
               f"edge peak RSS {peak_kb / 1024:.0f} MB (target < 150 MB)")  # fmt: skip
         print(f"idle `tenpo edge run` RSS: {idle_kb / 1024:.0f} MB (target < 60 MB)")
     finally:
