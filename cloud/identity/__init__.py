@@ -4,7 +4,17 @@ Pure functions over cleansed records; storage and imports live elsewhere. See do
 """
 
 from .compare import MatchWeights
-from .matching import MatchConfig, MatchOneResult, blocking_keys, decide, match_one, match_person, resolve, split_at
+from .matching import (
+    MatchConfig,
+    MatchOneResult,
+    blocking_keys,
+    decide,
+    match_one,
+    match_person,
+    name_clashes,
+    resolve,
+    split_at,
+)
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 from .survivorship import GoldenRecord, SurvivorshipRules, golden_record
 
@@ -25,6 +35,7 @@ __all__ = [
     "golden_record",
     "match_one",
     "match_person",
+    "name_clashes",
     "resolve",
     "split_at",
 ]

@@ -21,7 +21,7 @@ from .compare import DIFFER, Features, MatchWeights, compare, features, learn_re
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 
 __all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "candidate_pairs", "decide", "match_one", "match_person",
-           "resolve", "split_at"]
+           "name_clashes", "resolve", "split_at"]
 
 _RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cluster": 5}
 
@@ -263,6 +263,12 @@ def match_one(new_record: SourceRecord, candidates: Sequence[SourceRecord],
     accepted.sort(key=lambda d: (_RULE_RANK[d.rule], -d.score, d.right))
     possible.sort(key=lambda d: (-d.score, d.right))
     return MatchOneResult(tuple(accepted), tuple(possible))
+
+
+def name_clashes(new_record: SourceRecord, records: Sequence[SourceRecord], config: MatchConfig = MatchConfig()) -> bool:
+    """True when the record's name clearly differs from one of `records`: the household guard of resolve."""
+    new_features = features(new_record, config.ignored_email_domains)
+    return any(_names_clash(new_features, features(record, config.ignored_email_domains)) for record in records)
 
 
 def match_person(new_record: SourceRecord, records: Sequence[SourceRecord],

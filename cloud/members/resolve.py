@@ -16,7 +16,15 @@ from typing import Any
 
 from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
-from tenpo.cloud.identity import MergeDecision, SourceRecord, decide, match_one, match_person, resolve
+from tenpo.cloud.identity import (
+    MergeDecision,
+    SourceRecord,
+    decide,
+    match_one,
+    match_person,
+    name_clashes,
+    resolve,
+)
 from tenpo.shared.errors import UserError
 
 from .config import MembersConfig
@@ -127,8 +135,12 @@ def _targets(db: Central, record: SourceRecord, existing: SourceRow | None, own:
     if not targets:
         return {}
     # match_one sees single records; the household guard needs every record of each person at once.
-    group = {record.key: record}
     records_of = {member: member_sources(db, member) for member in [*targets, *([own] if own else [])]}
+    if len(targets) == 1 and own is None:
+        # Joining one person: resolve below would only refuse it for a name clashing with one of theirs.
+        ((member, rows),) = records_of.items()
+        return {} if name_clashes(record, [row.record for row in rows], config.match) else targets
+    group = {record.key: record}
     for rows in records_of.values():
         group.update((row.record.key, row.record) for row in rows if row.record.key != record.key)
     cluster_of = resolve(list(group.values()), config.match).cluster_of()
