@@ -19,7 +19,7 @@ from tenpo.cloud.history import register_cloud as history_commands
 from tenpo.cloud.members.cli import register_cloud as member_commands
 from tenpo.cloud.sales.cli import register_cloud as sales_commands
 from tenpo.cloud.scheduler import EVENTS_DAYS, HqRetention, start_hq_scheduler
-from tenpo.cloud.status import status_report
+from tenpo.cloud.status import format_age, format_skew, status_report
 from tenpo.cloud.visits.cli import register_cloud as visit_commands
 from tenpo.shared.errors import UserError
 from tenpo.shared.logs import add_log_level_flag, configure_logging
@@ -130,12 +130,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return 0
-    print(f"{'store':<10} {'online':<7} {'applied':>8} {'events':>8} {'backlog':>8} {'dead':>5} {'lag s':>8}")
+    print(f"{'store':<10} {'online':<7} {'seen':>5} {'applied':>8} {'events':>8} {'backlog':>8} {'dead':>5} {'lag s':>8}"
+          f" {'skew':>6}")  # fmt: skip
     for s in report["stores"]:
         lag = "-" if s["lag_s"] is None else f"{s['lag_s']:.1f}"
-        print(f"{s['store_id']:<10} {'yes' if s['online'] else 'NO':<7} {s['last_applied_seq']:>8} "
-              f"{s['events_applied']:>8} {s['backlog'] if s['backlog'] is not None else '-':>8} "
-              f"{s['dead_letters']:>5} {lag:>8}")  # fmt: skip
+        print(f"{s['store_id']:<10} {'yes' if s['online'] else 'NO':<7} {format_age(s['seen_age_s']):>5} "
+              f"{s['last_applied_seq']:>8} {s['events_applied']:>8} {s['backlog'] if s['backlog'] is not None else '-':>8} "
+              f"{s['dead_letters']:>5} {lag:>8} {format_skew(s['skew_ms']):>6}")  # fmt: skip
     t = report["totals"]
     print(f"{t['online']}/{t['stores']} online, {t['events_applied']} events applied, {t['dead_letters']} dead letters")
     return 0

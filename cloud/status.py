@@ -50,6 +50,17 @@ def link(online: bool, last_seen: float | None, backlog: int | None, skew_ms: in
                 None if backlog is None else int(backlog), None if skew_ms is None else int(skew_ms))  # fmt: skip
 
 
+def format_age(seconds: float | None) -> str:
+    """An age in its largest whole unit: 45s, 2m, 3h, 1d."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
 def format_skew(skew_ms: int | None) -> str:
     """Skew with its unit in at most six characters: +2ms, -1.5s, -265s, +4m."""
     if skew_ms is None:

@@ -26,10 +26,10 @@ from tenpo.shared.mqtt import parse_broker_url
 from tests.test_hq_app import row, until
 
 
-def cloud_status(url: str) -> dict[str, Any]:
-    done = subprocess.run(tenpo_command("cloud", "status", "--json", "--db", url), capture_output=True, timeout=60,
-                          check=True)  # fmt: skip
-    return json.loads(done.stdout)
+def cloud_status(url: str, *flags: str) -> str:
+    done = subprocess.run(tenpo_command("cloud", "status", *flags, "--db", url), capture_output=True, timeout=60,
+                          check=True, text=True)  # fmt: skip
+    return done.stdout
 
 
 def store_row(central: Central) -> tuple[Any, ...]:
@@ -56,7 +56,8 @@ async def test_after_a_kill_the_reopened_monitor_agrees_with_cloud_status(tmp_pa
         wait_until(lambda: store_row(central)[1:] == (0, 7), 30, what="HQ to apply all 7 and hear backlog 0")
         agent.kill()
         wait_until(lambda: store_row(central)[0] == 0, 30, what="the aggregator to record the Will")
-        report = cloud_status(url)
+        report = json.loads(cloud_status(url, "--json"))
+        table = cloud_status(url)
     finally:
         agent.kill()
         aggregator.terminate()
@@ -78,4 +79,6 @@ async def test_after_a_kill_the_reopened_monitor_agrees_with_cloud_status(tmp_pa
     assert cells["seen"] == format_age(expected["seen_age_s"])
     assert cells["backlog"] == str(expected["backlog"]) == "0"
     assert cells["skew"] == format_skew(expected["skew_ms"]) and cells["skew"].endswith(("ms", "s"))
+    (line,) = [text for text in table.splitlines() if text.startswith("S001")]
+    assert line.split()[-1] == cells["skew"], "the text report shows the same skew, with its unit"
     assert (view.backlog, view.skew_ms, view.seen_age_s) == (expected["backlog"], expected["skew_ms"], expected["seen_age_s"])

@@ -105,15 +105,7 @@ def merge_store(record: Mapping[str, Any], presence: Presence | None, events_per
 
 # ---------------------------------------------------------------------------- formatting
 
-
-def format_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
+format_age = status.format_age  # shared with `tenpo cloud status`
 
 
 def format_count(value: int | None) -> str:
