@@ -78,8 +78,12 @@ def detach_before(db: Central, before: str, archive: Path | None = None, now: fl
 
 
 def _detach_one(db: Central, table: str, partition: str, archive: Path | None) -> Detached:
-    """One month in one transaction: the archive file is complete on disk before its rows are dropped."""
+    """One month in one transaction. The month is locked against writes (SHARE) while it is counted and
+    written out; the parent table is locked (DETACH takes ACCESS EXCLUSIVE) only at the end, for as long
+    as the detach and the drop take, so aggregators applying this month's events wait milliseconds, not
+    for the archive file. The file is complete on disk before the rows are dropped."""
     with db.transaction():
+        db.execute(f'LOCK TABLE "{partition}" IN SHARE MODE')
         rows = int(db.scalar(f'SELECT count(*) FROM "{partition}"', (), 0))
         if table == "events":
             db.execute(
@@ -89,7 +93,6 @@ def _detach_one(db: Central, table: str, partition: str, archive: Path | None) -
                 " last_seq = greatest(archived_streams.last_seq, excluded.last_seq), archived_at = excluded.archived_at",
                 (time.time(),),
             )
-        db.execute(f'ALTER TABLE {table} DETACH PARTITION "{partition}"')
         written = None
         if archive is not None:
             path = archive / f"{partition}.csv.gz"
@@ -101,8 +104,10 @@ def _detach_one(db: Central, table: str, partition: str, archive: Path | None) -
             with open(partial, "rb") as written_file:
                 os.fsync(written_file.fileno())
             partial.replace(path)
-            db.execute(f'DROP TABLE "{partition}"')
             written = str(path)
+        db.execute(f'ALTER TABLE {table} DETACH PARTITION "{partition}"')
+        if written is not None:
+            db.execute(f'DROP TABLE "{partition}"')
     month = f"{partition[-6:-2]}-{partition[-2:]}"
     return Detached(table, partition, month, rows, written)
 
