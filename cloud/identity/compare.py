@@ -66,9 +66,7 @@ class MatchWeights:
     card_differ: float = -2.0
     address_exact: float = 6.0
     address_same_block: float = 5.0  # same street number, different building/room notation
-    # A postal code holds a few thousand people: with both spellings of the name equal (+9) it links,
-    # since a household differs in given names and a namesake in the same postal code is rare.
-    address_same_postal: float = 2.0
+    address_same_postal: float = 1.5  # a postal code holds a few thousand people
     address_differ: float = -1.5  # people move
 
 
