@@ -63,3 +63,12 @@ def test_a_second_snapshot_and_a_repeated_chunk_are_skipped(tmp_path: Path) -> N
     assert replica.conn.execute("SELECT count(*) FROM members").fetchone()[0] == MEMBERS
     assert feed.bootstrapped(replica)
 
+
+
+def test_business_writes_stay_fully_synchronous_after_a_chunk(tmp_path: Path) -> None:
+    # A chunk commits with synchronous=NORMAL (resumable either way); sales after it must not.
+    central = _central(tmp_path)
+    replica = edge_db.connect(str(tmp_path / "store.db"))
+    assert replica.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    feed.apply_snapshot_chunk(replica, "S001", snapshot_chunk(central, "S001", _request(replica)))
+    assert replica.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
