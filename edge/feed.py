@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
 import sqlite_utils
 
 from tenpo.edge.db import transaction
@@ -38,7 +39,7 @@ from tenpo.shared.changes import (
 )
 from tenpo.shared.events import PayloadMismatch, convert
 from tenpo.shared.gc_pause import gc_paused
-from tenpo.shared.protocol import Change, ChangePage, SnapshotChunk
+from tenpo.shared.protocol import Change, ChangePage, ProtocolError, SnapshotChunk, decode
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,43 @@ def _apply_change(conn: sqlite3.Connection, store_id: str, change: Change) -> No
         _dead_letter(conn, f"change {change.seq}", f"{change.kind}: cannot apply ({exc!r})", change.data)
 
 
+class _RawRowsChunk(SnapshotChunk, frozen=True):
+    rows: msgspec.Raw  # type: ignore[assignment]  # decoded in a second step, by entity
+
+
+class DecodedChunk(SnapshotChunk, frozen=True):
+    """A snapshot chunk as the store decodes it: ``rows`` are the entity's catalogue Structs, decoded
+    straight from the JSON (a fifth of the time of dicts converted one by one), or the JSON objects when
+    a row does not fit (each converted on its own then, and a misfit becomes a dead letter)."""
+
+    rows: list[Any]
+
+
+_ROW_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    entity: msgspec.json.Decoder(list[struct]) for entity, struct in SNAPSHOT_ROWS.items()
+}
+_JSON_OBJECTS = msgspec.json.Decoder(list[dict[str, Any]])
+
+
+def decode_snapshot_chunk(data: bytes) -> DecodedChunk:
+    """One snapshot message; not JSON, too deep or not a chunk → ProtocolError, like any message."""
+    wire: _RawRowsChunk = decode(data, _RawRowsChunk)
+    typed = _ROW_DECODERS.get(wire.entity)
+    try:
+        rows = typed.decode(wire.rows) if typed is not None else _JSON_OBJECTS.decode(wire.rows)
+    except msgspec.ValidationError:
+        try:
+            rows = _JSON_OBJECTS.decode(wire.rows)
+        except msgspec.ValidationError as exc:
+            raise ProtocolError(f"schema: {exc}") from exc
+    return DecodedChunk(**{**msgspec.structs.asdict(wire), "rows": rows})
+
+
 def _snapshot_rows(conn: sqlite3.Connection, chunk: SnapshotChunk) -> list[Any]:
     """The chunk's rows as their Structs; a row that does not fit is a dead letter, the rest apply."""
     struct = SNAPSHOT_ROWS[chunk.entity]
+    if chunk.rows and isinstance(chunk.rows[0], struct):  # all decoded straight into Structs
+        return chunk.rows
     rows = []
     for n, data in enumerate(chunk.rows):
         try:

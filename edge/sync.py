@@ -130,7 +130,7 @@ class SyncLink:
             down_topic(self.store_id, "ack"): self._ack,
             down_topic(self.store_id, "changes"): lambda now, data: PageReceived(now, decode(data, ChangePage)),
             BROADCAST_CHANGES: lambda now, data: PageReceived(now, decode(data, ChangePage)),
-            down_topic(self.store_id, "snapshot"): lambda now, data: ChunkReceived(now, decode(data, SnapshotChunk)),
+            down_topic(self.store_id, "snapshot"): lambda now, data: ChunkReceived(now, feed.decode_snapshot_chunk(data)),
             HQ_STATE: lambda now, data: HqAnnounced(now, decode(data, HqState)),
         }
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import msgspec
+
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import snapshot_chunk
 from tenpo.edge import db as edge_db
 from tenpo.edge import feed
-from tenpo.shared.protocol import SnapshotRequest
+from tenpo.shared.changes import MemberUpsert
+from tenpo.shared.protocol import SnapshotRequest, encode
 
 MEMBERS = 25
 
@@ -72,3 +75,20 @@ def test_business_writes_stay_fully_synchronous_after_a_chunk(tmp_path: Path) ->
     assert replica.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     feed.apply_snapshot_chunk(replica, "S001", snapshot_chunk(central, "S001", _request(replica)))
     assert replica.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_chunk_decodes_into_structs_and_a_misfit_row_is_a_dead_letter(tmp_path: Path) -> None:
+    central = _central(tmp_path)
+    replica = edge_db.connect(str(tmp_path / "store.db"))
+    feed.apply_snapshot_chunk(replica, "S001", snapshot_chunk(central, "S001", _request(replica)))  # products
+    members = snapshot_chunk(central, "S001", _request(replica))
+    assert members.entity == "members" and len(members.rows) == 10
+    assert all(isinstance(row, MemberUpsert) for row in feed.decode_snapshot_chunk(encode(members)).rows)
+
+    wire = msgspec.json.decode(encode(members))
+    wire["rows"][3]["version"] = "three"  # one row HQ got wrong: the other nine still apply
+    received = feed.decode_snapshot_chunk(msgspec.json.encode(wire))
+    assert not feed.apply_snapshot_chunk(replica, "S001", received).stale
+    assert replica.conn.execute("SELECT count(*) FROM members").fetchone()[0] == 9
+    (reason,) = replica.conn.execute("SELECT reason FROM dead_letters").fetchone()
+    assert "members row 3" in reason and "version" in reason
