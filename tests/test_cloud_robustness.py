@@ -212,10 +212,12 @@ def test_imports_with_rejected_rows_exit_1_after_importing_the_good_ones(tmp_pat
     assert "1 created" in out and "1 rejected" in out and "price 'abc'" in err
 
     members = tmp_path / "members.csv"
-    members.write_text("source,source_id,name,email\nlegacy,1,山田 太郎,taro@example.jp\nlegacy,2,Bad Mail,not-an-email\n")
+    # A bad field is kept and flagged; only a row without an identity is rejected.
+    members.write_text("source,source_id,name,email\nlegacy,1,山田 太郎,taro@example.jp\n"
+                       "legacy,2,Bad Mail,not-an-email\nlegacy,,No Id,x@example.jp\n")
     assert main(["cloud", "import", "members", str(members), *db]) == 1
     out, err = capsys.readouterr()
-    assert "1 created" in out and "1 rejected" in out and "email" in err
+    assert "2 created" in out and "1 rejected" in out and "line 4" in err
 
     asns = tmp_path / "asns.csv"
     asns.write_text("shipment_id,store,gtin,qty\nC1,S001,4901085089583,12\n,S001,4901085089583,1\n")
@@ -226,7 +228,7 @@ def test_imports_with_rejected_rows_exit_1_after_importing_the_good_ones(tmp_pat
 
     central = Central(sqlite_url, create=False)
     assert central.scalar("SELECT count(*) FROM products") == 1
-    assert central.scalar("SELECT count(*) FROM member_sources") == 1
+    assert central.scalar("SELECT count(*) FROM member_sources") == 2
     assert central.scalar("SELECT count(*) FROM asns") == 1
     central.close()
 
