@@ -27,7 +27,7 @@ from textual.widgets import DataTable, Label, Sparkline, Static
 from tenpo.cloud.hq import commands
 from tenpo.cloud.hq.charts import ChartsScreen
 from tenpo.cloud.hq.config import MonitorConfig
-from tenpo.cloud.hq.data import HqData, Overview
+from tenpo.cloud.hq.data import HqData, Overview, collect_young
 from tenpo.cloud.hq.model import (
     COLUMN_KEYS,
     COLUMNS,
@@ -191,6 +191,7 @@ class StoresScreen(Screen[None]):
             self.query_one("#spark-label", Label).update(f"ev/s, last {window}\npeak {peak:.1f}/s")
         self.last_apply_ms = (time.perf_counter() - started) * 1000
         self.refreshes += 1
+        self.call_after_refresh(collect_young)  # the garbage of this repaint goes while the screen is idle
         self.hq.loaded()
 
     def presence_changed(self, message: PresenceSeen) -> None:

@@ -106,6 +106,13 @@ def settle_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
+def collect_young() -> None:
+    """Collect the youngest generation now: after a repaint, while the screen is idle. Textual's
+    rendered lines hold themselves in their caches (cycles only the collector frees); collected here,
+    they are not left for the next refresh to trip over."""
+    gc.collect(0)
+
+
 class HqData:
     """Every read and action the monitor performs; one call at a time (the lock), from any thread."""
 
