@@ -47,7 +47,10 @@ class Throughput:
         self.buckets = buckets
         self.by_bucket: dict[int, dict[str, int]] = {}
         self._synced: int | None = None  # newest bucket counted by the last refresh
-        self._series: tuple[int, dict[str, tuple[int, ...]], tuple[float, ...]] | None = None
+        # (first bucket, per store, total rate, total count) as last built, and the oldest bucket re-counted
+        # differently since: the buckets before it are copied from there when the window moves on.
+        self._series: tuple[int, dict[str, tuple[int, ...]], tuple[float, ...], tuple[int, ...]] | None = None
+        self._changed_from: int | None = None
 
     def refresh(self, db: Central, now: float) -> None:
         current = math.floor(now / self.bucket_s)
@@ -58,28 +61,40 @@ class Throughput:
         fresh: dict[int, dict[str, int]] = {}
         for (store_id, number), count in status.applied_buckets(db, since * self.bucket_s, now + 1e-6, self.bucket_s).items():
             fresh.setdefault(number, {})[store_id] = count
-        whole_changed = any(self.by_bucket.get(n, {}) != fresh.get(n, {}) for n in range(since, current))
+        changed = next((n for n in range(since, current) if self.by_bucket.get(n, {}) != fresh.get(n, {})), None)
         for number in [n for n in self.by_bucket if n < first or n >= since]:
             del self.by_bucket[number]
         self.by_bucket.update(fresh)
-        if whole_changed:
-            self._series = None
+        if changed is not None:
+            self._changed_from = changed if self._changed_from is None else min(self._changed_from, changed)
         self._synced = current
 
     def series(self, now: float) -> tuple[dict[str, tuple[int, ...]], tuple[float, ...]]:
         """Per store and in total, the last ``buckets`` whole buckets (the current, partial one would
-        always look like a drop)."""
+        always look like a drop). When the window moves on, the buckets that did not change are copied
+        from the last series: 500 stores times 60 buckets re-walked every tenth refresh was its slow tail."""
         first = math.floor(now / self.bucket_s) - self.buckets
-        if self._series is not None and self._series[0] == first:
-            return self._series[1], self._series[2]
+        cached = self._series
+        if cached is not None and cached[0] == first and self._changed_from is None:
+            return cached[1], cached[2]
+        reuse, offset = 0, 0
+        if cached is not None and cached[0] <= first:
+            offset = first - cached[0]
+            valid_end = cached[0] + self.buckets if self._changed_from is None else self._changed_from
+            reuse = max(0, min(valid_end, cached[0] + self.buckets) - first)
+        tail = [0] * (self.buckets - reuse)
         per_store: dict[str, list[int]] = {}
-        total = [0] * self.buckets
-        for index in range(self.buckets):
+        total = list(tail)
+        if cached is not None and reuse:
+            per_store = {store_id: [*counts[offset : offset + reuse], *tail] for store_id, counts in cached[1].items()}
+            total = [*cached[3][offset : offset + reuse], *tail]
+        for index in range(reuse, self.buckets):
             for store_id, count in self.by_bucket.get(first + index, {}).items():
                 per_store.setdefault(store_id, [0] * self.buckets)[index] = count
                 total[index] += count
-        result = ({k: tuple(v) for k, v in per_store.items()}, tuple(c / self.bucket_s for c in total))
-        self._series = (first, *result)
+        result = ({k: tuple(v) for k, v in per_store.items() if any(v)}, tuple(c / self.bucket_s for c in total))
+        self._series = (first, *result, tuple(total))
+        self._changed_from = None
         return result
 
     def per_minute(self, now: float) -> dict[str, int]:
