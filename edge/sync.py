@@ -121,9 +121,10 @@ class SyncLink:
             self.stream = stream_id(conn)
             # Birth/death session number: grows across restarts and reconnects so a late Will is recognisably stale.
             first_session = next_counter(conn, "bdseq_base") * 1_000_000
-        self.reconnects = Reconnects(first_session, rng or random.Random())
+        rng = rng or random.Random()
+        self.reconnects = Reconnects(first_session, rng)
         self.machine = LinkMachine(config.sync, self.stream, acked=read_counter(db.conn, "acked"),
-                                   bootstrapped=feed.bootstrapped(db), now=time.monotonic())  # fmt: skip
+                                   bootstrapped=feed.bootstrapped(db), now=time.monotonic(), rng=rng)  # fmt: skip
         self.counters: LinkCounters = self.machine.counters
         self.client = make_client(f"tenpo-store-{self.store_id}", config.tls, config.broker)
         self._routes: dict[str, Callable[[float, bytes], Input]] = {

@@ -23,6 +23,7 @@ MAX_BATCH_BYTES: Final = 512 * 1024  # stays well under HQ's 1 MiB upstream limi
 PULL_RETRY_S: Final = 2.0  # a gap in the change feed asks again at most this often
 SNAPSHOT_RETRY_S: Final = 5.0  # a snapshot request that got no chunk is repeated after this long
 STALE_GAPS_ALERT: Final = 3  # gap acks below our acknowledged mark in a row before we call HQ behind
+ACK_TIMEOUT_CAP_S: Final = 60.0  # the ack timeout doubles per silent timeout up to this (a draining HQ is slow, not gone)
 NEVER: Final = float("-inf")
 
 
@@ -219,8 +220,12 @@ Command = (
 class LinkMachine:
     """One store's link to HQ. Feed every :data:`Input` to :meth:`handle`; carry out the commands in order."""
 
-    def __init__(self, settings: SyncSettings, stream: str, acked: int, bootstrapped: bool, now: float) -> None:
+    def __init__(
+        self, settings: SyncSettings, stream: str, acked: int, bootstrapped: bool, now: float,
+        rng: random.Random | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
+        self.rng = rng or random.Random()
         self.stream = stream
         self.counters = LinkCounters()
         self.connected = False
@@ -231,6 +236,8 @@ class LinkMachine:
         self.bootstrapped = bootstrapped
         self.stale_gaps = 0
         self.last_progress = now
+        self.silent_timeouts = 0  # ack timeouts in a row without progress: each one doubles the next wait
+        self.ack_wait = settings.ack_timeout_s
         self.last_pull = NEVER
         self.last_snapshot_request = NEVER
         self.last_status = NEVER
@@ -296,9 +303,10 @@ class LinkMachine:
             return []
         commands: list[Command] = []
         silent = now - self.last_progress
-        if self.sent_upto > self.acked and silent > self.settings.ack_timeout_s:
+        if self.sent_upto > self.acked and silent > self.ack_wait:
             commands.append(self._rewind(f"no ack for {silent:.1f}s"))
             self.last_progress = now
+            self._back_off()
         commands += self._pump()
         if self.bootstrapped:
             if now - self.last_pull > self.settings.pull_interval_s:
@@ -328,6 +336,24 @@ class LinkMachine:
         self.counters.events_sent += event.count
         return self._pump()
 
+    def ack_timeout(self, silent_timeouts: int) -> float:
+        """The wait after ``silent_timeouts`` timeouts in a row: doubled each time up to the cap, never below the setting."""
+        base = self.settings.ack_timeout_s
+        return min(max(ACK_TIMEOUT_CAP_S, base), base * 2.0 ** min(silent_timeouts, 32))
+
+    def _back_off(self) -> None:
+        # An HQ draining hundreds of stores' backlogs answers late, not never: resending the whole window every
+        # few seconds only deepens its queue. The jitter (the upper quarter below the ceiling) keeps stores that
+        # timed out together from resending together again.
+        self.silent_timeouts += 1
+        ceiling = self.ack_timeout(self.silent_timeouts)
+        self.ack_wait = max(self.settings.ack_timeout_s, self.rng.uniform(0.75 * ceiling, ceiling))
+
+    def _heard_from_hq(self, now: float) -> None:
+        self.last_progress = now
+        self.silent_timeouts = 0
+        self.ack_wait = self.settings.ack_timeout_s
+
     def _rewind(self, why: str) -> Resend:
         self.counters.resends += 1
         self.sent_upto = self.acked
@@ -345,7 +371,7 @@ class LinkMachine:
             commands.append(Acknowledge(mark, clear_alert=self.stale_gaps >= STALE_GAPS_ALERT))
             self.acked = mark
             self.stale_gaps = 0
-            self.last_progress = event.now
+            self._heard_from_hq(event.now)
         if ack.gap and ack.hwm < self.acked:
             # Either a late ack from another aggregator (harmless: ignore it), or HQ really lost events it had
             # acknowledged (its database restored from a backup): they are gone here, so say so if it persists.
@@ -355,6 +381,7 @@ class LinkMachine:
             return commands
         if ack.gap:
             commands.append(self._rewind(f"HQ is missing events after {ack.hwm}"))
+            self._heard_from_hq(event.now)  # HQ answers: the resend just made gets a fresh, short timeout
         self.sent_upto = max(self.sent_upto, self.acked)
         return commands + self._pump()
 

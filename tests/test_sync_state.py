@@ -15,6 +15,7 @@ import pytest
 
 from tenpo.edge.config import SyncSettings
 from tenpo.edge.sync_state import (
+    ACK_TIMEOUT_CAP_S,
     PULL_RETRY_S,
     SNAPSHOT_RETRY_S,
     STALE_GAPS_ALERT,
@@ -158,6 +159,50 @@ def test_no_ack_for_the_timeout_resends_from_the_mark() -> None:
     assert commands[0] == Resend(1, f"no ack for {0.1 + SETTINGS.ack_timeout_s:.1f}s")
     assert sends(commands) == [(0, 10)]
     assert store.machine.counters.resends == 1
+
+
+def timeouts_until(store: Store, start: float, end: float, step: float = 0.1) -> list[float]:
+    """Tick from ``start`` to ``end`` with HQ silent; the times at which the window was resent."""
+    times, now = [], start
+    while now < end:
+        if of(Resend, store.tick(now)):
+            times.append(now)
+        now = round(now + step, 3)
+    return times
+
+
+def test_a_silent_hq_gets_resends_ever_further_apart_up_to_the_cap() -> None:
+    store = Store(LinkMachine(SETTINGS, STREAM, 0, True, 0.0, rng=random.Random(1)), written=5)
+    online(store)
+    store.tick(0.05)
+    times = timeouts_until(store, 0.1, 600.0)
+    gaps = [b - a for a, b in zip([0.05, *times], times, strict=False)]
+    assert gaps[0] == pytest.approx(SETTINGS.ack_timeout_s, abs=0.2), "the first timeout is the configured one"
+    assert gaps[1] > 1.4 * SETTINGS.ack_timeout_s and gaps[2] > 1.4 * gaps[1], "each silent timeout waits longer"
+    assert max(gaps) <= ACK_TIMEOUT_CAP_S + 0.2 and max(gaps) > ACK_TIMEOUT_CAP_S / 2, "and stops growing at the cap"
+    assert len(times) < 20, f"{len(times)} resends in 10 minutes of silence (a fixed 5 s timeout makes 120)"
+
+
+def test_progress_brings_the_ack_timeout_back_to_the_setting() -> None:
+    store = Store(LinkMachine(SETTINGS, STREAM, 0, True, 0.0, rng=random.Random(2)), written=50)
+    online(store)
+    store.tick(0.05)
+    timeouts_until(store, 0.1, 120.0)
+    assert store.machine.ack_wait > 4 * SETTINGS.ack_timeout_s
+    store.ack(120.0, 10)  # HQ got through its queue to us
+    assert store.machine.ack_wait == SETTINGS.ack_timeout_s
+    first = timeouts_until(store, 120.1, 140.0)[0]
+    assert first == pytest.approx(120.0 + SETTINGS.ack_timeout_s, abs=0.2)
+
+
+def test_stores_timing_out_together_do_not_resend_together_again() -> None:
+    stores = [Store(LinkMachine(SETTINGS, STREAM, 0, True, 0.0, rng=random.Random(seed)), written=5)
+              for seed in range(20)]  # fmt: skip
+    for store in stores:
+        online(store)
+        store.tick(0.05)
+    fourth = [timeouts_until(store, 0.1, 200.0)[3] for store in stores]
+    assert len({round(t) for t in fourth}) > 5, f"the fourth resends are spread out: {sorted(fourth)}"
 
 
 def test_an_ack_moves_the_mark_and_frees_the_window() -> None:
