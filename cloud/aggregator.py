@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import msgspec
 import paho.mqtt.client as mqtt
 
 from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_envelope, record_birth, record_status
@@ -146,7 +147,8 @@ class Aggregator:
             if kind == "events":
                 ack = apply_batch(self.db, store_id, body, message.topic, self.client_id)
                 self.counters.batches_applied += 1
-                self.out.publish(down_topic(store_id, "ack"), encode(ack), qos=1)
+                # Stamped as it leaves, after the commit: the store measures its clock against HQ's with it.
+                self.out.publish(down_topic(store_id, "ack"), encode(msgspec.structs.replace(ack, at=time.time())), qos=1)
             elif kind == "pull":
                 page = changes_after(self.db, body.cursor, body.limit, store_id)
                 self.out.publish(down_topic(store_id, "changes"), encode(page), qos=1)

@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tenpo.edge.backup import backup_settings, backup_store, last_backup, restor
 from tenpo.edge.checkout.cli import register_edge as checkout_commands
 from tenpo.edge.clerk.cli import register_edge as clerk_commands
 from tenpo.edge.cli_support import json_flag, open_existing, open_store, print_json, with_config
+from tenpo.edge.clock_skew import CLOCK_SKEW_META, parse_recorded
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.inspection.cli import register_edge as inspection_commands
 from tenpo.edge.jobs import scheduled_alerts
@@ -265,6 +267,13 @@ def _integrity_text(last: dict[str, Any] | None) -> str:
     return f"{verdict} (checked {_ago(last['at'])})"
 
 
+def _skew_text(recorded: dict[str, Any] | None) -> str:
+    if recorded is None:
+        return "unknown (no ack from HQ yet)"
+    ahead = "ahead of" if recorded["skew_s"] >= 0 else "behind"
+    return f"HQ's clock is {abs(recorded['skew_s']):.3f} s {ahead} ours (measured {_ago(recorded['at'])})"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.check:
@@ -287,6 +296,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     status["last_backup"] = last_backup(db.conn)
     last_sync = get_meta(db.conn, "last_sync_at")
     status["last_sync_at"] = float(last_sync) if last_sync else None
+    skew = parse_recorded(get_meta(db.conn, CLOCK_SKEW_META))
+    status["clock_skew"] = asdict(skew) if skew else None  # skew_s > 0: HQ's clock is ahead of ours
     status["services"] = {
         key.removeprefix("service."): json.loads(value)
         for key, value in db.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'service.%' ORDER BY key")
@@ -295,5 +306,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(status)
     else:
         for key, value in status.items():
-            print(f"{key:<22} {_integrity_text(value) if key == 'integrity' else value}")
+            text = _integrity_text(value) if key == "integrity" else _skew_text(value) if key == "clock_skew" else value
+            print(f"{key:<22} {text}")
     return 0

@@ -24,7 +24,8 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tenpo import __version__
-from tenpo.edge import feed
+from tenpo.edge import clock_skew, feed
+from tenpo.edge.clock_skew import CLOCK_SKEW_META
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.db import schema_version, transaction
 from tenpo.edge.outbox import acknowledge, backlog, get_meta, next_counter, pending, read_counter, set_meta, stream_id
@@ -49,6 +50,7 @@ from tenpo.edge.sync_state import (
     PageApplied,
     PageReceived,
     Reconnects,
+    RecordClockSkew,
     RecordLink,
     RequestSnapshot,
     Resend,
@@ -97,6 +99,7 @@ class Message:
 
     topic: str
     payload: bytes
+    received_at: float  # wall clock as paho handed it over, before the loop's queue adds its delay
 
 
 class SyncLink:
@@ -127,12 +130,12 @@ class SyncLink:
                                    bootstrapped=feed.bootstrapped(db), now=time.monotonic(), rng=rng)  # fmt: skip
         self.counters: LinkCounters = self.machine.counters
         self.client = make_client(f"tenpo-store-{self.store_id}", config.tls, config.broker)
-        self._routes: dict[str, Callable[[float, bytes], Input]] = {
+        self._routes: dict[str, Callable[[float, Message], Input]] = {
             down_topic(self.store_id, "ack"): self._ack,
-            down_topic(self.store_id, "changes"): lambda now, data: PageReceived(now, decode(data, ChangePage)),
-            BROADCAST_CHANGES: lambda now, data: PageReceived(now, decode(data, ChangePage)),
-            down_topic(self.store_id, "snapshot"): lambda now, data: ChunkReceived(now, feed.decode_snapshot_chunk(data)),
-            HQ_STATE: lambda now, data: HqAnnounced(now, decode(data, HqState)),
+            down_topic(self.store_id, "changes"): lambda now, m: PageReceived(now, decode(m.payload, ChangePage)),
+            BROADCAST_CHANGES: lambda now, m: PageReceived(now, decode(m.payload, ChangePage)),
+            down_topic(self.store_id, "snapshot"): lambda now, m: ChunkReceived(now, feed.decode_snapshot_chunk(m.payload)),
+            HQ_STATE: lambda now, m: HqAnnounced(now, decode(m.payload, HqState)),
         }
 
     # ------------------------------------------------------------------ envelopes
@@ -178,7 +181,7 @@ class SyncLink:
         client.reconnect_delay_set(min_delay=seconds, max_delay=seconds)  # type: ignore[arg-type]
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._post(Message(message.topic, bytes(message.payload)))
+        self._post(Message(message.topic, bytes(message.payload), time.time()))
 
     def _post(self, item: Input | Message) -> None:
         if self._loop is not None:
@@ -237,7 +240,7 @@ class SyncLink:
                 route = self._routes.get(item.topic)
                 if route is None:
                     return
-                item = route(time.monotonic(), item.payload)
+                item = route(time.monotonic(), item)
             elif isinstance(item, Disconnected):
                 log.info("broker connection lost (%s); outbox keeps filling", item.reason)
             self._run(self.machine.handle(item))
@@ -247,11 +250,11 @@ class SyncLink:
             log.exception("could not handle %s", source)
             self._dead_letter(source, f"{type(exc).__name__}: {exc}", payload)
 
-    def _ack(self, now: float, data: bytes) -> AckReceived:
-        ack: Ack = decode(data, Ack)
+    def _ack(self, now: float, message: Message) -> AckReceived:
+        ack: Ack = decode(message.payload, Ack)
         if ack.error and ack.stream == self.stream:
             log.warning("HQ: %s", ack.error)
-        return AckReceived(now, ack, written=read_counter(self.db.conn, "outbox"))
+        return AckReceived(now, ack, written=read_counter(self.db.conn, "outbox"), received_at=message.received_at)
 
     def _dead_letter(self, source: str, reason: str, payload: Any) -> None:
         self.counters.bad_messages += 1
@@ -296,6 +299,9 @@ class SyncLink:
                 self._death = self._publish("death", Death(bdseq), retain=True)
             case RecordLink(connected=connected):
                 self._record_link(connected)
+            case RecordClockSkew(skew_s=skew_s, samples=samples):
+                with transaction(self.db) as conn:
+                    set_meta(conn, CLOCK_SKEW_META, clock_skew.to_meta(skew_s, samples, time.time()))
             case Resend(from_seq=from_seq, why=why):
                 log.info("%s: resending from seq %d", why, from_seq)
             case AlertHqBehind(hq_hwm=hq_hwm, acked=acked):

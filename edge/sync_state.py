@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from tenpo.edge.clock_skew import SkewEstimate
 from tenpo.edge.config import SyncSettings
 from tenpo.shared.protocol import Ack, ChangePage, Event, EventBatch, HqState, SnapshotChunk, encode
 
@@ -67,6 +68,7 @@ class AckReceived:
     now: float
     ack: Ack
     written: int  # newest outbox seq: an ack beyond it is not believed
+    received_at: float | None = None  # our wall clock when the ack arrived, to compare with the ack's ``at``
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,14 @@ class RecordLink:
     """Write whether the link is up where `tenpo edge status` reads it."""
 
     connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordClockSkew:
+    """Write the clock-skew estimate (seconds HQ's clock is ahead of ours) where status and doctor read it."""
+
+    skew_s: float
+    samples: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +219,8 @@ class CaughtUp:
 
 
 Command = (
-    RecordLink | SendBirth | SendDeath | SendStatus | SendEvents | Resend | Acknowledge | AlertHqBehind | SendPull
-    | RequestSnapshot | ApplyPage | ApplyChunk | CaughtUp
+    RecordLink | RecordClockSkew | SendBirth | SendDeath | SendStatus | SendEvents | Resend | Acknowledge | AlertHqBehind
+    | SendPull | RequestSnapshot | ApplyPage | ApplyChunk | CaughtUp
 )  # fmt: skip
 
 
@@ -241,6 +251,7 @@ class LinkMachine:
         self.last_pull = NEVER
         self.last_snapshot_request = NEVER
         self.last_status = NEVER
+        self.skew = SkewEstimate()
 
     @property
     def window(self) -> int:
@@ -366,6 +377,9 @@ class LinkMachine:
         self.counters.acks += 1
         self.written = max(self.written, event.written)
         commands: list[Command] = []
+        skew = self.skew.observe(ack.at, event.received_at, event.now)
+        if skew is not None:
+            commands.append(RecordClockSkew(skew, len(self.skew.samples)))
         mark = min(ack.hwm, self.written)  # never believe an ack beyond what we wrote
         if mark > self.acked:
             commands.append(Acknowledge(mark, clear_alert=self.stale_gaps >= STALE_GAPS_ALERT))

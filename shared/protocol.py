@@ -148,13 +148,15 @@ UP_BODY_TYPES: dict[str, type[msgspec.Struct]] = {
 class Ack(msgspec.Struct, frozen=True):
     """HQ has durably applied every event of ``stream`` up to and including ``hwm``.
 
-    ``gap`` says HQ saw a later sequence number than hwm+1: resend from hwm+1 now.
+    ``gap`` says HQ saw a later sequence number than hwm+1: resend from hwm+1 now. ``at`` is HQ's wall
+    clock when it sent the ack (absent from older aggregators): the store estimates its clock skew from it.
     """
 
     stream: str
     hwm: int
     gap: bool = False
     error: str | None = None
+    at: float | None = None
 
 
 class HqState(msgspec.Struct, frozen=True):

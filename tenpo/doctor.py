@@ -29,21 +29,22 @@ from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
 from tenpo.edge.backup import backup_settings, last_backup
 from tenpo.edge.ble.service import beacon_settings
+from tenpo.edge.clock_skew import CLOCK_SKEW_META, RecordedSkew, parse_recorded
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.inspection.config import dock_settings
 from tenpo.edge.jobs import certificate_days_left, job_settings
-from tenpo.edge.outbox import backlog
+from tenpo.edge.outbox import backlog, get_meta
 from tenpo.edge.replica import agent_link
 from tenpo.edge.rfid.registry import load_profile
 from tenpo.edge.scheduler import last_run
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, parse_broker_url, tls_context
-from tenpo.shared.protocol import HQ_STATE, HqState, ProtocolError, decode
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 BLUETOOTH_SYSFS = Path("/sys/class/bluetooth")
 TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")  # systemd-timesyncd touches it once in sync
 BROKER_TIMEOUT_S = 5.0
+CLOCK_GREEN_S, CLOCK_RED_S = 2.0, 30.0  # skew against HQ: green under, red from
 DAY = 86400.0
 
 
@@ -61,31 +62,21 @@ class Check:
 class BrokerProbe:
     ok: bool
     detail: str
-    hq_state_at: float | None = None  # HQ's announced time, when a state message arrived
 
 
 def probe_broker(broker: BrokerUrl, tls: TlsFiles, timeout: float = BROKER_TIMEOUT_S) -> BrokerProbe:
-    """A real MQTT connect (TLS verified) under a throwaway client id; reads HQ's retained state."""
+    """A real MQTT connect (TLS verified) under a throwaway client id."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tenpo-doctor-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5, reconnect_on_failure=False)  # fmt: skip
     client.connect_timeout = timeout
-    answered, state = threading.Event(), threading.Event()
+    answered = threading.Event()
     outcome: dict[str, Any] = {}
 
-    def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         outcome["reason"] = reason
-        if not reason.is_failure:
-            c.subscribe(HQ_STATE, qos=1)
         answered.set()
 
-    def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            outcome["hq_at"] = decode(bytes(message.payload), HqState).at
-        except ProtocolError:
-            pass
-        state.set()
-
-    client.on_connect, client.on_message = on_connect, on_message
+    client.on_connect = on_connect
     try:
         if broker.tls:
             client.tls_set_context(tls_context(tls))
@@ -100,8 +91,7 @@ def probe_broker(broker: BrokerUrl, tls: TlsFiles, timeout: float = BROKER_TIMEO
             return BrokerProbe(False, f"{broker}: no answer within {timeout:.0f}s")
         if outcome["reason"].is_failure:
             return BrokerProbe(False, f"{broker}: refused the connection ({outcome['reason']})")
-        state.wait(1.0)  # retained: arrives at once if HQ ever announced itself
-        return BrokerProbe(True, f"{broker}: connected" + (" (TLS verified)" if broker.tls else ""), outcome.get("hq_at"))
+        return BrokerProbe(True, f"{broker}: connected" + (" (TLS verified)" if broker.tls else ""))
     finally:
         client.disconnect()
         client.loop_stop()
@@ -151,13 +141,17 @@ def backlog_check(count: int, oldest: float | None, limit_s: float, now: float) 
     return Check("backlog", status, f"{count} event(s) unsent, the oldest {age / 60:.0f} min old")
 
 
-def clock_check(hq_at: float | None, now: float, synchronized: bool) -> Check:
-    if hq_at is not None and hq_at > now + 2:
-        return Check("clock", RED, f"at least {hq_at - now:.0f}s behind HQ (HQ announced itself in our future)")
-    if synchronized:
-        return Check("clock", GREEN, "synchronised (systemd-timesyncd)" + ("; HQ's last announcement is in the past"
-                                                                          if hq_at is not None else ""))  # fmt: skip
-    return Check("clock", YELLOW, "not known to be synchronised: enable NTP (timedatectl set-ntp true)")
+def clock_check(recorded: RecordedSkew | None, now: float, synchronized: bool) -> Check:
+    """The skew the sync link measured against HQ's acks (see docs/protocol.md, Ack)."""
+    ntp = "NTP synchronised" if synchronized else "NTP not known to be synchronised (timedatectl set-ntp true)"
+    if recorded is None:
+        return Check("clock", YELLOW, f"skew against HQ unknown: no ack from HQ yet; {ntp}")
+    skew = abs(recorded.skew_s)
+    status = GREEN if skew < CLOCK_GREEN_S else YELLOW if skew < CLOCK_RED_S else RED
+    side = "ahead of" if recorded.skew_s >= 0 else "behind"
+    age = max(0.0, now - recorded.at)
+    when = f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f} min ago" if age < 7200 else f"{age / 3600:.0f} h ago"
+    return Check("clock", status, f"HQ's clock is {skew:.1f}s {side} ours (measured {when}); {ntp}")
 
 
 def cert_check(name: str, path: Path | None, warn_days: int, now: float) -> Check:
@@ -186,11 +180,13 @@ def store_checks(config_arg: str | None, now: float | None = None) -> list[Check
     checks = [Check("config", GREEN, f"{config.path}: store {config.store_id}")]
     checks.append(disk_check(config.database.parent if config.database.parent.exists() else Path("/")))
     conn = _database_checks(config, checks)
+    skew: RecordedSkew | None = None
     if conn is not None:
         try:
             count, oldest = backlog(conn)
             checks.append(backlog_check(count, oldest, settings.outbox_age_minutes * 60, now))
             checks.append(backup_check(last_backup(conn), last_run(conn, "backup"), now))
+            skew = parse_recorded(get_meta(conn, CLOCK_SKEW_META))
             running = agent_link(conn).running
             checks.append(Check("agent", GREEN if running else YELLOW,
                                 "running" if running else "not running (systemctl status tenpo-edge)"))  # fmt: skip
@@ -198,7 +194,7 @@ def store_checks(config_arg: str | None, now: float | None = None) -> list[Check
             conn.close()
     probe = probe_broker(config.broker, config.tls)
     checks.append(Check("broker", GREEN if probe.ok else RED, probe.detail))
-    checks.append(clock_check(probe.hq_state_at, now, TIMESYNC_FLAG.exists()))
+    checks.append(clock_check(skew, now, TIMESYNC_FLAG.exists()))
     checks.append(cert_check("TLS client certificate", config.tls.cert if config.broker.tls else None,
                              settings.cert_expiry_days, now))  # fmt: skip
     if config.broker.tls and config.tls.ca is not None:

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,11 @@ import pytest
 from tenpo.cli import main
 from tenpo.cloud.db import Central
 from tenpo.doctor import GREEN, RED, YELLOW, backup_check, clock_check
+from tenpo.edge import clock_skew, replica
 from tenpo.edge import db as edge_db
-from tenpo.edge import replica
+from tenpo.edge.clock_skew import CLOCK_SKEW_META, RecordedSkew
+from tenpo.edge.db import transaction
+from tenpo.edge.outbox import set_meta
 from tenpo.sandbox import Mosquitto, provision_store
 
 
@@ -113,9 +117,23 @@ def test_verdicts_for_backups_and_the_clock() -> None:
     assert backup_check(None, {"since": now - 3 * 86400}, now).status == RED
     assert backup_check({"at": now - 3600, "path": "b"}, None, now).status == GREEN
     assert backup_check({"at": now - 3 * 86400, "path": "b"}, None, now).status == RED
-    assert clock_check(now + 60, now, True).status == RED, "HQ's announcement from our future: our clock is behind"
-    assert clock_check(now - 60, now, True).status == GREEN
-    assert clock_check(None, now, False).status == YELLOW
+    assert clock_check(RecordedSkew(0.3, now - 10, 8), now, True).status == GREEN
+    assert clock_check(RecordedSkew(-5.0, now - 10, 8), now, True).status == YELLOW, "5 s behind HQ"
+    assert clock_check(RecordedSkew(45.0, now - 10, 8), now, True).status == RED, "45 s behind HQ"
+    unknown = clock_check(None, now, False)
+    assert unknown.status == YELLOW and "unknown" in unknown.detail, "no ack yet is not an alarm"
+
+
+def test_a_large_clock_skew_recorded_by_the_sync_link_is_red(store: Path, capsys) -> None:
+    status, checks = doctor(capsys, "--config", str(store))
+    assert checks["clock"]["status"] == YELLOW and "no ack from HQ yet" in checks["clock"]["detail"]
+    db = edge_db.connect(store.parent / "S001.db")
+    with transaction(db) as conn:  # what the agent records when HQ's acks say our clock is 75 s fast
+        set_meta(conn, CLOCK_SKEW_META, clock_skew.to_meta(-75.0, 8, time.time()))
+    db.conn.close()
+    status, checks = doctor(capsys, "--config", str(store))
+    assert status == 1
+    assert checks["clock"]["status"] == RED and "75.0s behind ours" in checks["clock"]["detail"]
 
 
 def test_a_tls_broker_is_verified_and_a_foreign_ca_is_red(tmp_path: Path, sqlite_url: str, capsys) -> None:

@@ -7,6 +7,7 @@ store's order, and HQ's totals equal to the store's.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tenpo.cli import main
 from tenpo.cloud.admin import import_products
 from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
@@ -162,6 +164,30 @@ def test_aggregator_killed_while_applying(chain, broker: Mosquitto, sqlite_url: 
     wait_until(lambda: hq_applied(central) == last, 90, what="HQ to finish after the kills")
     assert_exactly_once_in_order(central, last)
     assert hq_totals(central) == store_totals(db)
+    agent.terminate()
+    aggregator.terminate()
+
+
+def test_edge_status_and_doctor_show_the_clock_skew_measured_on_hqs_acks(chain, broker, sqlite_url, tmp_path, capsys) -> None:
+    config_path, config, central = chain
+
+    def status() -> dict:
+        assert main(["edge", "status", "--config", str(config_path), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert status()["clock_skew"] is None, "no ack from HQ yet"
+    aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
+    agent = store_process(config_path).start()
+    db = edge_db.connect(config.database)
+    wait_for_products(db)
+    replica.adjust_stock(db, "A1", 1, "opening count")  # an event, so HQ sends an ack
+    skew = wait_until(lambda: status()["clock_skew"], 20, what="the skew recorded from HQ's ack")
+    assert abs(skew["skew_s"]) < 1.0, f"one machine, one clock: {skew}"
+    assert main(["edge", "status", "--config", str(config_path)]) == 0
+    assert "HQ's clock is" in capsys.readouterr().out
+    main(["doctor", "--config", str(config_path), "--json"])
+    clock = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "clock")
+    assert clock["status"] == "green" and "HQ's clock is" in clock["detail"]
     agent.terminate()
     aggregator.terminate()
 

@@ -37,6 +37,7 @@ from tenpo.edge.sync_state import (
     PageApplied,
     PageReceived,
     Reconnects,
+    RecordClockSkew,
     RecordLink,
     RequestSnapshot,
     Resend,
@@ -203,6 +204,23 @@ def test_stores_timing_out_together_do_not_resend_together_again() -> None:
         store.tick(0.05)
     fourth = [timeouts_until(store, 0.1, 200.0)[3] for store in stores]
     assert len({round(t) for t in fourth}) > 5, f"the fourth resends are spread out: {sorted(fourth)}"
+
+
+def test_acks_carrying_hqs_time_give_the_clock_skew_least_spoilt_by_delay() -> None:
+    store = link(written=50)
+    online(store)
+    store.tick(0.1)
+
+    def ack(now: float, hwm: int, hq_at: float | None, received_at: float | None) -> list[Command]:
+        return of(RecordClockSkew, store.feed(AckReceived(now, Ack(STREAM, hwm, at=hq_at), 50, received_at)))
+
+    assert ack(0.2, 1, None, 1000.0) == [], "an older aggregator's ack has no time: nothing to measure"
+    assert ack(0.3, 2, 1000.4, 1000.0) == [RecordClockSkew(pytest.approx(0.4), 1)], "HQ's clock 0.4 s ahead"
+    assert ack(0.4, 3, 1001.0, 1001.3) == [], "a slow ack (0.7 s in the broker) does not make HQ look behind"
+    assert ack(0.5, 4, 1002.0, 1001.1) == [RecordClockSkew(pytest.approx(0.9), 3)], "a faster one moves it"
+    assert ack(70.0, 5, 1070.0, 1069.15) == [RecordClockSkew(pytest.approx(0.9), 4)], "re-stamped once a minute"
+    assert ack(70.1, 6, float("inf"), 1069.2) == [], "a time no clock has is ignored"
+    assert store.machine.acked == 6, "the acks still moved the mark"
 
 
 def test_an_ack_moves_the_mark_and_frees_the_window() -> None:
