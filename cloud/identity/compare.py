@@ -116,7 +116,7 @@ def _kanji_number(text: str) -> int:
     return (_KANJI_DIGITS[tens] if tens else 1) * 10 + (_KANJI_DIGITS[ones] if ones else 0)
 
 
-@functools.lru_cache(maxsize=1 << 16)  # an import meets the same stored records again and again as candidates
+@functools.lru_cache(maxsize=1 << 17)  # an import meets the same stored records again and again as candidates
 def features(record: SourceRecord, ignored_email_domains: frozenset[str] = frozenset()) -> Features:
     """Comparison features of a record; e-mails at `ignored_email_domains` (marketplace relays) are dropped.
     Cached by value: a SourceRecord is frozen and hashes its member fields (not `custom` or `quality`)."""

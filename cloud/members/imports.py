@@ -111,6 +111,10 @@ def _erased(db: Central, source: str, source_id: str) -> bool:
 def _run(db: Central, items: Iterator[Any], handle: Callable[..., RowOutcome], report: ImportReport,
          position: Callable[[], int], size: int, progress: Progress | None, batch: int,
          on_row: Callable[[RowOutcome], None] | None) -> None:
+    if db.dialect == "sqlite":
+        # Each row looks up candidates all over the block and source tables: with SQLite's default 2 MB
+        # page cache, a large import reads most pages back from the OS again and again.
+        db.execute("PRAGMA cache_size = -131072")  # KiB: 128 MB, for this connection
     for chunk in iter_chunks(items, batch):
         now = time.time()
         pending = Pending()

@@ -7,6 +7,7 @@ the end, so a batch that touches one member ten times sends one `member.upsert`,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -14,6 +15,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from tenpo.cloud.changes import member_record, new_beacon_secret, record_changes
@@ -56,11 +58,25 @@ def source_hash(source: str, source_id: str) -> str:
 
 
 def _source_row(row: tuple[Any, ...], with_quality: bool = False) -> SourceRow:
+    if not with_quality:
+        return _matching_row(row)
+    return _parse_source_row(row, True)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _matching_row(row: tuple[Any, ...]) -> SourceRow:
+    """Cached by the whole stored row: an import reads the same records again and again as candidates,
+    and the identical record object also hits `features`' cache. A changed row is a new key."""
+    return _parse_source_row(row, False)
+
+
+def _parse_source_row(row: tuple[Any, ...], with_quality: bool) -> SourceRow:
     values = dict(zip(SOURCE_COLUMNS, row))
     record = SourceRecord(
         source=values["source"], source_id=values["source_id"],
         **{name: values[name] for name in MEMBER_FIELDS},
-        verified=_json_set(values["verified"]), updated_at=values["seen_at"] or "", custom=_json_map(values["custom"]),
+        verified=_json_set(values["verified"]), updated_at=values["seen_at"] or "",
+        custom=MappingProxyType(_json_map(values["custom"])),  # read-only: the object may be shared (cache)
         quality=quality_from_json(values["field_quality"]) if with_quality else {},
     )  # fmt: skip
     return SourceRow(int(values["id"]), values["member_id"], values["raw_hash"], values["prefecture"], record)
@@ -128,14 +144,11 @@ def candidates(db: Central, record: SourceRecord, config: MembersConfig, exclude
     if not keys:
         return []
     marks = ", ".join("?" for _ in keys)
-    counts = db.all(f"SELECT block_key, count(*) FROM member_blocks WHERE block_key IN ({marks}) GROUP BY block_key", keys)
-    usable = [key for key, count in counts if int(count) <= config.match.max_block_size]
-    if not usable:
-        return []
-    marks = ", ".join("?" for _ in usable)
+    # One round trip: the blocks small enough to be evidence, then the records in them.
     rows = db.all(
-        f"{_SELECT_SOURCES} WHERE id IN (SELECT source_ref FROM member_blocks WHERE block_key IN ({marks}))"
-        " ORDER BY id", usable,
+        f"{_SELECT_SOURCES} WHERE id IN (SELECT source_ref FROM member_blocks WHERE block_key IN"
+        f" (SELECT block_key FROM member_blocks WHERE block_key IN ({marks}) GROUP BY block_key HAVING count(*) <= ?))"
+        " ORDER BY id", [*keys, config.match.max_block_size],
     )  # fmt: skip
     return [row for row in map(_source_row, rows) if row.ref != exclude_ref]
 
