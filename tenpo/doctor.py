@@ -35,7 +35,8 @@ from tenpo.edge.inspection.config import dock_settings
 from tenpo.edge.jobs import certificate_days_left, job_settings
 from tenpo.edge.outbox import backlog, get_meta
 from tenpo.edge.replica import agent_link
-from tenpo.edge.rfid.registry import load_profile
+from tenpo.edge.rfid.profile import ReaderProfile
+from tenpo.edge.rfid.registry import driver_for, load_profile
 from tenpo.edge.scheduler import last_run
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, parse_broker_url, tls_context
@@ -45,6 +46,7 @@ BLUETOOTH_SYSFS = Path("/sys/class/bluetooth")
 TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")  # systemd-timesyncd touches it once in sync
 BROKER_TIMEOUT_S = 5.0
 CLOCK_GREEN_S, CLOCK_RED_S = 2.0, 30.0  # skew against HQ: green under, red from
+READER_REPLY_S = 1.0  # a module answers its version query within milliseconds
 DAY = 86400.0
 
 
@@ -106,6 +108,25 @@ def probe_serial_port(port: str) -> str | None:
     except (serial.SerialException, OSError) as exc:
         return f"{port} cannot be opened ({exc})"
     return None
+
+
+def probe_reader(profile: ReaderProfile, timeout: float = READER_REPLY_S) -> bool | None:
+    """Ask the module the first question of its driver's configuration (the version, for every protocol
+    so far: harmless) and wait for a reply the driver's decoder recognises. None: the protocol takes no
+    commands (plain ASCII readers only stream tags, and an idle one says nothing)."""
+    driver = driver_for(profile.protocol)
+    question = next((step.command for step in driver.configuration(profile) if step.awaits_reply), None)
+    if question is None:
+        return None
+    decoder = driver.decoder(profile)
+    with serial.serial_for_url(profile.port, baudrate=profile.baud, timeout=0.1) as port:
+        port.reset_input_buffer()
+        port.write(question)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(driver.answers(question, event) for event in decoder.feed(port.read(port.in_waiting or 1))):
+                return True
+    return False
 
 
 # ---------------------------------------------------------------------------- verdicts (pure)
@@ -181,6 +202,7 @@ def store_checks(config_arg: str | None, now: float | None = None) -> list[Check
     checks.append(disk_check(config.database.parent if config.database.parent.exists() else Path("/")))
     conn = _database_checks(config, checks)
     skew: RecordedSkew | None = None
+    running = False
     if conn is not None:
         try:
             count, oldest = backlog(conn)
@@ -199,7 +221,7 @@ def store_checks(config_arg: str | None, now: float | None = None) -> list[Check
                              settings.cert_expiry_days, now))  # fmt: skip
     if config.broker.tls and config.tls.ca is not None:
         checks.append(cert_check("TLS CA certificate", config.tls.ca, settings.cert_expiry_days, now))
-    checks += reader_checks(config)
+    checks += reader_checks(config, agent_running=running)
     checks.append(bluetooth_check(config))
     return checks
 
@@ -233,7 +255,7 @@ def _database_checks(config: StoreConfig, checks: list[Check]) -> sqlite3.Connec
     return conn
 
 
-def reader_checks(config: StoreConfig) -> list[Check]:
+def reader_checks(config: StoreConfig, agent_running: bool = False) -> list[Check]:
     try:
         profiles = dock_settings(config).readers
     except ConfigError as exc:
@@ -247,10 +269,27 @@ def reader_checks(config: StoreConfig) -> list[Check]:
         except ConfigError as exc:
             checks.append(Check(f"reader {path.stem}", RED, str(exc)))
             continue
-        problem = probe_serial_port(profile.port)
-        checks.append(Check(f"reader {profile.name}", RED if problem else GREEN,
-                            problem or f"{profile.port} opens ({profile.protocol})"))  # fmt: skip
+        checks.append(reader_check(profile, agent_running))
     return checks
+
+
+def reader_check(profile: ReaderProfile, agent_running: bool) -> Check:
+    name, where = f"reader {profile.name}", f"{profile.port} ({profile.protocol})"
+    problem = probe_serial_port(profile.port)
+    if problem:
+        return Check(name, RED, problem)
+    if agent_running:  # asking now would take the agent's replies and tag reads off the line
+        return Check(name, GREEN, f"{where} opens; the agent is using it, so it was not asked")
+    try:
+        answered = probe_reader(profile)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        return Check(name, RED, f"{where}: {exc}")
+    if answered is None:
+        return Check(name, GREEN, f"{where} opens (the protocol takes no commands to ask it)")
+    if answered:
+        return Check(name, GREEN, f"{where} answers")
+    return Check(name, RED, f"{where}: present but not answering within {READER_REPLY_S:.0f}s "
+                            "(powered? the right protocol and baud rate in the profile?)")  # fmt: skip
 
 
 def bluetooth_check(config: StoreConfig) -> Check:

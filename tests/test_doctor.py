@@ -19,6 +19,8 @@ from tenpo.edge import db as edge_db
 from tenpo.edge.clock_skew import CLOCK_SKEW_META, RecordedSkew
 from tenpo.edge.db import transaction
 from tenpo.edge.outbox import set_meta
+from tenpo.edge.rfid import mercury, r2000
+from tenpo.edge.rfid.simulator import ReaderSimulator
 from tenpo.sandbox import Mosquitto, provision_store
 
 
@@ -36,9 +38,9 @@ def doctor(capsys, *args: str) -> tuple[int, dict[str, dict]]:
     return status, {c["name"]: c for c in report["checks"]}
 
 
-def with_reader(config: Path, port: str) -> None:
+def with_reader(config: Path, port: str, protocol: str = "ascii") -> None:
     profile = config.parent / "door.toml"
-    profile.write_text(f'[reader]\nname = "door"\nprotocol = "ascii"\nport = "{port}"\n')
+    profile.write_text(f'[reader]\nname = "door"\nprotocol = "{protocol}"\nport = "{port}"\n')
     config.write_text(config.read_text() + f'[dock]\nreaders = ["{profile}"]\n')
 
 
@@ -68,6 +70,29 @@ def test_a_missing_reader_port_is_red(store: Path, capsys) -> None:
     status, checks = doctor(capsys, "--config", str(store))
     assert status == 1
     assert checks["reader door"]["status"] == RED and "not present" in checks["reader door"]["detail"]
+
+
+@pytest.mark.parametrize("protocol", ["mercury", "r2000"])
+def test_a_reader_is_asked_through_its_driver_and_green_when_it_answers(protocol: str, store: Path, capsys) -> None:
+    with ReaderSimulator(protocol, rate=10) as sim:
+        with_reader(store, sim.path, protocol)
+        status, checks = doctor(capsys, "--config", str(store))
+        asked = [code for code, _data in sim.counters.commands]
+    assert checks["reader door"]["status"] == GREEN and checks["reader door"]["detail"].endswith("answers")
+    version = mercury.OP_VERSION if protocol == "mercury" else r2000.CMD_GET_FIRMWARE_VERSION
+    assert asked == [version], "only the version was asked: nothing was configured"
+
+
+def test_a_port_that_opens_but_where_no_module_answers_is_red(store: Path, capsys) -> None:
+    leader, follower = pty.openpty()  # a port, but a module that is off (or speaks another protocol)
+    try:
+        with_reader(store, os.ttyname(follower), "mercury")
+        status, checks = doctor(capsys, "--config", str(store))
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert status == 1
+    assert checks["reader door"]["status"] == RED and "present but not answering" in checks["reader door"]["detail"]
 
 
 def test_a_stopped_broker_is_red(store: Path, broker: Mosquitto, capsys) -> None:
