@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tenpo.cloud.admin import add_store
 from tenpo.cloud.db import Central
+from tenpo.edge.sync_state import ACK_TIMEOUT_CAP_S
 from tenpo.shared import crypto
 from tenpo.shared.mqtt import make_client
 from tenpo.shared.protocol import (
@@ -54,6 +55,8 @@ class SimulatedStore:
     sent_upto: int = 0
     last_heard: float = 0.0
     resends: int = 0
+    silent_timeouts: int = 0  # ack timeouts in a row without progress (the store agent's back-off, below)
+    ack_wait: float = 0.0
 
     def expected_on_hand(self) -> Counter[str]:
         totals: Counter[str] = Counter()
@@ -98,6 +101,7 @@ class StoreLoad:
         self.inflight = inflight
         self.ack_timeout_s = ack_timeout_s
         self.figures = LoadFigures()
+        self._rng = random.Random(7)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -132,6 +136,7 @@ class StoreLoad:
             if ack.hwm > store.acked:
                 store.acked = ack.hwm
                 store.last_heard = time.monotonic()
+                store.silent_timeouts, store.ack_wait = 0, self.ack_timeout_s
             if ack.gap:  # HQ saw a later seq than it could apply: resend from its mark now
                 store.sent_upto = store.acked
         self._wake.set()
@@ -143,6 +148,7 @@ class StoreLoad:
         now = time.monotonic()
         for store in self.stores.values():
             store.last_heard = now
+            store.ack_wait = self.ack_timeout_s
         self._thread = threading.Thread(target=self._run, name="store-load", daemon=True)
         self._thread.start()
         return self
@@ -173,9 +179,13 @@ class StoreLoad:
             total = len(store.events)
             if store.acked >= total:
                 return False
-            if store.sent_upto > store.acked and time.monotonic() - store.last_heard > self.ack_timeout_s:
+            if store.sent_upto > store.acked and time.monotonic() - store.last_heard > store.ack_wait:
                 store.sent_upto = store.acked  # whatever was in flight may be lost: resend, HQ skips duplicates
                 store.last_heard = time.monotonic()
+                # As the store agent does (edge/sync_state.py): double the wait per silent timeout, jittered.
+                store.silent_timeouts += 1
+                ceiling = min(max(ACK_TIMEOUT_CAP_S, self.ack_timeout_s), self.ack_timeout_s * 2.0 ** store.silent_timeouts)
+                store.ack_wait = max(self.ack_timeout_s, self._rng.uniform(0.75 * ceiling, ceiling))
                 store.resends += 1
                 self.figures.resends += 1
             batches = []
