@@ -1,8 +1,9 @@
 """`tenpo cloud import members|orders FILE`: stream a file into source records, orders and points.
 
 Rows are read one at a time (never the whole file), resolved as they come and committed in small
-transactions together with their change-feed entries, so an interrupted import can simply be run
-again: a row already imported has the same fingerprint and changes nothing.
+transactions (a few hundred rows: each commit waits for the disk) together with their change-feed
+entries, so an interrupted import can simply be run again: a row already imported has the same
+fingerprint and changes nothing.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 
 def import_members(db: Central, path: Path, config: MembersConfig = MembersConfig(), *, progress: Progress | None = None,
-                   batch: int = 200, on_row: Callable[[RowOutcome], None] | None = None) -> ImportReport:
+                   batch: int = 500, on_row: Callable[[RowOutcome], None] | None = None) -> ImportReport:
     """A legacy member list: one source record per row, resolved against every channel."""
     started = time.time()
     with open_text(path) as (lines, position, size, encoding, _head):
