@@ -189,6 +189,23 @@ def osa_distance(a: str, b: str, limit: int = 2) -> int:
     return min(previous[-1], limit)
 
 
+def within_one_edit(a: str, b: str) -> bool:
+    """`osa_distance(a, b) <= 1` in one pass: equal, or one substitution, insertion, deletion or
+    adjacent swap apart. Every name pair of every candidate asks this, so no table is built."""
+    if a == b:
+        return True
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) - len(a) > 1:
+        return False
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (a[i + 2 :] == b[i + 2 :] and i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i])
+
+
 def _common_suffix(a: str, b: str) -> int:
     n = 0
     for ca, cb in zip(reversed(a), reversed(b)):
@@ -203,7 +220,7 @@ def _reading_level(a: str, b: str, phonetic_a: str, phonetic_b: str) -> int:
         return EXACT
     if phonetic_a == phonetic_b:
         return TYPO
-    if min(len(a), len(b)) >= 4 and osa_distance(a, b) <= 1:
+    if min(len(a), len(b)) >= 4 and within_one_edit(a, b):
         return NEAR
     # Same given name under another surname: the reading ends alike (スズキハナコ / ヤマダハナコ).
     if _common_suffix(a, b) >= 3 and a[:2] != b[:2]:
@@ -216,7 +233,7 @@ def _kanji_level(a: Features, b: Features) -> int | None:
         return EXACT
     if bool(_HAS_KANA.search(a.name)) != bool(_HAS_KANA.search(b.name)):
         return None  # 千葉さくら and 千葉桜: a kana given name cannot be compared with a kanji one
-    if min(len(a.name), len(b.name)) >= 2 and osa_distance(a.name, b.name) <= 1:
+    if min(len(a.name), len(b.name)) >= 2 and within_one_edit(a.name, b.name):
         return NEAR
     if a.given and b.given:
         return GIVEN if a.given == b.given and a.surname != b.surname else DIFFER
@@ -269,7 +286,7 @@ def _birth(a: str | None, b: str | None, w: MatchWeights) -> FieldComparison:
     ya, ma, da = a.split("-")
     yb, mb, db = b.split("-")
     swapped = ya == yb and ma == db and da == mb
-    one_part_off = sum(x != y for x, y in ((ya, yb), (ma, mb), (da, db))) == 1 and osa_distance(a, b) == 1
+    one_part_off = sum(x != y for x, y in ((ya, yb), (ma, mb), (da, db))) == 1 and within_one_edit(a, b)
     if swapped or one_part_off:
         return FieldComparison("birth_date", "near", w.birth_near)
     return FieldComparison("birth_date", "differ", w.birth_differ)
