@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import product
 
 import pytest
 
@@ -16,6 +17,7 @@ from tenpo.cloud.identity import (
     resolve,
     split_at,
 )
+from tenpo.cloud.identity.compare import osa_distance, within_one_edit
 from tests.identity_data import RELAY_DOMAIN, generate, pairwise_scores, to_source_records
 
 CONFIG = MatchConfig(ignored_email_domains=frozenset({RELAY_DOMAIN}))
@@ -163,3 +165,12 @@ def test_undoing_one_merge_splits_the_cluster_in_two_along_that_decision() -> No
     left, right = split_at(cluster, email_link)
     assert {left.keys, right.keys} == {(a.key, b.key), (c.key,)} or {left.keys, right.keys} == {(a.key,), (b.key, c.key)}
     assert len(left.decisions) + len(right.decisions) == 1
+
+
+def test_the_one_pass_edit_check_agrees_with_the_osa_distance_on_every_short_string() -> None:
+    words = ["".join(letters) for size in range(5) for letters in product("abc", repeat=size)]
+    for a in words:
+        for b in words:
+            assert within_one_edit(a, b) == (osa_distance(a, b) <= 1), (a, b)
+    assert within_one_edit("斎藤晋", "斎藤進") and within_one_edit("スズキハナコ", "スズキハナコー")
+    assert within_one_edit("タナカ", "タカナ") and not within_one_edit("タナカ", "カナタ")
