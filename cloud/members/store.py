@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 SOURCE_COLUMNS = ("id", "source", "source_id", "member_id", *MEMBER_FIELDS, "prefecture", "verified", "custom",
                   "raw_hash", "seen_at", "field_quality")  # fmt: skip
 _SELECT_SOURCES = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM member_sources"
+# Matching never reads field quality (a long JSON text): leaving it out saves fetching and hashing it.
+_SELECT_FOR_MATCHING = f"SELECT {', '.join(c for c in SOURCE_COLUMNS if c != 'field_quality')} FROM member_sources"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +59,11 @@ def source_hash(source: str, source_id: str) -> str:
     return hashlib.sha256(f"{source}\x1f{source_id}".encode()).hexdigest()
 
 
-def _source_row(row: tuple[Any, ...], with_quality: bool = False) -> SourceRow:
-    if not with_quality:
-        return _matching_row(row)
-    return _parse_source_row(row, True)
-
-
 @functools.lru_cache(maxsize=1 << 17)
 def _matching_row(row: tuple[Any, ...]) -> SourceRow:
-    """Cached by the whole stored row: an import reads the same records again and again as candidates,
-    and the identical record object also hits `features`' cache. A changed row is a new key."""
+    """A row of _SELECT_FOR_MATCHING, cached by the whole row: an import reads the same records again
+    and again as candidates, and the identical record object also hits `features`' cache. A changed
+    row is a new key."""
     return _parse_source_row(row, False)
 
 
@@ -101,14 +98,17 @@ def quality_from_json(text: str | None) -> dict[str, FieldQuality]:
 
 
 def find_source(db: Central, source: str, source_id: str) -> SourceRow | None:
-    row = db.one(f"{_SELECT_SOURCES} WHERE source = ? AND source_id = ?", (source, source_id))
-    return _source_row(row) if row else None
+    row = db.one(f"{_SELECT_FOR_MATCHING} WHERE source = ? AND source_id = ?", (source, source_id))
+    return _matching_row(row) if row else None
 
 
 def member_sources(db: Central, member_id: str, with_quality: bool = False) -> list[SourceRow]:
     """The member's source records; `with_quality` also reads each field's cleansing outcome (for showing)."""
-    rows = db.all(f"{_SELECT_SOURCES} WHERE member_id = ? ORDER BY source, source_id", (member_id,))
-    return [_source_row(r, with_quality) for r in rows]
+    if with_quality:
+        rows = db.all(f"{_SELECT_SOURCES} WHERE member_id = ? ORDER BY source, source_id", (member_id,))
+        return [_parse_source_row(r, True) for r in rows]
+    rows = db.all(f"{_SELECT_FOR_MATCHING} WHERE member_id = ? ORDER BY source, source_id", (member_id,))
+    return [_matching_row(r) for r in rows]
 
 
 def save_source(db: Central, record: SourceRecord, member_id: str, raw_hash: str, prefecture: str | None,
@@ -146,11 +146,11 @@ def candidates(db: Central, record: SourceRecord, config: MembersConfig, exclude
     marks = ", ".join("?" for _ in keys)
     # One round trip: the blocks small enough to be evidence, then the records in them.
     rows = db.all(
-        f"{_SELECT_SOURCES} WHERE id IN (SELECT source_ref FROM member_blocks WHERE block_key IN"
+        f"{_SELECT_FOR_MATCHING} WHERE id IN (SELECT source_ref FROM member_blocks WHERE block_key IN"
         f" (SELECT block_key FROM member_blocks WHERE block_key IN ({marks}) GROUP BY block_key HAVING count(*) <= ?))"
         " ORDER BY id", [*keys, config.match.max_block_size],
     )  # fmt: skip
-    return [row for row in map(_source_row, rows) if row.ref != exclude_ref]
+    return [row for row in map(_matching_row, rows) if row.ref != exclude_ref]
 
 
 def save_consent(db: Central, source: str, source_id: str, consent: Mapping[str, bool], now: float) -> None:
