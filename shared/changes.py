@@ -22,6 +22,7 @@ from tenpo.shared.events import (
     Epoch,
     Field,
     Id,
+    Label,
     Level,
     PayloadMismatch,
     Points,
@@ -70,7 +71,7 @@ class MemberUpsert(ChangeData, frozen=True, kw_only=True):
     beacon_secret: Word | None = None
     consent: dict[Word, bool] | None = None
     custom: dict[Word, Any] | None = None
-    home_store: Id | None = None
+    home_store: StoreId | None = None
     version: Seq = 0
     points: Points = 0
     through: dict[Id, Seq] | None = None
@@ -178,8 +179,8 @@ class PurchaseRecorded(ChangeData, frozen=True, kw_only=True):
 
     purchase_id: Field  # "{channel}:{ref}"
     member_id: Id
-    channel: Id
-    ref: Id
+    channel: Label
+    ref: Label  # an order or receipt number as the channel writes it
     kind: Literal["sale", "refund", "order"]
     at: Annotated[str, Meta(max_length=64)] | None = None
     total: Yen

@@ -22,6 +22,8 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_ori
 import msgspec
 from msgspec import Meta
 
+from .ids import ID_REGEX, STORE_ID_REGEX
+
 # ---------------------------------------------------------------------------- bounded values
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -32,8 +34,10 @@ Level = Annotated[int, Meta(ge=-(10**15), le=10**15)]  # a sum of movements (on 
 Yen = Annotated[int, Meta(ge=-(10**13), le=10**13)]
 Points = Annotated[int, Meta(ge=-(10**12), le=10**12)]
 Rate = Annotated[int, Meta(ge=0, le=100)]  # tax rate in percent
-Id = Annotated[str, Meta(min_length=1, max_length=128)]  # member, sku, receipt, visit... ids
-StoreId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+# member, sku, receipt, visit... ids: one strict pattern (tenpo.shared.ids), as they reach file names and SQL
+Id = Annotated[str, Meta(pattern=ID_REGEX, max_length=128)]
+StoreId = Annotated[str, Meta(pattern=STORE_ID_REGEX)]
+Label = Annotated[str, Meta(min_length=1, max_length=128)]  # names from configuration: zones, rules, channels
 Word = Annotated[str, Meta(min_length=1, max_length=64)]  # reasons, kinds, locations, tenders
 Field = Annotated[str, Meta(min_length=1, max_length=256)]  # a member's name, email, a product name
 Text = Annotated[str, Meta(max_length=1024)]
@@ -280,9 +284,9 @@ class ZoneEntered(Payload, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "zone.entered"
 
     stay_id: Id
-    zone: Id
+    zone: Label
     subject_kind: SubjectKind
-    subject_id: Id
+    subject_id: Label  # a member id or a zone beacon's registry name
     member_id: Id | None = None  # equals subject_id for a member, None for a zone beacon
     entered_at: UnixTime
     store: StoreId | None = None
@@ -292,9 +296,9 @@ class ZoneLeft(Payload, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "zone.left"
 
     stay_id: Id
-    zone: Id
+    zone: Label
     subject_kind: SubjectKind
-    subject_id: Id
+    subject_id: Label  # a member id or a zone beacon's registry name
     member_id: Id | None = None
     entered_at: UnixTime
     left_at: UnixTime
@@ -307,7 +311,7 @@ class CouponTriggered(Payload, frozen=True, kw_only=True):
 
     coupon_id: Id
     member_id: Id
-    rule: Id
+    rule: Label
     visit_id: Id | None = None
     triggered_at: UnixTime
     store: StoreId | None = None

@@ -16,10 +16,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from .ids import STORE_ID_REGEX
+
 PROTOCOL_VERSION = 1
 ROOT = "tenpo/v1"
 MAX_UPSTREAM_BYTES = 1_048_576  # larger upstream payloads are dead-lettered unread
-STORE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+STORE_ID_PATTERN = re.compile(STORE_ID_REGEX)
 
 UpKind = Literal["events", "birth", "death", "status", "pull", "snapshot"]
 

@@ -39,6 +39,7 @@ from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import store as inspection_store
 from tenpo.edge.outbox import get_meta, read_counter
 from tenpo.shared.errors import UserError
+from tenpo.shared.ids import id_file
 
 T = TypeVar("T")
 # Where the agent's dock reader service reports (edge/agent.py SERVICES names it "readers"; a test keeps them in step).
@@ -181,11 +182,12 @@ class ClerkData:
                       approver: accounts.Clerk | None = None) -> Path:  # fmt: skip
         """Write the member's data as JSON for a subject-access request; a manager's, audited."""
         self.authorise(clerk, approver, Approval.MEMBER_EXPORT, f"member {member_id}")
+        # The id came through the feed from any store: it must never choose where the file lands.
+        target = id_file(folder or Path(self.config.database).parent / "exports", "member-", member_id, ".json")
         with self._lock:
             profile = self.open_profile(clerk.clerk_id, member_id)
             records.record_member_access(self.db, clerk.clerk_id, member_id, "export", self.clock())
-        target = (folder or Path(self.config.database).parent / "exports") / f"member-{member_id}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = {"member": profile.member.as_json(),
                 "points_ledger": [dict(zip(("at", "delta", "kind", "ref"), row)) for row in profile.ledger],
                 "purchases": [dict(zip(("at", "receipt_no", "total", "points_earned"), row))
