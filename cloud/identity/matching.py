@@ -12,7 +12,6 @@ e-mail links also need the names to be comparable; a card is personal, so it lin
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,13 +65,6 @@ def blocking_keys(record: SourceRecord | Features, config: MatchConfig = MatchCo
     return tuple(key for key in keys if key)
 
 
-@functools.lru_cache(maxsize=4096)
-def _compared(a: Features, b: Features, w: MatchWeights) -> tuple[FieldComparison, ...]:
-    """`compare`, remembered for the last few thousand pairs: resolving one arriving record compares it
-    with each candidate (match_one), then again with each candidate person's records (match_person)."""
-    return compare(a, b, w)
-
-
 def _rule(comparisons: Sequence[FieldComparison], config: MatchConfig) -> str:
     """The rule that links a pair with these comparisons, or "" when it is not a link."""
     level = {c.field: c.level for c in comparisons}
@@ -104,7 +96,7 @@ def decide(a: SourceRecord | Features, b: SourceRecord | Features, left: RecordK
     """The decision for one pair; its rule is "" when it is not a link (see score for how close)."""
     fa = a if isinstance(a, Features) else features(a, config.ignored_email_domains)
     fb = b if isinstance(b, Features) else features(b, config.ignored_email_domains)
-    comparisons = _compared(fa, fb, config.weights)
+    comparisons = compare(fa, fb, config.weights)
     return MergeDecision(left, right, _rule(comparisons, config), _total(comparisons), comparisons)
 
 
@@ -291,7 +283,7 @@ def match_person(new_record: SourceRecord, records: Sequence[SourceRecord],
         other = features(record, config.ignored_email_domains)
         if _names_clash(new_features, other):
             return None
-        for c in _compared(new_features, other, config.weights):
+        for c in compare(new_features, other, config.weights):
             if c.field not in best or c.weight > best[c.field].weight:
                 best[c.field] = c
     if not best:
