@@ -28,6 +28,7 @@ from tenpo.cloud.members import tables as members_tables
 from tenpo.cloud.sales import schema as sales_schema
 from tenpo.cloud.visits import schema as visits_schema
 from tenpo.shared.errors import ConfigError, MissingExtra
+from tenpo.shared.filemodes import private_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,7 @@ def _connect_sqlite(url: DbUrl, create: bool) -> sqlite3.Connection:
         )
     try:
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_database(path)  # 0600 before SQLite opens it: its -wal and -shm take the same mode
             conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         else:  # mode=rw: never create, even if the file vanished since the check
             conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30,

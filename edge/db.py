@@ -23,6 +23,7 @@ from tenpo.edge.clerk import schema as clerk_schema
 from tenpo.edge.inspection import schema as inspection_schema
 from tenpo.edge.membership import schema as membership_schema
 from tenpo.shared.errors import TenpoError
+from tenpo.shared.filemodes import private_database
 
 SCHEMA_VERSION_KEY = "schema_version"
 
@@ -96,7 +97,7 @@ def connect(path: Path | str, busy_timeout_ms: int = 10_000, *, create: bool = T
     if not memory:
         path = Path(path)
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_database(path)  # 0600 before SQLite opens it: its -wal and -shm take the same mode
         else:
             must_exist(path)
             # mode=rw: the file may vanish between the check and the open; this open never creates it.

@@ -8,6 +8,7 @@ Exit status: 0 success, 1 a failure the user must act on, 2 bad usage (argparse'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sqlite3
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from tenpo import __version__
 from tenpo.edge.db import explain, is_storage_fault
 from tenpo.shared.errors import TenpoError
+from tenpo.shared.filemodes import private_umask
+from tenpo.shared.terminal import guarded
 
 # Command groups and the modules that register them (each has register(subparsers)).
 COMMAND_MODULES: dict[str, str] = {
@@ -65,6 +68,20 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    private_umask()  # keys, replicas, reports, exports, backups: the owner's alone (children inherit it)
+    # Names and notes come from customers and other stores: their escapes are shown, never obeyed.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = guarded(stdout), guarded(stderr)
+    try:
+        return _run(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing left to say
+                stream.flush()
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

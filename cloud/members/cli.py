@@ -11,6 +11,7 @@ from typing import Any
 
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
+from tenpo.shared.filemodes import private_file
 
 from .cli_review import register_members
 from .config import load_rules
@@ -211,6 +212,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # `... | head`: the reader has what it wanted
             sys.stderr.close()
         return 0
+    private_file(args.output)  # personal data: 0600 even when imported and called without `tenpo`'s umask
     with args.output.open("w", encoding="utf-8", newline="") as out:
         for chunk in chunks:
             out.write(chunk)
