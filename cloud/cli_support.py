@@ -9,6 +9,8 @@ import json
 import os
 from typing import Any
 
+from tenpo.shared.terminal import safe_text
+
 DEFAULT_DB = "sqlite:///central.db"
 
 
@@ -22,4 +24,5 @@ def db_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    # json escapes C0 controls; safe_text also shows DEL, C1 and bidi overrides as \uXXXX (still valid JSON)
+    print(safe_text(json.dumps(value, ensure_ascii=False, indent=2, default=str), multiline=True))

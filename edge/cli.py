@@ -28,6 +28,7 @@ from tenpo.edge.membership.cli import register_edge as membership_commands
 from tenpo.edge.outbox import get_meta
 from tenpo.edge.printer.cli import register_edge as printer_commands
 from tenpo.shared.logs import add_log_level_flag, configure_logging
+from tenpo.shared.terminal import unguarded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,9 +118,11 @@ def _progress_printer() -> Callable[[int, int], None]:
     """A progress bar for the bootstrap snapshot on a terminal, a log line per 10% otherwise."""
     if sys.stderr.isatty():
         # Only a terminal gets the bar: the agent under systemd does not pay for importing rich.
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        progress = Progress("bootstrap", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
+        progress = Progress("bootstrap", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False,
+                            console=Console(file=unguarded(sys.stderr)))  # its escapes are its own  # fmt: skip
         task = progress.add_task("snapshot", total=None)
         progress.start()
 

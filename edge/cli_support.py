@@ -13,6 +13,7 @@ import sqlite_utils
 
 from tenpo.edge import db as edge_db
 from tenpo.edge.config import StoreConfig, load_config
+from tenpo.shared.terminal import safe_text
 
 
 def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -26,7 +27,8 @@ def json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    # json escapes C0 controls; safe_text also shows DEL, C1 and bidi overrides as \uXXXX (still valid JSON)
+    print(safe_text(json.dumps(value, ensure_ascii=False, indent=2, default=str), multiline=True))
 
 
 def open_existing(config: StoreConfig) -> sqlite_utils.Database:

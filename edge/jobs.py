@@ -31,6 +31,7 @@ from tenpo.edge.config import StoreConfig
 from tenpo.edge.outbox import append, backlog, set_meta
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.events import SnapshotLevel, StockSnapshot
+from tenpo.shared.ids import is_id
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def purge(conn: sqlite3.Connection, settings: JobSettings, now: float, reports_d
     deleted["inspections"] = len(old)
     deleted["report_files"] = 0
     if reports_dir is not None:
-        for inspection_id in old:
+        for inspection_id in filter(is_id, old):  # an id that is not one never names a file to delete
             for suffix in (".txt", ".json", ".epcis.jsonld"):
                 path = reports_dir / f"{inspection_id}{suffix}"
                 if path.exists():

@@ -19,6 +19,7 @@ import phonenumbers
 
 from tenpo.shared.errors import UserError
 from tenpo.shared.prefectures import Prefecture, find_prefecture
+from tenpo.shared.spreadsheet import hides_formula
 
 __all__ = [
     "CORRECTED",
@@ -461,6 +462,9 @@ def assess_member_record(
         raw = value if isinstance(value, str) else str(value)
         if "\ufffd" in raw:  # the replacement character a decoder leaves for bytes it could not read
             quality[field] = FieldQuality(FLAGGED, raw, reason="bytes that are not valid text in the file's encoding")
+            continue
+        if hides_formula(raw):  # trimming "\t=x" would hand a spreadsheet "=x": keep it raw, flagged
+            quality[field] = FieldQuality(FLAGGED, raw, reason="blanks before a spreadsheet formula (= + - @)")
             continue
         try:
             values, quality[field] = _assess_field(field, raw, rules, today)

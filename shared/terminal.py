@@ -67,3 +67,9 @@ class SafeStream:
 def guarded(stream: TextIO) -> TextIO:
     """``stream`` behind a SafeStream (once: a guarded stream is returned as it is)."""
     return stream if isinstance(stream, SafeStream) else cast(TextIO, SafeStream(stream))
+
+
+def unguarded(stream: TextIO) -> TextIO:
+    """The stream under a SafeStream, for output whose escapes the program makes itself (rich progress bars,
+    the doctor's colours); any other stream as it is."""
+    return stream.raw if isinstance(stream, SafeStream) else stream

@@ -40,6 +40,7 @@ from tenpo.edge.rfid.registry import driver_for, load_profile
 from tenpo.edge.scheduler import last_run
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, parse_broker_url, tls_context
+from tenpo.shared.terminal import unguarded
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 BLUETOOTH_SYSFS = Path("/sys/class/bluetooth")
@@ -377,6 +378,11 @@ def print_table(checks: list[Check]) -> None:
     colour = sys.stdout.isatty()
     codes = {GREEN: "32", YELLOW: "33", RED: "31"}
     width = max(len(c.name) for c in checks)
+    raw = unguarded(sys.stdout)  # the colour escapes are ours: past tenpo.cli's output guard
     for c in checks:
-        mark = f"\033[{codes[c.status]}m{c.status:<6}\033[0m" if colour else f"{c.status:<6}"
-        print(f"{mark}  {c.name:<{width}}  {c.detail}")
+        if colour:
+            sys.stdout.flush()
+            raw.write(f"\033[{codes[c.status]}m{c.status:<6}\033[0m")
+        else:
+            sys.stdout.write(f"{c.status:<6}")
+        print(f"  {c.name:<{width}}  {c.detail}")

@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.geometry import Region
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
@@ -45,6 +46,7 @@ from tenpo.cloud.hq.review_screen import ReviewScreen
 from tenpo.cloud.hq.screens import ConflictsScreen, DeadLettersScreen, StoreScreen
 from tenpo.cloud.hq.widgets import KeyHints, header
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles
+from tenpo.shared.terminal import safe_text
 
 CSS = """
 #summary { height: 1; padding: 0 1; background: $boost; }
@@ -315,6 +317,12 @@ class HqApp(App[None]):
         self.listener = (
             PresenceListener(data.db_url, broker, self._presence_from_thread, self.clock, tls) if broker else None
         )
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Messages quote customer text and typed input: plain text by default, escapes shown."""
+        super().notify(safe_text(message, multiline=True), title=safe_text(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     def get_default_screen(self) -> Screen:
         return StoresScreen()

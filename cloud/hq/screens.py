@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +22,7 @@ from tenpo.cloud.hq.conflicts import resolution_actions
 from tenpo.cloud.hq.model import format_age
 from tenpo.cloud.hq.queries import StoreDetail, sequence_gap
 from tenpo.cloud.hq.widgets import KeyHints, header
+from tenpo.shared.terminal import safe_text
 
 
 def ago(now: float, at: float | None) -> str:
@@ -41,7 +43,8 @@ def fill(table: DataTable, rows: Sequence[Sequence[Any]], keys: Sequence[str] | 
     row = table.cursor_row
     table.clear()
     for i, values in enumerate(rows):
-        table.add_row(*(("-" if v is None else str(v)) for v in values), key=keys[i] if keys else None)
+        # Text, never markup, with escapes shown: names and dead-letter reasons come from stores and customers
+        table.add_row(*(Text(safe_text("-" if v is None else str(v))) for v in values), key=keys[i] if keys else None)
     if rows:
         table.move_cursor(row=min(row, len(rows) - 1), animate=False)
 

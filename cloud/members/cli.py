@@ -12,6 +12,7 @@ from typing import Any
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 from tenpo.shared.filemodes import private_file
+from tenpo.shared.terminal import unguarded
 
 from .cli_review import register_members
 from .config import load_rules
@@ -98,10 +99,11 @@ def _run_import(args: argparse.Namespace, kind: str) -> int:
 
 def _progress_bar() -> Any:
     # Only a terminal gets the bar: scripts and --json runs do not pay for importing rich.
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                    transient=True)  # fmt: skip
+                    transient=True, console=Console(file=unguarded(sys.stderr)))  # its escapes are its own  # fmt: skip
 
 
 def _print_row(row: Any) -> None:

@@ -23,6 +23,7 @@ from tenpo.cloud.sales.history import member_sales
 from tenpo.cloud.visits.history import erase_member_visits, member_visits
 from tenpo.shared.cleansing import MEMBER_FIELDS
 from tenpo.shared.errors import UserError
+from tenpo.shared.spreadsheet import safe_cell
 
 from .store import Pending, golden_id, member_aliases, member_sources, publish, source_hash
 
@@ -139,11 +140,14 @@ def export_text(records: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
             yield json.dumps(record, ensure_ascii=False) + "\n"
         return
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CRLF (RFC 4180): Python 3.11's writer then quotes a cell holding a CR, which "\n" rows leave bare
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(EXPORT_FIELDS)
     for record in records:
         sources = ";".join(f"{s['source']}:{s['source_id']}" for s in record["sources"])
-        writer.writerow([*(record[k] if record[k] is not None else "" for k in EXPORT_FIELDS[:-1]), sources])
+        # Cells an importing spreadsheet would run as formulas get OWASP's leading quote.
+        writer.writerow([*(safe_cell(record[k]) if record[k] is not None else "" for k in EXPORT_FIELDS[:-1]),
+                         safe_cell(sources)])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

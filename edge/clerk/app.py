@@ -23,6 +23,7 @@ from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
@@ -36,6 +37,7 @@ from tenpo.edge.clerk.stock import StockPanel
 from tenpo.edge.clerk.till import CheckoutPanel
 from tenpo.edge.clerk.values import LinkStatus
 from tenpo.edge.clerk.view import Panel, in_thread
+from tenpo.shared.terminal import safe_text
 
 WATCH_INTERVAL_S = 0.5
 LINK_REFRESH_TICKS = 10  # the agent can die without writing: re-check the link every 5 s anyway
@@ -150,7 +152,7 @@ class SignInScreen(Screen[None]):
         try:
             clerk = await in_thread(self.clerk_app.data.sign_in, clerk_id, pin)
         except SignInRefused as exc:
-            error.update(f"✗ {exc}")
+            error.update(Text(safe_text(f"✗ {exc}")))
             pin_input.focus()
             return
         error.update("")
@@ -258,6 +260,12 @@ class ClerkApp(App[None]):
         self.link: LinkStatus | None = None
         self.receipts_dir = receipts_dir or Path(data.config.database).parent / "receipts"
         self.screenshots_dir = Path(data.config.database).parent / "screenshots"
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Messages quote customer text and typed input: plain text by default, escapes shown."""
+        super().notify(safe_text(message, multiline=True), title=safe_text(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     # ------------------------------------------------------------------ quit, screenshot, palette
 

@@ -20,6 +20,7 @@ from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.values import DockView
 from tenpo.edge.clerk.view import Panel, fit, in_thread, right, selected_key, sync_table
 from tenpo.shared.errors import UserError
+from tenpo.shared.terminal import safe_text
 
 if TYPE_CHECKING:
     from tenpo.edge.clerk.app import ClerkApp
@@ -80,7 +81,7 @@ class DockPanel(Panel):
         return self.clerk_app.data.dock()
 
     def show_error(self, message: str) -> None:
-        self.query_one("#dock-live", Static).update(f"not available: {message}")
+        self.query_one("#dock-live", Static).update(Text(safe_text(f"not available: {message}")))
 
     def show(self, view: DockView) -> None:
         self.view_ = view

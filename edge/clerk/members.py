@@ -19,6 +19,7 @@ from tenpo.edge.clerk.values import Profile
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, sync_table, yen
 from tenpo.edge.membership.rules import current_rules
 from tenpo.shared.errors import UserError
+from tenpo.shared.terminal import safe_text
 
 if TYPE_CHECKING:
     from tenpo.edge.clerk.app import ClerkApp
@@ -182,7 +183,7 @@ class ProfileScreen(Screen[None]):
         try:
             profile = await in_thread(self.clerk_app.data.open_profile, clerk.clerk_id, self.member_id)
         except UserError as exc:
-            self.query_one("#profile-head", Static).update(f"✗ {exc}")
+            self.query_one("#profile-head", Static).update(Text(safe_text(f"✗ {exc}")))
             return
         self.profile = profile
         self.query_one("#profile-head", Static).update(profile_text(profile))
@@ -217,13 +218,15 @@ def profile_text(profile: Profile) -> Text:
     """Plain Text, never markup: names and custom fields are customer data and may hold brackets."""
     m = profile.member
     consent = ", ".join(f"{k} {'✓' if v else '✗'}" for k, v in sorted(m.consent.items())) or "none recorded"
-    custom = ", ".join(f"{k}: {v}" for k, v in sorted(m.custom.items())) or "-"
+    custom = safe_text(", ".join(f"{k}: {v}" for k, v in sorted(m.custom.items())) or "-")
     status = "provisional (not yet unified by HQ)" if m.provisional else "unified at HQ"
+    shown = {key: safe_text(value or "") for key, value in (("name", m.name), ("kana", m.kana), ("email", m.email),
+             ("card", m.card_no), ("line", m.line_user_id))}  # escapes shown, never obeyed  # fmt: skip
     return Text.assemble(
-        (m.name or "?", "bold"), f"  {m.kana or ''}   {m.member_id}  {status}\n",
-        f"card {m.card_no or '-'}   phone {_local_phone(m.phone)}   e-mail {m.email or '-'}\n",
-        f"LINE {m.line_user_id or '-'}   home store {m.home_store or '-'}\n",
-        f"consent: {consent}\n",
+        (shown["name"] or "?", "bold"), f"  {shown['kana']}   {m.member_id}  {status}\n",
+        f"card {shown['card'] or '-'}   phone {safe_text(_local_phone(m.phone))}   e-mail {shown['email'] or '-'}\n",
+        f"LINE {shown['line'] or '-'}   home store {m.home_store or '-'}\n",
+        f"consent: {safe_text(consent)}\n",
         f"custom: {fit(custom, 70)}\n",
         "points balance ", (f"{m.points:,}", "bold"), " pt",
     )

@@ -22,6 +22,7 @@ from tenpo.edge.clerk.view import (
     sync_table,
     yen,
 )  # fmt: skip
+from tenpo.shared.terminal import safe_text
 
 if TYPE_CHECKING:
     from tenpo.edge.clerk.app import ClerkApp
@@ -93,7 +94,7 @@ class ArrivalsPanel(AppPanel):
         return self.clerk_app.data.arrivals()
 
     def show_error(self, message: str) -> None:
-        self.query_one("#arrivals-note", Static).update(f"not available: {message}")
+        self.query_one("#arrivals-note", Static).update(Text(safe_text(f"not available: {message}")))
 
     def show(self, arrivals: list[ArrivalLine]) -> None:
         rows = []

@@ -14,6 +14,8 @@ from textual.widgets import Static
 
 from tenpo.edge.clerk.view import in_thread, yen
 from tenpo.edge.printer.receipt import print_receipt
+from tenpo.shared.errors import UserError
+from tenpo.shared.ids import id_file
 
 
 class ReceiptScreen(ModalScreen[None]):
@@ -61,7 +63,11 @@ class ReceiptScreen(ModalScreen[None]):
         self.run_worker(self._save, exclusive=True, group="receipt")
 
     async def _save(self) -> None:
-        path = self.folder / f"{self.sale.receipt_no}.txt"
+        try:
+            path = id_file(self.folder, "", self.sale.receipt_no, ".txt")  # the file stays in its folder
+        except UserError as exc:
+            self.app.notify(str(exc), severity="error")
+            return
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)

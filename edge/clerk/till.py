@@ -27,6 +27,7 @@ from tenpo.edge.clerk.refund_view import start_refund
 from tenpo.edge.clerk.values import Preview
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, fit, in_thread, right, selected_key, sync_table, yen
 from tenpo.shared.errors import UserError
+from tenpo.shared.terminal import safe_text
 
 if TYPE_CHECKING:
     from tenpo.edge.clerk.app import ClerkApp
@@ -219,7 +220,7 @@ class CheckoutPanel(Panel):
         return self.clerk_app.data.preview(tuple(self.scans), self.member_id, self.redeem)
 
     def show_error(self, message: str) -> None:
-        self.query_one("#till-error", Static).update(f"✗ {message}")
+        self.query_one("#till-error", Static).update(Text(safe_text(f"✗ {message}")))
 
     def show(self, preview: Preview) -> None:
         self.preview = preview
@@ -229,7 +230,7 @@ class CheckoutPanel(Panel):
                                         f" · {preview.member_points or 0:,} pt · redeem {self.redeem:,} (F9)"))  # fmt: skip
         else:
             member.update("no member · F8 to attach one")
-        self.query_one("#till-error", Static).update(f"✗ {preview.error}" if preview.error else "")
+        self.query_one("#till-error", Static).update(Text(safe_text(f"✗ {preview.error}")) if preview.error else "")
         sale = preview.sale
         if sale is None and preview.error and self.scans:
             return  # keep the last good basket on screen; the error says what to fix

@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from tenpo.shared.errors import UserError
+from tenpo.shared.terminal import safe_text
 
 
 def yen(amount: int | None) -> str:
@@ -59,6 +60,8 @@ def sync_table(table: DataTable, rows: Sequence[Row]) -> None:
     Same keys in the same order: changed cells are updated in place. Otherwise the rows are rebuilt
     (a new arrival at the top), keeping the cursor on the row it was on.
     """
+    # A str cell would be read as markup: customer text goes in as Text, its escapes shown, never obeyed.
+    rows = [(key, tuple(Text(safe_text(c)) if isinstance(c, str) else c for c in cells)) for key, cells in rows]
     keys = [key for key, _ in rows]
     current = [row_key.value for row_key in table.rows]
     column_keys = list(table.columns)
@@ -205,7 +208,7 @@ class FormScreen(ModalScreen[Any]):
         except UserError as exc:
             by_field, other = split_errors(str(exc), self.fields)
             for key, problem in by_field.items():
-                self.query_one(f"#err-{key}", Static).update(f"  ✗ {problem}")
+                self.query_one(f"#err-{key}", Static).update(Text(safe_text(f"  ✗ {problem}")))
             self.query_one("#form-error", Static).update("\n".join(f"✗ {o}" for o in other))
             first = next((f.key for f in self.fields if f.key in by_field), None)
             if first:
