@@ -273,7 +273,7 @@ def test_an_effect_the_database_refuses_is_a_dead_letter_kept_for_a_retry(postgr
     """PostgreSQL refuses a NUL character in text: a DataError while writing one event's effects."""
     db = Central(postgres_url)
     add_store(db, "S001", crypto.public_key_pem(store_key))
-    bad = Event(2, "e2", "stock.adjusted", 1, 2 << 16, {"sku": "A\x001", "delta": 5, "reason": "count"})
+    bad = Event(2, "e2", "stock.adjusted", 1, 2 << 16, {"sku": "A1", "delta": 5, "reason": "count\x00"})
     ack = apply_batch(db, "S001", EventBatch("s", [stock_event(1), bad, stock_event(3)]))
     assert ack.hwm == 3 and on_hand(db) == 2
     ((reason, seq),) = letters(db)
