@@ -186,6 +186,9 @@ class ProfileScreen(Screen[None]):
             self.query_one("#profile-head", Static).update(Text(safe_text(f"✗ {exc}")))
             return
         self.profile = profile
+        # The audited view is one more unsent event: show it in the status line now, not at the next watch tick.
+        self.clerk_app.link = await in_thread(self.clerk_app.data.link)
+        self.clerk_app.paint_status()
         self.query_one("#profile-head", Static).update(profile_text(profile))
         ledger = self.query_one("#ledger", DataTable)
         for at, delta, kind, _ref in profile.ledger:
