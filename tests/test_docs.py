@@ -65,7 +65,7 @@ def test_no_file_points_at_design_notes_outside_the_repository() -> None:
 
 
 def test_the_check_catches_each_form_of_mention_and_spares_web_addresses() -> None:
-    for line in ("see " + "DESIGN" + ".md §2", "in " + "/work/" + "shared" + "/x", "../shared/" + "research" + "/rfid.md"):
+    for line in ("see " + "DESIGN" + ".md §2", "in " + "/work/" + "shared" + "/x", "../" + "shared/" + "research" + "/rfid.md"):
         assert outside_mentions(line), line
     assert outside_mentions("see https://example.org/" + "research" + "/paper.html") == []
 
