@@ -13,11 +13,9 @@ import signal
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 
 import sqlite_utils
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tenpo.edge import db as edge_db
 from tenpo.edge.ble import service as beacon_service
@@ -30,7 +28,6 @@ from tenpo.shared import crypto, sd_notify
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_RETENTION_DAYS = 90
 
 # A service the agent runs beside the sync link: run_service(config, stop, report) returns at once
 # when its part of the config is absent. A crash is logged, reported in `tenpo edge status` and
@@ -88,25 +85,6 @@ async def _supervise(name: str, run_service: ServiceRunner, config: StoreConfig,
             except TimeoutError:
                 pass
             delay = min(delay * 2, 60.0)
-
-
-async def _housekeeping(db: sqlite_utils.Database) -> None:
-    # A coroutine, so APScheduler runs it on the loop like every other use of the agent's connection;
-    # a plain function would run in a worker thread and interleave its transaction with the loop's.
-    with edge_db.transaction(db) as conn:
-        conn.execute(
-            "DELETE FROM dead_letters WHERE created_at < strftime('%s', 'now') - ?", (DEAD_LETTER_RETENTION_DAYS * 86400,)
-        )
-    db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-
-def start_housekeeping(db: sqlite_utils.Database, every: timedelta = timedelta(hours=1)) -> AsyncIOScheduler:
-    """The agent's periodic jobs, on the running loop."""
-    scheduler = AsyncIOScheduler()
-    scheduler.add_job(_housekeeping, "interval", seconds=every.total_seconds(), args=[db], id="housekeeping",
-                      coalesce=True, max_instances=1)  # fmt: skip
-    scheduler.start()
-    return scheduler
 
 
 INTEGRITY_META_KEY = "integrity"

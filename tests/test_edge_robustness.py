@@ -9,18 +9,20 @@ import json
 import os
 import sqlite3
 import subprocess
-from datetime import timedelta
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.triggers.interval import IntervalTrigger
 
 from tenpo.cli import main
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
-from tenpo.edge.agent import check_store, start_housekeeping
+from tenpo.edge.agent import check_store
 from tenpo.edge.config import load_config
+from tenpo.edge.scheduler import Job, StoreJobs, StoreScheduler
 from tenpo.sandbox import tenpo_command, write_store_config
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import TlsFiles, tls_context
@@ -230,19 +232,24 @@ def test_a_failed_commit_rolls_back(database: Path) -> None:
     db.conn.close()
 
 
-def test_housekeeping_every_millisecond_never_wedges_the_loop_connection(database: Path) -> None:
+def test_scheduled_jobs_every_millisecond_never_wedge_the_loop_connection(config_path: Path, database: Path) -> None:
+    """The agent's real scheduler and jobs (retention, checkpoint), due every millisecond, against loop writes."""
     db = edge_db.connect(database)
+    store_jobs = StoreJobs(load_config(str(config_path)), db)
+    every_ms = IntervalTrigger(seconds=0.001, timezone=UTC)
+    scheduler = StoreScheduler(db, [Job("retention", every_ms, store_jobs.retention),
+                                    Job("checkpoint", every_ms, store_jobs.checkpoint)], UTC)  # fmt: skip
     job_runs: list[JobExecutionEvent] = []
     write_errors: list[BaseException] = []
 
     async def stress() -> None:
-        scheduler = start_housekeeping(db, every=timedelta(milliseconds=1))
-        scheduler.add_listener(job_runs.append, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        aps = await scheduler.start()
+        aps.add_listener(job_runs.append, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         writes = 0
         try:
             while len(job_runs) < 150 and writes < 50_000:
                 try:
-                    with edge_db.transaction(db) as conn:  # old enough for housekeeping to delete
+                    with edge_db.transaction(db) as conn:  # old enough for retention to delete
                         conn.execute("INSERT INTO dead_letters(source, reason, created_at) VALUES ('stress', 'x', 0)")
                         conn.execute("UPDATE dead_letters SET reason = 'y' WHERE source = 'stress'")
                 except sqlite3.Error as exc:
@@ -250,11 +257,12 @@ def test_housekeeping_every_millisecond_never_wedges_the_loop_connection(databas
                 writes += 1
                 await asyncio.sleep(0)
         finally:
-            scheduler.shutdown(wait=False)
+            scheduler.shutdown()
 
     asyncio.run(stress())
     assert len(job_runs) >= 150
     assert [event.exception for event in job_runs if event.exception] == []
+    assert all(event.retval is True for event in job_runs), "run_job reports a failed job as False"
     assert write_errors == []
     assert not db.conn.in_transaction
     with edge_db.transaction(db) as conn:
