@@ -312,7 +312,11 @@ class _Generator:
 
 def generate(seed: int = 9, min_records: int = 20_000) -> list[LabelledRecord]:
     """At least `min_records` labelled raw records; the same seed always gives the same list."""
-    generator = _Generator(seed)
+    return labelled_households(_Generator(seed), min_records)
+
+
+def labelled_households(generator: _Generator, min_records: int) -> list[LabelledRecord]:
+    """Whole households from ``generator`` until there are `min_records` records, shuffled by its seed."""
     labelled: list[LabelledRecord] = []
     pid = 0
     while len(labelled) < min_records:

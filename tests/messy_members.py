@@ -29,7 +29,7 @@ from pathlib import Path
 import phonenumbers
 
 from tenpo.shared.cleansing import EMAIL_DOMAIN_TYPOS
-from tests.identity_data import WIDE, LabelledRecord, _Generator
+from tests.identity_data import WIDE, _Generator, labelled_households
 
 COLUMNS = ("source", "source_id", "name", "kana", "email", "phone", "postal_code", "address", "birth_date", "card_no",
            "updated_at", "verified")  # fmt: skip
@@ -108,19 +108,6 @@ class _Messy(_Generator):
         return super().landline()
 
 
-def _people(seed: int, min_records: int) -> list[LabelledRecord]:
-    generator = _Messy(seed)
-    labelled: list[LabelledRecord] = []
-    pid = 0
-    while len(labelled) < min_records:
-        family = generator.household(pid)
-        pid += len(family)
-        for person in family:
-            labelled.extend(LabelledRecord(raw, person.person_id) for raw in generator.records(person))
-    generator.rng.shuffle(labelled)
-    return labelled
-
-
 def _email_damage(rng: random.Random, email: str) -> tuple[str, Damage] | None:
     local, _, domain = email.strip().partition("@")
     domain = domain.lower()
@@ -155,7 +142,7 @@ def messy_rows(seed: int = 16, min_records: int = 3000, damage_rate: float = 0.0
     readings are damaged; a home phone in an unknown range is damage of its own (it is the person's number)."""
     rng = random.Random(seed * 7919)
     rows = []
-    for item in _people(seed, min_records):
+    for item in labelled_households(_Messy(seed), min_records):
         raw = dict(item.raw)
         source = raw["source"]
         raw["source_id"] = f"{source.upper()}-{raw['source_id'][1:]}"
