@@ -5,11 +5,9 @@ The cloud group and the area CLIs import it, so no area CLI has to import the gr
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from typing import Any
 
-from tenpo.shared.terminal import safe_text
+from tenpo.shared.terminal import print_json as print_json  # re-exported for the area CLIs
 
 DEFAULT_DB = "sqlite:///central.db"
 
@@ -22,7 +20,3 @@ def db_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )  # fmt: skip
     return parser
 
-
-def print_json(value: Any) -> None:
-    # json escapes C0 controls; safe_text also shows DEL, C1 and bidi overrides as \uXXXX (still valid JSON)
-    print(safe_text(json.dumps(value, ensure_ascii=False, indent=2, default=str), multiline=True))

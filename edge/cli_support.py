@@ -6,14 +6,12 @@ import it, so no area CLI has to import the group that registers it.
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
 import sqlite_utils
 
 from tenpo.edge import db as edge_db
 from tenpo.edge.config import StoreConfig, load_config
-from tenpo.shared.terminal import safe_text
+from tenpo.shared.terminal import print_json as print_json  # re-exported for the area CLIs
 
 
 def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -25,10 +23,6 @@ def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-
-def print_json(value: Any) -> None:
-    # json escapes C0 controls; safe_text also shows DEL, C1 and bidi overrides as \uXXXX (still valid JSON)
-    print(safe_text(json.dumps(value, ensure_ascii=False, indent=2, default=str), multiline=True))
 
 
 def open_existing(config: StoreConfig) -> sqlite_utils.Database:

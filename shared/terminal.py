@@ -9,7 +9,9 @@ under text and JSON alike (tenpo.cli.main installs ``SafeStream`` on stdout and 
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from typing import Any, Final, TextIO, cast
 
 # C0 controls but LF (and TAB and the CR of a CRLF in multi-line output), DEL, C1, bidi embeddings/isolates.
@@ -73,3 +75,8 @@ def unguarded(stream: TextIO) -> TextIO:
     """The stream under a SafeStream, for output whose escapes the program makes itself (rich progress bars,
     the doctor's colours); any other stream as it is."""
     return stream.raw if isinstance(stream, SafeStream) else stream
+
+
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout, through the guard (json leaves DEL, C1 and bidi overrides as they are)."""
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str), file=guarded(sys.stdout))
