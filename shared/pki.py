@@ -7,6 +7,7 @@ so the broker ACL's ``%u`` is the store id and a store can only touch its own to
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -26,12 +27,29 @@ class Issued:
     key: Path
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, group: str | None = None) -> None:
+    """The key 0600, or 0640 owned by ``group`` (the broker key: Mosquitto 2 reads it as ``mosquitto``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    gid = None
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise UserError(f"no group {group!r} on this machine (install mosquitto first, or leave --key-group out)") from None
+    path.unlink(missing_ok=True)  # a new file, so the mode below is the mode it has
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
+        if gid is not None:
+            os.fchown(handle.fileno(), -1, gid)
+            os.fchmod(handle.fileno(), 0o640)
         handle.write(data)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    """A certificate is public: 0644 whatever the umask, so the broker's own user can read it."""
+    path.write_bytes(data)
+    path.chmod(0o644)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -59,11 +77,11 @@ def create_ca(directory: Path, name: str = "Tenpo chain CA", days: int = 3650) -
         .sign(key, hashes.SHA256())
     )
     _write_key(key_path, key)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return Issued(cert_path, key_path)
 
 
-def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     try:
         cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
         key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
@@ -73,9 +91,11 @@ def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
     return cert, key
 
 
-def issue(directory: Path, common_name: str, *, server_hosts: tuple[str, ...] = (), days: int = 825) -> Issued:
+def issue(
+    directory: Path, common_name: str, *, server_hosts: tuple[str, ...] = (), days: int = 825, key_group: str | None = None
+) -> Issued:
     """A certificate signed by the chain CA: a server one when ``server_hosts`` is given, else a client one."""
-    ca_cert, ca_key = _load_ca(directory)
+    ca_cert, ca_key = load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -103,6 +123,9 @@ def issue(directory: Path, common_name: str, *, server_hosts: tuple[str, ...] = 
     cert_path, key_path = directory / f"{common_name}.crt", directory / f"{common_name}.client.key"
     if server_hosts:
         key_path = directory / f"{common_name}.key"
-    _write_key(key_path, key)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key_path, key, key_group)
+    _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    # Every certificate the CA signed, so `tenpo provision revoke` can revoke all of an identity's.
+    with (directory / "issued.tsv").open("a") as index:
+        index.write(f"{cert.serial_number:x}\t{common_name}\t{cert.not_valid_after_utc.isoformat()}\n")
     return Issued(cert_path, key_path)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tenpo.shared import pki
+from tenpo.shared import pki, pki_crl
 from tenpo.shared.errors import UserError
 from tenpo.shared.protocol import valid_store_id
+from tenpo.shared.terminal import safe_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,11 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands.required = True
     ca = commands.add_parser("ca", help="create the chain CA (once)")
     ca.add_argument("--dir", type=Path, required=True)
-    ca.set_defaults(func=lambda args: _print(pki.create_ca(args.dir)))
+    ca.set_defaults(func=_ca)
     broker = commands.add_parser("broker", help="a server certificate for the broker")
     broker.add_argument("--dir", type=Path, required=True)
     broker.add_argument("--host", action="append", required=True, help="DNS name or IP (repeatable)")
-    broker.set_defaults(func=lambda args: _print(pki.issue(args.dir, "broker", server_hosts=tuple(args.host))))
+    broker.add_argument("--key-group", metavar="GROUP",
+                        help="write broker.key 0640 owned by GROUP (mosquitto: Mosquitto 2 reads it as that user)")
+    broker.set_defaults(func=_broker)
     store = commands.add_parser("store", help="a client certificate whose CN is the store id")
     store.add_argument("store_id")
     store.add_argument("--dir", type=Path, required=True)
@@ -29,6 +32,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq.add_argument("name")
     hq.add_argument("--dir", type=Path, required=True)
     hq.set_defaults(func=lambda args: _print(pki.issue(args.dir, args.name)))
+    # --- revocation and renewal (issue 14) ---
+    revoke = commands.add_parser("revoke", help="revoke an identity's certificates: add them to crl.pem (reload the broker)")
+    revoke.add_argument("name", help="store id or HQ name (the certificate CN)")
+    revoke.add_argument("--dir", type=Path, required=True)
+    revoke.add_argument("--serial", help="only this certificate (hex serial); default: every one issued to NAME")
+    revoke.set_defaults(func=_revoke)
+    renew = commands.add_parser("renew", help="a new key and certificate for an identity, before the old one expires")
+    renew.add_argument("name", help="store id or HQ name (the certificate CN)")
+    renew.add_argument("--dir", type=Path, required=True)
+    renew.add_argument("--days", type=int, default=825, help="validity of the new certificate (default 825)")
+    renew.add_argument("--revoke-old", action="store_true", help="revoke the previous certificate at once")
+    renew.set_defaults(func=_renew)
+
+
+def _ca(args: argparse.Namespace) -> int:
+    issued = pki.create_ca(args.dir)
+    print(f"crl         {pki_crl.write_crl(args.dir)}")
+    return _print(issued)
+
+
+def _broker(args: argparse.Namespace) -> int:
+    issued = pki.issue(args.dir, "broker", server_hosts=tuple(args.host), key_group=args.key_group)
+    if not (args.dir / pki_crl.CRL_NAME).exists():  # a CA made before revocation existed
+        print(f"crl         {pki_crl.write_crl(args.dir)}")
+    return _print(issued)
+
+
+def _identity(name: str) -> str:
+    if not valid_store_id(name):
+        raise UserError(f"name {safe_text(name)!r}: only letters, digits, '-' and '_' (1-32)")
+    return name
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    _identity(args.name)
+    try:
+        serial = None if args.serial is None else int(args.serial, 16)
+    except ValueError:
+        raise UserError(f"--serial {args.serial!r}: a hexadecimal serial number") from None
+    fresh = pki_crl.revoke(args.dir, args.name, serial)
+    path = args.dir / pki_crl.CRL_NAME
+    print(f"revoked {len(fresh)} certificate(s) of {safe_text(args.name)}: {', '.join(f'{s:x}' for s in fresh) or 'none new'}")
+    print(f"crl     {path}\nnext: copy it to the broker's crlfile and reload Mosquitto (systemctl reload mosquitto)")
+    return 0
+
+
+def _renew(args: argparse.Namespace) -> int:
+    _identity(args.name)
+    if args.days < 1:
+        raise UserError("--days: at least 1")
+    issued, previous = pki_crl.renew(args.dir, args.name, args.days)
+    expiry = pki_crl.not_after(issued.cert.read_bytes())
+    print(f"renewed {safe_text(args.name)}: valid until {expiry:%Y-%m-%d %H:%M} UTC")
+    if args.revoke_old and previous is not None:
+        pki_crl.revoke(args.dir, args.name, previous)
+        print(f"revoked the previous certificate {previous:x} (reload Mosquitto)")
+    return _print(issued)
 
 
 def _store(args: argparse.Namespace) -> int:

@@ -231,7 +231,6 @@ def test_installed_broker_config_runs_mosquitto_with_client_certificates_require
     tls = root / "etc/mosquitto/tenpo"
     for args in (["ca"], ["broker", "--host", "127.0.0.1"], ["store", "S001"]):
         assert main(["provision", *args, "--dir", str(tls)]) == 0
-    (tls / "broker.crt").rename(tls / "broker.pem")  # the name the shipped config expects
     # The shipped file as installed, pointed at the root and a free local port, run as this user.
     port = free_port()
     shipped = (root / "etc/mosquitto/conf.d/tenpo.conf").read_text()
