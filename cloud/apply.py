@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tenpo.cloud import certs
 from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.effects import plan_event
@@ -365,6 +366,11 @@ def record_birth(db: Central, store_id: str, body: Any, online: bool) -> bool:
                 (body.bdseq, now, body.agent_version, body.schema_version, body.backlog, body.cursor, body.hlc,
                  hlc.skew_millis(body.hlc, int(now * 1000)), store_id, body.bdseq),
             )  # fmt: skip
+            # issue 14: the store's certificate expiry, for the HQ monitor's warning
+            counted = cur.rowcount
+            if counted and isinstance(getattr(body, "cert_not_after", None), (int, float)):
+                certs.record_certificate(db, store_id, body.cert_not_after, now)
+            return bool(counted)
         else:
             cur = db.execute(
                 "UPDATE stores SET online = 0, last_seen = ? WHERE store_id = ? AND bdseq = ?",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenpo.cloud import history_schema
+from tenpo.cloud import certs, history_schema
 from tenpo.cloud.asn import schema as asn_schema
 from tenpo.cloud.db_types import column_types
 from tenpo.cloud.hq import schema as hq_schema
@@ -449,6 +449,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (7, "member field quality: corrected, unverified and flagged values", _area(members_schema.field_quality_statements)),
     (8, "member review queue, import quality figures, members settings", _area(members_tables.statements)),
     (9, "PostgreSQL: history partitioned by month, ledger triggers per statement", _area(history_schema.statements)),
+    (15, "store certificate expiry; beacon id horizon (issue 14)", certs.statements),
 ]
 
 

@@ -28,6 +28,7 @@ from tenpo.edge.membership.cli import register_edge as membership_commands
 from tenpo.edge.outbox import get_meta
 from tenpo.edge.printer.cli import register_edge as printer_commands
 from tenpo.shared.logs import add_log_level_flag, configure_logging
+from tenpo.shared.pki_crl import cert_warn_days, certificate_status
 from tenpo.shared.terminal import unguarded
 
 
@@ -75,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status = with_config(commands.add_parser("status", help="sync link and outbox state"))
     json_flag(status)
     status.add_argument("--check", action="store_true", help="check the database's integrity first (quick_check)")
+    status.add_argument("--cert-warn-days", type=int, default=None, metavar="N",  # issue 14
+                        help="warn when the store certificate expires within N days (default $TENPO_CERT_WARN_DAYS or 30)")
     status.set_defaults(func=cmd_status)
 
     check = with_config(commands.add_parser("check", help="check the replica's integrity (SQLite quick_check)"))
@@ -296,6 +299,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     lost = json.loads(behind) if behind else None
     status["alerts"] = [f"HQ lost acknowledged events {lost['hq_hwm'] + 1}..{lost['acked']}"] if lost else []
     status["alerts"] += scheduled_alerts(db.conn)
+    warn_days = args.cert_warn_days if args.cert_warn_days is not None else cert_warn_days()  # issue 14
+    status["certificate"], cert_alert = certificate_status(config.tls.cert, time.time(), warn_days)
+    status["alerts"] += [cert_alert] if cert_alert else []
     status["last_backup"] = last_backup(db.conn)
     last_sync = get_meta(db.conn, "last_sync_at")
     status["last_sync_at"] = float(last_sync) if last_sync else None

@@ -65,6 +65,7 @@ from tenpo.edge.sync_state import (
 )
 from tenpo.shared import crypto, hlc
 from tenpo.shared.mqtt import connect_async, make_client
+from tenpo.shared.pki_crl import certificate_expiry
 from tenpo.shared.protocol import (
     BROADCAST_CHANGES,
     HQ_STATE,
@@ -321,7 +322,7 @@ class SyncLink:
             Birth(
                 bdseq=bdseq, agent_version=__version__, schema_version=schema_version(self.db), backlog=count,
                 last_seq=read_counter(conn, "outbox"), last_acked_seq=acked, cursor=read_counter(conn, "cursor"),
-                hlc=self._hlc(),
+                hlc=self._hlc(), cert_not_after=certificate_expiry(self.config.tls.cert),
             ),
             retain=True,
         )  # fmt: skip

@@ -13,6 +13,7 @@ revocation takes effect at the operator's reload, for new connections; docs/secu
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,3 +133,41 @@ def renew(directory: Path, common_name: str, days: int = 825) -> tuple[Issued, i
 def not_after(cert_pem: bytes) -> dt.datetime:
     """A PEM certificate's expiry (UTC); ValueError when the bytes are not one."""
     return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
+def certificate_expiry(path: Path | None) -> float | None:
+    """Unix seconds when the certificate at ``path`` expires; None when there is none or it is unreadable."""
+    if path is None:
+        return None
+    try:
+        return not_after(path.read_bytes()).timestamp()
+    except (OSError, ValueError):
+        return None
+
+
+def certificate_status(path: Path | None, now: float, warn_days: int) -> tuple[dict[str, object] | None, str | None]:
+    """For `edge status`: the store certificate's expiry and days left, and an alert when it expires
+    within ``warn_days`` (or has expired, or cannot be read)."""
+    if path is None:
+        return None, None
+    expires = certificate_expiry(path)
+    if expires is None:
+        return {"path": str(path), "not_after": None, "days_left": None}, f"store certificate {path} cannot be read"
+    days_left = (expires - now) / 86400.0
+    info: dict[str, object] = {"path": str(path), "not_after": expires, "days_left": round(days_left, 1)}
+    if days_left < 0:
+        return info, f"store certificate expired {-days_left:.0f} days ago: the broker refuses it (tenpo provision renew)"
+    if days_left <= warn_days:
+        return info, f"store certificate expires in {days_left:.0f} days: renew it (tenpo provision renew)"
+    return info, None
+
+
+DEFAULT_WARN_DAYS = 30
+
+
+def cert_warn_days() -> int:
+    """Days before expiry a certificate is warned about: TENPO_CERT_WARN_DAYS, default 30."""
+    try:
+        return max(0, int(os.environ.get("TENPO_CERT_WARN_DAYS", DEFAULT_WARN_DAYS)))
+    except ValueError:
+        return DEFAULT_WARN_DAYS

@@ -98,6 +98,7 @@ class Birth(msgspec.Struct, frozen=True):
     last_acked_seq: int
     cursor: int
     hlc: int
+    cert_not_after: float | None = None  # unix seconds; the store's client certificate expires (issue 14)
 
 
 class Death(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
+from tenpo.cloud.certs import expiry_text
 from tenpo.cloud.hq import commands
 from tenpo.cloud.hq.charts import ChartsScreen
 from tenpo.cloud.hq.config import MonitorConfig
@@ -252,6 +253,8 @@ class StoresScreen(Screen[None]):
         conflicts = "no conflicts table" if o.conflicts is None else f"{sum(o.conflicts.values())} open conflicts"
         text = (f"{online}/{len(self.views)} online · {attention} need attention · {per_minute} ev/min · "
                 f"{o.open_dead_letters} open dead letters · {conflicts} · change {o.latest_change}")  # fmt: skip
+        if o.cert_expiring:  # issue 14: first, so it shows on a narrow terminal
+            text = f"{expiry_text(list(o.cert_expiring))} · {text}"
         self.query_one("#summary", Static).update(text)
 
     # ------------------------------------------------------------------ actions

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tenpo.cloud import status
+from tenpo.cloud import certs, status
 from tenpo.cloud.db import Central
 from tenpo.cloud.hq import actions, conflicts, queries
 from tenpo.cloud.hq.config import MonitorConfig
@@ -33,6 +33,7 @@ class Overview:
     latest_change: int
     now: float
     query_ms: float
+    cert_expiring: tuple[tuple[str, float], ...] = ()  # (store, days left) within the warning (issue 14)
 
 
 class Throughput:
@@ -155,11 +156,13 @@ class HqData:
             latest = status.latest_change(self.db)
             trends, total = self.throughput.series(now)
             per_minute = self.throughput.per_minute(now)
+            expiring = tuple(certs.expiring(self.db, now)) if status.table_exists(self.db, "store_certificates") else ()
             elapsed = (time.perf_counter() - started) * 1000
         if not self._gc_settled:
             self._gc_settled = True
             settle_gc()
-        return Overview(records, per_minute, conflict_counts, trends, total, all_dead, open_dead, latest, now, elapsed)
+        return Overview(records, per_minute, conflict_counts, trends, total, all_dead, open_dead, latest, now, elapsed,
+                        expiring)  # fmt: skip
 
     def store_detail(self, store_id: str) -> tuple[queries.StoreDetail | None, tuple[float, ...]]:
         with self._lock:
