@@ -10,9 +10,12 @@ from pathlib import Path
 
 from tenpo.cloud.changes import audit, record_changes
 from tenpo.cloud.db import Central
+from tenpo.cloud.products_schema import VARIANT_COLUMNS
 from tenpo.shared import crypto
 from tenpo.shared.errors import ConfigError, UserError
+from tenpo.shared.ids import is_id
 from tenpo.shared.protocol import valid_store_id
+from tenpo.shared.variants import Variant, VariantError, clean_variant
 
 TAX_CLASSES = ("standard", "reduced")
 PRODUCT_COLUMNS = ("sku", "jan", "name", "price", "tax_class")
@@ -46,10 +49,19 @@ class ImportReport:
     rejected: list[tuple[int, str]]  # (line number, reason)
 
 
+def _variant(row: dict[str, str], line: int) -> Variant:
+    try:
+        return clean_variant(row.get("style"), row.get("colour", row.get("color")), row.get("size"))
+    except VariantError as exc:
+        raise UserError(f"line {line}: {exc}") from None
+
+
 def _validate_product(row: dict[str, str], line: int) -> tuple[str, str | None, str, int, str]:
     sku = (row.get("sku") or "").strip()
     if not sku:
         raise UserError(f"line {line}: sku is empty")
+    if not is_id(sku):  # it names rows on every store and in topics: one strict pattern (shared/ids.py)
+        raise UserError(f"line {line}: sku {sku[:40]!r}: letters, digits and . _ : - only, at most 128")
     jan = (row.get("jan") or "").strip() or None
     if jan is not None and (not jan.isdigit() or len(jan) not in (8, 12, 13, 14)):
         raise UserError(f"line {line}: jan {jan!r} must be 8, 12, 13 or 14 digits")
@@ -69,7 +81,8 @@ def _validate_product(row: dict[str, str], line: int) -> tuple[str, str | None, 
 
 
 def import_products(db: Central, path: Path) -> ImportReport:
-    """Upsert products from CSV (sku, jan, name, price, tax_class); each real change goes down to every store."""
+    """Upsert products from CSV (sku, jan, name, price, tax_class; optionally style, colour, size for a
+    variant of a style); each real change goes down to every store."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
@@ -88,25 +101,31 @@ def import_products(db: Central, path: Path) -> ImportReport:
         for line, row in enumerate(reader, start=2):
             try:
                 sku, jan, name, price, tax_class = _validate_product(row, line)
+                variant = _variant(row, line)
             except UserError as exc:
                 rejected.append((line, str(exc)))
                 continue
-            current = db.one("SELECT jan, name, price, tax_class FROM products WHERE sku = ?", (sku,))
-            if current is not None and tuple(current) == (jan, name, price, tax_class):
+            current = db.one("SELECT jan, name, price, tax_class, style, colour, size FROM products WHERE sku = ?", (sku,))
+            wanted = (jan, name, price, tax_class, variant.style, variant.colour, variant.size)
+            if current is not None and tuple(current) == wanted:
                 unchanged += 1
                 continue
             if current is None:
                 created += 1
             else:
                 updated += 1
-            data = {"sku": sku, "jan": jan, "name": name, "price": price, "tax_class": tax_class, "version": 0}
+            data: dict[str, object] = {"sku": sku, "jan": jan, "name": name, "price": price, "tax_class": tax_class,
+                                       "version": 0}  # fmt: skip
+            data.update((k, v) for k, v in zip(VARIANT_COLUMNS, wanted[4:]) if v is not None)
             changes.append(("product.upsert", sku, None, data))
             db.execute(
-                "INSERT INTO products(sku, jan, name, price, tax_class, version, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?)"
-                " ON CONFLICT(sku) DO UPDATE SET jan = excluded.jan, name = excluded.name, price = excluded.price,"
-                " tax_class = excluded.tax_class, updated_at = excluded.updated_at",
-                (sku, jan, name, price, tax_class, now),
+                "INSERT INTO products(sku, jan, name, price, tax_class, style, colour, size, version, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(sku) DO UPDATE SET jan = excluded.jan,"
+                " name = excluded.name, price = excluded.price, tax_class = excluded.tax_class, style = excluded.style,"
+                " colour = excluded.colour, size = excluded.size, updated_at = excluded.updated_at",
+                (sku, *wanted, now),
             )
         seqs = record_changes(db, changes, now)
         db.executemany("UPDATE products SET version = ? WHERE sku = ?", [(seq, c[1]) for seq, c in zip(seqs, changes)])
     return ImportReport(created, updated, unchanged, rejected)
+

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import msgspec
 
+from tenpo.cloud import beacons
 from tenpo.cloud.db import Central
 from tenpo.shared.gc_pause import gc_paused
 from tenpo.shared.protocol import SNAPSHOT_ENTITIES, Change, ChangePage, SnapshotChunk, SnapshotRequest
@@ -90,10 +92,13 @@ def _entity_rows(
     after = after or ""
     if entity == "products":
         found = db.all(
-            "SELECT sku, jan, name, price, tax_class, version FROM products WHERE sku > ? ORDER BY sku LIMIT ?",
+            "SELECT sku, jan, name, price, tax_class, version, style, colour, size FROM products WHERE sku > ?"
+            " ORDER BY sku LIMIT ?",
             (after, limit),
         )
-        rows = [dict(zip(("sku", "jan", "name", "price", "tax_class", "version"), r)) for r in found]
+        names = ("sku", "jan", "name", "price", "tax_class", "version", "style", "colour", "size")
+        # A product that is no variant sends no variant keys: the snapshot row stays as small as before.
+        rows = [{k: v for k, v in zip(names, r) if v is not None or k == "jan"} for r in found]
         return rows, (rows[-1]["sku"] if rows else None)
     if entity == "members":
         columns = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret",
@@ -114,13 +119,15 @@ def _entity_rows(
         # A bootstrap reads every member: most have no consent or custom fields, so "{}" is not parsed.
         rows = [
             {"member_id": member_id, "name": name, "kana": kana, "phone": phone, "email": email, "card_no": card_no,
-             "line_user_id": line_user_id, "beacon_secret": beacon_secret, "consent": _json_object(consent),
+             "line_user_id": line_user_id, "consent": _json_object(consent),  # beacon ids: entity beacon_ids
              "custom": _json_object(custom), "home_store": home_store, "version": version,
              "points": int(balances.get(member_id, 0)), "through": through}
             for (member_id, name, kana, phone, email, card_no, line_user_id, beacon_secret, consent, custom,
                  home_store, version) in found
         ]  # fmt: skip
         return rows, found[-1][0]
+    if entity == "beacon_ids":  # issue 14: identifiers for the coming windows, never the secrets
+        return beacons.snapshot_rows(db, after, limit, time.time())
     if entity == "member_rules":  # the counter's registration rules, if HQ set any: one row
         value = None if after else db.scalar("SELECT value FROM member_settings WHERE name = 'counter.rules'")
         return ([json.loads(value)], "rules") if value else ([], None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tenpo.cloud.asn import transfers
 from tenpo.cloud.plan import ChangeTuple, Origin, Plan, Planner, as_json
 from tenpo.shared.events import InspectionCompleted
 from tenpo.shared.protocol import Event
@@ -30,6 +31,8 @@ def _inspection_completed(plan: Plan, origin: Origin, event: Event, p: Inspectio
                                  origin.stream, event.seq, now))  # fmt: skip
     if p.status == "accepted" and p.shipment_id:
         plan.hooks[f"asn.received:{p.shipment_id}"] = _mark_received(origin.store_id, p.shipment_id, p.inspection_id)
+        if (received := transfers.received_hook(origin.store_id, p)) is not None:
+            plan.hooks[f"transfer.received:{p.shipment_id}"] = received
 
 
 def _mark_received(store_id: str, shipment_id: str, inspection_id: str):
@@ -46,4 +49,5 @@ def _mark_received(store_id: str, shipment_id: str, inspection_id: str):
     return hook
 
 
-PLANNERS: dict[str, Planner] = {"inspection.completed": _inspection_completed}
+PLANNERS: dict[str, Planner] = {"inspection.completed": _inspection_completed,
+                                "transfer.shipped": transfers.planner}  # fmt: skip

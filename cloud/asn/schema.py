@@ -38,3 +38,24 @@ def statements(dialect: str) -> list[str]:
             PRIMARY KEY (store_id, inspection_id))""",
         "CREATE INDEX inspections_at ON inspections(at)",
     ]
+
+
+def transfer_statements(dialect: str) -> list[str]:
+    """Migration 17: transfers between stores (tenpo.cloud.asn.transfers), one row per transfer."""
+    t = column_types(dialect)
+    return [
+        f"""CREATE TABLE transfers (
+            transfer_id TEXT PRIMARY KEY,
+            from_store TEXT NOT NULL,
+            to_store TEXT NOT NULL,
+            data TEXT NOT NULL,
+            units {t['int']} NOT NULL,
+            status TEXT NOT NULL,
+            shipped_at {t['real']} NOT NULL,
+            received_at {t['real']},
+            inspection_id TEXT,
+            stream TEXT NOT NULL,
+            store_seq {t['int']} NOT NULL,
+            applied_at {t['real']} NOT NULL)""",
+        "CREATE INDEX transfers_to_status ON transfers(to_store, status)",
+    ]

@@ -8,6 +8,9 @@ merge. Two things can come out wrong and are recorded as a conflict, one open pe
   blind to each other (neither store had read the feed change carrying the other's entry), so
   both sides are in front of the operator.
 - ``stock-oversold``: a store's on-hand for a product below zero after sales.
+- ``transfer-short``: a store-to-store transfer whose receiving dock did not find every unit sent
+  (tenpo.cloud.asn.transfers opens it); ``return-to-sender`` books the missing units back into the
+  sender's stock (they never left), ``accept`` records them as lost in transit.
 
 Resolution appends an entry and never edits one: ``write-off`` (points: an adjustment that brings
 the balance back to zero), ``adjust`` (stock: a correcting entry to zero), or ``accept`` (record the
@@ -33,8 +36,9 @@ POINTS = "points-negative"
 STOCK = "stock-oversold"
 HQ_STORE = "HQ"  # store_id of HQ's own ledger entries
 HQ_STREAM = "hq"
-ACTIONS = {POINTS: ("write-off", "accept"), STOCK: ("adjust", "accept")}
-RESOLUTIONS = ("write-off", "adjust", "accept")
+TRANSFER = "transfer-short"  # opened by tenpo.cloud.asn.transfers
+ACTIONS = {POINTS: ("write-off", "accept"), STOCK: ("adjust", "accept"), TRANSFER: ("return-to-sender", "accept")}
+RESOLUTIONS = ("write-off", "adjust", "return-to-sender", "accept")
 MAX_ENTRIES = 50  # newest ledger rows a conflict shows
 
 
@@ -227,6 +231,15 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
                                          store_id=HQ_STORE, stream=HQ_STREAM, store_seq=0, at=now))  # fmt: skip
                 resolution["entry"] = {"ledger": "points", "delta": -level, "kind": "adjustment", "ref": ref}
                 changes.append(points_balance_change(db, conflict.subject))
+        elif conflict.kind == TRANSFER:
+            level = conflict.level
+            resolution = {"missing_units": int(conflict.detail.get("missing_units", 0))}
+            if action == "return-to-sender":
+                sender, skus = str(conflict.detail["from_store"]), dict(conflict.detail.get("skus") or {})
+                if not skus:
+                    raise UserError(f"conflict {number}: no missing units to return (use --action accept)")
+                resolution["entries"] = [_stock_fix(db, sender, sku, int(qty), "transfer-return", ref, now, changes)
+                                         for sku, qty in sorted(skus.items())]  # fmt: skip
         else:
             store_id, _, sku = conflict.subject.partition("/")
             level = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
@@ -234,17 +247,7 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
             if action == "adjust":
                 if level >= 0:
                     raise UserError(f"conflict {number}: on-hand is {level:,} now, nothing to adjust (use --action accept)")
-                sql, params = stock_entry(store_id=store_id, stream=HQ_STREAM, sku=sku, delta=-level,
-                                          reason="adjustment", ref=ref, store_seq=0, at=now)  # fmt: skip
-                entry_id = int(db.scalar(f"{sql} RETURNING id", params))
-                resolution["entry"] = {"ledger": "stock", "delta": -level, "reason": "adjustment", "ref": ref}
-                on_hand = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
-                changes.append(("stock.level", conflict.subject, None,
-                                {"store_id": store_id, "sku": sku, "on_hand": on_hand, "as_of": now, "version": 0}))  # fmt: skip
-                # The store's own on-hand is its ledger: it gets the entry itself (only that store applies it).
-                changes.append(("stock.correction", f"{conflict.subject}/{entry_id}", store_id,
-                                {"store_id": store_id, "sku": sku, "delta": -level, "reason": "hq-adjustment",
-                                 "ref": ref, "entry_id": entry_id}))  # fmt: skip
+                resolution["entry"] = _stock_fix(db, store_id, sku, -level, "adjustment", ref, now, changes)
         db.execute(
             "UPDATE conflicts SET status = 'resolved', action = ?, note = ?, resolved_by = ?, resolved_at = ?,"
             " resolution = ?, level = ?, updated_at = ? WHERE id = ?",
@@ -262,6 +265,23 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
     resolved = get(db, number)
     assert resolved is not None
     return resolved
+
+
+def _stock_fix(db: Central, store_id: str, sku: str, delta: int, reason: str, ref: str, now: float,
+               changes: list[ChangeTuple]) -> dict[str, Any]:  # fmt: skip
+    """An HQ entry in a store's stock ledger, its new level for every store, and the entry for that store."""
+    sql, params = stock_entry(store_id=store_id, stream=HQ_STREAM, sku=sku, delta=delta, reason=reason, ref=ref,
+                              store_seq=0, at=now)  # fmt: skip
+    entry_id = int(db.scalar(f"{sql} RETURNING id", params))
+    on_hand = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
+    subject = f"{store_id}/{sku}"
+    changes.append(("stock.level", subject, None,
+                    {"store_id": store_id, "sku": sku, "on_hand": on_hand, "as_of": now, "version": 0}))  # fmt: skip
+    # The store's own on-hand is its ledger: it gets the entry itself (only that store applies it).
+    changes.append(("stock.correction", f"{subject}/{entry_id}", store_id,
+                    {"store_id": store_id, "sku": sku, "delta": delta, "reason": f"hq-{reason}", "ref": ref,
+                     "entry_id": entry_id}))  # fmt: skip
+    return {"ledger": "stock", "store_id": store_id, "sku": sku, "delta": delta, "reason": reason, "ref": ref}
 
 
 def points_balance_change(db: Central, member_id: str) -> ChangeTuple:
