@@ -16,10 +16,14 @@ from dataclasses import dataclass
 
 import msgspec
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_envelope, record_birth, record_status
+from tenpo.cloud.channel.service import ChannelDesk, Outgoing  # issue 18: the channel API
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
+from tenpo.shared.channel_api import REQUEST_FILTER
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client
 from tenpo.shared.protocol import (
     BROADCAST_CHANGES,
@@ -39,6 +43,7 @@ WORK_KINDS = ("events", "pull", "snapshot", "status")
 PRESENCE_KINDS = ("birth", "death")
 PUSH_INTERVAL_S = 0.25
 RECEIVE_MAXIMUM = 16  # unacknowledged messages the broker may send ahead (MQTT 5 Receive Maximum)
+CHANNEL_PREFIX = f"{ROOT}/channel/"
 QUEUE_LIMIT = 16  # received messages (batches of up to 512 KiB) waiting here for the database worker
 
 
@@ -76,6 +81,7 @@ class Aggregator:
         self._stopping = threading.Event()
         self.out = make_client(f"{self.client_id}-out", tls, broker)
         self._last_pushed = latest_change(self.db)
+        self.channel = ChannelDesk(self.db)  # channel API requests share this worker and its database
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
         if getattr(reason, "is_failure", False):
@@ -83,6 +89,7 @@ class Aggregator:
             return
         subscriptions = [(shared(f"{ROOT}/stores/+/up/{kind}", self.group), 1) for kind in WORK_KINDS]
         subscriptions += [(f"{ROOT}/stores/+/up/{kind}", 1) for kind in PRESENCE_KINDS]
+        subscriptions.append((shared(REQUEST_FILTER, self.group), 1))  # channel API requests, load shared
         client.subscribe(subscriptions)
         # Stores that asked while no aggregator listened re-ask when they see this.
         client.publish(HQ_STATE, encode(HqState(True, self.client_id, time.time())), qos=1, retain=True)
@@ -114,7 +121,11 @@ class Aggregator:
                     except Exception:  # _handle dead-letters its own failures; this is the last line
                         log.exception("message on %s not handled", message.topic)
                     self.client.ack(message.mid, message.qos)
+                if self.channel.feed_grew:  # a reservation for a store: send it now, not at the next tick
+                    self.channel.feed_grew = False
+                    next_push = time.monotonic()
                 if time.monotonic() >= next_push:
+                    self._answer(self.channel.tick())
                     self._push_feed()
                     next_push = time.monotonic() + PUSH_INTERVAL_S
         finally:
@@ -131,6 +142,11 @@ class Aggregator:
         """Apply one message. Whatever goes wrong with it is its dead letter; the consumer keeps serving."""
         self.counters.received += 1
         payload = bytes(message.payload)
+        if message.topic.startswith(CHANNEL_PREFIX):
+            props = getattr(message, "properties", None)
+            self._answer(self.channel.handle(message.topic, payload, getattr(props, "ResponseTopic", None),
+                                             getattr(props, "CorrelationData", None)))  # fmt: skip
+            return
         parsed = parse_up_topic(message.topic)
         topic_store = parsed[0] if parsed else None
         try:
@@ -149,6 +165,7 @@ class Aggregator:
                 self.counters.batches_applied += 1
                 # Stamped as it leaves, after the commit: the store measures its clock against HQ's with it.
                 self.out.publish(down_topic(store_id, "ack"), encode(msgspec.structs.replace(ack, at=time.time())), qos=1)
+                self._answer(self.channel.replies())  # a store's answer to a reservation a channel waits for
             elif kind == "pull":
                 page = changes_after(self.db, body.cursor, body.limit, store_id)
                 self.out.publish(down_topic(store_id, "changes"), encode(page), qos=1)
@@ -162,6 +179,13 @@ class Aggregator:
         except Exception as exc:  # a database hiccup must not kill the consumer; the store will resend
             log.exception("could not handle %s from %s", kind, store_id, extra={"store_id": store_id})
             self._dead_letter(message.topic, f"{kind}: {type(exc).__name__}: {exc}", payload, store_id)
+
+    def _answer(self, outgoing: list[Outgoing]) -> None:
+        for item in outgoing:
+            props = Properties(PacketTypes.PUBLISH)
+            if item.correlation:
+                props.CorrelationData = item.correlation
+            self.out.publish(item.topic, item.payload, qos=1, properties=props)
 
     def _dead_letter(self, topic: str, reason: str, payload: bytes, store_id: str | None) -> None:
         self.counters.dead_letters += 1

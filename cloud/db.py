@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenpo.cloud import certs, history_schema
+from tenpo.cloud import authority_schema, certs, history_schema, products_schema
+from tenpo.cloud.analytics import schema as analytics_schema
 from tenpo.cloud.asn import schema as asn_schema
+from tenpo.cloud.audit import schema as audit_schema
+from tenpo.cloud.channel import schema as channel_schema
+from tenpo.cloud.db_commit import BeforeCommit
 from tenpo.cloud.db_types import column_types
 from tenpo.cloud.hq import schema as hq_schema
+from tenpo.cloud.loyalty import schema as loyalty_schema
 from tenpo.cloud.members import schema as members_schema
 from tenpo.cloud.members import tables as members_tables
 from tenpo.cloud.sales import schema as sales_schema
@@ -49,7 +54,7 @@ def parse_db_url(url: str) -> DbUrl:
     raise ConfigError(f"--db {url!r}: use sqlite:///path or postgresql://user@host/db")
 
 
-class Central:
+class Central(BeforeCommit):
     """One connection to the central store; not shared across threads (open one per thread)."""
 
     def __init__(self, url: str, create: bool = True) -> None:
@@ -123,10 +128,12 @@ class Central:
     @contextmanager
     def transaction(self) -> Iterator[Central]:
         with self._lock:
+            self._commit_begin()  # issue 14: the audit chain is sealed last, just before COMMIT (db_commit.py)
             if self.dialect == "sqlite":
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self
+                    self._commit_work()
                 except BaseException:
                     self.conn.execute("ROLLBACK")
                     raise
@@ -134,6 +141,7 @@ class Central:
             else:
                 with self.conn.transaction():
                     yield self
+                    self._commit_work()
 
     @contextmanager
     def savepoint(self) -> Iterator[Central]:
@@ -449,7 +457,15 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (7, "member field quality: corrected, unverified and flagged values", _area(members_schema.field_quality_statements)),
     (8, "member review queue, import quality figures, members settings", _area(members_tables.statements)),
     (9, "PostgreSQL: history partitioned by month, ledger triggers per statement", _area(history_schema.statements)),
+    (10, "store authority: points entries held for their sale, refusals, contact edits (issue 14)",
+     _area(authority_schema.statements)),
+    (11, "operator accounts; the audit log hash-chained and append-only (issue 14)", audit_schema.statements),
+    (12, "analytics: purchases, RFM inputs, basket counts, recommendations (issue 17)", _area(analytics_schema.statements)),
+    (13, "loyalty: points lots metadata, ranks, job runs (issue 17)", _area(loyalty_schema.statements)),
+    (14, "channel API: reservations, idempotency keys, request counters (issue 18)", _area(channel_schema.statements)),
     (15, "store certificate expiry; beacon id horizon (issue 14)", certs.statements),
+    (16, "product variants: style, colour, size", _area(products_schema.variant_statements)),
+    (17, "store-to-store transfers", _area(asn_schema.transfer_statements)),
 ]
 
 

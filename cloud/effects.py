@@ -12,8 +12,12 @@ import time
 
 from tenpo.cloud.asn.effects import PLANNERS as ASN
 from tenpo.cloud.audit.effects import PLANNERS as AUDIT
+from tenpo.cloud.authority import id_store
 from tenpo.cloud.changes import new_beacon_secret
+from tenpo.cloud.channel.effects import FOLLOW_UPS as CHANNEL_FOLLOW_UPS  # issue 18: reservations
+from tenpo.cloud.channel.effects import PLANNERS as CHANNEL
 from tenpo.cloud.ledgers import points_entry, stock_entry
+from tenpo.cloud.loyalty.effects import plan_points as plan_loyalty_points
 from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
 from tenpo.cloud.members.effects import PLANNERS as MEMBERS
 from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, as_json, decode
@@ -37,7 +41,7 @@ UPDATE_MEMBER = (
 
 def _member_registered(plan: Plan, origin: Origin, event: Event, p: MemberRegistered, now: float) -> None:
     store_id = origin.store_id
-    if not p.member_id.startswith(f"{store_id}-"):
+    if id_store(p.member_id) != store_id:  # docs/authority.md: a store registers only under its own prefix
         raise PayloadError(f"member_id: {p.member_id} is not a provisional id of store {store_id}")
     plan.add(
         INSERT_MEMBER,
@@ -65,6 +69,7 @@ def _points_entry(plan: Plan, origin: Origin, event: Event, p: PointsEntry, now:
     plan.add(*points_entry(member_id=p.member_id, delta=p.delta, kind=p.kind, ref=p.ref, store_id=origin.store_id,
                            stream=origin.stream, store_seq=event.seq, at=now))  # fmt: skip
     plan.points_touched.add(p.member_id)
+    plan_loyalty_points(plan, origin, event, p, now)  # issue 17: when it happened, rank checks, expiry corrections
 
 
 PLANNERS: dict[str, Planner] = {
@@ -78,12 +83,13 @@ PLANNERS: dict[str, Planner] = {
 
 def _register_area_planners() -> None:
     """Each area (sales, visits, inspections, members) owns the event types it defines."""
-    for area in (SALES, VISITS, ASN, MEMBERS, AUDIT, SNAPSHOTS):
+    for area in (SALES, VISITS, ASN, MEMBERS, AUDIT, SNAPSHOTS, CHANNEL):
         overlap = set(area) & set(PLANNERS)
         assert not overlap, f"event types defined twice: {overlap}"
         PLANNERS.update(area)
     # An area may also follow up another's event type (members resolve a store's registration).
     FOLLOW_UPS.update(MEMBER_FOLLOW_UPS)
+    FOLLOW_UPS.update(CHANNEL_FOLLOW_UPS)  # a clerk's 取り置き becomes a reservation held at HQ
 
 
 FOLLOW_UPS: dict[str, Planner] = {}  # run after the owning planner, on the same scratch plan

@@ -16,10 +16,23 @@ from typing import Any
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
 from tenpo.edge.agent import INTEGRITY_META_KEY, init_store, record_integrity, run_agent
+from tenpo.edge.audit_cli import register_edge as audit_commands
 from tenpo.edge.backup import backup_settings, backup_store, last_backup, restore_store
 from tenpo.edge.checkout.cli import register_edge as checkout_commands
+from tenpo.edge.clerk.accounts import Action, record_action
 from tenpo.edge.clerk.cli import register_edge as clerk_commands
-from tenpo.edge.cli_support import json_flag, open_existing, open_store, print_json, with_config
+from tenpo.edge.clerk.records import record_member_access
+from tenpo.edge.cli_support import (  # roles on store commands (docs/roles.md)
+    MANAGER,
+    clerk_flag,
+    json_flag,
+    open_existing,
+    open_store,
+    print_json,
+    require_clerk_flag,
+    signed_in,
+    with_config,
+)
 from tenpo.edge.clock_skew import CLOCK_SKEW_META, parse_recorded
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.inspection.cli import register_edge as inspection_commands
@@ -27,6 +40,9 @@ from tenpo.edge.jobs import scheduled_alerts
 from tenpo.edge.membership.cli import register_edge as membership_commands
 from tenpo.edge.outbox import get_meta
 from tenpo.edge.printer.cli import register_edge as printer_commands
+from tenpo.edge.reservations import store as reservations_store  # issue 18
+from tenpo.edge.reservations.cli import register_edge as reservation_commands
+from tenpo.edge.transfers_cli import register_edge as transfer_commands
 from tenpo.shared.logs import add_log_level_flag, configure_logging
 from tenpo.shared.pki_crl import cert_warn_days, certificate_status
 from tenpo.shared.terminal import unguarded
@@ -47,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     member = commands.add_parser("member", help="members in the store replica")
     member_commands = member.add_subparsers(dest="member_command", metavar="COMMAND")
     member_commands.required = True
-    add = with_config(member_commands.add_parser("add", help="register a member (offline, provisional id)"))
+    add = clerk_flag(with_config(member_commands.add_parser("add", help="register a member (offline, provisional id)")))
     add.add_argument("--name", required=True)
     add.add_argument("--kana")
     add.add_argument("--phone")
@@ -55,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--card")
     add.add_argument("--line-user-id")
     add.set_defaults(func=cmd_member_add)
-    find = with_config(member_commands.add_parser("find", help="find by card, phone, email or name/kana prefix"))
+    find = clerk_flag(with_config(member_commands.add_parser(
+        "find", help="find by card, phone, email or name/kana prefix (audited: each member shown is a profile view)")))
     find.add_argument("query")
     find.add_argument("--limit", type=_positive, default=20, metavar="N", help="show at most N members (default 20)")
     json_flag(find)
@@ -66,7 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     json_flag(stock)
     stock.set_defaults(func=cmd_stock)
     stock_commands = stock.add_subparsers(dest="stock_command", metavar="COMMAND")
-    adjust = with_config(stock_commands.add_parser("adjust", help="adjust this store's stock (+/-)"))
+    adjust = clerk_flag(with_config(stock_commands.add_parser("adjust", help="adjust this store's stock (+/-); a manager")),
+                        MANAGER)  # fmt: skip
     adjust.add_argument("--sku", required=True)
     adjust.add_argument("--qty", required=True, type=int)
     adjust.add_argument("--reason", required=True)
@@ -95,8 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     restore.set_defaults(func=cmd_restore)
 
     for add_commands in (checkout_commands, inspection_commands, clerk_commands, membership_commands,
-                         printer_commands):
+                         printer_commands, reservation_commands, transfer_commands):
         add_commands(commands)
+    audit_commands(commands)  # `edge audit verify` (issue 14, H4)
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -147,18 +166,25 @@ def _progress_printer() -> Callable[[int, int], None]:
 
 
 def cmd_member_add(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "registering a member")
     config, db = open_store(args)
+    clerk = signed_in(args, db, "registering a member")
     member_id = replica.register_member(
         db, config.store_id, name=args.name, kana=args.kana, phone=args.phone, email=args.email,
         card_no=args.card, line_user_id=args.line_user_id,
     )  # fmt: skip
+    record_action(db, clerk, "edge member add", member_id)
     print(member_id)
     return 0
 
 
 def cmd_member_find(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "finding members (personal data)")
     _config, db = open_store(args)
+    clerk = signed_in(args, db, "finding members (personal data)")
     members = replica.find_members(db, args.query, limit=args.limit)
+    for m in members:  # each member shown is a profile view: audited, and member.viewed goes to HQ
+        record_member_access(db, clerk.clerk_id, m.member_id, "view")
     more = replica.count_members(db, args.query) - len(members) if len(members) == args.limit else 0
     # With --json the list keeps its shape for scripts; the note goes to stderr.
     note = f"{more} more match {args.query!r}: narrow the search or raise --limit" if more else None
@@ -191,8 +217,11 @@ def _positive(text: str) -> int:
 def cmd_stock(args: argparse.Namespace) -> int:
     config, db = open_store(args)
     rows = replica.stock_levels(db, config.store_id, args.sku)
+    held = reservations_store.reserved_by_sku(db.conn)  # issue 18: reserved here; other stores' are counted at HQ
     if args.json:
-        print_json([{"store_id": r.store_id, "sku": r.sku, "name": r.name, "on_hand": r.on_hand, "as_of": r.as_of}
+        print_json([{"store_id": r.store_id, "sku": r.sku, "name": r.name, "on_hand": r.on_hand, "as_of": r.as_of,
+                     "reserved": held.get(r.sku, 0) if r.as_of is None else 0,
+                     "available": r.on_hand - (held.get(r.sku, 0) if r.as_of is None else 0)}
                      for r in rows])
         return 0
     if not rows:
@@ -210,8 +239,14 @@ def _ago(timestamp: float) -> str:
 
 
 def cmd_stock_adjust(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "a stock adjustment")
     _config, db = open_store(args)
-    seq = replica.adjust_stock(db, args.sku, args.qty, args.reason, location=args.location)
+    clerk = signed_in(args, db, "a stock adjustment", Action.STOCK_ADJUST)
+    # The clerk goes into the entry's reason (and so its stock.adjusted event), as the terminal writes it.
+    reason = args.reason.strip()
+    seq = replica.adjust_stock(db, args.sku, args.qty, f"{reason} (clerk {clerk.clerk_id})" if reason else reason,
+                               location=args.location)  # fmt: skip
+    record_action(db, clerk, "edge stock adjust", f"{args.sku} {args.qty:+d} event {seq}")
     print(f"adjusted {args.sku} by {args.qty:+d} (event {seq})")
     return 0
 

@@ -16,12 +16,18 @@ from pathlib import Path
 
 import sqlite_utils
 
+from tenpo.edge import audit_chain, products_schema, transfers_schema
+from tenpo.edge import recommendations as recommendations_schema  # migration 13 (H6)
+from tenpo.edge.ble import ids as beacon_ids  # migration 14 (H5)
 from tenpo.edge.ble import schema as ble_schema
 from tenpo.edge.checkout import schema as checkout_schema
 from tenpo.edge.checkout import schema_returns
 from tenpo.edge.clerk import schema as clerk_schema
+from tenpo.edge.clerk import schema_actions as clerk_actions_schema  # migration 15 (H3)
 from tenpo.edge.inspection import schema as inspection_schema
 from tenpo.edge.membership import schema as membership_schema
+from tenpo.edge.membership import sealing as membership_sealing
+from tenpo.edge.reservations import schema as reservations_schema
 from tenpo.shared.errors import TenpoError
 from tenpo.shared.filemodes import private_database
 
@@ -110,8 +116,11 @@ def connect(path: Path | str, busy_timeout_ms: int = 10_000, *, create: bool = T
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Freed pages are zeroed, so a deleted or re-sealed value leaves no old bytes in the file (issue 14).
+            conn.execute("PRAGMA secure_delete = ON")
             db = sqlite_utils.Database(conn)
             migrate(db)
+            membership_sealing.vacuum_if_pending(conn)  # once, after migration 9 sealed the plaintext
         except BaseException:
             conn.close()
             raise
@@ -290,6 +299,15 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (6, "clerks, sign-in and roles", clerk_schema.migrate),
     (7, "partial returns: several refunds per receipt", schema_returns.migrate),
     (8, "manager approvals at the till; members by a phone's last four digits", clerk_schema.migrate_approvals),
+    # issue 14 (H2): personal data sealed with AES-256-GCM, blind indexes and name search tokens
+    (9, "members' personal data encrypted at rest, blind indexes, search tokens", membership_sealing.migrate),
+    (10, "the personal-data audit log hash-chained and append-only (issue 14)", audit_chain.migrate),
+    (12, "reservations held here: available = on hand - reserved (issue 18)", reservations_schema.migrate),  # H8
+    (13, "recommendations per member from HQ, for the clerk's profile offline (issue 17)", recommendations_schema.migrate),  # H6
+    (14, "beacon rotating ids from HQ instead of members' secrets (issue 14)", beacon_ids.migrate),  # H5
+    (15, "store commands recorded with the clerk who ran them", clerk_actions_schema.migrate),  # H3
+    (16, "product variants: style, colour, size", products_schema.migrate_variants),
+    (17, "store-to-store transfers sent from here", transfers_schema.migrate),
 ]
 
 

@@ -19,12 +19,16 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from tenpo.edge import keystore
+from tenpo.edge import recommendations as recommendations  # issue 17 (H6): member.recommendations
+from tenpo.edge.ble import ids as beacon_ids  # issue 14 (H5): member.beacon_ids
 from tenpo.edge.db import transaction
 from tenpo.edge.inspection import feed as inspection
 from tenpo.edge.ledgers import post_stock
 from tenpo.edge.membership import feed as membership
+from tenpo.edge.membership import vault
 from tenpo.edge.outbox import get_meta, read_counter, set_counter, set_meta
-from tenpo.shared import cleansing
+from tenpo.edge.reservations import feed as reservations  # issue 18
 from tenpo.shared.changes import (
     SNAPSHOT_ROWS,
     MemberErase,
@@ -152,50 +156,55 @@ def _dead_letter(conn: sqlite3.Connection, source: str, reason: str, payload: An
 def _upsert_products(conn: sqlite3.Connection, store_id: str, rows: list[ProductUpsert], version: int | None) -> None:
     now = time.time()
     conn.executemany(
-        "INSERT INTO products(sku, jan, name, price, tax_class, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(sku) DO UPDATE SET jan = excluded.jan, name = excluded.name, price = excluded.price, "
-        "tax_class = excluded.tax_class, version = excluded.version, updated_at = excluded.updated_at "
+        "INSERT INTO products(sku, jan, name, price, tax_class, style, colour, size, version, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sku) DO UPDATE SET jan = excluded.jan,"
+        " name = excluded.name, price = excluded.price, tax_class = excluded.tax_class, style = excluded.style,"
+        " colour = excluded.colour, size = excluded.size, version = excluded.version, updated_at = excluded.updated_at "
         "WHERE products.version < excluded.version",
-        [(r.sku, r.jan, r.name, r.price, r.tax_class, version or r.version, now) for r in rows],
+        [(r.sku, r.jan, r.name, r.price, r.tax_class, r.style, r.colour, r.size, version or r.version, now)
+         for r in rows],
     )
 
 
 @rows_of(MemberUpsert)
 def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUpsert], version: int | None) -> None:
+    """Personal fields are sealed on the way in (edge/membership/vault.py); an older version never wins."""
     now = time.time()
-
-    def key(value: str | None) -> str | None:
-        return cleansing.search_key(value) if value else None
-
-    # A bootstrap writes every member: most have no consent or custom fields, so "{}" skips json.dumps.
-    conn.executemany(
-        "INSERT INTO members(member_id, name, name_key, kana, kana_key, phone, email, card_no, line_user_id,"
-        " beacon_secret, consent, custom, home_store, provisional, erased, points_hq, points_through, version,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(member_id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key,"
-        " kana = excluded.kana, kana_key = excluded.kana_key, phone = excluded.phone, email = excluded.email,"
-        " card_no = excluded.card_no, line_user_id = excluded.line_user_id, beacon_secret = excluded.beacon_secret,"
-        " consent = excluded.consent,"
-        " custom = excluded.custom, home_store = excluded.home_store, provisional = 0, erased = 0,"
-        " version = excluded.version, updated_at = excluded.updated_at "
-        "WHERE members.version < excluded.version",
-        [
-            (
-                r.member_id, r.name, key(r.name), r.kana, key(r.kana), r.phone, r.email, r.card_no, r.line_user_id,
-                r.beacon_secret, json.dumps(r.consent) if r.consent else "{}",
-                json.dumps(r.custom, ensure_ascii=False) if r.custom else "{}",
-                r.home_store, r.points, (r.through or {}).get(store_id, 0), version or r.version, now, now,
+    codec = keystore.codec(conn)
+    for r in rows:
+        seq = version or r.version
+        held = conn.execute("SELECT version FROM members WHERE member_id = ?", (r.member_id,)).fetchone()
+        if held is not None and held[0] >= seq:
+            continue
+        plain_custom, personal = vault.split_custom(r.custom)
+        # A bootstrap writes every member: most have no consent or custom fields, so "{}" skips json.dumps.
+        row = (json.dumps(r.consent) if r.consent else "{}",
+               json.dumps(plain_custom, ensure_ascii=False) if plain_custom else "{}",
+               r.home_store, r.points, (r.through or {}).get(store_id, 0), seq, now)  # fmt: skip
+        old = None
+        if held is None:
+            conn.execute(
+                "INSERT INTO members(consent, custom, home_store, points_hq, points_through, version, updated_at,"
+                " beacon_secret, member_id, created_at, provisional, erased) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
+                (*row, None, r.member_id, now),  # issue 14: beacon ids (edge/ble/ids.py), never the secret
             )
-            for r in rows
-        ],
-    )  # fmt: skip
+        else:
+            old = vault.read_person(conn, codec, r.member_id)
+            conn.execute(
+                "UPDATE members SET consent = ?, custom = ?, home_store = ?, points_hq = ?, points_through = ?,"
+                " version = ?, updated_at = ?, beacon_secret = ?, provisional = 0, erased = 0 WHERE member_id = ?",
+                (*row, None, r.member_id),
+            )
+        person = vault.Personal(r.name, r.kana, r.phone, r.email, r.card_no, r.line_user_id, personal or None)
+        vault.write_person(conn, codec, r.member_id, person, old)
 
 
 @rows_of(MemberErase)
 def _erase_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberErase], version: int | None) -> None:
+    for r in rows:
+        vault.erase(conn, r.member_id)
     conn.executemany(
-        "UPDATE members SET name = NULL, name_key = NULL, kana = NULL, kana_key = NULL, phone = NULL, email = NULL,"
-        " card_no = NULL, line_user_id = NULL, beacon_secret = NULL, consent = '{}', custom = '{}', erased = 1,"
+        "UPDATE members SET beacon_secret = NULL, consent = '{}', custom = '{}', erased = 1,"
         " version = ?, updated_at = ? WHERE member_id = ?",
         [(version or r.version, time.time(), r.member_id) for r in rows],
     )
@@ -261,7 +270,7 @@ SNAPSHOT_HANDLERS: dict[str, Handler] = {
 
 def _register_area_handlers() -> None:
     """Areas own the change kinds they define (ASNs, member merges...)."""
-    for area in (inspection, membership):
+    for area in (inspection, membership, reservations, recommendations, beacon_ids):
         overlap = set(area.CHANGE_HANDLERS) & set(CHANGE_HANDLERS)
         assert not overlap, f"change kinds handled twice: {overlap}"
         CHANGE_HANDLERS.update(area.CHANGE_HANDLERS)

@@ -54,6 +54,10 @@ class ProductUpsert(ChangeData, frozen=True, kw_only=True):
     price: Yen
     tax_class: Literal["standard", "reduced"]
     version: Seq = 0
+    # A variant of a style (品番) in a colour and a size (tenpo.shared.variants); absent for other products.
+    style: Word | None = None
+    colour: Word | None = None
+    size: Word | None = None
 
 
 class MemberUpsert(ChangeData, frozen=True, kw_only=True):
@@ -204,9 +208,101 @@ class MemberRules(ChangeData, frozen=True, kw_only=True):
     version: Seq = 0
 
 
+# Reservations held at a store for a channel or another store's clerk (issue 18).
+ReservationState = Literal["requested", "confirmed", "ready", "picked_up", "rejected", "expired", "cancelled"]
+
+
+class ReservationUpsert(ChangeData, frozen=True, kw_only=True):
+    """HQ's record of a reservation, for the holding store (``store_id``) and the pickup store. A new one in
+    ``requested`` asks the holding store to confirm or reject; ``cancelled`` or ``expired`` releases it."""
+
+    KIND: ClassVar[str] = "reservation.upsert"
+
+    reservation_id: Id
+    store_id: StoreId  # holds the stock and hands it over
+    sku: Id
+    qty: Annotated[int, Meta(ge=1, le=1_000_000)]
+    state: ReservationState
+    channel: Label
+    member_id: Id | None = None
+    customer: Text | None = None
+    pickup_store: StoreId | None = None
+    reason: Text | None = None
+    expires_at: Epoch | None = None
+    version: Seq = 0
+
+
+# ---------------------------------------------------------------------------- loyalty (issue 17, H7)
+
+IsoDate = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class LoyaltyLot(msgspec.Struct, frozen=True, kw_only=True):
+    expires_on: IsoDate  # the last JST day these points are good
+    points: Points
+
+
+class MemberLoyalty(ChangeData, frozen=True, kw_only=True):
+    """A member's rank (with the multiplier an offline sale earns at) and points lots, as HQ last computed
+    them (`tenpo cloud loyalty ranks|expire`); docs/loyalty.md."""
+
+    KIND: ClassVar[str] = "member.loyalty"
+
+    member_id: Id
+    rank: Label
+    multiplier_pct: Annotated[int, Meta(ge=0, le=10_000)] = 100
+    spend: Yen = 0  # rolling spend the rank is based on
+    as_of: IsoDate
+    expiry_months: Annotated[int, Meta(ge=1, le=120)] = 12
+    lots: Annotated[list[LoyaltyLot], Meta(max_length=400)] = []
+    through: dict[Id, Seq] | None = None  # as points.balance: the lots count each store's entries up to this seq
+    version: Seq = 0
+
+
+# ---------------------------------------------------------------------------- recommendations (issue 17, H6)
+
+
+class RecommendedItem(msgspec.Struct, frozen=True, kw_only=True):
+    sku: Id
+    name: Field | None = None
+    reason: Label  # "bought-with:<sku>" (a co-purchase rule) or "best-seller" (cold start)
+    score: Annotated[float, Meta(ge=0, le=1e9)] = 0.0
+
+
+class MemberRecommendations(ChangeData, frozen=True, kw_only=True):
+    """Next-best items for a member, as HQ last computed them (tenpo.cloud.analytics); the clerk's
+    member profile shows them, offline too (docs/analytics.md)."""
+
+    KIND: ClassVar[str] = "member.recommendations"
+
+    member_id: Id
+    items: Annotated[list[RecommendedItem], Meta(max_length=50)] = []
+    as_of: Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    version: Seq = 0
+
+
+# ---------------------------------------------------------------------------- beacon ids (issue 14, H5)
+
+
+class MemberBeaconIds(ChangeData, frozen=True, kw_only=True):
+    """The member app's rotating identifiers for a bounded run of windows (tenpo.shared.beacon_id): the
+    store recognises the member's advert without holding the member's secret. Replaces what the store
+    held for that member; HQ sends fresh ones before they run out."""
+
+    KIND: ClassVar[str] = "member.beacon_ids"
+
+    member_id: Id
+    first_window: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
+    ids: Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{16})+$", min_length=16, max_length=16 * 288)]
+
+
 CHANGE_DATA: tuple[type[ChangeData], ...] = (
     ProductUpsert, MemberUpsert, MemberErase, PointsBalance, StockLevel, StockCorrection, MemberMerge,
     MemberUnmerge, AsnUpsert, AsnClosed, PurchaseRecorded, MemberRules,
+    MemberLoyalty,
+    ReservationUpsert,  # issue 18
+    MemberRecommendations,  # issue 17 (H6)
+    MemberBeaconIds,  # issue 14 (H5)
 )  # fmt: skip
 
 CHANGE_KINDS: dict[str, type[ChangeData]] = {c.KIND: c for c in CHANGE_DATA}
@@ -215,6 +311,7 @@ CHANGE_KINDS: dict[str, type[ChangeData]] = {c.KIND: c for c in CHANGE_DATA}
 SNAPSHOT_ROWS: dict[str, type[ChangeData]] = {
     "products": ProductUpsert, "members": MemberUpsert, "stock": StockLevel, "asns": AsnUpsert,
     "member_rules": MemberRules,
+    "beacon_ids": MemberBeaconIds,  # issue 14 (H5)
 }  # fmt: skip
 
 

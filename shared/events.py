@@ -89,6 +89,10 @@ class MemberUpdated(Payload, frozen=True, kw_only=True):
     line_user_id: Field | None = None
     consent: dict[Word, bool] | None = None
     custom: dict[Word, Any] | None = None
+    # Store authority (docs/authority.md): a store that did not register the member may change its contact
+    # fields only with the member at the counter, recorded with the clerk who checked them.
+    clerk_id: Id | None = None
+    member_present: bool = False
 
 
 class MemberViewed(Payload, frozen=True, kw_only=True):
@@ -130,6 +134,12 @@ class PointsEntry(Payload, frozen=True, kw_only=True):
     delta: Points
     kind: PointsKind
     ref: Field | None = None
+    # loyalty (issue 17, docs/loyalty.md): an accrual says the rank it was earned at, that rank's multiplier
+    # and the points at x1, so HQ can hold it against the rank it had sent; campaign points their last good day.
+    rank: Label | None = None
+    multiplier_pct: Annotated[int, Meta(ge=0, le=10_000)] | None = None
+    base: Points | None = None
+    expires_on: Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
 
 
 # ---------------------------------------------------------------------------- sales
@@ -256,6 +266,71 @@ class ReservationRequested(Payload, frozen=True, kw_only=True):
     at: Epoch | None = None
 
 
+# ---------------------------------------------------------------------------- reservations at the holding store (issue 18)
+
+
+class ReservationDecided(Payload, frozen=True, kw_only=True):
+    """Base of the holding store's answers to a reservation HQ sent it (change ``reservation.upsert``)."""
+
+    reservation_id: Id
+    sku: Id
+    qty: Annotated[int, Meta(ge=1, le=1_000_000)]
+    clerk_id: Id | None = None  # None: the agent decided on its own
+    reason: Text | None = None
+    at: Epoch | None = None
+
+
+class ReservationConfirmed(ReservationDecided, frozen=True, kw_only=True):
+    """The store's available stock covered the quantity: it is held (available = on_hand - reserved)."""
+
+    TYPE: ClassVar[str] = "reservation.confirmed"
+
+
+class ReservationRejected(ReservationDecided, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "reservation.rejected"
+
+
+class ReservationReady(ReservationDecided, frozen=True, kw_only=True):
+    """Picked from the shelf and waiting at the counter."""
+
+    TYPE: ClassVar[str] = "reservation.ready"
+
+
+class ReservationPickedUp(ReservationDecided, frozen=True, kw_only=True):
+    """Handed over through checkout: the sale ``receipt_no`` consumed the reservation."""
+
+    TYPE: ClassVar[str] = "reservation.picked_up"
+
+    receipt_no: Id
+
+
+# ---------------------------------------------------------------------------- store-to-store transfers (issue 18)
+
+Gtin = Annotated[str, Meta(pattern=r"^\d{14}$")]
+HexEpc = Annotated[str, Meta(pattern=r"^(?:[0-9A-F]{2}){4,32}$")]
+MAX_TRANSFER_EPCS = 2000  # one event stays well under a batch's size limit; a bigger move is several transfers
+
+
+class TransferLine(msgspec.Struct, frozen=True, kw_only=True):
+    sku: Id
+    gtin: Gtin
+    qty: Annotated[int, Meta(ge=1, le=1_000_000)]
+
+
+class TransferShipped(Payload, frozen=True, kw_only=True):
+    """Stock sent to another store: it left this store's ledger in the same transaction (``stock.moved``
+    with ``ref`` = the transfer id); HQ turns it into an ASN for the receiving store's dock inspection."""
+
+    TYPE: ClassVar[str] = "transfer.shipped"
+
+    transfer_id: Id
+    to_store: StoreId
+    lines: Annotated[list[TransferLine], Meta(min_length=1, max_length=100)]
+    epcs: Annotated[list[HexEpc], Meta(max_length=MAX_TRANSFER_EPCS)] = []
+    clerk_id: Id | None = None
+    at: Epoch | None = None
+
+
 # ---------------------------------------------------------------------------- presence
 
 
@@ -343,6 +418,8 @@ PAYLOADS: tuple[type[Payload], ...] = (
     MemberRegistered, MemberUpdated, MemberViewed, StockMoved, StockAdjusted, PointsEntry, SaleCompleted,
     SaleRefunded, InspectionCompleted, ReservationRequested, VisitArrived, VisitLeft, ZoneEntered, ZoneLeft,
     CouponTriggered, StockSnapshot,
+    ReservationConfirmed, ReservationRejected, ReservationReady, ReservationPickedUp,  # issue 18
+    TransferShipped,  # issue 18: store-to-store transfers
 )  # fmt: skip
 
 CATALOGUE: dict[tuple[str, int], type[Payload]] = {(p.TYPE, p.SCHEMA): p for p in PAYLOADS}

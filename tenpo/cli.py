@@ -31,6 +31,7 @@ COMMAND_MODULES: dict[str, str] = {
     "hq": "tenpo.cloud.hq.cli",
     "clerk": "tenpo.edge.clerk.cli",
     "provision": "tenpo.provision",
+    "channel": "tenpo.channel",  # issue 18: the channel API client
     "demo": "tenpo.demo",
     "doctor": "tenpo.doctor",
 }
@@ -91,7 +92,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return status
     except TenpoError as exc:
         print(f"tenpo: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_status", 1))  # 2: a usage error found by the command (e.g. no --clerk)
     except sqlite3.DatabaseError as exc:
         if not is_storage_fault(exc):
             raise

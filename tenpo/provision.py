@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from tenpo.shared import pki, pki_crl
+from tenpo.shared.channel_api import CHANNEL_CERT_PREFIX, channel_acl_lines, valid_channel
 from tenpo.shared.errors import UserError
 from tenpo.shared.protocol import valid_store_id
 from tenpo.shared.terminal import safe_text
@@ -32,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq.add_argument("name")
     hq.add_argument("--dir", type=Path, required=True)
     hq.set_defaults(func=lambda args: _print(pki.issue(args.dir, args.name)))
+    # --- channel API clients (issue 18) ---
+    channel = commands.add_parser("channel", help="a client certificate and ACL entries for a web shop or app backend")
+    channel.add_argument("name", help="channel name: lower-case letters, digits, '-' and '_' (e.g. web, app)")
+    channel.add_argument("--dir", type=Path, required=True)
+    channel.add_argument("--acl", type=Path, help="the broker's ACL file to add the channel's lines to (default: DIR/acl)")
+    channel.set_defaults(func=_channel)
     # --- revocation and renewal (issue 14) ---
     revoke = commands.add_parser("revoke", help="revoke an identity's certificates: add them to crl.pem (reload the broker)")
     revoke.add_argument("name", help="store id or HQ name (the certificate CN)")
@@ -95,6 +102,21 @@ def _store(args: argparse.Namespace) -> int:
     if not valid_store_id(args.store_id):
         raise UserError(f"store id {args.store_id!r}: only letters, digits, '-' and '_' (1-32)")
     return _print(pki.issue(args.dir, args.store_id))
+
+
+def _channel(args: argparse.Namespace) -> int:
+    """CN ``channel-NAME``; the ACL confines it to its own request and response topics (docs/channel.md)."""
+    if not valid_channel(args.name):
+        raise UserError(f"channel {safe_text(args.name)!r}: lower-case letters, digits, '-' and '_' (1-32)")
+    acl = args.acl or args.dir / "acl"
+    lines = channel_acl_lines(args.name)
+    existing = acl.read_text() if acl.exists() else ""
+    if lines[0] not in existing.splitlines():
+        acl.write_text(existing + ("" if not existing or existing.endswith("\n") else "\n") + "\n".join(lines) + "\n")
+        print(f"acl         {acl}: added {lines[0]} (reload the broker)")
+    else:
+        print(f"acl         {acl}: {lines[0]} already there")
+    return _print(pki.issue(args.dir, f"{CHANNEL_CERT_PREFIX}{args.name}"))
 
 
 def _print(issued: pki.Issued) -> int:

@@ -43,7 +43,9 @@ from tenpo.edge.db import transaction
 from tenpo.edge.ledgers import post_points, post_stock
 from tenpo.edge.outbox import append_event, next_counter, read_counter
 from tenpo.edge.replica import find_members, get_member
+from tenpo.edge.reservations.store import consume as consume_reservation
 from tenpo.shared.events import PointsKind, SaleCompleted, SaleRefunded
+from tenpo.shared.ids import is_id
 
 RECEIPT_COUNTER = "receipt"
 LOCATION = "floor"
@@ -66,6 +68,7 @@ class SaleOrder:
     receipt_discounts: tuple[Discount, ...] = ()
     clerk: str | None = None  # printed on the receipt as 担当
     offline: bool = False  # the receipt says the sale was made offline
+    reservation: str | None = None  # a reservation this sale hands over (issue 18): consumed in its transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,9 @@ def commit_sale(
         )
         _write_sale(conn, sale, render_receipt(sale, rules, store_name=config.name, clerk=order.clerk,
                                                offline=order.offline))  # fmt: skip
+        if order.reservation:  # pickup: the sale consumes the reservation, or neither happens
+            consume_reservation(conn, order.reservation, sale.receipt_no, [(line.sku, line.qty) for line in sale.lines],
+                                clerk_id=order.clerk if order.clerk and is_id(order.clerk) else None)  # fmt: skip
     return sale
 
 

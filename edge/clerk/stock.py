@@ -29,6 +29,15 @@ def _int(text: str, field: str) -> int:
         raise UserError(f"{field}: a whole number") from None
 
 
+def variant_cell(line: StockLine, width: int) -> Text | str:
+    """A variant's colour and size first, in bold (what the clerk scans the rows for), then the style's name."""
+    if not line.variant:
+        return fit(line.name, width)
+    text = Text(fit(f"{line.variant} {line.name}", width))
+    text.stylize("bold", 0, min(len(line.variant), len(text)))
+    return text
+
+
 def on_hand_cell(on_hand: int) -> Text:
     """Below zero means sales were rung up that the ledger never received: worth a count."""
     if on_hand < 0:
@@ -62,7 +71,7 @@ class StockPanel(Panel):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="JAN, SKU or product name · ↓ rows", id="stock-query", compact=True)
+        yield Input(placeholder="JAN, SKU, style or product name · ↓ rows", id="stock-query", compact=True)
         table = StockRows(id="stock-rows", cursor_type="row")
         for key, label in (("store", "store"), ("sku", "SKU"), ("name", "品名 name"), ("qty", "on hand"), ("when", "updated")):
             table.add_column(label, key=key)
@@ -94,7 +103,7 @@ class StockPanel(Panel):
         here = self.clerk_app.data.store_id
         rows = [
             (key, (Text(line.store_id, "bold") if line.store_id == here else line.store_id, line.sku,
-                   fit(line.name, 24), on_hand_cell(line.on_hand),
+                   variant_cell(line, 24), on_hand_cell(line.on_hand),
                    "live" if line.as_of is None else day_time(line.as_of)))  # fmt: skip
             for key, line in self.lines.items()
         ]
@@ -205,6 +214,7 @@ def reservation_state(status: str) -> Text:
     """'requested' until HQ answers: said as 'sent, waiting for HQ' so nobody thinks it is confirmed."""
     words = {"requested": ("sent · waiting for HQ", "yellow"), "confirmed": ("confirmed by HQ", "green"),
              "held": ("held at store", "green"), "rejected": ("refused by HQ", "bold red"),
-             "cancelled": ("cancelled", "dim"), "picked_up": ("picked up", "dim")}  # fmt: skip
+             "cancelled": ("cancelled", "dim"), "picked_up": ("picked up", "dim"),
+             "ready": ("ready for pickup", "bold green"), "expired": ("expired", "dim")}  # fmt: skip
     text, style = words.get(status, (status, ""))
     return Text(text, style)

@@ -1,0 +1,238 @@
+"""Reservations at HQ: created for a channel or a store's clerk, decided by the holding store, expired
+by the sweep. HQ's row is the authority; a store's answer is applied only if the state machine allows it.
+
+States: ``requested → confirmed → ready → picked_up``, or ``rejected | expired | cancelled``. HQ
+serialises every creation per (store, sku) and checks HQ-side available (on hand as last reported
+minus what active reservations hold) before sending one to the store, so of two channels asking for
+the last unit at the same moment exactly one gets it; the store checks again with its live ledger.
+Everything here runs inside the caller's transaction unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tenpo.cloud.changes import record_changes
+from tenpo.cloud.db import Central
+from tenpo.cloud.plan import ChangeTuple
+from tenpo.shared.channel_api import ACTIVE_STATES, FINAL_STATES, ReservationAnswer, StockAnswer, StoreStock
+
+log = logging.getLogger(__name__)
+
+_ACTIVE = "('requested', 'confirmed', 'ready')"
+assert _ACTIVE == "(" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + ")"
+
+# state -> states it may move to, and who may move it there
+STORE_MOVES: dict[str, frozenset[str]] = {
+    "requested": frozenset({"confirmed", "rejected", "picked_up"}),
+    "confirmed": frozenset({"ready", "rejected", "picked_up"}),
+    "ready": frozenset({"rejected", "picked_up"}),
+    # A sale is a fact: the store handed it over before it heard of the cancellation or the expiry.
+    "expired": frozenset({"picked_up"}),
+    "cancelled": frozenset({"picked_up"}),
+}
+HQ_MOVES: dict[str, frozenset[str]] = {
+    "requested": frozenset({"expired", "cancelled"}),
+    "confirmed": frozenset({"expired", "cancelled"}),
+    "ready": frozenset({"expired", "cancelled"}),
+}
+
+COLUMNS = ("reservation_id", "channel", "store_id", "sku", "qty", "member_id", "customer", "pickup_store", "state",
+           "reason", "receipt_no", "hold_s", "expires_at", "created_at", "updated_at")  # fmt: skip
+
+
+def lock_stock(db: Central, store_id: str, sku: str) -> None:
+    """Serialise reservations of one (store, sku) until commit. SQLite's write transaction already does."""
+    if db.dialect == "postgresql":
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"reservation/{store_id}/{sku}",))
+
+
+def reserved(db: Central, sku: str, store_id: str | None = None) -> dict[str, int]:
+    """Units held by active reservations, per store."""
+    where, params = ("AND store_id = ?", (sku, store_id)) if store_id else ("", (sku,))
+    rows = db.all(f"SELECT store_id, sum(qty) FROM reservations WHERE sku = ? {where} AND state IN {_ACTIVE}"
+                  " GROUP BY store_id", params)  # fmt: skip
+    return {store: int(total) for store, total in rows}
+
+
+def on_hand(db: Central, store_id: str, sku: str) -> int:
+    return int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
+
+
+def next_id(db: Central) -> str:
+    value = db.scalar(
+        "INSERT INTO counters(name, value) VALUES ('reservation', 1)"
+        " ON CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING value"
+    )
+    return f"R{int(value):08d}"
+
+
+def row(db: Central, reservation_id: str, lock: bool = False) -> dict[str, Any] | None:
+    found = db.one(f"SELECT {', '.join(COLUMNS)} FROM reservations WHERE reservation_id = ?"
+                   + (db.lock_suffix() if lock else ""), (reservation_id,))  # fmt: skip
+    return None if found is None else dict(zip(COLUMNS, found))
+
+
+def answer(record: dict[str, Any]) -> ReservationAnswer:
+    return ReservationAnswer(
+        reservation_id=record["reservation_id"], state=record["state"], sku=record["sku"], store_id=record["store_id"],
+        qty=int(record["qty"]), member_id=record["member_id"], reason=record["reason"],
+        receipt_no=record["receipt_no"], created_at=float(record["created_at"]), updated_at=float(record["updated_at"]),
+        expires_at=None if record["expires_at"] is None else float(record["expires_at"]),
+    )  # fmt: skip
+
+
+def feed_changes(record: dict[str, Any], to_holding_store: bool = True) -> list[ChangeTuple]:
+    """The ``reservation.upsert`` entries for the holding store and, if another, the pickup store."""
+    data = {key: record[key] for key in ("reservation_id", "store_id", "sku", "state", "channel", "member_id",
+                                         "customer", "pickup_store", "reason", "expires_at")}  # fmt: skip
+    data["qty"] = int(record["qty"])
+    data["version"] = 0  # record_changes stamps the change seq
+    stores = [record["store_id"]] if to_holding_store else []
+    if record["pickup_store"] and record["pickup_store"] != record["store_id"]:
+        stores.append(record["pickup_store"])
+    return [("reservation.upsert", record["reservation_id"], store, dict(data)) for store in stores]
+
+
+def create(
+    db: Central, *, reservation_id: str, channel: str, store_id: str, sku: str, qty: int, member_id: str | None,
+    customer: str | None, pickup_store: str | None, hold_s: float, confirm_s: float, now: float,
+) -> tuple[dict[str, Any], list[ChangeTuple]]:  # fmt: skip
+    """A new reservation: ``requested`` (sent to the store) when HQ-side available covers ``qty``, else
+    ``rejected`` with reason ``not_available`` (nothing sent). Returns the row and its feed entries."""
+    lock_stock(db, store_id, sku)
+    available = on_hand(db, store_id, sku) - reserved(db, sku, store_id).get(store_id, 0)
+    known_store = db.scalar("SELECT 1 FROM stores WHERE store_id = ?", (store_id,)) is not None
+    if not known_store:
+        state, reason, expires = "rejected", "unknown_store", None
+    elif qty > available:
+        state, reason, expires = "rejected", f"not_available: {max(available, 0)} available at HQ's last report", None
+    else:
+        state, reason, expires = "requested", None, now + confirm_s
+    record = {"reservation_id": reservation_id, "channel": channel, "store_id": store_id, "sku": sku, "qty": qty,
+              "member_id": member_id, "customer": customer, "pickup_store": pickup_store, "state": state,
+              "reason": reason, "receipt_no": None, "hold_s": hold_s, "expires_at": expires, "created_at": now,
+              "updated_at": now}  # fmt: skip
+    db.execute(f"INSERT INTO reservations({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+               tuple(record[c] for c in COLUMNS))  # fmt: skip
+    if state == "requested":
+        return record, feed_changes(record)
+    return record, feed_changes(record, to_holding_store=False)  # the pickup store learns of the refusal
+
+
+def move(db: Central, reservation_id: str, to: str, now: float, *, by_store: str | None = None,
+         reason: str | None = None, receipt_no: str | None = None) -> list[ChangeTuple]:  # fmt: skip
+    """Apply one transition if the state machine allows it (``by_store``: the holding store's answer, else HQ's
+    decision); the feed entries it causes. Anything else is logged and ignored: HQ's state stands."""
+    record = row(db, reservation_id, lock=True)
+    if record is None:
+        log.warning("reservation %s: %s for an unknown reservation", reservation_id, to)
+        return []
+    if by_store is not None and by_store != record["store_id"]:
+        log.warning("reservation %s: store %s answered for store %s's hold; ignored", reservation_id, by_store,
+                    record["store_id"])  # fmt: skip
+        return []
+    moves = STORE_MOVES if by_store is not None else HQ_MOVES
+    if to not in moves.get(record["state"], frozenset()):
+        if record["state"] != to:
+            log.info("reservation %s: %s -> %s not allowed; stays %s", reservation_id, record["state"], to,
+                     record["state"])  # fmt: skip
+        return []
+    expires = record["expires_at"]
+    if to == "confirmed":
+        expires = now + float(record["hold_s"])
+    cur = db.execute(
+        "UPDATE reservations SET state = ?, reason = coalesce(?, reason), receipt_no = coalesce(?, receipt_no),"
+        " expires_at = ?, updated_at = ? WHERE reservation_id = ? AND state = ?",
+        (to, reason, receipt_no, expires, now, reservation_id, record["state"]),
+    )
+    if not cur.rowcount:
+        return []
+    record.update(state=to, reason=reason or record["reason"], receipt_no=receipt_no or record["receipt_no"],
+                  expires_at=expires, updated_at=now)  # fmt: skip
+    # The holding store knows what it decided itself; it must hear what HQ decided.
+    return feed_changes(record, to_holding_store=by_store is None)
+
+
+def sweep(db: Central, now: float, limit: int = 500) -> int:
+    """The scheduled job: a store that never answered (``requested`` past its deadline) and a no-show
+    (``confirmed``/``ready`` past its pickup deadline) expire; the stores and the channel are told.
+    Its own transaction; idempotent, so several aggregators may run it."""
+    with db.transaction():
+        due = db.all(f"SELECT reservation_id, state FROM reservations WHERE state IN {_ACTIVE} AND expires_at < ?"
+                     " ORDER BY expires_at LIMIT ?", (now, limit))  # fmt: skip
+        changes: list[ChangeTuple] = []
+        for reservation_id, state in due:
+            why = "store_did_not_answer" if state == "requested" else "not_picked_up"
+            changes += move(db, reservation_id, "expired", now, reason=why)
+        record_changes(db, changes, now)
+    if due:
+        log.info("reservations: %d expired", len(due))
+    return len(due)
+
+
+def cancel(db: Central, record: dict[str, Any], now: float) -> list[ChangeTuple]:
+    return move(db, record["reservation_id"], "cancelled", now, reason="cancelled by the channel")
+
+
+def is_final(state: str) -> bool:
+    return state in FINAL_STATES
+
+
+# ---------------------------------------------------------------------------- answers sent later
+
+
+def wait_for_store(db: Central, reservation_id: str, topic: str, correlation: bytes | None, deadline: float) -> None:
+    db.execute("UPDATE reservations SET reply_topic = ?, reply_corr = ?, reply_deadline = ? WHERE reservation_id = ?",
+               (topic, correlation or b"", deadline, reservation_id))  # fmt: skip
+
+
+def due_replies(db: Central, now: float) -> list[tuple[str, bytes, ReservationAnswer]]:
+    """Waiting ``reserve`` answers that can go now (the store decided, or the wait is over), each claimed
+    by one UPDATE so that of several aggregators exactly one sends it. Its own transaction."""
+    ready: list[tuple[str, bytes, ReservationAnswer]] = []
+    with db.transaction():
+        found = db.all(
+            "SELECT reservation_id, reply_topic, reply_corr FROM reservations WHERE reply_deadline IS NOT NULL"
+            " AND (state <> 'requested' OR reply_deadline <= ?)", (now,),
+        )  # fmt: skip
+        for reservation_id, topic, correlation in found:
+            claimed = db.execute(
+                "UPDATE reservations SET reply_topic = NULL, reply_corr = NULL, reply_deadline = NULL"
+                " WHERE reservation_id = ? AND reply_deadline IS NOT NULL", (reservation_id,),
+            ).rowcount  # fmt: skip
+            record = row(db, reservation_id)
+            if claimed and record is not None:
+                ready.append((str(topic), bytes(correlation or b""), answer(record)))
+    return ready
+
+
+# ---------------------------------------------------------------------------- stock
+
+
+def stock(db: Central, sku: str, store_id: str | None, now: float) -> StockAnswer | None:
+    """Each store's on hand, reserved and available for ``sku``; None if HQ knows neither the SKU nor the store."""
+    where, params = ("AND s.store_id = ?", (sku, store_id)) if store_id else ("", (sku,))
+    rows = db.all(
+        "SELECT s.store_id, coalesce(l.on_hand, 0), s.last_seen, s.online FROM stores s"
+        f" LEFT JOIN stock_levels l ON l.store_id = s.store_id AND l.sku = ? WHERE 1 = 1 {where} ORDER BY s.store_id",
+        params,
+    )
+    if store_id and not rows:
+        return None
+    known = db.scalar("SELECT 1 FROM products WHERE sku = ?", (sku,)) is not None
+    if not known and not any(r[1] for r in rows):
+        return None
+    held = reserved(db, sku, store_id)
+    stores = []
+    for store, level, last_seen, online in rows:
+        if not store_id and not level and store not in held:
+            continue  # a store that never had the item: not listed
+        hold = held.get(store, 0)
+        stores.append(StoreStock(
+            store_id=store, on_hand=int(level), reserved=hold, available=max(int(level) - hold, 0),
+            as_of=None if last_seen is None else round(max(now - float(last_seen), 0.0), 3),
+            reported_at=None if last_seen is None else float(last_seen), online=bool(online),
+        ))  # fmt: skip
+    return StockAnswer(sku=sku, stores=stores)

@@ -1,0 +1,190 @@
+"""Reservations at the holding store: decided when HQ's request arrives, moved by the clerk, consumed by
+the sale that hands the item over. Every state change and its event commit in one transaction.
+
+``available = on_hand - reserved``: on hand is this store's ledger, reserved the confirmed and ready
+reservations. The agent confirms a request when available covers it and rejects it otherwise, inside
+the transaction that applies the feed page (so a request is decided exactly once, even after a crash).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlite_utils
+
+from tenpo.edge.db import transaction
+from tenpo.edge.outbox import append
+from tenpo.shared.changes import ReservationUpsert
+from tenpo.shared.errors import UserError
+from tenpo.shared.events import ReservationConfirmed, ReservationPickedUp, ReservationReady, ReservationRejected
+
+HOLDING = ("confirmed", "ready")  # states that hold units
+RELEASED_BY_HQ = ("cancelled", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    reservation_id: str
+    sku: str
+    qty: int
+    channel: str
+    member_id: str | None
+    customer: str | None
+    pickup_store: str | None
+    state: str
+    reason: str | None
+    receipt_no: str | None
+    expires_at: float | None
+    created_at: float
+    updated_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COLUMNS = ", ".join(Reservation.__dataclass_fields__)
+
+
+# ---------------------------------------------------------------------------- stock
+
+
+def on_hand(conn: sqlite3.Connection, sku: str) -> int:
+    row = conn.execute("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE sku = ?", (sku,)).fetchone()
+    return int(row[0])
+
+
+def reserved(conn: sqlite3.Connection, sku: str) -> int:
+    row = conn.execute("SELECT coalesce(sum(qty), 0) FROM reservations WHERE sku = ? AND state IN (?, ?)",
+                       (sku, *HOLDING)).fetchone()  # fmt: skip
+    return int(row[0])
+
+
+def reserved_by_sku(conn: sqlite3.Connection, skus: Iterable[str] | None = None) -> dict[str, int]:
+    rows = conn.execute("SELECT sku, sum(qty) FROM reservations WHERE state IN (?, ?) GROUP BY sku", HOLDING)
+    wanted = None if skus is None else set(skus)
+    return {sku: int(n) for sku, n in rows if wanted is None or sku in wanted}
+
+
+def available(conn: sqlite3.Connection, sku: str) -> int:
+    return on_hand(conn, sku) - reserved(conn, sku)
+
+
+# ---------------------------------------------------------------------------- HQ's changes
+
+
+def apply_upsert(conn: sqlite3.Connection, store_id: str, change: ReservationUpsert, version: int | None) -> None:
+    """One ``reservation.upsert`` inside the feed transaction: decide a new request, or take HQ's release."""
+    version = version or change.version
+    if change.store_id == store_id:
+        _holding(conn, change, version)
+    if change.pickup_store == store_id and change.store_id != store_id:  # this store's clerk asked for it
+        conn.execute("UPDATE pickup_reservations SET status = ? WHERE reservation_id = ?",
+                     (change.state, change.reservation_id))  # fmt: skip
+
+
+def _holding(conn: sqlite3.Connection, change: ReservationUpsert, version: int) -> None:
+    now = time.time()
+    found = conn.execute("SELECT state, version FROM reservations WHERE reservation_id = ?",
+                         (change.reservation_id,)).fetchone()  # fmt: skip
+    if found is None:
+        state, reason = change.state, change.reason
+        if change.state == "requested":
+            free = available(conn, change.sku)
+            if free >= change.qty:
+                state, reason = "confirmed", None
+                append(conn, ReservationConfirmed(reservation_id=change.reservation_id, sku=change.sku,
+                                                  qty=change.qty, at=now))  # fmt: skip
+            else:
+                state, reason = "rejected", f"not_available: {max(free, 0)} available here"
+                append(conn, ReservationRejected(reservation_id=change.reservation_id, sku=change.sku,
+                                                 qty=change.qty, reason=reason, at=now))  # fmt: skip
+        conn.execute(
+            f"INSERT INTO reservations({_COLUMNS}, version) VALUES ({', '.join('?' * 14)})",
+            (change.reservation_id, change.sku, change.qty, change.channel, change.member_id, change.customer,
+             change.pickup_store, state, reason, None, change.expires_at, now, now, version),
+        )  # fmt: skip
+        return
+    local_state, local_version = found
+    if int(local_version) >= version:
+        return  # a replayed page
+    if change.state in RELEASED_BY_HQ and local_state != "picked_up":
+        conn.execute("UPDATE reservations SET state = ?, reason = ?, version = ?, updated_at = ? WHERE reservation_id = ?",
+                     (change.state, change.reason, version, now, change.reservation_id))  # fmt: skip
+    else:
+        conn.execute("UPDATE reservations SET version = ?, expires_at = coalesce(?, expires_at) WHERE reservation_id = ?",
+                     (version, change.expires_at, change.reservation_id))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the clerk
+
+
+def get(conn: sqlite3.Connection, reservation_id: str) -> Reservation | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM reservations WHERE reservation_id = ?", (reservation_id,)).fetchone()
+    return None if row is None else Reservation(*row)
+
+
+def listing(db: sqlite_utils.Database, active_only: bool = False, limit: int = 200) -> list[Reservation]:
+    where = "WHERE state IN ('requested', 'confirmed', 'ready')" if active_only else ""
+    rows = db.conn.execute(f"SELECT {_COLUMNS} FROM reservations {where} ORDER BY created_at DESC LIMIT ?", (limit,))
+    return [Reservation(*row) for row in rows]
+
+
+def _require(conn: sqlite3.Connection, reservation_id: str, states: tuple[str, ...], action: str) -> Reservation:
+    found = get(conn, reservation_id)
+    if found is None:
+        raise UserError(f"reservation {reservation_id}: not held at this store")
+    if found.state not in states:
+        raise UserError(f"reservation {reservation_id} is {found.state}: cannot {action} it")
+    return found
+
+
+def mark_ready(db: sqlite_utils.Database, reservation_id: str, clerk_id: str | None = None) -> Reservation:
+    """Picked from the shelf, waiting at the counter."""
+    with transaction(db) as conn:
+        found = _require(conn, reservation_id, ("confirmed",), "mark ready")
+        _set(conn, found, "ready")
+        append(conn, ReservationReady(reservation_id=found.reservation_id, sku=found.sku, qty=found.qty,
+                                      clerk_id=clerk_id, at=time.time()))  # fmt: skip
+        result = get(conn, reservation_id)
+    assert result is not None
+    return result
+
+
+def reject(db: sqlite_utils.Database, reservation_id: str, reason: str, clerk_id: str | None = None) -> Reservation:
+    """The clerk cannot hold it (damaged, miscounted ...): the units are free again and HQ tells the channel."""
+    if not reason.strip():
+        raise UserError("reason: say why the reservation is rejected")
+    with transaction(db) as conn:
+        found = _require(conn, reservation_id, ("confirmed", "ready"), "reject")
+        _set(conn, found, "rejected", reason=reason.strip())
+        append(conn, ReservationRejected(reservation_id=found.reservation_id, sku=found.sku, qty=found.qty,
+                                         clerk_id=clerk_id, reason=reason.strip()[:1024], at=time.time()))  # fmt: skip
+        result = get(conn, reservation_id)
+    assert result is not None
+    return result
+
+
+def consume(conn: sqlite3.Connection, reservation_id: str, receipt_no: str, sold: Iterable[tuple[str, int]],
+            clerk_id: str | None = None) -> None:  # fmt: skip
+    """Inside a sale's transaction: the sale hands the reservation over (``sold``: its (sku, qty) lines).
+    Raises UserError (the sale rolls back) if the reservation is not held here or the sale lacks its items."""
+    found = _require(conn, reservation_id, HOLDING, "hand over")
+    quantity = sum(qty for sku, qty in sold if sku == found.sku)
+    if quantity < found.qty:
+        raise UserError(f"reservation {reservation_id}: the sale has {quantity} of {found.sku}, the reservation {found.qty}")
+    _set(conn, found, "picked_up", receipt_no=receipt_no)
+    append(conn, ReservationPickedUp(reservation_id=found.reservation_id, sku=found.sku, qty=found.qty,
+                                     clerk_id=clerk_id, receipt_no=receipt_no, at=time.time()))  # fmt: skip
+
+
+def _set(conn: sqlite3.Connection, found: Reservation, state: str, reason: str | None = None,
+         receipt_no: str | None = None) -> None:  # fmt: skip
+    conn.execute(
+        "UPDATE reservations SET state = ?, reason = coalesce(?, reason), receipt_no = coalesce(?, receipt_no),"
+        " updated_at = ? WHERE reservation_id = ? AND state = ?",
+        (state, reason, receipt_no, time.time(), found.reservation_id, found.state),
+    )
