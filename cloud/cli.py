@@ -16,6 +16,7 @@ from tenpo.cloud.backup import backup_central
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 from tenpo.cloud.history import register_cloud as history_commands
+from tenpo.cloud.loyalty.cli import register_cloud as loyalty_commands  # issue 17 (H7)
 from tenpo.cloud.members.cli import register_cloud as member_commands
 from tenpo.cloud.sales.cli import register_cloud as sales_commands
 from tenpo.cloud.scheduler import EVENTS_DAYS, HqRetention, start_hq_scheduler
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     for add_commands in (sales_commands, member_commands, asn_commands, visit_commands, history_commands):
         add_commands(commands)
+    loyalty_commands(commands)  # issue 17 (H7)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

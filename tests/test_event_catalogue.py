@@ -286,6 +286,9 @@ def test_every_change_kind_decodes_the_data_hq_sends() -> None:
                               "kind": "order", "at": "2026-01-01", "total": 1200, "points": 12, "version": 10},
         "member.rules": {"required": ["name", "phone"], "mobile_only": True, "contact_any_of": [],
                          "consent_text": "お知らせをメールで受け取ります", "version": 11},
+        "member.loyalty": {"member_id": "G1", "rank": "ゴールド", "multiplier_pct": 200, "spend": 120000,  # issue 17
+                           "as_of": "2026-11-30", "expiry_months": 12, "lots": [{"expires_on": "2026-12-31", "points": 120}],
+                           "through": {"S001": 4}, "version": 12},
     }  # fmt: skip
     assert set(samples) == set(CHANGE_KINDS)
     for kind, data in samples.items():

@@ -1,0 +1,64 @@
+"""Loyalty tables in the central database (migration 13 in tenpo.cloud.db), SQLite and PostgreSQL alike.
+
+``loyalty_settings``: the chain's `[loyalty]` configuration (`tenpo cloud loyalty config FILE`), as JSON.
+``loyalty_points_meta``: what a store's ``points.entry`` said beyond the ledger row, keyed like the event:
+when it happened (the store's hybrid-logical clock), a campaign's own last good day, and for an accrual the
+rank, multiplier and base points it earned at (``checked`` once HQ has held it against the rank it had sent).
+``loyalty_members``: each member's rank, rolling spend and the lots last sent to the stores.
+``loyalty_rank_log``: every rank HQ sent, with the change seq that carried it, so HQ knows which rank a store
+had when it sold (the sale's ``feed_cursor``).
+``loyalty_runs``: each run of the expiry and rank jobs (as-of date, members touched, points expired).
+"""
+
+from __future__ import annotations
+
+from tenpo.cloud.db_types import column_types
+
+
+def statements(dialect: str) -> list[str]:
+    t = column_types(dialect)
+    return [
+        f"""CREATE TABLE loyalty_settings (
+            name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at {t['real']} NOT NULL)""",
+        f"""CREATE TABLE loyalty_points_meta (
+            store_id TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            store_seq {t['int']} NOT NULL,
+            member_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            delta {t['int']} NOT NULL,
+            ref TEXT,
+            at {t['real']} NOT NULL,
+            expires_on TEXT,
+            rank TEXT,
+            multiplier_pct {t['int']},
+            base {t['int']},
+            checked INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (store_id, stream, store_seq))""",
+        "CREATE INDEX loyalty_points_meta_unchecked ON loyalty_points_meta(member_id) WHERE checked = 0",
+        f"""CREATE TABLE loyalty_members (
+            member_id TEXT PRIMARY KEY,
+            rank TEXT NOT NULL,
+            multiplier_pct {t['int']} NOT NULL,
+            spend {t['int']} NOT NULL,
+            lots TEXT NOT NULL DEFAULT '[]',
+            as_of TEXT NOT NULL,
+            version {t['int']} NOT NULL DEFAULT 0,
+            updated_at {t['real']} NOT NULL)""",
+        f"""CREATE TABLE loyalty_rank_log (
+            id {t['id']},
+            member_id TEXT NOT NULL,
+            rank TEXT NOT NULL,
+            multiplier_pct {t['int']} NOT NULL,
+            change_seq {t['int']} NOT NULL,
+            as_of TEXT NOT NULL)""",
+        "CREATE INDEX loyalty_rank_log_member ON loyalty_rank_log(member_id, change_seq)",
+        f"""CREATE TABLE loyalty_runs (
+            id {t['id']},
+            job TEXT NOT NULL,
+            as_of TEXT NOT NULL,
+            members {t['int']} NOT NULL,
+            points {t['int']} NOT NULL,
+            at {t['real']} NOT NULL)""",
+        "CREATE INDEX loyalty_runs_job ON loyalty_runs(job, as_of)",
+    ]

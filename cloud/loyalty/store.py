@@ -1,0 +1,366 @@
+"""Loyalty at HQ over the central database: configuration, a member's lots, the expiry job and the rank job.
+
+The rules are pure (tenpo.shared.loyalty); this reads the ledger in the order things happened (a store's
+entry by its hybrid-logical time, HQ's own entries by when HQ wrote them), appends ``expiry`` entries, and
+records the ``member.loyalty`` changes that carry rank, multiplier and lots to every store.
+
+Both jobs are idempotent: the expiry entry is the difference between what the lots say has expired and
+what earlier expiry entries took, so a second run (or a second aggregator running the same job) adds
+nothing; a rank is sent again only when it or the lots changed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from tenpo.cloud.changes import record_changes
+from tenpo.cloud.db import Central
+from tenpo.cloud.ledgers import points_entry
+from tenpo.cloud.plan import ChangeTuple
+from tenpo.cloud.sales.conflicts import points_balance_change
+from tenpo.shared.errors import UserError
+from tenpo.shared.loyalty import (
+    EXPIRY_KIND,
+    JST,
+    Entry,
+    LoyaltyConfig,
+    LoyaltyConfigError,
+    Replay,
+    expiring,
+    jst_date,
+    parse_loyalty,
+    replay,
+)
+
+HQ_STORE = "HQ"  # as HQ's other own entries (tenpo.cloud.sales.conflicts)
+LOYALTY_STREAM = "loyalty"  # expiry entries (store_seq 0: no meta row, they count by when HQ wrote them)
+CAMPAIGN_STREAM = "campaign"  # campaign grants, numbered 1, 2, ... so each has its meta row
+MAX_LOTS_SENT = 24  # the soonest-ending days a store gets; enough for a clerk and for offline expiry
+BATCH = 2000  # members per transaction in the jobs
+
+# Each ledger row with the time it happened: a store's entry by its event time (loyalty_points_meta),
+# every other row (HQ's, a channel import's, one applied before migration 13) by when HQ wrote it.
+ENTRY_ROWS = (
+    "SELECT l.member_id, l.id, l.delta, l.kind, coalesce(m.at, l.created_at), m.expires_on FROM points_ledger l"
+    " LEFT JOIN loyalty_points_meta m ON m.store_id = l.store_id AND m.stream = l.stream AND m.store_seq = l.store_seq"
+)
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+def load_config(db: Central) -> LoyaltyConfig:
+    raw = db.scalar("SELECT value FROM loyalty_settings WHERE name = 'config'")
+    if raw is None:
+        return LoyaltyConfig()
+    return parse_loyalty({"loyalty": json.loads(raw)})
+
+
+def set_config(db: Central, path: Path) -> LoyaltyConfig:
+    """Read `[loyalty]` from a TOML file, check it, and keep it for the jobs and the apply."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        config = parse_loyalty(document)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except LoyaltyConfigError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    with db.transaction():
+        db.execute(
+            "INSERT INTO loyalty_settings(name, value, updated_at) VALUES ('config', ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (json.dumps(config.as_json(), ensure_ascii=False), time.time()),
+        )
+    return config
+
+
+# ---------------------------------------------------------------------------- entries and lots
+
+
+def _entries(rows: list[tuple[Any, ...]]) -> list[Entry]:
+    return [Entry(float(at), int(delta), str(kind), date.fromisoformat(until) if until else None, int(key))
+            for _member, key, delta, kind, at, until in rows]  # fmt: skip
+
+
+def member_entries(db: Central, member_id: str) -> list[Entry]:
+    return _entries(db.all(ENTRY_ROWS + " WHERE l.member_id = ?", (member_id,)))
+
+
+def all_entries(db: Central) -> Iterator[tuple[str, list[Entry]]]:
+    """Every member's entries, member by member (one pass over the ledger, in member order)."""
+    current: str | None = None
+    rows: list[tuple[Any, ...]] = []
+    for row in db.all(ENTRY_ROWS + " ORDER BY l.member_id"):
+        if row[0] != current and rows:
+            yield str(current), _entries(rows)
+            rows = []
+        current = row[0]
+        rows.append(row)
+    if rows:
+        yield str(current), _entries(rows)
+
+
+def last_expiry_date(db: Central) -> date | None:
+    found = db.scalar("SELECT max(as_of) FROM loyalty_runs WHERE job = 'expire'")
+    return date.fromisoformat(found) if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLots:
+    member_id: str
+    balance: int
+    expired_due: int  # what the next expiry entry would take (negative) or give back (positive)
+    lots: list[tuple[date, int]]
+    rank: str | None
+    multiplier_pct: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"member_id": self.member_id, "balance": self.balance, "expiry_due": self.expired_due,
+                "rank": self.rank, "multiplier_pct": self.multiplier_pct,
+                "lots": [{"expires_on": d.isoformat(), "points": p} for d, p in self.lots]}  # fmt: skip
+
+
+def member_lots(db: Central, member_id: str, as_of: date) -> MemberLots:
+    config = load_config(db)
+    result = replay(member_entries(db, member_id), as_of=as_of, months=config.expiry_months)
+    balance = int(db.scalar("SELECT balance FROM points_balances WHERE member_id = ?", (member_id,), 0))
+    rank = db.one("SELECT rank, multiplier_pct FROM loyalty_members WHERE member_id = ?", (member_id,))
+    return MemberLots(member_id, balance, result.written - result.expired, expiring(result.lots),
+                      rank[0] if rank else None, int(rank[1]) if rank else None)  # fmt: skip
+
+
+def expiry_entry(db: Central, member_id: str, delta: int, as_of: date, now: float) -> None:
+    db.execute(*points_entry(member_id=member_id, delta=delta, kind=EXPIRY_KIND, ref=f"expiry:{as_of.isoformat()}",
+                             store_id=HQ_STORE, stream=LOYALTY_STREAM, store_seq=0, at=now))  # fmt: skip
+
+
+def correct_member(db: Central, member_id: str, now: float) -> list[ChangeTuple]:
+    """After a store's entry reached HQ: re-run the member's lots as of the last expiry run and append the
+    difference (an offline redemption made before the lot's end gives back what the expiry took)."""
+    as_of = last_expiry_date(db)
+    if as_of is None:
+        return []
+    config = load_config(db)
+    result = replay(member_entries(db, member_id), as_of=as_of, months=config.expiry_months)
+    due = result.written - result.expired
+    if due == 0:
+        return []
+    expiry_entry(db, member_id, due, as_of, now)
+    return [loyalty_change(db, config, member_id, result, as_of)] if db.one(
+        "SELECT 1 FROM loyalty_members WHERE member_id = ?", (member_id,)) else []  # fmt: skip
+
+
+def grant(db: Central, member_id: str, points: int, expires_on: date, ref: str, now: float | None = None) -> int:
+    """Campaign points with their own last good day: an HQ accrual and its meta row; returns its number."""
+    now = now or time.time()
+    if points < 1:
+        raise UserError(f"points {points}: a grant must be at least 1")
+    with db.transaction():
+        if db.one("SELECT 1 FROM members WHERE member_id = ? AND erased = 0", (member_id,)) is None:
+            raise UserError(f"member {member_id}: not found at HQ")
+        seq = int(db.scalar("SELECT coalesce(max(store_seq), 0) + 1 FROM loyalty_points_meta WHERE store_id = ?"
+                            " AND stream = ?", (HQ_STORE, CAMPAIGN_STREAM)))  # fmt: skip
+        db.execute(*points_entry(member_id=member_id, delta=points, kind="adjustment", ref=ref, store_id=HQ_STORE,
+                                 stream=CAMPAIGN_STREAM, store_seq=seq, at=now))  # fmt: skip
+        db.execute("INSERT INTO loyalty_points_meta(store_id, stream, store_seq, member_id, kind, delta, ref, at,"
+                   " expires_on, checked) VALUES (?, ?, ?, ?, 'adjustment', ?, ?, ?, ?, 1)",
+                   (HQ_STORE, CAMPAIGN_STREAM, seq, member_id, points, ref, now, expires_on.isoformat()))  # fmt: skip
+        record_changes(db, [points_balance_change(db, member_id)], now)
+    return seq
+
+
+# ---------------------------------------------------------------------------- the feed
+
+
+def loyalty_change(db: Central, config: LoyaltyConfig, member_id: str, result: Replay, as_of: date) -> ChangeTuple:
+    """The member's ``member.loyalty`` change (rank as held, lots as ``result`` says)."""
+    row = db.one("SELECT rank, multiplier_pct, spend FROM loyalty_members WHERE member_id = ?", (member_id,))
+    first = config.ranks[0]
+    rank, pct, spend = (row[0], int(row[1]), int(row[2])) if row else (first.name, first.multiplier_pct, 0)
+    through = points_balance_change(db, member_id)[3]["through"]
+    lots = [{"expires_on": d.isoformat(), "points": p} for d, p in expiring(result.lots)[:MAX_LOTS_SENT]]
+    return ("member.loyalty", member_id, None, {
+        "member_id": member_id, "rank": rank, "multiplier_pct": pct, "spend": spend, "as_of": as_of.isoformat(),
+        "expiry_months": config.expiry_months, "lots": lots, "through": through, "version": 0})  # fmt: skip
+
+
+def _send(db: Central, changes: list[ChangeTuple], now: float, as_of: date) -> None:
+    """Record the changes and remember, per member, what was sent (and the rank with its change seq)."""
+    seqs = record_changes(db, changes, now)
+    for seq, (kind, member_id, _store, data) in zip(seqs, changes):
+        if kind != "member.loyalty":
+            continue
+        db.execute(
+            "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, lots, as_of, version, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
+            " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend, lots = excluded.lots,"
+            " as_of = excluded.as_of, version = excluded.version, updated_at = excluded.updated_at",
+            (member_id, data["rank"], data["multiplier_pct"], data["spend"], json.dumps(data["lots"]),
+             as_of.isoformat(), seq, now),
+        )  # fmt: skip
+        db.execute("INSERT INTO loyalty_rank_log(member_id, rank, multiplier_pct, change_seq, as_of)"
+                   " VALUES (?, ?, ?, ?, ?)", (member_id, data["rank"], data["multiplier_pct"], seq, as_of.isoformat()))
+
+
+def _sent_lots(db: Central) -> dict[str, str]:
+    """The lots last sent, per member (JSON text as stored)."""
+    return {str(m): str(lots) for m, lots in db.all("SELECT member_id, lots FROM loyalty_members")}
+
+
+# ---------------------------------------------------------------------------- the jobs
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReport:
+    as_of: date
+    members: int  # members given an expiry entry (or a correction)
+    expired: int  # points taken (net of corrections)
+    members_seen: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"as_of": self.as_of.isoformat(), "members": self.members, "expired": self.expired,
+                "members_seen": self.members_seen}  # fmt: skip
+
+
+def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryReport:
+    """Expire, for every member, what the lots say is past its date on ``as_of`` and not yet expired.
+
+    Refuses to go back before the last run (an earlier date would give points back that stores already saw
+    expire). Each member's entry, balance and lots change commit together, ``BATCH`` members at a time."""
+    now = now or time.time()
+    last = last_expiry_date(db)
+    if last is not None and as_of < last:
+        raise UserError(f"--as-of {as_of}: the expiry job already ran as of {last}; it never goes back")
+    config = load_config(db)
+    members = expired = seen = 0
+    pending: list[tuple[str, int, Replay]] = []
+    sent = _sent_lots(db)
+
+    def flush() -> None:
+        with db.transaction():
+            changes: list[ChangeTuple] = []
+            for member_id, due, result in pending:
+                if due:
+                    expiry_entry(db, member_id, due, as_of, now)
+                    changes.append(points_balance_change(db, member_id))
+                change = loyalty_change(db, config, member_id, result, as_of)
+                if due or json.dumps(change[3]["lots"]) != sent.get(member_id):
+                    changes.append(change)
+            _send(db, changes, now, as_of)
+        pending.clear()
+
+    for member_id, entries in all_entries(db):
+        seen += 1
+        result = replay(entries, as_of=as_of, months=config.expiry_months)
+        due = result.written - result.expired
+        if due:
+            members += 1
+            expired -= due
+        if due or result.lots or sent.get(member_id) not in (None, "[]"):
+            pending.append((member_id, due, result))
+        if len(pending) >= BATCH:
+            flush()
+    flush()
+    with db.transaction():
+        db.execute("INSERT INTO loyalty_runs(job, as_of, members, points, at) VALUES ('expire', ?, ?, ?, ?)",
+                   (as_of.isoformat(), members, expired, now))  # fmt: skip
+    return ExpiryReport(as_of, members, expired, seen)
+
+
+def spend_by_member(db: Central, as_of: date, config: LoyaltyConfig) -> dict[str, int]:
+    """Yen each golden member paid in the rolling window ending ``as_of`` (JST): store sales less refunds,
+    and paid web/app orders, under the golden id (merged-away ids through member_aliases)."""
+    start = config.window_start(as_of)
+    spend: dict[str, int] = {}
+    low = start.isoformat()
+    rows = db.all(
+        "SELECT coalesce(a.member_id, s.member_id), s.kind, s.total, s.at FROM sales s"
+        " LEFT JOIN member_aliases a ON a.alias = s.member_id WHERE s.member_id IS NOT NULL AND s.at >= ?", (low,))
+    for member_id, kind, total, at in rows:
+        day = _jst_day(at)
+        if day is not None and start < day <= as_of:
+            amount = -abs(int(total)) if kind == "refund" else int(total)
+            spend[member_id] = spend.get(member_id, 0) + amount
+    orders = db.all(
+        "SELECT src.member_id, o.total, o.ordered_at FROM member_orders o JOIN member_sources src"
+        " ON src.source = o.source AND src.source_id = o.source_id"
+        " WHERE o.status IN ('paid', 'partially_refunded') AND o.ordered_at >= ?", (low,))
+    for member_id, total, at in orders:
+        day = _jst_day(at)
+        if day is not None and start < day <= as_of:
+            spend[member_id] = spend.get(member_id, 0) + int(total)
+    return spend
+
+
+def _jst_day(text: str | None) -> date | None:
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment.astimezone(JST) if moment.tzinfo else moment).date()
+
+
+@dataclass(frozen=True, slots=True)
+class RankRow:
+    member_id: str
+    spend: int
+    rank: str
+    multiplier_pct: int
+    previous: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"member_id": self.member_id, "spend": self.spend, "rank": self.rank,
+                "multiplier_pct": self.multiplier_pct, "previous": self.previous}  # fmt: skip
+
+
+def run_ranks(db: Central, as_of: date, now: float | None = None, *, dry_run: bool = False) -> list[RankRow]:
+    """Every live member's rank from the rolling spend; a changed rank is sent to the stores."""
+    now = now or time.time()
+    config = load_config(db)
+    spend = spend_by_member(db, as_of, config)
+    held = {m: (r, int(p), int(s)) for m, r, p, s in db.all("SELECT member_id, rank, multiplier_pct, spend FROM loyalty_members")}
+    members = [m for (m,) in db.all("SELECT member_id FROM members WHERE erased = 0 ORDER BY member_id")]
+    rows: list[RankRow] = []
+    changed: list[str] = []
+    for member_id in members:
+        total = spend.get(member_id, 0)
+        rank = config.rank_for(total)
+        before = held.get(member_id)
+        rows.append(RankRow(member_id, total, rank.name, rank.multiplier_pct, before[0] if before else None))
+        if before is None or before[:2] != (rank.name, rank.multiplier_pct):
+            changed.append(member_id)
+    if dry_run:
+        return rows
+    by_id = {r.member_id: r for r in rows}
+    for start in range(0, len(changed), BATCH):
+        with db.transaction():
+            changes: list[ChangeTuple] = []
+            for member_id in changed[start : start + BATCH]:
+                r = by_id[member_id]
+                db.execute(
+                    "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, as_of, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
+                    " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend",
+                    (member_id, r.rank, r.multiplier_pct, r.spend, as_of.isoformat(), now),
+                )  # fmt: skip
+                result = replay(member_entries(db, member_id), as_of=last_expiry_date(db) or as_of,
+                                months=config.expiry_months)  # fmt: skip
+                changes.append(loyalty_change(db, config, member_id, result, as_of))
+            _send(db, changes, now, as_of)
+    with db.transaction():
+        db.execute("INSERT INTO loyalty_runs(job, as_of, members, points, at) VALUES ('ranks', ?, ?, 0, ?)",
+                   (as_of.isoformat(), len(changed), now))  # fmt: skip
+    return rows
+
+
+def today_jst(now: float | None = None) -> date:
+    return jst_date(now or time.time())
