@@ -1,0 +1,212 @@
+"""Keeping the analytics tables current: a full pass on demand, and an incremental fold of what is new.
+
+Incremental (the scheduled job, `tenpo cloud analytics refresh`), in one transaction:
+
+1. store sales and refunds applied since the sales watermark (``sales.applied_at``, minus an overlap
+   of ``OVERLAP_S`` for transactions that committed late) and not folded yet;
+2. imported orders (re)imported since the orders watermark (``member_orders.imported_at``): an order
+   imported again may have changed, so its old row is taken out and the new one put in;
+3. member merges and unmerges since the merge watermark: the purchases of both members are
+   attributed again to whoever is their golden member now.
+
+A changed purchase moves the counts of its own SKUs and pairs (its scopes: the chain, its store or
+channel) and the row of its member(s), recomputed from that member's purchases; nothing else is
+read or written. ``full`` rebuilds every table from the source tables; both give the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from tenpo.cloud.db import Central
+
+from . import tables
+from .config import AnalyticsConfig
+from .model import MemberTotals, Purchase, fold, member_totals
+from .source import read_all, read_orders, read_sales
+
+log = logging.getLogger(__name__)
+OVERLAP_S = 300.0
+BATCH = 5000
+_TABLES = ("analytics_purchases", "analytics_members", "analytics_items", "analytics_pairs", "analytics_scopes",
+           "analytics_state")  # fmt: skip
+
+
+@dataclass(slots=True)
+class RefreshReport:
+    mode: str
+    purchases: int = 0  # purchases added, changed or removed
+    members: int = 0  # member rows recomputed
+    pairs: int = 0  # pair counts moved
+    seconds: float = 0.0
+    touched: set[str] = field(default_factory=set)  # members whose purchases changed
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("touched")
+        return data
+
+
+def count_deltas(purchase: Purchase, sign: int, items: Counter[tuple[str, str]],
+                 pairs: Counter[tuple[str, str, str]], scopes: Counter[str]) -> None:
+    """What one purchase adds to (sign 1) or takes from (sign -1) the basket counts of its scopes."""
+    if not purchase.is_sale or not purchase.items:
+        return
+    skus = sorted(purchase.items)
+    for scope in (tables.CHAIN, purchase.scope):
+        scopes[scope] += sign
+        for sku in skus:
+            items[(scope, sku)] += sign
+        for i, a in enumerate(skus):
+            for b in skus[i + 1 :]:
+                pairs[(scope, a, b)] += sign
+
+
+def _watermarks(db: Central) -> dict[str, str]:
+    return {
+        "sales": str(db.scalar("SELECT max(applied_at) FROM sales", (), 0.0)),
+        "orders": str(db.scalar("SELECT max(imported_at) FROM member_orders", (), 0.0)),
+        "merges": str(db.scalar("SELECT max(id) FROM member_merges", (), 0)),
+        "undone": str(db.scalar("SELECT max(undone_at) FROM member_merges", (), 0.0)),
+    }
+
+
+def full_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
+    """Every analytics table rebuilt from sales and orders."""
+    started = time.perf_counter()
+    report = RefreshReport("full")
+    with db.transaction():
+        for table in _TABLES:
+            db.execute(f"DELETE FROM {table}")
+        marks = _watermarks(db)
+        totals: dict[str, MemberTotals | None] = {}
+        refunds_first: Counter[str] = Counter()  # refunds met before any sale of their member
+        items: Counter[tuple[str, str]] = Counter()
+        pairs: Counter[tuple[str, str, str]] = Counter()
+        scopes: Counter[str] = Counter()
+        batch: list[Purchase] = []
+        for p in read_all(db, config):
+            batch.append(p)
+            if len(batch) >= BATCH:
+                tables.insert_purchases(db, batch)
+                batch.clear()
+            report.purchases += 1
+            count_deltas(p, 1, items, pairs, scopes)
+            if p.customer is not None:
+                before = totals.get(p.customer)
+                after = fold(before, p)
+                if after is None:
+                    refunds_first[p.customer] += p.amount
+                else:
+                    totals[p.customer] = after
+        tables.insert_purchases(db, batch)
+        rows = []
+        for customer, t in totals.items():
+            if t is not None:
+                extra = refunds_first.get(customer, 0)
+                rows.append(replace(t, monetary=t.monetary + extra) if extra else t)
+        tables.insert_members(db, rows)
+        tables.write_counts(db, items, pairs, scopes)
+        for name, value in marks.items():
+            tables.set_state(db, name, value)
+        report.members, report.pairs = len(rows), len(pairs)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def incremental_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
+    """Fold in what changed since the watermarks (see the module doc)."""
+    started = time.perf_counter()
+    report = RefreshReport("incremental")
+    with db.transaction():
+        marks = {name: tables.get_state(db, name, "0") for name in ("sales", "orders", "merges", "undone")}
+        current = _watermarks(db)
+        changed: dict[str, Purchase | None] = {}
+        if float(current["sales"]) > float(marks["sales"]) - OVERLAP_S:
+            fresh = {p.purchase_id: p for p in read_sales(db, "s.applied_at > ?", (float(marks["sales"]) - OVERLAP_S,))}
+            known = tables.purchases_by_id(db, fresh)
+            changed.update({pid: p for pid, p in fresh.items() if pid not in known})
+        if float(current["orders"]) > float(marks["orders"]) - OVERLAP_S:
+            changed.update(read_orders(db, config, "o.imported_at > ?", (float(marks["orders"]) - OVERLAP_S,)))
+        merged = _merged_members(db, marks)
+        if merged:
+            ids = sorted(merged)
+            for part in tables.chunks(ids):
+                m = tables.marks(part)
+                where = f"s.member_id IN ({m}) OR s.member_id IN (SELECT alias FROM member_aliases WHERE member_id IN ({m}))"
+                for p in read_sales(db, where, (*part, *part)):
+                    changed.setdefault(p.purchase_id, p)
+                for pid, op in read_orders(db, config, f"ms.member_id IN ({m})", part):
+                    changed.setdefault(pid, op)
+            for customer_rows in tables.purchases_of(db, ids).values():  # attributed before: re-read them too
+                for p in customer_rows:
+                    if p.purchase_id not in changed and p.purchase_id.startswith("store:"):
+                        changed.update({q.purchase_id: q for q in _reread_sale(db, p)})
+        apply_changes(db, changed, report)
+        for name, value in current.items():
+            tables.set_state(db, name, value)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _reread_sale(db: Central, p: Purchase) -> Iterable[Purchase]:
+    _store, store_id, rest = p.purchase_id.split(":", 2)
+    return [q for q in read_sales(db, "s.store_id = ? AND s.stream || ':' || s.receipt_no = ?", (store_id, rest))]
+
+
+def _merged_members(db: Central, marks: dict[str, str]) -> set[str]:
+    """Both members of every merge made or undone since the watermarks."""
+    rows = db.all("SELECT winner, loser FROM member_merges WHERE id > ? OR undone_at > ?",
+                  (int(float(marks["merges"])), float(marks["undone"])))  # fmt: skip
+    return {m for row in rows for m in row if m}
+
+
+def apply_changes(db: Central, changed: dict[str, Purchase | None], report: RefreshReport) -> None:
+    """Replace the rows of ``changed`` (None: the purchase no longer counts); move counts and member rows."""
+    if not changed:
+        return
+    old = tables.purchases_by_id(db, changed)
+    items: Counter[tuple[str, str]] = Counter()
+    pairs: Counter[tuple[str, str, str]] = Counter()
+    scopes: Counter[str] = Counter()
+    replaced: list[str] = []
+    added: list[Purchase] = []
+    for pid, new in changed.items():
+        before = old.get(pid)
+        if before == new:
+            continue
+        report.purchases += 1
+        if before is not None:
+            replaced.append(pid)
+            count_deltas(before, -1, items, pairs, scopes)
+            if before.customer:
+                report.touched.add(before.customer)
+        if new is not None:
+            added.append(new)
+            count_deltas(new, 1, items, pairs, scopes)
+            if new.customer:
+                report.touched.add(new.customer)
+    tables.delete_purchases(db, replaced)
+    tables.insert_purchases(db, added)
+    tables.add_counts(db, items, pairs, scopes)
+    report.pairs = sum(1 for n in pairs.values() if n)
+    recompute_members(db, report.touched)
+    report.members = len(report.touched)
+
+
+def recompute_members(db: Central, customers: Iterable[str]) -> list[MemberTotals]:
+    wanted = sorted(set(customers))
+    found = tables.purchases_of(db, wanted)
+    totals = [t for c in wanted if (t := member_totals(c, found.get(c, []))) is not None]
+    tables.replace_members(db, wanted, totals)
+    return totals
+
+
+def table_rows(db: Central) -> dict[str, Sequence[Any]]:
+    """Every analytics table's rows, sorted (for comparing a full pass with the incremental one)."""
+    return {t: sorted(db.all(f"SELECT * FROM {t}"), key=repr) for t in _TABLES if t != "analytics_state"}
