@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tenpo.cloud import admin
 from tenpo.cloud.aggregator import Aggregator
+from tenpo.cloud.analytics.cli import register_cloud as analytics_commands  # issue 17 (H6)
 from tenpo.cloud.asn.cli import register_cloud as asn_commands
 from tenpo.cloud.backup import backup_central
 from tenpo.cloud.cli_support import db_flag, print_json
@@ -73,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for add_commands in (sales_commands, member_commands, asn_commands, visit_commands, history_commands):
         add_commands(commands)
     loyalty_commands(commands)  # issue 17 (H7)
+    analytics_commands(commands)  # issue 17 (H6): `cloud analytics rfm|basket|cohorts|ltv|recommend|export|refresh`
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from tenpo.edge.clerk.values import (
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import store as inspection_store
 from tenpo.edge.outbox import get_meta, read_counter
+from tenpo.edge.recommendations import recommended
 from tenpo.shared.errors import UserError
 from tenpo.shared.ids import id_file
 
@@ -176,7 +177,7 @@ class ClerkData:
                 (member_id,),
             ).fetchall()
             return Profile(member, tuple(ledger), tuple(_purchase_history(conn, self.config.store_id, member_id)),
-                           "every store and channel")
+                           "every store and channel", recommended(conn, member_id))
 
     def export_member(self, clerk: accounts.Clerk, member_id: str, folder: Path | None = None,
                       approver: accounts.Clerk | None = None) -> Path:  # fmt: skip

@@ -232,4 +232,13 @@ def profile_text(profile: Profile) -> Text:
         f"consent: {safe_text(consent)}\n",
         f"custom: {fit(custom, 70)}\n",
         "points balance ", (f"{m.points:,}", "bold"), " pt",
+        *_recommended_line(profile),  # issue 17 (H6)
     )
+
+
+def _recommended_line(profile: Profile) -> tuple[str, ...]:
+    """HQ's recommendations as kept at the store (shown offline too); names are outside text."""
+    if not profile.recommendations:
+        return ()
+    shown = ", ".join(safe_text(r.name or r.sku) for r in profile.recommendations[:5])
+    return (f"\nおすすめ recommended: {fit(shown, 66)}",)

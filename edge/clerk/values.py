@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tenpo.edge import replica
+from tenpo.edge.recommendations import Recommended
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Profile:
     ledger: tuple[tuple[float, int, str, str | None], ...]  # (at, delta, kind, ref), newest first
     purchases: tuple[tuple[str, str, int, int], ...]  # (at ISO, receipt_no, total, points earned)
     purchases_source: str  # where the history comes from, said on screen
+    recommendations: tuple[Recommended, ...] = ()  # HQ's next-best items (issue 17), kept offline
 
 
 @dataclass(frozen=True, slots=True)
