@@ -130,6 +130,7 @@ class Aggregator:
                     next_push = time.monotonic() + PUSH_INTERVAL_S
         finally:
             self._stopping.set()
+            self.channel.flush_stats()
             self.client.disconnect()
             self.client.loop_stop()
             self.out.disconnect()

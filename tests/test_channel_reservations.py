@@ -18,14 +18,14 @@ from tenpo.sandbox import wait_until
 from tests.test_channel_support import CLERK, PIN, Chain, chain, tenpo  # noqa: F401  (fixture)
 
 
-def edge_stock(chain: Chain, store_id: str, sku: str) -> dict[str, int]:
-    done = tenpo("edge", "stock", "--sku", sku, "--json", "--config", str(chain.configs[store_id]))
+def edge_stock(where: Chain, store_id: str, sku: str) -> dict[str, int]:
+    done = tenpo("edge", "stock", "--sku", sku, "--json", "--config", str(where.configs[store_id]))
     assert done.returncode == 0, done.stderr
     here = [row for row in json.loads(done.stdout) if row["store_id"] == store_id]
     return {key: here[0][key] for key in ("on_hand", "reserved", "available")}
 
 
-def test_reserve_confirmed_by_the_store_then_picked_up_through_checkout(chain: Chain) -> None:
+def test_reserve_confirmed_by_the_store_then_picked_up_through_checkout(chain: Chain) -> None:  # noqa: F811 (imported fixture)
     chain.receive("S001", "UMBRELLA", 3)
     done = tenpo("channel", "reserve", "--sku", "UMBRELLA", "--store", "S001", "--qty", "2", "--member", "M1",
                  "--key", "order-1001", "--json", "--broker", chain.broker.url)  # fmt: skip
@@ -73,7 +73,7 @@ def test_reserve_confirmed_by_the_store_then_picked_up_through_checkout(chain: C
     assert edge_stock(chain, "S001", "UMBRELLA")["on_hand"] == 1
 
 
-def test_two_channels_racing_for_the_last_unit_exactly_one_is_confirmed(chain: Chain) -> None:
+def test_two_channels_racing_for_the_last_unit_exactly_one_is_confirmed(chain: Chain) -> None:  # noqa: F811 (imported fixture)
     chain.receive("S002", "TSHIRT-M", 1)
     answers: dict[str, object] = {}
     start = threading.Barrier(2)
@@ -98,7 +98,7 @@ def test_two_channels_racing_for_the_last_unit_exactly_one_is_confirmed(chain: C
     assert edge_reservations.available(db.conn, "TSHIRT-M") == 0
 
 
-def test_a_store_offline_when_the_request_arrives_confirms_after_reconnecting(chain: Chain) -> None:
+def test_a_store_offline_when_the_request_arrives_confirms_after_reconnecting(chain: Chain) -> None:  # noqa: F811 (imported fixture)
     chain.receive("S001", "TSHIRT-M", 2)
     chain.stop_store("S001")
     with chain.client() as web:
@@ -110,7 +110,7 @@ def test_a_store_offline_when_the_request_arrives_confirms_after_reconnecting(ch
     assert chain.store_state("S001", held.reservation_id) == "confirmed"
 
 
-def test_hq_times_out_a_store_that_does_not_answer_and_the_late_store_releases_it(chain: Chain) -> None:
+def test_hq_times_out_a_store_that_does_not_answer_and_the_late_store_releases_it(chain: Chain) -> None:  # noqa: F811 (imported fixture)
     chain.receive("S002", "UMBRELLA", 1)
     chain.stop_store("S002")
     with chain.client() as web:
@@ -127,7 +127,7 @@ def test_hq_times_out_a_store_that_does_not_answer_and_the_late_store_releases_i
     assert chain.hq_state(held.reservation_id) == "expired", "a late confirmation does not revive it"
 
 
-def test_no_shows_expire_by_the_scheduled_job_and_a_cancel_frees_the_units(chain: Chain) -> None:
+def test_no_shows_expire_by_the_scheduled_job_and_a_cancel_frees_the_units(chain: Chain) -> None:  # noqa: F811 (imported fixture)
     chain.receive("S001", "UMBRELLA", 2)
     with chain.client() as web:
         first = web.reserve("UMBRELLA", "S001", 1, key="no-show", hold_h=1)
@@ -147,7 +147,7 @@ def test_no_shows_expire_by_the_scheduled_job_and_a_cancel_frees_the_units(chain
     assert edge_stock(chain, "S001", "UMBRELLA") == {"on_hand": 2, "reserved": 0, "available": 2}
 
 
-def test_a_clerks_hold_at_another_store_is_held_there_and_its_state_comes_back(chain: Chain) -> None:
+def test_a_clerks_hold_at_another_store_is_held_there_and_its_state_comes_back(chain: Chain) -> None:  # noqa: F811 (imported fixture)
     from tenpo.edge.clerk import records
 
     chain.receive("S002", "UMBRELLA", 1)

@@ -20,7 +20,15 @@ from tenpo.edge import db as edge_db
 from tenpo.edge import replica
 from tenpo.edge.clerk.accounts import add_clerk
 from tenpo.edge.config import StoreConfig, load_config
-from tenpo.sandbox import Mosquitto, Process, aggregator_process, provision_store, store_process, tenpo_command, wait_until
+from tenpo.sandbox import (
+    Mosquitto,
+    Process,
+    aggregator_process,
+    provision_store,
+    store_process,
+    tenpo_command,
+    wait_until,
+)
 
 CLERK, PIN = "1001", "482915"
 PRODUCTS = "sku,jan,name,price,tax_class\nUMBRELLA,,傘 65cm,1980,standard\nTSHIRT-M,,Tシャツ M,2480,standard\n"
