@@ -12,6 +12,7 @@ import secrets
 import time
 from typing import Any
 
+from tenpo.cloud.beacons import without_secrets
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.changes import check_change
@@ -38,6 +39,8 @@ def record_changes(db: Central, changes: list[ChangeTuple], now: float) -> list[
     """Append (kind, key, store, data) to the feed; returns their seqs. Call late in the transaction."""
     if not changes:
         return []
+    asked = len(changes)
+    changes = without_secrets(db, changes, now)  # issue 14: ids, never beacon secrets, in the feed
     first = allocate_change_seqs(db, len(changes))
     seqs = list(range(first, first + len(changes)))
     rows = []
@@ -47,7 +50,7 @@ def record_changes(db: Central, changes: list[ChangeTuple], now: float) -> list[
         check_change(kind, data)  # the store decodes it with the same Struct (tenpo.shared.changes)
         rows.append((seq, kind, key, store, json.dumps(data, ensure_ascii=False), now))
     db.executemany("INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return seqs
+    return seqs[:asked]
 
 
 # ---------------------------------------------------------------------------- member records

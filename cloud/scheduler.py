@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from tenpo.cloud.analytics.job import add_analytics_job
+from tenpo.cloud.beacon_jobs import add_beacon_job
 from tenpo.cloud.db import Central
 from tenpo.cloud.loyalty.jobs import add_loyalty_jobs
 
@@ -76,5 +77,6 @@ def start_hq_scheduler(db_url: str, retention: HqRetention, hour: int = 4) -> Ba
                       max_instances=1, misfire_grace_time=6 * 3600)  # fmt: skip
     add_loyalty_jobs(scheduler, db_url)  # issue 17 (H7): nightly expiry, then ranks, in JST
     add_analytics_job(scheduler, db_url)  # issue 17 (H6): analytics folded in every 10 minutes
+    add_beacon_job(scheduler, db_url)  # issue 14 (H5): members' beacon ids before stores run out
     scheduler.start()
     return scheduler

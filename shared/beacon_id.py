@@ -67,3 +67,39 @@ def ibeacon_major_minor(rotating: bytes) -> tuple[int, int]:
 def short_id(major: int, minor: int) -> int:
     """The 32-bit integer an iBeacon carrier conveys: major in the high half, minor in the low."""
     return (major << 16) | minor
+
+
+# ---------------------------------------------------------------------------- ids instead of secrets (issue 14)
+# HQ keeps the secrets. A store gets, per member, the identifiers of a bounded run of windows (the one
+# before now and the next 24 hours), refreshed by HQ before they run out; it can recognise a member's
+# advert in those windows and can neither compute another window's identifier nor impersonate the app.
+
+ISSUE_WINDOWS = 145
+"""Identifiers HQ sends per member: the previous window and 24 hours ahead (144 windows of 600 s)."""
+
+MAX_ISSUED_IDS = 288
+"""The most a store accepts in one change (48 hours): a bound on what one feed row can make it store."""
+
+REFRESH_MARGIN_WINDOWS = 72
+"""HQ's job sends fresh identifiers once the issued ones cover less than this far ahead (12 hours)."""
+
+
+def issue_start(unix_seconds: float, window_s: int = WINDOW_S) -> int:
+    """The first window HQ issues identifiers for at ``unix_seconds``: the one before the current."""
+    return max(0, window_of(unix_seconds, window_s) - 1)
+
+
+def issued_ids(secret: bytes, first_window: int, count: int = ISSUE_WINDOWS) -> str:
+    """The identifiers of ``count`` windows from ``first_window``, as one hex string (16 digits each)."""
+    if not 1 <= count <= MAX_ISSUED_IDS:
+        raise ValueError(f"between 1 and {MAX_ISSUED_IDS} identifiers at a time")
+    secret = check_secret(secret)
+    return "".join(rotating_id(secret, first_window + i).hex() for i in range(count))
+
+
+def split_ids(ids_hex: str, first_window: int) -> list[tuple[int, bytes]]:
+    """(window, 8-byte identifier) pairs of an ``issued_ids`` string; ValueError if it is not one."""
+    raw = bytes.fromhex(ids_hex)
+    if not raw or len(raw) % FULL_ID_LEN or len(raw) // FULL_ID_LEN > MAX_ISSUED_IDS:
+        raise ValueError(f"identifiers: 1 to {MAX_ISSUED_IDS} of {FULL_ID_LEN} bytes")
+    return [(first_window + i, raw[i * FULL_ID_LEN:(i + 1) * FULL_ID_LEN]) for i in range(len(raw) // FULL_ID_LEN)]

@@ -198,7 +198,7 @@ class SnapshotChunk(msgspec.Struct, frozen=True):
     total: int = 0  # rows in the whole snapshot (estimate at its start)
 
 
-SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock", "asns", "member_rules")
+SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock", "asns", "member_rules", "beacon_ids")
 
 _encoder = msgspec.json.Encoder()
 

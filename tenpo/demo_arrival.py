@@ -48,9 +48,16 @@ def run(demo: Demo) -> None:
     assert demo.central is not None
     demo.step("Shibuya turns on its Bluetooth beacons; the member's app secret came from HQ")
     member = replica.find_members(db, "090-1234-5678")[0]
+    # The app's secret stays at HQ (the phone gets it from HQ); Shibuya holds only her rotating ids (issue 14).
     secret_hex = demo.check(
-        f"{member.name}'s beacon secret is in Shibuya's replica",
-        lambda: db.conn.execute("SELECT beacon_secret FROM members WHERE member_id = ?", (member.member_id,)).fetchone()[0],
+        f"{member.name}'s beacon secret is at HQ",
+        lambda: demo.central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?", (member.member_id,)),
+    )  # fmt: skip
+    demo.check(
+        "Shibuya holds her rotating beacon ids, not her secret",
+        lambda: db.conn.execute("SELECT count(*) FROM beacon_ids WHERE member_id = ?", (member.member_id,)).fetchone()[0]
+        and db.conn.execute("SELECT beacon_secret FROM members WHERE member_id = ?", (member.member_id,)).fetchone()[0]
+        is None,
     )  # fmt: skip
     registry = demo.workdir / "S001" / "beacons.toml"
     registry.write_text(REGISTRY.read_text(encoding="utf-8") if REGISTRY.exists() else MINIMAL_REGISTRY, encoding="utf-8")
@@ -70,7 +77,8 @@ def run(demo: Demo) -> None:
 
     demo.step("She walks in, stands at the counter two minutes, walks out (a recording, replayed)")
     recording = demo.workdir / "S001" / "arrival.jsonl"
-    lines = make_member_arrival_recording(bytes.fromhex(secret_hex))
+    # Recorded now: Shibuya holds her ids for the windows around now only (issue 14).
+    lines = make_member_arrival_recording(bytes.fromhex(secret_hex), start_t=time.time())
     recording.write_text("\n".join(lines) + "\n", encoding="utf-8")
     demo.say(f"    {len(lines)} advertisements: her phone's rotating iBeacon id, an iPhone and a neighbour's beacon")
     output = io.StringIO()

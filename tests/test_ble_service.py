@@ -68,16 +68,17 @@ def test_a_replayed_member_arrival_reaches_the_clerk_and_hq(chain, sqlite_url, t
     agent = start_agent(config_path, agents)
     db = edge_db.connect(config.database)
     member_id = replica.register_member(db, "S001", name="佐藤 花子", kana="さとう はなこ", phone="090-1234-5678")
-    secret_hex = wait_until(
-        lambda: db.conn.execute("SELECT beacon_secret FROM members WHERE member_id = ?", (member_id,)).fetchone()[0],
-        20, what="the member's beacon secret to come down from HQ",
-    )  # fmt: skip
-    assert secret_hex == central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?", (member_id,))
+    # issue 14: the store gets her rotating ids from HQ, never her secret (the phone has it from HQ).
+    wait_until(lambda: db.conn.execute("SELECT count(*) FROM beacon_ids WHERE member_id = ?", (member_id,)).fetchone()[0],
+               20, what="the member's beacon ids to come down from HQ")  # fmt: skip
+    assert db.conn.execute("SELECT beacon_secret FROM members WHERE member_id = ?", (member_id,)).fetchone()[0] is None
+    secret_hex = central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?", (member_id,))
 
     # Queued while the agent is down: the advertisements wait for it.
     assert agent.terminate() == 0
     recording = tmp_path / "arrival.jsonl"
-    lines = make_member_arrival_recording(bytes.fromhex(secret_hex))
+    # Recorded now: the store holds ids for the windows around now only (an old capture names nobody).
+    lines = make_member_arrival_recording(bytes.fromhex(secret_hex), start_t=time.time())
     recording.write_text("\n".join(lines[:40] + BAD_LINES + lines[40:]) + "\n")
     capsys.readouterr()
     assert main(["ble", "replay", str(recording), "--config", str(config_path), "--speed", "0", "--json"]) == 0
@@ -282,9 +283,11 @@ async def test_scanned_member_is_a_visit_and_stops_resolving_once_erased(tmp_pat
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData
 
+    from tenpo.edge.ble.ids import store_ids
     from tenpo.edge.ble.recording import member_ibeacon_payload
     from tenpo.edge.ble.registry import load_registry
     from tenpo.edge.ble.service import BeaconService
+    from tenpo.shared.beacon_id import issue_start, issued_ids
     from tenpo.sandbox import write_store_config
 
     (tmp_path / "beacons.toml").write_text(QUICK_REGISTRY)
@@ -293,8 +296,9 @@ async def test_scanned_member_is_a_visit_and_stops_resolving_once_erased(tmp_pat
     config = load_config(str(config_path))
     db = edge_db.connect(config.database)
     secret = bytes(range(16))
-    db.conn.execute("INSERT INTO members(member_id, name, beacon_secret, version) VALUES ('M1', '佐藤', ?, 3)",
-                    (secret.hex(),))  # fmt: skip
+    db.conn.execute("INSERT INTO members(member_id, name, version) VALUES ('M1', '佐藤', 3)")
+    first = issue_start(1_800_000_000.0)  # what HQ sends (issue 14): the ids, not the secret
+    store_ids(db.conn, "M1", first, issued_ids(secret, first))
     reports: list[tuple[str, dict]] = []
     running_reported = asyncio.Event()
 

@@ -289,6 +289,7 @@ def test_every_change_kind_decodes_the_data_hq_sends() -> None:
         "member.loyalty": {"member_id": "G1", "rank": "ゴールド", "multiplier_pct": 200, "spend": 120000,  # issue 17
                            "as_of": "2026-11-30", "expiry_months": 12, "lots": [{"expires_on": "2026-12-31", "points": 120}],
                            "through": {"S001": 4}, "version": 12},
+        "member.beacon_ids": {"member_id": "G1", "first_window": 2_900_000, "ids": "0123456789abcdef" * 145},  # issue 14
     }  # fmt: skip
     assert set(samples) == set(CHANGE_KINDS)
     for kind, data in samples.items():

@@ -29,7 +29,7 @@ from .decode import (
 )
 from .presence import LastVisit, PresenceEngine, PresenceEvent, Subject
 from .registry import Registry
-from .rotating_id import RotatingIdResolver
+from .rotating_id import IdTableResolver, RotatingIdResolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class BeaconPipeline:
         last_visit: LastVisit | None = None,
     ) -> None:
         self.registry = registry
-        self.resolver = RotatingIdResolver(
+        self.resolver: RotatingIdResolver | IdTableResolver = RotatingIdResolver(
             members,
             window_s=registry.member_app.window_s,
             drift_windows=registry.member_app.drift_windows,

@@ -195,3 +195,85 @@ class RotatingIdResolver:
         else:
             self.stats.unknown += 1
         return None
+
+
+class IdTableResolver:
+    """Member lookup from identifiers HQ issued (issue 14): no secrets, only ``{window: {member: id}}``.
+
+    Same lookups as :class:`RotatingIdResolver`, for the windows it was given: ``resolve`` accepts
+    the windows within ``drift_windows`` of ``now`` that it holds. The beacon service builds one per
+    window from the ``beacon_ids`` table (off the event loop) and swaps it in.
+    """
+
+    def __init__(
+        self,
+        windows: Mapping[int, Mapping[str, bytes]] | None = None,
+        *,
+        window_s: int = WINDOW_S,
+        drift_windows: int = 1,
+    ) -> None:
+        self.window_s = window_s
+        self.drift_windows = drift_windows
+        self.stats = ResolverStats()
+        self._tables: dict[int, _Table] = {}
+        self._ids: dict[tuple[int, str], bytes] = {}
+        self._members: set[str] = set()
+        self.set_windows(windows or {})
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def set_windows(self, windows: Mapping[int, Mapping[str, bytes]]) -> None:
+        tables: dict[int, _Table] = {}
+        ids: dict[tuple[int, str], bytes] = {}
+        for window, members in windows.items():
+            table: _Table = {}
+            for member_id, rid in members.items():
+                if len(rid) != FULL_ID_LEN:
+                    continue
+                _add(table, _prefix(rid), member_id)
+                ids[(window, member_id)] = bytes(rid)
+            tables[window] = table
+            self.stats.windows_built += 1
+        self._tables, self._ids = tables, ids
+        self._members = {member_id for _, member_id in ids}
+
+    def windows(self) -> list[int]:
+        return sorted(self._tables)
+
+    def prepare(self, now: float) -> None:
+        """Nothing to compute: the tables come built (kept for the pipeline's interface)."""
+
+    def _candidates(self, prefix: int, now: float) -> list[tuple[int, str]]:
+        current = window_of(now, self.window_s)
+        found: list[tuple[int, str]] = []
+        for window in range(current - self.drift_windows, current + self.drift_windows + 1):
+            entry = self._tables.get(window, {}).get(prefix)
+            if entry is None:
+                continue
+            found.extend([(window, entry)] if isinstance(entry, str) else [(window, m) for m in entry])
+        return found
+
+    def resolve(self, observed: bytes, now: float) -> str | None:
+        if len(observed) == FULL_ID_LEN:
+            for window, member_id in self._candidates(_prefix(observed), now):
+                if hmac.compare_digest(self._ids[(window, member_id)], observed):
+                    self.stats.resolved += 1
+                    return member_id
+            self.stats.unknown += 1
+            return None
+        if len(observed) == SHORT_ID_LEN:
+            return self.resolve_short(_prefix(observed), now)
+        self.stats.unknown += 1
+        return None
+
+    def resolve_short(self, short: int, now: float) -> str | None:
+        owners = {member_id for _, member_id in self._candidates(short, now)}
+        if len(owners) == 1:
+            self.stats.resolved += 1
+            return owners.pop()
+        if owners:
+            self.stats.ambiguous += 1
+        else:
+            self.stats.unknown += 1
+        return None

@@ -30,16 +30,16 @@ from typing import Any, TypeVar
 
 from tenpo.edge import db as edge_db
 from tenpo.edge.config import StoreConfig
-from tenpo.shared.beacon_id import check_secret, window_of
+from tenpo.shared.beacon_id import window_of
 from tenpo.shared.errors import ConfigError
 
-from . import inbox
+from . import ids, inbox
 from .advert import Advertisement
 from .pipeline import BeaconPipeline
 from .presence import PresenceEvent
 from .recording import parse_recording_line
 from .registry import FirstVisitRule, Registry, load_registry
-from .rotating_id import RotatingIdResolver
+from .rotating_id import IdTableResolver
 from .scanner import BleScanner
 from .schema import prune
 from .store import PresenceWriter
@@ -95,24 +95,14 @@ async def run_service(config: StoreConfig, stop: asyncio.Event, report: Report) 
     await service.run(stop)
 
 
-def _load_secrets(conn: sqlite3.Connection) -> tuple[dict[str, bytes], int]:
-    """Members who can be recognised: not erased, with a well-formed secret; and how many were bad."""
-    members: dict[str, bytes] = {}
-    bad = 0
-    for member_id, secret_hex in conn.execute(
-        "SELECT member_id, beacon_secret FROM members WHERE erased = 0 AND beacon_secret IS NOT NULL"
-    ):
-        try:
-            members[member_id] = check_secret(bytes.fromhex(secret_hex))
-        except (ValueError, TypeError):
-            bad += 1
-    return members, bad
+REPLAY_AHEAD_WINDOWS = 6  # a replay's resolver holds this many windows past its first advert (an hour)
 
 
-def _fresh_resolver(members: dict[str, bytes], window_s: int, drift: int, at: float) -> RotatingIdResolver:
-    resolver = RotatingIdResolver(members, window_s=window_s, drift_windows=drift)
-    resolver.prepare(at)
-    return resolver
+def _fresh_resolver(conn: sqlite3.Connection, window_s: int, drift: int, at: float, ahead: int = 0) -> IdTableResolver:
+    """A resolver for the windows around ``at`` from the identifiers HQ issued (issue 14: no secrets here)."""
+    current = window_of(at, window_s)
+    windows = ids.load_windows(conn, current - drift, current + drift + ahead)
+    return IdTableResolver(windows, window_s=window_s, drift_windows=drift)
 
 
 class ReplaySession:
@@ -137,8 +127,7 @@ class BeaconService:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ble-db")
         self._db: Any = None
         self.writer = PresenceWriter(config.store_id)
-        self.members: dict[str, bytes] = {}
-        self.bad_secrets = 0
+        self.members: set[str] = set()  # members the live resolver can recognise now
         self.live = BeaconPipeline(registry, last_visit=self._last_visit)
         self.replays: dict[str, ReplaySession] = {}
         self.replayed = 0
@@ -264,9 +253,8 @@ class BeaconService:
         session = self.replays.get(replay_id)
         if session is None:
             member_app = self.registry.member_app
-            resolver = await asyncio.get_running_loop().run_in_executor(
-                None, _fresh_resolver, dict(self.members), member_app.window_s, member_app.drift_windows, first_t
-            )
+            resolver = await self._db_call(_fresh_resolver, self._db.conn, member_app.window_s,
+                                           member_app.drift_windows, first_t, REPLAY_AHEAD_WINDOWS)  # fmt: skip
             pipeline = BeaconPipeline(self.registry, last_visit=self._last_visit)
             pipeline.resolver = resolver
             session = self.replays[replay_id] = ReplaySession(pipeline)
@@ -329,10 +317,8 @@ class BeaconService:
         (data_version,) = conn.execute("PRAGMA data_version").fetchone()
         if data_version == last_version:
             return None
-        fingerprint = conn.execute(
-            "SELECT max(version), count(*), total(erased), count(beacon_secret) FROM members"
-        ).fetchone()
-        return data_version, tuple(fingerprint)
+        fingerprint = conn.execute("SELECT max(version), count(*), total(erased) FROM members").fetchone()
+        return data_version, (*fingerprint, ids.ids_version(conn))
 
     _data_version: int | None = None
     _fingerprint: Any = None
@@ -353,13 +339,25 @@ class BeaconService:
         self._fingerprint = fingerprint
         if erasures:  # a member's location history goes with them now, not at the next hourly prune
             await self._prune()
-        members, bad = await self._db_call(_load_secrets, self._db.conn)
-        if bad and bad != self.bad_secrets:
-            log.warning("%d member beacon secret(s) are malformed and ignored", bad)
-        self.members, self.bad_secrets = members, bad
-        self.live.resolver.set_members(members)
-        for session in self.replays.values():
-            session.pipeline.resolver.set_members(members)
+        member_app = self.registry.member_app
+        fresh = await self._db_call(_fresh_resolver, self._db.conn, member_app.window_s, member_app.drift_windows,
+                                    self.clock())  # fmt: skip
+        self._swap_live(fresh)
+        for session in self.replays.values():  # an erased member stops resolving in a running replay too
+            first = session.pipeline.resolver.windows() if isinstance(session.pipeline.resolver, IdTableResolver) else []
+            if first:
+                session.pipeline.resolver = await self._db_call(
+                    _fresh_resolver, self._db.conn, member_app.window_s, 0, (first[0] + 0.5) * member_app.window_s,
+                    len(first) - 1,
+                )  # fmt: skip
+                session.pipeline.resolver.drift_windows = member_app.drift_windows
+
+    def _swap_live(self, fresh: IdTableResolver) -> None:
+        old = self.live.resolver
+        old.stats.windows_built += fresh.stats.windows_built
+        fresh.stats = old.stats
+        self.live.resolver = fresh
+        self.members = set(fresh._members)
 
     async def _prebuild_windows(self, stop: asyncio.Event) -> None:
         """Swap in a resolver built off the loop for each new window, so the boundary never stalls scanning."""
@@ -369,22 +367,21 @@ class BeaconService:
             if await _sleep_until(stop, boundary - PREBUILD_LEAD_S, self.clock):
                 return
             at = boundary + 0.5
-            fresh = await asyncio.get_running_loop().run_in_executor(
-                None, _fresh_resolver, dict(self.members), member_app.window_s, member_app.drift_windows, at
-            )
+            async with self._refreshing:  # one reload at a time: a feed change meanwhile reloads after
+                fresh = await self._db_call(_fresh_resolver, self._db.conn, member_app.window_s,
+                                            member_app.drift_windows, at)  # fmt: skip
             if await _sleep_until(stop, at, self.clock):
                 return
-            fresh.set_members(self.members)  # catch up with changes made while it was built
-            old = self.live.resolver
-            old.stats.windows_built += fresh.stats.windows_built
-            fresh.stats = old.stats
-            self.live.resolver = fresh
+            async with self._refreshing:
+                self._swap_live(fresh)
+                self._fingerprint = None  # the feed may have changed while it was built: look again
 
     # --- housekeeping and status ----------------------------------------------------------------
 
     def _prune_now(self) -> int:
         with edge_db.transaction(self._db) as conn:
-            return prune(conn, self.clock(), self.registry.retention_days)
+            deleted = prune(conn, self.clock(), self.registry.retention_days)
+            return deleted + ids.prune_ids(conn, self.clock(), self.registry.member_app.window_s)
 
     async def _prune(self) -> None:
         deleted = await self._db_call(self._prune_now)

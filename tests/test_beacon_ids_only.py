@@ -1,0 +1,134 @@
+"""Members' beacon secrets never reach a store (issue 14): HQ sends the rotating ids of a bounded run of
+windows instead, in the feed and in a bootstrap snapshot; the store recognises a member's advert from
+them, a raw scan of its database and WAL finds no member's secret, and a store upgraded from a
+version that held secrets has them wiped from the file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tenpo.cloud.beacon_jobs import issued_until, refresh_beacon_ids
+from tenpo.cloud.db import Central
+from tenpo.edge import db as edge_db
+from tenpo.edge import replica
+from tenpo.edge.ble.ids import load_windows
+from tenpo.edge.ble.rotating_id import IdTableResolver
+from tenpo.edge.config import load_config
+from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until
+from tenpo.shared.beacon_id import ISSUE_WINDOWS, MAX_ISSUED_IDS, REFRESH_MARGIN_WINDOWS, rotating_id, window_of
+
+
+def disk_bytes(database: Path) -> bytes:
+    """Everything SQLite keeps on disk for the replica: the file, its WAL and shared memory."""
+    return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*") if p.is_file())
+
+
+def secret_leaks(raw: bytes, secrets_hex: list[str]) -> list[str]:
+    found = []
+    for secret_hex in secrets_hex:
+        secret = bytes.fromhex(secret_hex)
+        for form in (secret_hex.encode(), secret_hex.upper().encode(), secret):
+            if form in raw:
+                found.append(secret_hex)
+    return found
+
+
+def resolver_now(conn, now: float) -> IdTableResolver:  # type: ignore[no-untyped-def]
+    current = window_of(now)
+    return IdTableResolver(load_windows(conn, current - 1, current + 1))
+
+
+def test_stores_get_ids_not_secrets_and_still_recognise_the_member(
+    tmp_path: Path, broker: Mosquitto, sqlite_url: str
+) -> None:
+    s001 = provision_store(tmp_path / "S001", "S001", broker.url, sqlite_url)
+    aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
+    agents = [store_process(s001).start()]
+    central = Central(sqlite_url)
+    try:
+        db1 = edge_db.connect(load_config(str(s001)).database)
+        members = [replica.register_member(db1, "S001", name=f"会員 {i}", phone=f"090-1234-567{i}") for i in range(3)]
+        secrets_hex = wait_until(
+            lambda: (rows := central.all("SELECT beacon_secret FROM members WHERE beacon_secret IS NOT NULL")) and
+            len(rows) == 3 and [r[0] for r in rows], 30, what="HQ to give the members their secrets",
+        )  # fmt: skip
+        wait_until(lambda: db1.conn.execute("SELECT count(DISTINCT member_id) FROM beacon_ids").fetchone()[0] == 3, 30,
+                   what="the members' beacon ids at S001")  # fmt: skip
+
+        # The feed (broadcast to every store) carries ids, bounded per member, and no secret at all.
+        feed = [(kind, json.loads(data)) for kind, data in central.all("SELECT kind, data FROM changes")]
+        assert not [d for _, d in feed if "beacon_secret" in d]
+        issued = [d for kind, d in feed if kind == "member.beacon_ids"]
+        assert issued and all(len(d["ids"]) // 16 == ISSUE_WINDOWS <= MAX_ISSUED_IDS for d in issued)
+        assert not secret_leaks(b"".join(json.dumps(d).encode() for _, d in feed), secrets_hex)
+
+        # A second store joining later gets the ids in its bootstrap snapshot.
+        s002 = provision_store(tmp_path / "S002", "S002", broker.url, sqlite_url)
+        agents.append(store_process(s002).start())
+        db2 = edge_db.connect(load_config(str(s002)).database)
+        wait_until(lambda: db2.conn.execute("SELECT count(DISTINCT member_id) FROM beacon_ids").fetchone()[0] == 3, 30,
+                   what="the members' beacon ids in S002's snapshot")  # fmt: skip
+
+        # The member's phone, now: both stores recognise her advert (8-byte id and iBeacon 4-byte id).
+        now = time.time()
+        member = central.scalar("SELECT member_id FROM members WHERE beacon_secret = ?", (secrets_hex[0],))
+        advert = rotating_id(bytes.fromhex(secrets_hex[0]), window_of(now))
+        for db in (db1, db2):
+            resolver = resolver_now(db.conn, now)
+            assert resolver.resolve(advert, now) == member
+            assert resolver.resolve(advert[:4], now) == member
+            # An advert captured three days ago names nobody: the store cannot link windows it was not given.
+            old = rotating_id(bytes.fromhex(secrets_hex[0]), window_of(now) - 3 * 144)
+            assert resolver.resolve(old, now - 3 * 86400) is None
+            assert resolver_now(db.conn, now - 3 * 86400).resolve(old, now - 3 * 86400) is None
+
+        # A raw copy of either store's disk (database, WAL, shm) holds no member's secret.
+        for config in (s001, s002):
+            database = load_config(str(config)).database
+            assert not secret_leaks(disk_bytes(database), secrets_hex), f"a beacon secret on {database}'s disk"
+        assert {m for (m,) in db1.conn.execute("SELECT DISTINCT member_id FROM beacon_ids")} >= set(members) - {None}
+    finally:
+        for process in [*agents, aggregator]:
+            process.kill()
+        central.close()
+
+
+def test_hq_refreshes_the_ids_before_the_stores_run_out(tmp_path: Path, sqlite_url: str) -> None:
+    central = Central(sqlite_url)
+    now = 1_800_000_000.0
+    for i in range(3):
+        central.execute("INSERT INTO members(member_id, beacon_secret, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                        (f"HQ-{i}", f"{i:02x}" * 16, now, now))  # fmt: skip
+    central.execute("INSERT INTO members(member_id, beacon_secret, erased, created_at, updated_at)"
+                    " VALUES ('HQ-gone', NULL, 1, ?, ?)", (now, now))  # fmt: skip
+    assert refresh_beacon_ids(central, now) == 3, "a new HQ issues at once"
+    horizon = issued_until(central)
+    assert horizon is not None and horizon - window_of(now) == ISSUE_WINDOWS - 2
+    assert refresh_beacon_ids(central, now + 3600) == 0, "plenty left: nothing sent"
+    later = (horizon - REFRESH_MARGIN_WINDOWS + 1) * 600.0
+    assert refresh_beacon_ids(central, later) == 3, "less than the margin left: fresh ids for every member"
+    rows = [json.loads(d) for (d,) in central.all("SELECT data FROM changes WHERE kind = 'member.beacon_ids' ORDER BY seq")]
+    assert [r["member_id"] for r in rows] == ["HQ-0", "HQ-1", "HQ-2"] * 2
+    assert rows[-1]["first_window"] == window_of(later) - 1
+    assert rows[-1]["ids"][:16] == rotating_id(bytes.fromhex("02" * 16), window_of(later) - 1).hex()
+    central.close()
+
+
+def test_an_upgraded_store_has_the_secrets_it_held_wiped_from_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "S001.db"
+    db = edge_db.connect(path)
+    secret = "5ec7e7" * 5 + "ab"  # 16 bytes, easy to spot
+    # The store as an earlier version left it: a member with a secret, migration 14 not applied.
+    db.conn.execute("INSERT INTO members(member_id, beacon_secret, version) VALUES ('S001-x', ?, 1)", (secret,))
+    db.conn.execute("DROP TABLE beacon_ids")
+    db.conn.execute("DELETE FROM schema_migrations WHERE version = 14")
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.conn.close()
+    assert secret.encode() in disk_bytes(path), "the setup really has the secret on disk"
+
+    db = edge_db.connect(path)  # migration 14 runs
+    assert db.conn.execute("SELECT beacon_secret FROM members").fetchone()[0] is None
+    db.conn.close()
+    assert not secret_leaks(disk_bytes(path), [secret]), "the wiped secret is gone from the file and WAL"
