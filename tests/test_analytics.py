@@ -115,8 +115,9 @@ def test_configured_cut_points_and_segments_from_toml(seeded: tuple[str, pd.Data
                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     url, frame = seeded
     config = tmp_path / "analytics.toml"
-    config.write_text('[rfm]\nrecency_days = [30, 60, 120, 240]\nfrequency = [1, 2, 4, 8]\nmonetary = [5000, 10000, 20000, 40000]\n'
-                      '[[segments]]\nname = "VIP"\nm = [5, 5]\n[[segments]]\nname = "その他"\n', encoding="utf-8")  # fmt: skip
+    toml = ('[rfm]\nrecency_days = [30, 60, 120, 240]\nfrequency = [1, 2, 4, 8]\nmonetary = [5000, 10000, 20000, 40000]\n'
+            '[[segments]]\nname = "VIP"\nm = [5, 5]\n[[segments]]\nname = "その他"\n')
+    config.write_text(toml, encoding="utf-8")
     rows = run_json(capsys, "rfm", "--as-of", AS_OF.isoformat(), "--config", str(config), "--db", url)
     ref = reference_rfm(frame, AS_OF)
     for row in rows:

@@ -59,11 +59,11 @@ def _skus(rng: random.Random) -> list[str]:
 
 
 def add_sale(db: Central, g: Generated, rng: random.Random, member: str | None, at: str, store: str,
-             applied_at: float = NOW) -> dict[str, Any]:  # fmt: skip
+             applied_at: float = NOW, skus: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     g.receipt += 1
     g.seq += 1
     lines = []
-    for sku in _skus(rng):
+    for sku in skus or _skus(rng):
         qty, price = rng.randint(1, 3), rng.choice((108, 216, 540, 1080, 3300))
         discount = rng.choice((0, 0, 0, 50))
         lines.append({"sku": sku, "name": sku, "qty": qty, "unit_price": price, "tax_class": "standard", "rate": 10,
@@ -96,9 +96,9 @@ def add_refund(db: Central, g: Generated, rng: random.Random, of: dict[str, Any]
 
 
 def _insert(db: Central, store: str, sale: dict[str, Any], seq: int, applied_at: float) -> None:
-    with db.transaction():
-        db.execute(INSERT_SALE, (store, "st1", sale["receipt_no"], sale["kind"], sale.get("refund_of"), sale["at"],
-                                 sale["member_id"], sale["total"], 0, 0, 0, json.dumps(sale), seq, None, applied_at))  # fmt: skip
+    """Inside the caller's transaction, as the sales planner writes it."""
+    db.execute(INSERT_SALE, (store, "st1", sale["receipt_no"], sale["kind"], sale.get("refund_of"), sale["at"],
+                             sale["member_id"], sale["total"], 0, 0, 0, json.dumps(sale), seq, None, applied_at))  # fmt: skip
 
 
 def write_orders(path: Path, orders: list[dict[str, Any]]) -> None:
@@ -155,12 +155,14 @@ def seed(db: Central, tmp: Path, seed_value: int = 17, members: int = 40, sales:
         db.executemany("INSERT INTO products(sku, name, price, tax_class, updated_at) VALUES (?, ?, ?, 'standard', ?)",
                        [(sku, f"商品 {sku}", 100, NOW) for sku in SKUS])  # fmt: skip
     bought = []
-    for _ in range(sales):
-        roll = rng.random()
-        member = rng.choice(g.golden) if roll < 0.6 else rng.choice(g.provisional) if roll < 0.75 else None
-        bought.append(add_sale(db, g, rng, member, _at(rng, dt.date(2025, 1, 1), dt.date(2026, 6, 30)), rng.choice(STORES)))
-    for of in rng.sample(bought, 30):
-        add_refund(db, g, rng, of)
+    with db.transaction():
+        for _ in range(sales):
+            roll = rng.random()
+            member = rng.choice(g.golden) if roll < 0.6 else rng.choice(g.provisional) if roll < 0.75 else None
+            at = _at(rng, dt.date(2025, 1, 1), dt.date(2026, 6, 30))
+            bought.append(add_sale(db, g, rng, member, at, rng.choice(STORES)))
+        for of in rng.sample(bought, 30):
+            add_refund(db, g, rng, of)
     import_web(db, tmp, g, make_orders(rng, 90), "orders1.csv")
     merge(db, g, rng, 3)
     return g

@@ -45,6 +45,7 @@ from tenpo.cloud.hq.model import (
 from tenpo.cloud.hq.presence import Presence, PresenceListener
 from tenpo.cloud.hq.review_screen import ReviewScreen
 from tenpo.cloud.hq.screens import ConflictsScreen, DeadLettersScreen, StoreScreen
+from tenpo.cloud.hq.segments_screen import SegmentsScreen  # issue 17 (H6)
 from tenpo.cloud.hq.widgets import KeyHints, header
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles
 from tenpo.shared.terminal import safe_text
@@ -113,6 +114,7 @@ class StoresScreen(Screen[None]):
         Binding("c", "conflicts", "Conflicts"),
         Binding("g", "charts", "Charts"),
         Binding("m", "member_reviews", "Member reviews"),
+        Binding("e", "segments", "Segments"),  # issue 17 (H6)
         Binding("a", "sort_attention", "Attention first"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -293,6 +295,9 @@ class StoresScreen(Screen[None]):
 
     def action_member_reviews(self) -> None:
         self.app.push_screen(ReviewScreen())
+
+    def action_segments(self) -> None:  # issue 17 (H6): members per RFM segment
+        self.app.push_screen(SegmentsScreen())
 
     def action_open_store(self) -> None:
         store_id = self.selected_store()
