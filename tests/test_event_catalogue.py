@@ -155,7 +155,8 @@ def _payloads_as_written_before_the_catalogue() -> list[tuple[str, dict]]:
 def test_events_written_before_the_catalogue_still_apply_at_hq(central: Central) -> None:
     old = _payloads_as_written_before_the_catalogue()
     # No store writes member.updated yet; stock.snapshot was born after the catalogue (edge/scheduler.py).
-    assert {t for t, _ in old} == EVENT_TYPES - {"member.updated", "stock.snapshot"}
+    born_later = {"reservation.confirmed", "reservation.rejected", "reservation.ready", "reservation.picked_up"}  # issue 18
+    assert {t for t, _ in old} == EVENT_TYPES - {"member.updated", "stock.snapshot"} - born_later
     events = [Event(n, f"e{n}", t, 1, n, p) for n, (t, p) in enumerate(old, start=1)]
     assert apply_batch(central, "S001", EventBatch("s", events)).hwm == len(events)
     assert central.all("SELECT reason FROM dead_letters") == []
@@ -290,6 +291,9 @@ def test_every_change_kind_decodes_the_data_hq_sends() -> None:
                            "as_of": "2026-11-30", "expiry_months": 12, "lots": [{"expires_on": "2026-12-31", "points": 120}],
                            "through": {"S001": 4}, "version": 12},
         "member.beacon_ids": {"member_id": "G1", "first_window": 2_900_000, "ids": "0123456789abcdef" * 145},  # issue 14
+        "reservation.upsert": {"reservation_id": "R00000001", "store_id": "S001", "sku": "A1", "qty": 1,  # issue 18
+                               "state": "requested", "channel": "web", "member_id": None, "customer": None,
+                               "pickup_store": None, "reason": None, "expires_at": NOW + 900, "version": 13},
     }  # fmt: skip
     assert set(samples) == set(CHANGE_KINDS)
     for kind, data in samples.items():
