@@ -12,6 +12,7 @@ import secrets
 import time
 from typing import Any
 
+from tenpo.cloud.audit.chain import actor_name, seal
 from tenpo.cloud.beacons import without_secrets
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
@@ -19,10 +20,13 @@ from tenpo.shared.changes import check_change
 
 
 def audit(db: Central, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
+    """The one way to write HQ's audit log: the row is chained (hashed, tenpo.cloud.audit.chain) at commit,
+    and a generic actor becomes the operator signed in for this command, if any (issue 14)."""
     db.execute(
         "INSERT INTO audit_log(actor, action, subject, detail, at) VALUES (?, ?, ?, ?, ?)",
-        (actor, action, subject, json.dumps(detail, ensure_ascii=False), time.time()),
+        (actor_name(actor), action, subject, json.dumps(detail, ensure_ascii=False), time.time()),
     )
+    db.before_commit(seal)
 
 
 # ---------------------------------------------------------------------------- change feed

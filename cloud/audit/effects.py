@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from tenpo.cloud.audit.chain import seal_hook
 from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner
 from tenpo.shared.events import MemberViewed, ReservationRequested
 from tenpo.shared.protocol import Event
@@ -19,6 +20,7 @@ def _member_viewed(plan: Plan, origin: Origin, event: Event, p: MemberViewed, no
     detail = json.dumps({"store_seq": event.seq}, separators=(",", ":"))
     at = now if p.at is None else p.at
     plan.add(INSERT_AUDIT, (f"{origin.store_id}/{p.clerk_id}", f"member.{p.action}", p.member_id, detail, at))
+    plan.hooks["audit.seal"] = seal_hook  # chained at commit (issue 14)
 
 
 def _reservation_requested(plan: Plan, origin: Origin, event: Event, p: ReservationRequested, now: float) -> None:
@@ -30,6 +32,7 @@ def _reservation_requested(plan: Plan, origin: Origin, event: Event, p: Reservat
     at = now if p.at is None else p.at
     plan.add(INSERT_AUDIT, (f"{origin.store_id}/{p.clerk_id}", "reservation.requested", f"{p.from_store}/{p.sku}",
                             detail, at))  # fmt: skip
+    plan.hooks["audit.seal"] = seal_hook
 
 
 PLANNERS: dict[str, Planner] = {

@@ -10,6 +10,7 @@ import time
 
 import sqlite_utils
 
+from tenpo.edge.audit_chain import chain_fields
 from tenpo.edge.db import transaction
 from tenpo.edge.outbox import append, next_counter
 from tenpo.shared.errors import UserError
@@ -26,13 +27,23 @@ def record_member_access(db: sqlite_utils.Database, clerk_id: str, member_id: st
     at = time.time() if now is None else now
     with transaction(db) as conn:
         seq = append(conn, MemberViewed(clerk_id=clerk_id, member_id=member_id, action=action, at=at))  # type: ignore[arg-type]
-        conn.execute("INSERT INTO member_audit(clerk_id, member_id, action, at, event_seq) VALUES (?, ?, ?, ?, ?)",
-                     (clerk_id, member_id, action, at, seq))  # fmt: skip
+        # issue 14: each row chained to the one before (edge/audit_chain.py), under this transaction's write lock
+        link = chain_fields(conn, (clerk_id, member_id, action, at, seq))
+        conn.execute("INSERT INTO member_audit(clerk_id, member_id, action, at, event_seq, chain_seq, prev_hash, row_hash)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (clerk_id, member_id, action, at, seq, link.seq, link.prev_hash, link.row_hash))  # fmt: skip
     return seq
 
 
 def member_audit(db: sqlite_utils.Database, member_id: str | None = None, limit: int = 50) -> list[dict[str, object]]:
-    where, params = ("WHERE member_id = ?", (member_id,)) if member_id else ("", ())
+    """Views and exports, newest first; for a member, also those under ids HQ merged into it (audit rows
+    keep the id they were written with: the log is append-only)."""
+    where, params = ("", ())
+    if member_id:
+        merged = [r[0] for r in db.conn.execute(
+            "SELECT loser FROM member_merges WHERE winner = ? AND undone = 0", (member_id,)).fetchall()]  # fmt: skip
+        ids = [member_id, *merged]
+        where, params = (f"WHERE member_id IN ({', '.join('?' * len(ids))})", tuple(ids))
     rows = db.conn.execute(
         f"SELECT clerk_id, member_id, action, at, event_seq FROM member_audit {where} ORDER BY id DESC LIMIT ?",
         (*params, limit),

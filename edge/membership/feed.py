@@ -25,7 +25,8 @@ from .rules import store_rules
 
 Handler = Callable[[sqlite3.Connection, str, list[Any], "int | None"], None]
 
-_OWN_TABLES = {"members", "member_merges", "member_merge_moves"}
+# member_audit is append-only (hash-chained, issue 14): its rows keep the id they were written with.
+_OWN_TABLES = {"members", "member_merges", "member_merge_moves", "member_audit"}
 
 
 def member_tables(conn: sqlite3.Connection) -> list[str]:
