@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_envelope, record_birth, record_status
-from tenpo.cloud.channel.service import ChannelDesk, Outgoing  # issue 18: the channel API
+from tenpo.cloud.channel.service import ChannelDesk, Outgoing, no_delay  # issue 18: the channel API
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
 from tenpo.shared.channel_api import REQUEST_FILTER
@@ -82,6 +82,7 @@ class Aggregator:
         self.out = make_client(f"{self.client_id}-out", tls, broker)
         self._last_pushed = latest_change(self.db)
         self.channel = ChannelDesk(self.db)  # channel API requests share this worker and its database
+        self.out.on_connect = no_delay  # answers (and acks) leave at once, not after the previous one's TCP ACK
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
         if getattr(reason, "is_failure", False):

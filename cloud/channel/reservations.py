@@ -215,19 +215,19 @@ def stock(db: Central, sku: str, store_id: str | None, now: float) -> StockAnswe
     """Each store's on hand, reserved and available for ``sku``; None if HQ knows neither the SKU nor the store."""
     where, params = ("AND s.store_id = ?", (sku, store_id)) if store_id else ("", (sku,))
     rows = db.all(
-        "SELECT s.store_id, coalesce(l.on_hand, 0), s.last_seen, s.online FROM stores s"
+        "SELECT s.store_id, coalesce(l.on_hand, 0), s.last_seen, s.online, l.sku FROM stores s"
         f" LEFT JOIN stock_levels l ON l.store_id = s.store_id AND l.sku = ? WHERE 1 = 1 {where} ORDER BY s.store_id",
         params,
     )
     if store_id and not rows:
         return None
     known = db.scalar("SELECT 1 FROM products WHERE sku = ?", (sku,)) is not None
-    if not known and not any(r[1] for r in rows):
+    if not known and not any(r[4] is not None for r in rows):
         return None
     held = reserved(db, sku, store_id)
     stores = []
-    for store, level, last_seen, online in rows:
-        if not store_id and not level and store not in held:
+    for store, level, last_seen, online, has_level in rows:
+        if not store_id and has_level is None and store not in held:
             continue  # a store that never had the item: not listed
         hold = held.get(store, 0)
         stores.append(StoreStock(

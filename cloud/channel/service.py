@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -215,3 +216,14 @@ class ChannelDesk:
 def _fingerprint(op: str, request: msgspec.Struct, ignore: tuple[str, ...]) -> str:
     fields = {k: v for k, v in msgspec.to_builtins(request).items() if k not in ignore}
     return hashlib.sha256(op.encode() + msgspec.json.encode(dict(sorted(fields.items())))).hexdigest()
+
+
+def no_delay(client: Any, *args: Any) -> None:
+    """An on_connect callback: TCP_NODELAY on the client's socket, so a small answer leaves at once instead of
+    waiting (Nagle) for the ACK of the previous one; paho does not set it."""
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            log.debug("TCP_NODELAY not set", exc_info=True)
