@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tenpo.cloud import certs
+from tenpo.cloud.authority_check import check_batch
 from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.effects import plan_event
@@ -213,9 +214,24 @@ def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, appl
 
 
 def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], now: float, applied_by: str) -> None:
-    """Store the events and write their effects; an event its planner refuses is stored and dead-lettered."""
+    """Store the events and write their effects; an event its planner refuses is stored and dead-lettered.
+
+    Store authority (docs/authority.md) decides first: an event the store may not say is stored and
+    dead-lettered naming the rule; a points entry whose sale is still to come waits for it."""
     plan = Plan()
+    verdicts = check_batch(db, origin, events, now)
+    for held_origin, held in verdicts.released:  # entries of an earlier batch whose sale came in this one
+        plan_event(plan, held_origin, held, now)
+    for held, refusal in verdicts.late_refused:
+        _insert_dead_letter(db, topic, f"event {held.seq} ({held.type}): {refusal}",
+                            json.dumps(held.payload, ensure_ascii=False).encode(), origin.store_id, held.seq)  # fmt: skip
     for event in events:
+        if verdicts.skip(event.seq):
+            refusal = verdicts.refused.get(event.seq)
+            if refusal is not None:
+                _insert_dead_letter(db, topic, f"event {event.seq} ({event.type}): {refusal}",
+                                    json.dumps(event.payload, ensure_ascii=False).encode(), origin.store_id, event.seq)  # fmt: skip
+            continue
         try:
             plan_event(plan, origin, event, now)
         except PayloadError as exc:
@@ -314,6 +330,8 @@ def reapply_event(db: Central, dead_letter_id: int, now: float | None = None) ->
         store_id, seq, reason = letter[0], int(letter[1]), str(letter[2])
         if "sequence number reused" in reason:
             return "a reused sequence number: the stored event is the first one, already applied"
+        if ": refused by authority rule " in reason:  # docs/authority.md: the store may not say it
+            return "refused by the store authority rules: a retry would apply what the store may not say; discard it"
         row = db.one(
             "SELECT stream, event_id, type, schema, hlc, payload FROM events WHERE store_id = ? AND seq = ?"
             " ORDER BY applied_at DESC LIMIT 1",

@@ -38,6 +38,16 @@ def stock_event(seq: int, delta: int = 1, sku: str = "A1") -> Event:
                  {"sku": sku, "delta": delta, "reason": "count", "location": "floor"})  # fmt: skip
 
 
+def sale_event(seq: int, receipt_no: str, member_id: str, total: int, points: int) -> Event:
+    """The sale a store writes right after its points entries: what HQ's authority rules link them to."""
+    return Event(seq, uuid.uuid4().hex, "sale.completed", 1, seq << 16, {
+        "receipt_no": receipt_no, "kind": "sale", "at": "2026-09-21T10:15:00+09:00", "member_id": member_id,
+        "total": total, "rates": [{"rate": 10, "tax": total // 11}], "stock_movements": [],
+        "points_entries": [{"member_id": member_id, "kind": "accrue", "points": points}], "points_earned": points,
+        "points_redeemed": 0,
+    })  # fmt: skip
+
+
 def on_hand(db: Central, sku: str = "A1") -> int:
     return int(db.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = 'S001' AND sku = ?", (sku,), 0))
 
@@ -108,14 +118,15 @@ def test_members_and_stock_flow_into_the_change_feed(central: Central) -> None:
     apply_batch(central, "S001", EventBatch("s", [
         Event(1, "e1", "member.registered", 1, 0, member),
         stock_event(2, delta=5),
-        Event(3, "e3", "points.entry", 1, 0, {"member_id": "S001-abc", "delta": 120, "kind": "accrual"}),
+        Event(3, "e3", "points.entry", 1, 0, {"member_id": "S001-abc", "delta": 120, "kind": "accrual", "ref": "R1"}),
+        sale_event(4, "R1", "S001-abc", 12_000, 120),  # the sale behind the points (docs/authority.md)
     ]))  # fmt: skip
     page = changes_after(central, 0, 100, "S002")
     kinds = {c.kind: c.data for c in page.changes}
     assert kinds["member.upsert"]["name"] == "佐藤 花子"
     assert kinds["stock.level"] == {**kinds["stock.level"], "store_id": "S001", "sku": "A1", "on_hand": 5}
-    assert kinds["points.balance"] == {"member_id": "S001-abc", "balance": 120, "through": {"S001": 3}}
-    assert page.to_seq == page.latest == 3
+    assert kinds["points.balance"] == {"member_id": "S001-abc", "balance": 120, "through": {"S001": 4}}
+    assert page.to_seq == page.latest
 
 
 # ---------------------------------------------------------------------------- envelopes
@@ -208,9 +219,11 @@ def test_aggregator_dead_letters_bad_payloads_and_keeps_serving(broker, central_
 def test_balances_and_on_hand_follow_every_ledger_write(central: Central) -> None:
     """Conflict resolution, imports and merges write the ledgers too; the derived figures must follow."""
     apply_batch(central, "S001", EventBatch("s", [
-        Event(1, "p1", "points.entry", 1, 0, {"member_id": "M1", "delta": 100, "kind": "accrual"}),
-        Event(2, "p2", "points.entry", 1, 0, {"member_id": "M2", "delta": 40, "kind": "accrual"}),
-        stock_event(3, delta=7), stock_event(4, delta=-2),
+        Event(1, "p1", "points.entry", 1, 0, {"member_id": "M1", "delta": 100, "kind": "accrual", "ref": "R1"}),
+        sale_event(2, "R1", "M1", 10_000, 100),
+        Event(3, "p2", "points.entry", 1, 0, {"member_id": "M2", "delta": 40, "kind": "accrual", "ref": "R2"}),
+        sale_event(4, "R2", "M2", 4_000, 40),
+        stock_event(5, delta=7), stock_event(6, delta=-2),
     ]))  # fmt: skip
     with central.transaction():
         central.execute("UPDATE points_ledger SET member_id = 'M1' WHERE member_id = 'M2'")  # a merge re-points

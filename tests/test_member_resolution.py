@@ -42,7 +42,15 @@ class Store:
         self.send("member.registered", {"member_id": member_id, **fields})
 
     def points(self, member_id: str, delta: int) -> None:
-        self.send("points.entry", {"member_id": member_id, "delta": delta, "kind": "accrual", "ref": f"R{self.seq}"})
+        """Points earned at the counter: the entry, then the sale behind it (HQ applies no points without one)."""
+        receipt_no = f"R{self.seq}"
+        self.send("points.entry", {"member_id": member_id, "delta": delta, "kind": "accrual", "ref": receipt_no})
+        self.send("sale.completed", {
+            "receipt_no": receipt_no, "kind": "sale", "at": "2026-09-21T10:15:00+09:00", "member_id": member_id,
+            "total": delta * 100, "rates": [{"rate": 10, "tax": delta * 100 // 11}], "stock_movements": [],
+            "points_entries": [{"member_id": member_id, "kind": "accrue", "points": delta}], "points_earned": delta,
+            "points_redeemed": 0,
+        })  # fmt: skip
 
 
 def write_jsonl(path: Path, *orders: dict) -> Path:
@@ -128,7 +136,7 @@ def test_points_sent_under_a_merged_away_id_go_to_the_golden_member(hq: Central,
     store.register("S001-e5", name="高橋健", phone="07010002000")
     store.points("S001-e5", 12)  # the store had not heard of the merge yet
     assert balance(hq, golden) == 42
-    assert changes(hq, "points.balance")[-1] == {"member_id": golden, "balance": 42, "through": {"S001": 2}}
+    assert changes(hq, "points.balance")[-1] == {"member_id": golden, "balance": 42, "through": {"S001": store.seq}}
 
 
 def test_manual_merge_is_explained_and_show_lists_everything(hq: Central, tmp_path: Path, capsys) -> None:

@@ -27,6 +27,13 @@ def local_points(db, member_id: str, delta: int, ref: str) -> None:
         conn.execute("INSERT INTO points_ledger(member_id, delta, kind, ref, store_seq, created_at) "
                      "VALUES (?, ?, 'accrual', ?, ?, ?)",
                      (member_id, delta, ref, seq, time.time()))  # fmt: skip
+        # The sale behind the points, right after them: HQ applies no points without one (docs/authority.md).
+        append_event(conn, "sale.completed", {
+            "receipt_no": ref, "kind": "sale", "at": "2026-09-21T10:15:00+09:00", "member_id": member_id,
+            "total": delta * 100, "rates": [{"rate": 10, "tax": delta * 100 // 11}], "stock_movements": [],
+            "points_entries": [{"member_id": member_id, "kind": "accrue", "points": delta}], "points_earned": delta,
+            "points_redeemed": 0,
+        })  # fmt: skip
 
 
 def page(db, *changes: tuple[str, str, dict]) -> None:
