@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Any
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
@@ -78,24 +79,33 @@ def member_totals(customer: str, purchases: Iterable[Purchase], as_of: dt.date |
                         second[1] if second else None, sales[-1][0], len(sales), monetary)  # fmt: skip
 
 
-def fold(totals: MemberTotals | None, p: Purchase) -> MemberTotals | None:
-    """``totals`` with one more purchase of the same member (any order): what a full pass accumulates."""
-    assert p.customer is not None
-    if totals is None:
-        return member_totals(p.customer, [p])
+def accumulate(acc: dict[str, list[Any]], p: Purchase) -> None:
+    """Fold one purchase (any order) into ``acc`` (customer -> running totals); ``finish`` gives what
+    ``member_totals`` gives. A full pass over millions of purchases uses this: no object per step."""
+    if p.customer is None:
+        return
+    state = acc.get(p.customer)
+    if state is None:  # [first (day, id, channel), second (day, id), last day, frequency, monetary]
+        state = acc[p.customer] = [None, None, None, 0, 0]
+    state[4] += p.amount
     if not p.is_sale:
-        return replace(totals, monetary=totals.monetary + p.amount)
-    key = (p.day, p.purchase_id)
-    first = (totals.first_day, totals.first_purchase)
-    second = (totals.second_day, totals.second_purchase) if totals.second_day is not None else None
-    last = max(totals.last_day, p.day)
-    common = {"frequency": totals.frequency + 1, "monetary": totals.monetary + p.amount, "last_day": last}
-    if key < first:
-        return replace(totals, first_day=p.day, first_purchase=p.purchase_id, first_channel=p.channel,
-                       second_day=first[0], second_purchase=first[1], **common)  # fmt: skip
-    if second is None or key < second:  # type: ignore[operator]
-        return replace(totals, second_day=p.day, second_purchase=p.purchase_id, **common)
-    return replace(totals, **common)
+        return
+    state[3] += 1
+    if state[2] is None or p.day > state[2]:
+        state[2] = p.day
+    key = (p.day, p.purchase_id, p.channel)
+    if state[0] is None or key[:2] < state[0][:2]:
+        state[1] = state[0][:2] if state[0] is not None else None
+        state[0] = key
+    elif state[1] is None or key[:2] < state[1]:
+        state[1] = key[:2]
+
+
+def finish(acc: dict[str, list[Any]]) -> list[MemberTotals]:
+    """Members with at least one sale."""
+    return [MemberTotals(c, first[0], first[1], first[2], second[0] if second else None, second[1] if second else None,
+                         last, frequency, monetary)
+            for c, (first, second, last, frequency, monetary) in acc.items() if first is not None]  # fmt: skip
 
 
 def totals_by_member(purchases: Iterable[Purchase], as_of: dt.date | None = None) -> dict[str, MemberTotals]:

@@ -10,7 +10,7 @@ from tenpo.cloud.db import Central
 from tenpo.shared.errors import UserError
 
 from . import tables
-from .basket import Rule, rules
+from .basket import BasketCounts, Rule, rules
 from .config import AnalyticsConfig
 from .model import MemberTotals, today_jst, totals_by_member
 from .retention import CohortRow, F2Row, cohorts, f2_conversion, ltv_rows, repeat_rate
@@ -52,17 +52,23 @@ def rfm(db: Central, config: AnalyticsConfig, as_of: dt.date | None = None, stor
 
 def basket(db: Central, config: AnalyticsConfig, min_support: float | None = None,
            store: str | None = None) -> tuple[int, list[Rule]]:
-    """(purchases in the scope, rules): only pairs that can reach the support are read."""
+    """(purchases in the scope, rules). Chain-wide from the kept pair counts (only pairs that can reach
+    the support are read); one store's from its purchases, counted now."""
     support = config.min_support if min_support is None else min_support
     if not 0 <= support <= 1:
         raise UserError(f"--min-support {support}: must be a fraction from 0 to 1")
-    scope = scope_of(store)
-    total = int(db.scalar("SELECT purchases FROM analytics_scopes WHERE scope = ?", (scope,), 0))
+    if store is not None:
+        counts = BasketCounts()
+        for (items,) in db.all("SELECT items FROM analytics_purchases WHERE store_id = ? AND is_sale = 1 AND items <> ''",
+                               (store,)):  # fmt: skip
+            counts.add(items.split())
+        return counts.purchases, rules(counts.purchases, counts.items, counts.pairs, support, config.min_confidence)
+    total = int(db.scalar("SELECT purchases FROM analytics_scopes WHERE scope = ?", (tables.CHAIN,), 0))
     if total == 0:
         return 0, []
     least = max(1, math.ceil(support * total - 1e-9))
-    pairs = tables.frequent_pairs(db, scope, least)
-    items = tables.item_counts(db, scope, {sku for pair in pairs for sku in pair})
+    pairs = tables.frequent_pairs(db, tables.CHAIN, least)
+    items = tables.item_counts(db, tables.CHAIN, {sku for pair in pairs for sku in pair})
     return total, rules(total, items, pairs, support, config.min_confidence)
 
 

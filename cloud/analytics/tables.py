@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -111,8 +110,8 @@ def all_members(db: Central) -> list[MemberTotals]:
 # ---------------------------------------------------------------------------- basket counts
 
 
-def add_counts(db: Central, items: Counter[tuple[str, str]], pairs: Counter[tuple[str, str, str]],
-               scopes: Counter[str]) -> None:
+def add_counts(db: Central, items: dict[tuple[str, str], int], pairs: dict[tuple[str, str, str], int],
+               scopes: dict[str, int]) -> None:
     """Add deltas (keyed (scope, sku), (scope, a, b), scope); rows that reach 0 are deleted."""
     _upsert(db, "analytics_items", ("scope", "sku"), [(*k, n) for k, n in items.items() if n])
     _upsert(db, "analytics_pairs", ("scope", "a", "b"), [(*k, n) for k, n in pairs.items() if n])
@@ -135,12 +134,13 @@ def _upsert(db: Central, table: str, key: tuple[str, ...], rows: list[tuple[Any,
     db.executemany(f"INSERT INTO {table}({columns}) VALUES ({marks(rows[0])}) {conflict}", rows)
 
 
-def write_counts(db: Central, items: Counter[tuple[str, str]], pairs: Counter[tuple[str, str, str]],
-                 scopes: Counter[str]) -> None:
-    """Fresh tables (a full refresh): plain inserts, COPY on PostgreSQL."""
-    db.executemany("INSERT INTO analytics_items(scope, sku, n) VALUES (?, ?, ?)", [(*k, n) for k, n in items.items() if n])
-    db.executemany("INSERT INTO analytics_pairs(scope, a, b, n) VALUES (?, ?, ?, ?)",
-                   [(*k, n) for k, n in pairs.items() if n])  # fmt: skip
+def write_counts(db: Central, items: dict[tuple[str, str], int], pairs: dict[tuple[str, str, str], int],
+                 scopes: dict[str, int]) -> None:
+    """Fresh tables (a full refresh): plain inserts in key order (B-tree appends), COPY on PostgreSQL."""
+    db.executemany("INSERT INTO analytics_items(scope, sku, n) VALUES (?, ?, ?)", sorted((*k, n) for k, n in items.items() if n))
+    rows = sorted((*k, n) for k, n in pairs.items() if n)
+    for part in chunks(rows, 200_000):
+        db.executemany("INSERT INTO analytics_pairs(scope, a, b, n) VALUES (?, ?, ?, ?)", part)
     db.executemany("INSERT INTO analytics_scopes(scope, purchases) VALUES (?, ?)", [(k, n) for k, n in scopes.items() if n])
 
 
