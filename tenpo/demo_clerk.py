@@ -1,7 +1,7 @@
 """Demo, issue 7: a manager account for Shibuya's clerk terminal, and how to open it.
 
 `tenpo demo --dir d` keeps the files; then `tenpo clerk --config d/S001/S001.toml` opens the terminal
-on Shibuya's replica (sign in as 1001, PIN 2468) with the member, her arrival and the sales of the demo.
+on Shibuya's replica (sign in as 1001, PIN 246813) with the member, her arrival and the sales of the demo.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tenpo.edge.config import load_config
 if TYPE_CHECKING:
     from tenpo.demo import Demo  # the demo imports its scenarios
 
-CLERK_ID, PIN = "1001", "2468"
+CLERK_ID, PIN = "1001", "246813"
 
 
 def run(demo: Demo) -> None:

@@ -27,6 +27,7 @@ from tenpo.edge.checkout import (
 )
 from tenpo.edge.checkout.errors import BadDiscount, NotRefundable
 from tenpo.edge.checkout.store import SaleOrder, commit_sale, refund_sale
+from tests.support.clerks import AS_CLERK, AS_MANAGER, add_store_clerks, pins_on_stdin
 from tests.test_checkout_engine import AT, BEER, CATALOG, ONIGIRI, SHIRT, Catalog, config_st, discount_st, products_st
 from tests.test_checkout_store import MEMBER as STORE_MEMBER
 from tests.test_checkout_store import TEA, counts, store  # noqa: F401  (store is a fixture)
@@ -247,28 +248,30 @@ def test_store_takes_back_line_by_line_then_the_rest_then_refuses(store) -> None
     assert counts(db) == before
 
 
-def test_refund_command_takes_lines_and_refuses_more_than_is_left_writing_nothing(store, capsys) -> None:  # noqa: F811 (imported fixture)
-    path, _config, db = store
+def test_refund_command_takes_lines_and_refuses_more_than_is_left_writing_nothing(store, capsys, monkeypatch) -> None:  # noqa: F811 (imported fixture)
+    path, config, db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
     assert main(["edge", "checkout", "--config", str(path), "--scan", TEA, "--scan", TEA, "--scan", "sku:TSHIRT-M",
-                 "--pay", "cash:3000"]) == 0  # fmt: skip
+                 "--pay", "cash:3000", *AS_CLERK]) == 0  # fmt: skip
     capsys.readouterr()
     # Tea ¥150 x1 (8%): tax 150*8/108 = 11.1 -> 11.
-    assert main(["edge", "refund", "1", "--line", "1:1", "--config", str(path), "--json"]) == 0
+    assert main(["edge", "refund", "1", "--line", "1:1", "--config", str(path), "--json", *AS_MANAGER]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"receipt_no": "S001-00000002", "total": -150, "tax_by_rate": {"8": {"taxable": -150, "tax": -11}},
                    "points_earned": 0, "points_redeemed": 0, "change": 0}  # fmt: skip
     before = counts(db)
-    assert main(["edge", "refund", "1", "--line", "1:2", "--config", str(path)]) == 1
+    assert main(["edge", "refund", "1", "--line", "1:2", "--config", str(path), *AS_MANAGER]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip().splitlines() == [
         "tenpo: receipt S001-00000001 line 1 (緑茶 500ml): 1 of 2 left to return, cannot return 2"
     ]
     assert counts(db) == before
-    assert main(["edge", "refund", "1", "--line", "2", "--line", "1", "--config", str(path)]) == 0
+    assert main(["edge", "refund", "1", "--line", "2", "--line", "1", "--config", str(path), *AS_MANAGER]) == 0
     assert "【返品】" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["edge", "refund", "1", "--line", "x:1", "--config", str(path)])
+        main(["edge", "refund", "1", "--line", "x:1", "--config", str(path), *AS_MANAGER])
 
 
 def test_hq_keeps_several_refunds_of_one_receipt_and_its_sums_equal_the_stores(two_stores) -> None:  # noqa: F811 (imported fixture)

@@ -24,6 +24,7 @@ from tenpo.edge.feed import _points_balances, _upsert_members, _upsert_products
 from tenpo.edge.outbox import read_counter
 from tenpo.sandbox import write_store_config
 from tenpo.shared.epc import encode_sgtin96
+from tests.support.clerks import AS_CLERK, AS_MANAGER, add_store_clerks, pins_on_stdin
 
 TEA, ONIGIRI = "4901085089583", "4901234567894"
 PRODUCTS = [
@@ -147,20 +148,22 @@ def test_member_is_found_by_card_phone_or_id(store) -> None:
 # ---------------------------------------------------------------------------- command
 
 
-def test_checkout_command_prints_the_fixed_json_keys(store, capsys) -> None:
-    path, _config, db = store
+def test_checkout_command_prints_the_fixed_json_keys(store, capsys, monkeypatch) -> None:
+    path, config, db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
     code = main(["edge", "checkout", "--config", str(path), "--scan", TEA, "--scan", "sku:TSHIRT-M",
-                 "--member", "090-1234-5678", "--redeem", "30", "--pay", "cash:3000", "--json"])  # fmt: skip
+                 "--member", "090-1234-5678", "--redeem", "30", "--pay", "cash:3000", "--json", *AS_CLERK])  # fmt: skip
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     # 内税: 10% on ¥1,980 = 180 (1980*10/110), 8% on ¥150 = 11 (150*8/108 = 11.1, rounded down)
     assert out == {"receipt_no": "S001-00000001", "total": 2130,
                    "tax_by_rate": {"10": {"taxable": 1980, "tax": 180}, "8": {"taxable": 150, "tax": 11}},
                    "points_earned": 21, "points_redeemed": 30, "change": 900}  # fmt: skip
-    assert main(["edge", "refund", "S001-00000001", "--config", str(path), "--json"]) == 0
+    assert main(["edge", "refund", "S001-00000001", "--config", str(path), "--json", *AS_MANAGER]) == 0
     back = json.loads(capsys.readouterr().out)
     assert (back["total"], back["points_earned"], back["points_redeemed"]) == (-2130, -21, -30)
-    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200"]) == 0
+    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200", *AS_CLERK]) == 0
     receipt = capsys.readouterr().out
     assert "S001-00000003" in receipt and "おにぎり 鮭" in receipt and "お釣り" in receipt
 
@@ -173,22 +176,27 @@ def test_checkout_command_prints_the_fixed_json_keys(store, capsys) -> None:
         (["--scan", TEA, "--pay", "cash:100"], "payment short: total ¥150, paid ¥100 (¥50 more needed)"),
     ],
 )
-def test_refused_checkout_command_exits_1_with_one_line_and_writes_nothing(store, capsys, argv, message) -> None:
-    path, _config, db = store
+def test_refused_checkout_command_exits_1_with_one_line_and_writes_nothing(store, capsys, monkeypatch, argv,
+                                                                          message) -> None:  # fmt: skip
+    path, config, db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
     before = counts(db)
-    assert main(["edge", "checkout", "--config", str(path), *argv, "--json"]) == 1
+    assert main(["edge", "checkout", "--config", str(path), *argv, "--json", *AS_CLERK]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip().splitlines() == [f"tenpo: {message}"]
     assert counts(db) == before
 
 
-def test_second_refund_command_exits_1(store, capsys) -> None:
-    path, _config, _db = store
-    assert main(["edge", "checkout", "--config", str(path), "--scan", TEA, "--pay", "cash:150"]) == 0
-    assert main(["edge", "refund", "1", "--config", str(path)]) == 0
+def test_second_refund_command_exits_1(store, capsys, monkeypatch) -> None:
+    path, config, _db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
+    assert main(["edge", "checkout", "--config", str(path), "--scan", TEA, "--pay", "cash:150", *AS_CLERK]) == 0
+    assert main(["edge", "refund", "1", "--config", str(path), *AS_MANAGER]) == 0
     capsys.readouterr()
-    assert main(["edge", "refund", "1", "--config", str(path)]) == 1
+    assert main(["edge", "refund", "1", "--config", str(path), *AS_MANAGER]) == 1
     assert "already refunded" in capsys.readouterr().err
 
 

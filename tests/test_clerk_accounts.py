@@ -33,8 +33,9 @@ def store(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "pin, problem",
-    [("123", "at least 4"), ("12a4", "digits only"), ("７７７７", "digits only"), ("0000", "repeated"),
-     ("1234", "run"), ("98765", "run"), ("1234567890123", "at most 12"), ("2468", None), ("902113", None)],
+    [("123", "at least 6"), ("2468", "at least 6"), ("12a4", "digits only"), ("７７７７７７", "digits only"),
+     ("000000", "repeated"), ("123456", "run"), ("9876543", "run"), ("1234567890123", "at most 12"),
+     ("902113", None), ("24681357", None)],
 )  # fmt: skip
 def test_pin_policy(pin: str, problem: str | None) -> None:
     found = pin_problem(pin)
@@ -97,12 +98,12 @@ def test_roles() -> None:
 def test_add_clerk_refusals(store) -> None:
     _config, db = store
     with pytest.raises(UserError, match="already exists"):
-        add_clerk(db, MANAGER, "x", "manager", "2468")
+        add_clerk(db, MANAGER, "x", "manager", "902113")
     with pytest.raises(UserError, match="role 'boss'"):
-        add_clerk(db, "3001", "x", "boss", "2468")
+        add_clerk(db, "3001", "x", "boss", "902113")
     with pytest.raises(UserError, match="clerk id"):
-        add_clerk(db, "a b", "x", "clerk", "2468")
-    with pytest.raises(UserError, match="at least 4"):
+        add_clerk(db, "a b", "x", "clerk", "902113")
+    with pytest.raises(UserError, match="at least 6"):
         add_clerk(db, "3001", "x", "clerk", "12")
 
 
@@ -140,9 +141,9 @@ def test_read_pin_asks_twice_on_a_terminal_and_reads_a_line_from_a_pipe() -> Non
         def isatty(self) -> bool:
             return True
 
-    answers = iter(["2468", "2468"])
-    assert read_pin(Tty(), lambda prompt: next(answers)) == "2468"
-    differ = iter(["2468", "8642"])
+    answers = iter(["246813", "246813"])
+    assert read_pin(Tty(), lambda prompt: next(answers)) == "246813"
+    differ = iter(["246813", "864213"])
     with pytest.raises(UserError, match="differ"):
         read_pin(Tty(), lambda prompt: next(differ))
     assert read_pin(io.StringIO("902113\n")) == "902113"
@@ -156,14 +157,17 @@ def run_tenpo(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
 
 def test_clerk_add_command(store) -> None:
     config, db = store
-    done = run_tenpo("edge", "clerk", "add", "3001", "--name", "佐々木", "--role", "manager", "--config",
-                     str(config.path), stdin="902113\n")  # fmt: skip
+    # The store has a manager (1001): adding a clerk takes a manager's id, that PIN first, then the new PIN.
+    done = run_tenpo("edge", "clerk", "add", "3001", "--name", "佐々木", "--role", "manager", "--clerk", MANAGER,
+                     "--config", str(config.path), stdin=f"{PIN}\n902113\n")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "clerk 3001" in done.stdout and "902113" not in done.stdout
     assert sign_in(db, "3001", "902113").is_manager
-    short = run_tenpo("edge", "clerk", "add", "3002", "--name", "x", "--config", str(config.path), stdin="12\n")
-    assert short.returncode == 1 and short.stderr.strip() == "tenpo: PIN: at least 4 digits"
-    listed = run_tenpo("edge", "clerk", "list", "--json", "--config", str(config.path), stdin="")
+    short = run_tenpo("edge", "clerk", "add", "3002", "--name", "x", "--clerk", "3001", "--config", str(config.path),
+                      stdin="902113\n12\n")  # fmt: skip
+    assert short.returncode == 1 and short.stderr.strip() == "tenpo: PIN: at least 6 digits"
+    listed = run_tenpo("edge", "clerk", "list", "--json", "--clerk", "3001", "--config", str(config.path),
+                       stdin="902113\n")  # fmt: skip
     assert [c["clerk_id"] for c in json.loads(listed.stdout)] == [MANAGER, CLERK, "3001"]
 
 

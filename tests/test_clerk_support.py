@@ -30,7 +30,7 @@ MEMBERS = [
     {"member_id": "M-0003", "name": "Emma Smith", "kana": "エマスミス", "phone": "+817033334444", "card_no": "C300",
      "points": 0, "version": 1},
 ]  # fmt: skip
-MANAGER, CLERK, PIN = "1001", "2001", "2468"
+MANAGER, CLERK, PIN = "1001", "2001", "246813"
 
 
 def make_store(root: Path, store_id: str = "S001") -> StoreConfig:

@@ -26,6 +26,7 @@ from tenpo.edge.scheduler import Job, StoreJobs, StoreScheduler
 from tenpo.sandbox import tenpo_command, write_store_config
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import TlsFiles, tls_context
+from tests.support.clerks import AS_CLERK, AS_MANAGER, PIN_LINE, add_store_clerks, pins_on_stdin
 
 
 @pytest.fixture
@@ -40,8 +41,9 @@ def database(config_path: Path) -> Path:
     return load_config(str(config_path)).database
 
 
-def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(tenpo_command(*args), capture_output=True, text=True, cwd=cwd,
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(tenpo_command(*args), input=stdin, capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, **(env or {})}, timeout=120)  # fmt: skip
 
 
@@ -56,12 +58,12 @@ def one_line_error(stderr: str) -> str:
 READ_COMMANDS = {
     "status": ["edge", "status"],
     "status --json": ["edge", "status", "--json"],
-    "member find": ["edge", "member", "find", "yamada", "--json"],
+    "member find": ["edge", "member", "find", "yamada", "--json", *AS_CLERK],
     "stock": ["edge", "stock"],
     "check": ["edge", "check"],
-    "clerk list": ["edge", "clerk", "list"],
+    "clerk list": ["edge", "clerk", "list", *AS_MANAGER],
     "inspections": ["edge", "inspect", "list"],
-    "member add": ["edge", "member", "add", "--name", "山田"],
+    "member add": ["edge", "member", "add", "--name", "山田", *AS_CLERK],
     "clerk terminal": ["clerk"],
 }
 
@@ -98,7 +100,7 @@ def test_a_replica_from_a_newer_tenpo_is_refused_naming_both_versions(database: 
     conn.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, 'from the future', 0)", (newest + 5,))
     conn.commit()
     conn.close()
-    for command in (["edge", "status"], ["edge", "member", "add", "--name", "山田"]):
+    for command in (["edge", "status"], ["edge", "member", "add", "--name", "山田", *AS_CLERK]):
         assert main([*command, "--config", str(config_path)]) == 1
         message = one_line_error(capsys.readouterr().err)
         assert f"schema version {newest + 5}" in message and f"({newest})" in message
@@ -130,13 +132,14 @@ def damaged(database: Path) -> Path:
     for n in range(300):
         replica.register_member(db, "S001", name=f"ヤマダ {n}", kana="ヤマダ", phone=f"0901111{n:04d}")
     db.conn.close()  # the last connection checkpoints the WAL into the file
+    add_store_clerks(database)
     damage(database, "members")
     return database
 
 
 def test_damaged_pages_give_one_line_and_check_lists_them(damaged: Path, config_path: Path) -> None:
     cfg = ["--config", str(config_path)]
-    found = run("edge", "member", "find", "ヤマダ", *cfg)
+    found = run("edge", "member", "find", "ヤマダ", *cfg, *AS_CLERK, stdin=PIN_LINE)
     assert found.returncode == 1
     assert "is damaged" in one_line_error(found.stderr) and "tenpo edge check" in found.stderr
 
@@ -171,13 +174,15 @@ def test_a_sound_replica_checks_ok_and_status_shows_it(database: Path, config_pa
 
 def test_a_checkout_on_a_full_disk_says_so_and_writes_nothing(database: Path, config_path: Path, monkeypatch,
                                                             capsys) -> None:  # fmt: skip
+    add_store_clerks(database)
+    pins_on_stdin(monkeypatch)
     db = edge_db.connect(database)
     with edge_db.transaction(db) as conn:
         conn.executemany("INSERT INTO products(sku, name, price, tax_class, version) VALUES (?, ?, 100, 'standard', 1)",
                          [(f"P{n:03d}", f"品物 {n} " * 8) for n in range(300)])  # fmt: skip
     db.conn.close()
     scans = [arg for n in range(300) for arg in ("--scan", f"sku:P{n:03d}")]
-    sell = ["edge", "checkout", "--config", str(config_path), *scans, "--pay", "cash:100000"]
+    sell = ["edge", "checkout", "--config", str(config_path), *scans, "--pay", "cash:100000", *AS_CLERK]
 
     with monkeypatch.context() as patch:
         real_connect = sqlite3.connect
@@ -336,12 +341,14 @@ def test_python_m_tenpo_ignores_a_partial_checkout_in_the_working_directory(tmp_
 # ---------------------------------------------------------------------------- member find --limit
 
 
-def test_member_find_says_how_many_more_matched(database: Path, config_path: Path, capsys) -> None:
+def test_member_find_says_how_many_more_matched(database: Path, config_path: Path, capsys, monkeypatch) -> None:
+    add_store_clerks(database)
+    pins_on_stdin(monkeypatch)
     db = edge_db.connect(database)
     for n in range(25):
         replica.register_member(db, "S001", name=f"山田 {n}", kana="ヤマダ")
     db.conn.close()
-    cfg = ["--config", str(config_path)]
+    cfg = ["--config", str(config_path), *AS_CLERK]
 
     assert main(["edge", "member", "find", "ヤマダ", "--json", *cfg]) == 0
     captured = capsys.readouterr()

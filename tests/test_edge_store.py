@@ -16,6 +16,7 @@ from tenpo.edge import replica
 from tenpo.edge.outbox import append_event, pending, read_counter
 from tenpo.sandbox import write_store_config
 from tenpo.shared.errors import UserError
+from tests.support.clerks import AS_CLERK, AS_MANAGER, PIN_LINE, add_store_clerks
 
 
 @pytest.fixture
@@ -159,30 +160,34 @@ def test_card_number_cannot_belong_to_two_members(store) -> None:
 # ---------------------------------------------------------------------------- commands
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tenpo", *args], capture_output=True, text=True,
+def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tenpo", *args], input=stdin, capture_output=True, text=True,
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
 def test_edge_commands_end_to_end(store, config_path: Path) -> None:
+    add_store_clerks(config_path.parent / "S001.db")
     cfg = ["--config", str(config_path)]
-    added = run_cli("edge", "member", "add", "--name", "山田 太郎", "--kana", "ヤマダタロウ", "--phone", "09011112222", *cfg)
+    added = run_cli("edge", "member", "add", "--name", "山田 太郎", "--kana", "ヤマダタロウ", "--phone", "09011112222", *cfg,
+                    *AS_CLERK, stdin=PIN_LINE)  # fmt: skip
     assert added.returncode == 0, added.stderr
     member_id = added.stdout.strip()
     assert member_id.startswith("S001-")
-    found = run_cli("edge", "member", "find", "090-1111-2222", "--json", *cfg)
+    found = run_cli("edge", "member", "find", "090-1111-2222", "--json", *cfg, *AS_CLERK, stdin=PIN_LINE)
     assert [m["member_id"] for m in json.loads(found.stdout)] == [member_id]
-    adjusted = run_cli("edge", "stock", "adjust", "--sku", "A1", "--qty", "7", "--reason", "count", *cfg)
+    adjusted = run_cli("edge", "stock", "adjust", "--sku", "A1", "--qty", "7", "--reason", "count", *cfg, *AS_MANAGER,
+                       stdin=PIN_LINE)  # fmt: skip
     assert adjusted.returncode == 0, adjusted.stderr
     stock = json.loads(run_cli("edge", "stock", "--sku", "A1", "--json", *cfg).stdout)
     assert stock == [{"store_id": "S001", "sku": "A1", "name": "お茶", "on_hand": 7, "as_of": None}]
     status = json.loads(run_cli("edge", "status", "--json", *cfg).stdout)
     assert {k: status[k] for k in ("store_id", "connected", "last_seq", "last_acked_seq", "outbox_pending",
                                    "downstream_cursor")} == {  # fmt: skip
-        "store_id": "S001", "connected": False, "last_seq": 2, "last_acked_seq": 0, "outbox_pending": 2,
+        # member.registered, member.viewed (the find is audited), stock.adjusted
+        "store_id": "S001", "connected": False, "last_seq": 3, "last_acked_seq": 0, "outbox_pending": 3,
         "downstream_cursor": 0,
     }
-    bad = run_cli("edge", "member", "add", "--name", "X", "--phone", "123", *cfg)
+    bad = run_cli("edge", "member", "add", "--name", "X", "--phone", "123", *cfg, *AS_CLERK, stdin=PIN_LINE)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "phone" in bad.stderr
     usage = run_cli("edge", "member", "add", *cfg)
     assert usage.returncode == 2, "bad usage exits 2"

@@ -19,8 +19,8 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def tenpo(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(tenpo_command(*args), capture_output=True, text=True, umask=LAX, timeout=120)
+def tenpo(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(tenpo_command(*args), input=stdin, capture_output=True, text=True, umask=LAX, timeout=120)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -37,7 +37,10 @@ def test_store_replica_wal_shm_and_keys_are_private(tmp_path: Path) -> None:
         with reader:
             reader.execute("INSERT INTO products(sku, jan, name, price, tax_class, version)"
                            " VALUES ('A1', '4901234567894', 'お茶', 150, 'reduced', 1)")  # fmt: skip
-        tenpo("edge", "checkout", "--config", str(config), "--scan", "sku:A1", "--pay", "cash:200")
+        # The store's first manager (bootstrap), who then sells: the PIN on the first line of stdin.
+        tenpo("edge", "clerk", "add", "9001", "--name", "店長", "--role", "manager", "--config", str(config), stdin="482913\n")
+        tenpo("edge", "checkout", "--config", str(config), "--scan", "sku:A1", "--pay", "cash:200", "--clerk", "9001",
+              stdin="482913\n")  # fmt: skip
         assert reader.execute("SELECT count(*) FROM sales").fetchone() == (1,)
         files = [db, db.with_name("S001.db-wal"), db.with_name("S001.db-shm"), db.with_suffix(".key"),
                  db.with_suffix(".pub")]  # fmt: skip

@@ -23,6 +23,7 @@ from tenpo.edge.inspection import service, store
 from tenpo.edge.rfid.simulator import ReaderSimulator, SimTag
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until, write_store_config
 from tenpo.shared.epc import encode_sgtin96
+from tests.support.clerks import AS_MANAGER, add_store_clerks, pins_on_stdin
 
 TEA, ONIGIRI = "4901085089583", "4901234567894"
 PRODUCTS = f"sku,jan,name,price,tax_class\nTEA-500,{TEA},緑茶 500ml,150,reduced\nONIGIRI-S,{ONIGIRI},おにぎり 鮭,160,reduced\n"
@@ -148,7 +149,8 @@ async def test_no_dock_section_means_no_service(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_received_stock_reaches_hq_once_through_mosquitto(tmp_path: Path, broker: Mosquitto, sqlite_url: str, capsys) -> None:
+def test_received_stock_reaches_hq_once_through_mosquitto(tmp_path: Path, broker: Mosquitto, sqlite_url: str, capsys,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     central = Central(sqlite_url)
     (tmp_path / "products.csv").write_text(PRODUCTS, encoding="utf-8")
     import_products(central, tmp_path / "products.csv")
@@ -158,6 +160,8 @@ def test_received_stock_reaches_hq_once_through_mosquitto(tmp_path: Path, broker
     add_dock(config_path, [write_profile(tmp_path, "dock", str(link))], quiet_s=1.0)
     config = load_config(str(config_path))
     db = edge_db.connect(config.database)
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
 
     aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
     agent = store_process(config_path).start()
@@ -176,7 +180,8 @@ def test_received_stock_reaches_hq_once_through_mosquitto(tmp_path: Path, broker
         (record,) = wait_until(lambda: pending(db), 30, what="the verdict")
         assert record.shipment_id == "SHP-S001-1" and len(record.verdict.missing) == 2
 
-        assert main(["edge", "inspect", "accept", record.inspection_id, "--by", "sato", "--config", str(config_path)]) == 0
+        # Two units missing: accepting the differences takes a manager (--clerk, PIN on stdin).
+        assert main(["edge", "inspect", "accept", record.inspection_id, *AS_MANAGER, "--config", str(config_path)]) == 0
         capsys.readouterr()
         posted = {"TEA-500": 20, "ONIGIRI-S": 9}  # 20 + 10 expected, 2 onigiri missing, 1 stranger onigiri
 

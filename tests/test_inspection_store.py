@@ -22,6 +22,7 @@ from tenpo.sandbox import write_store_config
 from tenpo.shared.epc import encode_sgtin96
 from tenpo.shared.errors import UserError
 from tenpo.shared.protocol import Change, ChangePage
+from tests.support.clerks import AS_CLERK, AS_MANAGER, MANAGER_ID, add_store_clerks, pins_on_stdin
 
 TEA, ONIGIRI, UNKNOWN = "4901085089583", "4901234567894", "4902102072618"
 T0 = 1_767_225_600.0
@@ -186,7 +187,9 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_load_asn_inspect_recorded_reads_accept_and_export(config: Path, tmp_path: Path, capsys) -> None:
+def test_cli_load_asn_inspect_recorded_reads_accept_and_export(config: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    add_store_clerks(tmp_path / "store" / "S001.db")
+    pins_on_stdin(monkeypatch)
     asn = tmp_path / "asn.csv"
     asn.write_text("shipment_id,store,epc\n" + "".join(f"F1,S001,{e}\n" for e in OURS[:6]) + "F2,S001,nothex\n")
     assert main(["edge", "inspect", "--config", str(config), "--asn", str(asn)]) == 1
@@ -206,12 +209,17 @@ def test_cli_load_asn_inspect_recorded_reads_accept_and_export(config: Path, tmp
 
     assert main(["edge", "inspect", "list", "--config", str(config)]) == 0
     assert f"{inspection_id}  pending" in capsys.readouterr().out
-    assert main(["edge", "inspect", "accept", inspection_id, "--by", "sato", "--config", str(config)]) == 0
+    # One unit missing: a clerk may not accept the difference, a manager may (and is recorded as deciding).
+    assert main(["edge", "inspect", "accept", inspection_id, *AS_CLERK, "--config", str(config)]) == 1
+    assert "needs a manager" in capsys.readouterr().err
+    assert main(["edge", "inspect", "accept", inspection_id, *AS_MANAGER, "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "TEA-500        +5" in out and "reports:" in out
     assert (config.parent / "inspections" / f"{inspection_id}.epcis.jsonld").exists()
     assert main(["edge", "inspect", "show", inspection_id, "--epcis", "--config", str(config)]) == 0
     event = json.loads(capsys.readouterr().out)["epcisBody"]["eventList"][0]
     assert event["readPoint"] == {"id": "urn:epc:id:sgln:4901234.00001.1"} and len(event["epcList"]) == 5
-    assert main(["edge", "inspect", "accept", inspection_id, "--config", str(config)]) == 1
+    assert main(["edge", "inspect", "accept", inspection_id, *AS_MANAGER, "--config", str(config)]) == 1
     assert "already accepted" in capsys.readouterr().err
+    assert store.get_inspection(edge_db.connect(tmp_path / "store" / "S001.db").conn, "S001",
+                                inspection_id).decided_by == MANAGER_ID  # fmt: skip

@@ -25,6 +25,7 @@ from tenpo.shared.changes import MemberUpsert
 from tenpo.shared.cleansing import assess_member_record
 from tenpo.shared.protocol import Event, EventBatch
 from tenpo.shared.terminal import safe_text
+from tests.support.clerks import AS_CLERK, PIN_LINE, add_store_clerks
 from tests.test_clerk_support import CLERK, make_app, make_store, settle, sign_in, type_text
 
 HOSTILE_NAME = "\x1b]0;pwned\x07\x1b[2J佐藤"
@@ -32,8 +33,8 @@ SHOWN = "\\u001b]0;pwned\\u0007\\u001b[2J佐藤"
 UNSAFE_BYTES = (b"\x1b", b"\x07", "\u009b".encode(), "\u202e".encode())
 
 
-def tenpo(*args: str) -> bytes:
-    done = subprocess.run(tenpo_command(*args), capture_output=True, timeout=120)
+def tenpo(*args: str, stdin: bytes | None = None) -> bytes:
+    done = subprocess.run(tenpo_command(*args), input=stdin, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -57,9 +58,11 @@ def test_a_hostile_name_from_the_feed_shows_as_escapes_in_edge_member_find(tmp_p
         _upsert_members(conn, "S001", [MemberUpsert(member_id="S002-00000001", name=HOSTILE_NAME + "\u202e",
                                                     phone="+819012345678", version=1)], None)  # fmt: skip
     db.conn.close()
-    out = tenpo("edge", "member", "find", "090-1234-5678", "--config", str(config))
+    add_store_clerks(tmp_path / "S001.db")
+    out = tenpo("edge", "member", "find", "090-1234-5678", "--config", str(config), *AS_CLERK, stdin=PIN_LINE.encode())
     assert_shown_not_obeyed(out)
-    as_json = tenpo("edge", "member", "find", "090-1234-5678", "--config", str(config), "--json")
+    as_json = tenpo("edge", "member", "find", "090-1234-5678", "--config", str(config), "--json", *AS_CLERK,
+                    stdin=PIN_LINE.encode())  # fmt: skip
     assert not [b for b in UNSAFE_BYTES if b in as_json], as_json
     assert json.loads(as_json)[0]["name"] == HOSTILE_NAME + "\u202e", "JSON keeps the real value"
 

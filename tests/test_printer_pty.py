@@ -21,6 +21,7 @@ from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.printer import escpos
 from tenpo.edge.printer.receipt import REPRINT_MARK, print_receipt
 from tenpo.sandbox import wait_until
+from tests.support.clerks import AS_CLERK, add_store_clerks, pins_on_stdin
 from tests.test_checkout_store import ONIGIRI, store  # noqa: F401 - the seeded store fixture
 from tests.test_hq_app import until
 
@@ -84,10 +85,13 @@ def ends_with_cut(job: bytes) -> bool:
     return job.endswith(b"\x1dVB\x00")
 
 
-def test_a_cash_sale_prints_its_stored_receipt_and_opens_the_drawer(store, printer: FakePrinter, capsys) -> None:  # noqa: F811
-    path, _config, db = store
+def test_a_cash_sale_prints_its_stored_receipt_and_opens_the_drawer(store, printer: FakePrinter, capsys,  # noqa: F811
+                                                                    monkeypatch) -> None:  # fmt: skip
+    path, config, db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
     with_printer(path, printer.port)
-    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200"]) == 0
+    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200", *AS_CLERK]) == 0
     out = capsys.readouterr()
     stored = load_sale(db, "S001", "S001-00000001")
     assert stored is not None and out.out == stored.receipt and out.err == "", "the text receipt is still shown"
@@ -97,11 +101,14 @@ def test_a_cash_sale_prints_its_stored_receipt_and_opens_the_drawer(store, print
     assert "おにぎり 鮭".encode("shift_jis") in printer.job()
 
 
-def test_paper_out_keeps_the_sale_tells_the_clerk_and_a_reprint_prints_it(store, printer: FakePrinter, capsys) -> None:  # noqa: F811
-    path, _config, db = store
+def test_paper_out_keeps_the_sale_tells_the_clerk_and_a_reprint_prints_it(store, printer: FakePrinter, capsys,  # noqa: F811
+                                                                         monkeypatch) -> None:  # fmt: skip
+    path, config, db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
     with_printer(path, printer.port)
     printer.paper = PAPER_OUT
-    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "card:160"]) == 0
+    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "card:160", *AS_CLERK]) == 0
     err = capsys.readouterr().err
     assert "paper out" in err and "tenpo edge receipt reprint S001-00000001" in err
     assert load_sale(db, "S001", "S001-00000001") is not None, "the sale is kept"
@@ -109,7 +116,7 @@ def test_paper_out_keeps_the_sale_tells_the_clerk_and_a_reprint_prints_it(store,
 
     printer.paper = READY  # paper loaded
     printer.received.clear()
-    assert main(["edge", "receipt", "reprint", "1", "--config", str(path)]) == 0
+    assert main(["edge", "receipt", "reprint", "1", "--config", str(path), *AS_CLERK]) == 0
     wait_until(lambda: ends_with_cut(printer.job()), 10, what="the reprint")
     job = printer.job()
     assert REPRINT_MARK.encode("shift_jis") in job and escpos.drawer_kick() not in job, "a reprint opens no drawer"
@@ -132,11 +139,13 @@ def test_printer_switched_off_or_missing_port_is_one_line_and_nothing_raises(tmp
         silent.close()
 
 
-def test_without_a_printer_section_the_text_receipt_is_all(store, capsys) -> None:  # noqa: F811
+def test_without_a_printer_section_the_text_receipt_is_all(store, capsys, monkeypatch) -> None:  # noqa: F811
     path, config, _db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
     assert print_receipt(config, "x\n").configured is False
-    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200"]) == 0
-    assert main(["edge", "receipt", "reprint", "S001-00000001", "--config", str(path)]) == 0
+    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200", *AS_CLERK]) == 0
+    assert main(["edge", "receipt", "reprint", "S001-00000001", "--config", str(path), *AS_CLERK]) == 0
     out = capsys.readouterr().out
     assert out.count("おにぎり 鮭") == 2 and out.count(REPRINT_MARK) == 1
 
@@ -155,11 +164,13 @@ class ReceiptHost(App[None]):
 
 
 async def test_the_clerk_receipt_screen_prints_tells_of_paper_out_and_prints_again_on_f8(
-    store, printer: FakePrinter, tmp_path: Path  # noqa: F811
+    store, printer: FakePrinter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    path, _config, db = store
+    path, config, db = store
+    add_store_clerks(config.database)
+    pins_on_stdin(monkeypatch)
     with_printer(path, printer.port)
-    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200"]) == 0
+    assert main(["edge", "checkout", "--config", str(path), "--scan", ONIGIRI, "--pay", "cash:200", *AS_CLERK]) == 0
     stored = load_sale(db, "S001", "S001-00000001")
     assert stored is not None
     wait_until(lambda: printer.job().endswith(escpos.drawer_kick()), 10, what="the sale's own receipt")

@@ -2,7 +2,8 @@
 engine and the same one-transaction store as the clerk terminal.
 
 A refused sale raises a CheckoutRefused (a UserError): tenpo.cli prints its one line on stderr and
-exits 1, and the rolled-back transaction has written nothing.
+exits 1, and the rolled-back transaction has written nothing. Both take ``--clerk ID`` (the PIN asked
+without echo, or stdin's first line); a refund needs a manager, as at the clerk terminal.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ import sqlite_utils
 from tenpo.edge.checkout.model import Discount, Payment, Sale, Scan
 from tenpo.edge.checkout.returns import parse_returned_line, returned_lines
 from tenpo.edge.checkout.store import SaleOrder, commit_sale, find_member_id, load_sale, refund_sale, summary_json
-from tenpo.edge.cli_support import open_store, with_config
+from tenpo.edge.clerk import approvals
+from tenpo.edge.clerk.accounts import Action, record_action
+from tenpo.edge.cli_support import MANAGER, clerk_flag, open_store, require_clerk_flag, signed_in, with_config
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.printer.receipt import print_receipt
 
 
 def register_edge(commands: argparse._SubParsersAction) -> None:
     """Add `checkout` and `refund` to the `tenpo edge` group."""
-    sell = with_config(commands.add_parser(
+    sell = clerk_flag(with_config(commands.add_parser(
         "checkout", help="sell: scan codes, a member, payments; prints the receipt",
         description="Sell in one transaction and print the receipt. A code scanned twice is two units. "
         "A refused sale (bad check digit, unknown code, payment short ...) prints why and writes nothing.",
-    ))  # fmt: skip
+    )))  # fmt: skip
     sell.add_argument("--scan", action="append", required=True, metavar="CODE",
                       help="JAN/EAN, in-store code, RFID EPC (hex or urn:epc:...) or sku:SKU; repeat per item")  # fmt: skip
     sell.add_argument("--member", metavar="QUERY", help="member id, card number, phone, email or name")
@@ -40,11 +43,11 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
                       help="print receipt_no, total, tax_by_rate, points_earned, points_redeemed, change")  # fmt: skip
     sell.set_defaults(func=cmd_checkout)
 
-    back = with_config(commands.add_parser(
+    back = clerk_flag(with_config(commands.add_parser(
         "refund", help="take back an earlier sale, whole or some lines (返品)",
         description="Refund what is left of an earlier sale, or with --line only some of its items. "
-        "Returning more than is left prints why and writes nothing.",
-    ))  # fmt: skip
+        "Returning more than is left prints why and writes nothing. Needs a manager (--clerk).",
+    )), MANAGER)  # fmt: skip
     back.add_argument("receipt_no", help="e.g. S001-00000042 (or just 42)")
     back.add_argument("--line", action="append", default=[], type=parse_line, metavar="N[:QTY]",
                       help="line number as printed on the receipt (1 = first item), and how many of it come back "
@@ -54,22 +57,31 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_checkout(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "a sale")
     config, db = open_store(args)
+    clerk = signed_in(args, db, "a sale")
     order = SaleOrder(
         scans=tuple(Scan(code) for code in args.scan),
         member_id=find_member_id(db, args.member) if args.member else None,
         redeem_points=args.redeem,
         payments=tuple(Payment.parse(text) for text in args.pay),
         receipt_discounts=tuple(Discount.parse(text) for text in args.discount),
+        clerk=clerk.name,  # 担当 on the receipt, saved with the sale, as the terminal does
     )
     sale = commit_sale(db, config, order)
+    record_action(db, clerk, "edge checkout", sale.receipt_no)
     _print(db, config, sale, args.json)
     return 0
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "a refund")
     config, db = open_store(args)
-    sale = refund_sale(db, config, args.receipt_no, lines=returned_lines(args.line))
+    manager = signed_in(args, db, "a refund", Action.REFUND)
+    sale = refund_sale(db, config, args.receipt_no, lines=returned_lines(args.line), clerk=manager.name)
+    record_action(db, manager, "edge refund", f"{sale.receipt_no} of {sale.refund_of}")
+    approvals.record(db, approvals.Approval.REFUND, manager, manager, f"{sale.receipt_no} of {sale.refund_of} "
+                     f"¥{sale.total} (tenpo edge refund)")  # fmt: skip
     _print(db, config, sale, args.json)
     return 0
 

@@ -1,20 +1,21 @@
-"""`tenpo clerk` (the terminal app) and `tenpo edge clerk add|list|unlock` (accounts)."""
+"""`tenpo clerk` (the terminal app) and `tenpo edge clerk add|list|unlock` (accounts).
+
+The accounts commands need a manager (``--clerk ID`` and that manager's PIN), except the very first
+manager of a store: while the store has no active manager, `edge clerk add` runs without ``--clerk``
+(bootstrap, e.g. right after `tenpo edge init`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
-from collections.abc import Callable
-from typing import TextIO
 
-from tenpo.edge.clerk.accounts import add_clerk, list_clerks, unlock
+from tenpo.edge.clerk.accounts import Action, add_clerk, has_manager, list_clerks, min_pin_length, record_action, unlock
 from tenpo.edge.clerk.data import ClerkData
-from tenpo.edge.cli_support import open_store, with_config
+from tenpo.edge.cli_support import MANAGER, clerk_flag, open_store, read_pin, require_clerk_flag, signed_in, with_config
 from tenpo.edge.config import load_config
 from tenpo.edge.db import must_exist
-from tenpo.shared.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,48 +33,52 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
     clerk = commands.add_parser("clerk", help="clerk accounts for the clerk terminal")
     clerk_commands = clerk.add_subparsers(dest="clerk_command", metavar="COMMAND")
     clerk_commands.required = True
-    add = with_config(clerk_commands.add_parser(
-        "add", help="add a clerk (asks for the PIN twice, without echo)",
+    add = clerk_flag(with_config(clerk_commands.add_parser(
+        "add", help="add a clerk (asks for the PIN twice, without echo); a manager's --clerk once one exists",
         description="Add a clerk. On a terminal the PIN is asked twice without echo; when stdin is not a "
-        "terminal (scripts), the first line of stdin is the PIN, e.g. `printf '2468\\n' | tenpo edge clerk add ...`. "
-        "PINs are 4 to 12 digits, not one digit repeated and not a run like 1234.",
-    ))  # fmt: skip
+        "terminal (scripts), the first line of stdin is the PIN, e.g. `printf '902113\\n' | tenpo edge clerk add ...`. "
+        "Once the store has a manager, a manager must run it: --clerk ID, whose PIN comes first (the first line "
+        "of stdin), then the new clerk's PIN (the second line). PINs are 6 to 12 digits ([clerks] min_pin_length "
+        "may ask for more), not one digit repeated and not a run like 123456.",
+    )), MANAGER)  # fmt: skip
     add.add_argument("clerk_id", metavar="ID")
     add.add_argument("--name", required=True)
     add.add_argument("--role", choices=("clerk", "manager"), default="clerk")
     add.add_argument("--replace", action="store_true", help="reset an existing clerk's name, role and PIN")
     add.set_defaults(func=cmd_add)
-    listing = with_config(clerk_commands.add_parser("list", help="clerks, roles and lockouts"))
+    listing = clerk_flag(with_config(clerk_commands.add_parser("list", help="clerks, roles and lockouts (a manager)")),
+                         MANAGER)  # fmt: skip
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(func=cmd_list)
-    unlock = with_config(clerk_commands.add_parser("unlock", help="lift a clerk's lockout after wrong PINs"))
+    unlock = clerk_flag(with_config(clerk_commands.add_parser("unlock", help="lift a clerk's lockout after wrong PINs "
+                                                              "(a manager)")), MANAGER)  # fmt: skip
     unlock.add_argument("clerk_id", metavar="ID")
     unlock.set_defaults(func=cmd_unlock)
 
 
-def read_pin(stdin: TextIO, ask: Callable[[str], str] = getpass.getpass) -> str:
-    """Twice without echo on a terminal; one line from stdin otherwise (scripts, provisioning)."""
-    if not stdin.isatty():
-        line = stdin.readline()
-        if not line:
-            raise UserError("PIN: expected on the first line of stdin")
-        return line.rstrip("\r\n")
-    first = ask("PIN: ")
-    if ask("PIN again: ") != first:
-        raise UserError("PIN: the two entries differ")
-    return first
-
-
 def cmd_add(args: argparse.Namespace) -> int:
-    pin = read_pin(sys.stdin)
-    _config, db = open_store(args)
-    clerk = add_clerk(db, args.clerk_id, args.name, args.role, pin, replace=args.replace)
+    doing = "adding or resetting a clerk"
+    config, db = open_store(args)
+    minimum = min_pin_length(config.section("clerks"), f"config {config.path}: [clerks]")
+    manager = None
+    if args.clerk or has_manager(db):  # the store's first manager is made without one (bootstrap)
+        require_clerk_flag(args, doing)
+        manager = signed_in(args, db, doing, Action.CLERK_ADMIN)
+    pin = read_pin(sys.stdin, prompt=f"PIN for {args.clerk_id}: " if manager else "PIN: ")
+    clerk = add_clerk(db, args.clerk_id, args.name, args.role, pin, replace=args.replace, min_length=minimum)
+    if manager is not None:
+        record_action(db, manager, "edge clerk add", f"{clerk.clerk_id} {clerk.role.value}")
+    elif not clerk.is_manager:
+        print("tenpo: note: this store has no manager yet; add one (--role manager) before anyone else",
+              file=sys.stderr)  # fmt: skip
     print(f"clerk {clerk.clerk_id} ({clerk.name}, {clerk.role.value}) ready")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "the list of clerks")
     _config, db = open_store(args)
+    signed_in(args, db, "the list of clerks", Action.CLERK_ADMIN)
     clerks = list_clerks(db)
     if args.json:
         print(json.dumps(clerks, ensure_ascii=False, indent=2))
@@ -85,8 +90,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "lifting a lockout")
     _config, db = open_store(args)
+    manager = signed_in(args, db, "lifting a lockout", Action.CLERK_ADMIN)
     unlock(db, args.clerk_id)
+    record_action(db, manager, "edge clerk unlock", args.clerk_id)
     print(f"clerk {args.clerk_id} unlocked")
     return 0
 

@@ -3,6 +3,9 @@
     tenpo edge inspect --asn FILE            load ASNs (JSON or CSV) into this store
     tenpo edge inspect --reads FILE          inspect a delivery from recorded reads (`tenpo rfid listen --json`)
     tenpo edge inspect list | show ID | accept ID | hold ID | asns
+
+``accept`` (posts stock) and ``hold`` take ``--clerk ID`` (PIN without echo, or stdin's first line), who is
+recorded as having decided; accepting a delivery that differs from its ASN needs a manager.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tenpo.edge.cli_support import open_store, print_json, with_config
+from tenpo.edge.clerk.accounts import Action, record_action
+from tenpo.edge.cli_support import clerk_flag, open_store, print_json, require_clerk_flag, signed_in, with_config
 from tenpo.edge.inspection import store
 from tenpo.edge.inspection.config import dock_settings
 from tenpo.edge.inspection.epcis import epcis_document
@@ -50,9 +54,8 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
 
     for name, helptext in (("accept", "post what arrived to stock and report it to HQ"),
                            ("hold", "hold the delivery for a manager (nothing is posted)")):  # fmt: skip
-        decide = with_config(sub.add_parser(name, help=helptext))
+        decide = clerk_flag(with_config(sub.add_parser(name, help=helptext)))  # who decided: the signed-in clerk
         decide.add_argument("inspection_id")
-        decide.add_argument("--by", help="who decided (clerk or manager name)")
         if name == "hold":
             decide.add_argument("--note", help="why it is held")
         decide.add_argument("--json", action="store_true")
@@ -188,14 +191,25 @@ def _decided(args: argparse.Namespace, config, record: store.InspectionRecord) -
 
 
 def cmd_accept(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "accepting a delivery")
     config, db = open_store(args)
     location = dock_settings(config).location
-    return _decided(args, config, store.accept(db, config.store_id, args.inspection_id, args.by, location))
+    pending = store.get_inspection(db.conn, config.store_id, args.inspection_id)
+    override = not pending.verdict.clean  # differences from the ASN: a manager accepts them, as at the terminal
+    doing = "accepting a delivery that differs from its ASN" if override else "accepting a delivery"
+    clerk = signed_in(args, db, doing, Action.INSPECTION_OVERRIDE if override else None)
+    record = store.accept(db, config.store_id, args.inspection_id, clerk.clerk_id, location)
+    record_action(db, clerk, "edge inspect accept", args.inspection_id)
+    return _decided(args, config, record)
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "holding a delivery")
     config, db = open_store(args)
-    return _decided(args, config, store.hold(db, config.store_id, args.inspection_id, args.by, args.note))
+    clerk = signed_in(args, db, "holding a delivery")
+    record = store.hold(db, config.store_id, args.inspection_id, clerk.clerk_id, args.note)
+    record_action(db, clerk, "edge inspect hold", args.inspection_id)
+    return _decided(args, config, record)
 
 
 def cmd_asns(args: argparse.Namespace) -> int:

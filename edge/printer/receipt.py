@@ -30,7 +30,8 @@ class PrintOutcome:
         """What to tell the clerk, or None when there is nothing to say."""
         if self.error is None:
             return None
-        return f"{self.error} — sale {receipt_no} is saved; print it again with: tenpo edge receipt reprint {receipt_no}"
+        return (f"{self.error} — sale {receipt_no} is saved; print it again with: "
+                f"tenpo edge receipt reprint {receipt_no} --clerk ID")
 
 
 def printer_settings(config: StoreConfig) -> PrinterSettings | None:
