@@ -16,6 +16,8 @@ from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, parse_broker_url
 from tenpo.shared.protocol import valid_store_id
 
+MAX_CONFIG_TEXT = 4096  # PATH_MAX: no name, path or URL in the store config is longer (issue 14)
+
 
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
@@ -88,7 +90,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> StoreConfig:
                 raise fail(name, "missing")
             return None
         if not isinstance(value, str) or not value.strip():
-            raise fail(name, f"must be a non-empty string, got {value!r}")
+            raise fail(name, f"must be a non-empty string, got {repr(value)[:80]}")
+        if len(value.strip()) > MAX_CONFIG_TEXT:  # issue 14: long fields bounded on input
+            raise fail(name, f"{len(value.strip())} characters, at most {MAX_CONFIG_TEXT}")
         return value.strip()
 
     store = table("store", required=True)

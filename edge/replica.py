@@ -23,6 +23,7 @@ from tenpo.edge.outbox import append, read_counter
 from tenpo.shared import cleansing
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import MemberRegistered
+from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14
 
 MEMBER_COLUMNS = (
     "member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
@@ -72,6 +73,13 @@ def register_member(
 ) -> str:
     """Register a member offline under a provisional id; reports every bad field at once."""
     errors: list[str] = []
+    # issue 14: an over-long value is refused by its length, before cleansing echoes it back.
+    given = {"name": name, "kana": kana, "phone": phone, "email": email, "card_no": card_no, "line_user_id": line_user_id}
+    for label, value in given.items():
+        if value is not None and len(value) > MAX_FIELD_CHARS:
+            errors.append(f"{label}: {len(value)} characters, at most {MAX_FIELD_CHARS}")
+    if errors:
+        raise UserError("; ".join(errors))
 
     def clean(fn: Any, value: str | None) -> str | None:
         if value is None or not value.strip():

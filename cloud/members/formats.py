@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tenpo.shared.field_bounds import MAX_CSV_FIELD_CHARS, MAX_ID_CHARS, MAX_WORD_CHARS, kept, refuse_long, too_long
 from tenpo.shared.prefectures import prefecture_by_code
 
 JST = timezone(timedelta(hours=9))
@@ -187,6 +188,9 @@ def member_rows(lines: Iterable[str]) -> Iterator[MemberRow | Rejected]:
     if missing:
         raise ValueError(f"missing column(s) {', '.join(missing)} (columns: {', '.join(MEMBER_COLUMNS)})")
     custom_columns = [h for h in header if h and h not in MEMBER_COLUMNS and h not in MEMBER_EXTRAS]
+    for column in custom_columns:  # issue 14: a custom field's name becomes a key in every store's feed
+        refuse_long(column, f"column name {column[:MAX_WORD_CHARS]!r}…", MAX_WORD_CHARS)
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_FIELD_CHARS))  # a long field is flagged, not the row lost
     for line, row, problem in _csv_rows(reader):
         if row is None:
             yield Rejected(line, "", problem)
@@ -202,6 +206,10 @@ def member_rows(lines: Iterable[str]) -> Iterator[MemberRow | Rejected]:
         if not source or not source_id:
             yield Rejected(line, key, "source and source_id are required")
             continue
+        if len(source) > MAX_WORD_CHARS or len(source_id) > MAX_ID_CHARS:  # issue 14: they key the record
+            yield Rejected(line, key[:MAX_ID_CHARS], f"source/source_id: {len(source)}/{len(source_id)} characters,"
+                           f" at most {MAX_WORD_CHARS}/{MAX_ID_CHARS}")  # fmt: skip
+            continue
         if ":" in source:
             yield Rejected(line, key, f"source {source!r} must not contain ':'")
             continue
@@ -210,14 +218,22 @@ def member_rows(lines: Iterable[str]) -> Iterator[MemberRow | Rejected]:
             updated_at = iso_utc(row.get("updated_at"))
         except ValueError as exc:
             updated_at, flagged["updated_at"] = None, str(exc)
+        fields = {c: row.get(c) or "" for c in MEMBER_COLUMNS[2:]}
+        custom = {c: row[c] for c in custom_columns if row.get(c)}
+        raw = {k: v for k, v in row.items() if k}
+        # issue 14: an over-long value keeps its record; the field is flagged (raw kept up to a cap), not used.
+        for values in (fields, custom):
+            for column in [c for c, v in values.items() if too_long(v)]:
+                flagged[column], raw[column] = str(too_long(values[column])), kept(values[column])
+                values[column] = ""
         yield MemberRow(
             line=line, source=source, source_id=source_id,
-            fields={c: row.get(c) or "" for c in MEMBER_COLUMNS[2:]},
-            custom={c: row[c] for c in custom_columns if row.get(c)},
+            fields=fields,
+            custom={c: v for c, v in custom.items() if v},
             updated_at=updated_at,
             verified=frozenset(v.strip() for v in re.split(r"[;, ]", row.get("verified") or "") if v.strip()),
             marketing_consent=yes_no(row.get("marketing_consent")),
-            raw={k: v for k, v in row.items() if k}, flagged=flagged,
+            raw=raw, flagged=flagged,
         )  # fmt: skip
 
 
@@ -226,6 +242,7 @@ def member_rows(lines: Iterable[str]) -> Iterator[MemberRow | Rejected]:
 
 def shopify_orders(lines: Iterable[str], channel: str = "web") -> Iterator[Order | Rejected]:
     """Shopify's orders export: one row per line item, the order's own fields on its first row."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_FIELD_CHARS))  # issue 14: flagged, not the row lost
     reader = csv.DictReader(lines)
     missing = [c for c in SHOPIFY_REQUIRED if c not in (reader.fieldnames or [])]
     if missing:

@@ -23,6 +23,7 @@ from tenpo.cloud.ledgers import points_entry
 from tenpo.cloud.sales.effects import purchase_change
 from tenpo.shared.cleansing import CORRECTED, FLAGGED, UNVERIFIED, FieldQuality, assess_member_record
 from tenpo.shared.errors import UserError
+from tenpo.shared.field_bounds import MAX_ID_CHARS, kept, too_long
 
 from .config import MembersConfig
 from .effects import iso_utc
@@ -208,6 +209,16 @@ def import_orders(db: Central, path: Path, config: MembersConfig = MembersConfig
     return report
 
 
+def order_too_long(order: Order) -> str | None:
+    """Why an order cannot be recorded as it is (an id or a line too long for the feed), or None."""
+    if too_long(order.order_id, MAX_ID_CHARS):
+        return f"order id: {len(order.order_id)} characters, at most {MAX_ID_CHARS}"
+    for number, line in enumerate(order.lines, start=1):
+        if too_long(line.sku, MAX_ID_CHARS) or too_long(line.name):
+            return f"line {number}: sku or name too long (at most {MAX_ID_CHARS} / 256 characters)"
+    return None
+
+
 def _import_order(db: Central, order: Order, config: MembersConfig, now: float, pending: Pending) -> RowOutcome:
     existing = db.one("SELECT id, row_hash, points, source, source_id FROM member_orders WHERE order_id = ? AND channel = ?",
                       (order.order_id, order.channel))  # fmt: skip
@@ -215,8 +226,13 @@ def _import_order(db: Central, order: Order, config: MembersConfig, now: float, 
     if existing is not None and existing[1] == fingerprint:
         member = db.scalar("SELECT member_id FROM member_sources WHERE source = ? AND source_id = ?", (existing[3], existing[4]))
         return RowOutcome(order.line, order.key, "unchanged", member, member="unchanged", points=0)
+    too_big = order_too_long(order)  # issue 14: ids and line names bound what the feed can carry
+    if too_big:
+        return RowOutcome(order.line, order.key[:MAX_ID_CHARS], "rejected", reason=too_big)
     raw_customer = {k: order.customer.get(k) or "" for k in CUSTOMER_FIELDS}
-    clean, quality = assess_member_record(raw_customer, config.cleansing)
+    long_fields = {k: v for k, v in raw_customer.items() if too_long(v)}  # kept flagged, not used (issue 14)
+    clean, quality = assess_member_record({**raw_customer, **{k: "" for k in long_fields}}, config.cleansing)
+    quality.update({k: FieldQuality(FLAGGED, kept(v), reason=too_long(v)) for k, v in long_fields.items()})
     # Flagged values still say a customer was given (their raw text is kept): only an empty customer is refused.
     if not any(raw_customer[f].strip() for f in ("name", "email", "phone")) and not order.customer.get("id"):
         return RowOutcome(order.line, order.key, "rejected", reason="customer: needs a name, an e-mail or a phone",

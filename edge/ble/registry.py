@@ -120,6 +120,8 @@ class _Table:
             return default
         if not isinstance(value, str) or not value.strip():
             self.fail(key, f"expected a non-empty string, got {_show(value)}")
+        if len(value.strip()) > MAX_TEXT_CHARS:  # issue 14: names go into events (Label, 128 characters)
+            self.fail(key, f"{len(value.strip())} characters, at most {MAX_TEXT_CHARS}")
         return value.strip()
 
     def number(self, key: str, default: float, low: float, high: float) -> float:
@@ -166,8 +168,12 @@ class _Table:
                 self.fail(key, "unknown field")
 
 
+MAX_TEXT_CHARS = 128  # zone, beacon and rule names travel in events as a Label
+
+
 def _show(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    text = f'"{value}"' if isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."  # an error message never carries a huge value
 
 
 def _uuid(table: _Table, key: str, *, required: bool) -> str | None:

@@ -37,6 +37,7 @@ from tenpo.edge.clerk.stock import StockPanel
 from tenpo.edge.clerk.till import CheckoutPanel
 from tenpo.edge.clerk.values import LinkStatus
 from tenpo.edge.clerk.view import Panel, in_thread
+from tenpo.shared.field_bounds import MAX_FIELD_CHARS, MAX_WORD_CHARS  # issue 14: inputs bounded
 from tenpo.shared.terminal import safe_text
 
 WATCH_INTERVAL_S = 0.5
@@ -122,9 +123,9 @@ class SignInScreen(Screen[None]):
             yield Static(Text.assemble((data.config.name, "bold"), f" ({data.store_id}) · clerk sign-in"))
             yield Static("")
             yield Static("担当者 clerk id")
-            yield Input(id="clerk-id", placeholder="e.g. 1001", compact=True)
+            yield Input(id="clerk-id", placeholder="e.g. 1001", compact=True, max_length=MAX_FIELD_CHARS)
             yield Static("暗証番号 PIN")
-            yield Input(id="pin", password=True, compact=True, placeholder="digits, not shown")
+            yield Input(id="pin", password=True, compact=True, placeholder="digits, not shown", max_length=MAX_WORD_CHARS)
             yield Static("", id="signin-error", classes="field-error")
         yield Footer(compact=True, show_command_palette=False)
 

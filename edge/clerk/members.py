@@ -19,6 +19,7 @@ from tenpo.edge.clerk.values import Profile
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, sync_table, yen
 from tenpo.edge.membership.rules import current_rules
 from tenpo.shared.errors import UserError
+from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
 from tenpo.shared.terminal import safe_text
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ class MembersPanel(Panel):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="card, phone, e-mail, name or kana (読み)", id="member-query", compact=True)
+        yield Input(placeholder="card, phone, e-mail, name or kana (読み)", id="member-query", compact=True,
+                    max_length=MAX_FIELD_CHARS)  # fmt: skip
         table: DataTable = DataTable(id="member-results", cursor_type="row")
         table.add_column("名前 name", key="name")
         table.add_column("読み kana", key="kana")

@@ -17,6 +17,7 @@ from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.values import Reservation, StockLine
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, selected_key, sync_table
 from tenpo.shared.errors import UserError
+from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
 
 if TYPE_CHECKING:
     from tenpo.edge.clerk.app import ClerkApp
@@ -71,7 +72,8 @@ class StockPanel(Panel):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="JAN, SKU, style or product name · ↓ rows", id="stock-query", compact=True)
+        yield Input(placeholder="JAN, SKU, style or product name · ↓ rows", id="stock-query", compact=True,
+                    max_length=MAX_FIELD_CHARS)  # fmt: skip
         table = StockRows(id="stock-rows", cursor_type="row")
         for key, label in (("store", "store"), ("sku", "SKU"), ("name", "品名 name"), ("qty", "on hand"), ("when", "updated")):
             table.add_column(label, key=key)

@@ -27,6 +27,7 @@ from tenpo.edge.clerk.refund_view import start_refund
 from tenpo.edge.clerk.values import Preview
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, fit, in_thread, right, selected_key, sync_table, yen
 from tenpo.shared.errors import UserError
+from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
 from tenpo.shared.terminal import safe_text
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ class CheckoutPanel(Panel):
     def compose(self) -> ComposeResult:
         yield Static("", id="till-totals")
         yield Static("no member · F8 to attach one", id="till-member")
-        yield Input(placeholder="scan a JAN / EPC / sku:SKU · 12*JAN for 12", id="till-code", compact=True)
+        yield Input(placeholder="scan a JAN / EPC / sku:SKU · 12*JAN for 12", id="till-code", compact=True,
+                    max_length=MAX_FIELD_CHARS)  # fmt: skip
         yield Static("", id="till-error", classes="field-error")
         table: LinesTable = LinesTable(id="till-lines", cursor_type="row")
         for key, label in (("name", "品名 item"), ("qty", "qty"), ("unit", "unit"), ("rate", "tax"), ("total", "amount")):

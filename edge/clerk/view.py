@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from tenpo.shared.errors import UserError
+from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
 from tenpo.shared.terminal import safe_text
 
 
@@ -183,7 +184,7 @@ class FormScreen(ModalScreen[Any]):
                 with Horizontal(classes="form-row"):
                     yield Label(f.label, classes="form-label")
                     yield Input(value=f.value, placeholder=f.placeholder, password=f.password, compact=True,
-                                id=f"in-{f.key}")  # fmt: skip
+                                id=f"in-{f.key}", max_length=MAX_FIELD_CHARS)  # fmt: skip
                 yield Static("", id=f"err-{f.key}", classes="field-error")
             yield Static("", id="form-error", classes="field-error")
             yield Static("Enter next/submit · Esc cancel", classes="muted")
