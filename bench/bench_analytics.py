@@ -41,10 +41,12 @@ SKUS = [f"P{n:05d}" for n in range(3000)]
 CHUNK = 100_000
 MIN_SUPPORT = 0.001
 INSERT = ("INSERT INTO sales(store_id, stream, receipt_no, kind, refund_of, at, member_id, total, tax, points_earned,"
-          " points_redeemed, sale, store_seq, feed_cursor, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
+          " points_redeemed, sale, store_seq, feed_cursor, applied_at)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
 
 
-def sales_rows(lines: int, members: int, seed: int, start: int = 0, applied_at: float | None = None) -> Iterator[tuple[Any, ...]]:
+def sales_rows(lines: int, members: int, seed: int, start: int = 0,
+               applied_at: float | None = None) -> Iterator[tuple[Any, ...]]:  # fmt: skip
     """Receipts of 1-6 lines (mean ~3) until ``lines`` lines; 85 % of them by a member. Applied one a
     second (``applied_at`` None: at the receipt's number), so the refresh's overlap window holds a few hundred."""
     rng = random.Random(seed)
@@ -137,6 +139,7 @@ def report(label: str, r: dict[str, Any], full_target: float | None) -> None:
     times = [t for t, *_ in r["incremental"]]
     worst = max(times)
     _t, purchases, touched, pairs = r["incremental"][0]
+    print(f"  machine load average now {os.getloadavg()[0]:.1f}")
     print(f"  incremental per 1,000 sales  median {statistics.median(times):.3f} s, worst {worst:.3f} s "
           f"(target < {TARGET_INCREMENTAL_S:.0f} s){'  OK' if worst < TARGET_INCREMENTAL_S else '  OVER'}"
           f"   [{purchases} purchases, {touched} member rows, {pairs} pair counts moved]")  # fmt: skip
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scale = "full size" if args.lines >= FULL_LINES else f"REDUCED size ({args.lines:,} of {FULL_LINES:,} lines)"
     print(f"analytics bench: {args.lines:,} sales lines, {max(10, args.lines // 10):,} members — {scale}")
+    # The figures are wall-clock: on a shared machine they stretch with the load (printed for context).
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
     if not args.skip_postgresql:
         url, drop = _pg_database()
         try:
