@@ -179,3 +179,11 @@ def judge_points_group(store_id: str, sale: SaleCompleted, entries: Sequence[Poi
                 returned += p.delta
         answers.append(refusal)
     return answers
+
+
+def refusals_text(counts: Sequence[tuple[str, int]], limit: int = 3) -> str:
+    """The HQ monitor's alert: ``⚠ authority refused S002×3 S007×1`` (most refused stores first)."""
+    ranked = sorted(counts, key=lambda item: (-item[1], item[0]))
+    shown = " ".join(f"{store}×{count}" for store, count in ranked[:limit])
+    more = f" +{len(ranked) - limit}" if len(ranked) > limit else ""
+    return f"⚠ authority refused {shown}{more} (d)"

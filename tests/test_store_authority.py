@@ -4,6 +4,7 @@ and the aggregator, and each rule through apply_batch on SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import uuid
@@ -277,3 +278,44 @@ def test_refusals_are_listed_newest_first(central: Central) -> None:
     apply_batch(central, "S002", EventBatch("s2", [event(1, "member.updated", TAKEOVER), points(2, "S001-a1", 9, None)]))
     found = recent_refusals(central)
     assert [(r[1], r[2], r[3]) for r in found] == [("S002", "points-link", 2), ("S002", "member-owner", 1)]
+
+
+# ---------------------------------------------------------------------------- the HQ monitor
+
+
+async def test_the_hq_monitor_alerts_on_refusals_per_store_and_lists_them(tmp_path: Path) -> None:
+    from tenpo.cloud.hq import sim
+    from tenpo.cloud.hq.app import HqApp
+    from tenpo.cloud.hq.config import MonitorConfig
+    from tenpo.cloud.hq.data import HqData
+
+    async def until(pilot: object, predicate: object, what: str) -> None:
+        for _ in range(1000):  # at most 10 s: only stops a broken test from hanging
+            if predicate():  # type: ignore[operator]
+                return
+            await pilot.pause(0.01)  # type: ignore[attr-defined]
+        raise AssertionError(f"timed out waiting for {what}")
+
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+    db = Central(url)
+    sim.seed_stores(db, 3)
+    apply_batch(db, "S001", EventBatch("stream-001", [event(61, "member.registered", OWNER)]))
+    ack = apply_batch(db, "S002", EventBatch("stream-002", [event(61, "member.updated", TAKEOVER),
+                                                            points(62, "S001-a1", 1_000_000, None)]))  # fmt: skip
+    assert ack.hwm == 62
+    signed_in: dict = {}
+    if "operator" in inspect.signature(HqApp.__init__).parameters:  # the monitor asks operators to sign in
+        from tests.support.operators import TEST_ADMIN  # late: only once sign-in exists
+
+        signed_in["operator"] = TEST_ADMIN
+    app = HqApp(HqData(url, MonitorConfig()), **signed_in)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.stores_screen.refreshes > 0, what="the first refresh")
+        summary = str(app.stores_screen.query_one("#summary").render())
+        assert summary.startswith("⚠ authority refused S002×2"), summary
+        await pilot.press("d")
+        screen = app.screen
+        await until(pilot, lambda: getattr(screen, "letters", None), what="the dead letters")
+        reasons = [d.reason for d in screen.letters if d.store_id == "S002"]
+        assert any("member-owner" in r for r in reasons) and any("points-link" in r for r in reasons), reasons
+    db.close()

@@ -25,6 +25,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
+from tenpo.cloud.authority import refusals_text
 from tenpo.cloud.certs import expiry_text
 from tenpo.cloud.hq import commands
 from tenpo.cloud.hq.charts import ChartsScreen
@@ -257,6 +258,8 @@ class StoresScreen(Screen[None]):
                 f"{o.open_dead_letters} open dead letters · {conflicts} · change {o.latest_change}")  # fmt: skip
         if o.cert_expiring:  # issue 14: first, so it shows on a narrow terminal
             text = f"{expiry_text(list(o.cert_expiring))} · {text}"
+        if o.authority:  # issue 14: refusals of store authority (docs/authority.md), first of all
+            text = f"{refusals_text(o.authority)} · {text}"
         self.query_one("#summary", Static).update(text)
 
     # ------------------------------------------------------------------ actions

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenpo.cloud import certs, status
+from tenpo.cloud.authority_check import refusals_by_store
 from tenpo.cloud.db import Central
 from tenpo.cloud.hq import actions, conflicts, queries
 from tenpo.cloud.hq.config import MonitorConfig
@@ -34,6 +35,7 @@ class Overview:
     now: float
     query_ms: float
     cert_expiring: tuple[tuple[str, float], ...] = ()  # (store, days left) within the warning (issue 14)
+    authority: tuple[tuple[str, int], ...] = ()  # (store, events refused by store authority in 24 h) (issue 14)
 
 
 class Throughput:
@@ -113,6 +115,7 @@ class Throughput:
 # whole heap and was the slow tail of a refresh. A larger first generation lets them die young, and
 # the heap at the first refresh (the app, built once) is frozen out of every later collection.
 GC_THRESHOLD = (25_000, 10, 10)
+AUTHORITY_WINDOW_S = 86_400.0  # the monitor's authority alert counts the last day's refusals
 
 
 def settle_gc() -> None:
@@ -157,12 +160,13 @@ class HqData:
             trends, total = self.throughput.series(now)
             per_minute = self.throughput.per_minute(now)
             expiring = tuple(certs.expiring(self.db, now)) if status.table_exists(self.db, "store_certificates") else ()
+            refused = tuple(refusals_by_store(self.db, now - AUTHORITY_WINDOW_S).items())  # docs/authority.md
             elapsed = (time.perf_counter() - started) * 1000
         if not self._gc_settled:
             self._gc_settled = True
             settle_gc()
         return Overview(records, per_minute, conflict_counts, trends, total, all_dead, open_dead, latest, now, elapsed,
-                        expiring)  # fmt: skip
+                        expiring, refused)  # fmt: skip
 
     def store_detail(self, store_id: str) -> tuple[queries.StoreDetail | None, tuple[float, ...]]:
         with self._lock:
