@@ -17,6 +17,7 @@ BENCHES = (
     "bench_pin",  # issue 14 (H3): clerk PIN hash time and the offline search it implies
     "bench_channel",  # issue 18 (H8): channel stock query and reservation round trip beside bare MQTT 5
     "bench_analytics",  # issue 17 (H6): full RFM + rules at 10M lines, incremental per 1,000 sales (TENPO_BENCH_ANALYTICS_LINES)
+    "bench_tls",  # issue 14 (H5): sync over TLS with client certificates beside plain, same broker (TENPO_BENCH_TLS_EVENTS)
 )
 
 
