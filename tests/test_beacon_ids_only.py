@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tenpo.cloud.beacon_jobs import issued_until, refresh_beacon_ids
+from tenpo.cloud.certs import expiring, record_certificate
 from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
@@ -95,8 +96,8 @@ def test_stores_get_ids_not_secrets_and_still_recognise_the_member(
         central.close()
 
 
-def test_hq_refreshes_the_ids_before_the_stores_run_out(tmp_path: Path, sqlite_url: str) -> None:
-    central = Central(sqlite_url)
+def test_hq_refreshes_the_ids_before_the_stores_run_out(central_url: str) -> None:
+    central = Central(central_url)  # SQLite and PostgreSQL (cloud migration 15 on both)
     now = 1_800_000_000.0
     for i in range(3):
         central.execute("INSERT INTO members(member_id, beacon_secret, created_at, updated_at) VALUES (?, ?, ?, ?)",
@@ -113,6 +114,13 @@ def test_hq_refreshes_the_ids_before_the_stores_run_out(tmp_path: Path, sqlite_u
     assert [r["member_id"] for r in rows] == ["HQ-0", "HQ-1", "HQ-2"] * 2
     assert rows[-1]["first_window"] == window_of(later) - 1
     assert rows[-1]["ids"][:16] == rotating_id(bytes.fromhex("02" * 16), window_of(later) - 1).hex()
+
+    # The certificate expiry a birth reports lands in the same migration's table, on both dialects.
+    with central.transaction():
+        record_certificate(central, "S001", now + 10 * 86400, now)
+        record_certificate(central, "S001", now + 12 * 86400, now)  # a renewed certificate replaces it
+        record_certificate(central, "S002", now + 400 * 86400, now)
+    assert [(s, round(d)) for s, d in expiring(central, now, 30)] == [("S001", 12)]
     central.close()
 
 
