@@ -9,6 +9,8 @@ import datetime as dt
 import io
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from textual.widgets import DataTable, Static
 
 from tenpo.cli import main
 from tenpo.cloud.analytics.config import AnalyticsConfig
+from tenpo.cloud.analytics.export import consented, contact_key
 from tenpo.cloud.analytics.job import refresh
 from tenpo.cloud.analytics.reports import rfm
 from tenpo.cloud.db import Central
@@ -28,6 +31,7 @@ from tenpo.edge import db as edge_db
 from tenpo.edge import feed
 from tenpo.edge.clerk.members import ProfileScreen
 from tenpo.shared.protocol import Change, ChangePage
+from tests.support.operators import TEST_ADMIN
 from tests.test_analytics_data import NOW, Generated, add_sale, seed
 from tests.test_clerk_support import CLERK, make_app, make_store, settle, sign_in, type_text
 
@@ -150,7 +154,7 @@ async def test_the_hq_monitor_shows_members_per_segment(campaign: tuple[str, str
     for row in rfm(db, AnalyticsConfig()):
         expected[row.segment] = expected.get(row.segment, 0) + 1
     db.close()
-    app = HqApp(HqData(url, MonitorConfig()))
+    app = HqApp(HqData(url, MonitorConfig()), operator=TEST_ADMIN)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("e")
         await pilot.pause()
@@ -163,3 +167,38 @@ async def test_the_hq_monitor_shows_members_per_segment(campaign: tuple[str, str
         shown = {str(table.get_row(key)[0]): int(str(table.get_row(key)[1])) for key in table.rows}
         assert {k: v for k, v in shown.items() if v} == expected
         assert "members with a purchase" in str(app.screen.query_one("#hint", Static).render())
+
+
+def test_consent_is_the_newest_word_under_the_channels_keys_and_contacts_count_once() -> None:
+    keys = ("marketing_email", "marketing:web")
+    assert consented(keys, [(1.0, "marketing:web", 1), (2.0, "marketing_email", 0)], {}) is False, "the later refusal wins"
+    assert consented(keys, [(3.0, "marketing:web", 1), (2.0, "marketing_email", 0)], {}) is True
+    assert consented(keys, [(9.0, "marketing_line", 1)], {"marketing_email": True}) is True, "no word: the golden record"
+    assert consented(keys, [], {"marketing_email": True, "marketing:web": False}) is False
+    assert consented(keys, [], {}) is False, "nobody is mailed without a yes"
+    same = [contact_key("email", {"email": e}) for e in ("Ｈａｎａ@Example.jp ", "hana@example.jp")]
+    assert same[0] == same[1]
+    assert contact_key("dm", {"postal_code": "150-0001", "address": " "}) is None
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["rfm", "--as-of", "2026-02-30"], 2, "is not a date"),
+    (["rfm", "--store", "../S1"], 2, "is not a store id"),
+    (["basket", "--min-support", "2"], 2, "a fraction from 0 to 1"),
+    (["recommend", "G/../x"], 1, "is not a valid id"),
+    (["export", "--segment", "優良", "--channel", "fax"], 2, "invalid choice"),
+])  # fmt: skip
+def test_bad_usage_is_one_line_and_no_traceback(sqlite_url: str, capsys: pytest.CaptureFixture[str], args: list[str],
+                                                code: int, message: str) -> None:  # fmt: skip
+    Central(sqlite_url).close()
+    with pytest.raises(SystemExit) if code == 2 else _no_raise() as raised:
+        assert main(["cloud", "analytics", *args, "--db", sqlite_url]) == code
+    if code == 2:
+        assert raised.value.code == 2  # type: ignore[union-attr]
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@contextmanager
+def _no_raise() -> Iterator[None]:
+    yield None
