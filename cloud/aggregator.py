@@ -20,7 +20,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_envelope, record_birth, record_status
-from tenpo.cloud.channel.service import ChannelDesk, Outgoing, no_delay  # issue 18: the channel API
+from tenpo.cloud.channel.service import Outgoing, no_delay
+from tenpo.cloud.channel.worker import ChannelWorker  # issue 18: the channel API
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
 from tenpo.shared.channel_api import REQUEST_FILTER
@@ -81,7 +82,8 @@ class Aggregator:
         self._stopping = threading.Event()
         self.out = make_client(f"{self.client_id}-out", tls, broker)
         self._last_pushed = latest_change(self.db)
-        self.channel = ChannelDesk(self.db)  # channel API requests share this worker and its database
+        # Channel API requests have their own thread and connection: a stock query never waits behind batches.
+        self.channel = ChannelWorker(db_url, self._answer, lambda m: self.client.ack(m.mid, m.qos), self._wake)
         self.out.on_connect = no_delay  # answers (and acks) leave at once, not after the previous one's TCP ACK
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
@@ -98,6 +100,9 @@ class Aggregator:
         log.info("aggregator connected to %s", self.broker)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith(CHANNEL_PREFIX):
+            self.channel.submit(message)
+            return
         while not self._stopping.is_set():
             try:
                 self._queue.put(message, timeout=0.5)
@@ -107,6 +112,7 @@ class Aggregator:
 
     def run(self, stop: threading.Event) -> None:
         connect_async(self.out, self.broker)
+        self.channel.start()
         connect_async(self.client, self.broker, receive_maximum=RECEIVE_MAXIMUM)
         next_push = time.monotonic()
         try:
@@ -123,15 +129,13 @@ class Aggregator:
                         log.exception("message on %s not handled", message.topic)
                     self.client.ack(message.mid, message.qos)
                 if self.channel.feed_grew:  # a reservation for a store: send it now, not at the next tick
-                    self.channel.feed_grew = False
                     next_push = time.monotonic()
                 if time.monotonic() >= next_push:
-                    self._answer(self.channel.tick())
                     self._push_feed()
                     next_push = time.monotonic() + PUSH_INTERVAL_S
         finally:
             self._stopping.set()
-            self.channel.flush_stats()
+            self.channel.stop()
             self.client.disconnect()
             self.client.loop_stop()
             self.out.disconnect()
@@ -144,11 +148,6 @@ class Aggregator:
         """Apply one message. Whatever goes wrong with it is its dead letter; the consumer keeps serving."""
         self.counters.received += 1
         payload = bytes(message.payload)
-        if message.topic.startswith(CHANNEL_PREFIX):
-            props = getattr(message, "properties", None)
-            self._answer(self.channel.handle(message.topic, payload, getattr(props, "ResponseTopic", None),
-                                             getattr(props, "CorrelationData", None)))  # fmt: skip
-            return
         parsed = parse_up_topic(message.topic)
         topic_store = parsed[0] if parsed else None
         try:
@@ -167,7 +166,7 @@ class Aggregator:
                 self.counters.batches_applied += 1
                 # Stamped as it leaves, after the commit: the store measures its clock against HQ's with it.
                 self.out.publish(down_topic(store_id, "ack"), encode(msgspec.structs.replace(ack, at=time.time())), qos=1)
-                self._answer(self.channel.replies())  # a store's answer to a reservation a channel waits for
+                self.channel.poke()  # a store's answer to a reservation a channel waits for may be in it
             elif kind == "pull":
                 page = changes_after(self.db, body.cursor, body.limit, store_id)
                 self.out.publish(down_topic(store_id, "changes"), encode(page), qos=1)
@@ -181,6 +180,13 @@ class Aggregator:
         except Exception as exc:  # a database hiccup must not kill the consumer; the store will resend
             log.exception("could not handle %s from %s", kind, store_id, extra={"store_id": store_id})
             self._dead_letter(message.topic, f"{kind}: {type(exc).__name__}: {exc}", payload, store_id)
+
+    def _wake(self) -> None:
+        """Wake the main loop (a None in its queue) so it pushes the change feed now."""
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:  # busy with messages: it looks at the feed between them anyway
+            pass
 
     def _answer(self, outgoing: list[Outgoing]) -> None:
         for item in outgoing:

@@ -192,11 +192,12 @@ def due_replies(db: Central, now: float) -> list[tuple[str, bytes, ReservationAn
     """Waiting ``reserve`` answers that can go now (the store decided, or the wait is over), each claimed
     by one UPDATE so that of several aggregators exactly one sends it. Its own transaction."""
     ready: list[tuple[str, bytes, ReservationAnswer]] = []
+    due = ("SELECT reservation_id, reply_topic, reply_corr FROM reservations WHERE reply_deadline IS NOT NULL"
+           " AND (state <> 'requested' OR reply_deadline <= ?)")  # fmt: skip
+    if not db.all(due, (now,)):  # the common case: a read, no write lock
+        return ready
     with db.transaction():
-        found = db.all(
-            "SELECT reservation_id, reply_topic, reply_corr FROM reservations WHERE reply_deadline IS NOT NULL"
-            " AND (state <> 'requested' OR reply_deadline <= ?)", (now,),
-        )  # fmt: skip
+        found = db.all(due, (now,))
         for reservation_id, topic, correlation in found:
             claimed = db.execute(
                 "UPDATE reservations SET reply_topic = NULL, reply_corr = NULL, reply_deadline = NULL"
