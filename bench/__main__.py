@@ -16,6 +16,7 @@ BENCHES = (
     "bench_identity", "bench_import", "bench_hq", "bench_apply", "bench_ops",
     "bench_pin",  # issue 14 (H3): clerk PIN hash time and the offline search it implies
     "bench_channel",  # issue 18 (H8): channel stock query and reservation round trip beside bare MQTT 5
+    "bench_loyalty",  # issue 17 (H7): the nightly points expiry job over many members' lots
     "bench_analytics",  # issue 17 (H6): full RFM + rules at 10M lines, incremental per 1,000 sales (TENPO_BENCH_ANALYTICS_LINES)
     "bench_tls",  # issue 14 (H5): sync over TLS with client certificates beside plain, same broker (TENPO_BENCH_TLS_EVENTS)
     "bench_authority",  # issue 14 (H1): HQ apply rate with and without store authority (TENPO_BENCH_AUTHORITY_EVENTS)

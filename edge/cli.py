@@ -37,6 +37,7 @@ from tenpo.edge.clock_skew import CLOCK_SKEW_META, parse_recorded
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.inspection.cli import register_edge as inspection_commands
 from tenpo.edge.jobs import scheduled_alerts
+from tenpo.edge.loyalty import standing  # issue 17 (H7)
 from tenpo.edge.membership.cli import register_edge as membership_commands
 from tenpo.edge.outbox import get_meta
 from tenpo.edge.printer.cli import register_edge as printer_commands
@@ -188,8 +189,9 @@ def cmd_member_find(args: argparse.Namespace) -> int:
     more = replica.count_members(db, args.query) - len(members) if len(members) == args.limit else 0
     # With --json the list keeps its shape for scripts; the note goes to stderr.
     note = f"{more} more match {args.query!r}: narrow the search or raise --limit" if more else None
+    held = {m.member_id: standing(db.conn, m.member_id, m.points) for m in members}  # issue 17 (H7): loyalty
     if args.json:
-        print_json([m.as_json() for m in members])
+        print_json([{**m.as_json(), "loyalty": held[m.member_id].as_json()} for m in members])  # loyalty: rank, lots
         if note:
             print(note, file=sys.stderr)
         return 0
@@ -199,6 +201,8 @@ def cmd_member_find(args: argparse.Namespace) -> int:
     for m in members:
         print(f"{m.member_id}  {m.name or ''}  {m.kana or ''}  card {m.card_no or '-'}  {m.phone or '-'}  "
               f"{m.email or '-'}  {m.points} pt")  # fmt: skip
+        if held[m.member_id].rank or held[m.member_id].lots:  # issue 17 (H7): loyalty, from HQ's last change
+            print(f"    {held[m.member_id].summary()}")  # stdout's guard neutralises escapes
     if note:
         print(f"({note})")
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from tenpo.edge import loyalty  # issue 17 (H7): member.loyalty
 from tenpo.edge import keystore
 from tenpo.edge import recommendations as recommendations  # issue 17 (H6): member.recommendations
 from tenpo.edge.ble import ids as beacon_ids  # issue 14 (H5): member.beacon_ids
@@ -278,6 +279,7 @@ def _register_area_handlers() -> None:
 
 
 _register_area_handlers()
+CHANGE_HANDLERS.update(loyalty.CHANGE_HANDLERS)  # issue 17 (H7): member.loyalty (rank, multiplier, lots)
 
 
 # ---------------------------------------------------------------------------- bootstrap

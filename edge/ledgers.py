@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from tenpo.edge.outbox import append
 from tenpo.shared.events import PointsEntry, PointsKind, StockAdjusted, StockMoved
@@ -34,9 +36,10 @@ def post_stock(conn: sqlite3.Connection, *, sku: str, delta: int, reason: str, r
 
 
 def post_points(conn: sqlite3.Connection, *, member_id: str, delta: int, kind: PointsKind, ref: str | None = None,
-                now: float | None = None) -> int:  # fmt: skip
-    """Append a points ledger row and its ``points.entry`` event; returns the event's seq."""
-    seq = append(conn, PointsEntry(member_id=member_id, delta=delta, kind=kind, ref=ref))
+                now: float | None = None, loyalty: Mapping[str, Any] | None = None) -> int:  # fmt: skip
+    """Append a points ledger row and its ``points.entry`` event; returns the event's seq. ``loyalty``: an
+    accrual's rank, multiplier_pct and base (issue 17, docs/loyalty.md), carried in the event for HQ."""
+    seq = append(conn, PointsEntry(member_id=member_id, delta=delta, kind=kind, ref=ref, **(loyalty or {})))
     conn.execute(
         "INSERT INTO points_ledger(member_id, delta, kind, ref, store_seq, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (member_id, delta, kind, ref, seq, time.time() if now is None else now),

@@ -14,11 +14,12 @@ entries in the ledger must add up to, so writing the difference is idempotent (:
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 JST = timezone(timedelta(hours=9), "JST")
 EXPIRY_KIND = "expiry"  # the ledger kind of HQ's expiry entries (and of their corrections)
@@ -34,9 +35,17 @@ class LoyaltyConfigError(ValueError):
 # ---------------------------------------------------------------------------- dates
 
 
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
 def jst_date(at: float) -> date:
-    """The JST calendar date of unix time ``at``."""
-    return datetime.fromtimestamp(at, JST).date()
+    """The JST calendar date of unix time ``at`` (JST has no daylight saving: a fixed +9 h)."""
+    return _day(int((at + 9 * 3600) // 86400))
+
+
+@functools.lru_cache(maxsize=65536)
+def _day(days: int) -> date:
+    return date.fromordinal(_EPOCH + days)
 
 
 def add_months(day: date, months: int) -> date:
@@ -51,6 +60,7 @@ def _month_days(year: int, month: int) -> int:
     return (following - timedelta(days=1)).day
 
 
+@functools.lru_cache(maxsize=65536)
 def month_end_expiry(earned_on: date, months: int) -> date:
     """The last day a lot earned on ``earned_on`` is good: the end of the JST month ``months`` after the
     month it was earned in (earned 2025-12-15, 12 months: good through 2026-12-31)."""
@@ -61,8 +71,7 @@ def month_end_expiry(earned_on: date, months: int) -> date:
 # ---------------------------------------------------------------------------- lots
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One points ledger entry as the lot rules see it: when it happened (the sale time, or HQ's time for
     its own entries), the change, its kind, and, for campaign points, their own last good day."""
 
@@ -73,8 +82,7 @@ class Entry:
     key: int = 0  # ties at the same time keep ledger order
 
 
-@dataclass(frozen=True, slots=True)
-class Lot:
+class Lot(NamedTuple):
     earned_at: float
     expires_on: date
     points: int
@@ -263,6 +271,7 @@ def _whole(value: Any, where: str, low: int, high: int) -> int:
 
 
 def allowed_accrual(base: int, multiplier_pct: int) -> int:
-    """The most points an accrual of ``base`` points at x1 may bring at ``multiplier_pct`` (rounded up, so
-    every rounding a store may be configured with stays within it)."""
-    return -(-max(base, 0) * multiplier_pct // 100)
+    """The most points a sale whose x1 points were ``base`` may bring at ``multiplier_pct``. The store rounds
+    once, after the multiplier, and ``base`` is itself rounded, so the yen behind it may be up to one x1 point
+    more: (base + 1) x multiplier, rounded up, holds under every rounding a store may be configured with."""
+    return -(-(max(base, 0) + 1) * multiplier_pct // 100)

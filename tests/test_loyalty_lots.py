@@ -3,7 +3,7 @@ plain day-by-day model over random ledgers, and the rank and configuration rules
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -45,8 +45,8 @@ def test_a_lot_earned_mid_december_is_good_through_the_end_of_next_december() ->
 
 
 def test_the_jst_day_decides_the_month_a_lot_is_earned_in() -> None:
-    # 2025-11-30 23:30 JST is 14:30 UTC of the same day; 2025-11-30 16:00 UTC is already 1 December in Tokyo.
-    late_utc = datetime(2025, 11, 30, 16, 0, tzinfo=timezone.utc).timestamp()
+    # 2025-11-30 16:00 UTC is already 1 December in Tokyo.
+    late_utc = datetime(2025, 11, 30, 16, 0, tzinfo=UTC).timestamp()
     result = replay([Entry(late_utc, 100)], as_of=date(2025, 12, 2), months=12)
     assert result.lots[0].expires_on == date(2026, 12, 31)
 
@@ -225,7 +225,7 @@ def test_ranks_by_spend_with_the_default_names() -> None:
     assert [config.rank_for(s).name for s in (0, 49_999, 50_000, 100_000, 10**9)] == [
         names[0], names[0], names[1], names[2], names[3]]
     assert config.window_start(date(2026, 2, 28)) == date(2025, 2, 28)
-    assert allowed_accrual(15, 150) == 23
+    assert allowed_accrual(19, 200) == 40  # ¥1,980 at x2 earns 39, its x1 points are 19
 
 
 def test_a_chain_configures_its_own_ranks_in_toml() -> None:

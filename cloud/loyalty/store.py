@@ -48,7 +48,7 @@ BATCH = 2000  # members per transaction in the jobs
 # Each ledger row with the time it happened: a store's entry by its event time (loyalty_points_meta),
 # every other row (HQ's, a channel import's, one applied before migration 13) by when HQ wrote it.
 ENTRY_ROWS = (
-    "SELECT l.member_id, l.id, l.delta, l.kind, coalesce(m.at, l.created_at), m.expires_on FROM points_ledger l"
+    "SELECT l.member_id, l.id, l.delta, l.kind, coalesce(m.at, l.created_at), m.expires_on, l.store_id FROM points_ledger l"
     " LEFT JOIN loyalty_points_meta m ON m.store_id = l.store_id AND m.stream = l.stream AND m.store_seq = l.store_seq"
 )
 
@@ -88,25 +88,25 @@ def set_config(db: Central, path: Path) -> LoyaltyConfig:
 
 def _entries(rows: list[tuple[Any, ...]]) -> list[Entry]:
     return [Entry(float(at), int(delta), str(kind), date.fromisoformat(until) if until else None, int(key))
-            for _member, key, delta, kind, at, until in rows]  # fmt: skip
+            for _member, key, delta, kind, at, until, _store in rows]  # fmt: skip
 
 
 def member_entries(db: Central, member_id: str) -> list[Entry]:
     return _entries(db.all(ENTRY_ROWS + " WHERE l.member_id = ?", (member_id,)))
 
 
-def all_entries(db: Central) -> Iterator[tuple[str, list[Entry]]]:
-    """Every member's entries, member by member (one pass over the ledger, in member order)."""
+def all_entries(db: Central) -> Iterator[tuple[str, list[Entry], set[str]]]:
+    """Every member's entries and the stores that wrote them, member by member (one pass over the ledger)."""
     current: str | None = None
     rows: list[tuple[Any, ...]] = []
     for row in db.all(ENTRY_ROWS + " ORDER BY l.member_id"):
         if row[0] != current and rows:
-            yield str(current), _entries(rows)
+            yield str(current), _entries(rows), {str(r[6]) for r in rows}
             rows = []
         current = row[0]
         rows.append(row)
     if rows:
-        yield str(current), _entries(rows)
+        yield str(current), _entries(rows), {str(r[6]) for r in rows}
 
 
 def last_expiry_date(db: Central) -> date | None:
@@ -181,39 +181,58 @@ def grant(db: Central, member_id: str, points: int, expires_on: date, ref: str, 
 # ---------------------------------------------------------------------------- the feed
 
 
-def loyalty_change(db: Central, config: LoyaltyConfig, member_id: str, result: Replay, as_of: date) -> ChangeTuple:
-    """The member's ``member.loyalty`` change (rank as held, lots as ``result`` says)."""
-    row = db.one("SELECT rank, multiplier_pct, spend FROM loyalty_members WHERE member_id = ?", (member_id,))
+Held = tuple[str, int, int, Any]  # what a store holds of a member: rank, multiplier_pct, spend, lots (as sent)
+
+
+def _lots_data(result: Replay) -> list[dict[str, Any]]:
+    return [{"expires_on": d.isoformat(), "points": p} for d, p in expiring(result.lots)[:MAX_LOTS_SENT]]
+
+
+def loyalty_data(config: LoyaltyConfig, member_id: str, held: Held | None, lots: list[dict[str, Any]],
+                 through: dict[str, int], as_of: date) -> ChangeTuple:  # fmt: skip
+    """A ``member.loyalty`` change: the rank as held (the first rank if none yet) and these lots."""
     first = config.ranks[0]
-    rank, pct, spend = (row[0], int(row[1]), int(row[2])) if row else (first.name, first.multiplier_pct, 0)
-    through = points_balance_change(db, member_id)[3]["through"]
-    lots = [{"expires_on": d.isoformat(), "points": p} for d, p in expiring(result.lots)[:MAX_LOTS_SENT]]
+    rank, pct, spend = held[:3] if held else (first.name, first.multiplier_pct, 0)
     return ("member.loyalty", member_id, None, {
         "member_id": member_id, "rank": rank, "multiplier_pct": pct, "spend": spend, "as_of": as_of.isoformat(),
         "expiry_months": config.expiry_months, "lots": lots, "through": through, "version": 0})  # fmt: skip
 
 
-def _send(db: Central, changes: list[ChangeTuple], now: float, as_of: date) -> None:
-    """Record the changes and remember, per member, what was sent (and the rank with its change seq)."""
+def loyalty_change(db: Central, config: LoyaltyConfig, member_id: str, result: Replay, as_of: date) -> ChangeTuple:
+    """One member's ``member.loyalty`` change, read from the database (rank as held, lots as ``result`` says)."""
+    row = db.one("SELECT rank, multiplier_pct, spend, lots FROM loyalty_members WHERE member_id = ?", (member_id,))
+    held = (str(row[0]), int(row[1]), int(row[2]), json.loads(row[3])) if row else None
+    through = points_balance_change(db, member_id)[3]["through"]
+    return loyalty_data(config, member_id, held, _lots_data(result), through, as_of)
+
+
+def _send(db: Central, changes: list[ChangeTuple], now: float, as_of: date,
+          held: dict[str, Held] | None = None) -> None:  # fmt: skip
+    """Record the changes and remember, per member, what was sent; a rank the stores did not hold yet goes
+    into the rank log with the seq of the change that carries it."""
     seqs = record_changes(db, changes, now)
+    sent: list[tuple[Any, ...]] = []
+    ranks: list[tuple[Any, ...]] = []
     for seq, (kind, member_id, _store, data) in zip(seqs, changes):
         if kind != "member.loyalty":
             continue
-        db.execute(
-            "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, lots, as_of, version, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
-            " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend, lots = excluded.lots,"
-            " as_of = excluded.as_of, version = excluded.version, updated_at = excluded.updated_at",
-            (member_id, data["rank"], data["multiplier_pct"], data["spend"], json.dumps(data["lots"]),
-             as_of.isoformat(), seq, now),
-        )  # fmt: skip
-        db.execute("INSERT INTO loyalty_rank_log(member_id, rank, multiplier_pct, change_seq, as_of)"
-                   " VALUES (?, ?, ?, ?, ?)", (member_id, data["rank"], data["multiplier_pct"], seq, as_of.isoformat()))
+        sent.append((member_id, data["rank"], data["multiplier_pct"], data["spend"], json.dumps(data["lots"]),
+                     as_of.isoformat(), seq, now))  # fmt: skip
+        before = None if held is None else held.get(member_id)
+        if before is None or before[:2] != (data["rank"], data["multiplier_pct"]):
+            ranks.append((member_id, data["rank"], data["multiplier_pct"], seq, as_of.isoformat()))
+    db.executemany(
+        "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, lots, as_of, version, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
+        " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend, lots = excluded.lots,"
+        " as_of = excluded.as_of, version = excluded.version, updated_at = excluded.updated_at", sent)  # fmt: skip
+    db.executemany("INSERT INTO loyalty_rank_log(member_id, rank, multiplier_pct, change_seq, as_of)"
+                   " VALUES (?, ?, ?, ?, ?)", ranks)  # fmt: skip
 
 
-def _sent_lots(db: Central) -> dict[str, str]:
-    """The lots last sent, per member (JSON text as stored)."""
-    return {str(m): str(lots) for m, lots in db.all("SELECT member_id, lots FROM loyalty_members")}
+def _held(db: Central) -> dict[str, Held]:
+    return {str(m): (str(r), int(p), int(s), json.loads(lots))
+            for m, r, p, s, lots in db.all("SELECT member_id, rank, multiplier_pct, spend, lots FROM loyalty_members")}
 
 
 # ---------------------------------------------------------------------------- the jobs
@@ -242,31 +261,40 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
         raise UserError(f"--as-of {as_of}: the expiry job already ran as of {last}; it never goes back")
     config = load_config(db)
     members = expired = seen = 0
-    pending: list[tuple[str, int, Replay]] = []
-    sent = _sent_lots(db)
+    pending: list[tuple[str, int, Replay, list[dict[str, Any]], set[str]]] = []
+    held = _held(db)
+    applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}
 
     def flush() -> None:
         with db.transaction():
             changes: list[ChangeTuple] = []
-            for member_id, due, result in pending:
+            entries: list[tuple[Any, ...]] = []
+            for member_id, due, result, lots, stores in pending:
+                through = {s: applied[s] for s in sorted(stores) if s in applied}
                 if due:
-                    expiry_entry(db, member_id, due, as_of, now)
-                    changes.append(points_balance_change(db, member_id))
-                change = loyalty_change(db, config, member_id, result, as_of)
-                if due or json.dumps(change[3]["lots"]) != sent.get(member_id):
-                    changes.append(change)
-            _send(db, changes, now, as_of)
+                    entries.append(points_entry(member_id=member_id, delta=due, kind=EXPIRY_KIND,
+                                                ref=f"expiry:{as_of.isoformat()}", store_id=HQ_STORE,
+                                                stream=LOYALTY_STREAM, store_seq=0, at=now)[1])  # fmt: skip
+                    changes.append(("points.balance", member_id, None,
+                                    {"member_id": member_id, "balance": result.balance, "through": through}))  # fmt: skip
+                changes.append(loyalty_data(config, member_id, held.get(member_id), lots, through, as_of))
+            if entries:
+                db.executemany(points_entry(member_id="", delta=0, kind="", ref=None, store_id="", stream="",
+                                            store_seq=0, at=0.0)[0], entries)  # fmt: skip
+            _send(db, changes, now, as_of, held)
         pending.clear()
 
-    for member_id, entries in all_entries(db):
+    for member_id, entries, stores in all_entries(db):
         seen += 1
         result = replay(entries, as_of=as_of, months=config.expiry_months)
         due = result.written - result.expired
         if due:
             members += 1
             expired -= due
-        if due or result.lots or sent.get(member_id) not in (None, "[]"):
-            pending.append((member_id, due, result))
+        lots = _lots_data(result)
+        before = held.get(member_id)
+        if due or (lots != before[3] if before else bool(lots)):
+            pending.append((member_id, due, result, lots, stores))
         if len(pending) >= BATCH:
             flush()
     flush()

@@ -78,7 +78,7 @@ def checkout(
     change = settle(total, redeemed, tenders)
     payments = ((Payment(POINTS, redeemed),) if redeemed else ()) + tenders
 
-    earned = points_earned(total, redeemed, config) if member else 0
+    earned = points_earned(total, redeemed, config, member.multiplier_pct) if member else 0  # at the member's rank
     entries: list[PointsEntry] = []
     if member and redeemed:
         entries.append(PointsEntry(member.member_id, "redeem", -redeemed))

@@ -81,6 +81,11 @@ class MemberInfo:
     member_id: str
     points_balance: int
     redeemed_this_offline_period: int = 0  # points this member redeemed in this store since going offline
+    # loyalty (issue 17, docs/loyalty.md): the rank HQ last sent, its earning multiplier, and points in the
+    # balance whose lots ended (not redeemable, HQ's expiry entry is on its way)
+    rank: str | None = None
+    multiplier_pct: int = 100
+    expired_points: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ from tenpo.edge.checkout.errors import InsufficientPoints, RedemptionOverCap, Re
 from tenpo.edge.checkout.model import MemberInfo
 
 
-def points_earned(total: int, redeemed: int, config: CheckoutConfig) -> int:
-    """Points for a sale of `total` yen (tax included) of which `redeemed` were paid in points."""
+def points_earned(total: int, redeemed: int, config: CheckoutConfig, multiplier_pct: int = 100) -> int:
+    """Points for a sale of `total` yen (tax included) of which `redeemed` were paid in points, at the
+    member's rank multiplier (percent of the base rate, docs/loyalty.md), rounded once."""
     basis = max(total - redeemed, 0)
-    return config.points_rounding.divide(basis * config.points_per_unit, config.points_unit_yen)
+    return config.points_rounding.divide(basis * config.points_per_unit * multiplier_pct, config.points_unit_yen * 100)
 
 
 def check_redemption(
@@ -38,8 +39,9 @@ def check_redemption(
         raise RedemptionRefused(f"redeem {wanted:,} points: must be a positive number")
     if member is None:
         raise RedemptionRefused(f"redeem {wanted:,} points: no member on this sale")
-    if wanted > member.points_balance:
-        raise InsufficientPoints(member.member_id, member.points_balance, wanted)
+    usable = member.points_balance - member.expired_points  # lots past their last day cannot be spent
+    if wanted > usable:
+        raise InsufficientPoints(member.member_id, usable, wanted)
     if wanted > total:
         raise RedemptionRefused(f"redeem {wanted:,} points: more than the ¥{total:,} to pay")
     if not offline:

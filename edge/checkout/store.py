@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlite_utils
 
@@ -36,11 +37,13 @@ from tenpo.edge.checkout.model import (
     sale_from_json,
     sale_to_json,
 )
+from tenpo.edge.checkout.points import points_earned
 from tenpo.edge.checkout.receipt import render_receipt
 from tenpo.edge.checkout.tags import gtin_from_epc
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.db import transaction
 from tenpo.edge.ledgers import post_points, post_stock
+from tenpo.edge.loyalty import standing
 from tenpo.edge.outbox import append_event, next_counter, read_counter
 from tenpo.edge.replica import find_members, get_member
 from tenpo.edge.reservations.store import consume as consume_reservation
@@ -137,7 +140,7 @@ class SoldSerials:
         )
 
 
-def member_info(conn: sqlite3.Connection, member_id: str) -> MemberInfo:
+def member_info(conn: sqlite3.Connection, member_id: str, now: float | None = None) -> MemberInfo:
     """Balance and this offline period's redemptions, as the engine needs them.
 
     The offline period is everything since HQ's last balance for this member: our own entries with
@@ -156,7 +159,9 @@ def member_info(conn: sqlite3.Connection, member_id: str) -> MemberInfo:
         " FROM points_ledger WHERE member_id = ? AND store_seq > ?",
         (member_id, through),
     ).fetchone()
-    return MemberInfo(member_id, hq_balance + int(local), max(int(redeemed), 0))
+    balance = hq_balance + int(local)
+    held = standing(conn, member_id, balance, now=now)  # issue 17: rank and lots from HQ, offline too
+    return MemberInfo(member_id, balance, max(int(redeemed), 0), held.rank, held.multiplier_pct, held.expired)
 
 
 # ---------------------------------------------------------------------------- sales and refunds
@@ -178,7 +183,7 @@ def commit_sale(
             receipt_no=allocate_receipt_no(conn, config.store_id),
             at=at,
             scans=order.scans,
-            member=member_info(conn, order.member_id) if order.member_id else None,
+            member=member_info(conn, order.member_id, at.timestamp()) if order.member_id else None,
             redeem_points=order.redeem_points,
             payments=order.payments,
             receipt_discounts=order.receipt_discounts,
@@ -187,7 +192,7 @@ def commit_sale(
             request, ReplicaProducts(conn), rules, gtin_from_epc=gtin_from_epc, sold_serials=SoldSerials(conn)
         )
         _write_sale(conn, sale, render_receipt(sale, rules, store_name=config.name, clerk=order.clerk,
-                                               offline=order.offline))  # fmt: skip
+                                               offline=order.offline), accrual_fields(request.member, sale, rules))  # fmt: skip
         if order.reservation:  # pickup: the sale consumes the reservation, or neither happens
             consume_reservation(conn, order.reservation, sale.receipt_no, [(line.sku, line.qty) for line in sale.lines],
                                 clerk_id=order.clerk if order.clerk and is_id(order.clerk) else None)  # fmt: skip
@@ -232,7 +237,15 @@ def refund_sale(
     return back
 
 
-def _write_sale(conn: sqlite3.Connection, sale: Sale, receipt: str) -> None:
+def accrual_fields(member: MemberInfo | None, sale: Sale, rules: CheckoutConfig) -> dict[str, Any]:
+    """What a sale's accrual event says of the rank it earned at, so HQ can hold it to that rank (issue 17)."""
+    if member is None or member.rank is None:
+        return {}
+    base = points_earned(sale.total, sale.points_redeemed, rules)
+    return {"rank": member.rank, "multiplier_pct": member.multiplier_pct, "base": base}
+
+
+def _write_sale(conn: sqlite3.Connection, sale: Sale, receipt: str, accrual: dict[str, Any] | None = None) -> None:
     """Ledger entries each with its own event (the core stock.moved / points.entry HQ already
     applies), then the sale itself, whose event comes last so HQ has its movements when it sees it."""
     now = time.time()
@@ -241,6 +254,7 @@ def _write_sale(conn: sqlite3.Connection, sale: Sale, receipt: str) -> None:
         post_stock(conn, sku=move.sku, delta=move.qty, reason=reason, location=LOCATION, ref=sale.receipt_no, now=now)
     for entry in sale.points_entries:
         post_points(conn, member_id=entry.member_id, delta=entry.points, kind=POINTS_KINDS[entry.kind],
+                    loyalty=accrual if entry.kind == "accrue" else None,
                     ref=sale.receipt_no, now=now)  # fmt: skip
     data = sale_to_json(sale)
     # feed_cursor: how much of HQ's change feed this store had seen, so HQ can tell which other

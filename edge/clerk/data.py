@@ -37,6 +37,7 @@ from tenpo.edge.clerk.values import (
 )
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import store as inspection_store
+from tenpo.edge.loyalty import standing  # issue 17 (H7)
 from tenpo.edge.outbox import get_meta, read_counter
 from tenpo.edge.recommendations import recommended
 from tenpo.shared.errors import UserError
@@ -177,7 +178,8 @@ class ClerkData:
                 (member_id,),
             ).fetchall()
             return Profile(member, tuple(ledger), tuple(_purchase_history(conn, self.config.store_id, member_id)),
-                           "every store and channel", recommended(conn, member_id))
+                           "every store and channel", recommended(conn, member_id),
+                           standing(conn, member_id, member.points, now=self.clock()))  # issue 17 (H7): loyalty
 
     def export_member(self, clerk: accounts.Clerk, member_id: str, folder: Path | None = None,
                       approver: accounts.Clerk | None = None) -> Path:  # fmt: skip

@@ -235,7 +235,15 @@ def profile_text(profile: Profile) -> Text:
         f"custom: {fit(custom, 70)}\n",
         "points balance ", (f"{m.points:,}", "bold"), " pt",
         *_recommended_line(profile),  # issue 17 (H6)
+        *_loyalty_line(profile),  # issue 17 (H7)
     )
+
+
+def _loyalty_line(profile: Profile) -> tuple[str, ...]:  # issue 17 (H7): rank and expiring points, offline too
+    held = profile.loyalty
+    if held is None or not (held.rank or held.lots):
+        return ()
+    return (f"\nランク rank: {fit(safe_text(held.summary()), 62)}",)
 
 
 def _recommended_line(profile: Profile) -> tuple[str, ...]:

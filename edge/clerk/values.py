@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tenpo.edge import replica
+from tenpo.edge.loyalty import Standing  # issue 17 (H7)
 from tenpo.edge.recommendations import Recommended
 
 
@@ -53,6 +54,7 @@ class Profile:
     purchases: tuple[tuple[str, str, int, int], ...]  # (at ISO, receipt_no, total, points earned)
     purchases_source: str  # where the history comes from, said on screen
     recommendations: tuple[Recommended, ...] = ()  # HQ's next-best items (issue 17), kept offline
+    loyalty: Standing | None = None  # rank and expiring points from HQ's last change (issue 17, H7), offline too
 
 
 @dataclass(frozen=True, slots=True)
