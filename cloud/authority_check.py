@@ -26,6 +26,7 @@ from tenpo.cloud.authority import (
     no_sale,
     registered_by,
 )
+from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import Origin
 from tenpo.shared.events import PayloadMismatch, PointsEntry, SaleCompleted, UnknownEvent, decode_payload
@@ -95,6 +96,7 @@ def save_config(db: Central, settings: AuthorityConfig, actor: str) -> None:
         db.execute("DELETE FROM member_settings WHERE name = ?", (SETTING,))
         db.execute("INSERT INTO member_settings(name, value, updated_by, updated_at) VALUES (?, ?, ?, ?)",
                    (SETTING, value, actor, time.time()))  # fmt: skip
+        audit(db, actor, "authority.set", SETTING, json.loads(value))
     _config_cache.pop(id(db), None)
 
 

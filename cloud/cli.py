@@ -14,6 +14,7 @@ from tenpo.cloud.aggregator import Aggregator
 from tenpo.cloud.analytics.cli import register_cloud as analytics_commands  # issue 17 (H6)
 from tenpo.cloud.asn.cli import register_cloud as asn_commands
 from tenpo.cloud.audit.cli import register_cloud as audit_commands
+from tenpo.cloud.authority_cli import register_cloud as authority_commands  # issue 14 (H1)
 from tenpo.cloud.backup import backup_central
 from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
@@ -77,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     loyalty_commands(commands)  # issue 17 (H7)
     analytics_commands(commands)  # issue 17 (H6): `cloud analytics rfm|basket|cohorts|ltv|recommend|export|refresh`
     audit_commands(commands)  # issue 14 (H4): `cloud audit verify|list`
+    authority_commands(commands)  # issue 14 (H1): `cloud authority list|show|set` (docs/authority.md)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -319,3 +319,27 @@ async def test_the_hq_monitor_alerts_on_refusals_per_store_and_lists_them(tmp_pa
         reasons = [d.reason for d in screen.letters if d.store_id == "S002"]
         assert any("member-owner" in r for r in reasons) and any("points-link" in r for r in reasons), reasons
     db.close()
+
+
+def test_authority_commands_list_refusals_and_change_the_limits(central: Central, capsys) -> None:
+    from tenpo.cli import main
+
+    url = central.url.target if central.dialect == "postgresql" else f"sqlite:///{central.url.target}"
+    apply_batch(central, "S002", EventBatch("s2", [event(1, "member.updated", TAKEOVER)]))
+    assert main(["cloud", "authority", "list", "--store", "S002", "--json", "--db", url]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["store_id"], listed["rule"], listed["event_seq"]) == ("S002", "member-owner", 1)
+    assert main(["cloud", "authority", "set", "--contact-edits-per-hour", "0", "--db", url]) == 1
+    assert "at least 1" in capsys.readouterr().err
+    assert main(["cloud", "authority", "set", "--contact-edits-per-hour", "1", "--by", "hq-ops", "--db", url]) == 0
+    capsys.readouterr()
+    assert main(["cloud", "authority", "show", "--json", "--db", url]) == 0
+    assert json.loads(capsys.readouterr().out)["contact_edits_per_hour"] == 1
+    present = {"clerk_id": "C01", "member_present": True}
+    aggregator = Central(url)  # aggregators read the limits within 30 s; a new one at once
+    for seq in (2, 3):  # the second edit this hour is over the new limit
+        edit = event(seq, "member.updated", {"member_id": "S001-a1", "kana": f"カナ{seq}", **present})
+        apply_batch(aggregator, "S002", EventBatch("s2", [edit]))
+    aggregator.close()
+    assert "contact-rate" in letters(central)[-1]
+    assert central.scalar("SELECT count(*) FROM audit_log WHERE action = 'authority.set'") == 1
