@@ -209,5 +209,6 @@ def purchases_frame(db: Central, g: Generated) -> pd.DataFrame:
                      "amount": max(0, goods - o["discount"] - o["refunded"]), "is_sale": True,
                      "skus": tuple(sorted({sku for sku, _, _ in o["lines"]}))})  # fmt: skip
     frame = pd.DataFrame(rows)
-    frame["day"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601").dt.tz_convert("Asia/Tokyo").dt.date
+    frame["day"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601", errors="coerce").dt.tz_convert("Asia/Tokyo").dt.date
+    frame = frame[frame["day"].notna()]  # an unreadable time: the purchase is left out
     return frame
