@@ -223,14 +223,12 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
     for held_origin, held in verdicts.released:  # entries of an earlier batch whose sale came in this one
         plan_event(plan, held_origin, held, now)
     for held, refusal in verdicts.late_refused:
-        _insert_dead_letter(db, topic, f"event {held.seq} ({held.type}): {refusal}",
-                            json.dumps(held.payload, ensure_ascii=False).encode(), origin.store_id, held.seq)  # fmt: skip
+        _refused(db, topic, origin, held, refusal)
     for event in events:
         if verdicts.skip(event.seq):
             refusal = verdicts.refused.get(event.seq)
             if refusal is not None:
-                _insert_dead_letter(db, topic, f"event {event.seq} ({event.type}): {refusal}",
-                                    json.dumps(event.payload, ensure_ascii=False).encode(), origin.store_id, event.seq)  # fmt: skip
+                _refused(db, topic, origin, event, refusal)
             continue
         try:
             plan_event(plan, origin, event, now)
@@ -241,6 +239,12 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
             )  # fmt: skip
     db.executemany(INSERT_EVENT, [_event_row(origin, event, now, applied_by) for event in events])
     _write_plan(db, plan, now)
+
+
+def _refused(db: Central, topic: str, origin: Origin, event: Event, refusal: object) -> None:
+    """A stored event the store may not say (docs/authority.md): its dead letter names the rule."""
+    payload = json.dumps(event.payload, ensure_ascii=False).encode()
+    _insert_dead_letter(db, topic, f"event {event.seq} ({event.type}): {refusal}", payload, origin.store_id, event.seq)
 
 
 def _event_row(origin: Origin, event: Event, now: float, applied_by: str) -> tuple[Any, ...]:
