@@ -22,6 +22,7 @@ from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_
 from tenpo.shared.changes import MemberRules
 from tenpo.shared.errors import UserError
 from tenpo.shared.protocol import Change, ChangePage
+from tests.support.clerks import AS_CLERK, add_store_clerks, pins_on_stdin
 from tests.test_clerk_support import CLERK, make_app, make_store, settle, sign_in
 
 CONSENT = "お得な情報をメールでお送りしてもよろしいですか"
@@ -50,12 +51,14 @@ def test_a_bad_rules_file_is_one_line(tmp_path: Path, sqlite_url: str, capsys: p
 
 
 def _add(config_path: Path, phone: str) -> int:
-    return main(["edge", "member", "add", "--config", str(config_path), "--name", "佐藤 花子", "--phone", phone])
+    return main(["edge", "member", "add", "--config", str(config_path), "--name", "佐藤 花子", "--phone", phone, *AS_CLERK])
 
 
 def test_rules_set_at_hq_reach_the_store_and_stay_while_it_is_offline(
-        tmp_path: Path, broker: Mosquitto, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+        tmp_path: Path, broker: Mosquitto, sqlite_url: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     Central(sqlite_url).close()
+    pins_on_stdin(monkeypatch)  # `edge member add` signs a clerk in: the PIN on stdin
     rules_file = tmp_path / "rules.toml"
     # Set before the store exists: it arrives with the store's bootstrap snapshot.
     rules_file.write_text('required = ["name", "phone"]\n', encoding="utf-8")
@@ -65,10 +68,11 @@ def test_rules_set_at_hq_reach_the_store_and_stay_while_it_is_offline(
     aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
     agent = store_process(config_path).start()
     db = edge_db.connect(config.database)
+    add_store_clerks(config.database)
     try:
         wait_until(lambda: current_rules(db.conn) is not None, 20, what="the rules in the store's snapshot")
         capsys.readouterr()
-        assert main(["edge", "member", "add", "--config", str(config_path), "--name", "佐藤 花子"]) == 1
+        assert main(["edge", "member", "add", "--config", str(config_path), "--name", "佐藤 花子", *AS_CLERK]) == 1
         assert "phone: is required" in capsys.readouterr().err
         assert _add(config_path, "03-1234-5678") == 0  # a landline is fine so far
         # Changed while the store is online: it arrives through the feed.

@@ -69,7 +69,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def store(tmp_path: Path, template: Path) -> Path:
     """A fresh copy of the template store for each test (lockouts and counters start clean)."""
     config_path = write_store_config(tmp_path, "S001", "mqtt://127.0.0.1:1")
-    shutil.copyfile(template, load_config(str(config_path)).database)
+    database = load_config(str(config_path)).database
+    for part in template.parent.glob(f"{template.stem}.*"):  # the replica and what lives beside it (its data key)
+        if part.suffix != ".toml":
+            shutil.copy2(part, database.with_name(part.name))
     return config_path
 
 
