@@ -32,6 +32,7 @@ from .source import read_all, read_orders, read_sales
 
 log = logging.getLogger(__name__)
 OVERLAP_S = 300.0
+WATERMARKS = ("sales", "orders", "merges", "undone")
 BATCH = 5000
 _TABLES = ("analytics_purchases", "analytics_members", "analytics_items", "analytics_pairs", "analytics_scopes",
            "analytics_state")  # fmt: skip
@@ -71,12 +72,16 @@ def count_deltas(purchase: Purchase, sign: int, items: dict[tuple[str, str], int
 
 
 def _watermarks(db: Central) -> dict[str, str]:
-    return {
-        "sales": str(db.scalar("SELECT max(applied_at) FROM sales", (), 0.0)),
-        "orders": str(db.scalar("SELECT max(imported_at) FROM member_orders", (), 0.0)),
-        "merges": str(db.scalar("SELECT max(id) FROM member_merges", (), 0)),
-        "undone": str(db.scalar("SELECT max(undone_at) FROM member_merges", (), 0.0)),
-    }
+    """How far the sources go now (one round trip)."""
+    row = db.one("SELECT (SELECT max(applied_at) FROM sales), (SELECT max(imported_at) FROM member_orders),"
+                 " (SELECT max(id) FROM member_merges), (SELECT max(undone_at) FROM member_merges)")  # fmt: skip
+    values = row if row is not None else (None, None, None, None)
+    return {name: str(value if value is not None else 0) for name, value in zip(WATERMARKS, values)}
+
+
+def _save_watermarks(db: Central, marks: dict[str, str]) -> None:
+    db.executemany("INSERT INTO analytics_state(name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+                   " SET value = excluded.value", sorted(marks.items()))  # fmt: skip
 
 
 def full_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
@@ -89,8 +94,7 @@ def full_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
         marks = _watermarks(db)
         if db.dialect == "postgresql":
             _full_postgresql(db, config, report)
-            for name, value in marks.items():
-                tables.set_state(db, name, value)
+            _save_watermarks(db, marks)
             report.seconds = round(time.perf_counter() - started, 3)
             return report
         acc: dict[str, list[Any]] = {}
@@ -110,8 +114,7 @@ def full_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
         rows = finish(acc)
         tables.insert_members(db, rows)
         tables.write_counts(db, items, pairs, scopes)
-        for name, value in marks.items():
-            tables.set_state(db, name, value)
+        _save_watermarks(db, marks)
         report.members, report.pairs = len(rows), len(pairs)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -140,15 +143,18 @@ def incremental_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
     started = time.perf_counter()
     report = RefreshReport("incremental")
     with db.transaction():
-        marks = {name: tables.get_state(db, name, "0") for name in ("sales", "orders", "merges", "undone")}
+        saved = dict(db.all("SELECT name, value FROM analytics_state"))
+        marks = {name: str(saved.get(name, "0")) for name in WATERMARKS}
         current = _watermarks(db)
         changed: dict[str, Purchase | None] = {}
         if float(current["sales"]) > float(marks["sales"]) - OVERLAP_S:
-            fresh = {p.purchase_id: p for p in read_sales(db, "s.applied_at > ?", (float(marks["sales"]) - OVERLAP_S,))}
+            since = float(marks["sales"]) - OVERLAP_S
+            fresh = {p.purchase_id: p for p in read_sales(db, "s.applied_at > ?", (since,), stream=False)}
             known = tables.purchases_by_id(db, fresh)
             changed.update({pid: p for pid, p in fresh.items() if pid not in known})
         if float(current["orders"]) > float(marks["orders"]) - OVERLAP_S:
-            changed.update(read_orders(db, config, "o.imported_at > ?", (float(marks["orders"]) - OVERLAP_S,)))
+            since = float(marks["orders"]) - OVERLAP_S
+            changed.update(read_orders(db, config, "o.imported_at > ?", (since,), stream=False))
         merged = _merged_members(db, marks)
         if merged:
             ids = sorted(merged)
@@ -164,8 +170,7 @@ def incremental_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
                     if p.purchase_id not in changed and p.purchase_id.startswith("store:"):
                         changed.update({q.purchase_id: q for q in _reread_sale(db, p)})
         apply_changes(db, changed, report)
-        for name, value in current.items():
-            tables.set_state(db, name, value)
+        _save_watermarks(db, current)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 

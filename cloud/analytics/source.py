@@ -76,9 +76,10 @@ def order_purchase(row: Sequence[Any], config: AnalyticsConfig) -> Purchase | No
     return Purchase(f"order:{channel}:{order_id}", member or None, str(channel), None, day, int(total), True, skus)
 
 
-def _paged(db: Central, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    """Rows of ``sql`` without holding them all (a server-side cursor on PostgreSQL)."""
-    if db.dialect == "postgresql":
+def _paged(db: Central, sql: str, params: Sequence[Any], stream: bool = True) -> Iterator[Sequence[Any]]:
+    """Rows of ``sql`` without holding them all (a server-side cursor on PostgreSQL when ``stream``: a
+    few rows, as an incremental refresh reads, are cheaper in one plain round trip)."""
+    if db.dialect == "postgresql" and stream:
         with db.conn.transaction(), db.conn.cursor(name="tenpo_analytics") as cur:
             cur.itersize = PAGE
             cur.execute(db.sql(sql), tuple(params))
@@ -89,17 +90,17 @@ def _paged(db: Central, sql: str, params: Sequence[Any]) -> Iterator[Sequence[An
         yield from rows
 
 
-def read_sales(db: Central, where: str = "1 = 1", params: Sequence[Any] = ()) -> Iterator[Purchase]:
-    for row in _paged(db, sales_sql(db, where), params):
+def read_sales(db: Central, where: str = "1 = 1", params: Sequence[Any] = (), stream: bool = True) -> Iterator[Purchase]:
+    for row in _paged(db, sales_sql(db, where), params, stream):
         p = sale_purchase(row)
         if p is not None:
             yield p
 
 
-def read_orders(db: Central, config: AnalyticsConfig, where: str = "1 = 1",
-                params: Sequence[Any] = ()) -> Iterator[tuple[str, Purchase | None]]:
+def read_orders(db: Central, config: AnalyticsConfig, where: str = "1 = 1", params: Sequence[Any] = (),
+                stream: bool = True) -> Iterator[tuple[str, Purchase | None]]:
     """(purchase id, purchase or None when the order does not count) per order."""
-    for row in _paged(db, orders_sql(db, where), params):
+    for row in _paged(db, orders_sql(db, where), params, stream):
         yield f"order:{row[1]}:{row[0]}", order_purchase(row, config)
 
 
