@@ -11,6 +11,7 @@ import msgspec
 
 from tenpo.cloud import beacons
 from tenpo.cloud.db import Central
+from tenpo.cloud.loyalty.snapshot import loyalty_rows
 from tenpo.shared.gc_pause import gc_paused
 from tenpo.shared.protocol import SNAPSHOT_ENTITIES, Change, ChangePage, SnapshotChunk, SnapshotRequest
 
@@ -126,6 +127,8 @@ def _entity_rows(
                  home_store, version) in found
         ]  # fmt: skip
         return rows, found[-1][0]
+    if entity == "loyalty":  # issue 17: each member's rank and lots as last sent (cloud/loyalty)
+        return loyalty_rows(db, store_id, after, limit)
     if entity == "beacon_ids":  # issue 14: identifiers for the coming windows, never the secrets
         return beacons.snapshot_rows(db, after, limit, time.time())
     if entity == "member_rules":  # the counter's registration rules, if HQ set any: one row

@@ -280,6 +280,7 @@ def _register_area_handlers() -> None:
 
 _register_area_handlers()
 CHANGE_HANDLERS.update(loyalty.CHANGE_HANDLERS)  # issue 17 (H7): member.loyalty (rank, multiplier, lots)
+SNAPSHOT_HANDLERS.update(loyalty.SNAPSHOT_HANDLERS)  # issue 17 (H7): the loyalty entity of a bootstrap
 
 
 # ---------------------------------------------------------------------------- bootstrap

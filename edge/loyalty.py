@@ -59,6 +59,7 @@ def _store(conn: sqlite3.Connection, store_id: str, rows: list[MemberLoyalty], v
 
 
 CHANGE_HANDLERS: dict[str, Handler] = {"member.loyalty": _store}
+SNAPSHOT_HANDLERS: dict[str, Handler] = {"loyalty": _store}
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,6 +311,7 @@ CHANGE_KINDS: dict[str, type[ChangeData]] = {c.KIND: c for c in CHANGE_DATA}
 SNAPSHOT_ROWS: dict[str, type[ChangeData]] = {
     "products": ProductUpsert, "members": MemberUpsert, "stock": StockLevel, "asns": AsnUpsert,
     "member_rules": MemberRules,
+    "loyalty": MemberLoyalty,  # issue 17 (H7)
     "beacon_ids": MemberBeaconIds,  # issue 14 (H5)
 }  # fmt: skip
 

@@ -198,7 +198,10 @@ class SnapshotChunk(msgspec.Struct, frozen=True):
     total: int = 0  # rows in the whole snapshot (estimate at its start)
 
 
-SNAPSHOT_ENTITIES: tuple[str, ...] = ("products", "members", "stock", "asns", "member_rules", "beacon_ids")
+SNAPSHOT_ENTITIES: tuple[str, ...] = (
+    "products", "members", "stock", "asns", "member_rules", "beacon_ids",
+    "loyalty",  # issue 17 (H7): member.loyalty rows, so a new store earns at each member's rank at once
+)  # fmt: skip
 
 _encoder = msgspec.json.Encoder()
 

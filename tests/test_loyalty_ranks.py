@@ -227,3 +227,27 @@ def test_an_offline_redemption_on_the_last_day_is_honoured_whichever_reaches_hq_
     assert central.scalar("SELECT count(*) FROM conflicts WHERE subject = 'S001-A'") == 0
     assert loyalty.run_expiry(central, job_day).expired == 0
     assert balance(central, "S001-A") == 0
+
+
+def test_a_new_store_bootstraps_each_members_rank_and_lots(central: Central, tmp_path: Path) -> None:
+    from tenpo.cloud.feed import snapshot_chunk
+    from tenpo.edge import db as edge_db
+    from tenpo.edge.loyalty import standing
+    from tenpo.shared.protocol import SnapshotRequest
+
+    store = Store(central)
+    store.member("S001-A")
+    store.sale("R1", "S001-A", 40000, date(2026, 11, 1), earned=400)
+    loyalty.run_ranks(central, AS_OF)
+    replica = edge_db.connect(tmp_path / "new.db")
+    request = SnapshotRequest(snapshot_id="0.0.test", entity="loyalty", stream="new-stream")
+    chunk = snapshot_chunk(central, "S001", request)
+    rows = [r for r in chunk.rows if r["member_id"] == "S001-A"]
+    assert [(r["rank"], r["multiplier_pct"]) for r in rows] == [expected_rank(40000)]
+    with edge_db.transaction(replica) as conn:
+        from tenpo.edge.feed import SNAPSHOT_HANDLERS
+
+        SNAPSHOT_HANDLERS["loyalty"](conn, "S001", chunk.rows, None)
+    held = standing(replica.conn, "S001-A", 400, now=_t(AS_OF))
+    assert (held.rank, held.multiplier_pct) == expected_rank(40000)
+    assert held.lots == ((date(2027, 11, 30), 400),)

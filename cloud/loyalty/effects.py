@@ -58,12 +58,18 @@ def after_points(db: Central, member_id: str, now: float) -> list[ChangeTuple]:
     unchecked = db.all(
         "SELECT store_id, stream, store_seq, ref, delta, multiplier_pct, base FROM loyalty_points_meta"
         " WHERE member_id = ? AND checked = 0", (member_id,))  # fmt: skip
-    expiry_ran = db.one("SELECT 1 FROM loyalty_runs WHERE job = 'expire' LIMIT 1") is not None
-    if not unchecked and not expiry_ran:
+    golden = _golden(db, member_id)
+    # Only a member some expiry already touched can need a correction now; the others' lots are the nightly
+    # job's business (it runs as of a later day, with every entry that arrived meanwhile).
+    expired_before = db.one("SELECT 1 FROM points_ledger WHERE member_id = ? AND kind = 'expiry' LIMIT 1",
+                            (golden,)) is not None  # fmt: skip
+    if not unchecked and not expired_before:
         return []
     db.execute("SAVEPOINT loyalty_hook")
     try:
-        changes = _check_accruals(db, member_id, unchecked, now) + correct_member(db, _golden(db, member_id), now)
+        changes = _check_accruals(db, member_id, unchecked, now)
+        if expired_before:
+            changes += correct_member(db, golden, now)
     except Exception:  # loyalty is an improvement on the ledger, never a reason to lose a store's entries
         db.execute("ROLLBACK TO SAVEPOINT loyalty_hook")
         db.execute("RELEASE SAVEPOINT loyalty_hook")
