@@ -319,6 +319,14 @@ def _skew_text(recorded: dict[str, Any] | None) -> str:
     return f"HQ's clock is {abs(recorded['skew_s']):.3f} s {ahead} ours (measured {_ago(recorded['at'])})"
 
 
+def _cert_text(cert: dict[str, Any] | None) -> str:
+    if cert is None:
+        return "none (plain MQTT)"
+    if cert["not_after"] is None:
+        return f"{cert['path']}: cannot be read"
+    return f"expires {time.strftime('%Y-%m-%d', time.gmtime(cert['not_after']))} ({cert['days_left']:.0f} days)"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.check:
@@ -355,5 +363,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         for key, value in status.items():
             text = _integrity_text(value) if key == "integrity" else _skew_text(value) if key == "clock_skew" else value
+            if key == "certificate":  # issue 14
+                text = _cert_text(value)
             print(f"{key:<22} {text}")
     return 0

@@ -20,6 +20,7 @@ from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.data import HqData
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, tenpo_command, wait_until
 from tenpo.shared import pki
+from tests.support.operators import TEST_ADMIN
 
 ACL = Path(__file__).resolve().parents[1] / "firmware-config" / "broker" / "acl"
 
@@ -69,6 +70,8 @@ def test_edge_status_warns_before_the_store_certificate_expires(tmp_path: Path, 
 
     text = edge_status(config_path)
     assert text.returncode == 0 and "store certificate expires in" in text.stdout
+    line = next(row for row in text.stdout.splitlines() if row.startswith("certificate "))
+    assert "expires " in line and "days)" in line, line
     quiet = json.loads(edge_status(config_path, "--json", "--cert-warn-days", "5").stdout)
     assert not [a for a in quiet["alerts"] if "certificate" in a], "outside the configured window: no warning"
 
@@ -112,7 +115,7 @@ async def test_hq_monitor_warns_about_a_store_certificate_from_the_birth(
     finally:
         broker.stop()
 
-    app = HqApp(HqData(sqlite_url, MonitorConfig(interval_s=3600)))
+    app = HqApp(HqData(sqlite_url, MonitorConfig(interval_s=3600)), operator=TEST_ADMIN)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.stores_screen is not None and app.stores_screen.refreshes > 0, what="a refresh")
         assert summary(app).startswith("certificate expiring: S001 in 9d"), summary(app)
