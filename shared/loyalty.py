@@ -18,7 +18,7 @@ import functools
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta, timezone
 from typing import Any, NamedTuple
 
 JST = timezone(timedelta(hours=9), "JST")

@@ -3,6 +3,7 @@ plain day-by-day model over random ledgers, and the rank and configuration rules
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -229,8 +230,6 @@ def test_ranks_by_spend_with_the_default_names() -> None:
 
 
 def test_a_chain_configures_its_own_ranks_in_toml() -> None:
-    import tomllib
-
     text = """
 [loyalty]
 expiry_months = 6

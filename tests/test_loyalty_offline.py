@@ -21,11 +21,11 @@ from tenpo.edge.checkout.model import Payment, Scan
 from tenpo.edge.checkout.store import SaleOrder, commit_sale, member_info
 from tenpo.edge.clerk.members import ProfileScreen
 from tenpo.edge.config import load_config
-from tenpo.edge.loyalty import standing
+from tenpo.edge.loyalty import CHANGE_HANDLERS, standing
 from tenpo.edge.outbox import read_counter
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until
 from tenpo.shared.loyalty import jst_date
-from tests.test_clerk_support import MANAGER, PIN, make_app, settle, sign_in
+from tests.test_clerk_support import MANAGER, PIN, make_app, make_store, settle, sign_in
 
 RANKS = """
 [loyalty]
@@ -129,13 +129,9 @@ def test_campaign_points_redeemed_offline_on_their_last_day_never_go_below_zero(
 
 
 async def test_the_clerk_sees_rank_and_expiring_points_offline(tmp_path: Path) -> None:
-    from tests.test_clerk_support import make_store
-
     config = make_store(tmp_path / "S001")  # no broker at all: the replica is all there is
     db = edge_db.connect(config.database)
     with edge_db.transaction(db) as conn:
-        from tenpo.edge.loyalty import CHANGE_HANDLERS
-
         CHANGE_HANDLERS["member.loyalty"](conn, "S001", [{
             "member_id": "M-0001", "rank": "ゴールド", "multiplier_pct": 200, "spend": 120000, "as_of": "2025-12-31",
             "lots": [{"expires_on": "2026-01-31", "points": 120}, {"expires_on": "2026-12-31", "points": 1080}]}], 7)

@@ -15,10 +15,14 @@ from tenpo.cli import main
 from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
+from tenpo.cloud.feed import snapshot_chunk
 from tenpo.cloud.loyalty import store as loyalty
+from tenpo.edge import db as edge_db
+from tenpo.edge.feed import SNAPSHOT_HANDLERS
+from tenpo.edge.loyalty import standing
 from tenpo.shared import crypto
 from tenpo.shared.loyalty import JST
-from tenpo.shared.protocol import Event, EventBatch
+from tenpo.shared.protocol import Event, EventBatch, SnapshotRequest
 
 RANKS_TOML = """
 [loyalty]
@@ -230,11 +234,6 @@ def test_an_offline_redemption_on_the_last_day_is_honoured_whichever_reaches_hq_
 
 
 def test_a_new_store_bootstraps_each_members_rank_and_lots(central: Central, tmp_path: Path) -> None:
-    from tenpo.cloud.feed import snapshot_chunk
-    from tenpo.edge import db as edge_db
-    from tenpo.edge.loyalty import standing
-    from tenpo.shared.protocol import SnapshotRequest
-
     store = Store(central)
     store.member("S001-A")
     store.sale("R1", "S001-A", 40000, date(2026, 11, 1), earned=400)
@@ -245,8 +244,6 @@ def test_a_new_store_bootstraps_each_members_rank_and_lots(central: Central, tmp
     rows = [r for r in chunk.rows if r["member_id"] == "S001-A"]
     assert [(r["rank"], r["multiplier_pct"]) for r in rows] == [expected_rank(40000)]
     with edge_db.transaction(replica) as conn:
-        from tenpo.edge.feed import SNAPSHOT_HANDLERS
-
         SNAPSHOT_HANDLERS["loyalty"](conn, "S001", chunk.rows, None)
     held = standing(replica.conn, "S001-A", 400, now=_t(AS_OF))
     assert (held.rank, held.multiplier_pct) == expected_rank(40000)
