@@ -65,7 +65,7 @@ def run(demo) -> None:
 
     demo.step("The clerk accepts: the received stock goes into the ledger and the outbox together")
     before = {r.sku: r.on_hand for r in replica.stock_levels(db, "S001") if r.as_of is None}
-    accepted = store.accept(db, "S001", record.inspection_id, by="demo clerk")
+    accepted = store.accept(db, "S001", record.inspection_id, by="1001")  # a clerk id, as `edge inspect accept --clerk` records
     paths = write_reports(accepted, dock_settings(load_config(str(config_path))).reports)
     for line in accepted.receipt:
         demo.say(f"    {line.sku:<10} {before.get(line.sku, 0):>3} -> {before.get(line.sku, 0) + line.qty:>3}  (+{line.qty})")
