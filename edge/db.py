@@ -304,7 +304,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (9, "members' personal data encrypted at rest, blind indexes, search tokens", membership_sealing.migrate),
     (10, "the personal-data audit log hash-chained and append-only (issue 14)", audit_chain.migrate),
     (11, "member rank, multiplier and points lots from HQ, offline too (issue 17)", loyalty_schema.migrate),  # H7
-    (11, "member rank, multiplier and points lots from HQ, for offline earning and expiry (issue 17)", loyalty_schema.migrate),  # H7
     (12, "reservations held here: available = on hand - reserved (issue 18)", reservations_schema.migrate),  # H8
     (13, "recommendations per member from HQ, for the clerk's profile offline (issue 17)", recommendations_schema.migrate),  # H6
     (14, "beacon rotating ids from HQ instead of members' secrets (issue 14)", beacon_ids.migrate),  # H5
