@@ -233,7 +233,9 @@ def cmd_stock(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         where = "here" if r.as_of is None else f"as of {_ago(r.as_of)}"
-        print(f"{r.store_id:<8} {r.sku:<14} {r.on_hand:>6}  {r.name}  ({where})")
+        reserved = held.get(r.sku, 0) if r.as_of is None else 0
+        hold = f"  reserved {reserved}, available {r.on_hand - reserved}" if reserved else ""
+        print(f"{r.store_id:<8} {r.sku:<14} {r.on_hand:>6}  {r.name}  ({where}){hold}")
     return 0
 
 
