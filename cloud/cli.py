@@ -21,6 +21,9 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.history import register_cloud as history_commands
 from tenpo.cloud.loyalty.cli import register_cloud as loyalty_commands  # issue 17 (H7)
 from tenpo.cloud.members.cli import register_cloud as member_commands
+from tenpo.cloud.operators.cli import guard_commands
+from tenpo.cloud.operators.cli import register_cloud as operator_commands
+from tenpo.cloud.operators.dead_letters import register_cloud as dead_letter_commands
 from tenpo.cloud.sales.cli import register_cloud as sales_commands
 from tenpo.cloud.scheduler import EVENTS_DAYS, HqRetention, start_hq_scheduler
 from tenpo.cloud.status import format_age, format_skew, status_report
@@ -79,6 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analytics_commands(commands)  # issue 17 (H6): `cloud analytics rfm|basket|cohorts|ltv|recommend|export|refresh`
     audit_commands(commands)  # issue 14 (H4): `cloud audit verify|list`
     authority_commands(commands)  # issue 14 (H1): `cloud authority list|show|set` (docs/authority.md)
+    operator_commands(commands)  # issue 14 (H4): `cloud operator ...`, `cloud dead-letters ...`
+    dead_letter_commands(commands)
+    guard_commands(commands)  # last: --operator on every command that changes things (cloud/operators/cli.py)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

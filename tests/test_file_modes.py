@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tenpo.sandbox import tenpo_command
 from tests.support.broker import Mosquitto
+from tests.support.operators import make_operator, stdin_for
 
 LAX = 0o022  # what a shell usually has: files 0644, folders 0755
 
@@ -70,5 +71,7 @@ def test_central_db_and_an_export_are_private(tmp_path: Path, broker: Mosquitto)
             process.terminate()
             process.wait(timeout=30)
     export = tmp_path / "members.jsonl"
-    tenpo("cloud", "members", "export", "--db", f"sqlite:///{central}", "--output", str(export))
+    secret = make_operator(f"sqlite:///{central}")  # exports are an admin's (issue 14): password, then TOTP code
+    tenpo("cloud", "members", "export", "--db", f"sqlite:///{central}", "--output", str(export), "--operator", "root",
+          stdin=stdin_for(secret))  # fmt: skip
     assert oct(mode(export)) == "0o600"

@@ -21,6 +21,7 @@ from tenpo.cloud.hq.sim import FIXED_NOW
 from tenpo.sandbox import Mosquitto, provision_store, store_process
 from tenpo.shared import crypto
 from tenpo.shared.mqtt import parse_broker_url
+from tests.support.operators import TEST_ADMIN
 
 
 async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
@@ -51,7 +52,7 @@ def seeded(tmp_path: Path, count: int, **config: Any) -> tuple[str, HqApp]:
     sim.seed_stores(db, count)
     db.close()
     monitor = MonitorConfig(**config) if config else MonitorConfig()
-    return url, HqApp(HqData(url, monitor, clock=lambda: FIXED_NOW))
+    return url, HqApp(HqData(url, monitor, clock=lambda: FIXED_NOW), operator=TEST_ADMIN)
 
 
 async def test_a_store_killed_with_sigkill_turns_red_from_its_will_without_a_database_refresh(
@@ -61,7 +62,8 @@ async def test_a_store_killed_with_sigkill_turns_red_from_its_will_without_a_dat
     url = f"sqlite:///{tmp_path / 'central.db'}"
     config_path = provision_store(tmp_path / "S001", "S001", broker.url, url)
     agent = store_process(config_path).start()
-    app = HqApp(HqData(url, MonitorConfig(interval_s=3600)), parse_broker_url(broker.url))  # one refresh only
+    app = HqApp(HqData(url, MonitorConfig(interval_s=3600)), parse_broker_url(broker.url),
+                operator=TEST_ADMIN)  # one refresh only
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.stores_screen.refreshes > 0, what="the first refresh")

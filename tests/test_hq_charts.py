@@ -17,6 +17,7 @@ from tenpo.cloud.hq.data import HqData
 from tenpo.cloud.hq.trends import OTHERS, per_minute_series
 from tenpo.shared import crypto
 from tenpo.shared.protocol import Event, EventBatch
+from tests.support.operators import TEST_ADMIN
 from tests.test_hq_app import until
 
 APPLIED = {"S001": 30, "S002": 12}
@@ -43,7 +44,7 @@ async def test_the_charts_show_applied_events_per_store_and_the_incident_trend(t
 
     config = MonitorConfig(interval_s=3600)
     # One bucket later: the events just applied lie in whole buckets, the ones a chart draws.
-    app = HqApp(HqData(url, config, clock=lambda: time.time() + config.bucket_s))
+    app = HqApp(HqData(url, config, clock=lambda: time.time() + config.bucket_s), operator=TEST_ADMIN)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.stores_screen.refreshes > 0, what="the first refresh")
         await pilot.press("g")

@@ -9,6 +9,7 @@ from tenpo.cloud.hq.app import HqApp, StoresScreen
 from tenpo.cloud.hq.data import HqData
 from tenpo.cloud.hq.model import COLUMNS
 from tenpo.cloud.hq.screens import DeadLettersScreen
+from tests.support.operators import TEST_ADMIN
 from tests.test_hq_app import seeded, until
 
 
@@ -36,7 +37,7 @@ async def test_the_palette_lists_every_key_and_sort_and_runs_them(tmp_path: Path
 async def test_the_screenshot_key_saves_an_svg_only_its_owner_can_read(tmp_path: Path) -> None:
     url, first = seeded(tmp_path, 3)
     first.data.close()
-    app = HqApp(HqData(url, first.config, clock=first.clock), screenshot_dir=tmp_path / "shots")
+    app = HqApp(HqData(url, first.config, clock=first.clock), screenshot_dir=tmp_path / "shots", operator=TEST_ADMIN)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.stores_screen.refreshes > 0, what="the first refresh")
         await pilot.press("s")

@@ -23,6 +23,7 @@ from tenpo.edge import replica
 from tenpo.edge.config import load_config
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, tenpo_command, wait_until
 from tenpo.shared.mqtt import parse_broker_url
+from tests.support.operators import TEST_ADMIN
 from tests.test_hq_app import row, until
 
 
@@ -67,7 +68,7 @@ async def test_after_a_kill_the_reopened_monitor_agrees_with_cloud_status(tmp_pa
     assert expected["backlog"] == 0 and not expected["online"]
 
     now = report["as_of"]  # the monitor's clock pinned to the report's, so ages compare exactly
-    app = HqApp(HqData(url, MonitorConfig(interval_s=3600), clock=lambda: now), parse_broker_url(broker.url))
+    app = HqApp(HqData(url, MonitorConfig(interval_s=3600), clock=lambda: now), parse_broker_url(broker.url), operator=TEST_ADMIN)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.stores_screen.refreshes > 0, what="the first refresh")
         presence = lambda: app.presence.get("S001")  # noqa: E731

@@ -17,6 +17,7 @@ from tenpo.cloud.hq.app import HqApp
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.data import HqData
 from tenpo.cloud.hq.sim import FIXED_NOW
+from tests.support.operators import TEST_ADMIN
 
 SIZES = [(120, 40), (80, 24)]
 
@@ -44,7 +45,7 @@ def make_app(tmp_path: Path) -> HqApp:
     sim.add_points_conflict(db, "S001-0007", ("S001", "S002"), FIXED_NOW - 30)
     db.close()
     # An interval far longer than a test: the first refresh is the only one, nothing moves under the camera.
-    return HqApp(HqData(url, MonitorConfig(interval_s=3600), clock=lambda: FIXED_NOW))
+    return HqApp(HqData(url, MonitorConfig(interval_s=3600), clock=lambda: FIXED_NOW), operator=TEST_ADMIN)
 
 
 async def settle(pilot: Any, *keys: str) -> None:

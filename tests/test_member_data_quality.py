@@ -28,6 +28,7 @@ from tenpo.shared.cleansing import (
 )
 from tests.identity_data import pairwise_scores
 from tests.messy_members import write_messy_file
+from tests.support.operators import sign_in_as
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "members.md"
 
@@ -101,7 +102,7 @@ def test_an_unverified_phone_still_links_on_its_digits() -> None:
 
 
 def test_a_messy_file_loses_nobody_and_resolves_against_its_truth(tmp_path: Path, sqlite_url: str,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                                  capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     path = tmp_path / "members.csv"
     truth = write_messy_file(path, seed=16, min_records=3000)
     kinds = Counter(d.kind for row in truth for d in row.damage)
@@ -115,7 +116,7 @@ def test_a_messy_file_loses_nobody_and_resolves_against_its_truth(tmp_path: Path
     report = json.loads(capsys.readouterr().out)
     assert report["counts"]["rejected"] == 0 and len(report["rows"]) == len(truth)
 
-    assert main(["cloud", "members", "export", "--db", sqlite_url]) == 0
+    assert main(["cloud", "members", "export", "--db", sqlite_url, *sign_in_as(monkeypatch, sqlite_url)]) == 0
     exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     member_of = {tuple(s.split(":", 1)): m["member_id"] for m in exported
                  for s in (f"{x['source']}:{x['source_id']}" for x in m["sources"])}  # fmt: skip

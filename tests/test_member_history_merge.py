@@ -19,6 +19,7 @@ from tenpo.cloud.members.imports import import_orders
 from tenpo.cloud.members.resolve import manual_merge, unmerge
 from tenpo.cloud.members.store import Pending, member_tables, publish
 from tenpo.shared.protocol import Event, EventBatch
+from tests.support.operators import sign_in_as
 
 ARRIVED = 1_790_000_000.0  # 2026-09-21, inside the plausible window HQ accepts
 
@@ -91,7 +92,7 @@ def owners(db: Central) -> dict[str, str]:
 
 
 def test_merge_with_the_web_twin_shows_sale_visit_and_order_and_unmerge_moves_them_back(hq: Central, tmp_path: Path,
-                                                                                       capsys) -> None:
+                                                                                       capsys, monkeypatch) -> None:
     store = Store(hq)
     store.send("member.registered", {"member_id": "S001-a1", "name": "山田 太郎", "phone": "+819012345678"})
     store.sale("S001-a1", "R0001", 1100, 11)
@@ -101,7 +102,7 @@ def test_merge_with_the_web_twin_shows_sale_visit_and_order_and_unmerge_moves_th
     web = hq.scalar("SELECT member_id FROM members WHERE member_id <> 'S001-a1'")
     assert web.startswith("G") and balance(hq, web) == 30 and balance(hq, "S001-a1") == 11
 
-    assert main(["cloud", "members", "merge", web, "S001-a1", "--db", url_of(hq)]) == 0
+    assert main(["cloud", "members", "merge", web, "S001-a1", "--db", url_of(hq), *sign_in_as(monkeypatch, url_of(hq))]) == 0
     shown = show(hq, web, capsys)
     assert [o["order_id"] for o in shown["orders"]] == ["W1"]
     (sale,) = shown["sales"]
@@ -120,7 +121,7 @@ def test_merge_with_the_web_twin_shows_sale_visit_and_order_and_unmerge_moves_th
     assert "store sales (1):\n  S001 R0001  2026-09-21T10:15:00+09:00  sale  ¥1,100  +11 pt" in text
     assert "visits (1):\n  S001 渋谷店" in text and "12 min" in text
 
-    assert main(["cloud", "members", "unmerge", "S001-a1", "--db", url_of(hq)]) == 0
+    assert main(["cloud", "members", "unmerge", "S001-a1", "--db", url_of(hq), *sign_in_as(monkeypatch, url_of(hq))]) == 0
     assert set(owners(hq).values()) == {"S001-a1"}
     back = show(hq, "S001-a1", capsys)
     assert [s["receipt_no"] for s in back["sales"]] == ["R0001"] and [v["visit_id"] for v in back["visits"]] == ["v1"]
@@ -181,13 +182,14 @@ def test_tables_found_in_the_schema_move_by_primary_key_and_keyless_ones_are_ski
     assert [tuple(r) for r in hq.all(stamps)] == rows
 
 
-def test_erasure_takes_the_visits_of_every_merged_id_and_keeps_the_sales_amounts(hq: Central, capsys) -> None:
+def test_erasure_takes_the_visits_of_every_merged_id_and_keeps_the_sales_amounts(hq: Central, capsys, monkeypatch) -> None:
     store = Store(hq)
     member_id = "S001-erase1"
     store.send("member.registered", {"member_id": member_id, "name": "消去 希望", "phone": "+819055556666"})
     store.sale(member_id, "S001-00000009", 2000, 20)
     store.visit(member_id, "v-erase", 90.0)
-    assert main(["cloud", "members", "erase", member_id, "--reason", "request at the counter", "--db", url_of(hq)]) == 0
+    assert main(["cloud", "members", "erase", member_id, "--reason", "request at the counter", "--db", url_of(hq),
+                 *sign_in_as(monkeypatch, url_of(hq))]) == 0  # fmt: skip
     for table in ("visits", "coupons"):
         assert hq.scalar(f"SELECT count(*) FROM {table} WHERE member_id = ?", (member_id,)) == 0
     assert hq.scalar("SELECT total FROM sales WHERE receipt_no = 'S001-00000009'") == 2000, "amounts stay for the books"

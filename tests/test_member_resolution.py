@@ -14,6 +14,7 @@ from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
 from tenpo.cloud.members.imports import import_members, import_orders
 from tenpo.shared.protocol import Event, EventBatch
+from tests.support.operators import sign_in_as
 
 STREAM = "stream-1"
 
@@ -110,7 +111,7 @@ def test_a_shared_family_phone_does_not_merge_two_people(hq: Central, tmp_path: 
     assert changes(hq, "member.merge") == []
 
 
-def test_unmerge_restores_both_members_and_their_points_and_is_respected(hq: Central, tmp_path: Path) -> None:
+def test_unmerge_restores_both_members_and_their_points_and_is_respected(hq: Central, tmp_path: Path, monkeypatch) -> None:
     path = write_jsonl(tmp_path / "o.jsonl", order("W4", "鈴木一郎", "090-5555-6666"))
     import_orders(hq, path)
     golden = hq.scalar("SELECT member_id FROM members")
@@ -119,8 +120,8 @@ def test_unmerge_restores_both_members_and_their_points_and_is_respected(hq: Cen
     store.points("S001-d4", 7)
     assert balance(hq, golden) == 37
 
-    assert main(["cloud", "members", "unmerge", "S001-d4", "--db", hq.url.target if hq.dialect == "postgresql"
-                 else f"sqlite:///{hq.url.target}"]) == 0  # fmt: skip
+    url = hq.url.target if hq.dialect == "postgresql" else f"sqlite:///{hq.url.target}"
+    assert main(["cloud", "members", "unmerge", "S001-d4", "--db", url, *sign_in_as(monkeypatch, url)]) == 0
     assert balance(hq, golden) == 30 and balance(hq, "S001-d4") == 7
     assert hq.scalar("SELECT name FROM members WHERE member_id = 'S001-d4'") == "鈴木一郎"
     (unmerge,) = changes(hq, "member.unmerge")
@@ -139,12 +140,12 @@ def test_points_sent_under_a_merged_away_id_go_to_the_golden_member(hq: Central,
     assert changes(hq, "points.balance")[-1] == {"member_id": golden, "balance": 42, "through": {"S001": store.seq}}
 
 
-def test_manual_merge_is_explained_and_show_lists_everything(hq: Central, tmp_path: Path, capsys) -> None:
+def test_manual_merge_is_explained_and_show_lists_everything(hq: Central, tmp_path: Path, capsys, monkeypatch) -> None:
     import_members(hq, _csv(tmp_path, "legacy,1,伊藤 誠,イトウマコト,,,,,,\nlegacy,2,いとう まこと,,,,,,,"))
     a, b = [r[0] for r in hq.all("SELECT member_id FROM member_sources ORDER BY source_id")]
     assert a != b, "a reading alone is not enough to merge"
     url = hq.url.target if hq.dialect == "postgresql" else f"sqlite:///{hq.url.target}"
-    assert main(["cloud", "members", "merge", a, b, "--db", url]) == 0
+    assert main(["cloud", "members", "merge", a, b, "--db", url, *sign_in_as(monkeypatch, url)]) == 0
     capsys.readouterr()
     assert main(["cloud", "members", "show", b, "--json", "--db", url]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -155,13 +156,15 @@ def test_manual_merge_is_explained_and_show_lists_everything(hq: Central, tmp_pa
     assert hq.scalar("SELECT count(*) FROM audit_log WHERE action = 'member.view'") == 1
 
 
-def test_erase_removes_personal_data_keeps_ledger_amounts_and_blocks_reimport(hq: Central, tmp_path: Path) -> None:
+def test_erase_removes_personal_data_keeps_ledger_amounts_and_blocks_reimport(hq: Central, tmp_path: Path,
+                                                                              monkeypatch) -> None:
     path = write_jsonl(tmp_path / "o.jsonl", order("W6", "中村愛", "090-7777-8888", email="ai@example.jp"))
     import_orders(hq, path)
     golden = hq.scalar("SELECT member_id FROM members")
     Store(hq).register("S001-f6", name="中村愛", phone="09077778888")
     url = hq.url.target if hq.dialect == "postgresql" else f"sqlite:///{hq.url.target}"
-    assert main(["cloud", "members", "erase", golden, "--reason", "customer request by phone", "--db", url]) == 0
+    assert main(["cloud", "members", "erase", golden, "--reason", "customer request by phone", "--db", url,
+                 *sign_in_as(monkeypatch, url)]) == 0  # fmt: skip
 
     row = hq.one("SELECT name, phone, email, erased FROM members WHERE member_id = ?", (golden,))
     assert tuple(row) == (None, None, None, 1)
@@ -187,17 +190,17 @@ def _csv(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def test_export_jsonl_and_csv(hq: Central, tmp_path: Path, capsys) -> None:
+def test_export_jsonl_and_csv(hq: Central, tmp_path: Path, capsys, monkeypatch) -> None:
     import_members(hq, _csv(tmp_path, "legacy,1,木村拓也,,taku@example.jp,,,,,\nlegacy,2,木村拓也,,taku@example.jp,,,,,"))
     Store(hq).register("S001-g7", name="小林優", phone="09011112222")
     url = hq.url.target if hq.dialect == "postgresql" else f"sqlite:///{hq.url.target}"
-    assert main(["cloud", "members", "export", "--format", "jsonl", "--db", url]) == 0
+    assert main(["cloud", "members", "export", "--format", "jsonl", "--db", url, *sign_in_as(monkeypatch, url)]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     by_name = {r["name"]: r for r in records}
     assert by_name["木村拓也"]["sources"] == [{"source": "legacy", "source_id": "1"}, {"source": "legacy", "source_id": "2"}]
     assert by_name["小林優"]["sources"] == [{"source": "store", "source_id": "S001-g7"}]
     assert all({"member_id", "sources"} <= set(r) for r in records)
-    assert main(["cloud", "members", "export", "--format", "csv", "--db", url]) == 0
+    assert main(["cloud", "members", "export", "--format", "csv", "--db", url, *sign_in_as(monkeypatch, url)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split(",")[0] == "member_id" and lines[0].endswith("sources")
     assert any(line.endswith("legacy:1;legacy:2") for line in lines[1:])

@@ -18,6 +18,7 @@ from tenpo.cloud.hq.data import HqData
 from tenpo.cloud.hq.review_screen import NoteDialog, ReviewScreen
 from tenpo.cloud.members.imports import import_members
 from tenpo.cloud.members.review import mask, pending_items
+from tests.support.operators import TEST_ADMIN, sign_in_as
 from tests.test_hq_app import until
 
 HEADER = "source,source_id,name,kana,email,phone,postal_code,address,birth_date,card_no\n"
@@ -68,13 +69,13 @@ def test_possible_matches_are_listed_masked_with_the_comparisons(imported: tuple
     assert text_run == 0 and "name exact +9" in capsys.readouterr().out
 
 
-def test_accept_merges_through_the_feed_and_is_audited(imported: tuple[str, Path],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_accept_merges_through_the_feed_and_is_audited(imported: tuple[str, Path], capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     url, _ = imported
     item = next(i for i in _review(url, capsys) if i["left"]["record"] == "legacy:L1")  # type: ignore[union-attr]
     capsys.readouterr()
     assert main(["cloud", "members", "review", "accept", str(item["id"]), "--db", url, "--note", "same phone on file",
-                 "--by", "yamada", "--json"]) == 0  # fmt: skip
+                 "--json", *sign_in_as(monkeypatch, url, "yamada")]) == 0  # fmt: skip
     done = json.loads(capsys.readouterr().out)
     assert done["status"] == "accepted" and done["merge_id"] is not None
     db = Central(url, create=False)
@@ -83,20 +84,22 @@ def test_accept_merges_through_the_feed_and_is_audited(imported: tuple[str, Path
     merge = db.one("SELECT data FROM changes WHERE kind = 'member.merge' ORDER BY seq DESC LIMIT 1")
     assert merge is not None and json.loads(merge[0])["winner"] == owners[0][0]
     audit = db.one("SELECT actor, detail FROM audit_log WHERE action = 'member.review.accept'")
-    assert audit is not None and audit[0] == "yamada" and json.loads(audit[1])["note"] == "same phone on file"
+    assert audit is not None and audit[0] == "op:yamada" and json.loads(audit[1])["note"] == "same phone on file"
     assert [i["id"] for i in _review(url, capsys)] != [item["id"]]  # type: ignore[union-attr]
     assert item["id"] not in [i["id"] for i in _review(url, capsys)]  # type: ignore[union-attr]
-    assert main(["cloud", "members", "review", "reject", str(item["id"]), "--db", url]) == 1
-    assert "already accepted by yamada" in capsys.readouterr().err
+    assert main(["cloud", "members", "review", "reject", str(item["id"]), "--db", url, *sign_in_as(monkeypatch, url)]) == 1
+    assert "already accepted by op:yamada" in capsys.readouterr().err
 
 
-def test_decisions_survive_a_reimport(imported: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_decisions_survive_a_reimport(imported: tuple[str, Path], capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     url, path = imported
     items = _review(url, capsys)
     by_left = {i["left"]["record"]: i["id"] for i in items}  # type: ignore[union-attr]
-    assert main(["cloud", "members", "review", "accept", str(by_left["legacy:L1"]), "--db", url]) == 0
+    assert main(["cloud", "members", "review", "accept", str(by_left["legacy:L1"]), "--db", url,
+                 *sign_in_as(monkeypatch, url)]) == 0  # fmt: skip
     assert main(["cloud", "members", "review", "reject", str(by_left["legacy:L2"]), "--db", url,
-                 "--note", "father and son"]) == 0  # fmt: skip
+                 "--note", "father and son", *sign_in_as(monkeypatch, url)]) == 0  # fmt: skip
     # The file comes again with every row edited (new fingerprints: each record is resolved afresh),
     # and W2 now also shares L2's birth date: name +9, birth +10 = 19, a match -- but a person said no.
     edited = (ROWS.replace("1980-01-02,", "1980-01-02,00000001").replace("ken@example.jp,,,,,", "ken@example.jp,,,,1980-01-02,")
@@ -125,7 +128,7 @@ def test_mask_keeps_enough_to_recognise() -> None:
 @pytest.mark.parametrize("size", [(80, 24), (60, 20)])
 async def test_the_hq_review_screen_lists_and_decides(tmp_path: Path, sqlite_url: str, size: tuple[int, int]) -> None:
     url, _ = _import(tmp_path, sqlite_url)  # the queue itself is tested on both databases above
-    app = HqApp(HqData(url, MonitorConfig()))
+    app = HqApp(HqData(url, MonitorConfig()), operator=TEST_ADMIN)
     async with app.run_test(size=size) as pilot:
         await pilot.press("m")
         screen = app.screen
@@ -151,7 +154,8 @@ async def test_the_hq_review_screen_lists_and_decides(tmp_path: Path, sqlite_url
 
 
 def test_one_question_per_pair_of_members_and_a_reject_answers_them_all(tmp_path: Path, sqlite_url: str,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                                                         capsys: pytest.CaptureFixture[str],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     path = tmp_path / "members.csv"
     path.write_text(HEADER + "legacy,L5,中村 誠,ナカムラマコト,,090-5555-6666,,,,\n"
                     "app,A5,中村 誠,ナカムラマコト,,090-5555-6666,,,,\n"  # the same person: joined (phone and name)
@@ -161,6 +165,7 @@ def test_one_question_per_pair_of_members_and_a_reject_answers_them_all(tmp_path
     assert db.scalar("SELECT count(*) FROM member_reviews") == 2  # W5 with L5, W5 with A5
     items = _review(sqlite_url, capsys)
     assert isinstance(items, list) and len(items) == 1  # one pair of members: one question
-    assert main(["cloud", "members", "review", "reject", str(items[0]["id"]), "--db", sqlite_url]) == 0
+    assert main(["cloud", "members", "review", "reject", str(items[0]["id"]), "--db", sqlite_url,
+                 *sign_in_as(monkeypatch, sqlite_url, "ops", "operator")]) == 0  # fmt: skip
     assert [s for (s,) in db.all("SELECT status FROM member_reviews")] == ["rejected", "rejected"]
     assert _review(sqlite_url, capsys) == []

@@ -30,6 +30,7 @@ from tenpo.edge.outbox import pending, read_counter, stream_id
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until, write_store_config
 from tenpo.shared import crypto
 from tenpo.shared.protocol import EventBatch
+from tests.support.operators import sign_in_as
 
 PRODUCTS_CSV = ("sku,jan,name,price,tax_class\nTEA-500,4901085089583,緑茶 500ml,150,reduced\n"
                 "TSHIRT-M,4560000000012,Tシャツ M 白,1980,standard\nBAG,4560000000029,トートバッグ,2000,standard\n")  # fmt: skip
@@ -189,7 +190,7 @@ def test_accepted_conflict_reopens_only_when_it_gets_worse(two_stores) -> None:
     assert [c.level for c in conflicts.list_open(central)] == [-2]
 
 
-def test_conflicts_command_lists_and_resolves(two_stores, central_url: str, capsys) -> None:
+def test_conflicts_command_lists_and_resolves(two_stores, central_url: str, capsys, monkeypatch) -> None:
     central, stores = two_stores
     for store_id, (config, db) in stores.items():
         commit_sale(db, config, BIG_REDEMPTION)
@@ -199,10 +200,11 @@ def test_conflicts_command_lists_and_resolves(two_stores, central_url: str, caps
     assert listed["kind"] == "points-negative" and len(listed["detail"]["entries"]) == 2
     assert main(["cloud", "conflicts", "--db", central_url]) == 0
     assert f"#{listed['id']}" in capsys.readouterr().out
-    assert main(["cloud", "conflicts", "resolve", str(listed["id"]), "--action", "adjust", "--db", central_url]) == 1
+    ops = sign_in_as(monkeypatch, central_url, "ops", "operator")
+    assert main(["cloud", "conflicts", "resolve", str(listed["id"]), "--action", "adjust", "--db", central_url, *ops]) == 1
     assert "must be one of write-off, accept" in capsys.readouterr().err
     assert main(["cloud", "conflicts", "resolve", str(listed["id"]), "--action", "write-off", "--note", "ok",
-                 "--db", central_url]) == 0  # fmt: skip
+                 "--db", central_url, *ops]) == 0  # fmt: skip
     assert "resolved: write-off; posted points +982" in capsys.readouterr().out
     assert main(["cloud", "conflicts", "--db", central_url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
@@ -211,7 +213,8 @@ def test_conflicts_command_lists_and_resolves(two_stores, central_url: str, caps
 # ---------------------------------------------------------------------------- the whole chain
 
 
-def test_two_stores_offline_at_once_through_real_agents(tmp_path: Path, broker: Mosquitto, sqlite_url: str) -> None:
+def test_two_stores_offline_at_once_through_real_agents(tmp_path: Path, broker: Mosquitto, sqlite_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     central = Central(sqlite_url)
     (tmp_path / "products.csv").write_text(PRODUCTS_CSV, encoding="utf-8")
     import_products(central, tmp_path / "products.csv")
@@ -254,7 +257,8 @@ def test_two_stores_offline_at_once_through_real_agents(tmp_path: Path, broker: 
         wait_until(lambda: all(replica.get_member(d, member_id).points == overspent for d in dbs.values()), 30,
                    what="both stores to see the overspent balance")  # fmt: skip
 
-        assert main(["cloud", "conflicts", "resolve", str(conflict.id), "--action", "write-off", "--db", sqlite_url]) == 0
+        assert main(["cloud", "conflicts", "resolve", str(conflict.id), "--action", "write-off", "--db", sqlite_url,
+                     *sign_in_as(monkeypatch, sqlite_url, "ops", "operator")]) == 0  # fmt: skip
         wait_until(lambda: all(replica.get_member(d, member_id).points == 0 for d in dbs.values()), 30,
                    what="the write-off to reach both stores")  # fmt: skip
         assert conflicts.list_open(central) == []

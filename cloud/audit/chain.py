@@ -26,9 +26,18 @@ ACTING_OPERATOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("te
 GENERIC_ACTORS = frozenset({"operator", "hq-operator", "hq"})
 
 
+_process_operator: list[str] = []  # the HQ monitor's signed-in operator, for its worker threads (one per process)
+
+
+def act_for_process(name: str) -> None:
+    """The HQ monitor after sign-in: every audit row this process writes with a generic actor names ``name``."""
+    _process_operator[:] = [name]
+
+
 def actor_name(actor: str) -> str:
-    acting = ACTING_OPERATOR.get()
-    return f"op:{acting}" if acting and actor in GENERIC_ACTORS else actor
+    acting = ACTING_OPERATOR.get() or (_process_operator[0] if _process_operator else None)
+    generic = actor in GENERIC_ACTORS or actor.startswith("hq:")
+    return f"op:{acting}" if acting and generic else actor
 
 
 def seal(db: Central) -> None:
@@ -94,7 +103,8 @@ def who_looked(db: Central, member_id: str, limit: int = 1000) -> list[dict[str,
     ids = member_ids(db, member_id)
     marks = ", ".join("?" * len(ids))
     rows = db.all(f"SELECT id, actor, action, subject, detail, at, chain_seq FROM audit_log WHERE subject IN ({marks})"
-                  " OR (action = 'member.export' AND subject IS NULL) ORDER BY at DESC, id DESC LIMIT ?", (*ids, limit))  # fmt: skip
+                  " OR (action = 'member.export' AND subject IS NULL) ORDER BY at DESC, id DESC LIMIT ?",
+                  (*ids, limit))  # fmt: skip
     out = []
     for r in rows:
         actor = str(r[1])

@@ -25,6 +25,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Sparkline, Static
 
+from tenpo.cloud.audit.chain import act_for_process
 from tenpo.cloud.authority import refusals_text
 from tenpo.cloud.certs import expiry_text
 from tenpo.cloud.hq import commands
@@ -47,7 +48,9 @@ from tenpo.cloud.hq.presence import Presence, PresenceListener
 from tenpo.cloud.hq.review_screen import ReviewScreen
 from tenpo.cloud.hq.screens import ConflictsScreen, DeadLettersScreen, StoreScreen
 from tenpo.cloud.hq.segments_screen import SegmentsScreen  # issue 17 (H6)
+from tenpo.cloud.hq.signin_screen import SignInScreen
 from tenpo.cloud.hq.widgets import KeyHints, header
+from tenpo.cloud.operators.accounts import Operator
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles
 from tenpo.shared.terminal import safe_text
 
@@ -317,8 +320,13 @@ class HqApp(App[None]):
     def __init__(
         self, data: HqData, broker: BrokerUrl | None = None, tls: TlsFiles | None = None,
         clock: Callable[[], float] | None = None, screenshot_dir: Path | None = None,
+        operator: Operator | None = None,
     ) -> None:  # fmt: skip
+        """``operator``: already signed in (tests); None (`tenpo hq`, `--serve`) opens the sign-in screen first."""
         super().__init__()
+        self.operator = operator  # issue 14: roles decide the actions (cloud/operators/roles.py)
+        if operator is not None:
+            act_for_process(operator.name)
         self.data = data
         self.screenshot_dir = screenshot_dir or Path.cwd()
         self.last_screenshot: Path | None = None
@@ -336,7 +344,20 @@ class HqApp(App[None]):
                        markup=markup)
 
     def get_default_screen(self) -> Screen:
-        return StoresScreen()
+        return StoresScreen() if self.operator is not None else SignInScreen()
+
+    def signed_in(self, operator: Operator) -> None:
+        """After a good sign-in: act as this operator, and only now show HQ."""
+        self.operator = operator
+        act_for_process(operator.name)
+        self.push_screen(StoresScreen())  # over the sign-in screen, which has dropped what was typed
+
+    def permitted(self, action: str) -> bool:
+        """Whether the signed-in operator's role allows ``action``; if not, a notice says why."""
+        why = "not signed in" if self.operator is None else self.operator.refusal(action)
+        if why is not None:
+            self.notify(f"refused: {why}", severity="error")
+        return why is None
 
     def on_mount(self) -> None:
         if self.listener is not None:

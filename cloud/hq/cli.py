@@ -14,6 +14,7 @@ from tenpo.cloud.cli_support import db_flag
 from tenpo.cloud.db import Central
 from tenpo.cloud.hq.config import load_monitor_config
 from tenpo.cloud.hq.data import HqData
+from tenpo.cloud.hq.serve import listen_context, tls_server
 from tenpo.shared.errors import MissingExtra
 from tenpo.shared.mqtt import TlsFiles, parse_broker_url
 
@@ -41,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq.add_argument("--serve", action="store_true", help="serve the monitor to a browser (textual-serve) instead")
     hq.add_argument("--host", default="localhost", help="address to serve on with --serve (default: localhost)")
     hq.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for --serve (default: {DEFAULT_PORT})")
+    hq.add_argument("--https-cert", type=Path, help="with --serve: serve over HTTPS with this certificate (required "
+                    "for any --host but loopback; issue 14)")  # fmt: skip
+    hq.add_argument("--https-key", type=Path, help="its private key")
     hq.add_argument("--public-url", type=http_url, help="with --serve: the address browsers use to reach this server, e.g. "
                     "https://hq.example.jp/monitor behind a proxy (default: http://HOST:PORT; with a wildcard "
                     "--host such as 0.0.0.0, this machine's name)")  # fmt: skip
@@ -99,10 +103,15 @@ def cmd_hq(args: argparse.Namespace) -> int:
             from textual_serve.server import Server  # the 'hq' extra
         except ImportError as exc:
             raise MissingExtra("tenpo hq --serve", "hq", exc) from None
+        context = listen_context(args.host, args.https_cert, args.https_key)  # no plain HTTP beyond loopback
         Central(args.db, create=False).close()  # each browser session opens it: fail here, once
         url = public_url(args.host, args.port, args.public_url)
-        print(f"serving the HQ monitor on {url} (listening on {args.host}:{args.port})", file=sys.stderr)
-        Server(serve_command(args), host=args.host, port=args.port, title="Tenpo HQ", public_url=url).serve()
+        if context is not None and url.startswith("http://"):
+            url = "https://" + url[len("http://"):]
+        print(f"serving the HQ monitor on {url} (listening on {args.host}:{args.port}); each session signs in first",
+              file=sys.stderr)  # fmt: skip
+        server = Server if context is None else tls_server(Server, context)
+        server(serve_command(args), host=args.host, port=args.port, title="Tenpo HQ", public_url=url).serve()
         return 0
     tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
     make_app(args.db, args.broker, args.config, tls, existing_db=True, screenshots=args.screenshots).run()

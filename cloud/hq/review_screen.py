@@ -122,6 +122,8 @@ class ReviewScreen(_Reading):
         self.query_one("#pair", Static).update(pair_text(item) if item else "")
 
     def _ask(self, accept: bool) -> None:
+        if not self.app.permitted("review.accept" if accept else "review.reject"):  # type: ignore[attr-defined]
+            return  # roles (issue 14): accepting is a merge, an admin's
         item = self.selected()
         if item is None:
             return

@@ -215,11 +215,15 @@ class DeadLettersScreen(_Reading):
         self.reload()
 
     def action_retry(self) -> None:
+        if not self.app.permitted("dead_letter.retry"):  # type: ignore[attr-defined]  # roles (issue 14)
+            return
         letter = self.selected()
         if letter is not None:
             self._act(letter, None)
 
     def action_discard(self) -> None:
+        if not self.app.permitted("dead_letter.discard"):  # type: ignore[attr-defined]  # roles (issue 14)
+            return
         letter = self.selected()
         if letter is not None:
             self.app.push_screen(NoteDialog(f"Discard dead letter #{letter}: why?"),
@@ -328,6 +332,8 @@ class ConflictsScreen(_Reading):
         self.query_one("#entries", Static).update(text)
 
     def action_resolve(self) -> None:
+        if not self.app.permitted("conflict.resolve"):  # type: ignore[attr-defined]  # roles (issue 14)
+            return
         conflict = self.selected()
         actions = resolution_actions(conflict.kind) if conflict is not None else ()
         if conflict is None or not actions:
