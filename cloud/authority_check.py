@@ -47,6 +47,7 @@ class Verdicts:
     held: set[int] = field(default_factory=set)  # seqs of this batch waiting for their sale
     released: list[tuple[Origin, Event]] = field(default_factory=list)  # earlier held entries, allowed now
     late_refused: list[tuple[Event, Refusal]] = field(default_factory=list)  # earlier held entries, refused now
+    cleared: list[tuple[str, int]] = field(default_factory=list)  # (stream, seq) of held entries decided now
 
     def skip(self, seq: int) -> bool:
         return seq in self.held or seq in self.refused
@@ -121,6 +122,7 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
         event = Event(int(row[1]), row[2], "points.entry", 1, int(row[3]), json.loads(row[4]))
         entry = _decode(event)
         if entry is None or row[0] != origin.stream:
+            verdicts.cleared.append((row[0], event.seq))
             verdicts.late_refused.append((event, Refusal("points-link", f"points entry {event.seq} of stream {row[0]}:"
                                                          " its sale never came (the store's stream ended)")))
             continue
@@ -198,6 +200,7 @@ def _expire(store: str, waiting: dict[str, list[_Waiting]], seq: int, window: in
 def _refuse(w: _Waiting, refusal: Refusal, verdicts: Verdicts) -> None:
     if w.held:
         verdicts.late_refused.append((w.event, refusal))
+        verdicts.cleared.append((w.stream, w.seq))
     else:
         verdicts.refused[w.seq] = refusal
 
@@ -214,6 +217,7 @@ def _judge_group(origin: Origin, sale: SaleCompleted | None, group: list[_Waitin
             _refuse(w, refusal, verdicts)
         elif w.held:
             verdicts.released.append((Origin(origin.store_id, w.stream), w.event))
+            verdicts.cleared.append((w.stream, w.seq))
 
 
 def _record(db: Central, origin: Origin, waiting: dict[str, list[_Waiting]], verdicts: Verdicts, now: float) -> None:
@@ -228,9 +232,9 @@ def _record(db: Central, origin: Origin, waiting: dict[str, list[_Waiting]], ver
             [(store, w.stream, w.seq, w.event.id, w.event.hlc, w.entry.ref, json.dumps(w.event.payload), now)
              for w in new_held],
         )  # fmt: skip
-    done = [e.seq for _o, e in verdicts.released] + [e.seq for e, _r in verdicts.late_refused]
-    if done:
-        db.executemany("DELETE FROM authority_held WHERE store_id = ? AND seq = ?", [(store, seq) for seq in done])
+    if verdicts.cleared:
+        db.executemany("DELETE FROM authority_held WHERE store_id = ? AND stream = ? AND seq = ?",
+                       [(store, stream, seq) for stream, seq in verdicts.cleared])  # fmt: skip
     refusals = [(seq, r) for seq, r in verdicts.refused.items()] + [(e.seq, r) for e, r in verdicts.late_refused]
     if refusals:
         for seq, refusal in refusals:

@@ -343,3 +343,12 @@ def test_authority_commands_list_refusals_and_change_the_limits(central: Central
     aggregator.close()
     assert "contact-rate" in letters(central)[-1]
     assert central.scalar("SELECT count(*) FROM audit_log WHERE action = 'authority.set'") == 1
+
+
+def test_points_held_for_a_stream_that_ended_are_refused_and_the_new_stream_holds_its_own(central: Central) -> None:
+    apply_batch(central, "S002", EventBatch("old", [points(1, "S001-a1", 40, "S002-00000011")]))
+    # The store's database was replaced: a new stream, whose first batch ends on a points entry of the same seq.
+    apply_batch(central, "S002", EventBatch("new", [points(1, "S001-a1", 20, "S002-00000001")]))
+    assert any("stream ended" in r for r in letters(central)), "the old stream's entry can never see its sale"
+    apply_batch(central, "S002", EventBatch("new", [sale(2, "S002-00000001", "S001-a1", 2_000, 20)]))
+    assert balance(central, "S001-a1") == 20, "the new stream's entry, held under the same seq, was kept and applied"
