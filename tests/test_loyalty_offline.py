@@ -5,6 +5,9 @@ clerk sees rank and expiring points on the member's profile, offline (Textual, 8
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +28,7 @@ from tenpo.edge.loyalty import CHANGE_HANDLERS, standing
 from tenpo.edge.outbox import read_counter
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until
 from tenpo.shared.loyalty import jst_date
+from tests.support.clerks import AS_CLERK, PIN_LINE, add_store_clerks
 from tests.test_clerk_support import MANAGER, PIN, make_app, make_store, settle, sign_in
 
 RANKS = """
@@ -143,3 +147,26 @@ async def test_the_clerk_sees_rank_and_expiring_points_offline(tmp_path: Path) -
         await settle(pilot)
         head = str(app.screen.query_one("#profile-head", Static).render())
     assert "ゴールド x2" in head and "120 pt expire on 2026-01-31" in head
+
+
+def test_member_find_shows_rank_and_expiring_points_offline(tmp_path: Path) -> None:
+    config = make_store(tmp_path / "S001")
+    add_store_clerks(config.database)
+    soon, later = (jst_date(time.time()) + timedelta(days=d) for d in (20, 300))  # the command reads the clock
+    db = edge_db.connect(config.database)
+    with edge_db.transaction(db) as conn:
+        CHANGE_HANDLERS["member.loyalty"](conn, "S001", [{
+            "member_id": "M-0001", "rank": "シルバー", "multiplier_pct": 150, "as_of": "2026-11-30",
+            "lots": [{"expires_on": soon.isoformat(), "points": 120}, {"expires_on": later.isoformat(), "points": 1080}]}],
+            9)  # fmt: skip
+    db.conn.close()
+    cfg = ["--config", str(config.path)]
+    found = subprocess.run([sys.executable, "-m", "tenpo", "edge", "member", "find", "C100", "--json", *cfg, *AS_CLERK],
+                           input=PIN_LINE, capture_output=True, text=True)  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    [member] = json.loads(found.stdout)
+    assert member["loyalty"]["rank"] == "シルバー" and member["loyalty"]["multiplier_pct"] == 150
+    assert member["loyalty"]["lots"][0] == {"expires_on": soon.isoformat(), "points": 120}
+    text = subprocess.run([sys.executable, "-m", "tenpo", "edge", "member", "find", "C100", *cfg, *AS_CLERK],
+                          input=PIN_LINE, capture_output=True, text=True)  # fmt: skip
+    assert "シルバー x1.5" in text.stdout and f"120 pt expire on {soon.isoformat()}" in text.stdout
