@@ -17,8 +17,18 @@ from tenpo.edge import replica
 from tenpo.edge.ble.ids import load_windows
 from tenpo.edge.ble.rotating_id import IdTableResolver
 from tenpo.edge.config import load_config
+from tenpo.edge.feed import apply_page
+from tenpo.edge.outbox import set_counter
 from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_process, wait_until
-from tenpo.shared.beacon_id import ISSUE_WINDOWS, MAX_ISSUED_IDS, REFRESH_MARGIN_WINDOWS, rotating_id, window_of
+from tenpo.shared.beacon_id import (
+    ISSUE_WINDOWS,
+    MAX_ISSUED_IDS,
+    REFRESH_MARGIN_WINDOWS,
+    issued_ids,
+    rotating_id,
+    window_of,
+)
+from tenpo.shared.protocol import Change, ChangePage
 
 
 def disk_bytes(database: Path) -> bytes:
@@ -124,6 +134,20 @@ def test_hq_refreshes_the_ids_before_the_stores_run_out(central_url: str) -> Non
     central.close()
 
 
+def test_an_erased_member_leaves_no_beacon_ids_behind(tmp_path: Path) -> None:
+    db = edge_db.connect(tmp_path / "S001.db")
+    now = 1_800_000_000.0
+    for member_id in ("S001-a", "S001-b"):
+        db.conn.execute("INSERT INTO members(member_id, version) VALUES (?, 1)", (member_id,))
+        apply_page(db, "S001", ChangePage(0, 1, 1, [Change(1, "member.beacon_ids", member_id, {
+            "member_id": member_id, "first_window": window_of(now) - 1,
+            "ids": issued_ids(bytes([len(member_id)]) * 16, window_of(now) - 1)}, None)]))  # fmt: skip
+        set_counter(db.conn, "cursor", 0)
+    assert db.conn.execute("SELECT count(*) FROM beacon_ids").fetchone()[0] == 2 * ISSUE_WINDOWS
+    apply_page(db, "S001", ChangePage(0, 1, 1, [Change(1, "member.erase", "S001-a", {"member_id": "S001-a"}, None)]))
+    assert {m for (m,) in db.conn.execute("SELECT DISTINCT member_id FROM beacon_ids")} == {"S001-b"}
+
+
 def test_an_upgraded_store_has_the_secrets_it_held_wiped_from_its_file(tmp_path: Path) -> None:
     path = tmp_path / "S001.db"
     db = edge_db.connect(path)
@@ -131,6 +155,7 @@ def test_an_upgraded_store_has_the_secrets_it_held_wiped_from_its_file(tmp_path:
     # The store as an earlier version left it: a member with a secret, migration 14 not applied.
     db.conn.execute("INSERT INTO members(member_id, beacon_secret, version) VALUES ('S001-x', ?, 1)", (secret,))
     db.conn.execute("DROP TABLE beacon_ids")
+    db.conn.execute("DROP TRIGGER beacon_ids_erased")
     db.conn.execute("DELETE FROM schema_migrations WHERE version = 14")
     db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.conn.close()

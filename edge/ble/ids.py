@@ -33,6 +33,11 @@ def migrate(db: sqlite_utils.Database) -> bool:
         ) WITHOUT ROWID"""
     )
     conn.execute("CREATE INDEX beacon_ids_slot ON beacon_ids(slot, rid)")
+    # An erasure (HQ's member.erase, a merge's loser) takes the member's identifiers with it, whoever sets it.
+    conn.execute(
+        "CREATE TRIGGER beacon_ids_erased AFTER UPDATE OF erased ON members WHEN NEW.erased = 1"
+        " BEGIN DELETE FROM beacon_ids WHERE member_id = NEW.member_id; END"
+    )
     columns = {row[1] for row in conn.execute("PRAGMA table_info(members)")}
     if "beacon_secret" in columns:
         wiped = conn.execute("UPDATE members SET beacon_secret = NULL WHERE beacon_secret IS NOT NULL").rowcount
