@@ -14,6 +14,7 @@ import time
 BENCHES = (
     "bench_sync", "bench_rfid", "bench_inspection", "bench_checkout_commit", "bench_checkout", "bench_ble",
     "bench_identity", "bench_import", "bench_hq", "bench_apply", "bench_ops",
+    "bench_pii",  # issue 14 (H2): encrypted member lookups beside the plaintext ones, decrypt cost per profile
     "bench_pin",  # issue 14 (H3): clerk PIN hash time and the offline search it implies
     "bench_channel",  # issue 18 (H8): channel stock query and reservation round trip beside bare MQTT 5
     "bench_loyalty",  # issue 17 (H7): the nightly points expiry job over many members' lots

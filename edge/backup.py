@@ -25,6 +25,7 @@ from typing import Any
 
 from tenpo.edge import db as edge_db
 from tenpo.edge.config import StoreConfig
+from tenpo.edge.membership.sealing import SEALED_PREFIX
 from tenpo.edge.outbox import get_meta, set_counter, set_meta
 from tenpo.edge.replica import agent_link
 from tenpo.shared.errors import ConfigError, UserError
@@ -216,6 +217,11 @@ def _refuse_while_agent_runs(database: Path) -> None:
                         "(systemctl stop tenpo-edge)")  # fmt: skip
 
 
+def _kept(payload: str) -> Any:
+    """An event's payload for its dead letter; one carrying personal data stays sealed (bound to its event id)."""
+    return payload if payload.startswith(SEALED_PREFIX) else json.loads(payload)
+
+
 def _start_new_stream(conn: sqlite3.Connection, backup: Path, now: float) -> tuple[str | None, int]:
     """The restored file's old stream ends: HQ may hold numbers the lost database used after the backup."""
     old_stream = get_meta(conn, "stream")
@@ -225,7 +231,7 @@ def _start_new_stream(conn: sqlite3.Connection, backup: Path, now: float) -> tup
     conn.executemany(
         "INSERT INTO dead_letters(source, reason, payload, created_at) VALUES ('restore', ?, ?, ?)",
         [(f"{reason} (seq {seq}, {etype})",
-          json.dumps({"seq": seq, "id": eid, "type": etype, "schema": schema, "hlc": stamp, "payload": json.loads(payload),
+          json.dumps({"seq": seq, "id": eid, "type": etype, "schema": schema, "hlc": stamp, "payload": _kept(payload),
                       "created_at": created, "stream": old_stream}, ensure_ascii=False),
           now) for seq, eid, etype, schema, stamp, payload, created in rows],
     )  # fmt: skip

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tenpo.edge import keystore
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, parse_broker_url
 from tenpo.shared.protocol import valid_store_id
@@ -66,7 +67,10 @@ def load_config(explicit: str | None = None) -> StoreConfig:
         raise ConfigError(f"config {path}: cannot read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: not valid TOML ({exc})") from None
-    return parse_config(raw, path)
+    config = parse_config(raw, path)
+    # The key that opens this store's personal data: [keys] data, else beside the database (issue 14).
+    keystore.configure(config.database, keystore.configured_key_path(config.database, config.section("keys"), path.parent))
+    return config
 
 
 def parse_config(raw: dict[str, Any], path: Path) -> StoreConfig:

@@ -20,11 +20,11 @@ import msgspec
 import sqlite_utils
 
 from tenpo.edge import loyalty  # issue 17 (H7): member.loyalty
-from tenpo.edge import keystore
 from tenpo.edge import recommendations as recommendations  # issue 17 (H6): member.recommendations
 from tenpo.edge.ble import ids as beacon_ids  # issue 14 (H5): member.beacon_ids
 from tenpo.edge.db import transaction
 from tenpo.edge.inspection import feed as inspection
+from tenpo.edge.keystore import codec as pii_codec  # issue 14 (H2): personal data sealed
 from tenpo.edge.ledgers import post_stock
 from tenpo.edge.membership import feed as membership
 from tenpo.edge.membership import vault
@@ -169,35 +169,58 @@ def _upsert_products(conn: sqlite3.Connection, store_id: str, rows: list[Product
 
 @rows_of(MemberUpsert)
 def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUpsert], version: int | None) -> None:
-    """Personal fields are sealed on the way in (edge/membership/vault.py); an older version never wins."""
+    """Personal fields are sealed on the way in (edge/membership/vault.py); an older version never wins.
+    Members new to the store (a whole bootstrap chunk) are written with one executemany per table."""
     now = time.time()
-    codec = keystore.codec(conn)
+    codec = pii_codec(conn)
+    held: dict[str, int] = {}
+    ids = [r.member_id for r in rows]
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        held.update(conn.execute(
+            f"SELECT member_id, version FROM members WHERE member_id IN ({', '.join('?' * len(part))})", part))  # fmt: skip
+    fresh: list[tuple[Any, ...]] = []
+    tokens: list[tuple[bytes, int, str]] = []
+    columns = (*vault.SEALED_COLUMNS, *vault.INDEX_COLUMNS)
+
+    def flush() -> None:
+        conn.executemany(
+            "INSERT INTO members(consent, custom, home_store, points_hq, points_through, version, updated_at,"
+            f" beacon_secret, member_id, created_at, provisional, erased, {', '.join(columns)})"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, {', '.join('?' * len(columns))})",
+            fresh,
+        )
+        conn.executemany("INSERT OR IGNORE INTO member_tokens(token, rank, member_id) VALUES (?, ?, ?)", tokens)
+        fresh.clear()
+        tokens.clear()
+
     for r in rows:
         seq = version or r.version
-        held = conn.execute("SELECT version FROM members WHERE member_id = ?", (r.member_id,)).fetchone()
-        if held is not None and held[0] >= seq:
+        if r.member_id in held and held[r.member_id] >= seq:
             continue
         plain_custom, personal = vault.split_custom(r.custom)
         # A bootstrap writes every member: most have no consent or custom fields, so "{}" skips json.dumps.
         row = (json.dumps(r.consent) if r.consent else "{}",
                json.dumps(plain_custom, ensure_ascii=False) if plain_custom else "{}",
                r.home_store, r.points, (r.through or {}).get(store_id, 0), seq, now)  # fmt: skip
-        old = None
-        if held is None:
-            conn.execute(
-                "INSERT INTO members(consent, custom, home_store, points_hq, points_through, version, updated_at,"
-                " beacon_secret, member_id, created_at, provisional, erased) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
-                (*row, None, r.member_id, now),  # issue 14: beacon ids (edge/ble/ids.py), never the secret
-            )
-        else:
-            old = vault.read_person(conn, codec, r.member_id)
-            conn.execute(
-                "UPDATE members SET consent = ?, custom = ?, home_store = ?, points_hq = ?, points_through = ?,"
-                " version = ?, updated_at = ?, beacon_secret = ?, provisional = 0, erased = 0 WHERE member_id = ?",
-                (*row, None, r.member_id),
-            )
         person = vault.Personal(r.name, r.kana, r.phone, r.email, r.card_no, r.line_user_id, personal or None)
+        if r.member_id not in held:
+            sealed = vault.sealed_columns(codec, r.member_id, person)
+            # issue 14: beacon ids (edge/ble/ids.py), never the secret
+            fresh.append((*row, None, r.member_id, now, *(sealed[c] for c in columns)))
+            tokens.extend((t, rank, r.member_id) for t, rank in codec.name_tokens(r.name, r.kana).items())
+            held[r.member_id] = seq
+            continue
+        flush()  # a second row for a member of this batch must see the first
+        old = vault.read_person(conn, codec, r.member_id)
+        conn.execute(
+            "UPDATE members SET consent = ?, custom = ?, home_store = ?, points_hq = ?, points_through = ?,"
+            " version = ?, updated_at = ?, beacon_secret = ?, provisional = 0, erased = 0 WHERE member_id = ?",
+            (*row, None, r.member_id),
+        )
         vault.write_person(conn, codec, r.member_id, person, old)
+        held[r.member_id] = seq
+    flush()
 
 
 @rows_of(MemberErase)

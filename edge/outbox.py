@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from tenpo.edge.membership import sealing
 from tenpo.shared import hlc
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import Payload, PayloadMismatch, decode_payload, mismatch
@@ -103,9 +104,12 @@ def append_event(conn: sqlite3.Connection, event_type: str, payload: dict[str, A
 
 def _insert(conn: sqlite3.Connection, event_type: str, schema: int, payload: str) -> int:
     seq = next_counter(conn, "outbox")
+    event_id = uuid.uuid4().hex
+    # An event carrying personal data rests sealed until it is published (issue 14, docs/encryption.md).
+    stored = sealing.seal_payload(conn, event_id, payload)
     conn.execute(
         "INSERT INTO outbox(seq, id, type, schema, hlc, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (seq, uuid.uuid4().hex, event_type, schema, now_hlc(conn), payload, time.time()),
+        (seq, event_id, event_type, schema, now_hlc(conn), stored, time.time()),
     )
     return seq
 
@@ -115,7 +119,8 @@ def pending(conn: sqlite3.Connection, after_seq: int, limit: int) -> list[Event]
         "SELECT seq, id, type, schema, hlc, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
         (after_seq, limit),
     ).fetchall()
-    return [Event(seq, eid, etype, schema, stamp, json.loads(payload)) for seq, eid, etype, schema, stamp, payload in rows]
+    return [Event(seq, eid, etype, schema, stamp, json.loads(sealing.open_payload(conn, eid, payload)))
+            for seq, eid, etype, schema, stamp, payload in rows]  # fmt: skip
 
 
 def acknowledge(conn: sqlite3.Connection, hwm: int) -> int:

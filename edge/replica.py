@@ -10,23 +10,24 @@ import json
 import os
 import sqlite3
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
+from tenpo.edge import keystore
 from tenpo.edge.db import transaction
 from tenpo.edge.ledgers import post_stock
+from tenpo.edge.membership import vault
 from tenpo.edge.membership.rules import registration_problems
 from tenpo.edge.outbox import append, read_counter
-from tenpo.shared import cleansing
+from tenpo.shared import cleansing, pii
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import MemberRegistered
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14
 
 MEMBER_COLUMNS = (
-    "member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "consent", "custom",
+    "member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "personal", "consent", "custom",
     "home_store", "provisional", "erased", "points_hq", "points_through", "version",
 )  # fmt: skip
 
@@ -110,98 +111,76 @@ def register_member(
         card_no=clean_card, line_user_id=line_user_id or None, consent=consent or {}, custom=custom or {},
         home_store=store_id,
     )
+    plain_custom, personal = vault.split_custom(record.custom)
     with transaction(db) as conn:
+        codec = keystore.codec(conn)
         if clean_card and conn.execute(
-            "SELECT 1 FROM members WHERE card_no = ? AND erased = 0", (clean_card,)
+            "SELECT 1 FROM members WHERE card_idx = ? AND erased = 0", (codec.card_index(clean_card),)
         ).fetchone():
             raise UserError(f"card: {clean_card} already belongs to another member")
         conn.execute(
-            "INSERT INTO members(member_id, name, name_key, kana, kana_key, phone, email, card_no, line_user_id,"
-            " consent, custom, home_store, provisional, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-            (
-                member_id, clean_name, _key(clean_name), clean_kana, _key(clean_kana), clean_phone, clean_email,
-                clean_card, record.line_user_id, json.dumps(record.consent), json.dumps(record.custom, ensure_ascii=False),
-                store_id, now, now,
-            ),
-        )  # fmt: skip
+            "INSERT INTO members(member_id, consent, custom, home_store, provisional, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 1, ?, ?)",
+            (member_id, json.dumps(record.consent), json.dumps(plain_custom, ensure_ascii=False), store_id, now, now),
+        )
+        person = vault.Personal(clean_name, clean_kana, clean_phone, clean_email, clean_card, record.line_user_id,
+                                personal or None)  # fmt: skip
+        vault.write_person(conn, codec, member_id, person)
         append(conn, record)
     return member_id
 
 
-def _key(value: str | None) -> str | None:
-    return cleansing.search_key(value) if value else None
-
-
 def find_members(db: sqlite_utils.Database, query: str, limit: int = 20) -> list[Member]:
-    """By card number, phone in any common format, email, or name/kana prefix."""
-    match = _member_match(query)
-    if match is None:
+    """By card number, phone in any common format (or its last four digits), email, or name/kana prefix.
+
+    Exact identifiers go through blind indexes; a name through its search token, read in index order
+    and stopped at ``limit`` (docs/encryption.md), so the time does not grow with the number of matches."""
+    query = query.strip()
+    if not query or limit <= 0:
         return []
-    where, params = match
-    rows = db.conn.execute(
-        f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE {where} ORDER BY kana_key, name_key LIMIT ?",
-        (*params, limit),
-    ).fetchall()
-    return [_member(db.conn, row) for row in rows]
+    conn = db.conn
+    codec = keystore.codec(conn)
+    ids = vault.exact_ids(conn, codec, query, limit)
+    ids += vault.name_ids(conn, codec, query, limit - len(ids), exclude=ids)
+    members = [m for m in (_load(conn, codec, member_id) for member_id in ids) if m is not None]
+    return sorted(members, key=lambda m: (cleansing.search_key(m.kana or ""), cleansing.search_key(m.name or "")))
 
 
 def count_members(db: sqlite_utils.Database, query: str) -> int:
-    """How many members find_members would return without a limit."""
-    match = _member_match(query)
-    if match is None:
-        return 0
-    where, params = match
-    return int(db.conn.execute(f"SELECT count(*) FROM members WHERE {where}", params).fetchone()[0])
-
-
-def _member_match(query: str) -> tuple[str, tuple[Any, ...]] | None:
-    """The WHERE clause and its parameters for a member search; None for a blank query."""
+    """About how many members find_members would return without a limit (at least as many)."""
     query = query.strip()
     if not query:
-        return None
-    clauses: list[tuple[str, tuple[Any, ...]]] = [("card_no = ?", (query,))]
-    if "@" in query:
-        try:
-            clauses.append(("email = ? COLLATE NOCASE", (cleansing.normalize_email(query),)))
-        except cleansing.CleansingError:
-            pass
-    digits = unicodedata.normalize("NFKC", query)
-    if len(digits) == 4 and digits.isascii() and digits.isdigit():
-        # The last four digits of a phone, as customers often give it (index members_phone_last4).
-        clauses.append(("substr(phone, -4) = ?", (digits,)))
-    if sum(ch.isdigit() for ch in query) >= 6:
-        try:
-            clauses.append(("phone = ?", (cleansing.normalize_phone(query),)))
-        except cleansing.CleansingError:
-            pass
-    key = cleansing.search_key(query)
-    if key:
-        upper = key + "\U0010ffff"
-        clauses.append(("(name_key >= ? AND name_key < ?) OR (kana_key >= ? AND kana_key < ?)", (key, upper, key, upper)))
-    where = " OR ".join(f"({sql})" for sql, _ in clauses)
-    return f"erased = 0 AND ({where})", tuple(p for _, args in clauses for p in args)
+        return 0
+    codec = keystore.codec(db.conn)
+    exact = vault.exact_ids(db.conn, codec, query, 1000)
+    return len(exact) + vault.count_name_matches(db.conn, codec, query)
 
 
 def get_member(db: sqlite_utils.Database, member_id: str) -> Member | None:
-    row = db.conn.execute(
+    return _load(db.conn, keystore.codec(db.conn), member_id)
+
+
+def _load(conn: sqlite3.Connection, codec: pii.Codec, member_id: str) -> Member | None:
+    row = conn.execute(
         f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id = ? AND erased = 0", (member_id,)
     ).fetchone()
-    return _member(db.conn, row) if row else None
+    return _member(conn, codec, row) if row else None
 
 
-def _member(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Member:
+def _member(conn: sqlite3.Connection, codec: pii.Codec, row: tuple[Any, ...]) -> Member:
     values = dict(zip(MEMBER_COLUMNS, row))
+    person = vault.open_person(codec, values["member_id"], values)
+    custom = json.loads(values["custom"] or "{}")
     return Member(
         member_id=values["member_id"],
-        name=values["name"],
-        kana=values["kana"],
-        phone=values["phone"],
-        email=values["email"],
-        card_no=values["card_no"],
-        line_user_id=values["line_user_id"],
+        name=person.name,
+        kana=person.kana,
+        phone=person.phone,
+        email=person.email,
+        card_no=person.card_no,
+        line_user_id=person.line_user_id,
         consent=json.loads(values["consent"] or "{}"),
-        custom=json.loads(values["custom"] or "{}"),
+        custom={**custom, **(person.personal or {})},
         home_store=values["home_store"],
         provisional=bool(values["provisional"]),
         points=points_balance(conn, values["member_id"], values["points_hq"], values["points_through"]),

@@ -12,6 +12,7 @@ from tenpo.edge.clerk.app import ClerkApp
 from tenpo.edge.clerk.data import ClerkData
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.feed import _upsert_members, _upsert_products
+from tenpo.edge.membership.sealing import open_payload
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01 09:00 JST
 TEA, ONIGIRI, UMBRELLA = "4901085089583", "4901234567894", "4560000000029"
@@ -76,8 +77,9 @@ async def type_text(pilot: Any, text: str) -> None:
 def outbox(config: StoreConfig, event_type: str) -> list[dict[str, Any]]:
     db = edge_db.connect(config.database)
     try:
-        rows = db.conn.execute("SELECT payload FROM outbox WHERE type = ? ORDER BY seq", (event_type,)).fetchall()
-        return [json.loads(payload) for (payload,) in rows]
+        rows = db.conn.execute("SELECT id, payload FROM outbox WHERE type = ? ORDER BY seq", (event_type,)).fetchall()
+        # An event carrying personal data rests sealed (issue 14): opened as the agent does before publishing.
+        return [json.loads(open_payload(db.conn, event_id, payload)) for event_id, payload in rows]
     finally:
         db.conn.close()
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import sqlite_utils
 
+from tenpo.edge import keystore
+from tenpo.edge.membership import vault
 from tenpo.edge.replica import points_balance
 
 
@@ -55,9 +57,12 @@ def recent_arrivals(db: sqlite_utils.Database, limit: int = 20) -> list[Arrival]
         (limit,),
     ).fetchall()
     last_purchase = _last_purchase_reader(conn)
+    codec = keystore.codec(conn) if rows else None
     return [
         Arrival(
-            visit_id=visit_id, member_id=member_id, name=name, kana=kana,
+            visit_id=visit_id, member_id=member_id,  # the name and reading are sealed at rest (issue 14)
+            name=vault.open_value(codec, name, "name", member_id) if codec else None,
+            kana=vault.open_value(codec, kana, "kana", member_id) if codec else None,
             points=points_balance(conn, member_id, points_hq, points_through),
             arrived_at=arrived_at, left_at=left_at, dwell_s=dwell_s,
             last_purchase=last_purchase(member_id) if last_purchase else None,

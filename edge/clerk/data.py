@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tenpo.edge import db as edge_db
-from tenpo.edge import replica
+from tenpo.edge import keystore, replica
 from tenpo.edge.ble import arrivals as ble_arrivals
 from tenpo.edge.checkout import store as checkout_store
 from tenpo.edge.checkout.engine import checkout
@@ -38,6 +38,7 @@ from tenpo.edge.clerk.values import (
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import store as inspection_store
 from tenpo.edge.loyalty import standing  # issue 17 (H7)
+from tenpo.edge.membership import sealing, vault
 from tenpo.edge.outbox import get_meta, read_counter
 from tenpo.edge.recommendations import recommended
 from tenpo.shared.errors import UserError
@@ -244,12 +245,17 @@ class ClerkData:
         with self._lock:
             rows = self.db.conn.execute(
                 "SELECT r.reservation_id, r.sku, coalesce(p.name, r.sku), r.qty, r.from_store,"
-                " coalesce(m.name, r.customer, r.member_id, '-'), r.status, r.created_at FROM pickup_reservations r"
+                " m.name, r.customer, r.member_id, r.status, r.created_at FROM pickup_reservations r"
                 " LEFT JOIN products p ON p.sku = r.sku LEFT JOIN members m ON m.member_id = r.member_id"
                 f" {where} ORDER BY r.created_at DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [Reservation(*row) for row in rows]
+            conn = self.db.conn
+            # The member's name and a customer's name/phone are sealed at rest (issue 14): opened here.
+            return [Reservation(rid, sku, product, qty, source,
+                                (vault.open_value(keystore.codec(conn), name, "name", member_id) if member_id and name else None)
+                                or sealing.open_customer(conn, rid, customer) or member_id or "-", status, at)
+                    for rid, sku, product, qty, source, name, customer, member_id, status, at in rows]  # fmt: skip
 
     # ------------------------------------------------------------------ arrivals
 

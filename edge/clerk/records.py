@@ -12,6 +12,7 @@ import sqlite_utils
 
 from tenpo.edge.audit_chain import chain_fields
 from tenpo.edge.db import transaction
+from tenpo.edge.membership import sealing
 from tenpo.edge.outbox import append, next_counter
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import MemberViewed, ReservationRequested
@@ -71,6 +72,8 @@ def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str,
         conn.execute(
             "INSERT INTO pickup_reservations(reservation_id, sku, qty, from_store, member_id, customer, clerk_id,"
             " event_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (reservation_id, sku, qty, from_store, member_id, customer, clerk_id, seq, now),
+            (reservation_id, sku, qty, from_store, member_id,
+             sealing.seal_customer(conn, reservation_id, customer),  # personal data, sealed at rest (issue 14)
+             clerk_id, seq, now),
         )
     return reservation_id

@@ -8,6 +8,7 @@ import msgspec
 
 from tenpo.edge.cli_support import json_flag, open_store, print_json, with_config
 
+from .keys_cli import register_keys
 from .rules import current_rules
 
 
@@ -16,6 +17,7 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
     rules = with_config(commands.add_parser("rules", help="the chain's registration rules this store holds (from HQ)"))
     json_flag(rules)
     rules.set_defaults(func=cmd_rules)
+    register_keys(commands)
 
 
 def cmd_rules(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 from tenpo.shared.changes import MemberMerge, MemberUnmerge, PurchaseRecorded, rows_of
 
+from . import vault
 from .rules import store_rules
 
 Handler = Callable[[sqlite3.Connection, str, list[Any], "int | None"], None]
@@ -55,6 +56,7 @@ def _merge_one(conn: sqlite3.Connection, winner: str, loser: str, hq_merge_id: A
             f" SELECT ?, 0, 0, {', '.join(copied)} FROM members WHERE member_id = ?",
             (winner, loser),
         )
+        vault.copy_to(conn, loser, winner)  # sealed values are bound to their member id: seal them again
     merge_ref = conn.execute(
         "INSERT INTO member_merges(winner, loser, hq_merge_id, version, applied_at) VALUES (?, ?, ?, ?, ?)",
         (winner, loser, hq_merge_id, version, time.time()),
@@ -66,6 +68,7 @@ def _merge_one(conn: sqlite3.Connection, winner: str, loser: str, hq_merge_id: A
             (merge_ref, table, loser),
         )
         conn.execute(f'UPDATE "{table}" SET member_id = ? WHERE member_id = ?', (winner, loser))
+    vault.forget_tokens(conn, loser)
     conn.execute("DELETE FROM members WHERE member_id = ?", (loser,))
 
 
