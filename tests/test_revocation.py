@@ -71,3 +71,18 @@ def test_revoking_covers_every_certificate_of_the_store_and_refuses_unknown_name
         assert main(["provision", "revoke", name, "--dir", str(pki_dir)]) != 0
     err = capsys.readouterr().err
     assert "no certificate was issued to 'S999'" in err and "only letters, digits" in err
+
+
+def test_a_compromised_channel_client_is_revoked_like_a_store(pki_dir: Path) -> None:
+    provision_chain(pki_dir, "S001")
+    assert main(["provision", "channel", "web", "--dir", str(pki_dir)]) == 0  # CN channel-web, ACL lines added
+    broker = ShippedBroker(pki_dir).start()
+    try:
+        assert hello(broker.port, pki_dir, "channel-web") == CONNACK_ACCEPTED
+        assert main(["provision", "revoke", "channel-web", "--dir", str(pki_dir)]) == 0
+        broker.reload()
+        with pytest.raises(ssl.SSLError):
+            hello(broker.port, pki_dir, "channel-web")
+        assert hello(broker.port, pki_dir, "S001") == CONNACK_ACCEPTED
+    finally:
+        broker.stop()
