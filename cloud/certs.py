@@ -6,6 +6,7 @@ ahead it has issued members' rotating beacon ids.
   when one expires within ``cert_warn_days`` (TENPO_CERT_WARN_DAYS, default 30).
 - ``beacon_issue``: the last id window HQ has put in the feed for every member (tenpo.cloud.beacons);
   the scheduled job refreshes the ids before the stores run out of them.
+- member records already in the change feed lose their ``beacon_secret``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def statements(db: Central) -> list[str]:
             name TEXT PRIMARY KEY,                -- 'all': the horizon of the last refresh for every member
             until_window {t['int']} NOT NULL
         )""",
+        # Secrets recorded in the feed before this version: a store catching up from an old cursor would
+        # be sent them again. The feed's history keeps the member records without them.
+        "UPDATE changes SET data = "
+        + ("(data::jsonb - 'beacon_secret')::text" if db.dialect == "postgresql" else "json_remove(data, '$.beacon_secret')")
+        + " WHERE kind = 'member.upsert' AND data LIKE '%beacon_secret%'",
     ]
 
 

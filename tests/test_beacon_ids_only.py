@@ -134,6 +134,23 @@ def test_hq_refreshes_the_ids_before_the_stores_run_out(central_url: str) -> Non
     central.close()
 
 
+def test_secrets_already_in_hqs_feed_history_are_scrubbed_by_the_upgrade(central_url: str) -> None:
+    central = Central(central_url)
+    record = {"member_id": "HQ-1", "name": "佐藤", "beacon_secret": "ab" * 16, "version": 1}
+    with central.transaction():
+        central.execute("INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (9001, 'member.upsert',"
+                        " 'HQ-1', NULL, ?, 0)", (json.dumps(record, ensure_ascii=False),))  # fmt: skip
+        # As before this version: migration 15 not applied.
+        central.execute("DELETE FROM schema_migrations WHERE version = 15")
+        central.execute("DROP TABLE store_certificates")
+        central.execute("DROP TABLE beacon_issue")
+    central.close()
+    central = Central(central_url)  # migrates
+    data = json.loads(central.scalar("SELECT data FROM changes WHERE seq = 9001"))
+    assert data == {k: v for k, v in record.items() if k != "beacon_secret"}
+    central.close()
+
+
 def test_an_erased_member_leaves_no_beacon_ids_behind(tmp_path: Path) -> None:
     db = edge_db.connect(tmp_path / "S001.db")
     now = 1_800_000_000.0
