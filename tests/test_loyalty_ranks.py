@@ -206,6 +206,12 @@ def test_the_expiry_job_takes_lots_past_their_day_once_and_never_below_zero(cent
     assert sent["lots"] == [{"expires_on": "2026-12-31", "points": 100}]
     with pytest.raises(Exception, match="never goes back"):
         loyalty.run_expiry(central, date(2026, 10, 1))
+    # Incremental: the next nights read only members with news or a lot ending before the day.
+    assert loyalty.run_expiry(central, date(2026, 12, 31)).members_seen == 0
+    store.sale("R6", "S001-B", 10000, date(2026, 12, 31), earned=100)
+    report = loyalty.run_expiry(central, date(2027, 1, 1))
+    assert (report.members_seen, report.expired) == (2, 100)  # B for its sale, A for its December lot
+    assert balance(central, "S001-A") == 0 and balance(central, "S001-B") == 100
 
 
 @pytest.mark.parametrize("order", ["redemption first", "expiry first"])
@@ -239,7 +245,8 @@ def test_a_new_store_bootstraps_each_members_rank_and_lots(central: Central, tmp
     store.sale("R1", "S001-A", 40000, date(2026, 11, 1), earned=400)
     loyalty.run_ranks(central, AS_OF)
     replica = edge_db.connect(tmp_path / "new.db")
-    request = SnapshotRequest(snapshot_id="0.0.test", entity="loyalty", stream="new-stream")
+    as_of = int(central.scalar("SELECT max(seq) FROM changes"))
+    request = SnapshotRequest(snapshot_id=f"{as_of}.0.test", entity="loyalty", stream="new-stream")
     chunk = snapshot_chunk(central, "S001", request)
     rows = [r for r in chunk.rows if r["member_id"] == "S001-A"]
     assert [(r["rank"], r["multiplier_pct"]) for r in rows] == [expected_rank(40000)]

@@ -4,7 +4,8 @@
 ``loyalty_points_meta``: what a store's ``points.entry`` said beyond the ledger row, keyed like the event:
 when it happened (the store's hybrid-logical clock), a campaign's own last good day, and for an accrual the
 rank, multiplier and base points it earned at (``checked`` once HQ has held it against the rank it had sent).
-``loyalty_members``: each member's rank, rolling spend and the lots last sent to the stores.
+``loyalty_members``: each member's rank, rolling spend, the lots last sent to the stores and the soonest end of
+a lot (``next_end``), so the nightly expiry job reads only members with news or a lot ending.
 ``loyalty_rank_log``: every rank HQ sent, with the change seq that carried it, so HQ knows which rank a store
 had when it sold (the sale's ``feed_cursor``).
 ``loyalty_runs``: each run of the expiry and rank jobs (as-of date, members touched, points expired).
@@ -42,6 +43,7 @@ def statements(dialect: str) -> list[str]:
             multiplier_pct {t['int']} NOT NULL,
             spend {t['int']} NOT NULL,
             lots TEXT NOT NULL DEFAULT '[]',
+            next_end TEXT,
             as_of TEXT NOT NULL,
             version {t['int']} NOT NULL DEFAULT 0,
             updated_at {t['real']} NOT NULL)""",
@@ -59,6 +61,8 @@ def statements(dialect: str) -> list[str]:
             as_of TEXT NOT NULL,
             members {t['int']} NOT NULL,
             points {t['int']} NOT NULL,
+            ledger_mark {t['int']} NOT NULL DEFAULT 0,
             at {t['real']} NOT NULL)""",
         "CREATE INDEX loyalty_runs_job ON loyalty_runs(job, as_of)",
+        "CREATE INDEX loyalty_members_next_end ON loyalty_members(next_end)",
     ]

@@ -11,11 +11,15 @@ from tenpo.cloud.db import Central
 LOYALTY_EXPIRY_MONTHS_DEFAULT = 12
 
 
-def loyalty_rows(db: Central, store_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+def loyalty_rows(db: Central, store_id: str, after: str | None, limit: int,
+                 as_of: int) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    """Rows sent up to the snapshot's ``as_of`` only: a newer one reaches the store through the feed it replays
+    from there, so what the store holds never runs ahead of its cursor (HQ checks an accrual's multiplier
+    against the rank sent at or below the sale's ``feed_cursor``)."""
     found = db.all(
         "SELECT l.member_id, l.rank, l.multiplier_pct, l.spend, l.as_of, l.lots, l.version FROM loyalty_members l"
-        " JOIN members m ON m.member_id = l.member_id AND m.erased = 0 WHERE l.member_id > ? ORDER BY l.member_id"
-        " LIMIT ?", (after or "", limit))  # fmt: skip
+        " JOIN members m ON m.member_id = l.member_id AND m.erased = 0 WHERE l.member_id > ? AND l.version <= ?"
+        " ORDER BY l.member_id LIMIT ?", (after or "", as_of, limit))  # fmt: skip
     if not found:
         return [], None
     raw = db.scalar("SELECT value FROM loyalty_settings WHERE name = 'config'")

@@ -95,11 +95,13 @@ def member_entries(db: Central, member_id: str) -> list[Entry]:
     return _entries(db.all(ENTRY_ROWS + " WHERE l.member_id = ?", (member_id,)))
 
 
-def all_entries(db: Central) -> Iterator[tuple[str, list[Entry], set[str]]]:
-    """Every member's entries and the stores that wrote them, member by member (one pass over the ledger)."""
+def all_entries(db: Central, only: tuple[str, tuple[Any, ...]] | None = None) -> Iterator[tuple[str, list[Entry], set[str]]]:
+    """Every member's entries and the stores that wrote them, member by member (one pass over the ledger);
+    ``only``: a query (and its parameters) naming the members to read."""
     current: str | None = None
     rows: list[tuple[Any, ...]] = []
-    for row in db.all(ENTRY_ROWS + " ORDER BY l.member_id"):
+    where, params = (f" WHERE l.member_id IN ({only[0]})", only[1]) if only else ("", ())
+    for row in db.all(ENTRY_ROWS + where + " ORDER BY l.member_id", params):
         if row[0] != current and rows:
             yield str(current), _entries(rows), {str(r[6]) for r in rows}
             rows = []
@@ -262,7 +264,17 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
     config = load_config(db)
     members = expired = seen = 0
     pending: list[tuple[str, int, Replay, list[dict[str, Any]], set[str]]] = []
+    ends: list[tuple[str | None, str]] = []  # (soonest lot end, member) of every member read
     held = _held(db)
+    mark = int(db.scalar("SELECT coalesce(max(id), 0) FROM points_ledger", (), 0))
+    last_mark, last_at = db.one("SELECT coalesce(max(ledger_mark), 0), coalesce(max(at), 0) FROM loyalty_runs"
+                                " WHERE job = 'expire'") or (0, 0)  # fmt: skip
+    changed_rules = float(db.scalar("SELECT coalesce(max(updated_at), 0) FROM loyalty_settings", (), 0)) > float(last_at)
+    # Incremental: only members with entries since the last run, or a lot ending before ``as_of`` (their
+    # soonest end is kept in loyalty_members.next_end); everyone on the first run or after the rules changed.
+    only = None if not last_mark or changed_rules else (
+        "SELECT member_id FROM points_ledger WHERE id > ? UNION SELECT member_id FROM loyalty_members"
+        " WHERE next_end < ?", (int(last_mark), as_of.isoformat()))  # fmt: skip
     applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}
 
     def flush() -> None:
@@ -282,9 +294,11 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
                 db.executemany(points_entry(member_id="", delta=0, kind="", ref=None, store_id="", stream="",
                                             store_seq=0, at=0.0)[0], entries)  # fmt: skip
             _send(db, changes, now, as_of, held)
+            db.executemany("UPDATE loyalty_members SET next_end = ? WHERE member_id = ?", ends)
         pending.clear()
+        ends.clear()
 
-    for member_id, entries, stores in all_entries(db):
+    for member_id, entries, stores in all_entries(db, only):
         seen += 1
         result = replay(entries, as_of=as_of, months=config.expiry_months)
         due = result.written - result.expired
@@ -295,12 +309,13 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
         before = held.get(member_id)
         if due or (lots != before[3] if before else bool(lots)):
             pending.append((member_id, due, result, lots, stores))
-        if len(pending) >= BATCH:
+        ends.append((lots[0]["expires_on"] if lots else None, member_id))
+        if len(pending) >= BATCH or len(ends) >= 10 * BATCH:
             flush()
     flush()
     with db.transaction():
-        db.execute("INSERT INTO loyalty_runs(job, as_of, members, points, at) VALUES ('expire', ?, ?, ?, ?)",
-                   (as_of.isoformat(), members, expired, now))  # fmt: skip
+        db.execute("INSERT INTO loyalty_runs(job, as_of, members, points, ledger_mark, at) VALUES ('expire', ?, ?, ?, ?, ?)",
+                   (as_of.isoformat(), members, expired, mark, now))  # fmt: skip
     return ExpiryReport(as_of, members, expired, seen)
 
 
