@@ -129,7 +129,6 @@ def _entity_rows(
         return rows, found[-1][0]
     if entity == "loyalty":  # issue 17: each member's rank and lots as last sent (cloud/loyalty)
         return loyalty_rows(db, store_id, after, limit, as_of)
-        return loyalty_rows(db, store_id, after, limit)
     if entity == "beacon_ids":  # issue 14: identifiers for the coming windows, never the secrets
         return beacons.snapshot_rows(db, after, limit, time.time())
     if entity == "member_rules":  # the counter's registration rules, if HQ set any: one row
