@@ -27,20 +27,19 @@ SELECT 'store:' || s.store_id || ':' || s.stream || ':' || s.receipt_no, COALESC
        CASE WHEN s.kind = 'sale' THEN 1 ELSE 0 END,
        CASE WHEN s.kind = 'sale' THEN COALESCE((
            SELECT string_agg(DISTINCT (l->>'sku') COLLATE "C", ' ' ORDER BY (l->>'sku') COLLATE "C")
-           FROM jsonb_array_elements(s.sale::jsonb->'lines') l WHERE (l->>'qty')::numeric > 0), '') ELSE '' END
+           FROM json_array_elements(s.sale::json->'lines') l WHERE (l->>'qty')::numeric > 0), '') ELSE '' END
 FROM sales s LEFT JOIN member_aliases a ON a.alias = s.member_id WHERE {WHERE_SQL}"""
 
 MEMBERS = """INSERT INTO analytics_members(customer, first_day, first_purchase, first_channel, second_day,
     second_purchase, last_day, frequency, monetary)
-WITH s AS (
-    SELECT customer, day, purchase_id, channel,
-           row_number() OVER (PARTITION BY customer ORDER BY day, purchase_id COLLATE "C") AS rn,
-           count(*) OVER (PARTITION BY customer) AS frequency,
-           max(day) OVER (PARTITION BY customer) AS last_day
-    FROM analytics_purchases WHERE customer IS NOT NULL AND is_sale = 1),
-m AS (SELECT customer, sum(amount) AS monetary FROM analytics_purchases WHERE customer IS NOT NULL GROUP BY customer)
-SELECT f.customer, f.day, f.purchase_id, f.channel, s2.day, s2.purchase_id, f.last_day, f.frequency, m.monetary
-FROM s f JOIN m ON m.customer = f.customer LEFT JOIN s s2 ON s2.customer = f.customer AND s2.rn = 2
+SELECT f.customer, f.day, f.purchase_id, f.channel, f.second_day, f.second_purchase, f.last_day, f.frequency, m.monetary
+FROM (SELECT customer, day, purchase_id, channel,
+             row_number() OVER w AS rn, lead(day) OVER w AS second_day, lead(purchase_id) OVER w AS second_purchase,
+             max(day) OVER (PARTITION BY customer) AS last_day, count(*) OVER (PARTITION BY customer) AS frequency
+      FROM analytics_purchases WHERE customer IS NOT NULL AND is_sale = 1
+      WINDOW w AS (PARTITION BY customer ORDER BY day, purchase_id COLLATE "C")) f
+JOIN (SELECT customer, sum(amount) AS monetary FROM analytics_purchases WHERE customer IS NOT NULL GROUP BY customer) m
+  ON m.customer = f.customer
 WHERE f.rn = 1"""
 
 _BASKETS = ("SELECT purchase_id, CASE WHEN store_id IS NOT NULL THEN 'store:' || store_id ELSE 'channel:' || channel END"
@@ -50,11 +49,13 @@ SELECT COALESCE(scope, '*'), count(*) FROM ({_BASKETS}) b GROUP BY ROLLUP (scope
 ITEMS = f"""INSERT INTO analytics_items(scope, sku, n)
 SELECT COALESCE(scope, '*'), sku, count(*) FROM (SELECT scope, unnest(string_to_array(items, ' ')) AS sku
 FROM ({_BASKETS}) b) x GROUP BY GROUPING SETS ((scope, sku), (sku))"""
+# ``items`` is sorted byte-wise (both writers sort it so), so the pair (i < j) of positions is the pair a < b.
 PAIRS = """INSERT INTO analytics_pairs(scope, a, b, n)
-WITH l AS (SELECT purchase_id, unnest(string_to_array(items, ' ')) COLLATE "C" AS sku
-           FROM analytics_purchases WHERE is_sale = 1 AND items LIKE '% %')
-SELECT '*', x.sku, y.sku, count(*) FROM l x JOIN l y ON y.purchase_id = x.purchase_id AND x.sku < y.sku
-GROUP BY x.sku, y.sku"""
+SELECT '*', x.a, x.b, count(*)
+FROM (SELECT string_to_array(items, ' ') AS arr FROM analytics_purchases WHERE is_sale = 1 AND items LIKE '% %') p,
+LATERAL (SELECT p.arr[i] AS a, p.arr[j] AS b FROM generate_series(1, cardinality(p.arr)) i,
+         generate_series(1, cardinality(p.arr)) j WHERE i < j) x
+GROUP BY x.a, x.b"""
 
 INDEXES = {
     "analytics_purchases_customer": "CREATE INDEX analytics_purchases_customer ON analytics_purchases(customer, day)",
@@ -64,6 +65,8 @@ INDEXES = {
 
 
 def drop_indexes(db: Central) -> None:
+    """And room to sort and hash in memory for this transaction (the default 4 MB spills the pair counts to disk)."""
+    db.execute("SET LOCAL work_mem = '256MB'")
     for name in INDEXES:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
