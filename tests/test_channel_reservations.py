@@ -15,6 +15,7 @@ from tenpo.cloud.channel import reservations as hq_reservations
 from tenpo.cloud.db import Central
 from tenpo.edge.reservations import store as edge_reservations
 from tenpo.sandbox import wait_until
+from tenpo.shared.errors import UserError
 from tests.test_channel_support import CLERK, PIN, Chain, chain, tenpo  # noqa: F401  (fixture)
 
 
@@ -158,3 +159,18 @@ def test_a_clerks_hold_at_another_store_is_held_there_and_its_state_comes_back(c
                                                      (rid,)).fetchone()[0] == "confirmed", 30,
                what="the clerk at S001 sees it confirmed")  # fmt: skip
     assert chain.hq_state(rid) == "confirmed"
+
+    # A 取り置き of S002's own stock is held at S002 at once, within what is available there.
+    with pytest.raises(UserError, match="only 0 of UMBRELLA available here"):
+        records.request_reservation(chain.db("S002"), "S002", CLERK, sku="UMBRELLA", qty=1, from_store="S002",
+                                    customer="田中")  # fmt: skip
+    chain.receive("S002", "UMBRELLA", 1)
+    own = records.request_reservation(chain.db("S002"), "S002", CLERK, sku="UMBRELLA", qty=1, from_store="S002",
+                                      customer="田中 080-2222-3333")  # fmt: skip
+    assert chain.store_state("S002", own) == "confirmed"
+    held = edge_reservations.get(chain.db("S002").conn, own)
+    assert held is not None and held.customer == "田中 080-2222-3333"
+    raw = chain.db("S002").conn.execute("SELECT customer FROM reservations WHERE reservation_id = ?", (own,)).fetchone()
+    assert "田中".encode() not in bytes(raw[0]), "the customer is sealed at rest"
+    wait_until(lambda: chain.hq_state(own) == "confirmed", 30, what="HQ records the store's own hold")
+    assert edge_reservations.available(chain.db("S002").conn, "UMBRELLA") == 0

@@ -45,6 +45,7 @@ def _clerk_requested(plan: Plan, origin: Origin, event: Event, p: ReservationReq
             db, reservation_id=p.reservation_id, channel=f"store:{origin.store_id}", store_id=p.from_store,
             sku=p.sku, qty=p.qty, member_id=p.member_id, customer=p.customer, pickup_store=origin.store_id,
             hold_s=CLERK_HOLD_S, confirm_s=CLERK_CONFIRM_S, now=at,
+            held_by_store=p.from_store == origin.store_id,  # its own stock: the store decided (its next event)
         )  # fmt: skip
         return changes
 

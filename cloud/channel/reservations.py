@@ -98,13 +98,18 @@ def feed_changes(record: dict[str, Any], to_holding_store: bool = True) -> list[
 def create(
     db: Central, *, reservation_id: str, channel: str, store_id: str, sku: str, qty: int, member_id: str | None,
     customer: str | None, pickup_store: str | None, hold_s: float, confirm_s: float, now: float,
+    held_by_store: bool = False,
 ) -> tuple[dict[str, Any], list[ChangeTuple]]:  # fmt: skip
     """A new reservation: ``requested`` (sent to the store) when HQ-side available covers ``qty``, else
-    ``rejected`` with reason ``not_available`` (nothing sent). Returns the row and its feed entries."""
+    ``rejected`` with reason ``not_available`` (nothing sent). Returns the row and its feed entries.
+    ``held_by_store``: a clerk's hold of its own store's stock, already decided there (its live ledger is
+    the better judge than HQ's last report): recorded ``requested``, its confirmation follows, nothing sent."""
     lock_stock(db, store_id, sku)
     available = on_hand(db, store_id, sku) - reserved(db, sku, store_id).get(store_id, 0)
     known_store = db.scalar("SELECT 1 FROM stores WHERE store_id = ?", (store_id,)) is not None
-    if not known_store:
+    if held_by_store:
+        state, reason, expires = "requested", None, now + confirm_s
+    elif not known_store:
         state, reason, expires = "rejected", "unknown_store", None
     elif qty > available:
         state, reason, expires = "rejected", f"not_available: {max(available, 0)} available at HQ's last report", None
@@ -116,6 +121,8 @@ def create(
               "updated_at": now}  # fmt: skip
     db.execute(f"INSERT INTO reservations({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                tuple(record[c] for c in COLUMNS))  # fmt: skip
+    if held_by_store:
+        return record, []
     if state == "requested":
         return record, feed_changes(record)
     return record, feed_changes(record, to_holding_store=False)  # the pickup store learns of the refusal

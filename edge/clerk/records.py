@@ -14,6 +14,7 @@ from tenpo.edge.audit_chain import chain_fields
 from tenpo.edge.db import transaction
 from tenpo.edge.membership import sealing
 from tenpo.edge.outbox import append, next_counter
+from tenpo.edge.reservations.store import hold_here
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import MemberViewed, ReservationRequested
 
@@ -54,11 +55,10 @@ def member_audit(db: sqlite_utils.Database, member_id: str | None = None, limit:
 
 def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str, *, sku: str, qty: int,
                         from_store: str, member_id: str | None = None, customer: str | None = None) -> str:  # fmt: skip
-    """取り置き: ask HQ to have ``from_store`` hold ``qty`` of ``sku`` for pickup here; returns the id."""
+    """取り置き: ask HQ to have ``from_store`` hold ``qty`` of ``sku`` for pickup here (held here at once when
+    ``from_store`` is this store and available covers it); returns the id."""
     if qty < 1:
         raise UserError("qty: at least 1")
-    if from_store == store_id:
-        raise UserError("from_store: the stock is here; no reservation needed")
     if not member_id and not (customer and customer.strip()):
         raise UserError("customer: a member or a name/phone to hold it for")
     now = time.time()
@@ -76,4 +76,9 @@ def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str,
              sealing.seal_customer(conn, reservation_id, customer),  # personal data, sealed at rest (issue 14)
              clerk_id, seq, now),
         )
+        if from_store == store_id:  # 取り置き of this store's own stock: held here at once (issue 18)
+            hold_here(conn, reservation_id, sku=sku, qty=qty, member_id=member_id, customer=customer,
+                      clerk_id=clerk_id, store_id=store_id)  # fmt: skip
+            conn.execute("UPDATE pickup_reservations SET status = 'confirmed' WHERE reservation_id = ?",
+                         (reservation_id,))  # fmt: skip
     return reservation_id

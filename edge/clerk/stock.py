@@ -124,8 +124,8 @@ class StockPanel(Panel):
 
     def action_reserve(self) -> None:
         line = self._selected()
-        if line is None or line.store_id == self.clerk_app.data.store_id:
-            self.app.notify("select another store's row to hold stock there for pickup here", severity="warning")
+        if line is None:  # this store's row: held here at once; another store's: asked of HQ (issue 18)
+            self.app.notify("select a store's row to hold its stock for pickup here", severity="warning")
             return
         data, clerk = self.clerk_app.data, self.clerk_app.clerk
         assert clerk is not None

@@ -11,11 +11,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import sqlite_utils
 
+from tenpo.edge import keystore
 from tenpo.edge.db import transaction
 from tenpo.edge.outbox import append
 from tenpo.shared.changes import ReservationUpsert
@@ -102,11 +103,8 @@ def _holding(conn: sqlite3.Connection, change: ReservationUpsert, version: int) 
                 state, reason = "rejected", f"not_available: {max(free, 0)} available here"
                 append(conn, ReservationRejected(reservation_id=change.reservation_id, sku=change.sku,
                                                  qty=change.qty, reason=reason, at=now))  # fmt: skip
-        conn.execute(
-            f"INSERT INTO reservations({_COLUMNS}, version) VALUES ({', '.join('?' * 14)})",
-            (change.reservation_id, change.sku, change.qty, change.channel, change.member_id, change.customer,
-             change.pickup_store, state, reason, None, change.expires_at, now, now, version),
-        )  # fmt: skip
+        _insert(conn, change.reservation_id, change.sku, change.qty, change.channel, change.member_id,
+                change.customer, change.pickup_store, state, reason, change.expires_at, version, now)
         return
     local_state, local_version = found
     if int(local_version) >= version:
@@ -119,18 +117,56 @@ def _holding(conn: sqlite3.Connection, change: ReservationUpsert, version: int) 
                      (version, change.expires_at, change.reservation_id))  # fmt: skip
 
 
+def _insert(conn: sqlite3.Connection, reservation_id: str, sku: str, qty: int, channel: str, member_id: str | None,
+            customer: str | None, pickup_store: str | None, state: str, reason: str | None, expires_at: float | None,
+            version: int, now: float) -> None:  # fmt: skip
+    conn.execute(
+        f"INSERT INTO reservations({_COLUMNS}, version) VALUES ({', '.join('?' * 14)})",
+        (reservation_id, sku, qty, channel, member_id, _seal(conn, reservation_id, customer), pickup_store, state,
+         reason, None, expires_at, now, now, version),
+    )  # fmt: skip
+
+
+# The customer's name or phone is personal data: sealed at rest like the members' (docs/encryption.md).
+def _seal(conn: sqlite3.Connection, reservation_id: str, customer: str | None) -> bytes | None:
+    return None if not customer else keystore.codec(conn).seal(customer, "reservations", "customer", reservation_id)
+
+
+def _opened(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Reservation:
+    found = Reservation(*row)
+    stored: Any = found.customer
+    if stored is None or isinstance(stored, str):
+        return found
+    customer = keystore.codec(conn).open(bytes(stored), "reservations", "customer", found.reservation_id)
+    return replace(found, customer=customer)
+
+
 # ---------------------------------------------------------------------------- the clerk
 
 
 def get(conn: sqlite3.Connection, reservation_id: str) -> Reservation | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM reservations WHERE reservation_id = ?", (reservation_id,)).fetchone()
-    return None if row is None else Reservation(*row)
+    return None if row is None else _opened(conn, row)
 
 
 def listing(db: sqlite_utils.Database, active_only: bool = False, limit: int = 200) -> list[Reservation]:
     where = "WHERE state IN ('requested', 'confirmed', 'ready')" if active_only else ""
     rows = db.conn.execute(f"SELECT {_COLUMNS} FROM reservations {where} ORDER BY created_at DESC LIMIT ?", (limit,))
-    return [Reservation(*row) for row in rows]
+    return [_opened(db.conn, row) for row in rows]
+
+
+def hold_here(conn: sqlite3.Connection, reservation_id: str, *, sku: str, qty: int, member_id: str | None,
+              customer: str | None, clerk_id: str, store_id: str) -> None:  # fmt: skip
+    """The clerk's 取り置き of this store's own stock, inside the request's transaction: held at once if
+    available covers it (``reservation.confirmed`` after the ``reservation.requested`` HQ records), else
+    UserError and nothing is written."""
+    free = available(conn, sku)
+    if free < qty:
+        raise UserError(f"qty: only {max(free, 0)} of {sku} available here (on hand minus reservations)")
+    now = time.time()
+    _insert(conn, reservation_id, sku, qty, f"store:{store_id}", member_id, customer, store_id, "confirmed", None,
+            None, 0, now)  # fmt: skip
+    append(conn, ReservationConfirmed(reservation_id=reservation_id, sku=sku, qty=qty, clerk_id=clerk_id, at=now))
 
 
 def _require(conn: sqlite3.Connection, reservation_id: str, states: tuple[str, ...], action: str) -> Reservation:
