@@ -63,9 +63,9 @@ def test_stores_get_ids_not_secrets_and_still_recognise_the_member(
         members = [replica.register_member(db1, "S001", name=f"会員 {i}", phone=f"090-1234-567{i}") for i in range(3)]
         secrets_hex = wait_until(
             lambda: (rows := central.all("SELECT beacon_secret FROM members WHERE beacon_secret IS NOT NULL")) and
-            len(rows) == 3 and [r[0] for r in rows], 30, what="HQ to give the members their secrets",
+            len(rows) == 3 and [r[0] for r in rows], 60, what="HQ to give the members their secrets",
         )  # fmt: skip
-        wait_until(lambda: db1.conn.execute("SELECT count(DISTINCT member_id) FROM beacon_ids").fetchone()[0] == 3, 30,
+        wait_until(lambda: db1.conn.execute("SELECT count(DISTINCT member_id) FROM beacon_ids").fetchone()[0] == 3, 60,
                    what="the members' beacon ids at S001")  # fmt: skip
 
         # The feed (broadcast to every store) carries ids, bounded per member, and no secret at all.
@@ -79,7 +79,7 @@ def test_stores_get_ids_not_secrets_and_still_recognise_the_member(
         s002 = provision_store(tmp_path / "S002", "S002", broker.url, sqlite_url)
         agents.append(store_process(s002).start())
         db2 = edge_db.connect(load_config(str(s002)).database)
-        wait_until(lambda: db2.conn.execute("SELECT count(DISTINCT member_id) FROM beacon_ids").fetchone()[0] == 3, 30,
+        wait_until(lambda: db2.conn.execute("SELECT count(DISTINCT member_id) FROM beacon_ids").fetchone()[0] == 3, 60,
                    what="the members' beacon ids in S002's snapshot")  # fmt: skip
 
         # The member's phone, now: both stores recognise her advert (8-byte id and iBeacon 4-byte id).

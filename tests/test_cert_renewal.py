@@ -106,7 +106,7 @@ async def test_hq_monitor_warns_about_a_store_certificate_from_the_birth(
         agent = store_process(config_path).start()
         central = Central(sqlite_url)
         expires = cert(pki_dir / "S001.crt").not_valid_after_utc.timestamp()
-        wait_until(lambda: central.scalar("SELECT not_after FROM store_certificates WHERE store_id = 'S001'"), 30,
+        wait_until(lambda: central.scalar("SELECT not_after FROM store_certificates WHERE store_id = 'S001'"), 60,
                    what="the birth's certificate expiry at HQ")  # fmt: skip
         assert abs(central.scalar("SELECT not_after FROM store_certificates WHERE store_id = 'S001'") - expires) < 1
         central.close()
