@@ -23,6 +23,7 @@ from tenpo.cloud import authority_schema, certs, history_schema, products_schema
 from tenpo.cloud.analytics import schema as analytics_schema
 from tenpo.cloud.asn import schema as asn_schema
 from tenpo.cloud.audit import schema as audit_schema
+from tenpo.cloud.channel import extras_schema as channel_extras_schema  # issue 18 parts 4-5 (H9)
 from tenpo.cloud.channel import schema as channel_schema
 from tenpo.cloud.db_commit import BeforeCommit
 from tenpo.cloud.db_types import column_types
@@ -466,6 +467,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (15, "store certificate expiry; beacon id horizon (issue 14)", certs.statements),
     (16, "product variants: style, colour, size", _area(products_schema.variant_statements)),
     (17, "store-to-store transfers", _area(asn_schema.transfer_statements)),
+    (18, "points holds at the web checkout, member-app devices, member field clocks (issue 18)",
+     _area(channel_extras_schema.statements)),
 ]
 
 

@@ -16,6 +16,7 @@ from tenpo.cloud.authority import id_store
 from tenpo.cloud.changes import new_beacon_secret
 from tenpo.cloud.channel.effects import FOLLOW_UPS as CHANNEL_FOLLOW_UPS  # issue 18: reservations
 from tenpo.cloud.channel.effects import PLANNERS as CHANNEL
+from tenpo.cloud.channel.member_app import plan_store_update  # issue 18: profile edits, last writer wins
 from tenpo.cloud.ledgers import points_entry, stock_entry
 from tenpo.cloud.loyalty.effects import plan_points as plan_loyalty_points
 from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
@@ -32,13 +33,6 @@ INSERT_MEMBER = (
     " beacon_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT(member_id) DO NOTHING"
 )
-UPDATE_MEMBER = (
-    "UPDATE members SET name = coalesce(?, name), kana = coalesce(?, kana), phone = coalesce(?, phone),"
-    " email = coalesce(?, email), card_no = coalesce(?, card_no), line_user_id = coalesce(?, line_user_id),"
-    " consent = coalesce(?, consent), custom = coalesce(?, custom), updated_at = ? WHERE member_id = ? AND erased = 0"
-)
-
-
 def _member_registered(plan: Plan, origin: Origin, event: Event, p: MemberRegistered, now: float) -> None:
     store_id = origin.store_id
     if id_store(p.member_id) != store_id:  # docs/authority.md: a store registers only under its own prefix
@@ -52,11 +46,8 @@ def _member_registered(plan: Plan, origin: Origin, event: Event, p: MemberRegist
 
 
 def _member_updated(plan: Plan, origin: Origin, event: Event, p: MemberUpdated, now: float) -> None:
-    consent = None if p.consent is None else as_json(p.consent)
-    custom = None if p.custom is None else as_json(p.custom)
-    plan.add(UPDATE_MEMBER, (p.name, p.kana, p.phone, p.email, p.card_no, p.line_user_id, consent, custom, now,
-                             p.member_id))  # fmt: skip
-    plan.members_touched.add(p.member_id)
+    # issue 18 (H9): field by field, the newest edit by hybrid logical clock wins, whatever order they arrive in
+    plan_store_update(plan, origin, event, p, now)
 
 
 def _stock_moved(plan: Plan, origin: Origin, event: Event, p: StockMoved, now: float) -> None:

@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from tenpo.cloud.analytics.job import add_analytics_job
 from tenpo.cloud.beacon_jobs import add_beacon_job
+from tenpo.cloud.channel.jobs import add_points_hold_job
 from tenpo.cloud.db import Central
 from tenpo.cloud.loyalty.jobs import add_loyalty_jobs
 
@@ -78,5 +79,6 @@ def start_hq_scheduler(db_url: str, retention: HqRetention, hour: int = 4) -> Ba
     add_loyalty_jobs(scheduler, db_url)  # issue 17 (H7): nightly expiry, then ranks, in JST
     add_analytics_job(scheduler, db_url)  # issue 17 (H6): analytics folded in every 10 minutes
     add_beacon_job(scheduler, db_url)  # issue 14 (H5): members' beacon ids before stores run out
+    add_points_hold_job(scheduler, db_url)  # issue 18 (H9): web points holds nobody captured expire
     scheduler.start()
     return scheduler

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from .channel_points import EXTRA_REQUEST_TYPES, EXTRA_WRITE_OPS
 from .events import Epoch, Id, Label, StoreId, Text
 from .protocol import ROOT, ProtocolError, decode
 
@@ -32,8 +33,8 @@ _CHANNEL = re.compile(CHANNEL_NAME_REGEX)
 _CLIENT = re.compile(CLIENT_REGEX)
 
 Op = Literal["stock", "reserve", "reservation", "cancel"]
-OPS: Final[tuple[str, ...]] = ("stock", "reserve", "reservation", "cancel")
-WRITE_OPS: Final[frozenset[str]] = frozenset({"reserve", "cancel"})
+OPS: Final[tuple[str, ...]] = ("stock", "reserve", "reservation", "cancel", *EXTRA_REQUEST_TYPES)  # H9: + points, app
+WRITE_OPS: Final[frozenset[str]] = frozenset({"reserve", "cancel"}) | EXTRA_WRITE_OPS
 
 ErrorCode = Literal["bad_request", "not_found", "conflict", "forbidden", "unavailable", "timeout", "internal"]
 ERROR_CODES: Final[tuple[str, ...]] = (
@@ -135,11 +136,12 @@ class CancelRequest(Request, frozen=True, kw_only=True):
     reservation_id: Id
 
 
-REQUEST_TYPES: Final[dict[str, type[Request]]] = {
+REQUEST_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
     "stock": StockQuery,
     "reserve": ReserveRequest,
     "reservation": ReservationQuery,
     "cancel": CancelRequest,
+    **EXTRA_REQUEST_TYPES,  # issue 18 parts 4-5 (H9): points at the web checkout, the member app
 }
 
 
@@ -196,13 +198,13 @@ class ChannelError(Exception):
         self.message = message
 
 
-def decode_request(op: str, payload: bytes) -> Request:
+def decode_request(op: str, payload: bytes) -> msgspec.Struct:
     """The request for ``op``; ChannelError(bad_request) naming what is wrong otherwise."""
     kind = REQUEST_TYPES.get(op)
     if kind is None:
         raise ChannelError("bad_request", f"unknown operation {op[:64]!r}: one of {', '.join(OPS)}")
     try:
-        request: Request = decode(payload, kind, max_bytes=MAX_REQUEST_BYTES)
+        request: msgspec.Struct = decode(payload, kind, max_bytes=MAX_REQUEST_BYTES)
     except ProtocolError as exc:
         raise ChannelError("bad_request", str(exc)[:900]) from None
     return request

@@ -28,6 +28,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tenpo.channel_extras import ExtrasMixin
+from tenpo.channel_extras import register as register_extras
 from tenpo.shared.channel_api import (
     DEFAULT_TIMEOUT_S,
     REQUEST_TYPES,
@@ -48,7 +50,7 @@ from tenpo.shared.terminal import print_json, safe_text
 __all__ = ["Client", "ChannelError", "TlsFiles"]
 
 
-class Client:
+class Client(ExtrasMixin):  # issue 18 parts 4-5 (H9): points at the web checkout, the member app
     """One connection for one channel; thread-safe: several requests may be in flight at once."""
 
     def __init__(self, broker: str, channel: str, tls: TlsFiles | None = None, client_id: str | None = None,
@@ -207,6 +209,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("reservation_id", metavar="ID")
     cancel.add_argument("--key", metavar="K", help="idempotency key (default: cancel-ID)")
     cancel.set_defaults(func=cmd_cancel)
+    register_extras(commands, _common, _run)  # H9: tenpo channel points|device|member …
 
 
 def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from tenpo.cloud.changes import record_changes
-from tenpo.cloud.channel import reservations
+from tenpo.cloud.channel import extras, reservations
 from tenpo.cloud.db import Central
 from tenpo.shared.channel_api import (
     CancelRequest,
@@ -93,6 +93,10 @@ class ChannelDesk:
 
     def _run(self, channel: str, op: str, request: Any, reply: str, correlation: bytes | None,
              now: float) -> Response | None:  # fmt: skip
+        if op in extras.HANDLERS:  # issue 18 parts 4-5 (H9): points at the web checkout, the member app
+            result, grew = extras.run(self.db, channel, op, request, now)
+            self.feed_grew = self.feed_grew or grew
+            return Response(ok=True, op=op, result=result)
         if isinstance(request, StockQuery):
             found = reservations.stock(self.db, request.sku, request.store, now)
             if found is None:

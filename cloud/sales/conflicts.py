@@ -142,12 +142,13 @@ def concurrent_spending(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Store X's entry could not know entry F when the change that carried F to the stores lies beyond
     the feed position X had read (or does not exist yet). Entries with no such position (HQ's own)
-    are never a side. Falls back to the newest entry when no pair is blind to each other.
+    are never a side, except a channel's points hold (kind ``hold``): it could not know a store's entry
+    that reached HQ after it. Falls back to the newest entry when no pair is blind to each other.
     """
 
     def unseen(entry: dict[str, Any], by: dict[str, Any]) -> bool:
-        if by["cursor"] is None:
-            return False
+        if by["cursor"] is None:  # HQ's own; a web points hold (issue 18) did not see what reached HQ after it
+            return by.get("kind") == "hold" and entry["id"] > by["id"]
         return entry["visible_seq"] is None or entry["visible_seq"] > by["cursor"]
 
     chosen: dict[int, dict[str, Any]] = {}

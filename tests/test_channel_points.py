@@ -1,0 +1,154 @@
+"""Points at the web checkout through the channel API, with real agents, a real aggregator and Mosquitto: a hold
+lowers the balance every store sees at once; a hold racing a sale made while its store is offline ends in a
+points-negative conflict at HQ and a refused capture, never a silent double spend; a capture becomes the order's
+redemption and the order earns at the member's rank; holds nobody captures expire by the scheduled job."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, timedelta
+
+import pytest
+
+from tenpo.channel import ChannelError
+from tenpo.cloud.channel.points import expire_holds
+from tenpo.cloud.loyalty import store as loyalty
+from tenpo.edge import replica
+from tenpo.edge.checkout.errors import InsufficientPoints
+from tenpo.edge.checkout.model import Payment, Scan
+from tenpo.edge.checkout.store import SaleOrder, commit_sale, member_info
+from tenpo.edge.outbox import read_counter
+from tenpo.sandbox import wait_until
+from tests.test_channel_support import Chain, chain, tenpo  # noqa: F401  (fixture)
+
+PRICE = 1980  # UMBRELLA
+
+
+def member_with_points(where: Chain, points: int) -> str:
+    """A member registered at S001 with ``points`` granted at HQ; returns once S001 sees them."""
+    db = where.db("S001")
+    member = replica.register_member(db, "S001", name="佐藤 花子", kana="サトウハナコ")
+    wait_until(lambda: where.central.scalar("SELECT 1 FROM members WHERE member_id = ?", (member,)), 30,
+               what="the member at HQ")  # fmt: skip
+    loyalty.grant(where.central, member, points, date.today() + timedelta(days=400), "campaign:welcome")
+    store_sees(where, member, points)
+    return member
+
+
+def store_sees(where: Chain, member: str, balance: int, store_id: str = "S001") -> None:
+    wait_until(lambda: member_info(where.db(store_id).conn, member).points_balance == balance, 30,
+               what=f"{store_id} to see {balance} points")  # fmt: skip
+
+
+def hq_balance(where: Chain, member: str) -> int:
+    return int(where.central.scalar("SELECT balance FROM points_balances WHERE member_id = ?", (member,), 0))
+
+
+def sell(where: Chain, member: str, redeem: int) -> object:
+    config = where.config("S001")
+    order = SaleOrder((Scan("sku:UMBRELLA"),), member, redeem, (Payment("cash", PRICE - redeem),))
+    return commit_sale(where.db("S001"), config, order)
+
+
+def cli(where: Chain, *args: str) -> dict[str, object]:
+    done = tenpo("channel", *args, "--json", "--broker", where.broker.url)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_a_hold_racing_an_offline_sale_is_a_conflict_at_hq_never_a_silent_double_spend(chain: Chain) -> None:  # noqa: F811 (imported fixture)
+    chain.receive("S001", "UMBRELLA", 1)
+    member = member_with_points(chain, 1000)
+    chain.stop_store("S001")  # the store is offline from here: it last heard 1,000 points
+    hold = cli(chain, "points", "hold", "--member", member, "--amount", "800", "--order", "W-1001", "--key", "W-1001-p")
+    assert (hold["state"], hold["amount"], hold["balance"]) == ("held", 800, 200)
+    assert cli(chain, "points", "balance", "--member", member) == {
+        "member_id": member, "balance": 200, "held": 800, "rank": "レギュラー", "multiplier_pct": 100}  # fmt: skip
+
+    sale = sell(chain, member, 500)  # offline: the store still believes 1,000, so it lets 500 go
+    earned = sale.points_earned  # type: ignore[attr-defined]
+    last = read_counter(chain.db("S001").conn, "outbox")
+    chain.start_store("S001")
+    wait_until(lambda: chain.central.scalar("SELECT last_applied_seq FROM stores WHERE store_id = 'S001'") == last,
+               30, what="the offline sale at HQ")  # fmt: skip
+    assert hq_balance(chain, member) == 1000 - 800 - 500 + earned < 0
+
+    # HQ shows it: a points-negative conflict with the web hold and the store's redemption side by side.
+    found = chain.central.one("SELECT detail FROM conflicts WHERE kind = 'points-negative' AND subject = ?"
+                              " AND status = 'open'", (member,))  # fmt: skip
+    assert found is not None, "the double spend is a conflict at HQ"
+    spent = {(e["store_id"], e["delta"]) for e in json.loads(found[0])["entries"]}
+    assert {("HQ", -800), ("S001", -500)} <= spent
+
+    # The capture no longer has the points behind it: refused, the shop takes another tender.
+    with chain.client() as web:
+        with pytest.raises(ChannelError) as refused:
+            web.points_capture(str(hold["hold_id"]), earn_on=PRICE)
+        assert refused.value.code == "conflict" and "no longer covers" in refused.value.message
+        released = web.points_release(str(hold["hold_id"]))
+        assert released.state == "released" and released.balance == 1000 - 500 + earned
+    assert chain.central.scalar("SELECT count(*) FROM points_ledger WHERE member_id = ? AND kind = 'redemption'"
+                                " AND store_id = 'HQ'", (member,)) == 0, "the web order spent nothing"  # fmt: skip
+    store_sees(chain, member, 1000 - 500 + earned)
+
+
+def test_a_hold_lowers_what_every_store_may_redeem_and_a_capture_earns_at_the_rank(chain: Chain, tmp_path) -> None:  # noqa: F811 (imported fixture)
+    (tmp_path / "loyalty.toml").write_text('[loyalty]\n[[loyalty.ranks]]\nname = "シルバー"\nthreshold = 0\n'
+                                           "multiplier_pct = 150\n", encoding="utf-8")  # fmt: skip
+    loyalty.set_config(chain.central, tmp_path / "loyalty.toml")
+    chain.receive("S001", "UMBRELLA", 1)
+    member = member_with_points(chain, 1000)
+    with chain.client() as web:
+        hold = web.points_hold(member, 600, order="W-2002", key="W-2002-points")
+        assert hold.balance == 400
+        assert web.points_hold(member, 600, order="W-2002", key="W-2002-points") == hold, "same key, same hold"
+        with pytest.raises(ChannelError) as refused:
+            web.points_hold(member, 500, order="W-2003")
+        assert refused.value.code == "conflict" and "400" in refused.value.message
+        store_sees(chain, member, 400)  # online stores hear it at once, S002 included
+        store_sees(chain, member, 400, "S002")
+        with pytest.raises(InsufficientPoints):
+            sell(chain, member, 500)  # the held points cannot be spent at the counter
+
+        captured = web.points_capture(hold.hold_id, earn_on=PRICE, key="W-2002-done")
+        earned = PRICE * 150 // 10_000  # 1 point per ¥100 at x1.5
+        assert (captured.state, captured.earned, captured.balance) == ("captured", earned, 400 + earned)
+        assert web.points_capture(hold.hold_id, earn_on=PRICE, key="W-2002-done") == captured, "a retry"
+        with pytest.raises(ChannelError) as twice:
+            web.points_capture(hold.hold_id, key="another-key")
+        assert twice.value.code == "conflict"
+        with pytest.raises(ChannelError) as late:
+            web.points_release(hold.hold_id)
+        assert late.value.code == "conflict"
+        with chain.client("app") as app:  # another channel's hold does not exist for it
+            with pytest.raises(ChannelError) as other:
+                app.points_release(hold.hold_id)
+            assert other.value.code == "not_found"
+    rows = chain.central.all("SELECT kind, delta, ref FROM points_ledger WHERE member_id = ? AND store_id = 'HQ'"
+                             " AND kind <> 'adjustment' ORDER BY id", (member,))  # fmt: skip
+    assert [tuple(r) for r in rows] == [("hold", -600, f"hold:{hold.hold_id}"), ("hold-release", 600, f"hold:{hold.hold_id}"),
+                                        ("redemption", -600, "web:W-2002"), ("accrual", earned, "web:W-2002")]  # fmt: skip
+    store_sees(chain, member, 400 + earned)
+
+
+def test_holds_nobody_captures_expire_by_the_scheduled_job(chain: Chain) -> None:  # noqa: F811 (imported fixture)
+    member = member_with_points(chain, 300)
+    with chain.client() as web:
+        hold = web.points_hold(member, 300, order="W-3003", hold_s=60)
+        store_sees(chain, member, 0)
+        assert expire_holds(chain.central, time.time()) == 0, "not yet"
+        assert expire_holds(chain.central, time.time() + 120) == 1
+        assert expire_holds(chain.central, time.time() + 120) == 0, "idempotent"
+        assert web.points_balance(member).balance == 300
+        with pytest.raises(ChannelError) as gone:
+            web.points_capture(hold.hold_id)
+        assert gone.value.code == "conflict" and "expired" in gone.value.message
+        with pytest.raises(ChannelError) as unknown:
+            web.points_balance("NOBODY-1")
+        assert unknown.value.code == "not_found"
+    store_sees(chain, member, 300)
+    # The given-back points keep the last good day of the lot they came from: holding never extends them.
+    lots = loyalty.member_lots(chain.central, member, date.today()).lots
+    assert lots == [(date.today() + timedelta(days=400), 300)]
