@@ -92,13 +92,13 @@ class ShippedBroker:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.config)],
                                             stdout=log, stderr=log)  # fmt: skip
+        # Ready when it says "running" (after loading the certificates): the port opens before the key is read.
         deadline = time.monotonic() + 10
         while self.process.poll() is None and time.monotonic() < deadline:
-            try:
-                wait_for_port(self.port, timeout=0.2)
+            if b" running" in self.log.read_bytes():
+                wait_for_port(self.port)
                 return self
-            except Exception:
-                continue
+            time.sleep(0.02)
         self.stop()
         raise AssertionError(f"the shipped config did not start Mosquitto:\n{self.log.read_text()}")
 
@@ -178,3 +178,22 @@ def test_key_group_that_does_not_exist_is_a_clear_refusal(pki_dir: Path, capsys:
     assert main(["provision", "ca", "--dir", str(pki_dir)]) == 0
     code = main(["provision", "broker", "--dir", str(pki_dir), "--host", "127.0.0.1", "--key-group", "no-such-group-x"])
     assert code != 0 and "no group 'no-such-group-x'" in capsys.readouterr().err
+
+
+def test_a_store_refuses_a_broker_whose_certificate_is_not_from_the_chain(pki_dir: Path, tmp_path: Path) -> None:
+    """A sniffer who answers in the broker's place (DNS, ARP) has no certificate from the chain's CA."""
+    provision_chain(pki_dir, "S001")
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    for name in ("ca.pem", "S001.crt", "S001.client.key"):
+        shutil.copy(pki_dir / name, ours / name)
+    for name in ("ca.pem", "ca.key", "broker.crt", "broker.key", "crl.pem", "issued.tsv", "S001.crt", "S001.client.key"):
+        (pki_dir / name).unlink()
+    provision_chain(pki_dir, "S001")  # an impostor's own CA, broker and even an "S001"
+    broker = ShippedBroker(pki_dir).start()
+    try:
+        assert hello(broker.port, pki_dir, "S001") == CONNACK_ACCEPTED, "the impostor's broker is up"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            hello(broker.port, ours, "S001")  # the real store, with the chain's CA, refuses it
+    finally:
+        broker.stop()
