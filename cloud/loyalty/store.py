@@ -273,8 +273,8 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
     # Incremental: only members with entries since the last run, or a lot ending before ``as_of`` (their
     # soonest end is kept in loyalty_members.next_end); everyone on the first run or after the rules changed.
     only = None if not last_mark or changed_rules else (
-        "SELECT member_id FROM points_ledger WHERE id > ? UNION SELECT member_id FROM loyalty_members"
-        " WHERE next_end < ?", (int(last_mark), as_of.isoformat()))  # fmt: skip
+        "SELECT member_id FROM points_ledger WHERE id > ? AND stream <> ? UNION SELECT member_id FROM loyalty_members"
+        " WHERE next_end < ?", (int(last_mark), LOYALTY_STREAM, as_of.isoformat()))  # fmt: skip  (not our own expiry)
     applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}
 
     def flush() -> None:
