@@ -287,8 +287,8 @@ async def test_scanned_member_is_a_visit_and_stops_resolving_once_erased(tmp_pat
     from tenpo.edge.ble.recording import member_ibeacon_payload
     from tenpo.edge.ble.registry import load_registry
     from tenpo.edge.ble.service import BeaconService
-    from tenpo.shared.beacon_id import issue_start, issued_ids
     from tenpo.sandbox import write_store_config
+    from tenpo.shared.beacon_id import issue_start, issued_ids
 
     (tmp_path / "beacons.toml").write_text(QUICK_REGISTRY)
     config_path = write_store_config(tmp_path, "S001", "mqtt://127.0.0.1:1")
