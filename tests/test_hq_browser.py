@@ -25,6 +25,7 @@ import pytest
 from tenpo.cloud.db import Central
 from tenpo.cloud.hq import sim
 from tenpo.sandbox import Process, free_port, wait_for_port
+from tests.support.operators import PASSWORD, make_operator
 
 CHROMIUM = shutil.which("chromium") or "chromium"
 KEEP_TERMINAL_OUTPUT = """
@@ -81,6 +82,12 @@ class DevTools:
         result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
         return result["result"].get("value")
 
+    async def enter(self) -> None:
+        for kind in ("keyDown", "keyUp"):
+            extra = {"text": "\r"} if kind == "keyDown" else {}
+            await self.send("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
+                            **extra)  # fmt: skip
+
     async def key(self, char: str) -> None:
         code = ord(char.upper())
         for kind in ("keyDown", "keyUp"):
@@ -134,9 +141,11 @@ async def test_the_served_monitor_renders_the_stores_table_and_answers_a_key(tmp
     db = Central(url)
     sim.seed_stores(db, 5)
     db.close()
+    make_operator(url, "watcher", "viewer")  # each browser session signs in first (issue 14)
     port = free_port()
     public = f"http://127.0.0.1:{port}"
-    server = Process(["hq", "--serve", "--db", url, "--broker", "none", "--host", "0.0.0.0", "--port", str(port),
+    # Plain HTTP only on loopback (beyond it --serve needs --https-cert/--https-key: tests/test_operators.py).
+    server = Process(["hq", "--serve", "--db", url, "--broker", "none", "--host", "127.0.0.1", "--port", str(port),
                       "--public-url", public], tmp_path / "serve.log").start()  # fmt: skip
     try:
         wait_for_port(port, timeout=60)
@@ -152,9 +161,22 @@ async def test_the_served_monitor_renders_the_stores_table_and_answers_a_key(tmp
             text = terminal_text(await browser.evaluate("window.__tenpo || ''") or "")
             return text if all(w in text for w in words) else None
 
+        async def grown(length: int) -> bool:
+            return bool(await browser.evaluate("(window.__tenpo || '').length") > length)
+
+        signin = await until(lambda: shown("sign in", "password"), "the sign-in screen first")
+        assert "S001" not in signin and "Backlog" not in signin, "nothing of HQ before the sign-in"
+        await browser.evaluate("document.querySelector('.xterm-helper-textarea').focus()")
+        for field, echo in (("watcher", "watcher"), (PASSWORD, "•" * len(PASSWORD))):  # a viewer: no TOTP code
+            await browser.send("Input.insertText", text=field)
+            await until(lambda echo=echo: shown(echo), f"{echo[:8]} typed")
+            painted = await browser.evaluate("(window.__tenpo || '').length")
+            await browser.enter()  # the name's Enter moves the focus to the password: await its repaint
+            await until(lambda painted=painted: grown(painted), "the app to take the Enter")
         text = await until(lambda: shown("Backlog", "S001", "S005"), "the stores table in the browser")
         assert "⭘" not in text and "≡" in text, "no header icon a browser font lacks"
-        await until(lambda: shown("Dead letters", "Store detail", "Screenshot"), "the footer's key hints")
+        # After the sign-in the stores table has the focus, as in a terminal: its own Enter hides "Store detail".
+        await until(lambda: shown("Dead letters", "Charts", "Screenshot"), "the footer's key hints")
 
         await browser.evaluate("document.querySelector('.xterm-helper-textarea').focus()")
         await browser.key("d")

@@ -44,9 +44,10 @@ class SignInScreen(Screen[None]):
         self.query_one("#name", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        following = {"name": "#password", "password": "#code"}.get(event.input.id or "")
-        if following is not None:
-            self.query_one(following, Input).focus()
+        """Enter in the name goes on to the password; in the password or the code it signs in (an account
+        that needs a code and has none is told so, and the cursor waits in the code field)."""
+        if event.input.id == "name":
+            self.query_one("#password", Input).focus()
         else:
             self.submit()
 
@@ -83,8 +84,11 @@ class SignInScreen(Screen[None]):
 
     def _done(self, operator: Operator | None, message: str) -> None:
         self.query_one("#signin", Button).disabled = False
-        self.query_one("#password", Input).value = ""
-        self.query_one("#code", Input).value = ""
+        if operator is None and "needs a TOTP code" in message:
+            self.query_one("#code", Input).focus()
+        else:
+            self.query_one("#password", Input).value = ""
+            self.query_one("#code", Input).value = ""
         if operator is None:
             self.query_one("#signin-error", Static).update(Text(safe_text(message)))
             return
