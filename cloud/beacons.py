@@ -1,10 +1,11 @@
 """Members' beacon secrets stay at HQ (issue 14): stores get the rotating identifiers instead.
 
 Every member.upsert HQ records loses its ``beacon_secret`` and gains a ``member.beacon_ids`` change
-with the identifiers of the previous window and the next 24 hours (tenpo.shared.beacon_id); a
-bootstrap snapshot sends the same as its ``beacon_ids`` entity; the scheduled job
-(tenpo.cloud.beacon_jobs) sends fresh ones for every member before the issued ones run out. The
-member app gets its secret from HQ, never from a store.
+with the identifiers of the previous window and the next two hours (UPSERT_WINDOWS: a registration
+or an import pays 13 HMACs per member, not a day's 145); the scheduled job (tenpo.cloud.beacon_jobs)
+tops every member up to 24 hours before the issued ones run out, from ``beacon_issue`` (cloud
+migration 15: how far the feed has issued each member). A bootstrap snapshot sends 24 hours as its
+``beacon_ids`` entity. The member app gets its secret from HQ, never from a store.
 """
 
 from __future__ import annotations
@@ -16,19 +17,36 @@ from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.beacon_id import ISSUE_WINDOWS, issue_start, issued_ids
 
 KIND = "member.beacon_ids"
+UPSERT_WINDOWS = 13
+"""Identifiers sent with a member.upsert: the previous window and two hours ahead; the job tops up."""
 
 
-def ids_change(member_id: str, secret_hex: str | None, now: float) -> ChangeTuple | None:
+def ids_change(member_id: str, secret_hex: str | None, now: float, count: int = ISSUE_WINDOWS) -> ChangeTuple | None:
     """The member.beacon_ids change for a member's secret (None when there is none or it is malformed)."""
     if not secret_hex:
         return None
     try:
         secret = bytes.fromhex(secret_hex)
         first = issue_start(now)
-        ids = issued_ids(secret, first, ISSUE_WINDOWS)
+        ids = issued_ids(secret, first, count)
     except ValueError:
         return None
     return (KIND, member_id, None, {"member_id": member_id, "first_window": first, "ids": ids})
+
+
+def last_window(change: ChangeTuple) -> int:
+    data = change[3]
+    return int(data["first_window"]) + len(data["ids"]) // 16 - 1
+
+
+def note_issued(db: Central, issued: list[ChangeTuple]) -> None:
+    """Remember the last window the feed now covers for each member (a store replaces what it held)."""
+    if issued:
+        db.executemany(
+            "INSERT INTO beacon_issue(name, until_window) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET until_window = excluded.until_window",
+            [(change[1], last_window(change)) for change in issued],
+        )
 
 
 def without_secrets(db: Central, changes: list[ChangeTuple], now: float) -> list[ChangeTuple]:
@@ -44,10 +62,11 @@ def without_secrets(db: Central, changes: list[ChangeTuple], now: float) -> list
                 "SELECT beacon_secret FROM members WHERE member_id = ? AND erased = 0", (data.get("member_id"),)
             )  # fmt: skip
             data = {k: v for k, v in data.items() if k != "beacon_secret"}
-            change = ids_change(str(data.get("member_id")), secret, now)
+            change = ids_change(str(data.get("member_id")), secret, now, UPSERT_WINDOWS)
             if change is not None:
                 extra.append(change)
         kept.append((kind, key, store, data))
+    note_issued(db, extra)
     return kept + extra
 
 

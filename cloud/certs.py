@@ -4,8 +4,8 @@ ahead it has issued members' rotating beacon ids.
 - ``store_certificates``: the expiry of the certificate each store connects with, as the store
   reported it in its birth message (tenpo.shared.protocol.Birth.cert_not_after); the HQ monitor warns
   when one expires within ``cert_warn_days`` (TENPO_CERT_WARN_DAYS, default 30).
-- ``beacon_issue``: the last id window HQ has put in the feed for every member (tenpo.cloud.beacons);
-  the scheduled job refreshes the ids before the stores run out of them.
+- ``beacon_issue``: per member, the last id window HQ has put in the feed (tenpo.cloud.beacons); the
+  scheduled job tops up the members whose ids end within 12 hours.
 - member records already in the change feed lose their ``beacon_secret``.
 """
 
@@ -28,7 +28,7 @@ def statements(db: Central) -> list[str]:
             reported_at {t['real']} NOT NULL
         )""",
         f"""CREATE TABLE beacon_issue (
-            name TEXT PRIMARY KEY,                -- 'all': the horizon of the last refresh for every member
+            name TEXT PRIMARY KEY,                -- a member id
             until_window {t['int']} NOT NULL
         )""",
         # Secrets recorded in the feed before this version: a store catching up from an old cursor would

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 from tenpo.cloud.beacon_jobs import issued_until, refresh_beacon_ids
+from tenpo.cloud.beacons import UPSERT_WINDOWS
 from tenpo.cloud.certs import expiring, record_certificate
+from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
@@ -72,7 +74,7 @@ def test_stores_get_ids_not_secrets_and_still_recognise_the_member(
         feed = [(kind, json.loads(data)) for kind, data in central.all("SELECT kind, data FROM changes")]
         assert not [d for _, d in feed if "beacon_secret" in d]
         issued = [d for kind, d in feed if kind == "member.beacon_ids"]
-        assert issued and all(len(d["ids"]) // 16 == ISSUE_WINDOWS <= MAX_ISSUED_IDS for d in issued)
+        assert issued and all(0 < len(d["ids"]) // 16 <= MAX_ISSUED_IDS for d in issued)
         assert not secret_leaks(b"".join(json.dumps(d).encode() for _, d in feed), secrets_hex)
 
         # A second store joining later gets the ids in its bootstrap snapshot.
@@ -115,15 +117,26 @@ def test_hq_refreshes_the_ids_before_the_stores_run_out(central_url: str) -> Non
     central.execute("INSERT INTO members(member_id, beacon_secret, erased, created_at, updated_at)"
                     " VALUES ('HQ-gone', NULL, 1, ?, ?)", (now, now))  # fmt: skip
     assert refresh_beacon_ids(central, now) == 3, "a new HQ issues at once"
-    horizon = issued_until(central)
-    assert horizon is not None and horizon - window_of(now) == ISSUE_WINDOWS - 2
+    assert issued_until(central, "HQ-0") == window_of(now) + ISSUE_WINDOWS - 2, "the window before and 24 h ahead"
     assert refresh_beacon_ids(central, now + 3600) == 0, "plenty left: nothing sent"
-    later = (horizon - REFRESH_MARGIN_WINDOWS + 1) * 600.0
-    assert refresh_beacon_ids(central, later) == 3, "less than the margin left: fresh ids for every member"
+
+    # A member registered now gets two hours with its member.upsert, and the next run tops it up.
+    central.execute("INSERT INTO members(member_id, beacon_secret, created_at, updated_at) VALUES ('HQ-new', ?, ?, ?)",
+                    ("0f" * 16, now, now))  # fmt: skip
+    with central.transaction():
+        record_changes(central, [("member.upsert", "HQ-new", None, {"member_id": "HQ-new", "version": 0})], now)
+    assert issued_until(central, "HQ-new") == window_of(now) + UPSERT_WINDOWS - 2
+    assert refresh_beacon_ids(central, now + 60) == 1
+    assert issued_until(central, "HQ-new") == window_of(now + 60) + ISSUE_WINDOWS - 2
+
+    later = (issued_until(central, "HQ-0") - REFRESH_MARGIN_WINDOWS + 1) * 600.0  # 12 hours left
+    assert refresh_beacon_ids(central, later) == 4, "less than the margin left: a fresh day for every member"
     rows = [json.loads(d) for (d,) in central.all("SELECT data FROM changes WHERE kind = 'member.beacon_ids' ORDER BY seq")]
-    assert [r["member_id"] for r in rows] == ["HQ-0", "HQ-1", "HQ-2"] * 2
-    assert rows[-1]["first_window"] == window_of(later) - 1
-    assert rows[-1]["ids"][:16] == rotating_id(bytes.fromhex("02" * 16), window_of(later) - 1).hex()
+    assert [r["member_id"] for r in rows] == ["HQ-0", "HQ-1", "HQ-2", "HQ-new", "HQ-new", "HQ-0", "HQ-1", "HQ-2", "HQ-new"]
+    assert [len(r["ids"]) // 16 for r in rows][3] == UPSERT_WINDOWS
+    assert rows[-2]["first_window"] == window_of(later) - 1
+    assert rows[-2]["ids"][:16] == rotating_id(bytes.fromhex("02" * 16), window_of(later) - 1).hex()
+    assert all("beacon_secret" not in json.loads(d) for (d,) in central.all("SELECT data FROM changes"))
 
     # The certificate expiry a birth reports lands in the same migration's table, on both dialects.
     with central.transaction():
