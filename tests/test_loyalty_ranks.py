@@ -17,6 +17,7 @@ from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import snapshot_chunk
 from tenpo.cloud.loyalty import store as loyalty
+from tenpo.cloud.loyalty.jobs import nightly
 from tenpo.edge import db as edge_db
 from tenpo.edge.feed import SNAPSHOT_HANDLERS
 from tenpo.edge.loyalty import standing
@@ -255,3 +256,16 @@ def test_a_new_store_bootstraps_each_members_rank_and_lots(central: Central, tmp
     held = standing(replica.conn, "S001-A", 400, now=_t(AS_OF))
     assert (held.rank, held.multiplier_pct) == expected_rank(40000)
     assert held.lots == ((date(2027, 11, 30), 400),)
+
+
+def test_the_nightly_job_expires_then_ranks_as_of_today_in_tokyo(central: Central, url: str) -> None:
+    store = Store(central)
+    store.member("S001-A")
+    store.sale("R1", "S001-A", 40000, date(2025, 10, 5), earned=400)  # good through 2026-10-31
+    store.sale("R2", "S001-A", 12000, date(2026, 6, 1))  # within the 12 months that count for the rank
+    night = _t(date(2026, 11, 1), 0) + 30 * 60  # 00:30 JST on 1 November, as the scheduler runs it
+    nightly(url, night)
+    runs = central.all("SELECT job, as_of FROM loyalty_runs ORDER BY id")
+    assert runs == [("expire", "2026-11-01"), ("ranks", "2026-11-01")]
+    assert balance(central, "S001-A") == 0
+    assert loyalty_changes(central, "S001-A")[-1]["rank"] == expected_rank(12000)[0]  # R1 is 13 months old
