@@ -294,6 +294,8 @@ def test_every_change_kind_decodes_the_data_hq_sends() -> None:
         "reservation.upsert": {"reservation_id": "R00000001", "store_id": "S001", "sku": "A1", "qty": 1,  # issue 18
                                "state": "requested", "channel": "web", "member_id": None, "customer": None,
                                "pickup_store": None, "reason": None, "expires_at": NOW + 900, "version": 13},
+        "member.recommendations": {"member_id": "G1", "as_of": "2026-11-30", "version": 14,  # issue 17 (H6)
+                                   "items": [{"sku": "A1", "name": "茶", "reason": "bought-with:B2", "score": 0.42}]},
     }  # fmt: skip
     assert set(samples) == set(CHANGE_KINDS)
     for kind, data in samples.items():
