@@ -24,6 +24,7 @@ from tenpo.cloud.channel.service import Outgoing, no_delay
 from tenpo.cloud.channel.worker import ChannelWorker  # issue 18: the channel API
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
+from tenpo.cloud.reconnect import Backoff, DatabaseLost, connection_lost, reopen
 from tenpo.shared.channel_api import REQUEST_FILTER
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client
 from tenpo.shared.protocol import (
@@ -46,6 +47,7 @@ PUSH_INTERVAL_S = 0.25
 RECEIVE_MAXIMUM = 16  # unacknowledged messages the broker may send ahead (MQTT 5 Receive Maximum)
 CHANNEL_PREFIX = f"{ROOT}/channel/"
 QUEUE_LIMIT = 16  # received messages (batches of up to 512 KiB) waiting here for the database worker
+RETRIES_AFTER_RECONNECT = 3  # a message whose handling loses the connection this often is left to the store's resend
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class Aggregator:
         self.broker = broker
         self.group = group
         self.counters = AggregatorCounters()
+        self._backoff = Backoff()
         self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue(maxsize=QUEUE_LIMIT)
         self.connected = threading.Event()
         self.client_id = client_id or f"tenpo-aggregator-{os.getpid()}-{os.urandom(3).hex()}"
@@ -123,15 +126,15 @@ class Aggregator:
                 except queue.Empty:
                     message = None
                 if message is not None:
-                    try:
-                        self._handle(message)
-                    except Exception:  # _handle dead-letters its own failures; this is the last line
-                        log.exception("message on %s not handled", message.topic)
+                    self._handle_until_done(message, stop)
                     self.client.ack(message.mid, message.qos)
                 if self.channel.feed_grew:  # a reservation for a store: send it now, not at the next tick
                     next_push = time.monotonic()
                 if time.monotonic() >= next_push:
-                    self._push_feed()
+                    try:
+                        self._push_feed()
+                    except DatabaseLost as lost:
+                        reopen(self.db, stop, "aggregator", lost.__cause__, self._backoff)
                     next_push = time.monotonic() + PUSH_INTERVAL_S
         finally:
             self._stopping.set()
@@ -143,6 +146,22 @@ class Aggregator:
             self.db.close()
 
     # ------------------------------------------------------------------ work
+
+    def _handle_until_done(self, message: mqtt.MQTTMessage, stop: threading.Event) -> None:
+        """Handle a message; if the database connection goes meanwhile, nothing of it was acknowledged to the
+        store: reconnect (back-off while PostgreSQL is down) and handle it again (applying is idempotent)."""
+        for _attempt in range(RETRIES_AFTER_RECONNECT):
+            try:
+                self._handle(message)
+                return
+            except DatabaseLost as lost:
+                if not reopen(self.db, stop, "aggregator", lost.__cause__, self._backoff):
+                    return  # stopping: the store resends what it has no ack for
+            except Exception:  # _handle dead-letters its own failures; this is the last line
+                log.exception("message on %s not handled", message.topic)
+                return
+        log.warning("message on %s lost the database connection %d times; left for the store to resend",
+                    message.topic, RETRIES_AFTER_RECONNECT)  # fmt: skip
 
     def _handle(self, message: mqtt.MQTTMessage) -> None:
         """Apply one message. Whatever goes wrong with it is its dead letter; the consumer keeps serving."""
@@ -156,6 +175,8 @@ class Aggregator:
             self._dead_letter(message.topic, exc.reason, payload, exc.store_id)
             return
         except Exception as exc:  # a hostile message found a way past the checks
+            if connection_lost(self.db, exc):  # not the message: the key lookup lost the database
+                raise DatabaseLost(str(exc)) from exc
             log.exception("could not open a message on %s", message.topic)
             self._dead_letter(message.topic, f"unreadable: {type(exc).__name__}: {exc}", payload, topic_store)
             return
@@ -178,6 +199,8 @@ class Aggregator:
             elif kind in ("birth", "death"):
                 record_birth(self.db, store_id, body, online=kind == "birth")
         except Exception as exc:  # a database hiccup must not kill the consumer; the store will resend
+            if connection_lost(self.db, exc):  # no ack went out: reconnect and handle the message again
+                raise DatabaseLost(str(exc)) from exc
             log.exception("could not handle %s from %s", kind, store_id, extra={"store_id": store_id})
             self._dead_letter(message.topic, f"{kind}: {type(exc).__name__}: {exc}", payload, store_id)
 
@@ -211,5 +234,7 @@ class Aggregator:
                 self.out.publish(BROADCAST_CHANGES, encode(page), qos=1)
                 self.counters.pages_pushed += 1
                 self._last_pushed = page.to_seq
-        except Exception:
+        except Exception as exc:
+            if connection_lost(self.db, exc):
+                raise DatabaseLost(str(exc)) from exc
             log.exception("could not push the change feed")

@@ -22,6 +22,7 @@ import msgspec
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.channel import extras, reservations
 from tenpo.cloud.db import Central
+from tenpo.cloud.reconnect import DatabaseLost, connection_lost
 from tenpo.shared.channel_api import (
     CancelRequest,
     ChannelError,
@@ -63,7 +64,9 @@ class ChannelDesk:
     # ------------------------------------------------------------------ requests
 
     def handle(self, topic: str, payload: bytes, response_topic: str | None, correlation: bytes | None,
-               now: float | None = None) -> list[Outgoing]:  # fmt: skip
+               now: float | None = None, lost_raises: bool = False) -> list[Outgoing]:  # fmt: skip
+        """The answers to one request. ``lost_raises``: a lost database connection raises DatabaseLost (the
+        caller reconnects and asks again; nothing was committed or answered) instead of answering unavailable."""
         now = time.time() if now is None else now
         parsed = parse_request_topic(topic)
         if parsed is None:
@@ -83,6 +86,8 @@ class ChannelDesk:
         except ChannelError as exc:
             response = failed(op, exc.code, exc.message)
         except Exception as exc:  # the database, not the request: the channel retries with the same key
+            if lost_raises and connection_lost(self.db, exc):
+                raise DatabaseLost(str(exc)) from exc
             log.exception("channel %s: %s not answered", channel, op)
             response = failed(op, "unavailable", f"HQ could not answer now ({type(exc).__name__}); retry")
         if response is None:  # a reserve waiting for the store: answered by replies()

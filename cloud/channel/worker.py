@@ -18,10 +18,12 @@ import paho.mqtt.client as mqtt
 
 from tenpo.cloud.channel.service import ChannelDesk, Outgoing
 from tenpo.cloud.db import Central
+from tenpo.cloud.reconnect import Backoff, DatabaseLost, connection_lost, reopen
 
 log = logging.getLogger(__name__)
 QUEUE_LIMIT = 256
 TICK_S = 0.25
+RETRIES_AFTER_RECONNECT = 2  # then the request is answered "unavailable" (the channel retries with its key)
 
 
 class ChannelWorker:
@@ -35,6 +37,7 @@ class ChannelWorker:
         self._wake = threading.Event()
         self._poked = False
         self._stop = threading.Event()
+        self._backoff = Backoff()
         self._thread = threading.Thread(target=self._run, name="tenpo-channel", daemon=True)
 
     @property
@@ -80,13 +83,7 @@ class ChannelWorker:
                     message = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                try:
-                    props = getattr(message, "properties", None)
-                    self._publish(self.desk.handle(message.topic, bytes(message.payload),
-                                                   getattr(props, "ResponseTopic", None),
-                                                   getattr(props, "CorrelationData", None)))  # fmt: skip
-                except Exception:  # handle() answers its own failures; this is the last line
-                    log.exception("channel request on %s not handled", message.topic)
+                self._answer(message)
                 self._ack(message)
                 if self.desk.feed_grew:
                     self._feed_grew()
@@ -96,3 +93,21 @@ class ChannelWorker:
                     self._publish(self.desk.tick())
                 except Exception:
                     log.exception("channel housekeeping failed")
+                if connection_lost(self.desk.db):  # the sweep or the answers found the connection gone
+                    reopen(self.desk.db, self._stop, "channel API", None, self._backoff)
+
+    def _answer(self, message: mqtt.MQTTMessage) -> None:
+        """Answer one request; a lost database connection is reopened (back-off) and the request run again."""
+        props = getattr(message, "properties", None)
+        for attempt in range(RETRIES_AFTER_RECONNECT + 1):
+            try:
+                self._publish(self.desk.handle(message.topic, bytes(message.payload), getattr(props, "ResponseTopic", None),
+                                               getattr(props, "CorrelationData", None),
+                                               lost_raises=attempt < RETRIES_AFTER_RECONNECT))  # fmt: skip
+                return
+            except DatabaseLost as lost:
+                if not reopen(self.desk.db, self._stop, "channel API", lost.__cause__, self._backoff):
+                    return
+            except Exception:  # handle() answers its own failures; this is the last line
+                log.exception("channel request on %s not handled", message.topic)
+                return

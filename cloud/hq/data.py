@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tenpo.cloud import certs, status
 from tenpo.cloud.authority_check import refusals_by_store
@@ -20,6 +20,7 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.hq import actions, conflicts, queries
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.trends import IncidentTrend, incident_trend
+from tenpo.cloud.reconnect import connection_lost, reconnect
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,9 @@ def collect_young() -> None:
     gc.collect(0)
 
 
+_T = TypeVar("_T")
+
+
 class HqData:
     """Every read and action the monitor performs; one call at a time (the lock), from any thread."""
 
@@ -144,23 +148,46 @@ class HqData:
         self._lock = threading.Lock()
         self._gc_settled = False  # settle_gc() runs once, at the first refresh (the app is built by then)
 
+    def _revive(self) -> None:
+        """Before an action (a write, never repeated here): a connection known to be gone is opened again."""
+        if connection_lost(self.db):
+            reconnect(self.db)
+
     def close(self) -> None:
         with self._lock:
             self.db.close()
+
+    def _reading(self, read: Callable[[], _T]) -> _T:
+        """Run ``read`` (under the lock); if PostgreSQL dropped the connection (a failover, a restart), open a
+        new one and read again. A server still away raises here: this refresh fails, the next one tries again."""
+        try:
+            if connection_lost(self.db):
+                reconnect(self.db)
+            return read()
+        except Exception as exc:
+            if not connection_lost(self.db, exc):
+                raise
+            reconnect(self.db)
+            return read()
+
+    def _read_overview(self, now: float) -> tuple[Any, ...]:
+        records = status.store_records(self.db, now)
+        self.throughput.refresh(self.db, now)
+        conflict_counts = status.open_conflicts(self.db)
+        all_dead, open_dead = status.dead_letter_totals(self.db)
+        latest = status.latest_change(self.db)
+        expiring = tuple(certs.expiring(self.db, now)) if status.table_exists(self.db, "store_certificates") else ()
+        refused = tuple(refusals_by_store(self.db, now - AUTHORITY_WINDOW_S).items())  # docs/authority.md
+        return records, conflict_counts, all_dead, open_dead, latest, expiring, refused
 
     def overview(self) -> Overview:
         with self._lock:
             started = time.perf_counter()
             now = self.clock()
-            records = status.store_records(self.db, now)
-            self.throughput.refresh(self.db, now)
-            conflict_counts = status.open_conflicts(self.db)
-            all_dead, open_dead = status.dead_letter_totals(self.db)
-            latest = status.latest_change(self.db)
+            records, conflict_counts, all_dead, open_dead, latest, expiring, refused = self._reading(
+                lambda: self._read_overview(now))
             trends, total = self.throughput.series(now)
             per_minute = self.throughput.per_minute(now)
-            expiring = tuple(certs.expiring(self.db, now)) if status.table_exists(self.db, "store_certificates") else ()
-            refused = tuple(refusals_by_store(self.db, now - AUTHORITY_WINDOW_S).items())  # docs/authority.md
             elapsed = (time.perf_counter() - started) * 1000
         if not self._gc_settled:
             self._gc_settled = True
@@ -170,31 +197,34 @@ class HqData:
 
     def store_detail(self, store_id: str) -> tuple[queries.StoreDetail | None, tuple[float, ...]]:
         with self._lock:
-            detail = queries.store_detail(self.db, store_id)
+            detail = self._reading(lambda: queries.store_detail(self.db, store_id))
             trends, _ = self.throughput.series(self.clock())
         rate = tuple(c / self.config.bucket_s for c in trends.get(store_id, (0,) * self.config.buckets))
         return detail, rate
 
     def incident_trend(self) -> IncidentTrend:
         with self._lock:
-            return incident_trend(self.db, self.clock())
+            return self._reading(lambda: incident_trend(self.db, self.clock()))
 
     def dead_letters(self, include_closed: bool = False) -> list[queries.DeadLetter]:
         with self._lock:
-            return queries.dead_letters(self.db, include_closed=include_closed)
+            return self._reading(lambda: queries.dead_letters(self.db, include_closed=include_closed))
 
     def retry(self, dead_letter_id: int) -> actions.RetryOutcome:
         with self._lock:
+            self._revive()
             return actions.retry_dead_letter(self.db, dead_letter_id)
 
     def discard(self, dead_letter_id: int, note: str) -> None:
         with self._lock:
+            self._revive()
             actions.discard_dead_letter(self.db, dead_letter_id, note)
 
     def conflicts(self) -> list[conflicts.ConflictRow] | None:
         with self._lock:
-            return conflicts.list_open(self.db)
+            return self._reading(lambda: conflicts.list_open(self.db))
 
     def resolve_conflict(self, conflict_id: str, action: str, note: str) -> Any:
         with self._lock:
+            self._revive()
             return conflicts.resolve(self.db, conflict_id, action, note)

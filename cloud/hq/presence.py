@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 
 from tenpo.cloud.apply import KeyRing, Rejected, open_envelope
 from tenpo.cloud.db import Central
+from tenpo.cloud.reconnect import connection_lost, reconnect
 from tenpo.shared import hlc
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client
 from tenpo.shared.protocol import ROOT
@@ -134,8 +135,13 @@ class PresenceListener:
         except Rejected:
             self.rejected += 1
             return
-        except Exception:  # a database hiccup while loading a key must not stop presence
+        except Exception as exc:  # a database hiccup while loading a key must not stop presence
             log.exception("presence message from %s not checked", message.topic)
+            if self._db is not None and connection_lost(self._db, exc):  # PostgreSQL failed over: next one reads
+                try:
+                    reconnect(self._db)
+                except Exception:
+                    log.warning("presence: PostgreSQL still unreachable; trying again with the next message")
             return
         presence = fold_presence(self._state.get(opened.store_id), opened.kind, opened.body, self._clock(),
                                  retained=bool(message.retain))  # fmt: skip
