@@ -16,7 +16,7 @@ from tenpo.cloud.authority import id_store
 from tenpo.cloud.changes import new_beacon_secret
 from tenpo.cloud.channel.effects import FOLLOW_UPS as CHANNEL_FOLLOW_UPS  # issue 18: reservations
 from tenpo.cloud.channel.effects import PLANNERS as CHANNEL
-from tenpo.cloud.channel.member_app import plan_store_update  # issue 18: profile edits, last writer wins
+from tenpo.cloud.channel.member_app import after, plan_registered, plan_store_update  # issue 18 (H9)
 from tenpo.cloud.ledgers import points_entry, stock_entry
 from tenpo.cloud.loyalty.effects import plan_points as plan_loyalty_points
 from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
@@ -33,6 +33,9 @@ INSERT_MEMBER = (
     " beacon_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT(member_id) DO NOTHING"
 )
+UPDATE_CUSTOM = "UPDATE members SET custom = ?, updated_at = ? WHERE member_id = ? AND erased = 0"
+
+
 def _member_registered(plan: Plan, origin: Origin, event: Event, p: MemberRegistered, now: float) -> None:
     store_id = origin.store_id
     if id_store(p.member_id) != store_id:  # docs/authority.md: a store registers only under its own prefix
@@ -46,8 +49,11 @@ def _member_registered(plan: Plan, origin: Origin, event: Event, p: MemberRegist
 
 
 def _member_updated(plan: Plan, origin: Origin, event: Event, p: MemberUpdated, now: float) -> None:
-    # issue 18 (H9): field by field, the newest edit by hybrid logical clock wins, whatever order they arrive in
-    plan_store_update(plan, origin, event, p, now)
+    # issue 18 (H9): the contact fields and consent go field by field, the newest edit by hybrid logical clock
+    # winning whatever order they arrive in (tenpo.cloud.channel.member_app, a follow-up after the members area's)
+    if p.custom is not None:
+        plan.add(UPDATE_CUSTOM, (as_json(p.custom), now, p.member_id))
+    plan.members_touched.add(p.member_id)
 
 
 def _stock_moved(plan: Plan, origin: Origin, event: Event, p: StockMoved, now: float) -> None:
@@ -81,6 +87,9 @@ def _register_area_planners() -> None:
     # An area may also follow up another's event type (members resolve a store's registration).
     FOLLOW_UPS.update(MEMBER_FOLLOW_UPS)
     FOLLOW_UPS.update(CHANNEL_FOLLOW_UPS)  # a clerk's 取り置き becomes a reservation held at HQ
+    # issue 18 (H9): profile edits by last writer wins, after the members area rebuilt the golden record
+    FOLLOW_UPS["member.updated"] = after(FOLLOW_UPS.get("member.updated"), plan_store_update)
+    FOLLOW_UPS["member.registered"] = after(FOLLOW_UPS.get("member.registered"), plan_registered)
 
 
 FOLLOW_UPS: dict[str, Planner] = {}  # run after the owning planner, on the same scratch plan

@@ -39,6 +39,7 @@ from tenpo.edge.inspection.cli import register_edge as inspection_commands
 from tenpo.edge.jobs import scheduled_alerts
 from tenpo.edge.loyalty import standing  # issue 17 (H7)
 from tenpo.edge.membership.cli import register_edge as membership_commands
+from tenpo.edge.membership.edits_cli import register as register_member_update
 from tenpo.edge.outbox import get_meta
 from tenpo.edge.printer.cli import register_edge as printer_commands
 from tenpo.edge.reservations import store as reservations_store  # issue 18
@@ -78,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     find.add_argument("--limit", type=_positive, default=20, metavar="N", help="show at most N members (default 20)")
     json_flag(find)
     find.set_defaults(func=cmd_member_find)
+    register_member_update(member_commands)  # issue 18 (H9): the clerk's profile edit -> member.updated
 
     stock = with_config(commands.add_parser("stock", help="stock here and at other stores"))
     stock.add_argument("--sku")

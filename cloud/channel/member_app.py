@@ -19,7 +19,7 @@ from typing import Any
 
 from tenpo.cloud.changes import member_record, new_beacon_secret
 from tenpo.cloud.db import Central
-from tenpo.cloud.plan import ChangeTuple, Origin, Plan
+from tenpo.cloud.plan import ChangeTuple, Origin, Plan, Planner
 from tenpo.shared.channel_api import ChannelError
 from tenpo.shared.channel_points import DeviceAnswer, DeviceRequest, MemberAnswer, MemberUpdateRequest
 from tenpo.shared.events import MemberUpdated
@@ -139,18 +139,53 @@ def update_member(db: Central, channel: str, request: MemberUpdateRequest,
             upsert(db, member_id) if applied else [])  # fmt: skip
 
 
+def overlay(db: Central, member_id: str) -> None:
+    """Every clocked field back onto the member row: the members area rebuilds a golden record from its source
+    records (survivorship by arrival), which knows nothing of the app's edits nor of the clocks."""
+    held = _held(db, member_id)
+    current = db.one("SELECT consent FROM members WHERE member_id = ? AND erased = 0", (member_id,))
+    if not held or current is None:
+        return
+    values = {field: value.value for field, value in held.items()}
+    plain = [name for name in PLAIN_FIELDS if name in values]
+    consent = with_consent(json.loads(current[0] or "{}"), values)
+    sets = "".join(f"{name} = ?, " for name in plain)
+    db.execute(f"UPDATE members SET {sets}consent = ? WHERE member_id = ?",
+               (*(values[n] for n in plain), json.dumps(consent, ensure_ascii=False, sort_keys=True), member_id))  # fmt: skip
+
+
+def _golden(db: Central, member_id: str) -> str:
+    found = db.scalar("SELECT member_id FROM member_aliases WHERE alias = ?", (member_id,))
+    return str(found) if found else member_id
+
+
 def plan_store_update(plan: Plan, origin: Origin, event: Event, p: MemberUpdated, now: float) -> None:
-    """A store's ``member.updated`` at HQ: its fields by last writer wins, stamped by the store's clock;
-    ``custom`` (not a contact field) as the store sent it."""
+    """A store's ``member.updated`` at HQ (run after the members area resolved the store's record): its fields by
+    last writer wins, stamped by the store's clock, then every clocked field over the golden record."""
     fields = edited_fields({n: getattr(p, n) for n in PLAIN_FIELDS}, p.consent)
     stamp = Stamp(event.hlc if event.hlc > 0 else int(now * 1000) << 16, f"store:{origin.store_id}")
 
     def hook(db: Central, at: float) -> list[ChangeTuple]:
-        apply_edit(db, p.member_id, fields, stamp, at)
-        if p.custom is not None:
-            db.execute("UPDATE members SET custom = ?, updated_at = ? WHERE member_id = ? AND erased = 0",
-                       (json.dumps(p.custom, ensure_ascii=False, sort_keys=True), at, p.member_id))  # fmt: skip
+        member_id = _golden(db, p.member_id)
+        apply_edit(db, member_id, fields, stamp, at)
+        overlay(db, member_id)
         return []
 
     plan.hooks[f"member-edit/{origin.store_id}/{origin.stream}/{event.seq}"] = hook
     plan.members_touched.add(p.member_id)
+
+
+def plan_registered(plan: Plan, origin: Origin, event: Event, p: Any, now: float) -> None:
+    """A store's registration that the members area attached to a golden member: the clocked fields stay."""
+    plan.hooks[f"member-overlay/{p.member_id}"] = lambda db, at: overlay(db, _golden(db, p.member_id)) or []
+
+
+def after(first: Planner | None, then: Planner) -> Planner:
+    """A follow-up that runs ``first`` (another area's), then ``then``, so ``then``'s hooks run after."""
+
+    def both(plan: Plan, origin: Origin, event: Event, payload: Any, now: float) -> None:
+        if first is not None:
+            first(plan, origin, event, payload, now)
+        then(plan, origin, event, payload, now)
+
+    return both

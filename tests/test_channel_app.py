@@ -1,0 +1,123 @@
+"""The member app through the channel API, with real agents, a real aggregator and Mosquitto: a registered device
+gets the member's beacon secret (stores only ever get the rotating ids), a rotation makes the stores drop the old
+ids; profile and consent edits from the app and from a clerk terminal reach HQ and every store, field by field,
+the newest edit by hybrid logical clock winning whatever order they arrive in."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tenpo.channel import ChannelError
+from tenpo.edge import replica
+from tenpo.edge.membership.edits import update_member
+from tenpo.edge.outbox import pending, read_counter
+from tenpo.sandbox import wait_until
+from tenpo.shared import cleansing
+from tenpo.shared.beacon_id import rotating_id_at
+from tests.test_channel_support import CLERK, PIN, Chain, chain, tenpo  # noqa: F401  (fixture)
+
+
+def registered(where: Chain, consent: dict[str, bool] | None = None, name: str = "佐藤 花子",
+               phone: str = "090-1111-2222") -> str:  # fmt: skip
+    member = replica.register_member(where.db("S001"), "S001", name=name, phone=phone, consent=consent)
+    for store_id in ("S001", "S002"):
+        wait_until(lambda s=store_id: replica.get_member(where.db(s), member) is not None, 30,
+                   what=f"the member at {store_id}")  # fmt: skip
+    return member
+
+
+def store_ids(where: Chain, store_id: str, member: str) -> set[bytes]:
+    rows = where.db(store_id).conn.execute("SELECT rid FROM beacon_ids WHERE member_id = ?", (member,)).fetchall()
+    return {bytes(r[0]) for r in rows}
+
+
+def app_cli(where: Chain, *args: str) -> dict[str, object]:
+    done = tenpo("channel", *args, "--json", "--name", "app", "--broker", where.broker.url)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def synced(where: Chain, store_id: str) -> None:
+    last = read_counter(where.db(store_id).conn, "outbox")
+    wait_until(lambda: where.central.scalar("SELECT last_applied_seq FROM stores WHERE store_id = ?", (store_id,))
+               == last, 30, what=f"HQ to apply {store_id}'s events")  # fmt: skip
+
+
+def test_a_device_gets_the_members_beacon_secret_and_a_rotation_retires_the_old_ids_at_every_store(chain: Chain) -> None:  # noqa: F811 (imported fixture)
+    member = registered(chain)
+    device = app_cli(chain, "device", "register", "--member", member, "--device", "iphone-1")
+    secret = bytes.fromhex(str(device["secret"]))
+    assert str(device["secret"]) == chain.central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?",
+                                                         (member,))  # fmt: skip
+    now = time.time()
+    for store_id in ("S001", "S002"):  # the stores resolve the app's advert by the ids, never holding the secret
+        assert rotating_id_at(secret, now)[:8] in store_ids(chain, store_id, member)
+        raw = chain.db(store_id).conn.execute("SELECT * FROM members WHERE member_id = ?", (member,)).fetchone()
+        assert all(secret.hex() not in str(v) for v in raw), "no store disk holds the secret"
+    again = app_cli(chain, "device", "register", "--member", member, "--device", "iphone-1")
+    assert again["secret"] == device["secret"], "registering again (the same key) gives the same secret"
+
+    rotated = app_cli(chain, "device", "rotate", "--member", member, "--device", "iphone-1")
+    fresh = bytes.fromhex(str(rotated["secret"]))
+    assert fresh != secret
+    for store_id in ("S001", "S002"):
+        wait_until(lambda s=store_id: rotating_id_at(fresh, time.time())[:8] in store_ids(chain, s, member), 30,
+                   what=f"{store_id} to get the new ids")  # fmt: skip
+        assert rotating_id_at(secret, time.time())[:8] not in store_ids(chain, store_id, member), "the old id stops"
+
+    with chain.client("app") as app:
+        with pytest.raises(ChannelError) as stranger:
+            app.device_rotate(member, "android-9")  # a device never registered to the member
+        assert stranger.value.code == "not_found"
+        other = registered(chain, name="田中 一郎", phone="090-5555-6666")
+        with pytest.raises(ChannelError) as taken:
+            app.device_register(other, "iphone-1")
+        assert taken.value.code == "conflict"
+
+
+def test_edits_from_the_app_and_an_offline_clerk_merge_field_by_field_and_the_later_consent_wins(chain: Chain) -> None:  # noqa: F811 (imported fixture)
+    member = registered(chain, consent={"sms": False, "email": True})
+    chain.stop_store("S001")  # offline from here: its clerk's edit waits in the outbox
+    update_member(chain.db("S001"), member, CLERK, fields={"phone": "080-3333-4444"}, consent={"sms": True},
+                  member_present=True)  # fmt: skip
+    sent = [e for e in pending(chain.db("S001").conn, 0, 1000) if e.type == "member.updated"][-1]
+    assert (sent.payload["clerk_id"], sent.payload["member_present"], sent.payload["consent"]) == (CLERK, True, {"sms": True})
+    assert "email" not in (sent.payload["consent"] or {}), "only the purposes that change are sent"
+
+    time.sleep(0.005)  # the app's edit is made after the clerk's (a later wall-clock millisecond)
+    answer = app_cli(chain, "member", "update", "--member", member, "--email", "hanako@example.jp",
+                     "--consent", "sms=no", "--key", "app-edit-1")  # fmt: skip
+    assert answer["applied"] == ["consent.sms", "email"] and answer["consent"] == {"email": True, "sms": False}
+
+    chain.start_store("S001")  # the clerk's older edit arrives after the app's newer one
+    synced(chain, "S001")
+    row = chain.central.one("SELECT phone, email, consent FROM members WHERE member_id = ?", (member,))
+    assert row is not None
+    assert row[0] == cleansing.normalize_phone("080-3333-4444"), "the clerk's phone edit survives"
+    assert row[1] == "hanako@example.jp", "the app's email edit survives"
+    assert json.loads(row[2]) == {"email": True, "sms": False}, "the later withdrawal wins over the earlier grant"
+    for store_id in ("S001", "S002"):
+        wait_until(lambda s=store_id: (m := replica.get_member(chain.db(s), member)) is not None
+                   and m.consent == {"email": True, "sms": False} and m.email == "hanako@example.jp"
+                   and m.phone == row[0], 30, what=f"{store_id} to hold HQ's merged record")  # fmt: skip
+
+    # From another store's clerk terminal, with the member at the counter (docs/authority.md's contact rule).
+    done = tenpo("edge", "member", "update", member, "--email", "h.sato@example.jp", "--consent", "email=no",
+                 "--present", "--clerk", CLERK, "--json", "--config", str(chain.configs["S002"]), stdin=f"{PIN}\n")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["changed"] == ["email", "consent.email"]
+    synced(chain, "S002")
+    wait_until(lambda: (m := replica.get_member(chain.db("S001"), member)) is not None
+               and m.email == "h.sato@example.jp" and m.consent == {"email": False, "sms": False}, 30,
+               what="S001 to get S002's edit")  # fmt: skip
+    # The same key again is the same answer, not a second edit; nothing to change is refused with one line.
+    assert app_cli(chain, "member", "update", "--member", member, "--email", "hanako@example.jp",
+                   "--consent", "sms=no", "--key", "app-edit-1") == answer  # fmt: skip
+    assert chain.central.scalar("SELECT email FROM members WHERE member_id = ?", (member,)) == "h.sato@example.jp"
+    nothing = tenpo("edge", "member", "update", member, "--email", "h.sato@example.jp", "--clerk", CLERK,
+                    "--config", str(chain.configs["S002"]), stdin=f"{PIN}\n")  # fmt: skip
+    assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
