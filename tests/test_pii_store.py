@@ -18,6 +18,7 @@ from tenpo.edge.backup import backup_store
 from tenpo.edge.clerk import records
 from tenpo.edge.config import load_config
 from tenpo.edge.feed import apply_page
+from tenpo.edge.membership import sealing
 from tenpo.edge.outbox import pending
 from tenpo.sandbox import write_store_config
 from tenpo.shared import pii
@@ -145,10 +146,14 @@ def test_name_search_reads_the_token_index_in_order_and_stops_at_the_limit(store
     found = replica.find_members(db, query, limit=5)
     assert len(found) == 5
     assert all(pii.matches(pii.cleansing.search_key(query), m.name, m.kana) for m in found)
-    plan = " ".join(str(row) for row in db.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT t.rank, t.member_id FROM member_tokens t JOIN members m ON m.member_id = t.member_id"
-        " WHERE t.token = ? AND (t.rank, t.member_id) > (?, ?) ORDER BY t.rank, t.member_id LIMIT ?", (b"x", -1, "", 5)))
-    assert "TEMP B-TREE" not in plan and "SEARCH t USING PRIMARY KEY (token=?" in plan, plan
+    for sql, params in (  # a query up to 6 characters, and a longer one (checked page by page)
+        ("SELECT t.member_id FROM member_tokens t JOIN members m ON m.member_id = t.member_id"
+         " WHERE t.token = ? AND m.erased = 0 ORDER BY t.rank, t.member_id LIMIT ?", (b"x", 5)),
+        ("SELECT t.rank, t.member_id FROM member_tokens t JOIN members m ON m.member_id = t.member_id"
+         " WHERE t.token = ? AND (t.rank, t.member_id) > (?, ?) ORDER BY t.rank, t.member_id LIMIT ?", (b"x", -1, "", 5)),
+    ):  # fmt: skip
+        plan = " ".join(str(row) for row in db.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert "TEMP B-TREE" not in plan and "SEARCH t USING PRIMARY KEY (token=?" in plan, plan
     assert replica.count_members(db, "佐藤") >= 30
     assert replica.find_members(db, "スズキイチロウ")[0].name == "鈴木 一郎"  # longer than the indexed prefixes
 
@@ -190,6 +195,9 @@ def test_rotations_keep_the_data_readable_and_retire_the_old_keys(store) -> None
     config, db = store
     member_id = replica.register_member(db, "S001", name="佐藤 花子", kana="サトウ", phone="090-1234-5678",
                                         email="hanako@example.jp", card_no="C1")  # fmt: skip
+    with edge_db.transaction(db) as conn:
+        conn.execute("INSERT INTO products(sku, name, price, tax_class) VALUES ('A1', 'tea', 150, 'reduced')")
+    rid = records.request_reservation(db, "S001", "1001", sku="A1", qty=1, from_store="S002", customer="高橋 誠")
     db.conn.close()
     key_file = keystore.default_key_path(config.database)
     before = json.loads(run_cli("edge", "keys", "status", "--json", "--config", str(config.path)).stdout)
@@ -208,6 +216,9 @@ def test_rotations_keep_the_data_readable_and_retire_the_old_keys(store) -> None
     try:
         for query in ("090-1234-5678", "hanako@example.jp", "C1", "5678", "サト", "佐藤"):
             assert [m.member_id for m in replica.find_members(db, query)] == [member_id], query
+        stored = db.conn.execute("SELECT customer FROM pickup_reservations WHERE reservation_id = ?", (rid,)).fetchone()[0]
+        assert sealing.open_customer(db.conn, rid, stored) == "高橋 誠"
+        assert [e.payload["name"] for e in pending(db.conn, 0, 10) if e.type == "member.registered"] == ["佐藤 花子"]
         with pytest.raises(pii.PiiError):  # the old key-encryption key opens nothing any more
             wrapped = db.conn.execute("SELECT wrapped FROM pii_keys").fetchone()[0]
             pii.unwrap_key(pii.parse_key(old_kek), wrapped, keystore.WRAP_LABEL)
@@ -254,3 +265,17 @@ def test_a_systemd_credential_is_preferred_to_the_key_file(tmp_path: Path, monke
             replica.get_member(db, "x")
         finally:
             db.conn.close()
+
+
+def test_edge_init_makes_the_key_file_the_config_names(tmp_path: Path) -> None:
+    path = write_store_config(tmp_path / "S001", "S001", "mqtt://127.0.0.1:1")
+    with path.open("a") as fh:
+        fh.write('[keys]\ndata = "secrets/store.datakey"\n')
+    made = run_cli("edge", "init", "--config", str(path))
+    assert made.returncode == 0, made.stderr
+    key_file = tmp_path / "S001" / "secrets" / "store.datakey"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and key_file.parent.stat().st_mode & 0o777 == 0o700
+    assert not keystore.default_key_path(tmp_path / "S001" / "S001.db").exists()
+    status = json.loads(run_cli("edge", "keys", "status", "--json", "--config", str(path)).stdout)
+    assert status["opens"] and status["source"] == f"key file {key_file}"
+    assert status["kek_id"] == pii.fingerprint(pii.parse_key(key_file.read_bytes()))

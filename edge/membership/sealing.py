@@ -25,6 +25,12 @@ VACUUM_META_KEY = "pii.vacuum_pending"
 # Payload fields that are personal data: an event with any of them set is sealed in the outbox.
 PAYLOAD_FIELDS = ("name", "kana", "phone", "email", "card_no", "line_user_id", "customer", "address", "birth_date")
 _NEEDLES = tuple(f'"{field}":' for field in PAYLOAD_FIELDS)
+# Other tables' sealed text columns, (table, column, row id column): a data-key rotation seals them again.
+# Each value is sealed with associated data (table, column, row id), as the members' are.
+SEALED_TEXT_COLUMNS = (
+    ("pickup_reservations", "customer", "reservation_id"),  # 取り置き asked by this store (edge migration 6)
+    ("reservations", "customer", "reservation_id"),  # holds from the channels (issue 18, edge/reservations)
+)
 
 
 # ---------------------------------------------------------------------------- outbox payloads
@@ -116,7 +122,7 @@ def _seal_members(conn: sqlite3.Connection, codec: pii.Codec) -> None:
     ).fetchall()
     for member_id, *texts, custom in rows:
         plain_custom, personal = vault.split_custom(_json(custom))
-        person = vault.Personal(*texts, personal=personal or None)
+        person = vault.Personal(**dict(zip(vault.TEXT_COLUMNS, texts)), personal=personal or None)
         vault.write_person(conn, codec, member_id, person)
         if personal:
             conn.execute("UPDATE members SET custom = ? WHERE member_id = ?",
@@ -159,12 +165,13 @@ def reseal_all(conn: sqlite3.Connection, old: pii.Codec, new: pii.Codec) -> dict
         person = vault.open_person(old, member_id, dict(zip(vault.SEALED_COLUMNS, stored)))
         vault.write_person(conn, new, member_id, person)
         counts["members"] += 1
-    if _has_table(conn, "pickup_reservations"):
-        held = conn.execute("SELECT reservation_id, customer FROM pickup_reservations WHERE customer IS NOT NULL")
-        for rid, stored in held.fetchall():
-            plain = stored if isinstance(stored, str) else old.open(bytes(stored), "pickup_reservations", "customer", rid)
-            conn.execute("UPDATE pickup_reservations SET customer = ? WHERE reservation_id = ?",
-                         (new.seal(plain, "pickup_reservations", "customer", rid), rid))  # fmt: skip
+    for table, column, key in SEALED_TEXT_COLUMNS:
+        if not _has_table(conn, table):
+            continue
+        held = conn.execute(f"SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL")
+        for row_id, stored in held.fetchall():
+            plain = stored if isinstance(stored, str) else old.open(bytes(stored), table, column, row_id)
+            conn.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (new.seal(plain, table, column, row_id), row_id))
             counts["reservations"] += 1
     for eid, stored in conn.execute("SELECT id, payload FROM outbox").fetchall():
         if stored.startswith(SEALED_PREFIX):

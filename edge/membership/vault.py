@@ -196,6 +196,15 @@ def name_ids(conn: sqlite3.Connection, codec: pii.Codec, query: str, limit: int,
         return []
     token, key = looked
     skip = set(exclude)
+    if len(key) <= pii.PREFIX_MAX:
+        # The token is the query itself (a false hit needs a 64-bit HMAC collision): the index answers alone,
+        # and only the members shown are decrypted.
+        rows = conn.execute(
+            "SELECT t.member_id FROM member_tokens t JOIN members m ON m.member_id = t.member_id"
+            " WHERE t.token = ? AND m.erased = 0 ORDER BY t.rank, t.member_id LIMIT ?",
+            (token, limit + len(skip)),
+        ).fetchall()
+        return [member_id for (member_id,) in rows if member_id not in skip][:limit]
     found: list[str] = []
     after: tuple[int, str] = (-1, "")
     budget = max(limit * SCAN_FACTOR, 200)
