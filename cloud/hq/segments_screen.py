@@ -4,6 +4,7 @@ refresh keeps current (tenpo.cloud.analytics; docs/analytics.md). Read-only: not
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual.app import ComposeResult
@@ -31,6 +32,12 @@ def segment_table(db: Central) -> list[tuple[str, int, str, str]]:
 
 
 class SegmentsScreen(_Reading):
+    MAX_AGE_S = 60.0  # scoring every member is seconds of work at a million members: not every refresh tick
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cached: tuple[float, Any] | None = None
+
     def compose(self) -> ComposeResult:
         yield header()
         yield Static("loading…", id="hint")
@@ -44,12 +51,17 @@ class SegmentsScreen(_Reading):
         self.title = "Member segments (RFM)"
 
     def read(self) -> Any:
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < self.MAX_AGE_S:
+            return self._cached[1]
         # Its own connection: the monitor's belongs to HqData's lock.
         db = Central(self.app.data.db_url, create=False)  # type: ignore[attr-defined]
         try:
-            return segment_table(db)
+            rows = segment_table(db)
         finally:
             db.close()
+        self._cached = (now, rows)
+        return rows
 
     def show(self, rows: Any) -> None:
         fill(self.query_one("#segments", DataTable), rows, [r[0] for r in rows])
