@@ -41,12 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     channel.set_defaults(func=_channel)
     # --- revocation and renewal (issue 14) ---
     revoke = commands.add_parser("revoke", help="revoke an identity's certificates: add them to crl.pem (reload the broker)")
-    revoke.add_argument("name", help="store id or HQ name (the certificate CN)")
+    revoke.add_argument("name", help="store id, HQ name or channel-NAME (the certificate CN)")
     revoke.add_argument("--dir", type=Path, required=True)
     revoke.add_argument("--serial", help="only this certificate (hex serial); default: every one issued to NAME")
     revoke.set_defaults(func=_revoke)
     renew = commands.add_parser("renew", help="a new key and certificate for an identity, before the old one expires")
-    renew.add_argument("name", help="store id or HQ name (the certificate CN)")
+    renew.add_argument("name", help="store id, HQ name or channel-NAME (the certificate CN)")
     renew.add_argument("--dir", type=Path, required=True)
     renew.add_argument("--days", type=int, default=825, help="validity of the new certificate (default 825)")
     renew.add_argument("--revoke-old", action="store_true", help="revoke the previous certificate at once")
@@ -87,6 +87,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def _renew(args: argparse.Namespace) -> int:
     _identity(args.name)
+    if args.name == "broker":  # a server certificate: its host names are given again
+        raise UserError("the broker's certificate is renewed with `tenpo provision broker --host ...` (its names)")
     if args.days < 1:
         raise UserError("--days: at least 1")
     issued, previous = pki_crl.renew(args.dir, args.name, args.days)

@@ -56,6 +56,8 @@ def test_renew_issues_a_new_key_and_certificate_for_the_same_store(pki_dir: Path
     assert "valid until" in capsys.readouterr().out
     assert main(["provision", "renew", "S404", "--dir", str(pki_dir)]) != 0
     assert "no S404.crt" in capsys.readouterr().err
+    assert main(["provision", "renew", "broker", "--dir", str(pki_dir)]) != 0
+    assert "tenpo provision broker --host" in capsys.readouterr().err
 
 
 def test_edge_status_warns_before_the_store_certificate_expires(tmp_path: Path, pki_dir: Path, sqlite_url: str) -> None:
