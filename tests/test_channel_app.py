@@ -11,12 +11,18 @@ import time
 import pytest
 
 from tenpo.channel import ChannelError
+from tenpo.cloud.channel.member_app import apply_edit
+from tenpo.cloud.channel.service import ChannelDesk
+from tenpo.cloud.db import Central
+from tenpo.cloud.members.store import create_member
 from tenpo.edge import replica
 from tenpo.edge.membership.edits import update_member
 from tenpo.edge.outbox import pending, read_counter
 from tenpo.sandbox import wait_until
 from tenpo.shared import cleansing
 from tenpo.shared.beacon_id import rotating_id_at
+from tenpo.shared.channel_api import request_topic, response_topic
+from tenpo.shared.member_clock import Stamp
 from tests.test_channel_support import CLERK, PIN, Chain, chain, tenpo  # noqa: F401  (fixture)
 
 
@@ -121,3 +127,37 @@ def test_edits_from_the_app_and_an_offline_clerk_merge_field_by_field_and_the_la
     nothing = tenpo("edge", "member", "update", member, "--email", "h.sato@example.jp", "--clerk", CLERK,
                     "--config", str(chain.configs["S002"]), stdin=f"{PIN}\n")  # fmt: skip
     assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
+
+
+def test_device_secrets_and_field_clocks_on_sqlite_and_postgresql(central_url: str) -> None:
+    """The same SQL on both central stores; arrival order reversed: the later withdrawal still wins."""
+    db = Central(central_url)
+    with db.transaction():
+        create_member(db, "G0000009", None, time.time())
+    desk = ChannelDesk(db)
+
+    def ask(op: str, body: dict[str, object]) -> dict[str, object]:
+        out = desk.handle(request_topic("app", op), json.dumps(body).encode(), response_topic("app", "t"), b"c")
+        result: dict[str, object] = json.loads(out[0].payload)
+        return result
+
+    device = ask("device-register", {"key": "d1", "member": "G0000009", "device": "phone-1"})["result"]
+    rotated = ask("device-rotate", {"key": "r1", "member": "G0000009", "device": "phone-1"})["result"]
+    assert device["secret"] != rotated["secret"]  # type: ignore[index]
+    feed = " ".join(str(d) for (d,) in db.all("SELECT data FROM changes"))
+    assert "member.beacon_ids" in {k for (k,) in db.all("SELECT kind FROM changes")}
+    assert rotated["secret"] not in feed and device["secret"] not in feed, "no secret in the stores' feed"  # type: ignore[index]
+    assert ask("device-rotate", {"key": "r1", "member": "G0000009", "device": "phone-1"})["result"] == rotated
+
+    now_ms = int(time.time() * 1000)
+    with db.transaction():  # a store's withdrawal made at t+2 arrives first, its earlier grant (t+1) later
+        assert apply_edit(db, "G0000009", {"consent.dm": False}, Stamp(now_ms + 2 << 16, "store:S002"), time.time()) \
+            == (["consent.dm"], [])  # fmt: skip
+        assert apply_edit(db, "G0000009", {"consent.dm": True, "phone": "09011112222"},
+                          Stamp(now_ms + 1 << 16, "store:S001"), time.time()) == (["phone"], ["consent.dm"])  # fmt: skip
+    answer = ask("member-update", {"key": "u1", "member": "G0000009", "email": "a@example.jp", "consent": {"mail": True}})
+    assert answer["result"] == {"member_id": "G0000009", "applied": ["consent.mail", "email"], "kept": [],  # type: ignore[index]
+                                "consent": {"dm": False, "mail": True}}  # fmt: skip
+    row = db.one("SELECT phone, email FROM members WHERE member_id = 'G0000009'")
+    assert row is not None and tuple(row) == ("09011112222", "a@example.jp")
+    db.close()

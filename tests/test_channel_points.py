@@ -13,13 +13,17 @@ import pytest
 
 from tenpo.channel import ChannelError
 from tenpo.cloud.channel.points import expire_holds
+from tenpo.cloud.channel.service import ChannelDesk
+from tenpo.cloud.db import Central
 from tenpo.cloud.loyalty import store as loyalty
+from tenpo.cloud.members.store import create_member
 from tenpo.edge import replica
 from tenpo.edge.checkout.errors import InsufficientPoints
 from tenpo.edge.checkout.model import Payment, Scan
 from tenpo.edge.checkout.store import SaleOrder, commit_sale, member_info
 from tenpo.edge.outbox import read_counter
 from tenpo.sandbox import wait_until
+from tenpo.shared.channel_api import request_topic, response_topic
 from tests.test_channel_support import Chain, chain, tenpo  # noqa: F401  (fixture)
 
 PRICE = 1980  # UMBRELLA
@@ -152,3 +156,38 @@ def test_holds_nobody_captures_expire_by_the_scheduled_job(chain: Chain) -> None
     # The given-back points keep the last good day of the lot they came from: holding never extends them.
     lots = loyalty.member_lots(chain.central, member, date.today()).lots
     assert lots == [(date.today() + timedelta(days=400), 300)]
+
+
+def _ask(desk: ChannelDesk, op: str, body: dict[str, object], channel: str = "web") -> dict[str, object]:
+    out = desk.handle(request_topic(channel, op), json.dumps(body).encode(), response_topic(channel, "t1"), b"c")
+    answer: dict[str, object] = json.loads(out[0].payload)
+    return answer
+
+
+def test_holds_captures_and_the_expiry_job_on_sqlite_and_postgresql(central_url: str) -> None:
+    """The same SQL on both central stores: the advisory lock, counters, the ledger rows, the feed."""
+    db = Central(central_url)
+    with db.transaction():
+        create_member(db, "G0000007", None, time.time())
+    loyalty.grant(db, "G0000007", 1000, date.today() + timedelta(days=100), "campaign:test")
+    desk = ChannelDesk(db)
+    held = _ask(desk, "points-hold", {"key": "h1", "member": "G0000007", "amount": 700, "order": "W-9"})
+    assert held["ok"] and held["result"]["balance"] == 300  # type: ignore[index]
+    hold_id = held["result"]["hold_id"]  # type: ignore[index]
+    sent = db.scalar("SELECT data FROM changes WHERE kind = 'points.balance' ORDER BY seq DESC LIMIT 1")
+    assert json.loads(sent)["balance"] == 300, "the stores are sent the balance without the held points"
+    assert _ask(desk, "points-hold", {"key": "h2", "member": "G0000007", "amount": 301, "order": "W-10"})["error"][
+        "code"] == "conflict"  # type: ignore[index]  # fmt: skip
+    assert _ask(desk, "points-hold", {"key": "h1", "member": "G0000007", "amount": 1, "order": "W-9"})["error"][
+        "code"] == "conflict", "a used key for another request"  # type: ignore[index]  # fmt: skip
+    bad = _ask(desk, "points-hold", {"key": "h3", "member": "G0000007", "amount": -5, "order": "W-11"})
+    assert bad["error"]["code"] == "bad_request" and "amount" in bad["error"]["message"]  # type: ignore[index]
+    captured = _ask(desk, "points-capture", {"key": "c1", "hold_id": hold_id, "earn_on": 5000})
+    assert captured["result"]["state"] == "captured" and captured["result"]["balance"] == 350  # type: ignore[index]
+    second = _ask(desk, "points-hold", {"key": "h4", "member": "G0000007", "amount": 350, "order": "W-12",
+                                        "hold_s": 30})  # fmt: skip
+    assert expire_holds(db, time.time() + 60) == 1
+    assert _ask(desk, "points-balance", {"member": "G0000007"})["result"] == {  # type: ignore[index]
+        "member_id": "G0000007", "balance": 350, "held": 0, "rank": "レギュラー", "multiplier_pct": 100}
+    assert db.scalar("SELECT state FROM points_holds WHERE hold_id = ?", (second["result"]["hold_id"],)) == "expired"  # type: ignore[index]
+    db.close()
