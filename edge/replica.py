@@ -7,6 +7,7 @@ reports them. Reads never need the agent: the clerk terminal and the CLI call th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -25,6 +26,8 @@ from tenpo.shared import cleansing, pii
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import MemberRegistered
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14
+
+log = logging.getLogger(__name__)
 
 MEMBER_COLUMNS = (
     "member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "personal", "consent", "custom",
@@ -142,7 +145,7 @@ def find_members(db: sqlite_utils.Database, query: str, limit: int = 20) -> list
     codec = keystore.codec(conn)
     ids = vault.exact_ids(conn, codec, query, limit)
     ids += vault.name_ids(conn, codec, query, limit - len(ids), exclude=ids)
-    members = [m for m in (_load(conn, codec, member_id) for member_id in ids) if m is not None]
+    members = [m for m in (_load_or_skip(conn, codec, member_id) for member_id in ids) if m is not None]
     return sorted(members, key=lambda m: (cleansing.search_key(m.kana or ""), cleansing.search_key(m.name or "")))
 
 
@@ -165,6 +168,16 @@ def _load(conn: sqlite3.Connection, codec: pii.Codec, member_id: str) -> Member 
         f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id = ? AND erased = 0", (member_id,)
     ).fetchone()
     return _member(conn, codec, row) if row else None
+
+
+def _load_or_skip(conn: sqlite3.Connection, codec: pii.Codec, member_id: str) -> Member | None:
+    """A search lists the members whose data opens; a tampered row is logged, not fatal to the search
+    (opening its profile says what is wrong with it)."""
+    try:
+        return _load(conn, codec, member_id)
+    except pii.PiiError as exc:
+        log.warning("member search skipped %s: %s", member_id, exc)
+        return None
 
 
 def _member(conn: sqlite3.Connection, codec: pii.Codec, row: tuple[Any, ...]) -> Member:

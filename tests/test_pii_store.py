@@ -134,6 +134,8 @@ def test_a_value_moved_to_another_member_does_not_open(store) -> None:
     with pytest.raises(pii.PiiError, match="does not open"):
         replica.get_member(db, b)
     assert replica.get_member(db, a).phone == "+819012345678"
+    assert replica.find_members(db, "鈴木") == [], "a search skips the tampered member instead of failing"
+    assert [m.member_id for m in replica.find_members(db, "佐藤")] == [a]
 
 
 @pytest.mark.parametrize("query", ["サトウ", "佐藤", "サ", "花子", "ｻﾄｳﾊﾅｺ"])
