@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tenpo.edge.clerk.accounts import record_action
-from tenpo.edge.cli_support import clerk_flag, json_flag, open_store, signed_in, with_config
+from tenpo.edge.cli_support import clerk_flag, json_flag, open_store, require_clerk_flag, signed_in, with_config
 from tenpo.edge.membership.edits import update_member
 from tenpo.shared.errors import UserError
 from tenpo.shared.terminal import print_json
@@ -37,6 +37,7 @@ def _consent(items: list[str]) -> dict[str, bool]:
 
 
 def cmd_member_update(args: argparse.Namespace) -> int:
+    require_clerk_flag(args, "changing a member's profile")
     consent = _consent(args.consent)
     _config, db = open_store(args)
     clerk = signed_in(args, db, "changing a member's profile")
