@@ -106,6 +106,7 @@ PALETTE_ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("checkout", "Refund (Ctrl+R, manager)", "refund", "Pick lines from the receipt, reason, confirm"),
     ("stock", "取り置き reserve (F8 in Stock)", "reserve", "Hold another store's stock for pickup here"),
     ("stock", "取り置き list (Ctrl+O in Stock)", "reservations", "What was sent to HQ and its answer"),
+    ("stock", "Held here (Ctrl+T in Stock)", "held", "Reservations held at this store: r ready, x reject"),  # issue 18
     ("stock", "Adjust stock (F9 in Stock, manager)", "adjust", "A manager approves on the spot"),
     ("dock", "Accept delivery (F8 in Dock)", "accept", "A differing delivery needs a manager"),
     ("dock", "Hold delivery (F9 in Dock)", "hold", "For a manager to look at"),

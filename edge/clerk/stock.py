@@ -16,6 +16,7 @@ from tenpo.edge.clerk.accounts import Clerk
 from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.values import Reservation, StockLine
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, selected_key, sync_table
+from tenpo.edge.reservations.screen import HeldScreen
 from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
 
@@ -63,6 +64,7 @@ class StockPanel(Panel):
     BINDINGS = [
         Binding("f8", "reserve", "取り置き"),
         Binding("ctrl+o", "reservations", "Holds"),
+        Binding("ctrl+t", "held", "Held here", show=False),  # issue 18: held at this store (palette lists it)
         Binding("f9", "adjust", "Adjust"),
         Binding("down", "to_rows", "Rows", show=False),
     ]
@@ -144,6 +146,9 @@ class StockPanel(Panel):
 
     def action_reservations(self) -> None:
         self.app.push_screen(ReservationsScreen())
+
+    def action_held(self) -> None:
+        self.app.push_screen(HeldScreen())
 
     def action_adjust(self) -> None:
         line = self._selected()
