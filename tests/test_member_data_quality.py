@@ -141,7 +141,8 @@ def test_a_messy_file_loses_nobody_and_resolves_against_its_truth(tmp_path: Path
     # `members show` puts the raw value and the rule beside the corrected one.
     corrected = next(row for row in truth if any(d.kind == "email_double_at" for d in row.damage))
     capsys.readouterr()
-    assert main(["cloud", "members", "show", member_of[corrected.key], "--db", sqlite_url]) == 0
+    assert main(["cloud", "members", "show", member_of[corrected.key], "--db", sqlite_url,
+                 *sign_in_as(monkeypatch, sqlite_url, "watcher", "viewer")]) == 0  # fmt: skip
     shown = capsys.readouterr().out
     raw = stored[corrected.key][1]["email"]["raw"]
     assert re.search(rf"email corrected: {re.escape(repr(raw))} -> \S+@\S+ \(.*email_double_at", shown), shown

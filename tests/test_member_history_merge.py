@@ -76,7 +76,9 @@ def url_of(db: Central) -> str:
 
 def show(db: Central, member_id: str, capsys) -> dict:
     capsys.readouterr()
-    assert main(["cloud", "members", "show", member_id, "--json", "--db", url_of(db)]) == 0
+    with pytest.MonkeyPatch.context() as signed:  # a view of personal data needs a signed-in operator (issue 14)
+        flags = sign_in_as(signed, url_of(db), "watcher", "viewer")
+        assert main(["cloud", "members", "show", member_id, "--json", "--db", url_of(db), *flags]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -116,7 +118,7 @@ def test_merge_with_the_web_twin_shows_sale_visit_and_order_and_unmerge_moves_th
     assert show(hq, "S001-a1", capsys)["member_id"] == web, "the old id still finds the person"
 
     capsys.readouterr()
-    assert main(["cloud", "members", "show", web, "--db", url_of(hq)]) == 0
+    assert main(["cloud", "members", "show", web, "--db", url_of(hq), *sign_in_as(monkeypatch, url_of(hq))]) == 0
     text = capsys.readouterr().out
     assert "store sales (1):\n  S001 R0001  2026-09-21T10:15:00+09:00  sale  ¥1,100  +11 pt" in text
     assert "visits (1):\n  S001 渋谷店" in text and "12 min" in text

@@ -147,7 +147,7 @@ def test_manual_merge_is_explained_and_show_lists_everything(hq: Central, tmp_pa
     url = hq.url.target if hq.dialect == "postgresql" else f"sqlite:///{hq.url.target}"
     assert main(["cloud", "members", "merge", a, b, "--db", url, *sign_in_as(monkeypatch, url)]) == 0
     capsys.readouterr()
-    assert main(["cloud", "members", "show", b, "--json", "--db", url]) == 0
+    assert main(["cloud", "members", "show", b, "--json", "--db", url, *sign_in_as(monkeypatch, url)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["member_id"] == a and shown["merged_from"] == b
     assert [s["source_id"] for s in shown["sources"]] == ["1", "2"]

@@ -24,6 +24,7 @@ from tenpo.shared.errors import UserError
 
 # (command path under `tenpo cloud`, action): the commands that change things, and the role each needs.
 GUARDED: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("members", "show"), "member.show"),  # a view of personal data: audited with the operator's name
     (("members", "merge"), "member.merge"),
     (("members", "unmerge"), "member.unmerge"),
     (("members", "erase"), "member.erase"),

@@ -15,6 +15,7 @@ RANK: Final = {role: n for n, role in enumerate(ROLES)}
 # action -> (least role, what it is, in words for a refusal)
 ACTIONS: Final[dict[str, tuple[str, str]]] = {
     "monitor.view": ("viewer", "watch the HQ monitor"),
+    "member.show": ("viewer", "view a member's record"),
     "dead_letter.retry": ("operator", "retry dead letters"),
     "dead_letter.discard": ("operator", "discard dead letters"),
     "conflict.resolve": ("operator", "resolve conflicts"),
