@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
+from textual.widgets import Input, Static
 
 from tenpo.channel import ChannelError
 from tenpo.cloud.channel.member_app import apply_edit
 from tenpo.cloud.channel.service import ChannelDesk
 from tenpo.cloud.db import Central
 from tenpo.cloud.members.store import create_member
+from tenpo.edge import db as edge_db
 from tenpo.edge import replica
+from tenpo.edge.clerk.members import ProfileScreen
 from tenpo.edge.membership.edits import update_member
 from tenpo.edge.outbox import pending, read_counter
 from tenpo.sandbox import wait_until
@@ -24,6 +28,8 @@ from tenpo.shared.beacon_id import rotating_id_at
 from tenpo.shared.channel_api import request_topic, response_topic
 from tenpo.shared.member_clock import Stamp
 from tests.test_channel_support import CLERK, PIN, Chain, chain, tenpo  # noqa: F401  (fixture)
+from tests.test_clerk_support import MANAGER, make_app, make_store, outbox, settle, sign_in
+from tests.test_clerk_support import PIN as CLERK_PIN
 
 
 def registered(where: Chain, consent: dict[str, bool] | None = None, name: str = "佐藤 花子",
@@ -161,3 +167,29 @@ def test_device_secrets_and_field_clocks_on_sqlite_and_postgresql(central_url: s
     row = db.one("SELECT phone, email FROM members WHERE member_id = 'G0000009'")
     assert row is not None and tuple(row) == ("09011112222", "a@example.jp")
     db.close()
+
+
+async def test_the_clerk_edits_a_members_phone_and_consent_on_the_profile_screen(tmp_path: Path) -> None:
+    config = make_store(tmp_path / "S001")
+    db = edge_db.connect(config.database)
+    member = replica.register_member(db, "S001", name="鈴木 一郎", phone="090-7777-8888", consent={"dm": True})
+    db.conn.close()
+    app = make_app(config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, MANAGER, CLERK_PIN)
+        app.push_screen(ProfileScreen(member))
+        await settle(pilot)
+        await pilot.press("f6")
+        await settle(pilot)
+        form = app.screen
+        form.query_one("#in-phone", Input).value = "080-1212-3434"
+        form.query_one("#in-consent", Input).value = "dm=no"
+        form.query_one("#in-consent", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        head = str(app.screen.query_one("#profile-head", Static).render())
+    assert "080-1212-3434" in head and "dm ✗" in head, head
+    [sent] = outbox(config, "member.updated")
+    assert sent["member_id"] == member and sent["clerk_id"] == MANAGER and sent["member_present"] is True
+    assert sent["phone"] == cleansing.normalize_phone("080-1212-3434") and sent["consent"] == {"dm": False}
+    assert sent["email"] is None and sent["name"] is None, "only what changed is sent"

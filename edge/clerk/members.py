@@ -17,6 +17,7 @@ from tenpo.edge.clerk.accounts import Clerk
 from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.values import Profile
 from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, sync_table, yen
+from tenpo.edge.membership.edits import update_member  # issue 18 (H9)
 from tenpo.edge.membership.rules import current_rules
 from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
@@ -146,6 +147,7 @@ class ProfileScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("f4", "checkout", "Checkout for member"),
         Binding("f9", "export", "Export"),
+        Binding("f6", "edit", "Edit"),  # issue 18 (H9): contact fields and consent -> member.updated
     ]
 
     def __init__(self, member_id: str) -> None:
@@ -204,6 +206,27 @@ class ProfileScreen(Screen[None]):
         if self.profile is not None:
             self.clerk_app.start_checkout(self.member_id)
 
+    def action_edit(self) -> None:
+        """The member is at the counter: change contact fields or consent (sent to HQ with this clerk's id)."""
+        clerk = self.clerk_app.clerk
+        if self.profile is None or clerk is None:
+            return
+        data, member_id = self.clerk_app.data, self.member_id
+        form = edit_fields(self.profile.member)
+
+        def submit(values: dict[str, str]) -> bool:
+            consent = parse_consent(values.pop("consent"))
+            data._locked(update_member, data.db, member_id, clerk.clerk_id, member_present=True, consent=consent,
+                         fields={k: (v.strip() or None) for k, v in values.items()})  # fmt: skip
+            return True
+
+        def done(saved: bool | None) -> None:
+            if saved:
+                self.app.notify("saved here and sent to HQ; the newest edit of each field wins")
+                self.run_worker(self._open, exclusive=True, group="profile")
+
+        self.app.push_screen(FormScreen(f"会員情報の変更 · edit {member_id} (the member is here)", form, submit), done)
+
     def action_export(self) -> None:
         with_manager(self.clerk_app, "export of this member's data",
                      lambda approver: self.run_worker(partial(self._export, approver), exclusive=True, group="export"))
@@ -217,6 +240,25 @@ class ProfileScreen(Screen[None]):
             self.app.notify(str(exc), severity="error")
             return
         self.app.notify(f"exported to {path} (audited)")
+
+
+def edit_fields(m: Any) -> tuple[Field, ...]:
+    consent = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in sorted(m.consent.items()))
+    return (Field("name", "名前 name", "", value=m.name or ""), Field("kana", "読み kana", "", value=m.kana or ""),
+            Field("phone", "電話 phone", "", value=_local_phone(m.phone) if m.phone else ""),
+            Field("email", "メール email", "", value=m.email or ""),
+            Field("consent", "同意 consent", "sms=yes, dm=no", value=consent))  # fmt: skip
+
+
+def parse_consent(text: str) -> dict[str, bool]:
+    """``sms=yes, dm=no`` -> {"sms": True, "dm": False}; UserError naming a part that is not PURPOSE=yes|no."""
+    consent: dict[str, bool] = {}
+    for part in text.replace(",", " ").split():
+        purpose, _, said = part.partition("=")
+        if not purpose or said.lower() not in ("yes", "no"):
+            raise UserError(f"consent: {part[:40]!r} is not PURPOSE=yes or PURPOSE=no")
+        consent[purpose] = said.lower() == "yes"
+    return consent
 
 
 def profile_text(profile: Profile) -> Text:
