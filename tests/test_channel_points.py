@@ -184,6 +184,8 @@ def test_holds_captures_and_the_expiry_job_on_sqlite_and_postgresql(central_url:
     assert bad["error"]["code"] == "bad_request" and "amount" in bad["error"]["message"]  # type: ignore[index]
     captured = _ask(desk, "points-capture", {"key": "c1", "hold_id": hold_id, "earn_on": 5000})
     assert captured["result"]["state"] == "captured" and captured["result"]["balance"] == 350  # type: ignore[index]
+    twice = _ask(desk, "points-earn", {"key": "e1", "member": "G0000007", "order": "W-9", "earn_on": 5000})
+    assert twice["error"]["code"] == "conflict", "an order earns once"  # type: ignore[index]
     second = _ask(desk, "points-hold", {"key": "h4", "member": "G0000007", "amount": 350, "order": "W-12",
                                         "hold_s": 30})  # fmt: skip
     assert expire_holds(db, time.time() + 60) == 1

@@ -152,6 +152,9 @@ def hold(db: Central, channel: str, request: PointsHoldRequest, now: float) -> t
 
 def _earn(db: Central, member_id: str, order: str, yen: int, now: float) -> tuple[int, str | None, int]:
     """A web order's accrual at the member's rank (HQ's ``accrual`` entry, ref ``web:ORDER``)."""
+    if db.one("SELECT 1 FROM points_ledger WHERE member_id = ? AND kind = 'accrual' AND ref = ? AND store_id = ?",
+              (member_id, f"web:{order}", HQ_STORE)) is not None:  # fmt: skip
+        raise ChannelError("conflict", f"web order {order} has already earned points")
     rank, pct = rank_of(db, member_id)
     points = yen * POINTS_PER_100_YEN * pct // 10_000
     if points > 0:
