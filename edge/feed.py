@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from tenpo.edge import bootstrap_bulk as bootstrap_bulk  # issue 19: a bootstrap's members indexed once, at the end
 from tenpo.edge import loyalty  # issue 17 (H7): member.loyalty
 from tenpo.edge import recommendations as recommendations  # issue 17 (H6): member.recommendations
 from tenpo.edge.ble import ids as beacon_ids  # issue 14 (H5): member.beacon_ids
@@ -182,6 +183,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
     fresh: list[tuple[Any, ...]] = []
     tokens: list[tuple[bytes, int, str]] = []
     columns = (*vault.SEALED_COLUMNS, *vault.INDEX_COLUMNS)
+    tokens_table = bootstrap_bulk.tokens_table(conn, snapshot=version is None)
 
     def flush() -> None:
         conn.executemany(
@@ -190,7 +192,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
             f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, {', '.join('?' * len(columns))})",
             fresh,
         )
-        conn.executemany("INSERT OR IGNORE INTO member_tokens(token, rank, member_id) VALUES (?, ?, ?)", tokens)
+        conn.executemany(f"INSERT OR IGNORE INTO {tokens_table}(token, rank, member_id) VALUES (?, ?, ?)", tokens)
         fresh.clear()
         tokens.clear()
 
@@ -365,7 +367,11 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
         if handler is None or chunk.entity not in SNAPSHOT_ROWS:
             _dead_letter(conn, f"snapshot {chunk.snapshot_id}", f"unknown entity {chunk.entity!r}", chunk.rows[:1])
         elif chunk.rows:
+            if chunk.entity == "members":
+                bootstrap_bulk.begin(conn)
             handler(conn, store_id, _snapshot_rows(conn, chunk), None)
+        if chunk.entity == "members" and chunk.next_key is None:
+            bootstrap_bulk.finish(conn)
         set_meta(conn, "snapshot_id", chunk.snapshot_id)
         set_meta(conn, "snapshot_as_of", str(chunk.as_of))
         set_meta(conn, "snapshot_done", str(chunk.progress))
@@ -378,6 +384,7 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
         else:
             # Finished: the change feed resumes right after the snapshot's starting point.
             set_counter(conn, "cursor", max(read_counter(conn, "cursor"), chunk.as_of))
+            bootstrap_bulk.finish(conn)  # issue 19: whatever a members entity left deferred
             for key in ("snapshot_id", "snapshot_entity", "snapshot_after", "snapshot_as_of", "snapshot_done"):
                 set_meta(conn, key, None)
             set_meta(conn, "bootstrapped", "1")

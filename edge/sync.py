@@ -121,6 +121,7 @@ class SyncLink:
         self._inbox: asyncio.Queue[Input | Message] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._death: mqtt.MQTTMessageInfo | None = None
+        self._prefetched: SnapshotRequest | None = None  # the next snapshot chunk, asked for ahead (issue 19)
         with transaction(db) as conn:
             self.stream = stream_id(conn)
             # Birth/death session number: grows across restarts and reconnects so a late Will is recognisably stale.
@@ -370,13 +371,31 @@ class SyncLink:
     def _request_snapshot(self) -> None:
         progress = feed.snapshot_progress(self.db)
         done = int(get_meta(self.db.conn, "snapshot_done") or 0)
-        self._publish(
-            "snapshot",
-            SnapshotRequest(snapshot_id=progress.snapshot_id, entity=progress.entity, after_key=progress.after_key, done=done,
-                            stream=self.stream),
-        )  # fmt: skip
+        request = SnapshotRequest(snapshot_id=progress.snapshot_id, entity=progress.entity, after_key=progress.after_key,
+                                  done=done, stream=self.stream)  # fmt: skip
+        if request == self._prefetched:  # asked already, before the chunk was applied
+            self._prefetched = None
+            return
+        self._publish("snapshot", request)
+
+    def _prefetch(self, chunk: SnapshotChunk) -> None:
+        """Issue 19: ask for the chunk after ``chunk`` before applying it, so HQ reads and sends the next one
+        while this one is written. Only for the chunk the replica expects (not a stale copy), one ahead."""
+        self._prefetched = None
+        if chunk.next_key is None and chunk.next_entity is None:
+            return
+        conn = self.db.conn
+        current = get_meta(conn, "snapshot_id")
+        done = int(get_meta(conn, "snapshot_done") or 0) if current is not None else 0
+        if (current is not None and current != chunk.snapshot_id) or chunk.progress - len(chunk.rows) != done:
+            return
+        entity = chunk.entity if chunk.next_key is not None else chunk.next_entity
+        self._prefetched = SnapshotRequest(snapshot_id=chunk.snapshot_id, entity=entity, after_key=chunk.next_key,
+                                           done=chunk.progress, stream=self.stream)  # fmt: skip
+        self._publish("snapshot", self._prefetched)
 
     def _apply_chunk(self, chunk: SnapshotChunk) -> ChunkApplied:
+        self._prefetch(chunk)
         progress = feed.apply_snapshot_chunk(self.db, self.store_id, chunk)
         self.counters.snapshot_rows += 0 if progress.stale else len(chunk.rows)
         if self.on_snapshot_progress:

@@ -1,0 +1,97 @@
+"""A bootstrap's members are indexed once at the end (edge/bootstrap_bulk.py), and what is stored is the same:
+every member's name tokens and blind indexes are there afterwards, lookups find them, and an agent killed in
+the middle of the members resumes without losing the tokens of the chunks it had applied."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tenpo.cloud.db import Central
+from tenpo.cloud.feed import snapshot_chunk
+from tenpo.edge import db as edge_db
+from tenpo.edge import feed
+from tenpo.edge.config import load_config
+from tenpo.edge.keystore import codec as pii_codec
+from tenpo.edge.membership import vault
+from tenpo.sandbox import provision_store
+from tenpo.shared.protocol import SnapshotRequest, encode
+
+MEMBERS = 130
+NAMES = ["山田 太郎", "佐藤 花子", "鈴木 一郎", "高橋 美咲", "田中 健"]
+
+
+def _central(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+    central = Central(url)
+    now = time.time()
+    with central.transaction():
+        central.executemany(
+            "INSERT INTO members(member_id, name, kana, phone, email, card_no, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(f"HQ-{i:05d}", f"{NAMES[i % 5]} {i}", f"カイイン{i}", f"+8190{10_000_000 + i:08d}", f"m{i}@example.jp",
+              f"C{i:09d}", now, now) for i in range(MEMBERS)],
+        )  # fmt: skip
+    central.close()
+    return url
+
+
+def _indexes(conn: object) -> set[str]:
+    return {row[0] for row in conn.execute(  # type: ignore[attr-defined]
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'members' AND sql IS NOT NULL")}  # fmt: skip
+
+
+def _bootstrap(url: str, store: object, stop_after_member_chunks: int | None = None) -> bool:
+    """Request and apply chunks as the agent does (40 rows each); False if stopped before the end."""
+    central = Central(url)
+    progress = feed.snapshot_progress(store)  # type: ignore[arg-type]
+    done = 0
+    member_chunks = 0
+    try:
+        while True:
+            request = SnapshotRequest(snapshot_id=progress.snapshot_id, entity=progress.entity,
+                                      after_key=progress.after_key, done=done, limit=40, stream="s")  # fmt: skip
+            chunk = snapshot_chunk(central, "B001", request)
+            progress = feed.apply_snapshot_chunk(store, "B001", feed.decode_snapshot_chunk(encode(chunk)))  # type: ignore[arg-type]
+            done = chunk.progress
+            if progress.done:
+                return True
+            member_chunks += chunk.entity == "members"
+            if stop_after_member_chunks is not None and member_chunks >= stop_after_member_chunks:
+                return False
+    finally:
+        central.close()
+
+
+def test_members_bulk_loaded_are_indexed_and_found_after_a_resumed_bootstrap(tmp_path: Path) -> None:
+    url = _central(tmp_path)
+    config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
+    store = edge_db.connect(config.database)
+    conn = store.conn
+    before = _indexes(conn)
+    assert len(before) >= 5, "the blind indexes a lookup uses"
+
+    assert _bootstrap(url, store, stop_after_member_chunks=2) is False  # the agent dies here
+    assert _indexes(conn) == set(), "indexes wait for the end of the members"
+    store.conn.close()
+
+    store = edge_db.connect(config.database)  # a new agent process resumes
+    conn = store.conn
+    assert _bootstrap(url, store) is True
+    assert _indexes(conn) == before, "the same indexes, created again"
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'member_tokens_load'").fetchone() is None
+    assert conn.execute("SELECT count(*) FROM members").fetchone()[0] == MEMBERS
+
+    codec = pii_codec(conn)
+    expected = {(token, rank, f"HQ-{i:05d}") for i in range(MEMBERS)
+                for token, rank in codec.name_tokens(f"{NAMES[i % 5]} {i}", f"カイイン{i}").items()}  # fmt: skip
+    stored = set(conn.execute("SELECT token, rank, member_id FROM member_tokens"))
+    assert stored == expected, "every member's name tokens, once each, from before and after the restart"
+
+    assert vault.exact_ids(conn, codec, "+819010000077", 5) == ["HQ-00077"]
+    assert vault.exact_ids(conn, codec, "m3@example.jp", 5) == ["HQ-00003"]
+    found = vault.name_ids(conn, codec, "佐藤", 200)
+    assert sorted(found) == [f"HQ-{i:05d}" for i in range(MEMBERS) if i % 5 == 1]
+    plan = " ".join(str(row) for row in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT member_id FROM members WHERE phone_idx = x'00'"))  # fmt: skip
+    assert "members_phone_idx" in plan
