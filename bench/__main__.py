@@ -21,6 +21,7 @@ BENCHES = (
     "bench_analytics",  # issue 17 (H6): full RFM + rules at 10M lines, incremental per 1,000 sales (TENPO_BENCH_ANALYTICS_LINES)
     "bench_tls",  # issue 14 (H5): sync over TLS with client certificates beside plain, same broker (TENPO_BENCH_TLS_EVENTS)
     "bench_authority",  # issue 14 (H1): HQ apply rate with and without store authority (TENPO_BENCH_AUTHORITY_EVENTS)
+    "bench_audit",  # issue 14 (H4): audit chain append cost beside an unchained insert, verify rows/s (TENPO_BENCH_AUDIT_ROWS)
 )
 
 
