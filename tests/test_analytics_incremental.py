@@ -16,7 +16,7 @@ import pytest
 from tenpo.cli import main
 from tenpo.cloud.analytics.config import AnalyticsConfig
 from tenpo.cloud.analytics.job import analytics_job
-from tenpo.cloud.analytics.refresh import full_refresh, table_rows
+from tenpo.cloud.analytics.refresh import full_refresh, incremental_refresh, table_rows
 from tenpo.cloud.db import Central
 from tenpo.cloud.members.config import MembersConfig
 from tenpo.cloud.members.resolve import unmerge
@@ -140,4 +140,37 @@ def test_the_scheduled_job_sends_changed_recommendations_once(sqlite_url: str, t
         assert scheduler.get_job("hq_analytics") is not None
     finally:
         scheduler.shutdown(wait=False)
+    db.close()
+
+
+def test_two_refreshes_at_once_fold_each_sale_once(postgres_url: str, tmp_path: Path) -> None:
+    """An aggregator's job and an operator's report refreshing together: one waits, nothing counts twice."""
+    import threading  # late: only this test starts threads
+
+    db = Central(postgres_url)
+    g = seed(db, tmp_path, members=10, sales=60)
+    full_refresh(db, AnalyticsConfig())
+    with db.transaction():
+        for day in range(1, 21):
+            add_sale(db, g, random.Random(day), g.golden[0], f"2026-06-{day:02d}T12:00:00+09:00", "S001", NOW + 50)
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        conn = Central(postgres_url)
+        try:
+            incremental_refresh(conn, AnalyticsConfig())
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    incremental = table_rows(db)
+    full_refresh(db, AnalyticsConfig())
+    assert table_rows(db) == incremental
     db.close()

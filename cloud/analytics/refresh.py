@@ -71,6 +71,16 @@ def count_deltas(purchase: Purchase, sign: int, items: dict[tuple[str, str], int
             pairs[(chain, a, b)] = pairs.get((chain, a, b), 0) + sign
 
 
+REFRESH_LOCK = 0x7E4E0A12  # PostgreSQL: one refresh at a time across aggregators and commands
+
+
+def _serialise(db: Central) -> None:
+    """Two refreshes at once would both fold the same new sales: the second waits for the first to commit
+    and then sees its rows (PostgreSQL: a transaction-level advisory lock; SQLite: BEGIN IMMEDIATE already)."""
+    if db.dialect == "postgresql":
+        db.execute("SELECT pg_advisory_xact_lock(?)", (REFRESH_LOCK,))
+
+
 def _watermarks(db: Central) -> dict[str, str]:
     """How far the sources go now (one round trip)."""
     row = db.one("SELECT (SELECT max(applied_at) FROM sales), (SELECT max(imported_at) FROM member_orders),"
@@ -89,6 +99,7 @@ def full_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
     started = time.perf_counter()
     report = RefreshReport("full")
     with db.transaction():
+        _serialise(db)
         for table in _TABLES:  # TRUNCATE on PostgreSQL: transactional there, and no dead rows to vacuum
             db.execute(f"TRUNCATE {table}" if db.dialect == "postgresql" else f"DELETE FROM {table}")
         marks = _watermarks(db)
@@ -143,6 +154,7 @@ def incremental_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
     started = time.perf_counter()
     report = RefreshReport("incremental")
     with db.transaction():
+        _serialise(db)
         saved = dict(db.all("SELECT name, value FROM analytics_state"))
         marks = {name: str(saved.get(name, "0")) for name in WATERMARKS}
         current = _watermarks(db)
