@@ -181,9 +181,9 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
         held.update(conn.execute(
             f"SELECT member_id, version FROM members WHERE member_id IN ({', '.join('?' * len(part))})", part))  # fmt: skip
     fresh: list[tuple[Any, ...]] = []
-    tokens: list[tuple[bytes, int, str]] = []
+    tokens: list[tuple[Any, ...]] = []
     columns = (*vault.SEALED_COLUMNS, *vault.INDEX_COLUMNS)
-    tokens_table = bootstrap_bulk.tokens_table(conn, snapshot=version is None)
+    staged = bootstrap_bulk.staging(conn, snapshot=version is None)  # issue 19: a snapshot's, indexed at the end
 
     def flush() -> None:
         conn.executemany(
@@ -192,7 +192,8 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
             f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, {', '.join('?' * len(columns))})",
             fresh,
         )
-        conn.executemany(f"INSERT OR IGNORE INTO {tokens_table}(token, rank, member_id) VALUES (?, ?, ?)", tokens)
+        conn.executemany(bootstrap_bulk.STAGE if staged else
+                         "INSERT OR IGNORE INTO member_tokens(token, rank, member_id) VALUES (?, ?, ?)", tokens)
         fresh.clear()
         tokens.clear()
 
@@ -210,7 +211,11 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
             sealed = vault.sealed_columns(codec, r.member_id, person)
             # issue 14: beacon ids (edge/ble/ids.py), never the secret
             fresh.append((*row, None, r.member_id, now, *(sealed[c] for c in columns)))
-            tokens.extend((t, rank, r.member_id) for t, rank in codec.name_tokens(r.name, r.kana).items())
+            found = codec.name_tokens(r.name, r.kana)
+            if staged:
+                tokens.append(bootstrap_bulk.packed(r.member_id, found))
+            else:
+                tokens.extend((t, rank, r.member_id) for t, rank in found.items())
             held[r.member_id] = seq
             continue
         flush()  # a second row for a member of this batch must see the first
