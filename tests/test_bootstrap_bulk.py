@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import msgspec
+
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import snapshot_chunk
 from tenpo.edge import db as edge_db
@@ -14,7 +16,10 @@ from tenpo.edge import feed
 from tenpo.edge.config import load_config
 from tenpo.edge.keystore import codec as pii_codec
 from tenpo.edge.membership import vault
+from tenpo.edge.sync import SyncLink
+from tenpo.edge.sync_state import ChunkReceived, RequestSnapshot
 from tenpo.sandbox import provision_store
+from tenpo.shared import crypto
 from tenpo.shared.protocol import SnapshotRequest, encode
 
 MEMBERS = 130
@@ -95,3 +100,56 @@ def test_members_bulk_loaded_are_indexed_and_found_after_a_resumed_bootstrap(tmp
     plan = " ".join(str(row) for row in conn.execute(
         "EXPLAIN QUERY PLAN SELECT member_id FROM members WHERE phone_idx = x'00'"))  # fmt: skip
     assert "members_phone_idx" in plan
+
+
+def test_the_next_chunk_is_asked_for_once_before_the_current_one_is_written(tmp_path: Path) -> None:
+    url = _central(tmp_path)
+    config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
+    store = edge_db.connect(config.database)
+    link = SyncLink(config, store, crypto.load_private_key(config.private_key))
+    link.machine.connected = True
+    asked: list[SnapshotRequest] = []
+    link._publish = lambda kind, body, retain=False: asked.append(body) if kind == "snapshot" else None  # type: ignore[assignment, method-assign, func-returns-value]
+    central = Central(url)
+    try:
+        link._run([RequestSnapshot()])
+        assert len(asked) == 1
+        served: list[bytes] = []
+        while not feed.bootstrapped(store):
+            chunk = snapshot_chunk(central, "B001", msgspec.structs.replace(asked[-1], limit=40))
+            served.append(encode(chunk))
+            before = len(asked)
+            link._run(link.machine.handle(ChunkReceived(time.monotonic(), feed.decode_snapshot_chunk(served[-1]))))
+            last = chunk.next_key is None and chunk.next_entity is None
+            assert len(asked) == before + (0 if last else 1), "one request per chunk, sent before it was written"
+            if not last:
+                assert asked[-1].done == chunk.progress and asked[-1].after_key == chunk.next_key
+        assert len(asked) == len(served) and len({encode(request) for request in asked}) == len(asked)
+        assert store.conn.execute("SELECT count(*) FROM members").fetchone()[0] == MEMBERS
+    finally:
+        central.close()
+        store.conn.close()
+
+
+def test_a_stale_copy_of_a_chunk_asks_for_nothing(tmp_path: Path) -> None:
+    url = _central(tmp_path)
+    config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
+    store = edge_db.connect(config.database)
+    link = SyncLink(config, store, crypto.load_private_key(config.private_key))
+    link.machine.connected = True
+    asked: list[SnapshotRequest] = []
+    link._publish = lambda kind, body, retain=False: asked.append(body) if kind == "snapshot" else None  # type: ignore[assignment, method-assign, func-returns-value]
+    central = Central(url)
+    try:
+        products = snapshot_chunk(central, "B001", SnapshotRequest(limit=40, stream="s"))
+        link._run(link.machine.handle(ChunkReceived(time.monotonic(), feed.decode_snapshot_chunk(encode(products)))))
+        members = snapshot_chunk(central, "B001", msgspec.structs.replace(asked[-1], limit=40))
+        assert members.entity == "members" and len(members.rows) == 40
+        link._run(link.machine.handle(ChunkReceived(time.monotonic(), feed.decode_snapshot_chunk(encode(members)))))
+        assert len(asked) == 2
+        link._run(link.machine.handle(ChunkReceived(time.monotonic(), feed.decode_snapshot_chunk(encode(members)))))
+        assert len(asked) == 2, "a duplicate is skipped and asks for nothing more"
+        assert store.conn.execute("SELECT count(*) FROM members").fetchone()[0] == 40
+    finally:
+        central.close()
+        store.conn.close()
