@@ -22,6 +22,7 @@ from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_
 from tenpo.shared.changes import MemberRules
 from tenpo.shared.errors import UserError
 from tenpo.shared.protocol import Change, ChangePage
+from tests.support.operators import sign_in_as
 from tests.support.clerks import AS_CLERK, add_store_clerks, pins_on_stdin
 from tests.test_clerk_support import CLERK, make_app, make_store, settle, sign_in
 
@@ -39,14 +40,18 @@ def test_rules_refuse_what_the_chain_configured() -> None:
     assert problems(MemberRules(), {"name": "佐藤 花子", "phone": "03-1234-5678"}) == []
 
 
-def test_a_bad_rules_file_is_one_line(tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_rules_file_is_one_line(tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     Central(sqlite_url).close()
     path = tmp_path / "rules.toml"
     path.write_text('required = ["name", "birthday"]\n', encoding="utf-8")
-    assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(path)]) == 1
+    assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(path)]) == 1  # an admin's to set
+    assert "--operator" in capsys.readouterr().err
+    admin = sign_in_as(monkeypatch, sqlite_url)
+    assert main(["cloud", "members", "rules", "set", *admin, "--db", sqlite_url, "--file", str(path)]) == 1
     assert "required" in capsys.readouterr().err
     path.write_text("mobile = true\n", encoding="utf-8")
-    assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(path)]) == 1
+    assert main(["cloud", "members", "rules", "set", *admin, "--db", sqlite_url, "--file", str(path)]) == 1
     assert "unknown key 'mobile'" in capsys.readouterr().err
 
 
@@ -62,7 +67,8 @@ def test_rules_set_at_hq_reach_the_store_and_stay_while_it_is_offline(
     rules_file = tmp_path / "rules.toml"
     # Set before the store exists: it arrives with the store's bootstrap snapshot.
     rules_file.write_text('required = ["name", "phone"]\n', encoding="utf-8")
-    assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(rules_file)]) == 0
+    admin = sign_in_as(monkeypatch, sqlite_url)
+    assert main(["cloud", "members", "rules", "set", *admin, "--db", sqlite_url, "--file", str(rules_file)]) == 0
     config_path = provision_store(tmp_path / "S001", "S001", broker.url, sqlite_url)
     config = load_config(str(config_path))
     aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
@@ -77,7 +83,7 @@ def test_rules_set_at_hq_reach_the_store_and_stay_while_it_is_offline(
         assert _add(config_path, "03-1234-5678") == 0  # a landline is fine so far
         # Changed while the store is online: it arrives through the feed.
         rules_file.write_text(MOBILE_ONLY, encoding="utf-8")
-        assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(rules_file)]) == 0
+        assert main(["cloud", "members", "rules", "set", *admin, "--db", sqlite_url, "--file", str(rules_file)]) == 0
         wait_until(lambda: getattr(current_rules(db.conn), "mobile_only", False), 20, what="mobile-only at the store")
         capsys.readouterr()
         assert _add(config_path, "03-1234-5679") == 1
@@ -88,7 +94,7 @@ def test_rules_set_at_hq_reach_the_store_and_stay_while_it_is_offline(
         aggregator.terminate()
     # Offline: HQ relaxes the rules, the store cannot hear it and keeps the last rules it received.
     rules_file.write_text("mobile_only = false\n", encoding="utf-8")
-    assert main(["cloud", "members", "rules", "set", "--db", sqlite_url, "--file", str(rules_file)]) == 0
+    assert main(["cloud", "members", "rules", "set", *admin, "--db", sqlite_url, "--file", str(rules_file)]) == 0
     capsys.readouterr()
     assert _add(config_path, "03-1234-5670") == 1
     assert "is not a mobile number" in capsys.readouterr().err

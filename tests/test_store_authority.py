@@ -321,17 +321,21 @@ async def test_the_hq_monitor_alerts_on_refusals_per_store_and_lists_them(tmp_pa
     db.close()
 
 
-def test_authority_commands_list_refusals_and_change_the_limits(central: Central, capsys) -> None:
+def test_authority_commands_list_refusals_and_change_the_limits(central: Central, capsys, monkeypatch) -> None:
     from tenpo.cli import main
+    from tests.support.operators import sign_in_as
 
     url = central.url.target if central.dialect == "postgresql" else f"sqlite:///{central.url.target}"
     apply_batch(central, "S002", EventBatch("s2", [event(1, "member.updated", TAKEOVER)]))
     assert main(["cloud", "authority", "list", "--store", "S002", "--json", "--db", url]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert (listed["store_id"], listed["rule"], listed["event_seq"]) == ("S002", "member-owner", 1)
-    assert main(["cloud", "authority", "set", "--contact-edits-per-hour", "0", "--db", url]) == 1
+    assert main(["cloud", "authority", "set", "--contact-edits-per-hour", "1", "--db", url]) == 1
+    assert "--operator" in capsys.readouterr().err  # the limits are an admin's to change
+    admin = sign_in_as(monkeypatch, url)
+    assert main(["cloud", "authority", "set", "--contact-edits-per-hour", "0", *admin, "--db", url]) == 1
     assert "at least 1" in capsys.readouterr().err
-    assert main(["cloud", "authority", "set", "--contact-edits-per-hour", "1", "--by", "hq-ops", "--db", url]) == 0
+    assert main(["cloud", "authority", "set", "--contact-edits-per-hour", "1", *admin, "--db", url]) == 0
     capsys.readouterr()
     assert main(["cloud", "authority", "show", "--json", "--db", url]) == 0
     assert json.loads(capsys.readouterr().out)["contact_edits_per_hour"] == 1

@@ -34,6 +34,8 @@ GUARDED: tuple[tuple[tuple[str, ...], str], ...] = (
     (("conflicts", "resolve"), "conflict.resolve"),
     (("dead-letters", "retry"), "dead_letter.retry"),
     (("dead-letters", "discard"), "dead_letter.discard"),
+    (("authority", "set"), "settings.change"),  # what a store may say (docs/authority.md)
+    (("members", "rules", "set"), "settings.change"),  # what every counter requires at registration
 )
 
 

@@ -26,6 +26,7 @@ ACTIONS: Final[dict[str, tuple[str, str]]] = {
     "member.erase": ("admin", "erase members"),
     "member.export": ("admin", "export members"),
     "operator.manage": ("admin", "manage operator accounts"),
+    "settings.change": ("admin", "change the chain's rules and limits"),
 }
 
 
