@@ -22,8 +22,8 @@ from tenpo.sandbox import Mosquitto, aggregator_process, provision_store, store_
 from tenpo.shared.changes import MemberRules
 from tenpo.shared.errors import UserError
 from tenpo.shared.protocol import Change, ChangePage
-from tests.support.operators import sign_in_as
 from tests.support.clerks import AS_CLERK, add_store_clerks, pins_on_stdin
+from tests.support.operators import sign_in_as
 from tests.test_clerk_support import CLERK, make_app, make_store, settle, sign_in
 
 CONSENT = "お得な情報をメールでお送りしてもよろしいですか"
