@@ -179,7 +179,8 @@ def test_edge_commands_end_to_end(store, config_path: Path) -> None:
                        stdin=PIN_LINE)  # fmt: skip
     assert adjusted.returncode == 0, adjusted.stderr
     stock = json.loads(run_cli("edge", "stock", "--sku", "A1", "--json", *cfg).stdout)
-    assert stock == [{"store_id": "S001", "sku": "A1", "name": "お茶", "on_hand": 7, "as_of": None}]
+    assert stock == [{"store_id": "S001", "sku": "A1", "name": "お茶", "on_hand": 7, "as_of": None, "reserved": 0,
+                      "available": 7}]  # nothing held for pickup: all of it can be sold
     status = json.loads(run_cli("edge", "status", "--json", *cfg).stdout)
     assert {k: status[k] for k in ("store_id", "connected", "last_seq", "last_acked_seq", "outbox_pending",
                                    "downstream_cursor")} == {  # fmt: skip
