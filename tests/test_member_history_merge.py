@@ -163,7 +163,9 @@ def test_tables_found_in_the_schema_move_by_primary_key_and_keyless_ones_are_ski
         found = {t.name: t.key for t in member_tables(hq)}
     assert found == {"coupons": ("store_id", "coupon_id"), "loyalty_stamps": ("store_id", "card_no"),
                      "sales": ("store_id", "stream", "receipt_no"), "visits": ("store_id", "visit_id"),
-                     "zone_stays": ("store_id", "stay_id")}  # fmt: skip
+                     "zone_stays": ("store_id", "stay_id"), "reservations": ("reservation_id",),
+                     "points_holds": ("hold_id",), "loyalty_rank_log": ("id",),
+                     "loyalty_points_meta": ("store_id", "stream", "store_seq")}  # fmt: skip
     assert "free_notes has member_id but no primary key" in caplog.text
 
     store = Store(hq)
