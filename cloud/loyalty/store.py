@@ -23,6 +23,7 @@ from typing import Any
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.ledgers import points_entry
+from tenpo.cloud.members.store import register_derived
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.cloud.sales.conflicts import points_balance_change
 from tenpo.shared.errors import UserError
@@ -319,15 +320,19 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
     return ExpiryReport(as_of, members, expired, seen)
 
 
-def spend_by_member(db: Central, as_of: date, config: LoyaltyConfig) -> dict[str, int]:
+def spend_by_member(db: Central, as_of: date, config: LoyaltyConfig, member_id: str | None = None) -> dict[str, int]:
     """Yen each golden member paid in the rolling window ending ``as_of`` (JST): store sales less refunds,
-    and paid web/app orders, under the golden id (merged-away ids through member_aliases)."""
+    and paid web/app orders, under the golden id (merged-away ids through member_aliases); ``member_id``:
+    that golden member only."""
     start = config.window_start(as_of)
     spend: dict[str, int] = {}
     low = start.isoformat()
+    one = (" AND (s.member_id = ? OR s.member_id IN (SELECT alias FROM member_aliases WHERE member_id = ?))",
+           " AND src.member_id = ?")
     rows = db.all(
         "SELECT coalesce(a.member_id, s.member_id), s.kind, s.total, s.at FROM sales s"
-        " LEFT JOIN member_aliases a ON a.alias = s.member_id WHERE s.member_id IS NOT NULL AND s.at >= ?", (low,))
+        " LEFT JOIN member_aliases a ON a.alias = s.member_id WHERE s.member_id IS NOT NULL AND s.at >= ?"
+        + (one[0] if member_id else ""), (low, member_id, member_id) if member_id else (low,))  # fmt: skip
     for member_id, kind, total, at in rows:
         day = _jst_day(at)
         if day is not None and start < day <= as_of:
@@ -336,7 +341,8 @@ def spend_by_member(db: Central, as_of: date, config: LoyaltyConfig) -> dict[str
     orders = db.all(
         "SELECT src.member_id, o.total, o.ordered_at FROM member_orders o JOIN member_sources src"
         " ON src.source = o.source AND src.source_id = o.source_id"
-        " WHERE o.status IN ('paid', 'partially_refunded') AND o.ordered_at >= ?", (low,))
+        " WHERE o.status IN ('paid', 'partially_refunded') AND o.ordered_at >= ?" + (one[1] if member_id else ""),
+        (low, member_id) if member_id else (low,))  # fmt: skip
     for member_id, total, at in orders:
         day = _jst_day(at)
         if day is not None and start < day <= as_of:
@@ -407,3 +413,42 @@ def run_ranks(db: Central, as_of: date, now: float | None = None, *, dry_run: bo
 
 def today_jst(now: float | None = None) -> date:
     return jst_date(now or time.time())
+
+
+# ---------------------------------------------------------------------------- merges, unmerges, erasures
+
+
+def follow_members(db: Central, recompute: list[str], gone: list[str], now: float) -> None:
+    """``loyalty_members`` after a merge, unmerge or erasure (tenpo.cloud.members.store.register_derived): the
+    rows of ids merged away or erased go; each live member in ``recompute`` gets rank, spend and lots computed
+    from its ledger and sales as they are now, sent as ``member.loyalty`` (inside the caller's transaction)."""
+    if gone:
+        db.execute(f"DELETE FROM loyalty_members WHERE member_id IN ({', '.join('?' for _ in gone)})", gone)
+    live = [m for m in recompute if db.one("SELECT 1 FROM members WHERE member_id = ? AND erased = 0", (m,))]
+    if not live:
+        return
+    config = load_config(db)
+    as_of = today_jst(now)
+    lots_as_of = last_expiry_date(db) or as_of
+    held: dict[str, Held] = {}
+    changes: list[ChangeTuple] = []
+    for member_id in live:
+        row = db.one("SELECT rank, multiplier_pct, spend, lots FROM loyalty_members WHERE member_id = ?", (member_id,))
+        if row:
+            held[member_id] = (str(row[0]), int(row[1]), int(row[2]), json.loads(row[3]))
+        spend = spend_by_member(db, as_of, config, member_id).get(member_id, 0)
+        rank = config.rank_for(spend)
+        result = replay(member_entries(db, member_id), as_of=lots_as_of, months=config.expiry_months)
+        lots = _lots_data(result)
+        db.execute(
+            "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, next_end, as_of, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
+            " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend, next_end = excluded.next_end",
+            (member_id, rank.name, rank.multiplier_pct, spend, lots[0]["expires_on"] if lots else None,
+             as_of.isoformat(), now),
+        )  # fmt: skip
+        changes.append(loyalty_change(db, config, member_id, result, as_of))
+    _send(db, changes, now, as_of, held)
+
+
+register_derived("loyalty_members", follow_members)

@@ -190,7 +190,8 @@ def erase_member(db: Central, member_id: str, reason: str, actor: str = "operato
         db.execute(f"UPDATE member_merges SET explanation = '{{\"erased\": true}}', loser_row = NULL, loser_sources = '[]',"
                    f" source_id = NULL WHERE winner IN ({marks}) OR loser IN ({marks})", [*ids, *ids])  # fmt: skip
         visits_erased = sum(erase_member_visits(db, i) for i in ids)  # where they were is personal data too
-        pending = Pending(events=[("member.erase", i, None, {"member_id": i, "version": 0}) for i in ids])
+        pending = Pending(events=[("member.erase", i, None, {"member_id": i, "version": 0}) for i in ids],
+                          gone=set(ids))  # derived rows (loyalty) of every id go too
         publish(db, pending, now)
         db.execute("UPDATE member_erasures SET completed_at = ? WHERE id = ?", (time.time(), erasure))
         audit(db, actor, "member.erase", golden, {"reason": reason.strip(), "erasure_id": erasure, "member_ids": ids,

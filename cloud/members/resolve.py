@@ -220,6 +220,8 @@ def merge_members(db: Central, winner: str, loser: str, decision: MergeDecision 
     pending.events.append(("member.merge", winner, None, {"winner": winner, "losers": [loser], "merge_id": merge_id}))
     pending.members.add(winner)
     pending.balances.add(winner)
+    pending.recompute.add(winner)  # derived rows (loyalty): the winner's computed again, the loser's dropped
+    pending.gone.add(loser)
     audit(db, actor, "member.merge", winner, {"loser": loser, "merge_id": merge_id, "rule": rule})
     return merge_id
 
@@ -273,10 +275,12 @@ def unmerge(db: Central, target: str, config: MembersConfig, now: float, pending
     db.execute("UPDATE member_aliases SET member_id = ? WHERE merge_id IN"
                " (SELECT id FROM member_merges WHERE winner = ? AND undone = 0)", (target, target))  # fmt: skip
     db.execute("UPDATE member_merges SET undone = 1, undone_at = ? WHERE id = ?", (now, merge_id))
+    pending.gone.discard(target)
     for member in (winner, target):
         refresh_golden(db, member, config, now)
         pending.members.add(member)
         pending.balances.add(member)
+        pending.recompute.add(member)
     pending.events.append(("member.unmerge", winner, None, {"winner": winner, "loser": target, "merge_id": merge_id}))
     audit(db, actor, "member.unmerge", winner, {"loser": target, "merge_id": merge_id})
     return {"merge_id": merge_id, "winner": winner, "restored": target}
@@ -305,5 +309,6 @@ def _detach(db: Central, source: str, source_id: str, config: MembersConfig, now
         refresh_golden(db, member, config, now)
         pending.members.add(member)
         pending.balances.add(member)
+        pending.recompute.add(member)
     audit(db, actor, "member.detach", old, {"source": source, "new_member": new})
     return {"detached": f"{source}:{source_id}", "from": old, "member_id": new}

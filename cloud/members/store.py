@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -223,6 +223,28 @@ _OWN_TABLES = frozenset({"members", "points_ledger", "points_balances"})
 _KEY_TYPES = (str, int, float)
 
 
+# Derived tables keyed by member_id (one row per member, computed from the ledger and sales, e.g.
+# loyalty_members): never moved row by row. The owning area registers a hook that, after a merge, unmerge or
+# erasure, drops the rows of the ids that are gone and computes the touched members' rows again, in the same
+# transaction, recording its own changes (it runs after the members' changes are recorded, see `publish`).
+DerivedHook = Callable[[Central, list[str], list[str], float], None]  # (db, recompute, gone, now)
+DERIVED_TABLES: dict[str, DerivedHook] = {}
+
+
+def register_derived(table: str, hook: DerivedHook) -> None:
+    DERIVED_TABLES[table] = hook
+
+
+def run_derived(db: Central, pending: Pending, now: float) -> None:
+    """Let each derived table's area follow the merges, unmerges and erasures in `pending` (once each)."""
+    recompute, gone = sorted(pending.recompute - pending.gone), sorted(pending.gone)
+    pending.recompute.clear()
+    pending.gone.clear()
+    if recompute or gone:
+        for _table, hook in sorted(DERIVED_TABLES.items()):
+            hook(db, recompute, gone, now)
+
+
 @dataclass(frozen=True, slots=True)
 class MemberTable:
     """A table of another area with a member_id column; `key` (its primary key) names a moved row."""
@@ -237,7 +259,7 @@ def member_tables(db: Central) -> list[MemberTable]:
     found = _pg_member_tables(db) if db.dialect == "postgresql" else _sqlite_member_tables(db)
     tables = []
     for name, key in sorted(found.items()):
-        if name in _OWN_TABLES or name.startswith("member_"):
+        if name in _OWN_TABLES or name.startswith("member_") or name in DERIVED_TABLES:
             continue
         if not key:
             log.warning("table %s has member_id but no primary key: merges leave its rows under the old id", name)
@@ -346,11 +368,15 @@ class Pending:
     events: list[ChangeTuple] = field(default_factory=list)
     members: set[str] = field(default_factory=set)
     balances: set[str] = field(default_factory=set)
+    recompute: set[str] = field(default_factory=set)  # members whose derived rows follow a merge/unmerge
+    gone: set[str] = field(default_factory=set)  # ids merged away or erased: their derived rows go
 
     def extend(self, other: Pending) -> None:
         self.events += other.events
         self.members |= other.members
         self.balances |= other.balances
+        self.recompute |= other.recompute
+        self.gone |= other.gone
 
     def materialize(self, db: Central) -> list[ChangeTuple]:
         changes = list(self.events)
@@ -374,11 +400,13 @@ def balance_data(db: Central, member_id: str) -> dict[str, Any]:
 
 
 def publish(db: Central, pending: Pending, now: float) -> list[int]:
-    """Append the pending entries to the feed (inside the caller's transaction)."""
+    """Append the pending entries to the feed (inside the caller's transaction), then the derived tables'
+    changes (a merge's winner's loyalty after the merge)."""
     changes = pending.materialize(db)
     seqs = record_changes(db, changes, now)
     db.executemany("UPDATE members SET version = ? WHERE member_id = ?",
                    [(seq, c[1]) for seq, c in zip(seqs, changes) if c[0] == "member.upsert"])  # fmt: skip
+    run_derived(db, pending, now)
     return seqs
 
 
