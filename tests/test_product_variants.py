@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tenpo.cloud.admin import import_products
 from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
+from tenpo.edge import replica
 from tenpo.edge.config import load_config
 from tenpo.sandbox import aggregator_process, provision_store, store_process, wait_until
 from tenpo.shared.variants import VariantError, clean_variant, size_key, variant_label
@@ -93,3 +95,39 @@ def test_variants_reach_a_new_store_by_snapshot_and_later_changes_by_the_feed(tm
     finally:
         assert agent.terminate() == 0
         aggregator.terminate()
+
+
+# ---------------------------------------------------------------------------- the clerk's stock screen
+
+
+async def test_the_clerk_finds_the_missing_size_at_another_store_and_holds_it_there(tmp_path: Path) -> None:
+    from tenpo.edge.clerk.view import FormScreen
+    from tenpo.edge.feed import _upsert_products
+    from tenpo.shared.changes import ProductUpsert
+    from tests.test_clerk_support import CLERK, make_app, make_store, settle, sign_in, type_text
+
+    config = make_store(tmp_path / "S001")
+    db = edge_db.connect(config.database)
+    sizes = ("L", "S", "M")  # as a spreadsheet may list them
+    shirts = [ProductUpsert(sku=f"TS-NV-{size}", name="オックスフォードシャツ", price=4990, tax_class="standard",
+                            style="TS100", colour="ネイビー", size=size, version=100 + n) for n, size in enumerate(sizes)]
+    with edge_db.transaction(db) as conn:
+        _upsert_products(conn, "S001", shirts, None)
+        conn.execute("INSERT INTO remote_stock(store_id, sku, on_hand, as_of, version) VALUES ('S002', 'TS-NV-M', 3, ?, 1)",
+                     (time.time() - 120,))  # fmt: skip
+    replica.adjust_stock(db, "TS-NV-S", 4, "count")
+    db.conn.close()
+
+    app = make_app(config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, CLERK)
+        await pilot.press("f5")
+        await type_text(pilot, "TS-NV-S")  # the customer holds an S and asks for an M
+        table = app.screen.query_one("#stock-rows")
+        rows = [[str(getattr(c, "plain", c)) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert [(r[0], r[1]) for r in rows] == [("S001", "TS-NV-S"), ("S001", "TS-NV-M"), ("S002", "TS-NV-M"),
+                                                 ("S001", "TS-NV-L")]  # shelf order, every size of the style
+        assert rows[2][2].startswith("ネイビー · M") and rows[2][3] == "3" and rows[1][3] == "0"
+        await pilot.press("down", "down", "down", "f8")  # S002's M: hold it there for pickup here
+        await settle(pilot)
+        assert isinstance(app.screen, FormScreen) and "TS-NV-M" in str(app.screen.note) and "S002" in str(app.screen.note)

@@ -43,6 +43,7 @@ from tenpo.edge.outbox import get_meta, read_counter
 from tenpo.edge.recommendations import recommended
 from tenpo.shared.errors import UserError
 from tenpo.shared.ids import id_file
+from tenpo.shared.variants import size_key, variant_label
 
 T = TypeVar("T")
 # Where the agent's dock reader service reports (edge/agent.py SERVICES names it "readers"; a test keeps them in step).
@@ -214,14 +215,24 @@ class ClerkData:
         conn = self.db.conn
         like = f"%{query}%"
         products = conn.execute(
-            "SELECT sku, jan, name FROM products WHERE jan = ? OR sku = ? COLLATE NOCASE OR name LIKE ? OR sku LIKE ?"
+            "SELECT sku, jan, name, style, colour, size FROM products WHERE jan = ? OR sku = ? COLLATE NOCASE"
+            " OR name LIKE ? OR sku LIKE ? OR style = ? COLLATE NOCASE"
             " ORDER BY (jan = ? OR sku = ? COLLATE NOCASE) DESC, name LIMIT 20",
-            (query, query, like, like, query, query),
+            (query, query, like, like, query, query, query),
         ).fetchall()
+        # One variant found means the whole style: the customer's size may be at another store.
+        styles = sorted({row[3] for row in products if row[3]})
+        if styles:
+            marks = ", ".join("?" for _ in styles)
+            products += conn.execute(f"SELECT sku, jan, name, style, colour, size FROM products WHERE style IN ({marks})"
+                                     " LIMIT 200", styles).fetchall()  # fmt: skip
+        unique = {row[0]: row for row in products}.values()
+        ordered = sorted(unique, key=lambda r: (r[3] or "", r[4] or "", size_key(r[5]), r[0])) if styles else unique
         lines: list[StockLine] = []
-        for sku, jan, _name in products:
+        for sku, jan, _name, _style, colour, size in ordered:
             for row in replica.stock_levels(self.db, self.config.store_id, sku):
-                lines.append(StockLine(row.store_id, sku, jan, row.name, row.on_hand, row.as_of))
+                lines.append(StockLine(row.store_id, sku, jan, row.name, row.on_hand, row.as_of,
+                                       variant_label(colour, size)))  # fmt: skip
         return lines
 
     def reserve(self, clerk: accounts.Clerk, *, sku: str, qty: int, from_store: str, member_id: str | None,

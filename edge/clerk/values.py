@@ -65,6 +65,7 @@ class StockLine:
     name: str
     on_hand: int
     as_of: float | None  # None: this store, live
+    variant: str = ""  # "ネイビー · M" for a variant of a style (tenpo.shared.variants), else ""
 
 
 @dataclass(frozen=True, slots=True)
