@@ -1,12 +1,12 @@
-"""HQ's scheduled top-up of members' beacon identifiers (issue 14; tenpo.cloud.beacons).
+"""HQ's daily beacon key job (issue 14; tenpo.cloud.beacons).
 
-Every 30 minutes each aggregator's scheduler sends a fresh day of identifiers (``member.beacon_ids``,
-145 windows) to every member whose issued ones end less than REFRESH_MARGIN_WINDOWS (12 hours) ahead
-— ``beacon_issue`` (cloud migration 15) holds each member's last issued window — in transactions of
-``batch`` members. A member registered since the last run got two hours with their member.upsert, so
-the next run tops them up. Two aggregators running it at once send some members twice, which is
-harmless: a store replaces what it held. A store offline for more than a day stops recognising
-members' phones until it is back; selling is not affected.
+Once a day at 00:05 JST (and once at start: a new HQ, or one that was down) each aggregator's
+scheduler sends ``member.beacon_keys`` (today's and tomorrow's day keys) to every member whose issued
+keys end before the end of tomorrow — ``beacon_issue`` (cloud migration 15) holds each member's last
+issued window — in transactions of ``batch`` members. So a store holds the next day's key a whole day
+before midnight JST, and a store offline for up to a day still recognises members' phones after
+midnight. Two aggregators running it at once send some members twice, which is harmless: a store
+replaces a day's key with the same key. One HMAC per member per day.
 """
 
 from __future__ import annotations
@@ -16,25 +16,25 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from tenpo.cloud.beacons import ids_change, note_issued
+from tenpo.cloud.beacons import keys_change, note_issued
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
-from tenpo.shared.beacon_id import REFRESH_MARGIN_WINDOWS, window_of
+from tenpo.shared.beacon_id import DAY_S, day_start, jst_day, next_day, window_of
 
 log = logging.getLogger(__name__)
-EVERY_MINUTES = 30
+RUN_AT_JST = (0, 5)  # hour, minute
 
 
 def issued_until(db: Central, member_id: str) -> int | None:
-    """The last window the feed has given stores for ``member_id`` (None: none yet)."""
+    """The last window the feed has given stores keys for, for ``member_id`` (None: none yet)."""
     value = db.scalar("SELECT until_window FROM beacon_issue WHERE name = ?", (member_id,))
     return None if value is None else int(value)
 
 
-def refresh_beacon_ids(db: Central, now: float, *, batch: int = 1000) -> int:
-    """Send a day of identifiers to every member running short; how many members."""
-    due = window_of(now) + REFRESH_MARGIN_WINDOWS
+def refresh_beacon_keys(db: Central, now: float, *, batch: int = 1000) -> int:
+    """Send today's and tomorrow's keys to every member not yet given tomorrow's; how many members."""
+    due = window_of(day_start(next_day(jst_day(now))) + DAY_S - 1)
     sent, after = 0, ""
     while True:
         with db.transaction():
@@ -44,7 +44,7 @@ def refresh_beacon_ids(db: Central, now: float, *, batch: int = 1000) -> int:
                 " AND (b.until_window IS NULL OR b.until_window < ?) ORDER BY m.member_id LIMIT ?",
                 (after, due, batch),
             )
-            changes: list[ChangeTuple] = [c for m, s in found if (c := ids_change(m, s, now)) is not None]
+            changes: list[ChangeTuple] = [c for m, s in found if (c := keys_change(m, s, now)) is not None]
             record_changes(db, changes, now)
             note_issued(db, changes)
         sent += len(changes)
@@ -52,21 +52,23 @@ def refresh_beacon_ids(db: Central, now: float, *, batch: int = 1000) -> int:
             break
         after = found[-1][0]
     if sent:
-        log.info("beacon ids: sent a day of identifiers to %d member(s)", sent)
+        log.info("beacon keys: sent the next day's key to %d member(s)", sent)
     return sent
 
 
 def add_beacon_job(scheduler: BackgroundScheduler, db_url: str) -> None:
-    """Every EVERY_MINUTES, and once at start (a new HQ, or one that was down, issues before stores run out)."""
+    """Daily at RUN_AT_JST, and once at start."""
 
     def job() -> None:
         db = Central(db_url, create=False)
         try:
-            refresh_beacon_ids(db, time.time())
+            refresh_beacon_keys(db, time.time())
         except Exception:  # logged; the next run tries again
-            log.exception("beacon id refresh failed")
+            log.exception("beacon key refresh failed")
         finally:
             db.close()
 
-    scheduler.add_job(job, "interval", minutes=EVERY_MINUTES, id="beacon_ids", coalesce=True, max_instances=1)
-    scheduler.add_job(job, "date", id="beacon_ids_start", misfire_grace_time=3600)
+    hour, minute = RUN_AT_JST
+    scheduler.add_job(job, "cron", hour=hour, minute=minute, timezone="Asia/Tokyo", id="beacon_keys",
+                      coalesce=True, max_instances=1, misfire_grace_time=6 * 3600)  # fmt: skip
+    scheduler.add_job(job, "date", id="beacon_keys_start", misfire_grace_time=3600)

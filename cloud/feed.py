@@ -120,7 +120,7 @@ def _entity_rows(
         # A bootstrap reads every member: most have no consent or custom fields, so "{}" is not parsed.
         rows = [
             {"member_id": member_id, "name": name, "kana": kana, "phone": phone, "email": email, "card_no": card_no,
-             "line_user_id": line_user_id, "consent": _json_object(consent),  # beacon ids: entity beacon_ids
+             "line_user_id": line_user_id, "consent": _json_object(consent),  # beacon keys: entity beacon_keys
              "custom": _json_object(custom), "home_store": home_store, "version": version,
              "points": int(balances.get(member_id, 0)), "through": through}
             for (member_id, name, kana, phone, email, card_no, line_user_id, beacon_secret, consent, custom,
@@ -129,7 +129,7 @@ def _entity_rows(
         return rows, found[-1][0]
     if entity == "loyalty":  # issue 17: each member's rank and lots as last sent (cloud/loyalty)
         return loyalty_rows(db, store_id, after, limit, as_of)
-    if entity == "beacon_ids":  # issue 14: identifiers for the coming windows, never the secrets
+    if entity == "beacon_keys":  # issue 14: day keys for today and tomorrow, never the secrets
         return beacons.snapshot_rows(db, after, limit, time.time())
     if entity == "member_rules":  # the counter's registration rules, if HQ set any: one row
         value = None if after else db.scalar("SELECT value FROM member_settings WHERE name = 'counter.rules'")

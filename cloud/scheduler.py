@@ -78,7 +78,7 @@ def start_hq_scheduler(db_url: str, retention: HqRetention, hour: int = 4) -> Ba
                       max_instances=1, misfire_grace_time=6 * 3600)  # fmt: skip
     add_loyalty_jobs(scheduler, db_url)  # issue 17 (H7): nightly expiry, then ranks, in JST
     add_analytics_job(scheduler, db_url)  # issue 17 (H6): analytics folded in every 10 minutes
-    add_beacon_job(scheduler, db_url)  # issue 14 (H5): members' beacon ids before stores run out
+    add_beacon_job(scheduler, db_url)  # issue 14 (H5, H12): the next day's beacon keys, daily in JST
     add_points_hold_job(scheduler, db_url)  # issue 18 (H9): web points holds nobody captured expire
     scheduler.start()
     return scheduler

@@ -310,6 +310,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (15, "store commands recorded with the clerk who ran them", clerk_actions_schema.migrate),  # H3
     (16, "product variants: style, colour, size", products_schema.migrate_variants),
     (17, "store-to-store transfers sent from here", transfers_schema.migrate),
+    (19, "beacon day keys from HQ replace the stored identifier lists (issue 14)", beacon_ids.migrate_keys),  # H12
 ]
 
 

@@ -22,7 +22,7 @@ import sqlite_utils
 from tenpo.edge import bootstrap_bulk as bootstrap_bulk  # issue 19: a bootstrap's members indexed once, at the end
 from tenpo.edge import loyalty  # issue 17 (H7): member.loyalty
 from tenpo.edge import recommendations as recommendations  # issue 17 (H6): member.recommendations
-from tenpo.edge.ble import ids as beacon_ids  # issue 14 (H5): member.beacon_ids
+from tenpo.edge.ble import ids as beacon_ids  # issue 14 (H5, H12): member.beacon_keys
 from tenpo.edge.db import transaction
 from tenpo.edge.inspection import feed as inspection
 from tenpo.edge.keystore import codec as pii_codec  # issue 14 (H2): personal data sealed

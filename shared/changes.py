@@ -284,16 +284,22 @@ class MemberRecommendations(ChangeData, frozen=True, kw_only=True):
 # ---------------------------------------------------------------------------- beacon ids (issue 14, H5)
 
 
-class MemberBeaconIds(ChangeData, frozen=True, kw_only=True):
-    """The member app's rotating identifiers for a bounded run of windows (tenpo.shared.beacon_id): the
-    store recognises the member's advert without holding the member's secret. Replaces what the store
-    held for that member; HQ sends fresh ones before they run out."""
+class BeaconDayKey(msgspec.Struct, frozen=True, kw_only=True):
+    """One JST day's beacon key of a member (tenpo.shared.beacon_id.day_key), 16 bytes in hex."""
 
-    KIND: ClassVar[str] = "member.beacon_ids"
+    day: Annotated[str, Meta(pattern=r"^\d{8}$")]
+    key: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+
+
+class MemberBeaconKeys(ChangeData, frozen=True, kw_only=True):
+    """A member's beacon day keys for today and tomorrow (JST): the store computes the member app's
+    rotating identifiers of those days without holding the member's secret (docs/beacons.md). Adds
+    to what the store holds for the member (a day given again replaces its key)."""
+
+    KIND: ClassVar[str] = "member.beacon_keys"
 
     member_id: Id
-    first_window: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
-    ids: Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{16})+$", min_length=16, max_length=16 * 288)]
+    keys: Annotated[list[BeaconDayKey], Meta(min_length=1, max_length=2)]
 
 
 CHANGE_DATA: tuple[type[ChangeData], ...] = (
@@ -302,7 +308,7 @@ CHANGE_DATA: tuple[type[ChangeData], ...] = (
     MemberLoyalty,
     ReservationUpsert,  # issue 18
     MemberRecommendations,  # issue 17 (H6)
-    MemberBeaconIds,  # issue 14 (H5)
+    MemberBeaconKeys,  # issue 14 (H5, H12: day keys)
 )  # fmt: skip
 
 CHANGE_KINDS: dict[str, type[ChangeData]] = {c.KIND: c for c in CHANGE_DATA}
@@ -312,7 +318,7 @@ SNAPSHOT_ROWS: dict[str, type[ChangeData]] = {
     "products": ProductUpsert, "members": MemberUpsert, "stock": StockLevel, "asns": AsnUpsert,
     "member_rules": MemberRules,
     "loyalty": MemberLoyalty,  # issue 17 (H7)
-    "beacon_ids": MemberBeaconIds,  # issue 14 (H5)
+    "beacon_keys": MemberBeaconKeys,  # issue 14 (H5, H12: day keys)
 }  # fmt: skip
 
 

@@ -199,7 +199,7 @@ class SnapshotChunk(msgspec.Struct, frozen=True):
 
 
 SNAPSHOT_ENTITIES: tuple[str, ...] = (
-    "products", "members", "stock", "asns", "member_rules", "beacon_ids",
+    "products", "members", "stock", "asns", "member_rules", "beacon_keys",  # issue 14: beacon day keys
     "loyalty",  # issue 17 (H7): member.loyalty rows, so a new store earns at each member's rank at once
 )  # fmt: skip
 

@@ -48,14 +48,14 @@ def run(demo: Demo) -> None:
     assert demo.central is not None
     demo.step("Shibuya turns on its Bluetooth beacons; the member's app secret came from HQ")
     member = replica.find_members(db, "090-1234-5678")[0]
-    # The app's secret stays at HQ (the phone gets it from HQ); Shibuya holds only her rotating ids (issue 14).
+    # The app's secret stays at HQ (the phone gets it from HQ); Shibuya holds only her day keys (issue 14).
     secret_hex = demo.check(
         f"{member.name}'s beacon secret is at HQ",
         lambda: demo.central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?", (member.member_id,)),
     )  # fmt: skip
     demo.check(
-        "Shibuya holds her rotating beacon ids, not her secret",
-        lambda: db.conn.execute("SELECT count(*) FROM beacon_ids WHERE member_id = ?", (member.member_id,)).fetchone()[0]
+        "Shibuya holds her beacon day keys, not her secret",
+        lambda: db.conn.execute("SELECT count(*) FROM beacon_keys WHERE member_id = ?", (member.member_id,)).fetchone()[0]
         and db.conn.execute("SELECT beacon_secret FROM members WHERE member_id = ?", (member.member_id,)).fetchone()[0]
         is None,
     )  # fmt: skip

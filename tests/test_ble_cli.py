@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import io
 import json
 
@@ -111,8 +112,11 @@ def test_scan_without_bluetooth_prints_one_line_and_exits_1(capsys: pytest.Captu
 def test_member_id_prints_the_documented_vector(capsys: pytest.CaptureFixture[str]) -> None:
     secret = bytes(range(32)).hex()
     assert main(["ble", "member-id", "--secret", secret, "--at", "1767225600", "--json"]) == 0
+    # Version 2 (issue 14): the key of the JST day (2026-01-01 09:00 JST here), then the window under it.
+    day_key = hmac.new(bytes(range(32)), b"tenpo-beacon-day:20260101", "sha256").digest()[:16]
+    rid = hmac.new(day_key, b"tenpo-member-id/v1" + (2945376).to_bytes(4, "big"), "sha256").digest()[:8]
     assert json.loads(capsys.readouterr().out) == {
-        "window": 2945376, "id": "73358a42a50e22f2", "major": 29493, "minor": 35394,
+        "window": 2945376, "id": rid.hex(), "major": int.from_bytes(rid[:2], "big"), "minor": int.from_bytes(rid[2:4], "big"),
     }  # fmt: skip
 
 

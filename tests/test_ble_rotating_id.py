@@ -6,6 +6,8 @@ import pytest
 
 from tenpo.edge.ble.rotating_id import RotatingIdResolver
 from tenpo.shared.beacon_id import (
+    app_rotating_id,
+    app_rotating_id_at,
     ibeacon_major_minor,
     rotating_id,
     rotating_id_at,
@@ -50,7 +52,7 @@ def make_resolver(count: int = 50) -> RotatingIdResolver:
 
 def test_resolves_full_and_short_ids_in_the_current_window() -> None:
     resolver = make_resolver()
-    rid = rotating_id_at(SECRET_32, T0 + 10)
+    rid = app_rotating_id_at(SECRET_32, T0 + 10)
     assert resolver.resolve(rid, T0 + 20) == "sato"
     assert resolver.resolve_short(short_id(*ibeacon_major_minor(rid)), T0 + 20) == "sato"
     assert resolver.resolve(rid[:4], T0 + 20) == "sato"
@@ -63,13 +65,13 @@ def test_resolves_full_and_short_ids_in_the_current_window() -> None:
 def test_phone_clock_drift_of_one_window_is_tolerated(phone_offset_s: int, accepted: bool) -> None:
     resolver = make_resolver()
     edge_now = T0 + 300  # mid-window: the phone may be up to one window off either way
-    advertised = rotating_id_at(SECRET_32, edge_now + phone_offset_s)
+    advertised = app_rotating_id_at(SECRET_32, edge_now + phone_offset_s)
     assert resolver.resolve(advertised, edge_now) == ("sato" if accepted else None)
 
 
 def test_id_heard_across_a_boundary_keeps_resolving_until_it_is_two_windows_old() -> None:
     resolver = make_resolver()
-    heard = rotating_id(SECRET_32, 2945376)
+    heard = app_rotating_id(SECRET_32, 2945376)
     assert resolver.resolve(heard, T0 + 599) == "sato"
     assert resolver.resolve(heard, T0 + 600) == "sato"  # next window: still adjacent
     assert resolver.resolve(heard, T0 + 1199) == "sato"
@@ -78,7 +80,7 @@ def test_id_heard_across_a_boundary_keeps_resolving_until_it_is_two_windows_old(
 
 def test_replayed_old_identifier_resolves_to_nobody() -> None:
     resolver = make_resolver()
-    recorded_yesterday = rotating_id_at(SECRET_32, T0 - 86_400)
+    recorded_yesterday = app_rotating_id_at(SECRET_32, T0 - 86_400)
     assert resolver.resolve(recorded_yesterday, T0) is None
     assert resolver.resolve_short(short_id(*ibeacon_major_minor(recorded_yesterday)), T0) is None
     assert resolver.stats.unknown == 2 and resolver.stats.resolved == 0
@@ -92,29 +94,29 @@ def test_unknown_and_wrong_length_ids_resolve_to_nobody() -> None:
 
 def test_full_id_is_verified_not_just_its_prefix() -> None:
     resolver = make_resolver()
-    rid = rotating_id_at(SECRET_32, T0)
+    rid = app_rotating_id_at(SECRET_32, T0)
     forged = rid[:4] + bytes(4)  # right prefix, wrong tail
     assert resolver.resolve(forged, T0) is None
 
 
 def test_members_added_removed_and_rekeyed_take_effect_immediately() -> None:
     resolver = make_resolver()
-    rid = rotating_id_at(SECRET_32, T0)
+    rid = app_rotating_id_at(SECRET_32, T0)
     assert resolver.resolve(rid, T0) == "sato"
     resolver.remove_member("sato")  # erasure reached the store
     assert resolver.resolve(rid, T0) is None
     resolver.upsert_member("sato", SECRET_16)  # HQ issued a new secret
     assert resolver.resolve(rid, T0) is None
-    assert resolver.resolve(rotating_id_at(SECRET_16, T0), T0) == "sato"
+    assert resolver.resolve(app_rotating_id_at(SECRET_16, T0), T0) == "sato"
     resolver.set_members({"suzuki": SECRET_32})
     assert len(resolver) == 1
     assert resolver.resolve(rid, T0) == "suzuki"
-    assert resolver.resolve(rotating_id_at(SECRET_16, T0), T0) is None
+    assert resolver.resolve(app_rotating_id_at(SECRET_16, T0), T0) is None
 
 
 def test_tables_are_built_once_per_window_not_per_lookup() -> None:
     resolver = make_resolver()
-    rid = rotating_id_at(SECRET_32, T0)
+    rid = app_rotating_id_at(SECRET_32, T0)
     for offset in range(0, 600, 7):
         resolver.resolve(rid, T0 + offset)
     assert resolver.stats.windows_built == 3  # previous, current, next
@@ -127,7 +129,7 @@ def _two_secrets_sharing_a_short_id(window: int) -> tuple[bytes, bytes]:
     seen: dict[bytes, bytes] = {}
     for n in range(1_000_000):
         secret = n.to_bytes(16, "big")
-        prefix = rotating_id(secret, window)[:4]
+        prefix = app_rotating_id(secret, window)[:4]
         if prefix in seen:
             return seen[prefix], secret
         seen[prefix] = secret
@@ -137,12 +139,12 @@ def _two_secrets_sharing_a_short_id(window: int) -> tuple[bytes, bytes]:
 def test_short_id_shared_by_two_members_is_ambiguous_not_misattributed() -> None:
     first, second = _two_secrets_sharing_a_short_id(2945376)
     resolver = RotatingIdResolver({"sato": first, "suzuki": second})
-    shared = rotating_id(first, 2945376)
+    shared = app_rotating_id(first, 2945376)
     assert resolver.resolve_short(int.from_bytes(shared[:4], "big"), T0) is None
     assert resolver.stats.ambiguous == 1
     # The 8-byte carrier still tells them apart by verifying the full HMAC.
     assert resolver.resolve(shared, T0) == "sato"
-    assert resolver.resolve(rotating_id(second, 2945376), T0) == "suzuki"
+    assert resolver.resolve(app_rotating_id(second, 2945376), T0) == "suzuki"
     resolver.remove_member("suzuki")
     assert resolver.resolve_short(int.from_bytes(shared[:4], "big"), T0) == "sato"
 

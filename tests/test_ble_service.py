@@ -69,8 +69,8 @@ def test_a_replayed_member_arrival_reaches_the_clerk_and_hq(chain, sqlite_url, t
     db = edge_db.connect(config.database)
     member_id = replica.register_member(db, "S001", name="佐藤 花子", kana="さとう はなこ", phone="090-1234-5678")
     # issue 14: the store gets her rotating ids from HQ, never her secret (the phone has it from HQ).
-    wait_until(lambda: db.conn.execute("SELECT count(*) FROM beacon_ids WHERE member_id = ?", (member_id,)).fetchone()[0],
-               20, what="the member's beacon ids to come down from HQ")  # fmt: skip
+    wait_until(lambda: db.conn.execute("SELECT count(*) FROM beacon_keys WHERE member_id = ?", (member_id,)).fetchone()[0],
+               20, what="the member's beacon day keys to come down from HQ")  # fmt: skip
     assert db.conn.execute("SELECT beacon_secret FROM members WHERE member_id = ?", (member_id,)).fetchone()[0] is None
     secret_hex = central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?", (member_id,))
 
@@ -283,12 +283,12 @@ async def test_scanned_member_is_a_visit_and_stops_resolving_once_erased(tmp_pat
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData
 
-    from tenpo.edge.ble.ids import store_ids
+    from tenpo.edge.ble.ids import store_keys
     from tenpo.edge.ble.recording import member_ibeacon_payload
     from tenpo.edge.ble.registry import load_registry
     from tenpo.edge.ble.service import BeaconService
     from tenpo.sandbox import write_store_config
-    from tenpo.shared.beacon_id import issue_start, issued_ids
+    from tenpo.shared.beacon_id import day_keys
 
     (tmp_path / "beacons.toml").write_text(QUICK_REGISTRY)
     config_path = write_store_config(tmp_path, "S001", "mqtt://127.0.0.1:1")
@@ -297,8 +297,7 @@ async def test_scanned_member_is_a_visit_and_stops_resolving_once_erased(tmp_pat
     db = edge_db.connect(config.database)
     secret = bytes(range(16))
     db.conn.execute("INSERT INTO members(member_id, name, version) VALUES ('M1', '佐藤', 3)")
-    first = issue_start(1_800_000_000.0)  # what HQ sends (issue 14): the ids, not the secret
-    store_ids(db.conn, "M1", first, issued_ids(secret, first))
+    store_keys(db.conn, "M1", day_keys(secret, 1_800_000_000.0))  # what HQ sends (issue 14): day keys, no secret
     reports: list[tuple[str, dict]] = []
     running_reported = asyncio.Event()
 

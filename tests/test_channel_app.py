@@ -19,12 +19,14 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.members.store import create_member
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
+from tenpo.edge.ble.ids import load_windows
 from tenpo.edge.clerk.members import ProfileScreen
 from tenpo.edge.membership.edits import update_member
 from tenpo.edge.outbox import pending, read_counter
 from tenpo.sandbox import wait_until
 from tenpo.shared import cleansing
-from tenpo.shared.beacon_id import rotating_id_at
+from tenpo.shared.beacon_id import app_rotating_id_at as rotating_id_at
+from tenpo.shared.beacon_id import window_of
 from tenpo.shared.channel_api import request_topic, response_topic
 from tenpo.shared.member_clock import Stamp
 from tests.test_channel_support import CLERK, PIN, Chain, chain, tenpo  # noqa: F401  (fixture)
@@ -42,8 +44,10 @@ def registered(where: Chain, consent: dict[str, bool] | None = None, name: str =
 
 
 def store_ids(where: Chain, store_id: str, member: str) -> set[bytes]:
-    rows = where.db(store_id).conn.execute("SELECT rid FROM beacon_ids WHERE member_id = ?", (member,)).fetchall()
-    return {bytes(r[0]) for r in rows}
+    """The member's identifiers the store resolves around now (computed from its day keys, issue 14)."""
+    current = window_of(time.time())
+    tables = load_windows(where.db(store_id).conn, current - 1, current + 1)
+    return {ids[member] for ids in tables.values() if member in ids}
 
 
 def app_cli(where: Chain, *args: str) -> dict[str, object]:
@@ -151,7 +155,7 @@ def test_device_secrets_and_field_clocks_on_sqlite_and_postgresql(central_url: s
     rotated = ask("device-rotate", {"key": "r1", "member": "G0000009", "device": "phone-1"})["result"]
     assert device["secret"] != rotated["secret"]  # type: ignore[index]
     feed = " ".join(str(d) for (d,) in db.all("SELECT data FROM changes"))
-    assert "member.beacon_ids" in {k for (k,) in db.all("SELECT kind FROM changes")}
+    assert "member.beacon_keys" in {k for (k,) in db.all("SELECT kind FROM changes")}
     assert rotated["secret"] not in feed and device["secret"] not in feed, "no secret in the stores' feed"  # type: ignore[index]
     assert ask("device-rotate", {"key": "r1", "member": "G0000009", "device": "phone-1"})["result"] == rotated
 

@@ -291,7 +291,8 @@ def test_every_change_kind_decodes_the_data_hq_sends() -> None:
         "member.loyalty": {"member_id": "G1", "rank": "ゴールド", "multiplier_pct": 200, "spend": 120000,  # issue 17
                            "as_of": "2026-11-30", "expiry_months": 12, "lots": [{"expires_on": "2026-12-31", "points": 120}],
                            "through": {"S001": 4}, "version": 12},
-        "member.beacon_ids": {"member_id": "G1", "first_window": 2_900_000, "ids": "0123456789abcdef" * 145},  # issue 14
+        "member.beacon_keys": {"member_id": "G1", "keys": [{"day": "20261130", "key": "0123456789abcdef" * 2},  # issue 14
+                                                           {"day": "20261201", "key": "fedcba9876543210" * 2}]},
         "reservation.upsert": {"reservation_id": "R00000001", "store_id": "S001", "sku": "A1", "qty": 1,  # issue 18
                                "state": "requested", "channel": "web", "member_id": None, "customer": None,
                                "pickup_store": None, "reason": None, "expires_at": NOW + 900, "version": 13},

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from tenpo.edge.cli_support import open_store
 from tenpo.edge.replica import agent_link
-from tenpo.shared.beacon_id import check_secret, ibeacon_major_minor, rotating_id, window_of
+from tenpo.shared.beacon_id import app_rotating_id, check_secret, ibeacon_major_minor, window_of
 from tenpo.shared.errors import UserError
 
 from .advert import Advertisement
@@ -160,7 +160,7 @@ def member_id_command(args: argparse.Namespace) -> int:
     except ValueError:
         raise UserError("--secret must be 16 or 32 bytes written as 32 or 64 hex digits") from None
     window = window_of(args.at, args.window_s)
-    rid = rotating_id(secret, window)
+    rid = app_rotating_id(secret, window, args.window_s)
     major, minor = ibeacon_major_minor(rid)
     result = {"window": window, "id": rid.hex(), "major": major, "minor": minor}
     if args.json:

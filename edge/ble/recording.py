@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from tenpo.shared.beacon_id import WINDOW_S, ibeacon_major_minor, rotating_id_at
+from tenpo.shared.beacon_id import WINDOW_S, app_rotating_id_at, ibeacon_major_minor
 
 from .advert import Advertisement
 from .decode import APPLE_COMPANY_ID, EDDYSTONE_SERVICE_UUID
@@ -110,7 +110,7 @@ def format_recording_line(adv: Advertisement) -> str:
 
 def member_ibeacon_payload(secret: bytes, t: float, member_app_uuid: str, *, window_s: int = WINDOW_S) -> bytes:
     """The Apple manufacturer data (company id removed) a member's phone advertises at ``t``."""
-    major, minor = ibeacon_major_minor(rotating_id_at(secret, t, window_s))
+    major, minor = ibeacon_major_minor(app_rotating_id_at(secret, t, window_s))
     measured_power = (-59) & 0xFF
     return (
         b"\x02\x15" + bytes.fromhex(member_app_uuid.replace("-", ""))
@@ -120,7 +120,7 @@ def member_ibeacon_payload(secret: bytes, t: float, member_app_uuid: str, *, win
 
 def member_eid_payload(secret: bytes, t: float, *, window_s: int = WINDOW_S) -> bytes:
     """The Eddystone service data (frame 0x30) an Android member app advertises at ``t``."""
-    return bytes([0x30, (-18) & 0xFF]) + rotating_id_at(secret, t, window_s)
+    return bytes([0x30, (-18) & 0xFF]) + app_rotating_id_at(secret, t, window_s)
 
 
 def _random_address(rng: random.Random) -> str:

@@ -20,8 +20,8 @@ from tenpo.shared.beacon_id import (
     FULL_ID_LEN,
     SHORT_ID_LEN,
     WINDOW_S,
+    app_rotating_id,
     check_secret,
-    rotating_id,
     window_of,
 )
 
@@ -71,8 +71,9 @@ class RotatingIdResolver:
     """Member lookup by rotating identifier. Not thread-safe; one instance per scanner loop.
 
     Args:
-        members: ``{member_id: secret}`` or pairs; secrets are 16 or 32 bytes.
-        window_s: window length; must equal the app's (600 s in version 1).
+        members: ``{member_id: secret}`` or pairs; secrets are 16 or 32 bytes (the app's identifiers of
+            version 2: each window under its JST day key, tenpo.shared.beacon_id.app_rotating_id).
+        window_s: window length; must equal the app's (600 s in versions 1 and 2).
         drift_windows: how many windows either side of now are accepted (1 = adjacent only).
     """
 
@@ -115,7 +116,7 @@ class RotatingIdResolver:
             self.remove_member(member_id)
         self._secrets[member_id] = secret
         for window, table in self._tables.items():
-            _add(table, _prefix(rotating_id(secret, window)), member_id)
+            _add(table, _prefix(app_rotating_id(secret, window, self.window_s)), member_id)
 
     def remove_member(self, member_id: str) -> None:
         """Forget a member (erasure, or secret withdrawn). Their identifiers stop resolving at once."""
@@ -123,7 +124,7 @@ class RotatingIdResolver:
         if secret is None:
             return
         for window, table in self._tables.items():
-            _discard(table, _prefix(rotating_id(secret, window)), member_id)
+            _discard(table, _prefix(app_rotating_id(secret, window, self.window_s)), member_id)
 
     # --- windows ----------------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class RotatingIdResolver:
     def _build(self, window: int) -> _Table:
         table: _Table = {}
         for member_id, secret in self._secrets.items():
-            _add(table, _prefix(rotating_id(secret, window)), member_id)
+            _add(table, _prefix(app_rotating_id(secret, window, self.window_s)), member_id)
         self.stats.windows_built += 1
         return table
 
@@ -174,7 +175,7 @@ class RotatingIdResolver:
         """
         if len(observed) == FULL_ID_LEN:
             for window, member_id in self._candidates(_prefix(observed), now):
-                if hmac.compare_digest(rotating_id(self._secrets[member_id], window), observed):
+                if hmac.compare_digest(app_rotating_id(self._secrets[member_id], window, self.window_s), observed):
                     self.stats.resolved += 1
                     return member_id
             self.stats.unknown += 1
