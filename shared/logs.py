@@ -137,3 +137,5 @@ def configure_logging(level: str, stream: TextIO | None = None, environ: Mapping
             handler = JournalHandler(address, {f"TENPO_{key.upper()}": value for key, value in (fields or {}).items()},
                                      handler)  # fmt: skip
     logging.basicConfig(level=level, handlers=[handler])
+    # APScheduler says at INFO every job it adds and runs (several a minute at HQ): the jobs log what they did.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
