@@ -22,6 +22,7 @@ BENCHES = (
     "bench_tls",  # issue 14 (H5): sync over TLS with client certificates beside plain, same broker (TENPO_BENCH_TLS_EVENTS)
     "bench_authority",  # issue 14 (H1): HQ apply rate with and without store authority (TENPO_BENCH_AUTHORITY_EVENTS)
     "bench_audit",  # issue 14 (H4): audit chain append cost beside an unchained insert, verify rows/s (TENPO_BENCH_AUDIT_ROWS)
+    "bench_beacon_keys",  # issue 14 (H12): per-window beacon ids from day keys at 100,000 members (TENPO_BENCH_BEACON_MEMBERS)
 )
 
 

@@ -5,7 +5,7 @@
 - aggregator apply rate on SQLite and on PostgreSQL;
 - bootstrap of 1,000,000 members (seconds, peak RSS of the edge process), next to what sealing them alone
   costs on this machine in the same run; TENPO_BENCH_MEMBERS=100000 measures fewer and scales linearly,
-  TENPO_BENCH_BEACONS=1 gives the members beacon secrets (the snapshot then carries 24 h of beacon ids each);
+  TENPO_BENCH_BEACONS=1 gives the members beacon secrets (the snapshot then carries two day keys each);
 - idle RSS of `tenpo edge run`.
 """
 
@@ -34,7 +34,7 @@ from tenpo.shared.protocol import Event, EventBatch
 BACKLOG = 100_000
 MEMBERS = 1_000_000
 BOOT_MEMBERS = int(os.environ.get("TENPO_BENCH_MEMBERS", MEMBERS))  # a reduced run scales linearly to MEMBERS
-BOOT_BEACONS = os.environ.get("TENPO_BENCH_BEACONS") == "1"  # members with beacon secrets: + the beacon_ids entity
+BOOT_BEACONS = os.environ.get("TENPO_BENCH_BEACONS") == "1"  # members with beacon secrets: + the beacon_keys entity (issue 14)
 SKUS = [f"SKU-{i:04d}" for i in range(200)]
 
 
@@ -205,7 +205,7 @@ def run() -> None:
         idle_kb = idle_rss(workdir, broker)
         scale = MEMBERS / BOOT_MEMBERS
         scaled = "" if scale == 1 else f" (measured at {BOOT_MEMBERS:,}: {seconds:.1f} s, scaled linearly)"
-        with_beacons = ", members with beacon secrets (+ 24 h of beacon ids each)" if BOOT_BEACONS else ""
+        with_beacons = ", members with beacon secrets (+ two day keys each)" if BOOT_BEACONS else ""
         print(f"bootstrap of {MEMBERS:,} members{with_beacons}: {seconds * scale:.1f} s (target < 30 s){scaled}, "
               f"edge peak RSS {peak_kb / 1024:.0f} MB (target < 150 MB); the sealing alone on this machine now: "
               f"{sealing_floor(MEMBERS):.1f} s")  # fmt: skip

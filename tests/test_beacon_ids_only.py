@@ -232,3 +232,30 @@ def test_an_upgraded_store_has_the_secrets_it_held_wiped_from_its_file(tmp_path:
     assert db.conn.execute("SELECT beacon_secret FROM members").fetchone()[0] is None
     db.conn.close()
     assert not secret_leaks(disk_bytes(path), [secret]), "the wiped secret is gone from the file and WAL"
+
+
+def test_an_upgraded_store_has_the_identifier_lists_it_held_dropped_from_its_file(tmp_path: Path) -> None:
+    from tenpo.edge.ble.ids import migrate as migrate_14
+
+    path = tmp_path / "S001.db"
+    db = edge_db.connect(path)
+    # The store as the previous version left it: migration 14's identifier lists, migration 19 not applied.
+    for table in ("beacon_keys", "beacon_window_ids", "beacon_window_slots"):
+        db.conn.execute(f"DROP TABLE {table}")
+    db.conn.execute("DROP TRIGGER beacon_keys_erased")
+    db.conn.execute("DELETE FROM schema_migrations WHERE version = 19")
+    migrate_14(db)
+    db.conn.execute("INSERT INTO members(member_id, version) VALUES ('S001-x', 1)")
+    marker = bytes.fromhex("1d5ca7e01d5ca7e0")
+    db.conn.executemany("INSERT INTO beacon_ids(member_id, slot, rid) VALUES ('S001-x', ?, ?)",
+                        [(slot, marker) for slot in range(145)])  # fmt: skip
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.conn.close()
+    assert marker in disk_bytes(path), "the setup really has the identifiers on disk"
+
+    db = edge_db.connect(path)  # migration 19 runs
+    assert not db.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'beacon_ids'").fetchone()
+    db.conn.close()
+    db = edge_db.connect(path)  # the next open vacuums and truncates the WAL
+    db.conn.close()
+    assert marker not in disk_bytes(path), "the dropped identifiers are gone from the file and WAL"

@@ -14,6 +14,7 @@ truncate follow at the next open, as for the personal data of migration 9).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import sqlite_utils
@@ -166,17 +167,24 @@ def compute_window(conn: sqlite3.Connection, slot: int, chunk: int = CHUNK) -> i
         after = found[-1][0]
 
 
-def load_windows(conn: sqlite3.Connection, first: int, last: int) -> dict[int, dict[str, bytes]]:
-    """window -> {member_id: identifier} for windows first..last, members not erased; computes the
-    windows not computed yet (outside any transaction of the caller's)."""
+def window_rows(conn: sqlite3.Connection, first: int, last: int) -> Iterator[tuple[int, str, bytes]]:
+    """(window, member_id, identifier) of windows first..last, members not erased, as a cursor (streamed);
+    computes the windows not computed yet (outside any transaction of the caller's)."""
     for slot in range(first, last + 1):
         compute_window(conn, slot)
-    tables: dict[int, dict[str, bytes]] = {}
-    for slot, member_id, rid in conn.execute(
+    cursor: Iterator[tuple[int, str, bytes]] = conn.execute(
         "SELECT b.slot, b.member_id, b.rid FROM beacon_window_ids b JOIN members m ON m.member_id = b.member_id"
         " WHERE b.slot BETWEEN ? AND ? AND m.erased = 0",
         (first, last),
-    ):
+    )
+    return cursor
+
+
+def load_windows(conn: sqlite3.Connection, first: int, last: int) -> dict[int, dict[str, bytes]]:
+    """window -> {member_id: identifier} for windows first..last (for tools and tests: the beacon service
+    streams :func:`window_rows` into its resolver instead of building this)."""
+    tables: dict[int, dict[str, bytes]] = {}
+    for slot, member_id, rid in window_rows(conn, first, last):
         tables.setdefault(int(slot), {})[member_id] = bytes(rid)
     return tables
 

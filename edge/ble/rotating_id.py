@@ -14,6 +14,8 @@ is built once per window change; member changes patch the tables in place.
 from __future__ import annotations
 
 import hmac
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 
 from tenpo.shared.beacon_id import (
@@ -199,11 +201,14 @@ class RotatingIdResolver:
 
 
 class IdTableResolver:
-    """Member lookup from identifiers HQ issued (issue 14): no secrets, only ``{window: {member: id}}``.
+    """Member lookup from identifiers the store computed from HQ's day keys (issue 14): no secrets.
 
     Same lookups as :class:`RotatingIdResolver`, for the windows it was given: ``resolve`` accepts
-    the windows within ``drift_windows`` of ``now`` that it holds. The beacon service builds one per
-    window from the ``beacon_ids`` table (off the event loop) and swaps it in.
+    the windows within ``drift_windows`` of ``now`` that it holds. Compact, because a chain has many
+    members: per window a sorted ``array('Q')`` of the 8-byte identifiers and an ``array('I')`` of
+    indexes into one list of member ids (12 bytes per member per window, not a dict entry). The beacon
+    service builds one per window from ``beacon_window_ids`` (off the event loop, streamed from SQLite
+    by :meth:`from_rows`) and swaps it in.
     """
 
     def __init__(
@@ -216,51 +221,77 @@ class IdTableResolver:
         self.window_s = window_s
         self.drift_windows = drift_windows
         self.stats = ResolverStats()
-        self._tables: dict[int, _Table] = {}
-        self._ids: dict[tuple[int, str], bytes] = {}
-        self._members: set[str] = set()
+        self._ids: dict[int, array[int]] = {}
+        self._who: dict[int, array[int]] = {}
+        self._members: list[str] = []
         self.set_windows(windows or {})
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, str, bytes]], *, window_s: int = WINDOW_S,
+                  drift_windows: int = 1) -> IdTableResolver:  # fmt: skip
+        """From (window, member_id, identifier) rows, streamed (a cursor): memory is the result only."""
+        resolver = cls(window_s=window_s, drift_windows=drift_windows)
+        resolver._load(rows)
+        return resolver
 
     def __len__(self) -> int:
         return len(self._members)
 
     def set_windows(self, windows: Mapping[int, Mapping[str, bytes]]) -> None:
-        tables: dict[int, _Table] = {}
-        ids: dict[tuple[int, str], bytes] = {}
-        for window, members in windows.items():
-            table: _Table = {}
-            for member_id, rid in members.items():
-                if len(rid) != FULL_ID_LEN:
-                    continue
-                _add(table, _prefix(rid), member_id)
-                ids[(window, member_id)] = bytes(rid)
-            tables[window] = table
+        self._load((window, member_id, rid) for window, members in windows.items() for member_id, rid in members.items())
+
+    def _load(self, rows: Iterable[tuple[int, str, bytes]]) -> None:
+        index: dict[str, int] = {}
+        members: list[str] = []
+        pairs: dict[int, list[int]] = {}
+        for window, member_id, rid in rows:
+            if len(rid) != FULL_ID_LEN:
+                continue
+            at = index.get(member_id)
+            if at is None:
+                at = index[member_id] = len(members)
+                members.append(member_id)
+            # one int per row: identifier (64 bits) above the member's index (32 bits); sorted below
+            pairs.setdefault(int(window), []).append(int.from_bytes(rid, "big") << 32 | at)
+        del index
+        ids: dict[int, array[int]] = {}
+        who: dict[int, array[int]] = {}
+        for window, packed in pairs.items():
+            packed.sort()
+            ids[window] = array("Q", (p >> 32 for p in packed))
+            who[window] = array("I", (p & 0xFFFFFFFF for p in packed))
+            packed.clear()
             self.stats.windows_built += 1
-        self._tables, self._ids = tables, ids
-        self._members = {member_id for _, member_id in ids}
+        self._ids, self._who, self._members = ids, who, members
 
     def windows(self) -> list[int]:
-        return sorted(self._tables)
+        return sorted(self._ids)
 
     def prepare(self, now: float) -> None:
         """Nothing to compute: the tables come built (kept for the pipeline's interface)."""
 
-    def _candidates(self, prefix: int, now: float) -> list[tuple[int, str]]:
+    def _candidates(self, prefix: int, now: float) -> list[tuple[int, bytes]]:
+        """(member index, identifier) of every held id whose first 4 bytes are ``prefix``, in the windows
+        accepted at ``now``."""
         current = window_of(now, self.window_s)
-        found: list[tuple[int, str]] = []
+        found: list[tuple[int, bytes]] = []
         for window in range(current - self.drift_windows, current + self.drift_windows + 1):
-            entry = self._tables.get(window, {}).get(prefix)
-            if entry is None:
+            ids = self._ids.get(window)
+            if ids is None:
                 continue
-            found.extend([(window, entry)] if isinstance(entry, str) else [(window, m) for m in entry])
+            who = self._who[window]
+            at = bisect_left(ids, prefix << 32)
+            while at < len(ids) and ids[at] >> 32 == prefix:
+                found.append((who[at], ids[at].to_bytes(FULL_ID_LEN, "big")))
+                at += 1
         return found
 
     def resolve(self, observed: bytes, now: float) -> str | None:
         if len(observed) == FULL_ID_LEN:
-            for window, member_id in self._candidates(_prefix(observed), now):
-                if hmac.compare_digest(self._ids[(window, member_id)], observed):
+            for member, rid in self._candidates(_prefix(observed), now):
+                if hmac.compare_digest(rid, observed):
                     self.stats.resolved += 1
-                    return member_id
+                    return self._members[member]
             self.stats.unknown += 1
             return None
         if len(observed) == SHORT_ID_LEN:
@@ -269,7 +300,7 @@ class IdTableResolver:
         return None
 
     def resolve_short(self, short: int, now: float) -> str | None:
-        owners = {member_id for _, member_id in self._candidates(short, now)}
+        owners = {self._members[member] for member, _ in self._candidates(short, now)}
         if len(owners) == 1:
             self.stats.resolved += 1
             return owners.pop()

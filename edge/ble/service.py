@@ -99,10 +99,10 @@ REPLAY_AHEAD_WINDOWS = 6  # a replay's resolver holds this many windows past its
 
 
 def _fresh_resolver(conn: sqlite3.Connection, window_s: int, drift: int, at: float, ahead: int = 0) -> IdTableResolver:
-    """A resolver for the windows around ``at`` from the identifiers HQ issued (issue 14: no secrets here)."""
+    """A resolver for the windows around ``at`` from the members' day keys (issue 14: no secrets here)."""
     current = window_of(at, window_s)
-    windows = ids.load_windows(conn, current - drift, current + drift + ahead)
-    return IdTableResolver(windows, window_s=window_s, drift_windows=drift)
+    rows = ids.window_rows(conn, current - drift, current + drift + ahead)  # streamed: no dict of every member
+    return IdTableResolver.from_rows(rows, window_s=window_s, drift_windows=drift)
 
 
 class ReplaySession:
