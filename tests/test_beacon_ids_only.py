@@ -259,3 +259,12 @@ def test_an_upgraded_store_has_the_identifier_lists_it_held_dropped_from_its_fil
     db = edge_db.connect(path)  # the next open vacuums and truncates the WAL
     db.conn.close()
     assert marker not in disk_bytes(path), "the dropped identifiers are gone from the file and WAL"
+
+
+def test_an_old_hqs_identifier_list_is_dead_lettered_not_applied(tmp_path: Path) -> None:
+    db = edge_db.connect(tmp_path / "S001.db")
+    old = {"member_id": "G1", "first_window": 2_900_000, "ids": "0123456789abcdef" * 145}  # version 1's kind
+    apply_page(db, "S001", ChangePage(0, 1, 1, [Change(1, "member.beacon_ids", "G1", old, None)]))
+    reasons = [r for (r,) in db.conn.execute("SELECT reason FROM dead_letters")]
+    assert reasons == ["unknown change kind 'member.beacon_ids'"]
+    assert db.conn.execute("SELECT count(*) FROM beacon_keys").fetchone()[0] == 0
