@@ -244,8 +244,10 @@ async def test_the_monitor_shows_nothing_before_sign_in_and_refuses_a_wrong_code
         await type_in(pilot, "#password", PASSWORD)
         await type_in(pilot, "#code", totp_code(secret or "", time.time()))
         await pilot.click("#signin")
-        await until(pilot, lambda: isinstance(app.screen, StoresScreen), what="the stores screen")
-        await until(pilot, lambda: app.screen.query_one("#stores", DataTable).row_count == 3, what="the stores")
+        # Generous: on a loaded machine the sign-in worker and the first refresh can take seconds.
+        await until(pilot, lambda: isinstance(app.screen, StoresScreen), timeout=30, what="the stores screen")
+        await until(pilot, lambda: app.screen.query_one("#stores", DataTable).row_count == 3, timeout=30,
+                    what="the stores")  # fmt: skip
         assert app.operator == Operator("root", "admin")
 
 
