@@ -69,7 +69,47 @@ def _prefix(rid: bytes) -> int:
     return int.from_bytes(rid[:SHORT_ID_LEN], "big")
 
 
-class RotatingIdResolver:
+class _Lookups:
+    """The two lookups both resolvers answer, over ``_held``: (member id, full 8-byte identifier) of every
+    identifier held for the windows accepted at ``now`` whose first 4 bytes are ``prefix``."""
+
+    stats: ResolverStats
+
+    def _held(self, prefix: int, now: float) -> list[tuple[str, bytes]]:
+        raise NotImplementedError
+
+    def resolve(self, observed: bytes, now: float) -> str | None:
+        """The member whose identifier ``observed`` is at ``now`` (±drift), or None.
+
+        ``observed`` is the 8-byte identifier (EID-shaped frame) or its 4-byte prefix (iBeacon
+        major+minor). A 4-byte id shared by two members in the accepted windows gives None.
+        """
+        if len(observed) == FULL_ID_LEN:
+            for member_id, rid in self._held(_prefix(observed), now):
+                if hmac.compare_digest(rid, observed):
+                    self.stats.resolved += 1
+                    return member_id
+            self.stats.unknown += 1
+            return None
+        if len(observed) == SHORT_ID_LEN:
+            return self.resolve_short(_prefix(observed), now)
+        self.stats.unknown += 1
+        return None
+
+    def resolve_short(self, short: int, now: float) -> str | None:
+        """Resolve the 32-bit id an iBeacon carries as ``major << 16 | minor``."""
+        owners = {member_id for member_id, _ in self._held(short, now)}
+        if len(owners) == 1:
+            self.stats.resolved += 1
+            return owners.pop()
+        if owners:
+            self.stats.ambiguous += 1
+        else:
+            self.stats.unknown += 1
+        return None
+
+
+class RotatingIdResolver(_Lookups):
     """Member lookup by rotating identifier. Not thread-safe; one instance per scanner loop.
 
     Args:
@@ -169,38 +209,12 @@ class RotatingIdResolver:
 
     # --- lookups ----------------------------------------------------------------------------
 
-    def resolve(self, observed: bytes, now: float) -> str | None:
-        """The member whose identifier ``observed`` is at ``now`` (±drift), or None.
-
-        ``observed`` is the 8-byte identifier (EID-shaped frame) or its 4-byte prefix (iBeacon
-        major+minor). A 4-byte id shared by two members in the accepted windows gives None.
-        """
-        if len(observed) == FULL_ID_LEN:
-            for window, member_id in self._candidates(_prefix(observed), now):
-                if hmac.compare_digest(app_rotating_id(self._secrets[member_id], window, self.window_s), observed):
-                    self.stats.resolved += 1
-                    return member_id
-            self.stats.unknown += 1
-            return None
-        if len(observed) == SHORT_ID_LEN:
-            return self.resolve_short(_prefix(observed), now)
-        self.stats.unknown += 1
-        return None
-
-    def resolve_short(self, short: int, now: float) -> str | None:
-        """Resolve the 32-bit id an iBeacon carries as ``major << 16 | minor``."""
-        owners = {member_id for _, member_id in self._candidates(short, now)}
-        if len(owners) == 1:
-            self.stats.resolved += 1
-            return owners.pop()
-        if owners:
-            self.stats.ambiguous += 1
-        else:
-            self.stats.unknown += 1
-        return None
+    def _held(self, prefix: int, now: float) -> list[tuple[str, bytes]]:
+        return [(member_id, app_rotating_id(self._secrets[member_id], window, self.window_s))
+                for window, member_id in self._candidates(prefix, now)]  # fmt: skip
 
 
-class IdTableResolver:
+class IdTableResolver(_Lookups):
     """Member lookup from identifiers the store computed from HQ's day keys (issue 14): no secrets.
 
     Same lookups as :class:`RotatingIdResolver`, for the windows it was given: ``resolve`` accepts
@@ -286,26 +300,5 @@ class IdTableResolver:
                 at += 1
         return found
 
-    def resolve(self, observed: bytes, now: float) -> str | None:
-        if len(observed) == FULL_ID_LEN:
-            for member, rid in self._candidates(_prefix(observed), now):
-                if hmac.compare_digest(rid, observed):
-                    self.stats.resolved += 1
-                    return self._members[member]
-            self.stats.unknown += 1
-            return None
-        if len(observed) == SHORT_ID_LEN:
-            return self.resolve_short(_prefix(observed), now)
-        self.stats.unknown += 1
-        return None
-
-    def resolve_short(self, short: int, now: float) -> str | None:
-        owners = {self._members[member] for member, _ in self._candidates(short, now)}
-        if len(owners) == 1:
-            self.stats.resolved += 1
-            return owners.pop()
-        if owners:
-            self.stats.ambiguous += 1
-        else:
-            self.stats.unknown += 1
-        return None
+    def _held(self, prefix: int, now: float) -> list[tuple[str, bytes]]:
+        return [(self._members[member], rid) for member, rid in self._candidates(prefix, now)]
