@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from tenpo.cloud.admin import add_store, import_products
 from tenpo.cloud.apply import apply_batch
@@ -62,10 +63,16 @@ def raw_qos1_rate(broker: Mosquitto, payloads: list[bytes]) -> float:
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     connected.wait(10)
+    return publish_rate(client, "bench/raw", payloads)
+
+
+def publish_rate(client: Any, topic: str, payloads: list[bytes]) -> float:
+    """QoS 1 publishes per second on a connected, looping client, until the broker acknowledged each;
+    then the client is disconnected."""
     started = time.perf_counter()
     window: list = []  # paho's message ids wrap at 65,535: keep fewer than that outstanding
     for payload in payloads:
-        window.append(client.publish("bench/raw", payload, qos=1))
+        window.append(client.publish(topic, payload, qos=1))
         if len(window) >= 20_000:
             window.pop(0).wait_for_publish(60)
     for info in window:

@@ -25,7 +25,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.bench_sync import _payload, _products
+from bench.bench_sync import _payload, _products, publish_rate
 from tenpo.cli import main as tenpo
 from tenpo.cloud.admin import import_products
 from tenpo.cloud.db import Central
@@ -71,18 +71,7 @@ def raw_qos1_rate(port: int, payloads: list[bytes], context: ssl.SSLContext | No
     client.loop_start()
     assert connected.wait(10), "the bench client could not connect"
     topic = f"tenpo/v1/stores/{client_id}/up/bench"  # allowed by the ACL for the certificate's CN
-    started = time.perf_counter()
-    window: list[mqtt.MQTTMessageInfo] = []
-    for payload in payloads:
-        window.append(client.publish(topic, payload, qos=1))
-        if len(window) >= 20_000:
-            window.pop(0).wait_for_publish(60)
-    for info in window:
-        info.wait_for_publish(60)
-    elapsed = time.perf_counter() - started
-    client.disconnect()
-    client.loop_stop()
-    return len(payloads) / elapsed
+    return publish_rate(client, topic, payloads)
 
 
 def replay(workdir: Path, name: str, url: str, pki: Path | None) -> tuple[float, list[bytes]]:
