@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from tenpo.cloud.changes import record_changes
+from tenpo.cloud.channel.orders import record_purchase
 from tenpo.cloud.db import Central
 from tenpo.cloud.ledgers import points_entry
 from tenpo.cloud.loyalty.store import HQ_STORE, load_config, member_lots
@@ -188,7 +189,10 @@ def capture(db: Central, channel: str, request: PointsCaptureRequest,
                 float(record["created_at"])))  # fmt: skip
     earned = _earn(db, member_id, record["order_ref"], request.earn_on, now)[0] if request.earn_on else 0
     record = _moved(db, record, "captured", now, earned)
-    return answer(db, record), [points_balance_change(db, member_id)]
+    # The order is a purchase (rank spend, analytics): the points tendered plus the yen paid otherwise.
+    bought = record_purchase(db, channel, member_id, record["order_ref"], int(record["amount"]) + request.earn_on,
+                             earned, now)  # fmt: skip
+    return answer(db, record), [points_balance_change(db, member_id), *bought]
 
 
 def release(db: Central, channel: str, request: PointsReleaseRequest,
@@ -210,7 +214,8 @@ def earn(db: Central, channel: str, request: PointsEarnRequest, now: float) -> t
     points, rank, pct = _earn(db, member_id, request.order, request.earn_on, now)
     result = EarnAnswer(member_id=member_id, order=request.order, earned=points, rank=rank, multiplier_pct=pct,
                         balance=balance(db, member_id))  # fmt: skip
-    return result, [points_balance_change(db, member_id)] if points else []
+    bought = record_purchase(db, channel, member_id, request.order, request.earn_on, points, now)
+    return result, ([points_balance_change(db, member_id)] if points else []) + bought
 
 
 def expire_holds(db: Central, now: float, limit: int = 500) -> int:
