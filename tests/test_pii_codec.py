@@ -3,6 +3,9 @@ search tokens over the project's normalisation."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from tenpo.shared import pii
@@ -67,3 +70,29 @@ def test_search_tokens_cover_prefixes_of_name_reading_and_given_name(codec: pii.
         assert pii.matches(looked[1], "佐藤 花子", "サトウハナコ")
     assert not pii.matches("スズキ", "佐藤 花子", "サトウハナコ")
     assert codec.query_token("   ") is None
+
+
+def test_blind_indexes_and_tokens_are_rfc_2104_hmac_sha256_of_the_index_key() -> None:
+    """Stored indexes must not change between versions: the codec's own HMAC is the standard one."""
+    dek = pii.new_key()
+    codec = pii.Codec(dek)
+    index_key = pii._derive(dek, pii._INDEX_INFO)
+    for kind, value in (("phone", "+819012345678"), ("email", "hanako@example.jp"), ("card", "C" * 300)):
+        expected = hmac.new(index_key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()[: pii.INDEX_BYTES]
+        assert codec.blind(kind, value) == expected
+    for prefix in ("サ", "佐藤花子", "x" * 100):
+        expected = hmac.new(index_key, b"prefix\x00" + prefix.encode(), hashlib.sha256).digest()[: pii.TOKEN_BYTES]
+        assert codec.token(prefix) == expected and codec.token(prefix) == expected, "computed, then remembered"
+
+
+def test_sealing_a_column_in_one_batch_gives_values_that_open_only_in_their_own_row(codec: pii.Codec) -> None:
+    ids = [f"M{i}" for i in range(50)]
+    values = [None if i % 7 == 0 else f"会員 {i}" for i in range(50)]
+    sealed = codec.seal_many(values, "members", "name", ids)
+    assert [s is None for s in sealed] == [v is None for v in values]
+    assert [codec.open(s, "members", "name", i) for s, i in zip(sealed, ids)] == values
+    nonces = {s[1 : 1 + pii.NONCE_BYTES] for s in sealed if s is not None}
+    assert len(nonces) == sum(v is not None for v in values), "every value its own nonce"
+    with pytest.raises(pii.PiiError, match="does not open"):
+        codec.open(sealed[1], "members", "name", ids[2])
+    assert codec.seal_many([], "members", "name", []) == []

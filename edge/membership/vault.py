@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,19 +54,28 @@ def split_custom(custom: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict
 
 def sealed_columns(codec: pii.Codec, member_id: str, person: Personal) -> dict[str, bytes | None]:
     """Column -> stored value for the sealed columns and their blind indexes."""
-    values: dict[str, bytes | None] = {
-        column: codec.seal(getattr(person, column), TABLE, column, member_id) for column in TEXT_COLUMNS
-    }
-    values["personal"] = (
-        codec.seal(json.dumps(person.personal, ensure_ascii=False), TABLE, "personal", member_id)
-        if person.personal else None
-    )  # fmt: skip
-    values["phone_idx"] = codec.phone_index(person.phone)
-    values["phone4_idx"] = codec.phone_last4_index(person.phone)
-    values["email_idx"] = codec.email_index(person.email)
-    values["card_idx"] = codec.card_index(person.card_no)
-    values["line_idx"] = codec.line_index(person.line_user_id)
-    return values
+    return dict(zip(STORED_COLUMNS, sealed_rows(codec, [member_id], [person])[0], strict=True))
+
+
+STORED_COLUMNS = (*SEALED_COLUMNS, *INDEX_COLUMNS)  # the order of ``sealed_rows``' values
+
+
+def sealed_rows(codec: pii.Codec, member_ids: Sequence[str], people: Sequence[Personal]) -> list[tuple[bytes | None, ...]]:
+    """Many members' STORED_COLUMNS at once (a bootstrap chunk): each column sealed in one batch."""
+    columns = [
+        codec.seal_many([getattr(person, column) for person in people], TABLE, column, member_ids)
+        for column in TEXT_COLUMNS
+    ]
+    columns.append(codec.seal_many(
+        [json.dumps(person.personal, ensure_ascii=False) if person.personal else None for person in people],
+        TABLE, "personal", member_ids,
+    ))  # fmt: skip
+    columns.append([codec.phone_index(person.phone) for person in people])
+    columns.append([codec.phone_last4_index(person.phone) for person in people])
+    columns.append([codec.email_index(person.email) for person in people])
+    columns.append([codec.card_index(person.card_no) for person in people])
+    columns.append([codec.line_index(person.line_user_id) for person in people])
+    return list(zip(*columns, strict=True)) if people else []
 
 
 def open_value(codec: pii.Codec, value: Any, column: str, member_id: str) -> str | None:
