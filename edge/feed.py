@@ -180,22 +180,30 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
         part = ids[start:start + 500]
         held.update(conn.execute(
             f"SELECT member_id, version FROM members WHERE member_id IN ({', '.join('?' * len(part))})", part))  # fmt: skip
-    fresh: list[tuple[Any, ...]] = []
-    tokens: list[tuple[Any, ...]] = []
-    columns = (*vault.SEALED_COLUMNS, *vault.INDEX_COLUMNS)
+    fresh: list[tuple[tuple[Any, ...], str, vault.Personal]] = []  # (row's plain columns, member id, person)
     staged = bootstrap_bulk.staging(conn, snapshot=version is None)  # issue 19: a snapshot's, indexed at the end
 
     def flush() -> None:
+        if not fresh:
+            return
+        ids = [member_id for _row, member_id, _person in fresh]
+        sealed = vault.sealed_rows(codec, ids, [person for _row, _id, person in fresh])  # issue 19: a batch per column
         conn.executemany(
             "INSERT INTO members(consent, custom, home_store, points_hq, points_through, version, updated_at,"
-            f" beacon_secret, member_id, created_at, provisional, erased, {', '.join(columns)})"
-            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, {', '.join('?' * len(columns))})",
-            fresh,
+            f" beacon_secret, member_id, created_at, provisional, erased, {', '.join(vault.STORED_COLUMNS)})"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, {', '.join('?' * len(vault.STORED_COLUMNS))})",
+            # issue 14: beacon ids (edge/ble/ids.py), never the secret
+            [(*row, None, member_id, now, *values) for (row, member_id, _person), values in zip(fresh, sealed)],
         )
-        conn.executemany(bootstrap_bulk.STAGE if staged else
-                         "INSERT OR IGNORE INTO member_tokens(token, rank, member_id) VALUES (?, ?, ?)", tokens)
+        name_tokens = codec.name_tokens
+        if staged:
+            conn.executemany(bootstrap_bulk.STAGE, [bootstrap_bulk.packed(member_id, name_tokens(p.name, p.kana))
+                                                    for _row, member_id, p in fresh])  # fmt: skip
+        else:
+            conn.executemany("INSERT OR IGNORE INTO member_tokens(token, rank, member_id) VALUES (?, ?, ?)",
+                             [(token, rank, member_id) for _row, member_id, p in fresh
+                              for token, rank in name_tokens(p.name, p.kana).items()])  # fmt: skip
         fresh.clear()
-        tokens.clear()
 
     for r in rows:
         seq = version or r.version
@@ -208,14 +216,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
                r.home_store, r.points, (r.through or {}).get(store_id, 0), seq, now)  # fmt: skip
         person = vault.Personal(r.name, r.kana, r.phone, r.email, r.card_no, r.line_user_id, personal or None)
         if r.member_id not in held:
-            sealed = vault.sealed_columns(codec, r.member_id, person)
-            # issue 14: beacon ids (edge/ble/ids.py), never the secret
-            fresh.append((*row, None, r.member_id, now, *(sealed[c] for c in columns)))
-            found = codec.name_tokens(r.name, r.kana)
-            if staged:
-                tokens.append(bootstrap_bulk.packed(r.member_id, found))
-            else:
-                tokens.extend((t, rank, r.member_id) for t, rank in found.items())
+            fresh.append((row, r.member_id, person))
             held[r.member_id] = seq
             continue
         flush()  # a second row for a member of this batch must see the first
