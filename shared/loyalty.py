@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta, timezone
@@ -111,30 +112,26 @@ def replay(entries: Iterable[Entry], *, as_of: date, months: int = DEFAULT_EXPIR
     (``raw``): points a store let a member spend after their end (it could not know) are not taken twice.
     """
     heap: list[tuple[date, float, int, list[int]]] = []  # (expires_on, earned_at, n, [points left])
-    expired = debt = written = raw = 0
-    n = 0
-
-    def expire_before(cutoff: date) -> int:
-        gone = 0
-        while heap and heap[0][0] < cutoff:
-            gone += heapq.heappop(heap)[3][0]
-        return gone
-
-    for entry in sorted(entries, key=lambda e: (e.at, e.key)):
-        if entry.kind == EXPIRY_KIND:
-            written -= entry.delta
+    push, pop = heapq.heappush, heapq.heappop
+    expired = debt = written = raw = n = 0
+    # One pass, kept lean: the nightly job runs it for every member with news (bench/bench_loyalty.py).
+    for at, delta, kind, until, _key in sorted(entries, key=_IN_ORDER):
+        if kind == EXPIRY_KIND:
+            written -= delta
             continue
-        raw += entry.delta
-        expired += expire_before(min(jst_date(entry.at), as_of))
-        delta = entry.delta
+        raw += delta
+        day = jst_date(at)
+        cutoff = day if day < as_of else as_of
+        while heap and heap[0][0] < cutoff:  # lots that ended before this entry's day
+            expired += pop(heap)[3][0]
         if delta > 0:
-            paid = min(debt, delta)
-            debt -= paid
-            delta -= paid
+            if debt:
+                paid = min(debt, delta)
+                debt -= paid
+                delta -= paid
             if delta:
-                good_through = entry.expires_on or month_end_expiry(jst_date(entry.at), months)
                 n += 1
-                heapq.heappush(heap, (good_through, entry.at, n, [delta]))
+                push(heap, (until or month_end_expiry(day, months), at, n, [delta]))
         elif delta < 0:
             need = -delta
             while need and heap:
@@ -143,11 +140,15 @@ def replay(entries: Iterable[Entry], *, as_of: date, months: int = DEFAULT_EXPIR
                 left[0] -= used
                 need -= used
                 if left[0] == 0:
-                    heapq.heappop(heap)
+                    pop(heap)
             debt += need
-    expired += expire_before(as_of)
+    while heap and heap[0][0] < as_of:
+        expired += pop(heap)[3][0]
     lots = tuple(Lot(at, until, left[0]) for until, at, _n, left in sorted(heap))
     return Replay(lots, min(expired, max(raw, 0)), debt, written, raw)
+
+
+_IN_ORDER = operator.itemgetter(0, 4)  # an Entry's (at, key): ties at the same time keep ledger order
 
 
 def expiry_due(entries: Iterable[Entry], *, as_of: date, months: int = DEFAULT_EXPIRY_MONTHS) -> int:

@@ -11,6 +11,7 @@ nothing; a rank is sent again only when it or the lots changed.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import tomllib
@@ -44,7 +45,9 @@ HQ_STORE = "HQ"  # as HQ's other own entries (tenpo.cloud.sales.conflicts)
 LOYALTY_STREAM = "loyalty"  # expiry entries (store_seq 0: no meta row, they count by when HQ wrote them)
 CAMPAIGN_STREAM = "campaign"  # campaign grants, numbered 1, 2, ... so each has its meta row
 MAX_LOTS_SENT = 24  # the soonest-ending days a store gets; enough for a clerk and for offline expiry
-BATCH = 2000  # members per transaction in the jobs
+BATCH = 2000  # members per transaction in the rank job
+EXPIRY_CHUNK = 5000  # members per transaction in the expiry job: few commits (each one waits for the disk),
+# while the aggregator's applies wait at most one chunk (a second or so) for the write lock
 
 # Each ledger row with the time it happened: a store's entry by its event time (loyalty_points_meta),
 # every other row (HQ's, a channel import's, one applied before migration 13) by when HQ wrote it.
@@ -96,20 +99,24 @@ def member_entries(db: Central, member_id: str) -> list[Entry]:
     return _entries(db.all(ENTRY_ROWS + " WHERE l.member_id = ?", (member_id,)))
 
 
-def all_entries(db: Central, only: tuple[str, tuple[Any, ...]] | None = None) -> Iterator[tuple[str, list[Entry], set[str]]]:
-    """Every member's entries and the stores that wrote them, member by member (one pass over the ledger);
-    ``only``: a query (and its parameters) naming the members to read."""
-    current: str | None = None
-    rows: list[tuple[Any, ...]] = []
-    where, params = (f" WHERE l.member_id IN ({only[0]})", only[1]) if only else ("", ())
-    for row in db.all(ENTRY_ROWS + where + " ORDER BY l.member_id", params):
-        if row[0] != current and rows:
-            yield str(current), _entries(rows), {str(r[6]) for r in rows}
-            rows = []
-        current = row[0]
-        rows.append(row)
-    if rows:
-        yield str(current), _entries(rows), {str(r[6]) for r in rows}
+def chunk_entries(db: Central, members: list[str]) -> dict[str, tuple[list[Entry], set[str]]]:
+    """The entries of these members and the stores that wrote them, in one query (a chunk of a job)."""
+    found: dict[str, tuple[list[Entry], set[str]]] = {}
+    if not members:
+        return found
+    marks = ", ".join("?" for _ in members)
+    for member_id, key, delta, kind, at, until, store in db.all(ENTRY_ROWS + f" WHERE l.member_id IN ({marks})", members):
+        held = found.get(member_id)
+        if held is None:
+            held = found[member_id] = ([], set())
+        held[0].append(Entry(float(at), delta, kind, _iso_date(until) if until else None, key))
+        held[1].add(store)
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(text: str) -> date:
+    return date.fromisoformat(text)
 
 
 def last_expiry_date(db: Central) -> date | None:
@@ -184,7 +191,7 @@ def grant(db: Central, member_id: str, points: int, expires_on: date, ref: str, 
 # ---------------------------------------------------------------------------- the feed
 
 
-Held = tuple[str, int, int, Any]  # what a store holds of a member: rank, multiplier_pct, spend, lots (as sent)
+Held = tuple[str, int, int, str]  # what a store holds of a member: rank, multiplier_pct, spend, lots (the JSON sent)
 
 
 def _lots_data(result: Replay) -> list[dict[str, Any]]:
@@ -204,38 +211,79 @@ def loyalty_data(config: LoyaltyConfig, member_id: str, held: Held | None, lots:
 def loyalty_change(db: Central, config: LoyaltyConfig, member_id: str, result: Replay, as_of: date) -> ChangeTuple:
     """One member's ``member.loyalty`` change, read from the database (rank as held, lots as ``result`` says)."""
     row = db.one("SELECT rank, multiplier_pct, spend, lots FROM loyalty_members WHERE member_id = ?", (member_id,))
-    held = (str(row[0]), int(row[1]), int(row[2]), json.loads(row[3])) if row else None
+    held = (str(row[0]), int(row[1]), int(row[2]), str(row[3])) if row else None
     through = points_balance_change(db, member_id)[3]["through"]
     return loyalty_data(config, member_id, held, _lots_data(result), through, as_of)
 
 
-def _send(db: Central, changes: list[ChangeTuple], now: float, as_of: date,
-          held: dict[str, Held] | None = None) -> None:  # fmt: skip
-    """Record the changes and remember, per member, what was sent; a rank the stores did not hold yet goes
-    into the rank log with the seq of the change that carries it."""
+UPSERT_SENT = (
+    "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, lots, as_of, version, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
+    " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend, lots = excluded.lots,"
+    " as_of = excluded.as_of, version = excluded.version, updated_at = excluded.updated_at")  # fmt: skip
+UPSERT_SENT_WITH_END = (  # the expiry job's: the soonest lot end in the same write
+    "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, lots, as_of, version, updated_at, next_end)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
+    " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend, lots = excluded.lots,"
+    " as_of = excluded.as_of, version = excluded.version, updated_at = excluded.updated_at,"
+    " next_end = excluded.next_end")  # fmt: skip
+
+
+def _send(db: Central, changes: list[ChangeTuple], now: float, as_of: date, held: dict[str, Held] | None = None,
+          ends: dict[str, tuple[str, str | None]] | None = None) -> None:  # fmt: skip
+    """Record the changes and remember, per member, what was sent (``ends``: the expiry job's lots as JSON and
+    soonest lot end of each member); a rank the stores did not hold yet goes into the rank log with the seq
+    of the change that carries it."""
     seqs = record_changes(db, changes, now)
     sent: list[tuple[Any, ...]] = []
     ranks: list[tuple[Any, ...]] = []
+    day = as_of.isoformat()
     for seq, (kind, member_id, _store, data) in zip(seqs, changes):
         if kind != "member.loyalty":
             continue
-        sent.append((member_id, data["rank"], data["multiplier_pct"], data["spend"], json.dumps(data["lots"]),
-                     as_of.isoformat(), seq, now))  # fmt: skip
+        if ends is None:
+            sent.append((member_id, data["rank"], data["multiplier_pct"], data["spend"], json.dumps(data["lots"]),
+                         day, seq, now))  # fmt: skip
+        else:
+            text, end = ends[member_id]
+            sent.append((member_id, data["rank"], data["multiplier_pct"], data["spend"], text, day, seq, now, end))
         before = None if held is None else held.get(member_id)
         if before is None or before[:2] != (data["rank"], data["multiplier_pct"]):
-            ranks.append((member_id, data["rank"], data["multiplier_pct"], seq, as_of.isoformat()))
-    db.executemany(
-        "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, lots, as_of, version, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
-        " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend, lots = excluded.lots,"
-        " as_of = excluded.as_of, version = excluded.version, updated_at = excluded.updated_at", sent)  # fmt: skip
+            ranks.append((member_id, data["rank"], data["multiplier_pct"], seq, day))
+    _upsert(db, UPSERT_SENT if ends is None else UPSERT_SENT_WITH_END, sent)
     db.executemany("INSERT INTO loyalty_rank_log(member_id, rank, multiplier_pct, change_seq, as_of)"
                    " VALUES (?, ?, ?, ?, ?)", ranks)  # fmt: skip
 
 
-def _held(db: Central) -> dict[str, Held]:
-    return {str(m): (str(r), int(p), int(s), json.loads(lots))
-            for m, r, p, s, lots in db.all("SELECT member_id, rank, multiplier_pct, spend, lots FROM loyalty_members")}
+def _upsert(db: Central, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """An upsert of rows with distinct keys (first column): on PostgreSQL as multi-row statements, one round
+    trip per few thousand rows rather than one per row (Central.executemany sends an upsert row by row, as
+    its rows may repeat a key)."""
+    if db.dialect == "sqlite" or len({row[0] for row in rows}) != len(rows):
+        db.executemany(sql, rows)
+        return
+    head, _values, tail = sql.partition(" VALUES ")
+    one = "(" + ", ".join("?" for _ in rows[0]) + ")" if rows else ""
+    step = 60_000 // max(len(rows[0]), 1) if rows else 1
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
+        db.execute(f"{head} VALUES {', '.join(one for _ in part)} {tail.partition(') ')[2]}",
+                   [value for row in part for value in row])  # fmt: skip
+
+
+def _held(db: Central, members: list[str]) -> dict[str, tuple[Held, str | None]]:
+    """What the stores hold of these members (lots as the JSON sent) and each one's soonest lot end."""
+    if not members:
+        return {}
+    marks = ", ".join("?" for _ in members)
+    return {str(m): ((str(r), int(p), int(s), str(lots)), end) for m, r, p, s, lots, end in db.all(
+        f"SELECT member_id, rank, multiplier_pct, spend, lots, next_end FROM loyalty_members WHERE member_id IN ({marks})",
+        members)}  # fmt: skip
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 # ---------------------------------------------------------------------------- the jobs
@@ -257,67 +305,82 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
     """Expire, for every member, what the lots say is past its date on ``as_of`` and not yet expired.
 
     Refuses to go back before the last run (an earlier date would give points back that stores already saw
-    expire). Each member's entry, balance and lots change commit together, ``BATCH`` members at a time."""
+    expire). Members go ``EXPIRY_CHUNK`` at a time, each chunk in one transaction: one query reads the chunk's
+    entries, the lot rules (tenpo.shared.loyalty.replay, the one definition) say what is due, and one batched
+    write each appends the chunk's expiry entries, its changes for the stores and its loyalty rows."""
     now = now or time.time()
     last = last_expiry_date(db)
     if last is not None and as_of < last:
         raise UserError(f"--as-of {as_of}: the expiry job already ran as of {last}; it never goes back")
     config = load_config(db)
-    members = expired = seen = 0
-    pending: list[tuple[str, int, Replay, list[dict[str, Any]], set[str]]] = []
-    ends: list[tuple[str | None, str]] = []  # (soonest lot end, member) of every member read
-    held = _held(db)
     mark = int(db.scalar("SELECT coalesce(max(id), 0) FROM points_ledger", (), 0))
     last_mark, last_at = db.one("SELECT coalesce(max(ledger_mark), 0), coalesce(max(at), 0) FROM loyalty_runs"
                                 " WHERE job = 'expire'") or (0, 0)  # fmt: skip
     changed_rules = float(db.scalar("SELECT coalesce(max(updated_at), 0) FROM loyalty_settings", (), 0)) > float(last_at)
-    # Incremental: only members with entries since the last run, or a lot ending before ``as_of`` (their
-    # soonest end is kept in loyalty_members.next_end); everyone on the first run or after the rules changed.
-    only = None if not last_mark or changed_rules else (
-        "SELECT member_id FROM points_ledger WHERE id > ? AND stream <> ? UNION SELECT member_id FROM loyalty_members"
-        " WHERE next_end < ?", (int(last_mark), LOYALTY_STREAM, as_of.isoformat()))  # fmt: skip  (not our own expiry)
+    # Incremental: only members with entries since the last run (not our own expiry entries), or a lot ending
+    # before ``as_of`` (loyalty_members.next_end); everyone on the first run or after the rules changed.
+    if not last_mark or changed_rules:
+        wanted = db.all("SELECT DISTINCT member_id FROM points_ledger ORDER BY member_id")
+    else:
+        wanted = db.all("SELECT member_id FROM points_ledger WHERE id > ? AND stream <> ? UNION SELECT member_id"
+                        " FROM loyalty_members WHERE next_end < ? ORDER BY 1",
+                        (int(last_mark), LOYALTY_STREAM, as_of.isoformat()))  # fmt: skip
     applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}
-
-    def flush() -> None:
+    totals = [0, 0, 0]  # members given an entry, points expired, members read
+    for chunk in _chunks([str(m) for (m,) in wanted], EXPIRY_CHUNK):
         with db.transaction():
-            changes: list[ChangeTuple] = []
-            entries: list[tuple[Any, ...]] = []
-            for member_id, due, result, lots, stores in pending:
-                through = {s: applied[s] for s in sorted(stores) if s in applied}
-                if due:
-                    entries.append(points_entry(member_id=member_id, delta=due, kind=EXPIRY_KIND,
-                                                ref=f"expiry:{as_of.isoformat()}", store_id=HQ_STORE,
-                                                stream=LOYALTY_STREAM, store_seq=0, at=now)[1])  # fmt: skip
-                    changes.append(("points.balance", member_id, None,
-                                    {"member_id": member_id, "balance": result.balance, "through": through}))  # fmt: skip
-                changes.append(loyalty_data(config, member_id, held.get(member_id), lots, through, as_of))
-            if entries:
-                db.executemany(points_entry(member_id="", delta=0, kind="", ref=None, store_id="", stream="",
-                                            store_seq=0, at=0.0)[0], entries)  # fmt: skip
-            _send(db, changes, now, as_of, held)
-            db.executemany("UPDATE loyalty_members SET next_end = ? WHERE member_id = ?", ends)
-        pending.clear()
-        ends.clear()
-
-    for member_id, entries, stores in all_entries(db, only):
-        seen += 1
-        result = replay(entries, as_of=as_of, months=config.expiry_months)
-        due = result.written - result.expired
-        if due:
-            members += 1
-            expired -= due
-        lots = _lots_data(result)
-        before = held.get(member_id)
-        if due or (lots != before[3] if before else bool(lots)):
-            pending.append((member_id, due, result, lots, stores))
-        ends.append((lots[0]["expires_on"] if lots else None, member_id))
-        if len(pending) >= BATCH or len(ends) >= 10 * BATCH:
-            flush()
-    flush()
+            _expire_chunk(db, config, chunk, as_of, now, applied, totals)
     with db.transaction():
         db.execute("INSERT INTO loyalty_runs(job, as_of, members, points, ledger_mark, at) VALUES ('expire', ?, ?, ?, ?, ?)",
-                   (as_of.isoformat(), members, expired, mark, now))  # fmt: skip
-    return ExpiryReport(as_of, members, expired, seen)
+                   (as_of.isoformat(), totals[0], totals[1], mark, now))  # fmt: skip
+    return ExpiryReport(as_of, totals[0], totals[1], totals[2])
+
+
+def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: date, now: float,
+                  applied: dict[str, int], totals: list[int]) -> None:  # fmt: skip
+    """One chunk of the expiry job, inside its transaction (see :func:`run_expiry`)."""
+    found = chunk_entries(db, chunk)
+    held = _held(db, chunk)
+    ref = f"expiry:{as_of.isoformat()}"
+    entries: list[tuple[Any, ...]] = []
+    changes: list[ChangeTuple] = []
+    ends: dict[str, tuple[str, str | None]] = {}  # lots (JSON) and soonest end of each member written
+    moved: list[tuple[str | None, str]] = []  # (soonest lot end, member) of the others whose end moved
+    for member_id in chunk:
+        read = found.get(member_id)
+        if read is None:
+            continue
+        totals[2] += 1
+        result = replay(read[0], as_of=as_of, months=config.expiry_months)
+        due = result.written - result.expired
+        lots = _lots_data(result)
+        end = lots[0]["expires_on"] if lots else None
+        text = json.dumps(lots)
+        before, before_end = held.get(member_id, (None, None))
+        if due or (before is None and lots) or (before is not None and _lots_differ(lots, text, before[3])):
+            through = {s: applied[s] for s in sorted(read[1]) if s in applied}
+            if due:
+                totals[0] += 1
+                totals[1] -= due
+                entries.append(points_entry(member_id=member_id, delta=due, kind=EXPIRY_KIND, ref=ref,
+                                            store_id=HQ_STORE, stream=LOYALTY_STREAM, store_seq=0, at=now)[1])  # fmt: skip
+                changes.append(("points.balance", member_id, None,
+                                {"member_id": member_id, "balance": result.balance, "through": through}))  # fmt: skip
+            changes.append(loyalty_data(config, member_id, before, lots, through, as_of))
+            ends[member_id] = (text, end)
+        elif before is not None and end != before_end:
+            moved.append((end, member_id))
+    if entries:
+        db.executemany(points_entry(member_id="", delta=0, kind="", ref=None, store_id="", stream="",
+                                    store_seq=0, at=0.0)[0], entries)  # fmt: skip
+    _send(db, changes, now, as_of, {m: h for m, (h, _end) in held.items()}, ends)
+    db.executemany("UPDATE loyalty_members SET next_end = ? WHERE member_id = ?", moved)
+
+
+def _lots_differ(lots: list[dict[str, Any]], text: str, sent: str) -> bool:
+    """Whether ``lots`` (``text`` as JSON) differ from the JSON last sent (equal lots are almost always equal
+    text: :func:`_send` wrote it the same way)."""
+    return text != sent and lots != json.loads(sent)
 
 
 def spend_by_member(db: Central, as_of: date, config: LoyaltyConfig, member_id: str | None = None) -> dict[str, int]:
@@ -435,7 +498,7 @@ def follow_members(db: Central, recompute: list[str], gone: list[str], now: floa
     for member_id in live:
         row = db.one("SELECT rank, multiplier_pct, spend, lots FROM loyalty_members WHERE member_id = ?", (member_id,))
         if row:
-            held[member_id] = (str(row[0]), int(row[1]), int(row[2]), json.loads(row[3]))
+            held[member_id] = (str(row[0]), int(row[1]), int(row[2]), str(row[3]))
         spend = spend_by_member(db, as_of, config, member_id).get(member_id, 0)
         rank = config.rank_for(spend)
         result = replay(member_entries(db, member_id), as_of=lots_as_of, months=config.expiry_months)
