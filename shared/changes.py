@@ -209,7 +209,8 @@ class MemberRules(ChangeData, frozen=True, kw_only=True):
 
 
 # Reservations held at a store for a channel or another store's clerk (issue 18).
-ReservationState = Literal["requested", "confirmed", "ready", "picked_up", "rejected", "expired", "cancelled"]
+ReservationState = Literal["requested", "confirmed", "ready", "in_transit", "picked_up", "rejected", "expired",
+                           "cancelled"]  # fmt: skip
 
 
 class ReservationUpsert(ChangeData, frozen=True, kw_only=True):
@@ -230,6 +231,8 @@ class ReservationUpsert(ChangeData, frozen=True, kw_only=True):
     reason: Text | None = None
     expires_at: Epoch | None = None
     version: Seq = 0
+    transfer_id: Id | None = None  # in transit to the pickup store (docs/transfers.md)
+    shipped_from: StoreId | None = None  # the store that sent it there
 
 
 # ---------------------------------------------------------------------------- loyalty (issue 17, H7)

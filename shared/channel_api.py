@@ -41,9 +41,12 @@ ERROR_CODES: Final[tuple[str, ...]] = (
     "bad_request", "not_found", "conflict", "forbidden", "unavailable", "timeout", "internal",
 )  # fmt: skip
 
-State = Literal["requested", "confirmed", "ready", "picked_up", "rejected", "expired", "cancelled"]
-STATES: Final[tuple[str, ...]] = ("requested", "confirmed", "ready", "picked_up", "rejected", "expired", "cancelled")
-ACTIVE_STATES: Final[tuple[str, ...]] = ("requested", "confirmed", "ready")  # these hold stock
+# ``in_transit``: collected at another store, on its way there (docs/transfers.md); born with reservations (issue 18).
+State = Literal["requested", "confirmed", "ready", "in_transit", "picked_up", "rejected", "expired", "cancelled"]
+STATES: Final[tuple[str, ...]] = ("requested", "confirmed", "ready", "in_transit", "picked_up", "rejected", "expired",
+                                  "cancelled")  # fmt: skip
+ACTIVE_STATES: Final[tuple[str, ...]] = ("requested", "confirmed", "ready")  # these hold stock at the holding store
+IN_TRANSIT: Final = "in_transit"  # holds nothing: the units left the sender and are not yet at the pickup store
 FINAL_STATES: Final[frozenset[str]] = frozenset({"picked_up", "rejected", "expired", "cancelled"})
 
 Key = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
@@ -118,8 +121,9 @@ class StockQuery(Request, frozen=True, kw_only=True):
 class ReserveRequest(Request, frozen=True, kw_only=True):
     key: Key  # idempotency key: the same key gets the same reservation
     sku: Id
-    store: StoreId  # the store that holds the stock and hands it over
+    store: StoreId  # the store that holds the stock (and hands it over, unless pickup_store says another)
     qty: Qty
+    pickup_store: StoreId | None = None  # collect at another store: ``store`` sends it there (docs/transfers.md)
     member: Id | None = None
     customer: Text | None = None
     hold_h: Annotated[int, Meta(ge=1, le=720)] = 72  # how long a confirmed reservation waits for pickup
@@ -175,6 +179,9 @@ class ReservationAnswer(msgspec.Struct, frozen=True, kw_only=True):
     created_at: Epoch
     updated_at: Epoch
     expires_at: Epoch | None = None  # requested: HQ's deadline for the store; confirmed/ready: pickup deadline
+    pickup_store: str | None = None  # where the customer collects it, when not the holding store
+    transfer_id: str | None = None  # the transfer that carries it there (in_transit, and after arrival)
+    shipped_from: str | None = None  # the store that sent it (store_id is the pickup store once it arrived)
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -304,6 +304,26 @@ class ReservationPickedUp(ReservationDecided, frozen=True, kw_only=True):
     receipt_no: Id
 
 
+class ReservationShipped(ReservationDecided, frozen=True, kw_only=True):
+    """Collected at another store: the holding store sent the units there as transfer ``transfer_id``, whose
+    ``transfer.shipped`` follows in the same transaction. In transit, held nowhere (docs/transfers.md)."""
+
+    TYPE: ClassVar[str] = "reservation.shipped"
+
+    transfer_id: Id
+    to_store: StoreId
+
+
+class ReservationArrived(ReservationDecided, frozen=True, kw_only=True):
+    """The pickup store's dock accepted the transfer that carried it: ``held`` units (at most ``qty``, the
+    reservation's) are held here now, in the inspection's transaction; fewer than ``qty`` is a short arrival."""
+
+    TYPE: ClassVar[str] = "reservation.arrived"
+
+    transfer_id: Id
+    held: Annotated[int, Meta(ge=0, le=1_000_000)]
+
+
 # ---------------------------------------------------------------------------- store-to-store transfers (issue 18)
 
 Gtin = Annotated[str, Meta(pattern=r"^\d{14}$")]
@@ -420,6 +440,7 @@ PAYLOADS: tuple[type[Payload], ...] = (
     CouponTriggered, StockSnapshot,
     ReservationConfirmed, ReservationRejected, ReservationReady, ReservationPickedUp,  # issue 18
     TransferShipped,  # issue 18: store-to-store transfers
+    ReservationShipped, ReservationArrived,  # issue 18: held at one store, collected at another
 )  # fmt: skip
 
 CATALOGUE: dict[tuple[str, int], type[Payload]] = {(p.TYPE, p.SCHEMA): p for p in PAYLOADS}

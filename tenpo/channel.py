@@ -164,12 +164,15 @@ class Client(ExtrasMixin):  # issue 18 parts 4-5 (H9): points at the web checkou
         return result
 
     def reserve(self, sku: str, store: str, qty: int, *, key: str | None = None, member: str | None = None,
-                customer: str | None = None, wait_s: float = 5.0, hold_h: int = 72,
-                confirm_s: int = 900) -> ReservationAnswer:  # fmt: skip
+                customer: str | None = None, wait_s: float = 5.0, hold_h: int = 72, confirm_s: int = 900,
+                pickup_store: str | None = None) -> ReservationAnswer:  # fmt: skip
         """Reserve for pickup; waits up to ``wait_s`` for the store's decision (``requested`` if it has not
-        decided yet: ask again with :meth:`reservation`). Retry with the same ``key`` after any failure."""
+        decided yet: ask again with :meth:`reservation`). Retry with the same ``key`` after any failure.
+        ``pickup_store``: collect it at another store; ``store`` sends it there (docs/transfers.md)."""
         body = {"key": key or uuid.uuid4().hex, "sku": sku, "store": store, "qty": qty, "member": member,
                 "customer": customer, "wait_s": wait_s, "hold_h": hold_h, "confirm_s": confirm_s}  # fmt: skip
+        if pickup_store:
+            body["pickup_store"] = pickup_store
         result = self.request("reserve", body, timeout=max(self.timeout, wait_s + 5.0))
         return msgspec.convert(result, ReservationAnswer)
 
@@ -194,7 +197,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stock.set_defaults(func=cmd_stock)
     reserve = _common(commands.add_parser("reserve", help="reserve for pickup at a store (BOPIS / 店舗受取)"))
     reserve.add_argument("--sku", required=True)
-    reserve.add_argument("--store", required=True, metavar="ID")
+    reserve.add_argument("--store", required=True, metavar="ID", help="the store that holds the stock")
+    reserve.add_argument("--pickup-store", metavar="ID",
+                         help="collect it here instead: --store sends it (a transfer, docs/transfers.md)")  # fmt: skip
     reserve.add_argument("--qty", required=True, type=int)
     reserve.add_argument("--member", metavar="M")
     reserve.add_argument("--customer", help="name or phone when not a member")
@@ -262,7 +267,10 @@ def _show(answer: ReservationAnswer, as_json: bool) -> int:
         print_json(msgspec.to_builtins(answer))
     else:
         why = f" ({safe_text(answer.reason)})" if answer.reason else ""
-        print(f"reservation {answer.reservation_id}: {answer.state}{why}  {answer.sku} x{answer.qty} at {answer.store_id}")
+        where = f" for pickup at {answer.pickup_store}" if answer.pickup_store else ""
+        transit = f" (transfer {answer.transfer_id} from {answer.shipped_from})" if answer.transfer_id else ""
+        print(f"reservation {answer.reservation_id}: {answer.state}{why}  {answer.sku} x{answer.qty} at"
+              f" {answer.store_id}{where}{transit}")
     return 0
 
 
@@ -271,7 +279,8 @@ def cmd_reserve(args: argparse.Namespace) -> int:
     if not args.key and not args.json:
         print(f"idempotency key {key} (retry with --key {key})", file=sys.stderr)
     answer = _run(args, lambda c: c.reserve(args.sku, args.store, args.qty, key=key, member=args.member,
-                                            customer=args.customer, wait_s=args.wait, hold_h=args.hold_hours))  # fmt: skip
+                                            customer=args.customer, wait_s=args.wait, hold_h=args.hold_hours,
+                                            pickup_store=args.pickup_store))  # fmt: skip
     return _show(answer, args.json)
 
 

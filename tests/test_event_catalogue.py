@@ -156,7 +156,7 @@ def test_events_written_before_the_catalogue_still_apply_at_hq(central: Central)
     old = _payloads_as_written_before_the_catalogue()
     # No store writes member.updated yet; stock.snapshot was born after the catalogue (edge/scheduler.py).
     born_later = {"reservation.confirmed", "reservation.rejected", "reservation.ready", "reservation.picked_up",
-                  "transfer.shipped"}  # issue 18
+                  "transfer.shipped", "reservation.shipped", "reservation.arrived"}  # issue 18
     assert {t for t, _ in old} == EVENT_TYPES - {"member.updated", "stock.snapshot"} - born_later
     events = [Event(n, f"e{n}", t, 1, n, p) for n, (t, p) in enumerate(old, start=1)]
     assert apply_batch(central, "S001", EventBatch("s", events)).hwm == len(events)

@@ -1,7 +1,8 @@
 """Reservations at HQ: created for a channel or a store's clerk, decided by the holding store, expired
 by the sweep. HQ's row is the authority; a store's answer is applied only if the state machine allows it.
 
-States: ``requested → confirmed → ready → picked_up``, or ``rejected | expired | cancelled``. HQ
+States: ``requested → confirmed → ready → picked_up``, or ``rejected | expired | cancelled``; a reservation
+collected at another store goes ``confirmed → in_transit → ready`` there (:func:`ship`, :func:`arrive`). HQ
 serialises every creation per (store, sku) and checks HQ-side available (on hand as last reported
 minus what active reservations hold) before sending one to the store, so of two channels asking for
 the last unit at the same moment exactly one gets it; the store checks again with its live ledger.
@@ -10,18 +11,20 @@ Everything here runs inside the caller's transaction unless it says otherwise.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
-from tenpo.shared.channel_api import ACTIVE_STATES, FINAL_STATES, ReservationAnswer, StockAnswer, StoreStock
+from tenpo.shared.channel_api import ACTIVE_STATES, FINAL_STATES, IN_TRANSIT, ReservationAnswer, StockAnswer, StoreStock
 
 log = logging.getLogger(__name__)
 
 _ACTIVE = "('requested', 'confirmed', 'ready')"
 assert _ACTIVE == "(" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + ")"
+_DUE = "('requested', 'confirmed', 'ready', 'in_transit')"  # what the sweep may expire
 
 # state -> states it may move to, and who may move it there
 STORE_MOVES: dict[str, frozenset[str]] = {
@@ -36,10 +39,15 @@ HQ_MOVES: dict[str, frozenset[str]] = {
     "requested": frozenset({"expired", "cancelled"}),
     "confirmed": frozenset({"expired", "cancelled"}),
     "ready": frozenset({"expired", "cancelled"}),
+    # Cancelled or expired on the way: the units arrive at the pickup store as its normal stock (docs/transfers.md).
+    IN_TRANSIT: frozenset({"expired", "cancelled"}),
 }
+TRANSIT_S = 7 * 86400.0  # a transfer not received within a week: the reservation expires (``not_received``)
+SHORT = "reservation-short"  # the conflict kind of a short arrival (tenpo.cloud.sales.conflicts resolves it)
 
 COLUMNS = ("reservation_id", "channel", "store_id", "sku", "qty", "member_id", "customer", "pickup_store", "state",
-           "reason", "receipt_no", "hold_s", "expires_at", "created_at", "updated_at")  # fmt: skip
+           "reason", "receipt_no", "hold_s", "expires_at", "created_at", "updated_at", "transfer_id",
+           "shipped_from")  # fmt: skip
 
 
 def lock_stock(db: Central, store_id: str, sku: str) -> None:
@@ -80,18 +88,25 @@ def answer(record: dict[str, Any]) -> ReservationAnswer:
         qty=int(record["qty"]), member_id=record["member_id"], reason=record["reason"],
         receipt_no=record["receipt_no"], created_at=float(record["created_at"]), updated_at=float(record["updated_at"]),
         expires_at=None if record["expires_at"] is None else float(record["expires_at"]),
+        pickup_store=record["pickup_store"] if record["pickup_store"] != record["store_id"] else None,
+        transfer_id=record["transfer_id"], shipped_from=record["shipped_from"],
     )  # fmt: skip
 
 
 def feed_changes(record: dict[str, Any], to_holding_store: bool = True) -> list[ChangeTuple]:
-    """The ``reservation.upsert`` entries for the holding store and, if another, the pickup store."""
+    """The ``reservation.upsert`` entries for the holding store and, if others, the pickup store and the
+    store whose clerk asked for it (``store:S001``: its list of 取り置き shows HQ's answer)."""
     data = {key: record[key] for key in ("reservation_id", "store_id", "sku", "state", "channel", "member_id",
                                          "customer", "pickup_store", "reason", "expires_at")}  # fmt: skip
     data["qty"] = int(record["qty"])
     data["version"] = 0  # record_changes stamps the change seq
+    if record.get("transfer_id"):  # only then: a store of the previous release reads the change as before
+        data.update(transfer_id=record["transfer_id"], shipped_from=record["shipped_from"])
     stores = [record["store_id"]] if to_holding_store else []
-    if record["pickup_store"] and record["pickup_store"] != record["store_id"]:
-        stores.append(record["pickup_store"])
+    asker = record["channel"][len("store:"):] if str(record["channel"]).startswith("store:") else None
+    for other in (record["pickup_store"], asker):
+        if other and other != record["store_id"] and other not in stores:
+            stores.append(other)
     return [("reservation.upsert", record["reservation_id"], store, dict(data)) for store in stores]
 
 
@@ -118,7 +133,7 @@ def create(
     record = {"reservation_id": reservation_id, "channel": channel, "store_id": store_id, "sku": sku, "qty": qty,
               "member_id": member_id, "customer": customer, "pickup_store": pickup_store, "state": state,
               "reason": reason, "receipt_no": None, "hold_s": hold_s, "expires_at": expires, "created_at": now,
-              "updated_at": now}  # fmt: skip
+              "updated_at": now, "transfer_id": None, "shipped_from": None}  # fmt: skip
     db.execute(f"INSERT INTO reservations({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                tuple(record[c] for c in COLUMNS))  # fmt: skip
     if held_by_store:
@@ -148,7 +163,7 @@ def move(db: Central, reservation_id: str, to: str, now: float, *, by_store: str
         return []
     expires = record["expires_at"]
     if to == "confirmed":
-        expires = now + float(record["hold_s"])
+        expires = now + float(record["hold_s"])  # to be collected (or, for another store, sent) by then
     cur = db.execute(
         "UPDATE reservations SET state = ?, reason = coalesce(?, reason), receipt_no = coalesce(?, receipt_no),"
         " expires_at = ?, updated_at = ? WHERE reservation_id = ? AND state = ?",
@@ -167,16 +182,79 @@ def sweep(db: Central, now: float, limit: int = 500) -> int:
     (``confirmed``/``ready`` past its pickup deadline) expire; the stores and the channel are told.
     Its own transaction; idempotent, so several aggregators may run it."""
     with db.transaction():
-        due = db.all(f"SELECT reservation_id, state FROM reservations WHERE state IN {_ACTIVE} AND expires_at < ?"
-                     " ORDER BY expires_at LIMIT ?", (now, limit))  # fmt: skip
+        due = db.all("SELECT reservation_id, state, store_id, pickup_store FROM reservations"
+                     f" WHERE state IN {_DUE} AND expires_at < ? ORDER BY expires_at LIMIT ?",
+                     (now, limit))  # fmt: skip
         changes: list[ChangeTuple] = []
-        for reservation_id, state in due:
-            why = "store_did_not_answer" if state == "requested" else "not_picked_up"
+        for reservation_id, state, store_id, pickup_store in due:
+            if state == "requested":
+                why = "store_did_not_answer"
+            elif state == IN_TRANSIT:
+                why = "not_received"  # the transfer never reached the pickup store's dock
+            else:
+                why = "not_picked_up" if pickup_store in (None, store_id) else "not_shipped"
             changes += move(db, reservation_id, "expired", now, reason=why)
         record_changes(db, changes, now)
     if due:
         log.info("reservations: %d expired", len(due))
     return len(due)
+
+
+# ---------------------------------------------------------------------------- collected at another store
+
+
+def ship(db: Central, reservation_id: str, by_store: str, transfer_id: str, to_store: str,
+         now: float) -> list[ChangeTuple]:  # fmt: skip
+    """The holding store sent it to the pickup store (``reservation.shipped``): ``in_transit``, held nowhere, until
+    the pickup store's dock receives the transfer. The pickup store hears of it before the transfer's ASN
+    (the event comes first in the sender's outbox), so its dock knows what the delivery is for."""
+    record = row(db, reservation_id, lock=True)
+    if record is None or record["store_id"] != by_store or record["pickup_store"] != to_store:
+        log.warning("reservation %s: store %s shipped it to %s; not its hold to send there, ignored", reservation_id,
+                    by_store, to_store)  # fmt: skip
+        return []
+    if record["state"] not in ("confirmed", "ready"):
+        # Cancelled or expired before it left: the transfer still goes; its units become the pickup store's stock.
+        log.info("reservation %s: shipped while %s; stays %s", reservation_id, record["state"], record["state"])
+        return []
+    expires = now + TRANSIT_S
+    db.execute("UPDATE reservations SET state = ?, transfer_id = ?, shipped_from = ?, expires_at = ?, updated_at = ?"
+               " WHERE reservation_id = ?", (IN_TRANSIT, transfer_id, by_store, expires, now, reservation_id))  # fmt: skip
+    record.update(state=IN_TRANSIT, transfer_id=transfer_id, shipped_from=by_store, expires_at=expires, updated_at=now)
+    return feed_changes(record, to_holding_store=False)
+
+
+def arrive(db: Central, reservation_id: str, by_store: str, transfer_id: str, held: int,
+           now: float) -> list[ChangeTuple]:  # fmt: skip
+    """The pickup store's dock accepted the transfer and holds ``held`` units for it (``reservation.arrived``):
+    ``ready`` there, the pickup store now the holding store. Fewer than reserved: held as far as they go, the
+    reason says so and a ``reservation-short`` conflict opens; none: ``rejected``. If HQ cancelled or expired it
+    meanwhile, the pickup store is told again, and releases what it held."""
+    record = row(db, reservation_id, lock=True)
+    if record is None or record["pickup_store"] != by_store or record["transfer_id"] != transfer_id:
+        log.warning("reservation %s: store %s reported transfer %s arrived; not for it, ignored", reservation_id,
+                    by_store, transfer_id)  # fmt: skip
+        return []
+    if record["state"] != IN_TRANSIT:
+        return feed_changes(record, to_holding_store=False) if record["state"] in ("cancelled", "expired") else []
+    ordered = int(record["qty"])
+    short = held < ordered
+    reason = f"short_arrival: {held} of {ordered} arrived at {by_store}" if short else None
+    state, expires = ("ready", now + float(record["hold_s"])) if held > 0 else ("rejected", None)
+    qty = held if held > 0 else ordered
+    db.execute("UPDATE reservations SET store_id = ?, state = ?, qty = ?, reason = ?, expires_at = ?, updated_at = ?"
+               " WHERE reservation_id = ?", (by_store, state, qty, reason, expires, now, reservation_id))  # fmt: skip
+    if short:
+        detail = {"reservation_id": reservation_id, "transfer_id": transfer_id, "from_store": record["shipped_from"],
+                  "pickup_store": by_store, "sku": record["sku"], "ordered": ordered, "arrived": held,
+                  "channel": record["channel"], "state": state}  # fmt: skip
+        db.execute(
+            "INSERT INTO conflicts(kind, subject, store_id, level, detail, status, detected_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, 'open', ?, ?) ON CONFLICT (kind, subject) WHERE status = 'open' DO NOTHING",
+            (SHORT, reservation_id, by_store, held - ordered, json.dumps(detail, ensure_ascii=False), now, now),
+        )  # fmt: skip
+    record.update(store_id=by_store, state=state, qty=qty, reason=reason, expires_at=expires, updated_at=now)
+    return feed_changes(record, to_holding_store=False)  # the pickup store decided; the asking clerk's store hears
 
 
 def cancel(db: Central, record: dict[str, Any], now: float) -> list[ChangeTuple]:

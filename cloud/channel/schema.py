@@ -54,3 +54,12 @@ def statements(dialect: str) -> list[str]:
             PRIMARY KEY (channel, outcome))""",
         "CREATE INDEX stock_levels_sku ON stock_levels(sku)",
     ]
+
+
+def transit_statements(dialect: str) -> list[str]:
+    """HQ migration 19: a reservation collected at another store remembers the transfer that carries it and
+    the store that sent it (``store_id`` becomes the pickup store when it arrives)."""
+    return [
+        "ALTER TABLE reservations ADD COLUMN transfer_id TEXT",
+        "ALTER TABLE reservations ADD COLUMN shipped_from TEXT",
+    ]

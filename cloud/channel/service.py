@@ -130,12 +130,14 @@ class ChannelDesk:
             if reservation_id is None:
                 if self.db.scalar("SELECT 1 FROM products WHERE sku = ?", (request.sku,)) is None:
                     raise ChannelError("not_found", f"no product {request.sku!r}")
-                if self.db.scalar("SELECT 1 FROM stores WHERE store_id = ?", (request.store,)) is None:
-                    raise ChannelError("not_found", f"no store {request.store!r}")
+                for store in {request.store, request.pickup_store or request.store}:
+                    if self.db.scalar("SELECT 1 FROM stores WHERE store_id = ?", (store,)) is None:
+                        raise ChannelError("not_found", f"no store {store!r}")
                 reservation_id = reservations.next_id(self.db)
                 record, changes = reservations.create(
                     self.db, reservation_id=reservation_id, channel=channel, store_id=request.store, sku=request.sku,
-                    qty=request.qty, member_id=request.member, customer=request.customer, pickup_store=None,
+                    qty=request.qty, member_id=request.member, customer=request.customer,
+                    pickup_store=request.pickup_store if request.pickup_store != request.store else None,
                     hold_s=request.hold_h * 3600.0, confirm_s=float(request.confirm_s), now=now,
                 )  # fmt: skip
                 record_changes(self.db, changes, now)
@@ -222,8 +224,12 @@ class ChannelDesk:
             self.stats.update(counts)
 
 
+_ADDED_LATER = ("pickup_store",)  # left out when unset: a key stored before they existed keeps its fingerprint
+
+
 def _fingerprint(op: str, request: msgspec.Struct, ignore: tuple[str, ...]) -> str:
-    fields = {k: v for k, v in msgspec.to_builtins(request).items() if k not in ignore}
+    fields = {k: v for k, v in msgspec.to_builtins(request).items()
+              if k not in ignore and not (k in _ADDED_LATER and v is None)}  # fmt: skip
     return hashlib.sha256(op.encode() + msgspec.json.encode(dict(sorted(fields.items())))).hexdigest()
 
 

@@ -11,6 +11,9 @@ merge. Two things can come out wrong and are recorded as a conflict, one open pe
 - ``transfer-short``: a store-to-store transfer whose receiving dock did not find every unit sent
   (tenpo.cloud.asn.transfers opens it); ``return-to-sender`` books the missing units back into the
   sender's stock (they never left), ``accept`` records them as lost in transit.
+- ``reservation-short``: a reservation collected at another store whose transfer arrived short; it holds
+  what came (docs/transfers.md). ``accept`` records that the customer was told; the stock side is the
+  transfer's own conflict.
 
 Resolution appends an entry and never edits one: ``write-off`` (points: an adjustment that brings
 the balance back to zero), ``adjust`` (stock: a correcting entry to zero), or ``accept`` (record the
@@ -37,7 +40,9 @@ STOCK = "stock-oversold"
 HQ_STORE = "HQ"  # store_id of HQ's own ledger entries
 HQ_STREAM = "hq"
 TRANSFER = "transfer-short"  # opened by tenpo.cloud.asn.transfers
-ACTIONS = {POINTS: ("write-off", "accept"), STOCK: ("adjust", "accept"), TRANSFER: ("return-to-sender", "accept")}
+RESERVATION = "reservation-short"  # opened by tenpo.cloud.channel.reservations.arrive
+ACTIONS = {POINTS: ("write-off", "accept"), STOCK: ("adjust", "accept"), TRANSFER: ("return-to-sender", "accept"),
+           RESERVATION: ("accept",)}  # fmt: skip
 RESOLUTIONS = ("write-off", "adjust", "return-to-sender", "accept")
 MAX_ENTRIES = 50  # newest ledger rows a conflict shows
 
@@ -241,6 +246,9 @@ def resolve(db: Central, conflict_id: int | str, action: str, note: str | None =
                     raise UserError(f"conflict {number}: no missing units to return (use --action accept)")
                 resolution["entries"] = [_stock_fix(db, sender, sku, int(qty), "transfer-return", ref, now, changes)
                                          for sku, qty in sorted(skus.items())]  # fmt: skip
+        elif conflict.kind == RESERVATION:  # the customer was told; the units' loss is the transfer's conflict
+            level = conflict.level
+            resolution = {"ordered": conflict.detail.get("ordered"), "arrived": conflict.detail.get("arrived")}
         else:
             store_id, _, sku = conflict.subject.partition("/")
             level = int(db.scalar("SELECT on_hand FROM stock_levels WHERE store_id = ? AND sku = ?", (store_id, sku), 0))
