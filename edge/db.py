@@ -311,6 +311,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (16, "product variants: style, colour, size", products_schema.migrate_variants),
     (17, "store-to-store transfers sent from here", transfers_schema.migrate),
     (19, "beacon day keys from HQ replace the stored identifier lists (issue 14)", beacon_ids.migrate_keys),  # H12
+    (20, "reservations collected at another store: in transit by transfer (issue 18)", reservations_schema.migrate_transit),
 ]
 
 

@@ -108,22 +108,33 @@ def create_transfer(db: sqlite_utils.Database, store_id: str, *, to_store: str, 
         raise UserError("--qty: at least 1 (or an --epc-file listing the tags)")
     at = time.time() if now is None else now
     with transaction(db) as conn:
-        gtin = _product(conn, sku)
-        if epcs:
-            check_epcs(epcs, gtin, sku)
-        on_hand = int(conn.execute("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE sku = ?", (sku,)).fetchone()[0])
-        if on_hand < count:
-            raise UserError(f"{sku}: {on_hand:,} on hand here, cannot send {count:,} (count it, or adjust stock first)")
-        transfer_id = f"TR-{store_id}-{time.strftime('%y%m%d', time.localtime(at))}-{secrets.token_hex(3).upper()}"
-        post_stock(conn, sku=sku, delta=-count, reason=REASON, ref=transfer_id, now=at)
-        seq = append(conn, TransferShipped(transfer_id=transfer_id, to_store=to_store,
-                                           lines=[TransferLine(sku=sku, gtin=gtin, qty=count)], epcs=epcs,
-                                           clerk_id=clerk_id, at=at))  # fmt: skip
-        conn.execute(
-            "INSERT INTO transfers_out(transfer_id, to_store, sku, gtin, qty, epcs, clerk_id, created_at, store_seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (transfer_id, to_store, sku, gtin, count, json.dumps(epcs), clerk_id, at, seq),
-        )
+        transfer_id = new_transfer_id(store_id, at)
+        return send(conn, transfer_id, to_store=to_store, sku=sku, count=count, epcs=epcs, clerk_id=clerk_id, at=at)
+
+
+def new_transfer_id(store_id: str, at: float) -> str:
+    return f"TR-{store_id}-{time.strftime('%y%m%d', time.localtime(at))}-{secrets.token_hex(3).upper()}"
+
+
+def send(conn: sqlite3.Connection, transfer_id: str, *, to_store: str, sku: str, count: int, epcs: list[str],
+         clerk_id: str | None, at: float) -> Transfer:  # fmt: skip
+    """Inside the caller's transaction: the ledger entry, the event and the row (a reservation's shipment
+    writes its own event first, in the same transaction: tenpo.edge.reservations.store.ship)."""
+    gtin = _product(conn, sku)
+    if epcs:
+        check_epcs(epcs, gtin, sku)
+    on_hand = int(conn.execute("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE sku = ?", (sku,)).fetchone()[0])
+    if on_hand < count:
+        raise UserError(f"{sku}: {on_hand:,} on hand here, cannot send {count:,} (count it, or adjust stock first)")
+    post_stock(conn, sku=sku, delta=-count, reason=REASON, ref=transfer_id, now=at)
+    seq = append(conn, TransferShipped(transfer_id=transfer_id, to_store=to_store,
+                                       lines=[TransferLine(sku=sku, gtin=gtin, qty=count)], epcs=epcs,
+                                       clerk_id=clerk_id, at=at))  # fmt: skip
+    conn.execute(
+        "INSERT INTO transfers_out(transfer_id, to_store, sku, gtin, qty, epcs, clerk_id, created_at, store_seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (transfer_id, to_store, sku, gtin, count, json.dumps(epcs), clerk_id, at, seq),
+    )
     return Transfer(transfer_id, to_store, sku, gtin, count, len(epcs), clerk_id, at, seq)
 
 

@@ -64,3 +64,37 @@ async def test_the_clerk_marks_a_held_reservation_ready_or_rejects_it(config) ->
     assert [(e["reservation_id"], e["clerk_id"]) for e in outbox(config, "reservation.ready")] == [("R00000001", CLERK)]
     rejected = outbox(config, "reservation.rejected")
     assert [(e["reservation_id"], e["reason"]) for e in rejected] == [("R00000002", "damaged")]
+
+
+async def test_the_clerk_ships_one_collected_at_another_store_and_it_leaves_the_list(tmp_path: Path) -> None:
+    """s on a hold collected at another store: the reservation goes in transit and a transfer takes the units out,
+    its event first (HQ tells the pickup store of the reservation before the transfer's ASN)."""
+    made = make_store(tmp_path / "S001")
+    db = edge_db.connect(made.database)
+    replica.adjust_stock(db, "UMBRELLA", 2, "received")
+    with edge_db.transaction(db) as conn:
+        store.apply_upsert(conn, "S001", ReservationUpsert(
+            reservation_id="R00000009", store_id="S001", sku="UMBRELLA", qty=2, state="requested", channel="web",
+            pickup_store="S002", customer="お客様 9", expires_at=1_900_000_000.0), 9)  # fmt: skip
+    assert store.available(db.conn, "UMBRELLA") == 0
+    db.conn.close()
+    app = make_app(made)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, CLERK)
+        await pilot.press("f5", "ctrl+t")
+        await settle(pilot)
+        (row,) = rows(app)
+        assert (row[0], row[6]) == ("R00000009", "to send to S002")
+        await pilot.press("s")
+        await settle(pilot)
+        assert rows(app) == [], "sent: nothing left to do here"
+    db = edge_db.connect(made.database)
+    shipped = store.get(db.conn, "R00000009")
+    assert shipped is not None and shipped.state == "in_transit" and shipped.transit("S001") == "sent to S002"
+    assert (store.on_hand(db.conn, "UMBRELLA"), store.reserved(db.conn, "UMBRELLA")) == (0, 0)
+    kinds = [r[0] for r in db.conn.execute("SELECT type FROM outbox WHERE type IN ('reservation.shipped',"
+                                           " 'transfer.shipped') ORDER BY seq")]  # fmt: skip
+    assert kinds == ["reservation.shipped", "transfer.shipped"]
+    db.conn.close()
+    (payload,) = outbox(made, "reservation.shipped")
+    assert (payload["to_store"], payload["transfer_id"], payload["clerk_id"]) == ("S002", shipped.transfer_id, CLERK)

@@ -81,9 +81,10 @@ class Chain:
         return None if row is None else str(row[0])
 
 
-def make_chain(tmp_path: Path, broker: Mosquitto, db_url: str, stores: tuple[str, ...] = ("S001", "S002")) -> Chain:
+def make_chain(tmp_path: Path, broker: Mosquitto, db_url: str, stores: tuple[str, ...] = ("S001", "S002"),
+               products_csv: str = PRODUCTS) -> Chain:  # fmt: skip
     products = tmp_path / "products.csv"
-    products.write_text(PRODUCTS)
+    products.write_text(products_csv)
     central = Central(db_url)
     import_products(central, products)
     configs = {s: provision_store(tmp_path / s, s, broker.url, db_url) for s in stores}

@@ -340,11 +340,19 @@ async def test_stock_lookup_shows_other_stores_and_reserves_for_pickup(config) -
         assert isinstance(app.screen, MainScreen)
         await pilot.press("down", "down", "f8")
         await settle(pilot)
+        assert app.screen.query_one("#in-pickup", Input).value == "S001", "collected here unless said otherwise"
         await fill(pilot, qty="2", member="C100", customer="")
         assert isinstance(app.screen, MainScreen)
-    reservation = outbox(config, "reservation.requested")[0]
-    got = (reservation["sku"], reservation["qty"], reservation["from_store"], reservation["member_id"])
-    assert got == ("UMBRELLA", 2, "S002", "M-0001")
+        # The customer would rather collect at a third store near home: S002 sends it there (a transfer).
+        await pilot.press("f8")
+        await settle(pilot)
+        await fill(pilot, qty="1", member="C100", customer="", pickup="S003")
+        assert isinstance(app.screen, MainScreen)
+    reservation, elsewhere = outbox(config, "reservation.requested")
+    got = (reservation["sku"], reservation["qty"], reservation["from_store"], reservation["member_id"],
+           reservation["pickup_store"])  # fmt: skip
+    assert got == ("UMBRELLA", 2, "S002", "M-0001", "S001")
+    assert (elsewhere["from_store"], elsewhere["pickup_store"]) == ("S002", "S003")
 
 
 async def test_a_manager_adjusts_stock(config) -> None:

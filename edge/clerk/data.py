@@ -236,9 +236,10 @@ class ClerkData:
         return lines
 
     def reserve(self, clerk: accounts.Clerk, *, sku: str, qty: int, from_store: str, member_id: str | None,
-                customer: str | None) -> str:  # fmt: skip
+                customer: str | None, pickup_store: str | None = None) -> str:  # fmt: skip
         return self._locked(records.request_reservation, self.db, self.config.store_id, clerk.clerk_id, sku=sku,
-                            qty=qty, from_store=from_store, member_id=member_id, customer=customer)  # fmt: skip
+                            qty=qty, from_store=from_store, member_id=member_id, customer=customer,
+                            pickup_store=pickup_store)  # fmt: skip
 
     def adjust_stock(self, clerk: accounts.Clerk, sku: str, qty: int, reason: str,
                      approver: accounts.Clerk | None = None) -> int:  # fmt: skip

@@ -17,6 +17,7 @@ from tenpo.edge.outbox import append, next_counter
 from tenpo.edge.reservations.store import hold_here
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import MemberViewed, ReservationRequested
+from tenpo.shared.ids import is_store_id
 
 AUDIT_ACTIONS = ("view", "export")
 
@@ -54,11 +55,16 @@ def member_audit(db: sqlite_utils.Database, member_id: str | None = None, limit:
 
 
 def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str, *, sku: str, qty: int,
-                        from_store: str, member_id: str | None = None, customer: str | None = None) -> str:  # fmt: skip
-    """取り置き: ask HQ to have ``from_store`` hold ``qty`` of ``sku`` for pickup here (held here at once when
-    ``from_store`` is this store and available covers it); returns the id."""
+                        from_store: str, member_id: str | None = None, customer: str | None = None,
+                        pickup_store: str | None = None) -> str:  # fmt: skip
+    """取り置き: ask HQ to have ``from_store`` hold ``qty`` of ``sku`` for pickup at ``pickup_store`` (default:
+    here; another store than ``from_store`` gets it by transfer, docs/transfers.md). Held here at once when
+    ``from_store`` is this store and available covers it; returns the id."""
+    pickup_store = (pickup_store or "").strip() or store_id
     if qty < 1:
         raise UserError("qty: at least 1")
+    if not is_store_id(pickup_store):
+        raise UserError(f"pickup store: {pickup_store[:40]!r} is not a store id")
     if not member_id and not (customer and customer.strip()):
         raise UserError("customer: a member or a name/phone to hold it for")
     now = time.time()
@@ -67,7 +73,7 @@ def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str,
             raise UserError(f"sku: {sku} is not in the product list")
         reservation_id = f"{store_id}-P{next_counter(conn, 'reservation'):06d}"
         seq = append(conn, ReservationRequested(
-            reservation_id=reservation_id, sku=sku, qty=qty, from_store=from_store, pickup_store=store_id,
+            reservation_id=reservation_id, sku=sku, qty=qty, from_store=from_store, pickup_store=pickup_store,
             member_id=member_id, customer=customer, clerk_id=clerk_id, at=now))  # fmt: skip
         conn.execute(
             "INSERT INTO pickup_reservations(reservation_id, sku, qty, from_store, member_id, customer, clerk_id,"
@@ -78,7 +84,7 @@ def request_reservation(db: sqlite_utils.Database, store_id: str, clerk_id: str,
         )
         if from_store == store_id:  # 取り置き of this store's own stock: held here at once (issue 18)
             hold_here(conn, reservation_id, sku=sku, qty=qty, member_id=member_id, customer=customer,
-                      clerk_id=clerk_id, store_id=store_id)  # fmt: skip
+                      clerk_id=clerk_id, store_id=store_id, pickup_store=pickup_store)  # fmt: skip
             conn.execute("UPDATE pickup_reservations SET status = 'confirmed' WHERE reservation_id = ?",
                          (reservation_id,))  # fmt: skip
     return reservation_id

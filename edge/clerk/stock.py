@@ -136,12 +136,16 @@ class StockPanel(Panel):
             qty = _int(values["qty"], "qty")
             member_id = data.resolve_member(values["member"]).member_id if values["member"].strip() else None
             return data.reserve(clerk, sku=line.sku, qty=qty, from_store=line.store_id, member_id=member_id,
-                                customer=values["customer"].strip() or None)  # fmt: skip
+                                customer=values["customer"].strip() or None,
+                                pickup_store=values["pickup"].strip() or data.store_id)  # fmt: skip
 
+        # Collected here unless the customer names another store (the holding store, or one near them): a
+        # store other than the holding one gets it by transfer (docs/transfers.md).
         fields = (Field("qty", "数量 qty", value="1"), Field("member", "会員 member", "card / phone / name"),
-                  Field("customer", "お客様 customer", "name or phone if not a member"))  # fmt: skip
+                  Field("customer", "お客様 customer", "name or phone if not a member"),
+                  Field("pickup", "受取店 pickup store", "store id", value=data.store_id, aliases=("pickup store",)))  # fmt: skip
         note = f"{line.name} ({line.sku}) at {line.store_id}: {line.on_hand} on hand"
-        self.app.push_screen(FormScreen("取り置き · hold for pickup here", fields, submit, note),
+        self.app.push_screen(FormScreen("取り置き · hold for pickup", fields, submit, note),
                              lambda rid: rid and self.app.notify(f"reservation {rid} sent to HQ (Ctrl+O lists)"))  # fmt: skip
 
     def action_reservations(self) -> None:
@@ -222,6 +226,7 @@ def reservation_state(status: str) -> Text:
     words = {"requested": ("sent · waiting for HQ", "yellow"), "confirmed": ("confirmed by HQ", "green"),
              "held": ("held at store", "green"), "rejected": ("refused by HQ", "bold red"),
              "cancelled": ("cancelled", "dim"), "picked_up": ("picked up", "dim"),
-             "ready": ("ready for pickup", "bold green"), "expired": ("expired", "dim")}  # fmt: skip
+             "ready": ("ready for pickup", "bold green"), "expired": ("expired", "dim"),
+             "in_transit": ("on its way · transfer", "cyan")}  # fmt: skip
     text, style = words.get(status, (status, ""))
     return Text(text, style)

@@ -2,7 +2,8 @@
 
 Accepting a verdict posts the received quantities to the stock ledger and, in the same transaction,
 one ``stock.moved`` event per SKU (reason ``receipt``) and an ``inspection.completed`` event for HQ,
-so HQ sees the receipt exactly once (the transactional outbox: docs/design.md §2, rule 1).
+so HQ sees the receipt exactly once (the transactional outbox: docs/design.md §2, rule 1). A transfer that
+carries reservations collected here holds their units in the same transaction (``reservation.arrived``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tenpo.edge.inspection.matching import CrossRead, Verdict, choose_asn, match
 from tenpo.edge.inspection.session import ClosedSession
 from tenpo.edge.ledgers import post_stock
 from tenpo.edge.outbox import append, next_counter
+from tenpo.edge.reservations import store as reservations
 from tenpo.shared.asn import Asn, ParsedAsns, read_asn_file
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import InspectionCompleted
@@ -252,6 +254,11 @@ def accept(db: sqlite_utils.Database, store_id: str, inspection_id: str, by: str
         )
         if record.shipment_id:
             set_asn_status(conn, record.shipment_id, "received")
+            # A transfer carrying reservations collected here: held from this same transaction (issue 18).
+            received: dict[str, int] = {}
+            for line in lines:
+                received[line.sku] = received.get(line.sku, 0) + line.qty
+            reservations.arrived(conn, store_id, record.shipment_id, received)
         return get_inspection(conn, store_id, inspection_id)
 
 

@@ -1,15 +1,18 @@
-"""`tenpo edge reservations` and `tenpo edge reservation ready|reject|pickup ID`: the holds this store keeps
+"""`tenpo edge reservations` and `tenpo edge reservation ready|reject|ship|pickup ID`: the holds this store keeps
 for channels and other stores' clerks. Moves take ``--clerk ID`` (PIN without echo, or stdin's first line);
-a pickup is a sale through checkout that consumes the reservation in its own transaction."""
+a pickup is a sale through checkout that consumes the reservation in its own transaction; a ship sends one
+collected at another store there by transfer (docs/transfers.md)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import sqlite_utils
 
+from tenpo.edge import transfers
 from tenpo.edge.checkout.cli import _print as print_sale
 from tenpo.edge.checkout.model import Payment, Scan
 from tenpo.edge.checkout.store import SaleOrder, commit_sale, find_member_id
@@ -31,11 +34,12 @@ from tenpo.shared.terminal import safe_text
 
 def register_edge(commands: argparse._SubParsersAction) -> None:
     listing = with_config(commands.add_parser("reservations", help="reservations held at this store (BOPIS, 取り置き)"))
-    listing.add_argument("--active", action="store_true", help="only confirmed and ready ones")
+    listing.add_argument("--active", action="store_true",
+                         help="only what the counter still has to do: confirmed, ready, on its way here")  # fmt: skip
     json_flag(listing)
     listing.set_defaults(func=cmd_list)
 
-    one = commands.add_parser("reservation", help="move a reservation held here: ready, reject, pickup")
+    one = commands.add_parser("reservation", help="move a reservation held here: ready, reject, ship, pickup")
     moves = one.add_subparsers(dest="reservation_command", metavar="COMMAND")
     moves.required = True
     ready = clerk_flag(with_config(moves.add_parser("ready", help="picked from the shelf, waiting at the counter")))
@@ -47,6 +51,12 @@ def register_edge(commands: argparse._SubParsersAction) -> None:
     reject.add_argument("--reason", required=True, help="why (damaged, miscounted ...); the channel sees it")
     json_flag(reject)
     reject.set_defaults(func=cmd_reject)
+    ship = clerk_flag(with_config(moves.add_parser(
+        "ship", help="collected at another store: send the held units there (a transfer; its dock receives it)")))  # fmt: skip
+    ship.add_argument("reservation_id", metavar="ID")
+    ship.add_argument("--epc-file", type=Path, metavar="FILE", help="the tags packed, one EPC (hex) per line")
+    json_flag(ship)
+    ship.set_defaults(func=cmd_ship)
     pickup = clerk_flag(with_config(moves.add_parser(
         "pickup", help="hand it over: a sale of the reserved items that consumes the reservation",
     )))  # fmt: skip
@@ -65,13 +75,15 @@ def _checked(reservation_id: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    _config, db = open_store(args)
-    found = store.listing(db, active_only=args.active)
+    config, db = open_store(args)
+    here = config.store_id
+    found = store.listing(db, active_only=args.active, here=here)
     if args.json:
         rows = []
         for r in found:
             data = r.as_json()
             data["available"] = store.available(db.conn, r.sku)
+            data["transit"] = r.transit(here)
             rows.append(data)
         print_json(rows)
         return 0
@@ -80,7 +92,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for r in found:
         who = r.customer or r.member_id or "-"
-        print(f"{r.reservation_id:<14} {r.state:<10} {r.sku:<14} x{r.qty:<4} {r.channel:<12} {safe_text(who)}"
+        pickup = f"pickup {r.pickup_store or here}"
+        transit = r.transit(here)
+        print(f"{r.reservation_id:<14} {r.state:<10} {r.sku:<14} x{r.qty:<4} {r.channel:<12} {pickup:<13}"
+              f" {safe_text(who)}" + (f"  [{transit}{f' {r.transfer_id}' if r.transfer_id else ''}]" if transit else "")
               + (f"  ({safe_text(r.reason)})" if r.reason else ""))  # fmt: skip
     return 0
 
@@ -111,6 +126,22 @@ def cmd_reject(args: argparse.Namespace) -> int:
     done = store.reject(db, reservation_id, args.reason, clerk.clerk_id)
     record_action(db, clerk, "edge reservation reject", reservation_id)
     _show(done, args.json)
+    return 0
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    reservation_id = _checked(args.reservation_id)
+    require_clerk_flag(args, "shipping a reservation to its pickup store")
+    epcs = transfers.read_epc_file(args.epc_file) if args.epc_file else None
+    config, db = open_store(args)
+    clerk = signed_in(args, db, "shipping a reservation to its pickup store")
+    done, sent = store.ship(db, config.store_id, reservation_id, clerk.clerk_id, epcs)
+    record_action(db, clerk, "edge reservation ship", f"{reservation_id} {sent.transfer_id}")
+    if args.json:
+        print_json({**done.as_json(), "transfer": sent.as_json()})
+    else:
+        print(f"reservation {reservation_id}: in_transit to {sent.to_store} as transfer {sent.transfer_id}"
+              f" ({sent.qty} × {safe_text(sent.sku)}); its dock receives it")  # fmt: skip
     return 0
 
 
