@@ -469,8 +469,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (17, "store-to-store transfers", _area(asn_schema.transfer_statements)),
     (18, "points holds at the web checkout, member-app devices, member field clocks (issue 18)",
      _area(channel_extras_schema.statements)),
-    (19, "reservations collected at another store: the transfer that carries them (issue 18)",
-     _area(channel_schema.transit_statements)),
+    (19, "reservations collected at another store, by transfer (issue 18)", _area(channel_schema.transit_statements)),
 ]
 
 
