@@ -5,58 +5,88 @@ Store sales whose time has the shape ``YYYY-MM-DDTHH:MM:SS[.ffffff]±HH:MM`` (or
 calendar date (29 February aside) go through SQL; any other sale, and every imported order, goes
 through the Python pass, so a malformed time can never stop the rebuild and reads as it does in the
 incremental fold. SKUs and member ids are ordered byte-wise (``COLLATE "C"``), as Python orders them.
-The secondary indexes are dropped for the load and built again after (one sort instead of millions
-of inserts into a B-tree).
+The keys and secondary indexes are dropped for the load and built again after (one sort instead of
+millions of inserts into a B-tree).
 """
 
 from __future__ import annotations
+
+import json
 
 from tenpo.cloud.db import Central
 
 _DAY = r"(0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-8])"
 SHAPE = rf"^[1-9]\d{{3}}-({_DAY})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{{1,6}})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
-WHERE_SQL = "s.at ~ %s"  # sales the SQL takes; the Python pass takes NOT (...)
-
 _OFFSET = ("CASE WHEN right(s.at, 1) = 'Z' THEN interval '0 minutes' ELSE"
            " make_interval(mins => (CASE WHEN substr(right(s.at, 6), 1, 1) = '-' THEN -1 ELSE 1 END)"
            " * (substr(right(s.at, 5), 1, 2)::int * 60 + substr(right(s.at, 2), 1, 2)::int)) END")  # fmt: skip
 
+# One pass over the sales, the shape tested once each: a sale of another shape leaves a placeholder row (day '',
+# items its key as a JSON array) that ``load_sales`` takes out again and hands to the Python reading.
+# jsonb: the document parsed once (json would parse it again for each ->), as the incremental reading does.
 SALES = f"""INSERT INTO analytics_purchases(purchase_id, customer, channel, store_id, day, amount, is_sale, items)
 SELECT 'store:' || s.store_id || ':' || s.stream || ':' || s.receipt_no, COALESCE(a.member_id, s.member_id), 'store',
-       s.store_id, to_char(substr(s.at, 1, 19)::timestamp - {_OFFSET} + interval '9 hours', 'YYYY-MM-DD'), s.total,
-       CASE WHEN s.kind = 'sale' THEN 1 ELSE 0 END,
-       CASE WHEN s.kind = 'sale' THEN COALESCE((
+       s.store_id,
+       CASE WHEN s.shaped THEN to_char(substr(s.at, 1, 19)::timestamp - {_OFFSET} + interval '9 hours', 'YYYY-MM-DD')
+            ELSE '' END,
+       s.total, CASE WHEN s.kind = 'sale' THEN 1 ELSE 0 END,
+       CASE WHEN NOT s.shaped THEN json_build_array(s.store_id, s.stream, s.receipt_no)::text
+            WHEN s.kind = 'sale' THEN COALESCE((
            SELECT string_agg(DISTINCT (l->>'sku') COLLATE "C", ' ' ORDER BY (l->>'sku') COLLATE "C")
-           FROM json_array_elements(s.sale::json->'lines') l WHERE (l->>'qty')::numeric > 0), '') ELSE '' END
-FROM sales s LEFT JOIN member_aliases a ON a.alias = s.member_id WHERE {WHERE_SQL}"""
+           FROM jsonb_array_elements(s.sale::jsonb->'lines') l WHERE (l->>'qty')::numeric > 0), '') ELSE '' END
+FROM (SELECT *, at ~ %s AS shaped FROM sales OFFSET 0) s LEFT JOIN member_aliases a ON a.alias = s.member_id"""
+PLACEHOLDERS = "FROM analytics_purchases WHERE day = ''"
 
+# One sort of each member's purchases, sales first (by day, then id): the first row is the first sale, the
+# next one the second sale if it is a sale; totals over the whole partition (a refund lowers the monetary value).
+# Byte-wise ("C") keys: the order Python uses, and sorts that compare bytes rather than go through the locale.
 MEMBERS = """INSERT INTO analytics_members(customer, first_day, first_purchase, first_channel, second_day,
     second_purchase, last_day, frequency, monetary)
-SELECT f.customer, f.day, f.purchase_id, f.channel, f.second_day, f.second_purchase, f.last_day, f.frequency, m.monetary
-FROM (SELECT customer, day, purchase_id, channel,
-             row_number() OVER w AS rn, lead(day) OVER w AS second_day, lead(purchase_id) OVER w AS second_purchase,
-             max(day) OVER (PARTITION BY customer) AS last_day, count(*) OVER (PARTITION BY customer) AS frequency
-      FROM analytics_purchases WHERE customer IS NOT NULL AND is_sale = 1
-      WINDOW w AS (PARTITION BY customer ORDER BY day, purchase_id COLLATE "C")) f
-JOIN (SELECT customer, sum(amount) AS monetary FROM analytics_purchases WHERE customer IS NOT NULL GROUP BY customer) m
-  ON m.customer = f.customer
-WHERE f.rn = 1"""
+SELECT customer, day, purchase_id, channel, CASE WHEN next_is_sale = 1 THEN next_day END,
+       CASE WHEN next_is_sale = 1 THEN next_purchase END, last_day, frequency, monetary
+FROM (SELECT customer, day, purchase_id, channel, is_sale, row_number() OVER w AS rn,
+             lead(is_sale) OVER w AS next_is_sale, lead(day) OVER w AS next_day, lead(purchase_id) OVER w AS next_purchase,
+             max(CASE WHEN is_sale = 1 THEN day END) OVER m AS last_day, sum(is_sale) OVER m AS frequency,
+             sum(amount) OVER m AS monetary
+      FROM analytics_purchases WHERE customer IS NOT NULL
+      WINDOW m AS (PARTITION BY customer COLLATE "C"),
+             w AS (m ORDER BY is_sale DESC, day COLLATE "C", purchase_id COLLATE "C")) f
+WHERE rn = 1 AND is_sale = 1"""
 
-_BASKETS = ("SELECT purchase_id, CASE WHEN store_id IS NOT NULL THEN 'store:' || store_id ELSE 'channel:' || channel END"
+# Per scope first; the chain's figures are their sums (every purchase has exactly one scope).
+_BASKETS = ("SELECT CASE WHEN store_id IS NOT NULL THEN 'store:' || store_id ELSE 'channel:' || channel END"
             " AS scope, items FROM analytics_purchases WHERE is_sale = 1 AND items <> ''")  # fmt: skip
-SCOPES = f"""INSERT INTO analytics_scopes(scope, purchases)
-SELECT COALESCE(scope, '*'), count(*) FROM ({_BASKETS}) b GROUP BY ROLLUP (scope)"""
+SCOPES = f"INSERT INTO analytics_scopes(scope, purchases) SELECT scope, count(*) FROM ({_BASKETS}) b GROUP BY scope"
 ITEMS = f"""INSERT INTO analytics_items(scope, sku, n)
-SELECT COALESCE(scope, '*'), sku, count(*) FROM (SELECT scope, unnest(string_to_array(items, ' ')) AS sku
-FROM ({_BASKETS}) b) x GROUP BY GROUPING SETS ((scope, sku), (sku))"""
+SELECT scope, sku, count(*) FROM (SELECT scope, unnest(string_to_array(items, ' ')) AS sku FROM ({_BASKETS}) b) x
+GROUP BY scope, sku"""
+CHAIN = ("INSERT INTO analytics_scopes(scope, purchases) SELECT '*', sum(purchases) FROM analytics_scopes"
+         " HAVING count(*) > 0",
+         "INSERT INTO analytics_items(scope, sku, n) SELECT '*', sku, sum(n) FROM analytics_items GROUP BY sku")  # fmt: skip
+
 # ``items`` is sorted byte-wise (both writers sort it so), so the pair (i < j) of positions is the pair a < b.
-PAIRS = """INSERT INTO analytics_pairs(scope, a, b, n)
+# A basket of c <= SMALL SKUs meets its c(c-1)/2 pairs of positions in a fixed list keyed by c (a hash join: no
+# function call per basket); a larger one, rare, takes them from generate_series. Each basket is split once.
+SMALL = 8
+_POSITIONS = ", ".join(f"({c}, {i}, {j})" for c in range(2, SMALL + 1) for j in range(2, c + 1) for i in range(1, j))
+PAIRS = f"""INSERT INTO analytics_pairs(scope, a, b, n)
+WITH baskets AS MATERIALIZED (
+    SELECT string_to_array(items, ' ') AS skus FROM analytics_purchases WHERE is_sale = 1 AND items LIKE '% %')
 SELECT '*', x.a, x.b, count(*)
-FROM (SELECT string_to_array(items, ' ') AS arr FROM analytics_purchases WHERE is_sale = 1 AND items LIKE '% %') p,
-LATERAL (SELECT p.arr[i] AS a, p.arr[j] AS b FROM generate_series(1, cardinality(p.arr)) i,
-         generate_series(1, cardinality(p.arr)) j WHERE i < j) x
+FROM (SELECT k.skus[p.i] AS a, k.skus[p.j] AS b FROM baskets k
+      JOIN (VALUES {_POSITIONS}) p(c, i, j) ON p.c = cardinality(k.skus)
+      UNION ALL
+      SELECT k.skus[i], k.skus[j] FROM baskets k, generate_series(1, cardinality(k.skus)) i,
+             generate_series(i + 1, cardinality(k.skus)) j WHERE cardinality(k.skus) > {SMALL}) x
 GROUP BY x.a, x.b"""
 
+# The rebuilt tables' keys and indexes: dropped for the load, built again after (DDL is transactional here).
+KEYS = {
+    "analytics_purchases": ("analytics_purchases_pkey", "purchase_id"),
+    "analytics_members": ("analytics_members_pkey", "customer"),
+    "analytics_items": ("analytics_items_pkey", "scope, sku"),
+    "analytics_pairs": ("analytics_pairs_pkey", "scope, a, b"),
+}
 INDEXES = {
     "analytics_purchases_customer": "CREATE INDEX analytics_purchases_customer ON analytics_purchases(customer, day)",
     "analytics_purchases_day": "CREATE INDEX analytics_purchases_day ON analytics_purchases(day)",
@@ -65,22 +95,38 @@ INDEXES = {
 
 
 def drop_indexes(db: Central) -> None:
-    """And room to sort and hash in memory for this transaction (the default 4 MB spills the pair counts to disk)."""
+    """Keys and indexes off the (emptied) tables, and room to sort and hash in memory for this transaction
+    (the default 4 MB spills the pair counts and the index builds to disk)."""
     db.execute("SET LOCAL work_mem = '256MB'")
+    db.execute("SET LOCAL maintenance_work_mem = '512MB'")
     for name in INDEXES:
         db.execute(f"DROP INDEX IF EXISTS {name}")
+    for table, (name, _columns) in KEYS.items():
+        db.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
 
 
-def load_sales(db: Central) -> None:
-    """Store sales of the standard time shape, straight from ``sales`` (inside the caller's transaction)."""
+def load_sales(db: Central) -> list[tuple[str, str, str]]:
+    """Store sales of the standard time shape, straight from ``sales`` (inside the caller's transaction); the
+    keys (store, stream, receipt) of the others, for the Python reading."""
     db.conn.execute(SALES, (SHAPE,))
+    keys = [tuple(json.loads(items)) for (items,) in db.all(f"SELECT items {PLACEHOLDERS}")]
+    if keys:
+        db.execute(f"DELETE {PLACEHOLDERS}")
+    return keys
+
+
+def keyed(count: int) -> str:
+    """A ``read_sales`` condition for ``count`` keys (store, stream, receipt) given as 3 * count parameters."""
+    return f"(s.store_id, s.stream, s.receipt_no) IN ({', '.join(['(?, ?, ?)'] * count)})"
 
 
 def derive(db: Central) -> None:
-    """Members, SKU, pair and purchase counts from ``analytics_purchases``, then the indexes again."""
-    for statement in (MEMBERS, SCOPES, ITEMS, PAIRS):
+    """Members, SKU, pair and purchase counts from ``analytics_purchases``, then the keys and indexes again."""
+    for statement in (MEMBERS, SCOPES, ITEMS, *CHAIN, PAIRS):
         db.conn.execute(statement)
+    for table, (name, columns) in KEYS.items():
+        db.conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} PRIMARY KEY ({columns})")
     for statement in INDEXES.values():
         db.conn.execute(statement)
-    db.conn.execute("ANALYZE analytics_purchases")
-    db.conn.execute("ANALYZE analytics_pairs")
+    for table in ("analytics_purchases", "analytics_members", "analytics_pairs"):
+        db.conn.execute(f"ANALYZE {table}")

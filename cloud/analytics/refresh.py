@@ -134,9 +134,10 @@ def full_refresh(db: Central, config: AnalyticsConfig) -> RefreshReport:
 def _full_postgresql(db: Central, config: AnalyticsConfig, report: RefreshReport) -> None:
     """Sales of the standard shape in SQL; the others and every order through the same Python reading."""
     bulk.drop_indexes(db)
-    bulk.load_sales(db)
+    odd = bulk.load_sales(db)
     batch: list[Purchase] = []
-    others = read_sales(db, "NOT (s.at ~ ?)", (bulk.SHAPE,))
+    others = (p for part in tables.chunks(odd, 300)
+              for p in read_sales(db, bulk.keyed(len(part)), [v for key in part for v in key], stream=False))  # fmt: skip
     for p in chain(others, (p for _key, p in read_orders(db, config) if p is not None)):
         batch.append(p)
         if len(batch) >= BATCH:
