@@ -186,6 +186,47 @@ def test_decode_agrees_with_epcpy(hex_epc: str) -> None:
     assert gs1_key == theirs.gs1_key()
 
 
+_SGTIN_COMPANY_BITS = (40, 37, 34, 30, 27, 24, 20)
+
+
+def _valid_sgtin_head(value: int) -> bool:
+    p = value >> 82 & 7
+    rbits = 44 - _SGTIN_COMPANY_BITS[p]
+    company, item = value >> (38 + rbits) & ((1 << _SGTIN_COMPANY_BITS[p]) - 1), value >> 38 & ((1 << rbits) - 1)
+    return company < 10 ** (12 - p) and item < 10 ** (p + 1)
+
+
+@st.composite
+def sgtin_deliveries(draw: st.DrawFn) -> list[str]:
+    """SGTIN-96 EPCs of a few GTINs (any filter and partition), many serials each, in any order: the
+    decoder's first, second and later sightings of a GTIN, and GTINs that share a slot of its seen table."""
+    heads = []
+    for _ in range(draw(st.integers(1, 4))):
+        p = draw(_PARTITION)
+        company = draw(st.integers(0, 10 ** (12 - p) - 1))
+        item = draw(st.integers(0, 10 ** (p + 1) - 1))
+        rbits = 44 - _SGTIN_COMPANY_BITS[p]
+        heads.append((0x30 << 88) | (draw(st.integers(0, 7)) << 85) | (p << 82) | (company << (38 + rbits)) | (item << 38))
+    # the same low 16 bits above the serial (the seen table's slot), another GTIN above them
+    neighbour = heads[0] + (draw(st.integers(1, 1 << 10)) << 54)
+    if neighbour >> 82 == heads[0] >> 82 and _valid_sgtin_head(neighbour):
+        heads.append(neighbour)
+    picks = draw(st.lists(st.tuples(st.sampled_from(heads), st.integers(0, (1 << 38) - 1)), min_size=1, max_size=12))
+    return [f"{head | serial:024X}" for head, serial in picks]
+
+
+@settings(max_examples=200, deadline=None)
+@given(sgtin_deliveries())
+def test_repeated_gtins_decode_as_epcpy_does(epcs: list[str]) -> None:
+    # Each EPC three times over: once cold, then through whatever the decoder kept of its GTIN.
+    for hex_epc in epcs * 3:
+        ours, theirs = decode_epc(hex_epc), hex_to_tag_encodable(hex_epc)
+        assert (ours.pure_identity, ours.gtin) == (theirs.epc_uri, theirs.gs1_key())
+        value = int(hex_epc, 16)
+        assert (ours.serial, ours.filter) == (str(value & ((1 << 38) - 1)), value >> 85 & 7)
+        assert ours.tag_uri == f"urn:epc:tag:sgtin-96:{ours.filter}." + theirs.epc_uri.removeprefix("urn:epc:id:sgtin:")
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     body=st.text("0123456789", min_size=13, max_size=13),
