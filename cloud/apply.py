@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tenpo.cloud import certs
@@ -196,21 +197,33 @@ def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, appl
         if duplicates:
             _check_reused_sequences(db, topic, store_id, stream, duplicates)
         # Progress first: the feed's points balances say up to which seq of each store they count.
-        db.execute("UPDATE stores SET stream = ?, last_applied_seq = ?, last_seen = ?, backlog = ? WHERE store_id = ?",
-                   (stream, last, now, batch.backlog, store_id))  # fmt: skip
         origin = Origin(store_id, stream)
         if one_by_one:
+            _record_progress(db, store_id, stream, last, now, batch.backlog)
             stored = [event for event in todo if _apply_alone(db, topic, origin, event, now, applied_by)]
+            if stored:
+                db.execute("UPDATE stores SET events_applied = events_applied + ?, newest_event_hlc = ? WHERE store_id = ?",
+                           (len(stored), stored[-1].hlc, store_id))  # fmt: skip
         else:
+            # Whole or not at all (a failure rolls the transaction back), so the count is known now: one
+            # statement and one new version of the store row per batch instead of two.
+            _record_progress(db, store_id, stream, last, now, batch.backlog, todo)
             try:
                 _apply_events(db, topic, origin, todo, now, applied_by)
             except Exception as exc:
                 raise _OneEventFailed from exc
-            stored = todo
-        if stored:
-            db.execute("UPDATE stores SET events_applied = events_applied + ?, newest_event_hlc = ? WHERE store_id = ?",
-                       (len(stored), stored[-1].hlc, store_id))  # fmt: skip
     return Ack(batch.stream, last, gap=gap)
+
+
+def _record_progress(db: Central, store_id: str, stream: str, last: int, now: float, backlog: int,
+                     stored: list[Event] | None = None) -> None:  # fmt: skip
+    if not stored:
+        db.execute("UPDATE stores SET stream = ?, last_applied_seq = ?, last_seen = ?, backlog = ? WHERE store_id = ?",
+                   (stream, last, now, backlog, store_id))  # fmt: skip
+        return
+    db.execute("UPDATE stores SET stream = ?, last_applied_seq = ?, last_seen = ?, backlog = ?,"
+               " events_applied = events_applied + ?, newest_event_hlc = ? WHERE store_id = ?",
+               (stream, last, now, backlog, len(stored), stored[-1].hlc, store_id))  # fmt: skip
 
 
 def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], now: float, applied_by: str) -> None:
@@ -247,9 +260,20 @@ def _refused(db: Central, topic: str, origin: Origin, event: Event, refusal: obj
     _insert_dead_letter(db, topic, f"event {event.seq} ({event.type}): {refusal}", payload, origin.store_id, event.seq)
 
 
+_PAYLOAD_JSON = msgspec.json.Encoder()  # compact JSON, a tenth of json.dumps's time (a payload per event row)
+_PAYLOAD_JSON_SLOW = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _payload_text(payload: Any) -> str:
+    try:
+        return _PAYLOAD_JSON.encode(payload).decode()
+    except (TypeError, ValueError):  # what msgspec does not encode (a NaN is null there): json.dumps's text
+        return _PAYLOAD_JSON_SLOW(payload)
+
+
 def _event_row(origin: Origin, event: Event, now: float, applied_by: str) -> tuple[Any, ...]:
     return (origin.store_id, origin.stream, event.seq, event.id, event.type, event.schema, event.hlc,
-            json.dumps(event.payload, ensure_ascii=False), now, applied_by)  # fmt: skip
+            _payload_text(event.payload), now, applied_by)  # fmt: skip
 
 
 def _write_plan(db: Central, plan: Plan, now: float) -> None:

@@ -73,6 +73,10 @@ def _points_changes(db: Central, members: list[str]) -> list[ChangeTuple]:
 def _stock_changes(db: Central, keys: list[tuple[str, str]], now: float) -> list[ChangeTuple]:
     on_hand: dict[tuple[str, str], int] = {}
     for store_id, skus in _by_store(keys):
+        if db.dialect == "postgresql":  # one array parameter: a short statement psycopg parses once, not per batch
+            rows = db.all("SELECT sku, on_hand FROM stock_levels WHERE store_id = ? AND sku = ANY(?)", (store_id, skus))
+            on_hand.update(((store_id, sku), int(level)) for sku, level in rows)
+            continue
         for part in _chunks(skus):
             rows = db.all(
                 f"SELECT sku, on_hand FROM stock_levels WHERE store_id = ? AND sku IN ({_marks(len(part))})",
