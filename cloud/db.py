@@ -458,8 +458,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (7, "member field quality: corrected, unverified and flagged values", _area(members_schema.field_quality_statements)),
     (8, "member review queue, import quality figures, members settings", _area(members_tables.statements)),
     (9, "PostgreSQL: history partitioned by month, ledger triggers per statement", _area(history_schema.statements)),
-    (10, "store authority: points entries held for their sale, refusals, contact edits (issue 14)",
-     _area(authority_schema.statements)),
+    (10, "store authority: held points entries, refusals, contact edits (issue 14)", _area(authority_schema.statements)),
     (11, "operator accounts; the audit log hash-chained and append-only (issue 14)", audit_schema.statements),
     (12, "analytics: purchases, RFM inputs, basket counts, recommendations (issue 17)", _area(analytics_schema.statements)),
     (13, "loyalty: points lots metadata, ranks, job runs (issue 17)", _area(loyalty_schema.statements)),
@@ -470,6 +469,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (18, "points holds at the web checkout, member-app devices, member field clocks (issue 18)",
      _area(channel_extras_schema.statements)),
     (19, "reservations collected at another store, by transfer (issue 18)", _area(channel_schema.transit_statements)),
+    (20, "home deliveries: where an お取り寄せ goes (issue 18 §7)", _area(channel_extras_schema.delivery_statements)),
 ]
 
 

@@ -14,6 +14,7 @@ from tenpo.cloud.asn.effects import PLANNERS as ASN
 from tenpo.cloud.audit.effects import PLANNERS as AUDIT
 from tenpo.cloud.authority import id_store
 from tenpo.cloud.changes import new_beacon_secret
+from tenpo.cloud.channel.deliveries import PLANNERS as DELIVERIES  # issue 18 §7: home delivery
 from tenpo.cloud.channel.effects import FOLLOW_UPS as CHANNEL_FOLLOW_UPS  # issue 18: reservations
 from tenpo.cloud.channel.effects import PLANNERS as CHANNEL
 from tenpo.cloud.channel.member_app import after, plan_registered, plan_store_update  # issue 18 (H9)
@@ -80,7 +81,7 @@ PLANNERS: dict[str, Planner] = {
 
 def _register_area_planners() -> None:
     """Each area (sales, visits, inspections, members) owns the event types it defines."""
-    for area in (SALES, VISITS, ASN, MEMBERS, AUDIT, SNAPSHOTS, CHANNEL):
+    for area in (SALES, VISITS, ASN, MEMBERS, AUDIT, SNAPSHOTS, CHANNEL, DELIVERIES):
         overlap = set(area) & set(PLANNERS)
         assert not overlap, f"event types defined twice: {overlap}"
         PLANNERS.update(area)

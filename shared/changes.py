@@ -235,6 +235,25 @@ class ReservationUpsert(ChangeData, frozen=True, kw_only=True):
     shipped_from: StoreId | None = None  # the store that sent it there
 
 
+class DeliveryUpsert(ChangeData, frozen=True, kw_only=True):
+    """Where the shipping store (``store_id``, holding reservation ``reservation_id``) sends an お取り寄せ for home
+    delivery (issue 18 §7). Sent to that store only, before the reservation's own change; personal data, sealed
+    there at rest."""
+
+    KIND: ClassVar[str] = "delivery.upsert"
+
+    reservation_id: Id
+    store_id: StoreId  # ships it
+    ordered_at: StoreId  # the store whose clerk took the order
+    sku: Id
+    qty: Annotated[int, Meta(ge=1, le=1_000_000)]
+    member_id: Id | None = None
+    customer: Text
+    address: Text
+    phone: Text | None = None
+    version: Seq = 0
+
+
 # ---------------------------------------------------------------------------- loyalty (issue 17, H7)
 
 IsoDate = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
@@ -310,6 +329,7 @@ CHANGE_DATA: tuple[type[ChangeData], ...] = (
     MemberUnmerge, AsnUpsert, AsnClosed, PurchaseRecorded, MemberRules,
     MemberLoyalty,
     ReservationUpsert,  # issue 18
+    DeliveryUpsert,  # issue 18 §7: お取り寄せ for home delivery
     MemberRecommendations,  # issue 17 (H6)
     MemberBeaconKeys,  # issue 14 (H5, H12: day keys)
 )  # fmt: skip

@@ -16,13 +16,16 @@ field named instead of failing deep inside the database driver.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
 
 from .ids import ID_REGEX, STORE_ID_REGEX
+from .payload_convert import PayloadMismatch as PayloadMismatch  # re-exported: the catalogues raise it
+from .payload_convert import UnknownEvent as UnknownEvent
+from .payload_convert import convert as convert
+from .payload_convert import mismatch as mismatch
 
 # ---------------------------------------------------------------------------- bounded values
 
@@ -266,6 +269,25 @@ class ReservationRequested(Payload, frozen=True, kw_only=True):
     at: Epoch | None = None
 
 
+class DeliveryRequested(Payload, frozen=True, kw_only=True):
+    """お取り寄せ for home delivery (issue 18 §7): the clerk found the size at ``from_store``, which holds it (a
+    reservation, as for a 取り置き) and ships it to the customer. The address is personal data: the outbox seals
+    the event at rest (edge/membership/sealing.py) and the stores keep it sealed."""
+
+    TYPE: ClassVar[str] = "delivery.requested"
+
+    reservation_id: Id
+    sku: Id
+    qty: Annotated[int, Meta(ge=1, le=1_000_000)]
+    from_store: StoreId
+    member_id: Id | None = None
+    customer: Annotated[str, Meta(min_length=1, max_length=1024)]  # the name to deliver to
+    address: Annotated[str, Meta(min_length=1, max_length=1024)]  # postal code and address, one line
+    phone: Text | None = None
+    clerk_id: Id
+    at: Epoch | None = None
+
+
 # ---------------------------------------------------------------------------- reservations at the holding store (issue 18)
 
 
@@ -439,65 +461,13 @@ PAYLOADS: tuple[type[Payload], ...] = (
     SaleRefunded, InspectionCompleted, ReservationRequested, VisitArrived, VisitLeft, ZoneEntered, ZoneLeft,
     CouponTriggered, StockSnapshot,
     ReservationConfirmed, ReservationRejected, ReservationReady, ReservationPickedUp,  # issue 18
+    DeliveryRequested,  # issue 18 §7: お取り寄せ for home delivery
     TransferShipped,  # issue 18: store-to-store transfers
     ReservationShipped, ReservationArrived,  # issue 18: held at one store, collected at another
 )  # fmt: skip
 
 CATALOGUE: dict[tuple[str, int], type[Payload]] = {(p.TYPE, p.SCHEMA): p for p in PAYLOADS}
 EVENT_TYPES: frozenset[str] = frozenset(p.TYPE for p in PAYLOADS)
-
-
-class PayloadMismatch(ValueError):
-    """A payload that does not fit its Struct; ``field`` is the offending path (``rates[0].tax``)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}" if field else problem)
-        self.field = field
-        self.problem = problem
-
-
-class UnknownEvent(ValueError):
-    """An event type, or a schema number of a known type, that is not in the catalogue."""
-
-
-_AT = re.compile(r"^(?P<problem>.*?) - at `\$\.?(?P<path>[^`]*)`$", re.S)
-_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
-
-S = TypeVar("S", bound=msgspec.Struct)
-
-
-def mismatch(exc: msgspec.ValidationError) -> PayloadMismatch:
-    """msgspec's ``Expected `int` <= ... - at `$.rates[0].tax``` as ``rates[0].tax: expected ...``."""
-    text = str(exc)
-    path, problem = "", text
-    found = _AT.match(text)
-    if found:
-        path, problem = found["path"], found["problem"]
-    missing = _MISSING.match(problem)
-    if missing:
-        path = f"{path}.{missing['name']}" if path else missing["name"]
-        problem = "missing"
-    problem = problem.replace("`", "")
-    return PayloadMismatch(path, problem[:1].lower() + problem[1:])
-
-
-def _choices(struct: type[msgspec.Struct], name: str) -> tuple[str, ...]:
-    """The values a Literal field of ``struct`` allows (empty for any other field)."""
-    hint = get_type_hints(struct).get(name)
-    options = get_args(hint) if get_origin(hint) is Literal else ()
-    return tuple(str(option) for option in options)
-
-
-def convert(data: Any, struct: type[S]) -> S:
-    """``data`` (decoded JSON) as ``struct``; raises PayloadMismatch naming the field."""
-    try:
-        return msgspec.convert(data, struct)
-    except msgspec.ValidationError as exc:
-        error = mismatch(exc)
-        choices = _choices(struct, error.field) if error.problem.startswith("invalid enum value") else ()
-        if choices:
-            error = PayloadMismatch(error.field, f"{error.problem}: must be one of {', '.join(choices)}")
-        raise error from None
 
 
 def payload_type(event_type: str, schema: int = 1) -> type[Payload]:

@@ -156,7 +156,8 @@ def test_events_written_before_the_catalogue_still_apply_at_hq(central: Central)
     old = _payloads_as_written_before_the_catalogue()
     # No store writes member.updated yet; stock.snapshot was born after the catalogue (edge/scheduler.py).
     born_later = {"reservation.confirmed", "reservation.rejected", "reservation.ready", "reservation.picked_up",
-                  "transfer.shipped", "reservation.shipped", "reservation.arrived"}  # issue 18
+                  "transfer.shipped", "reservation.shipped", "reservation.arrived",
+                  "delivery.requested"}  # issue 18
     assert {t for t, _ in old} == EVENT_TYPES - {"member.updated", "stock.snapshot"} - born_later
     events = [Event(n, f"e{n}", t, 1, n, p) for n, (t, p) in enumerate(old, start=1)]
     assert apply_batch(central, "S001", EventBatch("s", events)).hwm == len(events)
@@ -296,6 +297,9 @@ def test_every_change_kind_decodes_the_data_hq_sends() -> None:
         "reservation.upsert": {"reservation_id": "R00000001", "store_id": "S001", "sku": "A1", "qty": 1,  # issue 18
                                "state": "requested", "channel": "web", "member_id": None, "customer": None,
                                "pickup_store": None, "reason": None, "expires_at": NOW + 900, "version": 13},
+        "delivery.upsert": {"reservation_id": "S002-D000001", "store_id": "S001", "ordered_at": "S002", "sku": "A1",
+                            "qty": 1, "member_id": None, "customer": "山田", "address": "〒150-0001 渋谷区1-2-3",
+                            "phone": None, "version": 15},  # issue 18 §7
         "member.recommendations": {"member_id": "G1", "as_of": "2026-11-30", "version": 14,  # issue 17 (H6)
                                    "items": [{"sku": "A1", "name": "茶", "reason": "bought-with:B2", "score": 0.42}]},
     }  # fmt: skip

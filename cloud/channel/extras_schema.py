@@ -49,3 +49,19 @@ def statements(dialect: str) -> list[str]:
             value TEXT,
             PRIMARY KEY (member_id, field))""",
     ]
+
+
+def delivery_statements(dialect: str) -> list[str]:
+    """HQ migration 20: where each home delivery goes (tenpo.cloud.channel.deliveries, issue 18 §7); its
+    reservation row holds the stock and the state."""
+    t = column_types(dialect)
+    return [
+        f"""CREATE TABLE deliveries (
+            reservation_id TEXT PRIMARY KEY,
+            ordered_at TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            customer TEXT NOT NULL,
+            address TEXT NOT NULL,
+            phone TEXT,
+            created_at {t['real']} NOT NULL)""",
+    ]
