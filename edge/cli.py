@@ -35,6 +35,7 @@ from tenpo.edge.cli_support import (  # roles on store commands (docs/roles.md)
 )
 from tenpo.edge.clock_skew import CLOCK_SKEW_META, parse_recorded
 from tenpo.edge.config import StoreConfig, load_config
+from tenpo.edge.deliveries_cli import register_edge as delivery_commands  # issue 18 §7
 from tenpo.edge.inspection.cli import register_edge as inspection_commands
 from tenpo.edge.jobs import scheduled_alerts
 from tenpo.edge.loyalty import standing  # issue 17 (H7)
@@ -116,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     restore.set_defaults(func=cmd_restore)
 
     for add_commands in (checkout_commands, inspection_commands, clerk_commands, membership_commands,
-                         printer_commands, reservation_commands, transfer_commands):
+                         printer_commands, reservation_commands, transfer_commands, delivery_commands):
         add_commands(commands)
     audit_commands(commands)  # `edge audit verify` (issue 14, H4)
 

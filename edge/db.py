@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from tenpo.edge import audit_chain, products_schema, transfers_schema
+from tenpo.edge import audit_chain, deliveries_schema, products_schema, transfers_schema
 from tenpo.edge import loyalty as loyalty_schema  # migration 11 (H7)
 from tenpo.edge import recommendations as recommendations_schema  # migration 13 (H6)
 from tenpo.edge.ble import ids as beacon_ids  # migration 14 (H5)
@@ -312,6 +312,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], bool]]] = [
     (17, "store-to-store transfers sent from here", transfers_schema.migrate),
     (19, "beacon day keys from HQ replace the stored identifier lists (issue 14)", beacon_ids.migrate_keys),  # H12
     (20, "reservations collected at another store: in transit by transfer (issue 18)", reservations_schema.migrate_transit),
+    (21, "home deliveries ordered here or shipped from here (issue 18 §7)", deliveries_schema.migrate),
 ]
 
 

@@ -20,6 +20,7 @@ import msgspec
 import sqlite_utils
 
 from tenpo.edge import bootstrap_bulk as bootstrap_bulk  # issue 19: a bootstrap's members indexed once, at the end
+from tenpo.edge import deliveries as deliveries  # issue 18 §7: delivery.upsert
 from tenpo.edge import loyalty  # issue 17 (H7): member.loyalty
 from tenpo.edge import recommendations as recommendations  # issue 17 (H6): member.recommendations
 from tenpo.edge.ble import ids as beacon_ids  # issue 14 (H5, H12): member.beacon_keys
@@ -302,7 +303,7 @@ SNAPSHOT_HANDLERS: dict[str, Handler] = {
 
 def _register_area_handlers() -> None:
     """Areas own the change kinds they define (ASNs, member merges...)."""
-    for area in (inspection, membership, reservations, recommendations, beacon_ids):
+    for area in (inspection, membership, reservations, recommendations, beacon_ids, deliveries):
         overlap = set(area.CHANGE_HANDLERS) & set(CHANGE_HANDLERS)
         assert not overlap, f"change kinds handled twice: {overlap}"
         CHANGE_HANDLERS.update(area.CHANGE_HANDLERS)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tenpo.edge import db as edge_db
-from tenpo.edge import keystore, replica
+from tenpo.edge import deliveries, keystore, replica
 from tenpo.edge.ble import arrivals as ble_arrivals
 from tenpo.edge.checkout import store as checkout_store
 from tenpo.edge.checkout.engine import checkout
@@ -240,6 +240,13 @@ class ClerkData:
         return self._locked(records.request_reservation, self.db, self.config.store_id, clerk.clerk_id, sku=sku,
                             qty=qty, from_store=from_store, member_id=member_id, customer=customer,
                             pickup_store=pickup_store)  # fmt: skip
+
+    def deliver(self, clerk: accounts.Clerk, *, sku: str, qty: int, from_store: str, member_id: str | None,
+                customer: str, address: str, phone: str | None) -> str:  # fmt: skip
+        """お取り寄せ for home delivery from another store (issue 18 §7); the id."""
+        return self._locked(deliveries.order, self.db, self.config.store_id, clerk.clerk_id, sku=sku, qty=qty,
+                            from_store=from_store, customer=customer, address=address, phone=phone,
+                            member_id=member_id)  # fmt: skip
 
     def adjust_stock(self, clerk: accounts.Clerk, sku: str, qty: int, reason: str,
                      approver: accounts.Clerk | None = None) -> int:  # fmt: skip

@@ -66,6 +66,7 @@ class StockPanel(Panel):
         Binding("ctrl+o", "reservations", "Holds"),
         Binding("ctrl+t", "held", "Held here", show=False),  # issue 18: held at this store (palette lists it)
         Binding("f9", "adjust", "Adjust"),
+        Binding("f10", "deliver", "配送"),  # issue 18 §7: お取り寄せ for home delivery
         Binding("down", "to_rows", "Rows", show=False),
     ]
 
@@ -147,6 +148,28 @@ class StockPanel(Panel):
         note = f"{line.name} ({line.sku}) at {line.store_id}: {line.on_hand} on hand"
         self.app.push_screen(FormScreen("取り置き · hold for pickup", fields, submit, note),
                              lambda rid: rid and self.app.notify(f"reservation {rid} sent to HQ (Ctrl+O lists)"))  # fmt: skip
+
+    def action_deliver(self) -> None:
+        """お取り寄せ: the size another store has, shipped from there to the customer's home, paid on delivery."""
+        line = self._selected()
+        data, clerk = self.clerk_app.data, self.clerk_app.clerk
+        if line is None or line.store_id == data.store_id:
+            self.app.notify("select another store's row to have it delivered from there", severity="warning")
+            return
+        assert clerk is not None
+
+        def submit(values: dict[str, str]) -> str:
+            member_id = data.resolve_member(values["member"]).member_id if values["member"].strip() else None
+            return data.deliver(clerk, sku=line.sku, qty=_int(values["qty"], "qty"), from_store=line.store_id,
+                                member_id=member_id, customer=values["customer"], address=values["address"],
+                                phone=values["phone"].strip() or None)  # fmt: skip
+
+        fields = (Field("qty", "数量 qty", value="1"), Field("member", "会員 member", "card / phone / name (optional)"),
+                  Field("customer", "お名前 name", "who receives it"), Field("address", "住所 address", "〒 and address"),
+                  Field("phone", "電話 phone", "for the carrier"))  # fmt: skip
+        note = f"{line.name} ({line.sku}) from {line.store_id}: paid on delivery (代引き)"
+        self.app.push_screen(FormScreen("お取り寄せ · deliver to the customer's home", fields, submit, note),
+                             lambda rid: rid and self.app.notify(f"delivery {rid} sent to HQ (Ctrl+O lists)"))  # fmt: skip
 
     def action_reservations(self) -> None:
         self.app.push_screen(ReservationsScreen())

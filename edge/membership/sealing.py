@@ -30,6 +30,7 @@ _NEEDLES = tuple(f'"{field}":' for field in PAYLOAD_FIELDS)
 SEALED_TEXT_COLUMNS = (
     ("pickup_reservations", "customer", "reservation_id"),  # 取り置き asked by this store (edge migration 6)
     ("reservations", "customer", "reservation_id"),  # holds from the channels (issue 18, edge/reservations)
+    ("deliveries", "address", "reservation_id"),  # home deliveries: name, address, phone (edge/deliveries.py)
 )
 
 
