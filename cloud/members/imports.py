@@ -25,6 +25,7 @@ from tenpo.shared.cleansing import CORRECTED, FLAGGED, UNVERIFIED, FieldQuality,
 from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_ID_CHARS, kept, too_long
 
+from .chunk import ChunkAccess
 from .config import MembersConfig
 from .effects import iso_utc
 from .formats import (
@@ -110,18 +111,19 @@ def _erased(db: Central, source: str, source_id: str) -> bool:
     return db.scalar("SELECT 1 FROM member_erased_sources WHERE source_hash = ?", (source_hash(source, source_id),)) is not None
 
 
-def _run(db: Central, items: Iterator[Any], handle: Callable[..., RowOutcome], report: ImportReport,
-         position: Callable[[], int], size: int, progress: Progress | None, batch: int,
+def _run(db: Central, items: Iterator[Any], handle: Callable[[list[Any], float, Pending], list[RowOutcome]],
+         report: ImportReport, position: Callable[[], int], size: int, progress: Progress | None, batch: int,
          on_row: Callable[[RowOutcome], None] | None) -> None:
+    """`handle` one chunk of `batch` items at a time, each chunk in a transaction with its feed entries."""
     if db.dialect == "sqlite":
-        # Each row looks up candidates all over the block and source tables: with SQLite's default 2 MB
+        # Each chunk looks up candidates all over the block and source tables: with SQLite's default 2 MB
         # page cache, a large import reads most pages back from the OS again and again.
         db.execute("PRAGMA cache_size = -131072")  # KiB: 128 MB, for this connection
     for chunk in iter_chunks(items, batch):
         now = time.time()
         pending = Pending()
         with db.transaction():
-            outcomes = [handle(item, now, pending) for item in chunk]
+            outcomes = handle(chunk, now, pending)
             publish(db, pending, now)
         report.rows += outcomes
         if on_row:
@@ -157,28 +159,53 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
     with open_text(path) as (lines, position, size, encoding, _head):
         report = ImportReport("members", encoding)
 
-        def handle(item: MemberRow | Rejected, now: float, pending: Pending) -> RowOutcome:
-            if isinstance(item, Rejected):
-                return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
-            key = f"{item.source}:{item.source_id}"
-            # A bad field is flagged, never a reason to lose the person: the row has its source id.
-            clean, quality = assess_member_record(item.fields, config.cleansing)
-            quality.update({column: FieldQuality(FLAGGED, item.raw.get(column), reason=reason)
-                            for column, reason in item.flagged.items()})  # fmt: skip
-            if _erased(db, item.source, item.source_id):
-                return RowOutcome(item.line, key, "rejected", reason="this record was erased at the person's request")
-            prefecture = clean.pop("prefecture", None)
-            record = SourceRecord.from_clean({**clean, "source": item.source, "source_id": item.source_id,
-                                              "verified": item.verified, "custom": item.custom,
-                                              "updated_at": item.updated_at or iso_utc(now)}, quality)  # fmt: skip
-            if item.marketing_consent is not None:
-                save_consent(db, item.source, item.source_id, {f"marketing:{item.source}": item.marketing_consent}, now)
-            done = attach(db, record, row_hash(item.raw), config, now, pending, prefecture=prefecture)  # type: ignore[arg-type]
-            return RowOutcome(item.line, key, done.status, done.member_id, reason=done.link, quality=quality)
+        def handle(chunk: list[MemberRow | Rejected], now: float, pending: Pending) -> list[RowOutcome]:
+            cleansed = [_cleanse(item, config, now) for item in chunk]
+            tables = ChunkAccess(db, config, now, [c.record for c in cleansed if isinstance(c, Cleansed)])
+            outcomes = [c if isinstance(c, RowOutcome) else _attach_row(db, c, config, now, pending, tables)
+                        for c in cleansed]  # fmt: skip
+            tables.finish()
+            return outcomes
 
         _run(db, _start(member_rows(lines), path), handle, report, position, size, progress, batch, on_row)
     record_import(db, path.name, report.rows, started)  # the quality report's trend across imports
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class Cleansed:
+    """A member row cleansed into its source record, ready to be resolved."""
+
+    item: MemberRow
+    record: SourceRecord
+    quality: dict[str, FieldQuality]
+    prefecture: str | None
+
+
+def _cleanse(item: MemberRow | Rejected, config: MembersConfig, now: float) -> Cleansed | RowOutcome:
+    """The row's source record (pure): a bad field is flagged, never a reason to lose the person."""
+    if isinstance(item, Rejected):
+        return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
+    clean, quality = assess_member_record(item.fields, config.cleansing)
+    quality.update({column: FieldQuality(FLAGGED, item.raw.get(column), reason=reason)
+                    for column, reason in item.flagged.items()})  # fmt: skip
+    prefecture = clean.pop("prefecture", None)
+    record = SourceRecord.from_clean({**clean, "source": item.source, "source_id": item.source_id,
+                                      "verified": item.verified, "custom": item.custom,
+                                      "updated_at": item.updated_at or iso_utc(now)}, quality)  # fmt: skip
+    return Cleansed(item, record, quality, prefecture)
+
+
+def _attach_row(db: Central, row: Cleansed, config: MembersConfig, now: float, pending: Pending,
+                tables: ChunkAccess) -> RowOutcome:  # fmt: skip
+    item = row.item
+    key = f"{item.source}:{item.source_id}"
+    if tables.erased(row.record.key):
+        return RowOutcome(item.line, key, "rejected", reason="this record was erased at the person's request")
+    if item.marketing_consent is not None:
+        save_consent(db, item.source, item.source_id, {f"marketing:{item.source}": item.marketing_consent}, now)
+    done = attach(db, row.record, row_hash(item.raw), config, now, pending, prefecture=row.prefecture, tables=tables)
+    return RowOutcome(item.line, key, done.status, done.member_id, reason=done.link, quality=row.quality)
 
 
 # ---------------------------------------------------------------------------- orders
@@ -200,10 +227,9 @@ def import_orders(db: Central, path: Path, config: MembersConfig = MembersConfig
         report = ImportReport("orders", encoding)
         items = jsonl_orders(lines) if jsonl else shopify_orders(lines, channel)
 
-        def handle(item: Order | Rejected, now: float, pending: Pending) -> RowOutcome:
-            if isinstance(item, Rejected):
-                return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
-            return _import_order(db, item, config, now, pending)
+        def handle(chunk: list[Order | Rejected], now: float, pending: Pending) -> list[RowOutcome]:
+            return [RowOutcome(item.line, item.key, "rejected", reason=item.reason) if isinstance(item, Rejected)
+                    else _import_order(db, item, config, now, pending) for item in chunk]  # fmt: skip
 
         _run(db, _start(items, path), handle, report, position, size, progress, batch, on_row)
     return report

@@ -27,12 +27,11 @@ from tenpo.cloud.identity import (
 )
 from tenpo.shared.errors import UserError
 
+from .access import MemberAccess, decision_json
 from .config import MembersConfig
-from .review import queue_possible, rejected_partners
 from .store import (
     Pending,
     SourceRow,
-    candidates,
     create_member,
     find_source,
     member_sources,
@@ -40,7 +39,6 @@ from .store import (
     new_member_id,
     refresh_golden,
     restore_member_rows,
-    save_source,
 )
 
 MEMBER_ROW = ("member_id", "name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret", "consent",
@@ -57,68 +55,63 @@ class Attached:
     link: str = ""  # the explanation of the link taken, when it joined an existing member
 
 
-def decision_json(decision: MergeDecision) -> dict[str, Any]:
-    return {
-        "text": decision.explain(),
-        "left": list(decision.left),
-        "right": list(decision.right),
-        "rule": decision.rule,
-        "score": decision.score,
-        "comparisons": [[c.field, c.level, c.weight] for c in decision.comparisons],
-    }
-
-
 def attach(db: Central, record: SourceRecord, raw_hash: str, config: MembersConfig, now: float, pending: Pending, *,
-           prefecture: str | None = None, member_id: str | None = None, actor: str = "import") -> Attached:
+           prefecture: str | None = None, member_id: str | None = None, actor: str = "import",
+           tables: MemberAccess | None = None) -> Attached:
     """Store `record` and join it to the golden member it belongs to. `member_id`: the golden member the
-    record already has (a store's provisional member, which the core planner just inserted)."""
-    existing = find_source(db, record.source, record.source_id)
+    record already has (a store's provisional member, which the core planner just inserted). `tables`:
+    how the members tables are read and written (an import's chunk); straight from the database by default."""
+    t = tables or MemberAccess(db, config, now)
+    existing = t.find_source(record.key)
     if existing is not None and existing.raw_hash == raw_hash:
         return Attached("unchanged", existing.member_id)
     own = existing.member_id if existing else member_id
     status = "updated" if existing else "created"
-    targets = _targets(db, record, existing, own, config, now)
+    targets = _targets(t, record, existing, own, config)
     if not targets:
         if own is None:
             own = new_member_id()
-            create_member(db, own, None, now)
-        save_source(db, record, own, raw_hash, prefecture, config, now, existing)
-        refresh_golden(db, own, config, now)
+            t.create_member(own)
+        t.save_source(record, own, raw_hash, prefecture, existing)
+        t.refresh(own)
         pending.members.add(own)
         return Attached(status, own)
 
     everyone = ([own] if own else []) + list(targets)
-    host = _oldest(db, everyone)
+    host = t.oldest(everyone)
+    if len(everyone) > 1:
+        t.before_merge(everyone)  # the golden records as they stand, before this record joins one of them
     if own is None:
-        save_source(db, record, host, raw_hash, prefecture, config, now, existing)
-        _log_link(db, host, record, targets[host], actor, now)
+        t.save_source(record, host, raw_hash, prefecture, existing)
+        t.log_link(host, record, targets[host], actor)
         own = host
     else:
-        save_source(db, record, own, raw_hash, prefecture, config, now, existing)
+        t.save_source(record, own, raw_hash, prefecture, existing)
     merged = []
     for other in everyone:
         if other != host:
             decision = targets.get(other) or targets[host]
+            t.before_merge((host, other))
             merge_members(db, host, other, decision, actor, config, now, pending)
+            t.merged(host, other)
             merged.append(other)
-    refresh_golden(db, host, config, now)
+    t.refresh(host)
     pending.members.add(host)
     link = targets[host].explain() if host in targets else targets[next(iter(targets))].explain()
     return Attached("merged", host, tuple(merged), link)
 
 
-def _targets(db: Central, record: SourceRecord, existing: SourceRow | None, own: str | None,
-             config: MembersConfig, now: float) -> dict[str, MergeDecision]:
+def _targets(t: MemberAccess, record: SourceRecord, existing: SourceRow | None, own: str | None,
+             config: MembersConfig) -> dict[str, MergeDecision]:
     """Golden members (other than `own`) the record links to, with the best link to each, oldest first.
     Possible matches go to the review queue; members holding a record a person rejected are never targets."""
-    found = candidates(db, record, config, existing.ref if existing else None)
+    found = t.candidates(record, existing.ref if existing else None)
     if not found:
         return {}
     member_of = {row.record.key: row.member_id for row in found}
-    blocked = _unmerged_with(db, record, own)
-    blocked |= {row.member_id for row in (find_source(db, *key) for key in rejected_partners(db, record.key)) if row}
+    blocked = t.unmerged_with(record, own) | t.rejected_members(record.key)
     matched = match_one(record, [row.record for row in found], config.match)
-    queue_possible(db, [d for d in matched.possible if member_of[d.right] not in (own, *blocked)], now)
+    t.queue_possible([d for d in matched.possible if member_of[d.right] not in (own, *blocked)])
     targets: dict[str, MergeDecision] = {}
     for decision in matched.accepted:
         member = member_of[decision.right]
@@ -135,7 +128,7 @@ def _targets(db: Central, record: SourceRecord, existing: SourceRow | None, own:
     if not targets:
         return {}
     # match_one sees single records; the household guard needs every record of each person at once.
-    records_of = {member: member_sources(db, member) for member in [*targets, *([own] if own else [])]}
+    records_of = {member: t.member_sources(member) for member in [*targets, *([own] if own else [])]}
     if len(targets) == 1 and own is None:
         # Joining one person: resolve below would only refuse it for a name clashing with one of theirs.
         ((member, rows),) = records_of.items()
@@ -150,31 +143,6 @@ def _targets(db: Central, record: SourceRecord, existing: SourceRow | None, own:
         if any(cluster_of[row.record.key] == mine for row in records_of[member]):
             kept[member] = decision
     return kept
-
-
-def _unmerged_with(db: Central, record: SourceRecord, own: str | None) -> set[str]:
-    """Members a clerk separated from this record or its member: never joined again automatically."""
-    rows = db.all("SELECT winner FROM member_merges WHERE undone = 1 AND source = ? AND source_id = ?",
-                  (record.source, record.source_id))  # fmt: skip
-    if own:
-        rows += db.all("SELECT winner FROM member_merges WHERE undone = 1 AND loser = ?", (own,))
-        rows += db.all("SELECT loser FROM member_merges WHERE undone = 1 AND winner = ? AND loser IS NOT NULL", (own,))
-    return {row[0] for row in rows}
-
-
-def _oldest(db: Central, member_ids: list[str]) -> str:
-    marks = ", ".join("?" for _ in member_ids)
-    rows = db.all(f"SELECT member_id, created_at FROM members WHERE member_id IN ({marks})", member_ids)
-    return min(rows, key=lambda row: (float(row[1]), row[0]))[0]
-
-
-def _log_link(db: Central, member_id: str, record: SourceRecord, decision: MergeDecision, actor: str, now: float) -> None:
-    db.execute(
-        "INSERT INTO member_merges(winner, source, source_id, rule, score, matched_fields, explanation, actor, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (member_id, record.source, record.source_id, decision.rule, decision.score,
-         json.dumps(decision.matched_fields), json.dumps(decision_json(decision), ensure_ascii=False), actor, now),
-    )  # fmt: skip
 
 
 def _live(db: Central, member_id: str) -> None:

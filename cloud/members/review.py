@@ -21,7 +21,8 @@ from tenpo.shared.errors import UserError
 
 from .store import find_source
 
-__all__ = ["ReviewItem", "get_item", "mask", "pending_items", "queue_possible", "rejected_partners", "same_members_pending"]
+__all__ = ["ReviewItem", "get_item", "mask", "pending_items", "queue_possible", "queue_possible_many", "rejected_partners",
+           "same_members_pending"]
 
 _SHOWN_FIELDS = ("name", "kana", "birth_date", "phone", "email", "card_no", "postal_code", "address")
 
@@ -61,19 +62,29 @@ def _ordered(a: RecordKey, b: RecordKey) -> tuple[RecordKey, RecordKey]:
 def queue_possible(db: Central, decisions: Iterable[MergeDecision], now: float) -> int:
     """Queue possible matches not seen before; a known pair keeps its item (and its decision). Returns how many are new."""
     added = 0
+    for row in _review_rows(decisions, now):
+        added += max(db.execute(_QUEUE, row).rowcount, 0)
+    return added
+
+
+def queue_possible_many(db: Central, decisions: Iterable[MergeDecision], now: float) -> None:
+    """queue_possible in one batch (an import's chunk), without the count."""
+    db.executemany(_QUEUE, _review_rows(decisions, now))
+
+
+_QUEUE = ("INSERT INTO member_reviews(left_source, left_source_id, right_source, right_source_id, score, comparisons,"
+          " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+          " ON CONFLICT(left_source, left_source_id, right_source, right_source_id) DO NOTHING")  # fmt: skip
+
+
+def _review_rows(decisions: Iterable[MergeDecision], now: float) -> list[tuple[Any, ...]]:
+    rows = []
     for decision in decisions:
         left, right = _ordered(decision.left, decision.right)
-        if left == right:
-            continue
-        comparisons = json.dumps([[c.field, c.level, c.weight] for c in decision.comparisons], ensure_ascii=False)
-        cursor = db.execute(
-            "INSERT INTO member_reviews(left_source, left_source_id, right_source, right_source_id, score, comparisons,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(left_source, left_source_id, right_source, right_source_id) DO NOTHING",
-            (*left, *right, decision.score, comparisons, now, now),
-        )  # fmt: skip
-        added += max(cursor.rowcount, 0)
-    return added
+        if left != right:
+            comparisons = json.dumps([[c.field, c.level, c.weight] for c in decision.comparisons], ensure_ascii=False)
+            rows.append((*left, *right, decision.score, comparisons, now, now))
+    return rows
 
 
 def rejected_partners(db: Central, key: RecordKey) -> set[RecordKey]:

@@ -111,30 +111,56 @@ def member_sources(db: Central, member_id: str, with_quality: bool = False) -> l
     return [_matching_row(r) for r in rows]
 
 
+def source_values(record: SourceRecord, raw_hash: str, prefecture: str | None) -> tuple[Any, ...]:
+    """A record's columns from `name` to `field_quality`, in SOURCE_COLUMNS order."""
+    return (*(getattr(record, name) for name in MEMBER_FIELDS), prefecture,
+            json.dumps(sorted(record.verified)), json.dumps(dict(record.custom), ensure_ascii=False, sort_keys=True),
+            raw_hash, record.updated_at, quality_json(record.quality))  # fmt: skip
+
+
+def matching_row(ref: int, record: SourceRecord, member_id: str, values: tuple[Any, ...]) -> SourceRow:
+    """The row `find_source` would read back for a record just written with `values` (source_values)."""
+    return _matching_row((ref, record.source, record.source_id, member_id, *values[:-1]))
+
+
+def insert_source(db: Central, record: SourceRecord, member_id: str, values: tuple[Any, ...], now: float) -> int:
+    return int(db.scalar(
+        "INSERT INTO member_sources(source, source_id, member_id, name, kana, email, phone, postal_code, address,"
+        " birth_date, card_no, prefecture, verified, custom, raw_hash, seen_at, field_quality, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (record.source, record.source_id, member_id, *values, now, now),
+    ))  # fmt: skip
+
+
+def update_source(db: Central, ref: int, values: tuple[Any, ...], now: float) -> None:
+    """New values for a stored record; its blocking keys are dropped (the caller writes the new ones)."""
+    db.execute(
+        "UPDATE member_sources SET name = ?, kana = ?, email = ?, phone = ?, postal_code = ?, address = ?,"
+        " birth_date = ?, card_no = ?, prefecture = ?, verified = ?, custom = ?, raw_hash = ?, seen_at = ?,"
+        " field_quality = ?, updated_at = ? WHERE id = ?",
+        (*values, now, ref),
+    )
+    db.execute("DELETE FROM member_blocks WHERE source_ref = ?", (ref,))
+
+
+def record_keys(record: SourceRecord, config: MembersConfig) -> list[str]:
+    """The record's blocking keys, each once, sorted: what member_blocks holds for it."""
+    return sorted(set(blocking_keys(record, config.match)))
+
+
+BLOCK_INSERT = "INSERT INTO member_blocks(block_key, source_ref) VALUES (?, ?)"
+
+
 def save_source(db: Central, record: SourceRecord, member_id: str, raw_hash: str, prefecture: str | None,
                 config: MembersConfig, now: float, existing: SourceRow | None = None) -> int:
     """Insert or update one source record and its blocking keys; returns its row id."""
-    values = (*(getattr(record, name) for name in MEMBER_FIELDS), prefecture,
-              json.dumps(sorted(record.verified)), json.dumps(dict(record.custom), ensure_ascii=False, sort_keys=True),
-              raw_hash, record.updated_at, quality_json(record.quality))  # fmt: skip
+    values = source_values(record, raw_hash, prefecture)
     if existing is None:
-        ref = int(db.scalar(
-            "INSERT INTO member_sources(source, source_id, member_id, name, kana, email, phone, postal_code, address,"
-            " birth_date, card_no, prefecture, verified, custom, raw_hash, seen_at, field_quality, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (record.source, record.source_id, member_id, *values, now, now),
-        ))  # fmt: skip
+        ref = insert_source(db, record, member_id, values, now)
     else:
         ref = existing.ref
-        db.execute(
-            "UPDATE member_sources SET name = ?, kana = ?, email = ?, phone = ?, postal_code = ?, address = ?,"
-            " birth_date = ?, card_no = ?, prefecture = ?, verified = ?, custom = ?, raw_hash = ?, seen_at = ?,"
-            " field_quality = ?, updated_at = ? WHERE id = ?",
-            (*values, now, ref),
-        )
-        db.execute("DELETE FROM member_blocks WHERE source_ref = ?", (ref,))
-    keys = sorted(set(blocking_keys(record, config.match)))
-    db.executemany("INSERT INTO member_blocks(block_key, source_ref) VALUES (?, ?)", [(key, ref) for key in keys])
+        update_source(db, ref, values, now)
+    db.executemany(BLOCK_INSERT, [(key, ref) for key in record_keys(record, config)])
     return ref
 
 
@@ -186,28 +212,39 @@ def refresh_golden(db: Central, member_id: str, config: MembersConfig, now: floa
     rows = member_sources(db, member_id)
     if not rows:
         return False
+    stored = db.scalar("SELECT consent FROM members WHERE member_id = ?", (member_id,), "{}")
+    member, profile = golden_rows(member_id, rows, stored, member_consent(db, member_id), config, now)
+    db.execute(GOLDEN_UPDATE, member)
+    db.execute(PROFILE_UPSERT, profile)
+    return True
+
+
+GOLDEN_UPDATE = ("UPDATE members SET name = ?, kana = ?, phone = ?, email = ?, card_no = ?, custom = ?, consent = ?,"
+                 " updated_at = ? WHERE member_id = ? AND erased = 0")  # fmt: skip
+PROFILE_UPSERT = (
+    "INSERT INTO member_profiles(member_id, postal_code, address, prefecture, birth_date, provenance, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET postal_code = excluded.postal_code,"
+    " address = excluded.address, prefecture = excluded.prefecture, birth_date = excluded.birth_date,"
+    " provenance = excluded.provenance, updated_at = excluded.updated_at"
+)  # fmt: skip
+
+
+def golden_rows(member_id: str, rows: list[SourceRow], stored_consent: str, consent: Mapping[str, bool],
+                config: MembersConfig, now: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The parameters of GOLDEN_UPDATE and PROFILE_UPSERT for a member with these source records (in
+    (source, source_id) order), its stored consent (JSON) and its records' consent (member_consent). Pure."""
     golden = golden_record([row.record for row in rows], config.survivorship)
     v = golden.values
     prefecture = next((row.prefecture for row in rows if row.record.key == golden.provenance.get("postal_code")), None)
-    consent = json.loads(db.scalar("SELECT consent FROM members WHERE member_id = ?", (member_id,), "{}"))
-    consent.update(member_consent(db, member_id))
-    db.execute(
-        "UPDATE members SET name = ?, kana = ?, phone = ?, email = ?, card_no = ?, custom = ?, consent = ?,"
-        " updated_at = ? WHERE member_id = ? AND erased = 0",
-        (v.get("name"), v.get("kana"), v.get("phone"), v.get("email"), v.get("card_no"),
-         json.dumps(dict(golden.custom), ensure_ascii=False, sort_keys=True),
-         json.dumps(consent, sort_keys=True), now, member_id),
-    )  # fmt: skip
+    merged_consent = json.loads(stored_consent)
+    merged_consent.update(consent)
     provenance = {name: ":".join(key) for name, key in golden.provenance.items()}
-    db.execute(
-        "INSERT INTO member_profiles(member_id, postal_code, address, prefecture, birth_date, provenance, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET postal_code = excluded.postal_code,"
-        " address = excluded.address, prefecture = excluded.prefecture, birth_date = excluded.birth_date,"
-        " provenance = excluded.provenance, updated_at = excluded.updated_at",
-        (member_id, v.get("postal_code"), v.get("address"), prefecture, v.get("birth_date"),
-         json.dumps(provenance, ensure_ascii=False, sort_keys=True), now),
-    )  # fmt: skip
-    return True
+    member = (v.get("name"), v.get("kana"), v.get("phone"), v.get("email"), v.get("card_no"),
+              json.dumps(dict(golden.custom), ensure_ascii=False, sort_keys=True),
+              json.dumps(merged_consent, sort_keys=True), now, member_id)  # fmt: skip
+    profile = (member_id, v.get("postal_code"), v.get("address"), prefecture, v.get("birth_date"),
+               json.dumps(provenance, ensure_ascii=False, sort_keys=True), now)  # fmt: skip
+    return member, profile
 
 
 def golden_id(db: Central, member_id: str) -> str:
