@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -71,17 +72,27 @@ def segment_of(segments: Iterable[Segment], r: int, f: int, m: int, frequency: i
 
 
 def rfm_rows(inputs: Iterable[RfmInput], as_of: dt.date, config: AnalyticsConfig) -> list[RfmRow]:
-    """Scores and segments of every member given (members with at least one purchase), by member id."""
+    """Scores and segments of every member given (members with at least one purchase), by member id.
+    A million members: the scores by bisection over the sorted cut points (what score_up/score_down count),
+    the segment looked up once per distinct (r, f, m, frequency, recency)."""
     items = sorted(inputs, key=lambda i: i.member_id)
     recency = [(as_of - i.last_day).days for i in items]
     r_cuts = config.recency_cuts if config.recency_cuts is not None else quantile_cuts(recency)
     f_cuts = config.frequency_cuts if config.frequency_cuts is not None else quantile_cuts([i.frequency for i in items])
     m_cuts = config.monetary_cuts if config.monetary_cuts is not None else quantile_cuts([i.monetary for i in items])
+    r_sorted, f_sorted, m_sorted = sorted(r_cuts), sorted(f_cuts), sorted(m_cuts)
+    named: dict[tuple[int, int, int, int, int], str] = {}
     rows = []
     for item, days in zip(items, recency):
-        r, f, m = score_down(days, r_cuts), score_up(item.frequency, f_cuts), score_up(item.monetary, m_cuts)
-        rows.append(RfmRow(item.member_id, days, item.frequency, item.monetary, r, f, m,
-                           segment_of(config.segments, r, f, m, item.frequency, days), item.last_day.isoformat()))  # fmt: skip
+        r = 5 - bisect_left(r_sorted, days)  # the cuts below a value are the cuts it exceeds
+        f, m = 1 + bisect_left(f_sorted, item.frequency), 1 + bisect_left(m_sorted, item.monetary)
+        key = (r, f, m, item.frequency, days)
+        segment = named.get(key)
+        if segment is None:
+            segment = named[key] = segment_of(config.segments, r, f, m, item.frequency, days)
+        rows.append(
+            RfmRow(item.member_id, days, item.frequency, item.monetary, r, f, m, segment, item.last_day.isoformat())
+        )
     return rows
 
 
