@@ -453,10 +453,15 @@ def run_ranks(db: Central, as_of: date, now: float | None = None, *, dry_run: bo
     if dry_run:
         return rows
     by_id = {r.member_id: r for r in rows}
-    for start in range(0, len(changed), BATCH):
+    for chunk in _chunks(changed, BATCH):
         with db.transaction():
+            # A member merged away (or erased) since the list was read keeps no loyalty row and no rank log
+            # row under its old id: the merge moved its rows and computed the golden member's (follow_members).
+            marks = ", ".join("?" for _ in chunk)
+            live = {str(m) for (m,) in db.all(f"SELECT member_id FROM members WHERE erased = 0 AND member_id IN ({marks})",
+                                              chunk)}  # fmt: skip
             changes: list[ChangeTuple] = []
-            for member_id in changed[start : start + BATCH]:
+            for member_id in (m for m in chunk if m in live):
                 r = by_id[member_id]
                 db.execute(
                     "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, as_of, updated_at)"
@@ -484,7 +489,8 @@ def today_jst(now: float | None = None) -> date:
 def follow_members(db: Central, recompute: list[str], gone: list[str], now: float) -> None:
     """``loyalty_members`` after a merge, unmerge or erasure (tenpo.cloud.members.store.register_derived): the
     rows of ids merged away or erased go; each live member in ``recompute`` gets rank, spend and lots computed
-    from its ledger and sales as they are now, sent as ``member.loyalty`` (inside the caller's transaction)."""
+    from its ledger and sales as they are now, sent as ``member.loyalty`` (inside the caller's transaction), and
+    the expiry entries corrected to what its lots say as of the last expiry run (the balance sent again)."""
     if gone:
         db.execute(f"DELETE FROM loyalty_members WHERE member_id IN ({', '.join('?' for _ in gone)})", gone)
     live = [m for m in recompute if db.one("SELECT 1 FROM members WHERE member_id = ? AND erased = 0", (m,))]
@@ -492,7 +498,8 @@ def follow_members(db: Central, recompute: list[str], gone: list[str], now: floa
         return
     config = load_config(db)
     as_of = today_jst(now)
-    lots_as_of = last_expiry_date(db) or as_of
+    expired_as_of = last_expiry_date(db)
+    lots_as_of = expired_as_of or as_of
     held: dict[str, Held] = {}
     changes: list[ChangeTuple] = []
     for member_id in live:
@@ -502,6 +509,13 @@ def follow_members(db: Central, recompute: list[str], gone: list[str], now: floa
         spend = spend_by_member(db, as_of, config, member_id).get(member_id, 0)
         rank = config.rank_for(spend)
         result = replay(member_entries(db, member_id), as_of=lots_as_of, months=config.expiry_months)
+        due = result.written - result.expired
+        if expired_as_of is not None and due:
+            # Merged (or apart again), the lots expire as one person's, first in first out over them all: each
+            # id's own expiry entries may have taken too much or too little, and the nightly job would not
+            # read this member again before a lot ends. Corrected as of the last run, as a late entry is.
+            expiry_entry(db, member_id, due, expired_as_of, now)
+            changes.append(points_balance_change(db, member_id))
         lots = _lots_data(result)
         db.execute(
             "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, next_end, as_of, updated_at)"

@@ -29,7 +29,17 @@ from tenpo.shared.protocol import Event
 
 from .config import MembersConfig
 from .resolve import attach
-from .store import Pending, balance_data, find_source, golden_id, remap_alias_rows, row_hash, run_derived, save_consent
+from .store import (
+    Pending,
+    balance_data,
+    find_source,
+    golden_id,
+    publish,
+    remap_alias_rows,
+    row_hash,
+    run_derived,
+    save_consent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +89,13 @@ def store_record_changes(db: Any, member_id: str, payload: dict[str, Any], now: 
     if not pending.events:
         # The core publishes this member's upsert after the hooks ran (so with the golden values): not twice.
         pending.members.discard(member_id)
-    changes = pending.materialize(db)
-    run_derived(db, pending, now)  # a merge's winner's loyalty (recorded now: before the core records these)
-    return changes
+        changes = pending.materialize(db)
+        run_derived(db, pending, now)
+        return changes
+    # A merge: recorded here, then what the derived tables send because of it (the winner's loyalty), so a
+    # store reads the merge first; returned to the core instead, the merge would land after them.
+    publish(db, pending, now)
+    return []
 
 
 def _after_member_event(plan: Plan, origin: Origin, event: Event, p: MemberRegistered | MemberUpdated,
