@@ -5,17 +5,27 @@ monetary counts it; the store's purchase history lists it."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
 from tenpo.channel import ChannelError
+from tenpo.cloud.admin import add_store
 from tenpo.cloud.analytics.config import AnalyticsConfig
 from tenpo.cloud.analytics.job import refresh
+from tenpo.cloud.apply import apply_batch
+from tenpo.cloud.channel.service import ChannelDesk
+from tenpo.cloud.db import Central
 from tenpo.cloud.loyalty import store as loyalty
 from tenpo.edge.loyalty import standing
 from tenpo.sandbox import wait_until
-from tests.test_channel_points import member_with_points
+from tenpo.shared import crypto
+from tenpo.shared.protocol import Event, EventBatch
+from tests.test_channel_points import _ask, member_with_points
 from tests.test_channel_support import Chain, chain  # noqa: F401  (fixture)
 
 RANKS = ('[loyalty]\n[[loyalty.ranks]]\nname = "レギュラー"\nthreshold = 0\n[[loyalty.ranks]]\nname = "シルバー"\n'
@@ -73,3 +83,33 @@ def test_a_web_order_counts_once_towards_rank_spend_and_the_new_rank_reaches_the
     monetary, frequency = chain.central.one("SELECT monetary, frequency FROM analytics_members WHERE customer = ?",
                                             (member,))  # fmt: skip
     assert (int(monetary), int(frequency)) == (4700 + 980 + 2000, 3)
+
+
+def test_web_orders_are_purchases_once_on_sqlite_and_postgresql(central_url: str, tmp_path: Path) -> None:
+    """The same SQL on both central stores: the order row's upsert, its member's source record, the feed entry."""
+    db = Central(central_url)
+    crypto.generate_keypair(tmp_path / "S001.key", tmp_path / "S001.pub")
+    add_store(db, "S001", crypto.public_key_pem(crypto.load_private_key(tmp_path / "S001.key")))
+    person = {"member_id": "S001-000001", "name": "山田 花子"}  # registered at S001: its own store source record
+    registered = Event(1, uuid.uuid4().hex, "member.registered", 1, 1, person)
+    apply_batch(db, "S001", EventBatch("stream-S001", [registered]))
+    member = str(db.scalar("SELECT member_id FROM member_sources WHERE source = 'store'"))
+    loyalty.grant(db, member, 1000, date.today() + timedelta(days=100), "campaign:test")
+    desk = ChannelDesk(db)
+    held = _ask(desk, "points-hold", {"key": "h1", "member": member, "amount": 300, "order": "W-1"})
+    capture = {"key": "c1", "hold_id": held["result"]["hold_id"], "earn_on": 1200}  # type: ignore[index]
+    assert _ask(desk, "points-capture", capture)["ok"]
+    assert _ask(desk, "points-capture", capture)["ok"], "a retry with its key: answered from memory"
+    assert _ask(desk, "points-earn", {"key": "e1", "member": member, "order": "W-2", "earn_on": 800})["ok"]
+    assert _ask(desk, "points-earn", {"key": "e2", "member": member, "order": "W-2", "earn_on": 800})["error"][
+        "code"] == "conflict"  # type: ignore[index]  # fmt: skip
+    rows = db.all("SELECT order_id, channel, source, source_id, status, total, points FROM member_orders"
+                  " ORDER BY order_id")  # fmt: skip
+    assert [tuple(r) for r in rows] == [("W-1", "web", "store", member, "paid", 1500, 12),
+                                        ("W-2", "web", "store", member, "paid", 800, 8)]  # fmt: skip
+    spend = loyalty.spend_by_member(db, loyalty.today_jst(), loyalty.load_config(db))
+    assert spend[member] == 2300
+    sent = [json.loads(d) for (d,) in db.all("SELECT data FROM changes WHERE kind = 'purchase.recorded' ORDER BY seq")]
+    assert [(s["purchase_id"], s["member_id"], s["total"], s["points"]) for s in sent] == [
+        ("web:W-1", member, 1500, 12), ("web:W-2", member, 800, 8)]  # fmt: skip
+    db.close()
