@@ -357,8 +357,10 @@ def _snapshot_durability(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute(f"PRAGMA synchronous = {previous}")
 
 
-def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk) -> SnapshotProgress:
-    """Apply one chunk and remember where to resume, in one transaction.
+def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk,
+                         defer_tokens: bool = False) -> SnapshotProgress:  # fmt: skip
+    """Apply one chunk and remember where to resume, in one transaction. ``defer_tokens``: the members'
+    name tokens are left for ``bootstrap_bulk.build_tokens`` (the agent; issue 19 §5).
 
     A chunk that does not start where the replica stands is stale and skipped (``stale`` set, so the
     caller does not ask again on its behalf): the snapshot of a second request the agent made while the
@@ -378,7 +380,7 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
                 bootstrap_bulk.begin(conn)
             handler(conn, store_id, _snapshot_rows(conn, chunk), None)
         if chunk.entity == "members" and chunk.next_key is None:
-            bootstrap_bulk.finish(conn)
+            bootstrap_bulk.finish(conn, defer_tokens)
         set_meta(conn, "snapshot_id", chunk.snapshot_id)
         set_meta(conn, "snapshot_as_of", str(chunk.as_of))
         set_meta(conn, "snapshot_done", str(chunk.progress))
@@ -391,7 +393,7 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
         else:
             # Finished: the change feed resumes right after the snapshot's starting point.
             set_counter(conn, "cursor", max(read_counter(conn, "cursor"), chunk.as_of))
-            bootstrap_bulk.finish(conn)  # issue 19: whatever a members entity left deferred
+            bootstrap_bulk.finish(conn, defer_tokens)  # issue 19: whatever a members entity left deferred
             for key in ("snapshot_id", "snapshot_entity", "snapshot_after", "snapshot_as_of", "snapshot_done"):
                 set_meta(conn, key, None)
             set_meta(conn, "bootstrapped", "1")

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +25,8 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tenpo import __version__
-from tenpo.edge import clock_skew, feed
+from tenpo.edge import bootstrap_bulk, clock_skew, feed
+from tenpo.edge import db as edge_db
 from tenpo.edge.clock_skew import CLOCK_SKEW_META
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.db import schema_version, transaction
@@ -122,6 +124,7 @@ class SyncLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._death: mqtt.MQTTMessageInfo | None = None
         self._prefetched: SnapshotRequest | None = None  # the next snapshot chunk, asked for ahead (issue 19)
+        self._token_builder: threading.Thread | None = None  # a bootstrap's name tokens, moved after it (issue 19)
         with transaction(db) as conn:
             self.stream = stream_id(conn)
             # Birth/death session number: grows across restarts and reconnects so a late Will is recognisably stale.
@@ -199,6 +202,7 @@ class SyncLink:
         self.client.on_message = self._on_message
         self._set_will()
         self._record_link(False)
+        self._build_search_tokens()  # a build a stop interrupted starts over
         connect_async(self.client, self.config.broker)
         # Each tick looks for events other processes (clerk terminal, CLI) committed: one indexed query.
         tick = self.config.sync.poll_interval_s
@@ -396,10 +400,36 @@ class SyncLink:
 
     def _apply_chunk(self, chunk: SnapshotChunk) -> ChunkApplied:
         self._prefetch(chunk)
-        progress = feed.apply_snapshot_chunk(self.db, self.store_id, chunk)
+        progress = feed.apply_snapshot_chunk(self.db, self.store_id, chunk, defer_tokens=True)
         self.counters.snapshot_rows += 0 if progress.stale else len(chunk.rows)
         if self.on_snapshot_progress:
             self.on_snapshot_progress(chunk.progress, chunk.total)
         if progress.done:
             log.info("bootstrap finished: %d rows; change feed resumes after %d", chunk.progress, chunk.as_of)
+            self._build_search_tokens()
         return ChunkApplied(time.monotonic(), progress.done, progress.stale)
+
+    def _build_search_tokens(self) -> None:
+        """Issue 19 §5: the members are usable when the bootstrap finishes; their name-search tokens are
+        moved into place afterwards by a thread on its own connection (edge/bootstrap_bulk.py), while the
+        agent serves. SQLite leaves the interpreter free while it sorts and copies."""
+        if self._token_builder is not None and self._token_builder.is_alive():
+            return
+        if not bootstrap_bulk.pending(self.db.conn):
+            return
+        self._token_builder = threading.Thread(target=self._token_build, name="search-tokens", daemon=True)
+        self._token_builder.start()
+
+    def _token_build(self) -> None:
+        started = time.monotonic()
+        try:
+            db = edge_db.connect(self.config.database, create=False)
+            db.conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut undoes slices, and a build starts over
+            try:
+                moved = bootstrap_bulk.build_tokens(db.conn)
+            finally:
+                db.conn.close()
+        except Exception:  # the replica is as it was: the next start tries again
+            log.exception("could not build the name-search tokens of the bootstrap")
+            return
+        log.info("name search ready: %d tokens of the bootstrap moved in %.1f s", moved, time.monotonic() - started)

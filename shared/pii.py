@@ -41,7 +41,7 @@ PREFIX_MAX: Final = 6  # prefixes of the whole name/reading key, 1..6 characters
 WORD_PREFIX_MAX: Final = 4  # prefixes of each later word (the given name), 1..4 characters
 # Search tokens kept in memory per codec: members share most short prefixes (サ, サト, 佐藤...), so a bootstrap
 # computes each shared prefix's HMAC once, not once per member. The same values as on disk, under the same key.
-TOKEN_CACHE: Final = 1 << 16
+TOKEN_CACHE: Final = 1 << 14
 _FORMAT_BYTE: Final = bytes([FORMAT])
 _HMAC_BLOCK: Final = 64  # SHA-256's block size (RFC 2104)
 

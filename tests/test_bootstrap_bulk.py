@@ -4,6 +4,7 @@ the middle of the members resumes without losing the tokens of the chunks it had
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import msgspec
 
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import snapshot_chunk
+from tenpo.edge import bootstrap_bulk, feed
 from tenpo.edge import db as edge_db
-from tenpo.edge import feed
 from tenpo.edge.config import load_config
 from tenpo.edge.keystore import codec as pii_codec
 from tenpo.edge.membership import vault
@@ -46,7 +47,7 @@ def _indexes(conn: object) -> set[str]:
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'members' AND sql IS NOT NULL")}  # fmt: skip
 
 
-def _bootstrap(url: str, store: object, stop_after_member_chunks: int | None = None) -> bool:
+def _bootstrap(url: str, store: object, stop_after_member_chunks: int | None = None, defer_tokens: bool = False) -> bool:
     """Request and apply chunks as the agent does (40 rows each); False if stopped before the end."""
     central = Central(url)
     progress = feed.snapshot_progress(store)  # type: ignore[arg-type]
@@ -57,7 +58,8 @@ def _bootstrap(url: str, store: object, stop_after_member_chunks: int | None = N
             request = SnapshotRequest(snapshot_id=progress.snapshot_id, entity=progress.entity,
                                       after_key=progress.after_key, done=done, limit=40, stream="s")  # fmt: skip
             chunk = snapshot_chunk(central, "B001", request)
-            progress = feed.apply_snapshot_chunk(store, "B001", feed.decode_snapshot_chunk(encode(chunk)))  # type: ignore[arg-type]
+            progress = feed.apply_snapshot_chunk(store, "B001", feed.decode_snapshot_chunk(encode(chunk)),  # type: ignore[arg-type]
+                                                 defer_tokens=defer_tokens)  # fmt: skip
             done = chunk.progress
             if progress.done:
                 return True
@@ -102,6 +104,47 @@ def test_members_bulk_loaded_are_indexed_and_found_after_a_resumed_bootstrap(tmp
     assert "members_phone_idx" in plan
 
 
+def test_a_bootstrap_is_usable_before_its_name_tokens_are_moved_and_a_member_written_meanwhile_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    url = _central(tmp_path)
+    config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
+    store = edge_db.connect(config.database)
+    conn = store.conn
+    assert _bootstrap(url, store, defer_tokens=True) is True
+    codec = pii_codec(conn)
+    assert feed.bootstrapped(store) and bootstrap_bulk.pending(conn)
+    assert vault.exact_ids(conn, codec, "+819010000077", 5) == ["HQ-00077"], "exact lookups work at once"
+    assert vault.name_ids(conn, codec, "佐藤", 200) == [], "names wait for their tokens"
+
+    renamed, erased = "HQ-00001", "HQ-00006"  # both 佐藤 before
+    with edge_db.transaction(store):
+        old = vault.read_person(conn, codec, renamed)
+        assert old is not None
+        vault.write_person(conn, codec, renamed, dataclasses.replace(old, name="鈴木 次郎"), old)
+        vault.erase(conn, erased)
+        conn.execute("UPDATE members SET erased = 1 WHERE member_id = ?", (erased,))
+
+    builder = edge_db.connect(config.database, create=False)  # as the agent's thread: its own connection
+    try:
+        assert bootstrap_bulk.build_tokens(builder.conn, slice_rows=100) > 100, "several slices"
+    finally:
+        builder.conn.close()
+    assert not bootstrap_bulk.pending(conn)
+    for table in (bootstrap_bulk.STAGING, vault.TOKENS_REWRITTEN):
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is None, table
+    assert not Path(str(config.database) + bootstrap_bulk.SCRATCH_SUFFIX).exists(), "the scratch file is removed"
+    expected = {(token, rank, f"HQ-{i:05d}") for i in range(MEMBERS) if f"HQ-{i:05d}" not in (renamed, erased)
+                for token, rank in codec.name_tokens(f"{NAMES[i % 5]} {i}", f"カイイン{i}").items()}  # fmt: skip
+    expected |= {(token, rank, renamed) for token, rank in codec.name_tokens("鈴木 次郎", "カイイン1").items()}
+    assert set(conn.execute("SELECT token, rank, member_id FROM member_tokens")) == expected
+    assert sorted(vault.name_ids(conn, codec, "佐藤", 200)) == [
+        f"HQ-{i:05d}" for i in range(MEMBERS) if i % 5 == 1 and f"HQ-{i:05d}" not in (renamed, erased)]  # fmt: skip
+    assert renamed in vault.name_ids(conn, codec, "次郎", 5)
+    assert bootstrap_bulk.build_tokens(conn) == 0, "nothing left to do"
+    store.conn.close()
+
+
 def test_the_next_chunk_is_asked_for_once_before_the_current_one_is_written(tmp_path: Path) -> None:
     url = _central(tmp_path)
     config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
@@ -126,6 +169,11 @@ def test_the_next_chunk_is_asked_for_once_before_the_current_one_is_written(tmp_
                 assert asked[-1].done == chunk.progress and asked[-1].after_key == chunk.next_key
         assert len(asked) == len(served) and len({encode(request) for request in asked}) == len(asked)
         assert store.conn.execute("SELECT count(*) FROM members").fetchone()[0] == MEMBERS
+        assert link._token_builder is not None, "the agent moves the name tokens after the bootstrap"
+        link._token_builder.join(120)
+        assert not bootstrap_bulk.pending(store.conn)
+        assert sorted(vault.name_ids(store.conn, pii_codec(store.conn), "佐藤", 200)) == [
+            f"HQ-{i:05d}" for i in range(MEMBERS) if i % 5 == 1]  # fmt: skip
     finally:
         central.close()
         store.conn.close()

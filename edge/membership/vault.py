@@ -28,6 +28,9 @@ INDEX_COLUMNS = ("phone_idx", "phone4_idx", "email_idx", "card_idx", "line_idx")
 PERSONAL_KEYS = frozenset({"birth_date", "birthday", "address", "address1", "address2", "postal_code", "zip",
                            "prefecture", "city", "gender", "tel", "mobile", "line_id"})  # fmt: skip
 SCAN_FACTOR = 20  # a name query reads at most limit x this many token rows looking for real matches
+# Issue 19: members whose tokens were written here while a bootstrap's tokens wait in edge/bootstrap_bulk.py's
+# staging table; their staged (older) tokens are not moved. The table exists only while the staging one does.
+TOKENS_REWRITTEN = "member_tokens_rewritten"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,13 @@ def write_person(conn: sqlite3.Connection, codec: pii.Codec, member_id: str, per
     if old is not None:
         drop_tokens(conn, codec, member_id, old)
     add_tokens(conn, codec, member_id, person)
+    tokens_rewritten(conn, member_id)
+
+
+def tokens_rewritten(conn: sqlite3.Connection, member_id: str) -> None:
+    """The member's tokens are what this connection wrote, not what a bootstrap staged for it (issue 19)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TOKENS_REWRITTEN,)).fetchone():
+        conn.execute(f"INSERT OR IGNORE INTO {TOKENS_REWRITTEN}(member_id) VALUES (?)", (member_id,))
 
 
 def add_tokens(conn: sqlite3.Connection, codec: pii.Codec, member_id: str, person: Personal) -> None:
@@ -135,6 +145,7 @@ def erase(conn: sqlite3.Connection, member_id: str) -> None:
     old = _old_person(conn, codec, member_id)
     if old is not None:
         drop_tokens(conn, codec, member_id, old)
+    tokens_rewritten(conn, member_id)
     conn.execute(
         f"UPDATE members SET {', '.join(f'{c} = NULL' for c in (*SEALED_COLUMNS, *INDEX_COLUMNS))} WHERE member_id = ?",
         (member_id,),
@@ -155,6 +166,7 @@ def forget_tokens(conn: sqlite3.Connection, member_id: str) -> None:
     old = _old_person(conn, codec, member_id)
     if old is not None:
         drop_tokens(conn, codec, member_id, old)
+    tokens_rewritten(conn, member_id)
 
 
 def _old_person(conn: sqlite3.Connection, codec: pii.Codec, member_id: str) -> Personal | None:
