@@ -23,7 +23,7 @@ from typing import Any
 
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
-from tenpo.cloud.ledgers import points_entry
+from tenpo.cloud.ledgers import INSERT_POINTS, points_entry
 from tenpo.cloud.members.store import register_derived
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.cloud.sales.conflicts import points_balance_change
@@ -109,9 +109,12 @@ def chunk_entries(db: Central, members: list[str]) -> dict[str, tuple[list[Entry
         held = found.get(member_id)
         if held is None:
             held = found[member_id] = ([], set())
-        held[0].append(Entry(float(at), delta, kind, _iso_date(until) if until else None, key))
+        held[0].append(_entry(Entry, (float(at), delta, kind, _iso_date(until) if until else None, key)))
         held[1].add(store)
     return found
+
+
+_entry = tuple.__new__  # an Entry from its fields, without NamedTuple's keyword handling (the job reads millions)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -346,6 +349,7 @@ def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: d
     changes: list[ChangeTuple] = []
     ends: dict[str, tuple[str, str | None]] = {}  # lots (JSON) and soonest end of each member written
     moved: list[tuple[str | None, str]] = []  # (soonest lot end, member) of the others whose end moved
+    throughs: dict[frozenset[str], dict[str, int]] = {}
     for member_id in chunk:
         read = found.get(member_id)
         if read is None:
@@ -358,21 +362,21 @@ def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: d
         text = json.dumps(lots)
         before, before_end = held.get(member_id, (None, None))
         if due or (before is None and lots) or (before is not None and _lots_differ(lots, text, before[3])):
-            through = {s: applied[s] for s in sorted(read[1]) if s in applied}
+            stores = frozenset(read[1])
+            through = throughs.get(stores)
+            if through is None:  # most members bought at the same few stores: one dict each (never changed)
+                through = throughs[stores] = {s: applied[s] for s in sorted(stores) if s in applied}
             if due:
                 totals[0] += 1
                 totals[1] -= due
-                entries.append(points_entry(member_id=member_id, delta=due, kind=EXPIRY_KIND, ref=ref,
-                                            store_id=HQ_STORE, stream=LOYALTY_STREAM, store_seq=0, at=now)[1])  # fmt: skip
+                entries.append((member_id, due, EXPIRY_KIND, ref, HQ_STORE, LOYALTY_STREAM, 0, now))  # INSERT_POINTS
                 changes.append(("points.balance", member_id, None,
                                 {"member_id": member_id, "balance": result.balance, "through": through}))  # fmt: skip
             changes.append(loyalty_data(config, member_id, before, lots, through, as_of))
             ends[member_id] = (text, end)
         elif before is not None and end != before_end:
             moved.append((end, member_id))
-    if entries:
-        db.executemany(points_entry(member_id="", delta=0, kind="", ref=None, store_id="", stream="",
-                                    store_seq=0, at=0.0)[0], entries)  # fmt: skip
+    db.executemany(INSERT_POINTS, entries)
     _send(db, changes, now, as_of, {m: h for m, (h, _end) in held.items()}, ends)
     db.executemany("UPDATE loyalty_members SET next_end = ? WHERE member_id = ?", moved)
 
