@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenpo.cloud import authority_schema, certs, history_schema, products_schema
+from tenpo.cloud import authority_schema, certs, history_schema, levels_schema, products_schema
 from tenpo.cloud.analytics import schema as analytics_schema
 from tenpo.cloud.asn import schema as asn_schema
 from tenpo.cloud.audit import schema as audit_schema
@@ -284,8 +284,7 @@ def _m001_core(db: Central) -> list[str]:
     t = _types(db)
     return [
         f"""CREATE TABLE stores (
-            store_id TEXT PRIMARY KEY,
-            name TEXT,
+            store_id TEXT PRIMARY KEY, name TEXT,
             public_key TEXT NOT NULL,
             stream TEXT,
             last_applied_seq {t['int']} NOT NULL DEFAULT 0,
@@ -470,6 +469,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
      _area(channel_extras_schema.statements)),
     (19, "reservations collected at another store, by transfer (issue 18)", _area(channel_schema.transit_statements)),
     (20, "home deliveries: where an お取り寄せ goes (issue 18 §7)", _area(channel_extras_schema.delivery_statements)),
+    (24, "PostgreSQL: room on stock levels' pages for the apply's updates (issue 19)", _area(levels_schema.statements)),
 ]
 
 
