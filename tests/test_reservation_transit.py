@@ -115,6 +115,8 @@ def test_reserved_at_one_store_shipped_received_at_the_dock_and_sold_at_the_othe
         here = web.reservation(rid)
         assert (here.store_id, here.qty, here.reason, here.pickup_store) == (PICKUP, 2, None, None)
         assert here.expires_at is not None and here.expires_at > time.time() + 71 * 3600, "the pickup window starts now"
+        wait_until(lambda: (r := edge_reservations.get(chain.db(PICKUP).conn, rid)) and r.expires_at == here.expires_at,
+                   30, what="the pickup deadline at the pickup store")  # fmt: skip
         s001 = web.stock("TEA-500", PICKUP).stores[0]
         assert (s001.on_hand, s001.reserved, s001.available) == (2, 2, 0)
 

@@ -254,7 +254,7 @@ def arrive(db: Central, reservation_id: str, by_store: str, transfer_id: str, he
             (SHORT, reservation_id, by_store, held - ordered, json.dumps(detail, ensure_ascii=False), now, now),
         )  # fmt: skip
     record.update(store_id=by_store, state=state, qty=qty, reason=reason, expires_at=expires, updated_at=now)
-    return feed_changes(record, to_holding_store=False)  # the pickup store decided; the asking clerk's store hears
+    return feed_changes(record)  # the pickup store decided, and learns the pickup deadline; so does the asker
 
 
 def cancel(db: Central, record: dict[str, Any], now: float) -> list[ChangeTuple]:
