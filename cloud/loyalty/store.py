@@ -11,11 +11,9 @@ nothing; a rank is sent again only when it or the lots changed.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -24,6 +22,15 @@ from typing import Any
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.ledgers import INSERT_POINTS, points_entry
+from tenpo.cloud.loyalty.rows import (
+    Held,
+    chunk_entries,
+    chunks,
+    held_rows,
+    lots_differ,
+    member_entries,
+    upsert_distinct,
+)
 from tenpo.cloud.members.store import register_derived
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.cloud.sales.conflicts import points_balance_change
@@ -31,7 +38,6 @@ from tenpo.shared.errors import UserError
 from tenpo.shared.loyalty import (
     EXPIRY_KIND,
     JST,
-    Entry,
     LoyaltyConfig,
     LoyaltyConfigError,
     Replay,
@@ -48,14 +54,6 @@ MAX_LOTS_SENT = 24  # the soonest-ending days a store gets; enough for a clerk a
 BATCH = 2000  # members per transaction in the rank job
 EXPIRY_CHUNK = 5000  # members per transaction in the expiry job: few commits (each one waits for the disk),
 # while the aggregator's applies wait at most one chunk (a second or so) for the write lock
-
-# Each ledger row with the time it happened: a store's entry by its event time (loyalty_points_meta),
-# every other row (HQ's, a channel import's, one applied before migration 13) by when HQ wrote it.
-ENTRY_ROWS = (
-    "SELECT l.member_id, l.id, l.delta, l.kind, coalesce(m.at, l.created_at), m.expires_on, l.store_id FROM points_ledger l"
-    " LEFT JOIN loyalty_points_meta m ON m.store_id = l.store_id AND m.stream = l.stream AND m.store_seq = l.store_seq"
-)
-
 
 # ---------------------------------------------------------------------------- configuration
 
@@ -88,38 +86,6 @@ def set_config(db: Central, path: Path) -> LoyaltyConfig:
 
 
 # ---------------------------------------------------------------------------- entries and lots
-
-
-def _entries(rows: list[tuple[Any, ...]]) -> list[Entry]:
-    return [Entry(float(at), int(delta), str(kind), date.fromisoformat(until) if until else None, int(key))
-            for _member, key, delta, kind, at, until, _store in rows]  # fmt: skip
-
-
-def member_entries(db: Central, member_id: str) -> list[Entry]:
-    return _entries(db.all(ENTRY_ROWS + " WHERE l.member_id = ?", (member_id,)))
-
-
-def chunk_entries(db: Central, members: list[str]) -> dict[str, tuple[list[Entry], set[str]]]:
-    """The entries of these members and the stores that wrote them, in one query (a chunk of a job)."""
-    found: dict[str, tuple[list[Entry], set[str]]] = {}
-    if not members:
-        return found
-    marks = ", ".join("?" for _ in members)
-    for member_id, key, delta, kind, at, until, store in db.all(ENTRY_ROWS + f" WHERE l.member_id IN ({marks})", members):
-        held = found.get(member_id)
-        if held is None:
-            held = found[member_id] = ([], set())
-        held[0].append(_entry(Entry, (float(at), delta, kind, _iso_date(until) if until else None, key)))
-        held[1].add(store)
-    return found
-
-
-_entry = tuple.__new__  # an Entry from its fields, without NamedTuple's keyword handling (the job reads millions)
-
-
-@functools.lru_cache(maxsize=4096)
-def _iso_date(text: str) -> date:
-    return date.fromisoformat(text)
 
 
 def last_expiry_date(db: Central) -> date | None:
@@ -194,9 +160,6 @@ def grant(db: Central, member_id: str, points: int, expires_on: date, ref: str, 
 # ---------------------------------------------------------------------------- the feed
 
 
-Held = tuple[str, int, int, str]  # what a store holds of a member: rank, multiplier_pct, spend, lots (the JSON sent)
-
-
 def _lots_data(result: Replay) -> list[dict[str, Any]]:
     return [{"expires_on": d.isoformat(), "points": p} for d, p in expiring(result.lots)[:MAX_LOTS_SENT]]
 
@@ -253,40 +216,9 @@ def _send(db: Central, changes: list[ChangeTuple], now: float, as_of: date, held
         before = None if held is None else held.get(member_id)
         if before is None or before[:2] != (data["rank"], data["multiplier_pct"]):
             ranks.append((member_id, data["rank"], data["multiplier_pct"], seq, day))
-    _upsert(db, UPSERT_SENT if ends is None else UPSERT_SENT_WITH_END, sent)
+    upsert_distinct(db, UPSERT_SENT if ends is None else UPSERT_SENT_WITH_END, sent)
     db.executemany("INSERT INTO loyalty_rank_log(member_id, rank, multiplier_pct, change_seq, as_of)"
                    " VALUES (?, ?, ?, ?, ?)", ranks)  # fmt: skip
-
-
-def _upsert(db: Central, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """An upsert of rows with distinct keys (first column): on PostgreSQL as multi-row statements, one round
-    trip per few thousand rows rather than one per row (Central.executemany sends an upsert row by row, as
-    its rows may repeat a key)."""
-    if db.dialect == "sqlite" or len({row[0] for row in rows}) != len(rows):
-        db.executemany(sql, rows)
-        return
-    head, _values, tail = sql.partition(" VALUES ")
-    one = "(" + ", ".join("?" for _ in rows[0]) + ")" if rows else ""
-    step = 60_000 // max(len(rows[0]), 1) if rows else 1
-    for start in range(0, len(rows), step):
-        part = rows[start : start + step]
-        db.execute(f"{head} VALUES {', '.join(one for _ in part)} {tail.partition(') ')[2]}",
-                   [value for row in part for value in row])  # fmt: skip
-
-
-def _held(db: Central, members: list[str]) -> dict[str, tuple[Held, str | None]]:
-    """What the stores hold of these members (lots as the JSON sent) and each one's soonest lot end."""
-    if not members:
-        return {}
-    marks = ", ".join("?" for _ in members)
-    return {str(m): ((str(r), int(p), int(s), str(lots)), end) for m, r, p, s, lots, end in db.all(
-        f"SELECT member_id, rank, multiplier_pct, spend, lots, next_end FROM loyalty_members WHERE member_id IN ({marks})",
-        members)}  # fmt: skip
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # ---------------------------------------------------------------------------- the jobs
@@ -330,7 +262,7 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
                         (int(last_mark), LOYALTY_STREAM, as_of.isoformat()))  # fmt: skip
     applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}
     totals = [0, 0, 0]  # members given an entry, points expired, members read
-    for chunk in _chunks([str(m) for (m,) in wanted], EXPIRY_CHUNK):
+    for chunk in chunks([str(m) for (m,) in wanted], EXPIRY_CHUNK):
         with db.transaction():
             _expire_chunk(db, config, chunk, as_of, now, applied, totals)
     with db.transaction():
@@ -343,7 +275,7 @@ def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: d
                   applied: dict[str, int], totals: list[int]) -> None:  # fmt: skip
     """One chunk of the expiry job, inside its transaction (see :func:`run_expiry`)."""
     found = chunk_entries(db, chunk)
-    held = _held(db, chunk)
+    held = held_rows(db, chunk)
     ref = f"expiry:{as_of.isoformat()}"
     entries: list[tuple[Any, ...]] = []
     changes: list[ChangeTuple] = []
@@ -361,7 +293,7 @@ def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: d
         end = lots[0]["expires_on"] if lots else None
         text = json.dumps(lots)
         before, before_end = held.get(member_id, (None, None))
-        if due or (before is None and lots) or (before is not None and _lots_differ(lots, text, before[3])):
+        if due or (before is None and lots) or (before is not None and lots_differ(lots, text, before[3])):
             stores = frozenset(read[1])
             through = throughs.get(stores)
             if through is None:  # most members bought at the same few stores: one dict each (never changed)
@@ -379,12 +311,6 @@ def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: d
     db.executemany(INSERT_POINTS, entries)
     _send(db, changes, now, as_of, {m: h for m, (h, _end) in held.items()}, ends)
     db.executemany("UPDATE loyalty_members SET next_end = ? WHERE member_id = ?", moved)
-
-
-def _lots_differ(lots: list[dict[str, Any]], text: str, sent: str) -> bool:
-    """Whether ``lots`` (``text`` as JSON) differ from the JSON last sent (equal lots are almost always equal
-    text: :func:`_send` wrote it the same way)."""
-    return text != sent and lots != json.loads(sent)
 
 
 def spend_by_member(db: Central, as_of: date, config: LoyaltyConfig, member_id: str | None = None) -> dict[str, int]:
@@ -457,7 +383,7 @@ def run_ranks(db: Central, as_of: date, now: float | None = None, *, dry_run: bo
     if dry_run:
         return rows
     by_id = {r.member_id: r for r in rows}
-    for chunk in _chunks(changed, BATCH):
+    for chunk in chunks(changed, BATCH):
         with db.transaction():
             # A member merged away (or erased) since the list was read keeps no loyalty row and no rank log
             # row under its old id: the merge moved its rows and computed the golden member's (follow_members).
