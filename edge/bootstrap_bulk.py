@@ -41,8 +41,6 @@ DEFERRED = "snapshot_deferred_indexes"  # meta: JSON list of the CREATE INDEX st
 PENDING = "search_tokens_pending"  # meta: "1" from a deferred finish until build_tokens has moved the tokens
 SCRATCH_SUFFIX = "-tokens"  # store.db-tokens: the staged tokens in key order while build_tokens runs
 SLICE_ROWS = 200_000  # tokens copied per write transaction (a fraction of a second)
-# A sort of millions of rows: SQLite's sorter may use a helper thread and a larger cache for its runs.
-SORT_PRAGMAS = ("PRAGMA threads = 2",)
 
 
 def begin(conn: sqlite3.Connection) -> None:
@@ -103,17 +101,16 @@ def finish(conn: sqlite3.Connection, defer_tokens: bool = False) -> None:
     """When the members entity ends (and again when the snapshot does; idempotent): the deferred indexes
     created; the tokens moved in key order and the staging table dropped, or with ``defer_tokens`` left for
     ``build_tokens`` (``meta.search_tokens_pending``)."""
-    with _pragmas(conn, SORT_PRAGMAS):
-        if _exists(conn):
-            if defer_tokens:
-                set_meta(conn, PENDING, "1")
-            else:
-                _create_rewritten(conn)
-                select, params = _unpacked(conn)
-                conn.execute(f"INSERT OR IGNORE INTO member_tokens(token, rank, member_id) {select}", params)
-                _drop_staging(conn)
-        for sql in json.loads(get_meta(conn, DEFERRED) or "[]"):
-            conn.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
+    if _exists(conn):
+        if defer_tokens:
+            set_meta(conn, PENDING, "1")
+        else:
+            _create_rewritten(conn)
+            select, params = _unpacked(conn)
+            conn.execute(f"INSERT OR IGNORE INTO member_tokens(token, rank, member_id) {select}", params)
+            _drop_staging(conn)
+    for sql in json.loads(get_meta(conn, DEFERRED) or "[]"):
+        conn.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
     set_meta(conn, DEFERRED, None)
 
 
@@ -140,20 +137,19 @@ def build_tokens(conn: sqlite3.Connection, slice_rows: int = SLICE_ROWS) -> int:
         os.close(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
     conn.execute("ATTACH DATABASE ? AS scratch", (scratch,))
     try:
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "secure_delete = OFF"):
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "secure_delete = OFF", "cache_size = -256"):
             conn.execute(f"PRAGMA scratch.{pragma}")
         # Sorted once into the scratch file: its rowids are then the tokens' key order. A deferred transaction
         # writes the scratch file only: the replica stays open to every writer meanwhile.
-        with _pragmas(conn, ()):
-            conn.execute("BEGIN")
-            try:
-                conn.execute("CREATE TABLE scratch.sorted (token BLOB, rank INTEGER, member_id TEXT)")
-                select, params = _unpacked(conn)
-                conn.execute(f"INSERT INTO scratch.sorted(token, rank, member_id) {select}", params)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        conn.execute("BEGIN")
+        try:
+            conn.execute("CREATE TABLE scratch.sorted (token BLOB, rank INTEGER, member_id TEXT)")
+            select, params = _unpacked(conn)
+            conn.execute(f"INSERT INTO scratch.sorted(token, rank, member_id) {select}", params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         total = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM scratch.sorted").fetchone()[0])
         for first in range(1, total + 1, slice_rows):
             with _immediate(conn):
@@ -207,17 +203,3 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-@contextlib.contextmanager
-def _pragmas(conn: sqlite3.Connection, pragmas: tuple[str, ...]) -> Iterator[None]:
-    """Set ``PRAGMA name = value`` for the block, then the connection's own values again."""
-    names = [p.split()[1] for p in pragmas]
-    before = [conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names]
-    for pragma in pragmas:
-        conn.execute(pragma)
-    try:
-        yield
-    finally:
-        for name, value in zip(names, before, strict=True):
-            conn.execute(f"PRAGMA {name} = {int(value)}")

@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tenpo.edge import bootstrap_bulk, replica
 from tenpo.edge import db as edge_db
-from tenpo.edge import replica
 from tenpo.edge.agent import INTEGRITY_META_KEY, init_store, record_integrity, run_agent
 from tenpo.edge.audit_cli import register_edge as audit_commands
 from tenpo.edge.backup import backup_settings, backup_store, last_backup, restore_store
@@ -347,6 +347,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     status["agent_running"] = link.running
     status.update(replica.sync_status(db))
     status["bootstrapped"] = get_meta(db.conn, "bootstrapped") == "1"
+    # issue 19 §5: a bootstrap's name-search tokens are moved after it (edge/bootstrap_bulk.py)
+    status["name_search_ready"] = not bootstrap_bulk.pending(db.conn)
     behind = get_meta(db.conn, "alert.hq_behind")
     lost = json.loads(behind) if behind else None
     status["alerts"] = [f"HQ lost acknowledged events {lost['hq_hwm'] + 1}..{lost['acked']}"] if lost else []

@@ -5,11 +5,14 @@ the middle of the members resumes without losing the tokens of the chunks it had
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import msgspec
+import pytest
 
+from tenpo.cli import main
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import snapshot_chunk
 from tenpo.edge import bootstrap_bulk, feed
@@ -104,11 +107,17 @@ def test_members_bulk_loaded_are_indexed_and_found_after_a_resumed_bootstrap(tmp
     assert "members_phone_idx" in plan
 
 
+def _name_search_ready(config_path: Path, capsys: pytest.CaptureFixture[str]) -> bool:
+    assert main(["edge", "status", "--json", "--config", str(config_path)]) == 0
+    return bool(json.loads(capsys.readouterr().out)["name_search_ready"])
+
+
 def test_a_bootstrap_is_usable_before_its_name_tokens_are_moved_and_a_member_written_meanwhile_keeps_its_own(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = _central(tmp_path)
-    config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
+    config_path = provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)
+    config = load_config(str(config_path))
     store = edge_db.connect(config.database)
     conn = store.conn
     assert _bootstrap(url, store, defer_tokens=True) is True
@@ -116,6 +125,7 @@ def test_a_bootstrap_is_usable_before_its_name_tokens_are_moved_and_a_member_wri
     assert feed.bootstrapped(store) and bootstrap_bulk.pending(conn)
     assert vault.exact_ids(conn, codec, "+819010000077", 5) == ["HQ-00077"], "exact lookups work at once"
     assert vault.name_ids(conn, codec, "佐藤", 200) == [], "names wait for their tokens"
+    assert _name_search_ready(config_path, capsys) is False, "tenpo edge status says so"
 
     renamed, erased = "HQ-00001", "HQ-00006"  # both 佐藤 before
     with edge_db.transaction(store):
@@ -130,7 +140,7 @@ def test_a_bootstrap_is_usable_before_its_name_tokens_are_moved_and_a_member_wri
         assert bootstrap_bulk.build_tokens(builder.conn, slice_rows=100) > 100, "several slices"
     finally:
         builder.conn.close()
-    assert not bootstrap_bulk.pending(conn)
+    assert not bootstrap_bulk.pending(conn) and _name_search_ready(config_path, capsys) is True
     for table in (bootstrap_bulk.STAGING, vault.TOKENS_REWRITTEN):
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is None, table
     assert not Path(str(config.database) + bootstrap_bulk.SCRATCH_SUFFIX).exists(), "the scratch file is removed"
