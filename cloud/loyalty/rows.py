@@ -71,6 +71,8 @@ def upsert_distinct(db: Central, sql: str, rows: list[tuple[Any, ...]]) -> None:
     """An upsert of rows with distinct keys (first column): on PostgreSQL as multi-row statements, one round
     trip per few thousand rows rather than one per row (Central.executemany sends an upsert row by row, as
     its rows may repeat a key)."""
+    if not rows:
+        return
     if db.dialect == "sqlite" or len({row[0] for row in rows}) != len(rows):
         db.executemany(sql, rows)
         return
