@@ -1,0 +1,61 @@
+"""Issue 17 §10: the full rebuild's fast paths count what the plain definition counts. Baskets of every
+size from 1 to 14 SKUs (the PostgreSQL rebuild pairs up to 8 through a fixed list of positions, larger ones
+otherwise; SQLite's pass counts with Counter), SKUs rung up twice in one sale, and times in every shape
+the stores or a hand-made import could write (JST, UTC, another offset, fractions of a second, no offset,
+a leap day, nothing readable). Expected figures come from the generated baskets, not from the code."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from itertools import combinations
+
+from tenpo.cloud.analytics.config import AnalyticsConfig
+from tenpo.cloud.analytics.refresh import full_refresh, incremental_refresh, table_rows
+from tenpo.cloud.db import Central
+from tests.test_analytics_data import NOW, SKUS, STORES, Generated, add_sale
+
+TIMES = {  # as written -> the JST day it falls on
+    "2026-05-01T10:00:00+09:00": "2026-05-01",
+    "2026-05-01T23:30:00+00:00": "2026-05-02",
+    "2026-05-01T14:00:00Z": "2026-05-01",
+    "2026-04-30T20:15:00-05:00": "2026-05-01",
+    "2026-05-02T09:00:00.250+09:00": "2026-05-02",
+    "2026-05-02T16:00:00": "2026-05-03",  # no offset: taken as UTC
+    "2024-02-29T20:00:00-05:00": "2024-03-01",  # a leap day west of UTC
+}
+
+
+def _sell(db: Central) -> list[tuple[set[str], str]]:
+    """Three sales of each basket size from 1 to 14, some with a SKU on two lines, and one unreadable time."""
+    g, rng, sold = Generated(), random.Random(10), []
+    times = list(TIMES)
+    baskets = [rng.sample(SKUS, size) for size in range(1, 15) for _ in range(3)]
+    baskets += [[*b, b[0]] for b in baskets[::5]]  # a SKU on two lines of one sale counts once
+    with db.transaction():
+        for n, basket in enumerate(baskets):
+            at = times[n % len(times)]
+            add_sale(db, g, rng, f"T-{n % 9:04d}", at, STORES[n % len(STORES)], NOW, basket)
+            sold.append((set(basket), TIMES[at]))
+        add_sale(db, g, rng, "T-0001", "sometime in May", "S001", NOW, ["SKU01", "SKU02"])  # left out, logged
+    return sold
+
+
+def test_full_rebuild_counts_every_pair_of_baskets_of_any_size_and_any_time(central_url: str) -> None:
+    db = Central(central_url)
+    config = AnalyticsConfig()
+    full_refresh(db, config)  # empty: the sales below are folded in by the incremental refresh first
+    sold = _sell(db)
+    incremental_refresh(db, config)
+    folded = table_rows(db)
+    report = full_refresh(db, config)
+    rows = table_rows(db)
+    db.close()
+    assert rows == folded, "the rebuild and the incremental fold write the same rows"
+    assert any(len(skus) > 8 for skus, _day in sold), "the large-basket path is exercised"
+    pairs = Counter(pair for skus, _day in sold for pair in combinations(sorted(skus), 2))
+    assert {(a, b): n for _scope, a, b, n in rows["analytics_pairs"]} == pairs
+    items = Counter(sku for skus, _day in sold for sku in skus)
+    assert {sku: n for scope, sku, n in rows["analytics_items"] if scope == "*"} == items
+    assert dict(rows["analytics_scopes"])["*"] == len(sold) == report.purchases
+    assert Counter(r[4] for r in rows["analytics_purchases"]) == Counter(day for _skus, day in sold)
