@@ -267,7 +267,7 @@ _PAYLOAD_JSON_SLOW = json.JSONEncoder(ensure_ascii=False).encode
 def _payload_text(payload: Any) -> str:
     try:
         return _PAYLOAD_JSON.encode(payload).decode()
-    except (TypeError, ValueError):  # what msgspec does not encode (a NaN is null there): json.dumps's text
+    except (TypeError, ValueError, msgspec.EncodeError):  # what msgspec does not encode: json.dumps's text
         return _PAYLOAD_JSON_SLOW(payload)
 
 
