@@ -81,8 +81,8 @@ def _descending(text: str) -> tuple[int, ...]:
 def _winner(records: Sequence[SourceRecord], field_name: str, values: Sequence[Any],
             criteria: Sequence[Criterion], rules: SurvivorshipRules) -> int | None:
     candidates = [i for i, value in enumerate(values) if value not in (None, "")]
-    if not candidates:
-        return None
+    if len(candidates) < 2:  # one value (or none): nothing to rank
+        return candidates[0] if candidates else None
     votes = Counter(values[i] for i in candidates)
     return min(candidates, key=lambda i: _rank_key(records[i], values[i], field_name, criteria, rules, votes))
 
@@ -105,7 +105,9 @@ def golden_record(records: Sequence[SourceRecord], rules: SurvivorshipRules = Su
                 continue
             # Companion from the winner, else from the best-ranked record agreeing on the lead value.
             agreeing = [i for i, value in enumerate(column) if value == column[winner]]
-            agreeing.sort(key=lambda i: (i != winner, _rank_key(records[i], column[i], lead, criteria, rules, Counter())))
+            if len(agreeing) > 1:
+                agreeing.sort(key=lambda i: (i != winner, _rank_key(records[i], column[i], lead, criteria, rules,
+                                                                    Counter())))
             for i in agreeing:
                 if getattr(records[i], companion):
                     values[companion] = getattr(records[i], companion)

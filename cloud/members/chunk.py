@@ -27,12 +27,14 @@ from .store import (
     _SELECT_FOR_MATCHING,
     BLOCK_INSERT,
     GOLDEN_UPDATE,
+    MEMBER_INSERT,
     PROFILE_UPSERT,
+    SOURCE_INSERT,
     SourceRow,
     _matching_row,
     golden_rows,
-    insert_source,
     matching_row,
+    member_row,
     member_sources,
     record_keys,
     source_hash,
@@ -58,6 +60,8 @@ class ChunkAccess(MemberAccess):
         self._erased: set[RecordKey] = set()  # of the chunk's own records (_own)
         self._own: set[RecordKey] = set()
         self._dirty: set[str] = set()  # members whose golden record is due
+        self._out_members: list[tuple[Any, ...]] = []
+        self._out_sources: list[tuple[Any, ...]] = []
         self._out_blocks: list[tuple[str, int]] = []
         self._out_reviews: list[MergeDecision] = []
         self._out_links: list[tuple[Any, ...]] = []
@@ -65,6 +69,16 @@ class ChunkAccess(MemberAccess):
         self._any_undone = db.one("SELECT 1 FROM member_merges WHERE undone = 1 LIMIT 1") is not None
         self._any_rejected = db.one("SELECT 1 FROM member_reviews WHERE status = 'rejected' LIMIT 1") is not None
         self._load(records)
+        self._free_refs = self._reserve_refs(len(records))
+
+    def _reserve_refs(self, count: int) -> list[int]:
+        """Ids for the records the chunk may add, in ascending order (the order the database would give)."""
+        if self.db.dialect == "postgresql":
+            rows = self.db.all("SELECT nextval(pg_get_serial_sequence('member_sources', 'id')) FROM generate_series(1, ?)",
+                               (count,))  # fmt: skip
+            return sorted((int(row[0]) for row in rows), reverse=True)  # popped from the end
+        last = int(self.db.scalar("SELECT coalesce(max(id), 0) FROM member_sources"))
+        return list(range(last + count, last, -1))
 
     # ------------------------------------------------------------------ reading ahead
 
@@ -90,14 +104,16 @@ class ChunkAccess(MemberAccess):
         for source, ids in by_source.items():
             stored += self._select_in(f"{_SELECT_FOR_MATCHING} WHERE source = ? AND source_id IN ({{}})", ids, (source,))
         self._load_members({_matching_row(row).member_id for row in stored})
-        self._load_keys({key for record in records for key in record_keys(record, self.config)})
+        self._records = {record.key: record for record in records}
+        self._keys_of = {record.key: record_keys(record, self.config) for record in records}
+        self._load_keys({key for keys in self._keys_of.values() for key in keys})
 
     def _load_keys(self, keys: Iterable[str]) -> None:
         """Counts of these blocking keys, and the records (and their members) of those small enough."""
         wanted = sorted({key for key in keys if key not in self._count})
         if not wanted:
             return
-        self._write_blocks()  # the database must hold every key written so far
+        self._write_out()  # the database must hold every key written so far
         counts = dict(self._select_in("SELECT block_key, count(*) FROM member_blocks WHERE block_key IN ({})"
                                       " GROUP BY block_key", wanted))  # fmt: skip
         small = [key for key in wanted if int(counts.get(key, 0)) <= self._limit]
@@ -110,8 +126,8 @@ class ChunkAccess(MemberAccess):
             self._block[key].add(int(ref))
             refs.add(int(ref))
         unknown = sorted(ref for ref in refs if ref not in self._rows)
-        rows = self._select_in(f"{_SELECT_FOR_MATCHING} WHERE id IN ({{}})", unknown)
-        self._load_members({_matching_row(row).member_id for row in rows})
+        members = self._select_in("SELECT DISTINCT member_id FROM member_sources WHERE id IN ({})", unknown)
+        self._load_members(row[0] for row in members)
 
     def _load_members(self, members: Iterable[str]) -> None:
         """Every record of these members (so a merge can move them all here too) and when each was created."""
@@ -134,7 +150,7 @@ class ChunkAccess(MemberAccess):
         if key not in self._count:
             self._load_keys([key])
         if key not in self._block:  # too big when read: it has shrunk since (a record changed its keys)
-            self._write_blocks()
+            self._write_out()
             self._block[key] = {int(r[0]) for r in self.db.all("SELECT source_ref FROM member_blocks WHERE block_key = ?",
                                                                  (key,))}  # fmt: skip
             self._load_members({self._row(ref).member_id for ref in self._block[key]})
@@ -147,10 +163,17 @@ class ChunkAccess(MemberAccess):
             self._load_members([_matching_row(row).member_id])
         return self._rows[ref]
 
+    def _record_keys(self, record: SourceRecord) -> list[str]:
+        keys = self._keys_of.get(record.key)
+        if keys is None or record is not self._records.get(record.key):  # not one of the chunk's own records
+            return record_keys(record, self.config)
+        return keys
+
     # ------------------------------------------------------------------ reads
 
     def find_source(self, key: RecordKey) -> SourceRow | None:
         if key not in self._ref_of:
+            self._write_out()
             row = super().find_source(key)
             self._ref_of[key] = row.ref if row else None
             if row:
@@ -163,7 +186,7 @@ class ChunkAccess(MemberAccess):
 
     def candidates(self, record: SourceRecord, exclude_ref: int | None) -> list[SourceRow]:
         refs: set[int] = set()
-        for key in record_keys(record, self.config):
+        for key in self._record_keys(record):
             if key not in self._count:
                 self._load_keys([key])
             if self._count[key] <= self._limit:
@@ -173,6 +196,7 @@ class ChunkAccess(MemberAccess):
     def member_sources(self, member_id: str) -> list[SourceRow]:
         if self.db.dialect != "sqlite":
             # PostgreSQL orders text by the database's collation, not by code point as Python does.
+            self._write_out()
             return member_sources(self.db, member_id)
         self._load_members([member_id])
         rows = [self._rows[ref] for ref in self._refs_of[member_id]]
@@ -192,7 +216,7 @@ class ChunkAccess(MemberAccess):
     # ------------------------------------------------------------------ writes
 
     def create_member(self, member_id: str) -> None:
-        super().create_member(member_id)
+        self._out_members.append(member_row(member_id, None, self.now))
         self._refs_of[member_id] = set()
         self._created[member_id] = self.now
 
@@ -200,17 +224,18 @@ class ChunkAccess(MemberAccess):
                     existing: SourceRow | None) -> None:  # fmt: skip
         values = source_values(record, raw_hash, prefecture)
         if existing is None:
-            ref = insert_source(self.db, record, member_id, values, self.now)
+            ref = self._free_refs.pop()
+            self._out_sources.append((ref, record.source, record.source_id, member_id, *values, self.now, self.now))
         else:
             ref, member_id = existing.ref, existing.member_id
-            self._write_blocks()
+            self._write_out()
             for (key,) in self.db.all("SELECT block_key FROM member_blocks WHERE source_ref = ?", (ref,)):
                 if key in self._count:
                     self._count[key] -= 1
                     self._block.get(key, set()).discard(ref)
             update_source(self.db, ref, values, self.now)
         self._add(matching_row(ref, record, member_id, values))
-        for key in record_keys(record, self.config):
+        for key in self._record_keys(record):
             self._out_blocks.append((key, ref))
             if key in self._count:
                 self._count[key] += 1
@@ -239,30 +264,30 @@ class ChunkAccess(MemberAccess):
 
     # ------------------------------------------------------------------ writing out
 
-    def _write_blocks(self) -> None:
+    def _write_out(self) -> None:
+        """New members, source records and blocking keys: what the database must hold before it is read."""
+        self.db.executemany(MEMBER_INSERT, self._out_members)
+        self.db.executemany(SOURCE_INSERT, self._out_sources)
         self.db.executemany(BLOCK_INSERT, self._out_blocks)
-        self._out_blocks = []
+        self._out_members, self._out_sources, self._out_blocks = [], [], []
 
     def finish(self) -> None:
-        """Write what is held back: links, review items, blocking keys, then the due golden records."""
+        """Write what is held back: links, review items, new members and records with their blocking keys,
+        then the due golden records."""
         self.db.executemany(LINK_INSERT, self._out_links)
         self._out_links = []
         queue_possible_many(self.db, self._out_reviews, self.now)
         self._out_reviews = []
-        self._write_blocks()
+        self._write_out()
         self._refresh_golden(sorted(self._dirty))
         self._dirty.clear()
 
     def _refresh_golden(self, members: list[str]) -> None:
-        """refresh_golden for many members: three reads in all rather than three per member."""
+        """refresh_golden for many members: two reads in all rather than three per member."""
         if not members:
             return
-        rows: dict[str, list[SourceRow]] = {member: [] for member in members}
-        # member_id first, then the order member_sources reads (the database's, on either dialect)
-        for row in self._select_in(f"{_SELECT_FOR_MATCHING} WHERE member_id IN ({{}})"
-                                   " ORDER BY member_id, source, source_id", members):  # fmt: skip
-            parsed = _matching_row(row)
-            rows[parsed.member_id].append(parsed)
+        # The cached records (the database's, see the class doc) in any order: survivorship does not depend on it.
+        rows = {member: [self._rows[ref] for ref in self._refs_of[member]] for member in members}
         stored = dict(self._select_in("SELECT member_id, consent FROM members WHERE member_id IN ({})", members))
         consent: dict[str, dict[str, bool]] = {member: {} for member in members}
         for member, channel, granted in self._select_in(

@@ -24,6 +24,7 @@ from tenpo.cloud.sales.effects import purchase_change
 from tenpo.shared.cleansing import CORRECTED, FLAGGED, UNVERIFIED, FieldQuality, assess_member_record
 from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_ID_CHARS, kept, too_long
+from tenpo.shared.gc_pause import gc_paused
 
 from .chunk import ChunkAccess
 from .config import MembersConfig
@@ -122,7 +123,7 @@ def _run(db: Central, items: Iterator[Any], handle: Callable[[list[Any], float, 
     for chunk in iter_chunks(items, batch):
         now = time.time()
         pending = Pending()
-        with db.transaction():
+        with gc_paused(), db.transaction():  # a chunk allocates many objects and no cycles worth a collection
             outcomes = handle(chunk, now, pending)
             publish(db, pending, now)
         report.rows += outcomes

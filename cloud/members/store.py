@@ -132,6 +132,14 @@ def insert_source(db: Central, record: SourceRecord, member_id: str, values: tup
     ))  # fmt: skip
 
 
+# With the id: an import's chunk numbers its new records itself and writes them in one batch.
+SOURCE_INSERT = (
+    "INSERT INTO member_sources(id, source, source_id, member_id, name, kana, email, phone, postal_code, address,"
+    " birth_date, card_no, prefecture, verified, custom, raw_hash, seen_at, field_quality, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)  # fmt: skip
+
+
 def update_source(db: Central, ref: int, values: tuple[Any, ...], now: float) -> None:
     """New values for a stored record; its blocking keys are dropped (the caller writes the new ones)."""
     db.execute(
@@ -200,11 +208,15 @@ def member_consent(db: Central, member_id: str) -> dict[str, bool]:
 
 
 def create_member(db: Central, member_id: str, home_store: str | None, now: float) -> None:
-    db.execute(
-        "INSERT INTO members(member_id, consent, custom, home_store, beacon_secret, created_at, updated_at)"
-        " VALUES (?, '{}', '{}', ?, ?, ?, ?)",
-        (member_id, home_store, new_beacon_secret(), now, now),
-    )
+    db.execute(MEMBER_INSERT, member_row(member_id, home_store, now))
+
+
+MEMBER_INSERT = ("INSERT INTO members(member_id, consent, custom, home_store, beacon_secret, created_at, updated_at)"
+                 " VALUES (?, '{}', '{}', ?, ?, ?, ?)")  # fmt: skip
+
+
+def member_row(member_id: str, home_store: str | None, now: float) -> tuple[Any, ...]:
+    return (member_id, home_store, new_beacon_secret(), now, now)
 
 
 def refresh_golden(db: Central, member_id: str, config: MembersConfig, now: float) -> bool:
