@@ -21,6 +21,7 @@ import sqlite_utils
 from tenpo.edge.db import transaction
 from tenpo.edge.ledgers import post_stock
 from tenpo.edge.outbox import append
+from tenpo.edge.reservations import levels
 from tenpo.shared.epc import decode_epc
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import MAX_TRANSFER_EPCS, TransferLine, TransferShipped
@@ -123,9 +124,13 @@ def send(conn: sqlite3.Connection, transfer_id: str, *, to_store: str, sku: str,
     gtin = _product(conn, sku)
     if epcs:
         check_epcs(epcs, gtin, sku)
-    on_hand = int(conn.execute("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE sku = ?", (sku,)).fetchone()[0])
+    on_hand = levels.on_hand(conn, sku)
     if on_hand < count:
         raise UserError(f"{sku}: {on_hand:,} on hand here, cannot send {count:,} (count it, or adjust stock first)")
+    held = levels.reserved(conn, sku)  # a reservation being shipped holds nothing any more by now
+    if on_hand - held < count:
+        raise UserError(f"{sku}: {held:,} of the {on_hand:,} on hand are held for reservations, cannot send {count:,}"
+                        " (ship a reservation with `tenpo edge reservation ship`)")  # fmt: skip
     post_stock(conn, sku=sku, delta=-count, reason=REASON, ref=transfer_id, now=at)
     seq = append(conn, TransferShipped(transfer_id=transfer_id, to_store=to_store,
                                        lines=[TransferLine(sku=sku, gtin=gtin, qty=count)], epcs=epcs,

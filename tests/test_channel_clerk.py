@@ -9,11 +9,12 @@ import pytest
 from textual.widgets import DataTable
 
 from tenpo.edge import db as edge_db
-from tenpo.edge import replica
+from tenpo.edge import replica, transfers
 from tenpo.edge.clerk.view import FormScreen
 from tenpo.edge.reservations import store
 from tenpo.edge.reservations.screen import HeldScreen
 from tenpo.shared.changes import ReservationUpsert
+from tenpo.shared.errors import UserError
 from tests.test_clerk_support import CLERK, make_app, make_store, outbox, settle, sign_in, type_text
 
 SIZE = (80, 24)
@@ -77,6 +78,9 @@ async def test_the_clerk_ships_one_collected_at_another_store_and_it_leaves_the_
             reservation_id="R00000009", store_id="S001", sku="UMBRELLA", qty=2, state="requested", channel="web",
             pickup_store="S002", customer="お客様 9", expires_at=1_900_000_000.0), 9)  # fmt: skip
     assert store.available(db.conn, "UMBRELLA") == 0
+    # A plain transfer may not take units held for a customer; only the reservation's own ship sends them.
+    with pytest.raises(UserError, match="2 of the 2 on hand are held for reservations"):
+        transfers.create_transfer(db, "S001", to_store="S003", sku="UMBRELLA", qty=1)
     db.conn.close()
     app = make_app(made)
     async with app.run_test(size=SIZE) as pilot:

@@ -19,8 +19,12 @@ from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.channel import reservations
 from tenpo.cloud.db import Central
+from tenpo.edge import db as edge_db
+from tenpo.edge import keystore, replica
+from tenpo.edge.reservations import store as edge_reservations
 from tenpo.shared import crypto
 from tenpo.shared.protocol import Event, EventBatch
+from tests.test_clerk_support import make_store
 
 TEA = "4901234567894"
 HOLDING, PICKUP = "S002", "S001"
@@ -165,3 +169,30 @@ def test_nothing_arrived_rejects_it_and_the_sweep_says_why_it_expired(central: C
     assert reservations.sweep(central, later) == 2
     assert (state(central, lost)["state"], state(central, lost)["reason"]) == ("expired", "not_received")
     assert (state(central, unsent)["state"], state(central, unsent)["reason"]) == ("expired", "not_shipped")
+
+
+def test_edge_migration_20_keeps_every_reservation_and_its_sealed_customer(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The store's reservations table is rebuilt to allow in_transit: what a store held before keeps its rows."""
+
+    with monkeypatch.context() as older:  # the tenpo before migration 20
+        older.setattr(edge_db, "MIGRATIONS", [m for m in edge_db.MIGRATIONS if m[0] < 20])
+        config = make_store(tmp_path)
+        db = edge_db.connect(config.database)
+        replica.adjust_stock(db, "UMBRELLA", 3, "received")
+        with edge_db.transaction(db) as conn:  # a hold as the previous tenpo wrote it
+            sealed = keystore.codec(conn).seal("山田 090-1111-2222", "reservations", "customer", "R00000001")
+            conn.execute("INSERT INTO reservations(reservation_id, sku, qty, channel, customer, state, expires_at,"
+                         " version, created_at, updated_at) VALUES ('R00000001', 'UMBRELLA', 2, 'web', ?, 'confirmed',"
+                         " 1900000000.0, 5, 1.0, 1.0)", (sealed,))  # fmt: skip
+        db.conn.close()
+    db = edge_db.connect(config.database)  # this tenpo: migration 20 runs
+    assert edge_db.schema_version(db) >= 20
+    kept = edge_reservations.get(db.conn, "R00000001")
+    assert kept is not None and (kept.state, kept.qty, kept.customer, kept.transfer_id) == (
+        "confirmed", 2, "山田 090-1111-2222", None)  # fmt: skip
+    assert edge_reservations.available(db.conn, "UMBRELLA") == 1
+    with edge_db.transaction(db) as conn:
+        conn.execute("UPDATE reservations SET state = 'in_transit' WHERE reservation_id = 'R00000001'")
+    assert edge_reservations.available(db.conn, "UMBRELLA") == 3, "in transit holds nothing here"
+    db.conn.close()

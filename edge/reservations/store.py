@@ -24,6 +24,11 @@ import sqlite_utils
 from tenpo.edge import keystore, transfers
 from tenpo.edge.db import transaction
 from tenpo.edge.outbox import append
+from tenpo.edge.reservations.levels import HOLDING as HOLDING  # re-exported: this area's one vocabulary
+from tenpo.edge.reservations.levels import available as available
+from tenpo.edge.reservations.levels import on_hand as on_hand
+from tenpo.edge.reservations.levels import reserved as reserved
+from tenpo.edge.reservations.levels import reserved_by_sku as reserved_by_sku
 from tenpo.shared.changes import ReservationUpsert
 from tenpo.shared.errors import UserError
 from tenpo.shared.events import (
@@ -35,7 +40,6 @@ from tenpo.shared.events import (
     ReservationShipped,
 )
 
-HOLDING = ("confirmed", "ready")  # states that hold units
 RELEASED_BY_HQ = ("cancelled", "expired")
 IN_TRANSIT = "in_transit"  # holds nothing: sent from here, or on its way to be collected here
 
@@ -73,30 +77,6 @@ class Reservation:
 
 
 _COLUMNS = ", ".join(Reservation.__dataclass_fields__)
-
-
-# ---------------------------------------------------------------------------- stock
-
-
-def on_hand(conn: sqlite3.Connection, sku: str) -> int:
-    row = conn.execute("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE sku = ?", (sku,)).fetchone()
-    return int(row[0])
-
-
-def reserved(conn: sqlite3.Connection, sku: str) -> int:
-    row = conn.execute("SELECT coalesce(sum(qty), 0) FROM reservations WHERE sku = ? AND state IN (?, ?)",
-                       (sku, *HOLDING)).fetchone()  # fmt: skip
-    return int(row[0])
-
-
-def reserved_by_sku(conn: sqlite3.Connection, skus: Iterable[str] | None = None) -> dict[str, int]:
-    rows = conn.execute("SELECT sku, sum(qty) FROM reservations WHERE state IN (?, ?) GROUP BY sku", HOLDING)
-    wanted = None if skus is None else set(skus)
-    return {sku: int(n) for sku, n in rows if wanted is None or sku in wanted}
-
-
-def available(conn: sqlite3.Connection, sku: str) -> int:
-    return on_hand(conn, sku) - reserved(conn, sku)
 
 
 # ---------------------------------------------------------------------------- HQ's changes
