@@ -11,7 +11,7 @@ Everything here is pure; ``decode_epc`` never raises.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -55,17 +55,56 @@ class EpcEncodeError(ValueError):
     """A GTIN, SSCC, serial, filter or company prefix length cannot be encoded."""
 
 
-class DecodedEpc(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
-    """One EPC read from a tag, decoded. Fields that do not apply to the scheme are None."""
+class _SgtinDigits(NamedTuple):
+    """What an SGTIN-96's strings need from its partition and filter."""
+
+    tag_uri_prefix: str  # "urn:epc:tag:sgtin-96:1."
+    company_digits: int
+    item_digits: int
+    scale: int  # 10**(item digits - 1): the item reference's first digit leads the GTIN
+    split: int  # 10**(7 - item digits): where the check-digit table cuts the company prefix
+
+
+# SGTIN rows by the 14 bits above company and item (header, filter, partition): the filter, the
+# masks and limits that take company and item out of the 58 bits above the serial, and the digits.
+# Partition 7 has none.
+_SgtinRow = tuple[int, int, int, int, int, int, _SgtinDigits]
+_SGTIN_ROWS: Final[dict[int, _SgtinRow]] = {
+    (0x30 << 6) | (filt << 3) | partition: (
+        filt, rbits, cmask, climit, rmask, rlimit,
+        _SgtinDigits(f"urn:epc:tag:sgtin-96:{filt}.", cdigits, rdigits, scale, split),
+    )
+    for filt in range(8)
+    for partition, layout in enumerate(layouts(SGTIN_PARTITIONS))
+    if layout is not None
+    for rbits, cmask, climit, rmask, rlimit, cdigits, rdigits, scale, split in (layout,)
+}
+
+
+class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
+    """One EPC read from a tag, decoded. Fields that do not apply to the scheme are None.
+
+    An SGTIN-96 (nearly every read in a store) is decoded to its integers only: its strings
+    (``tag_uri``, ``pure_identity``, ``company_prefix``, ``gtin``, ``serial``) are made on first access
+    and kept, as a caller wants one or two of them. Other schemes are rare and set every field when
+    decoded. The ``_`` fields are that machinery: serialise with ``to_dict``, not msgspec's encoders.
+    Two results are equal when their EPC, scheme and reason are; everything else follows from the EPC.
+    """
 
     epc: str  # upper-case hex as read
     scheme: str  # "sgtin-96", "sscc-96", "sgln-96", "grai-96", "giai-96" or "unknown"
-    tag_uri: str | None = None  # urn:epc:tag:sgtin-96:1.0614141.812345.6789
-    pure_identity: str | None = None  # urn:epc:id:sgtin:0614141.812345.6789
     filter: int | None = None
-    company_prefix: str | None = None
-    gtin: str | None = None  # SGTIN: 14 digits with check digit
-    serial: str | None = None  # SGTIN and GRAI serial, printed without leading zeros
+    # SGTIN-96: its digits, company prefix, item reference and serial as numbers
+    _digits: _SgtinDigits | None = None
+    _company: int = 0
+    _item: int = 0
+    _serial: int = 0
+    # SGTIN-96: the strings once made; other schemes: their values
+    _tag_uri: str | None = None  # urn:epc:tag:sgtin-96:1.0614141.812345.6789
+    _pure_identity: str | None = None  # urn:epc:id:sgtin:0614141.812345.6789
+    _company_prefix: str | None = None
+    _gtin: str | None = None  # SGTIN: 14 digits with check digit
+    _serial_text: str | None = None  # SGTIN and GRAI serial, printed without leading zeros
     sscc: str | None = None  # SSCC: 18 digits with check digit
     gln: str | None = None  # SGLN: 13 digits with check digit
     extension: str | None = None  # SGLN extension ("0" = plain GLN)
@@ -78,10 +117,83 @@ class DecodedEpc(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     def known(self) -> bool:
         return self.scheme != UNKNOWN
 
+    # Each lazy field: the string kept, else (an SGTIN) made from the numbers and kept through its
+    # slot's descriptor, which a frozen struct leaves usable.
+    @property
+    def pure_identity(self) -> str | None:
+        text = self._pure_identity
+        digits = self._digits
+        if text is None and digits is not None:
+            c = str(self._company).zfill(digits.company_digits)
+            text = f"urn:epc:id:sgtin:{c}.{str(self._item).zfill(digits.item_digits)}.{self._serial}"
+            _KEEP_PURE_IDENTITY(self, text)
+        return text
+
+    @property
+    def tag_uri(self) -> str | None:
+        text = self._tag_uri
+        digits = self._digits
+        if text is None and digits is not None:
+            c = str(self._company).zfill(digits.company_digits)
+            text = f"{digits.tag_uri_prefix}{c}.{str(self._item).zfill(digits.item_digits)}.{self._serial}"
+            _KEEP_TAG_URI(self, text)
+        return text
+
+    @property
+    def company_prefix(self) -> str | None:
+        text = self._company_prefix
+        digits = self._digits
+        if text is None and digits is not None:
+            text = str(self._company).zfill(digits.company_digits)
+            _KEEP_COMPANY_PREFIX(self, text)
+        return text
+
+    @property
+    def gtin(self) -> str | None:
+        text = self._gtin
+        digits = self._digits
+        if text is None and digits is not None:
+            text = _gtin(digits, self._company, self._item)
+            _KEEP_GTIN(self, text)
+        return text
+
+    @property
+    def serial(self) -> str | None:
+        text = self._serial_text
+        if text is None and self._digits is not None:
+            text = str(self._serial)
+            _KEEP_SERIAL(self, text)
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DecodedEpc):
+            return NotImplemented
+        return (self.epc, self.scheme, self.reason) == (other.epc, other.scheme, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.epc, self.scheme, self.reason))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self.to_dict().items())
+        return f"DecodedEpc({fields})"
+
     def to_dict(self) -> dict[str, object]:
         """The fields that apply to this scheme (None left out), for JSON output."""
-        fields: dict[str, object] = msgspec.to_builtins(self)
-        return fields
+        values = ((name, getattr(self, name)) for name in PUBLIC_FIELDS)
+        return {name: value for name, value in values if value is not None}
+
+
+# The public fields, in the order to_dict gives them (the JSON names of `tenpo epc decode --json`).
+PUBLIC_FIELDS: Final = (
+    "epc", "scheme", "tag_uri", "pure_identity", "filter", "company_prefix", "gtin", "serial", "sscc",
+    "gln", "extension", "grai", "asset_type", "giai", "reason",
+)
+_SLOTS: Final = DecodedEpc.__dict__
+_KEEP_PURE_IDENTITY: Final = _SLOTS["_pure_identity"].__set__
+_KEEP_TAG_URI: Final = _SLOTS["_tag_uri"].__set__
+_KEEP_COMPANY_PREFIX: Final = _SLOTS["_company_prefix"].__set__
+_KEEP_GTIN: Final = _SLOTS["_gtin"].__set__
+_KEEP_SERIAL: Final = _SLOTS["_serial_text"].__set__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,74 +232,38 @@ def _unknown(epc: str, reason: str) -> DecodedEpc:
 # Decoding. Each scheme decoder takes the 96-bit value and returns a DecodedEpc or a failure reason
 # (SGTIN, the hot one, wraps its failures itself). Tables and check-digit arithmetic: epc_tables.
 
-# SGTIN rows by the 14 bits above company and item (header, filter, partition), with the filter
-# and the tag URI prefix in front; partition 7 has none.
-_SGTIN_ROWS: Final[dict[int, tuple[int, str, int, int, int, int, int, int, int, int, int]]] = {
-    (0x30 << 6) | (filt << 3) | partition: (filt, f"urn:epc:tag:sgtin-96:{filt}.", *layout)
-    for filt in range(8)
-    for partition, layout in enumerate(layouts(SGTIN_PARTITIONS))
-    if layout is not None
-}
-_SSCC_LAYOUT: Final = layouts(SSCC_PARTITIONS)
-
-# SGTIN-96 is the item-level tag: a delivery carries many serials of few GTINs, so everything above
-# the serial (header, filter, partition, company prefix, item reference) is decoded once and reused.
-# Keeping a head costs more than decoding it once (the strings stay allocated), so a head is kept
-# only when seen twice: _SEEN remembers one byte of the head last seen in each of its slots.
-_SgtinHead = tuple[int, str, str, str, str]  # filter, company prefix, GTIN, tag and id URI prefixes
-_SGTIN_HEADS: dict[int, _SgtinHead] = {}
-_SGTIN_HEADS_MAX: Final = 1 << 16
-_SEEN: Final = bytearray(1 << 16)
-
-
-def _reset_sgtin_cache() -> None:
-    """Forget every decoded head (benchmarks start cold with it)."""
-    _SGTIN_HEADS.clear()
-    _SEEN[:] = bytes(len(_SEEN))
+# SGTIN-96 is the item-level tag and the hot path: it is checked and taken apart into numbers here;
+# DecodedEpc makes the strings a caller asks for.
 
 
 def _decode_sgtin(epc: str, value: int) -> DecodedEpc:
-    serial = str(value & 0x3FFFFFFFFF)
-    head = _SGTIN_HEADS.get(value >> 38)
-    if head is None:
-        return _decode_new_sgtin(epc, value >> 38, serial)
-    filt, c, gtin, tag_prefix, id_prefix = head
-    return DecodedEpc(epc, "sgtin-96", tag_prefix + serial, id_prefix + serial, filt, c, gtin, serial)
-
-
-def _decode_new_sgtin(epc: str, top: int, serial: str) -> DecodedEpc:
-    """Decode an SGTIN-96 whose 58 bits above the serial (``top``) are not cached."""
-    row = _SGTIN_ROWS.get(top >> 44)
+    row = _SGTIN_ROWS.get(value >> 82)
     if row is None:
         return _unknown(epc, "sgtin-96: partition 7 is invalid")
-    filt, tag_uri_prefix, rbits, cmask, climit, rmask, rlimit, cdigits, rdigits, scale, split = row
+    filt, rbits, cmask, climit, rmask, rlimit, digits = row
+    top = value >> 38
     company = (top >> rbits) & cmask
     item = top & rmask
     if company >= climit or item >= rlimit:
         return _unknown(epc, "sgtin-96: company prefix or item reference has too many digits")
+    return DecodedEpc(epc, "sgtin-96", filt, digits, company, item, value & 0x3FFFFFFFFF)
+
+
+def _gtin(digits: _SgtinDigits, company: int, item: int) -> str:
     # GTIN digits 2..13 are company * scale + item % scale; the table takes them as two 6-digit
     # halves, computed from the small parts so no intermediate outgrows a machine word.
+    scale = digits.scale
     weighted = WEIGHTED
-    check = CHECK_DIGIT[3 * (item // scale) + weighted[company // split]
-                         + weighted[company % split * scale + item % scale]]
-    c = str(company).zfill(cdigits)
-    i = str(item).zfill(rdigits)
-    gtin = f"{i[0]}{c}{i[1:]}{check}"
-    slot = top & 0xFFFF
-    if _SEEN[slot] != company & 0xFF:  # first sight: decode without keeping anything
-        _SEEN[slot] = company & 0xFF
-        return DecodedEpc(epc, "sgtin-96", f"{tag_uri_prefix}{c}.{i}.{serial}",
-                          f"urn:epc:id:sgtin:{c}.{i}.{serial}", filt, c, gtin, serial)
-    tag_prefix = f"{tag_uri_prefix}{c}.{i}."
-    id_prefix = f"urn:epc:id:sgtin:{c}.{i}."
-    if len(_SGTIN_HEADS) >= _SGTIN_HEADS_MAX:
-        _SGTIN_HEADS.clear()
-    _SGTIN_HEADS[top] = (filt, c, gtin, tag_prefix, id_prefix)
-    return DecodedEpc(epc, "sgtin-96", tag_prefix + serial, id_prefix + serial, filt, c, gtin, serial)
+    check = CHECK_DIGIT[3 * (item // scale) + weighted[company // digits.split]
+                         + weighted[company % digits.split * scale + item % scale]]
+    i = str(item).zfill(digits.item_digits)
+    return f"{i[0]}{str(company).zfill(digits.company_digits)}{i[1:]}{check}"
+
+
+_SSCC_LAYOUT: Final = layouts(SSCC_PARTITIONS)
 
 
 def _decode_sscc(epc: str, value: int) -> DecodedEpc | str:
-    # Every pallet has its own serial reference, so unlike SGTIN nothing here is worth caching.
     if value & 0xFFFFFF:
         return "sscc-96 reserved bits are not zero"
     layout = _SSCC_LAYOUT[(value >> 82) & 7]
@@ -206,12 +282,12 @@ def _decode_sscc(epc: str, value: int) -> DecodedEpc | str:
     s = str(ref).zfill(rdigits)
     filt = (value >> 85) & 7
     return DecodedEpc(
-        epc,
-        "sscc-96",
-        f"urn:epc:tag:sscc-96:{filt}.{c}.{s}",
-        f"urn:epc:id:sscc:{c}.{s}",
-        filt,
-        c,
+        epc=epc,
+        scheme="sscc-96",
+        _tag_uri=f"urn:epc:tag:sscc-96:{filt}.{c}.{s}",
+        _pure_identity=f"urn:epc:id:sscc:{c}.{s}",
+        filter=filt,
+        _company_prefix=c,
         sscc=f"{s[0]}{c}{s[1:]}{check}",
     )
 
@@ -233,10 +309,10 @@ def _decode_sgln(epc: str, value: int) -> DecodedEpc | str:
     return DecodedEpc(
         epc=epc,
         scheme="sgln-96",
-        tag_uri=f"urn:epc:tag:sgln-96:{filt}.{c}.{loc}.{ext}",
-        pure_identity=f"urn:epc:id:sgln:{c}.{loc}.{ext}",
+        _tag_uri=f"urn:epc:tag:sgln-96:{filt}.{c}.{loc}.{ext}",
+        _pure_identity=f"urn:epc:id:sgln:{c}.{loc}.{ext}",
         filter=filt,
-        company_prefix=c,
+        _company_prefix=c,
         gln=body + str(weighted_check_digit(body.encode())),
         extension=ext,
     )
@@ -259,13 +335,13 @@ def _decode_grai(epc: str, value: int) -> DecodedEpc | str:
     return DecodedEpc(
         epc=epc,
         scheme="grai-96",
-        tag_uri=f"urn:epc:tag:grai-96:{filt}.{c}.{a}.{serial}",
-        pure_identity=f"urn:epc:id:grai:{c}.{a}.{serial}",
+        _tag_uri=f"urn:epc:tag:grai-96:{filt}.{c}.{a}.{serial}",
+        _pure_identity=f"urn:epc:id:grai:{c}.{a}.{serial}",
         filter=filt,
-        company_prefix=c,
+        _company_prefix=c,
         grai=body + str(weighted_check_digit(body.encode())) + serial,
         asset_type=a,
-        serial=serial,
+        _serial_text=serial,
     )
 
 
@@ -284,10 +360,10 @@ def _decode_giai(epc: str, value: int) -> DecodedEpc | str:
     return DecodedEpc(
         epc=epc,
         scheme="giai-96",
-        tag_uri=f"urn:epc:tag:giai-96:{filt}.{c}.{a}",
-        pure_identity=f"urn:epc:id:giai:{c}.{a}",
+        _tag_uri=f"urn:epc:tag:giai-96:{filt}.{c}.{a}",
+        _pure_identity=f"urn:epc:id:giai:{c}.{a}",
         filter=filt,
-        company_prefix=c,
+        _company_prefix=c,
         giai=c + a,
     )
 

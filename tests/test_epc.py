@@ -227,6 +227,45 @@ def test_repeated_gtins_decode_as_epcpy_does(epcs: list[str]) -> None:
         assert ours.tag_uri == f"urn:epc:tag:sgtin-96:{ours.filter}." + theirs.epc_uri.removeprefix("urn:epc:id:sgtin:")
 
 
+_LAZY_FIELDS = ("tag_uri", "pure_identity", "company_prefix", "gtin", "serial")
+
+
+@settings(max_examples=200, deadline=None)
+@given(gs1_epcs(), st.permutations(_LAZY_FIELDS))
+def test_fields_made_on_first_access_do_not_depend_on_the_order(hex_epc: str, order: list[str]) -> None:
+    # An SGTIN keeps its strings unmade until asked; any order of asking gives what a fresh decode gives,
+    # the second ask the very string of the first, and equality, hash and to_dict ignore what was asked.
+    fresh, asked = decode_epc(hex_epc), decode_epc(hex_epc.lower())
+    assert asked == fresh and hash(asked) == hash(fresh)
+    first = {name: getattr(asked, name) for name in order}
+    assert all(getattr(asked, name) is first[name] for name in order)
+    assert asked == fresh and hash(asked) == hash(fresh) and len({asked, fresh}) == 1
+    assert asked.to_dict() == fresh.to_dict() == decode_epc(hex_epc).to_dict()
+    assert {name: getattr(fresh, name) for name in _LAZY_FIELDS} == first
+    assert asked.epc == hex_epc and repr(asked) == repr(fresh)
+    theirs = hex_to_tag_encodable(hex_epc)
+    assert first["pure_identity"] == theirs.epc_uri
+    if asked.scheme == "sgtin-96":
+        assert first["tag_uri"] == f"urn:epc:tag:sgtin-96:{asked.filter}." + theirs.epc_uri.split(":")[4]
+        assert (first["gtin"], first["serial"]) == (theirs.gs1_key(), str(int(hex_epc, 16) & ((1 << 38) - 1)))
+        assert first["company_prefix"] == theirs.epc_uri.split(":")[4].split(".")[0]
+
+
+def test_to_dict_and_repr_name_the_public_fields_only() -> None:
+    decoded = decode_epc("3074257BF7194E4000001A85")
+    assert decoded.to_dict() == {
+        "epc": "3074257BF7194E4000001A85", "scheme": "sgtin-96", "tag_uri": "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
+        "pure_identity": "urn:epc:id:sgtin:0614141.812345.6789", "filter": 3, "company_prefix": "0614141",
+        "gtin": "80614141123458", "serial": "6789",
+    }
+    assert "_" not in repr(decoded).replace("_identity", "").replace("_uri", "").replace("_prefix", "")
+    assert decode_epc("3074257BF7194E4000001A85") != decode_epc("3074257BF7194E4000001A86")
+    assert decode_epc("E2001026760E017915907125").to_dict() == {
+        "epc": "E2001026760E017915907125", "scheme": "unknown",
+        "reason": "header E2 is not a GS1 EPC scheme (e.g. a chip serial)",
+    }
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     body=st.text("0123456789", min_size=13, max_size=13),
