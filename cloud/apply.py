@@ -23,8 +23,10 @@ from tenpo.cloud.authority_check import check_batch
 from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.effects import plan_event
+from tenpo.cloud.ledgers import INSERT_STOCK
 from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan
 from tenpo.cloud.publish import publish_changes
+from tenpo.cloud.stock_apply import levels_by_apply, write_stock_entries
 from tenpo.shared import crypto, hlc
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import (
@@ -277,8 +279,14 @@ def _event_row(origin: Origin, event: Event, now: float, applied_by: str) -> tup
 
 
 def _write_plan(db: Central, plan: Plan, now: float) -> None:
+    # PostgreSQL: the stock ledger rows last, with their levels and feed entries in one upsert (cloud/stock_apply.py);
+    # last, so the change counter's lock it takes is held over as little of the transaction as may be.
+    stock = plan.rows.get(INSERT_STOCK) if levels_by_apply(db) else None
     for sql, rows in plan.rows.items():
-        db.executemany(sql, rows)
+        if rows is not stock:
+            db.executemany(sql, rows)
+    if stock:
+        write_stock_entries(db, stock, plan, now)
     extra: list[ChangeTuple] = []
     for hook in plan.hooks.values():
         extra += hook(db, now)

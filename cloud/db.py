@@ -470,6 +470,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (19, "reservations collected at another store, by transfer (issue 18)", _area(channel_schema.transit_statements)),
     (20, "home deliveries: where an お取り寄せ goes (issue 18 §7)", _area(channel_extras_schema.delivery_statements)),
     (24, "PostgreSQL: room on stock levels' pages for the apply's updates (issue 19)", _area(levels_schema.statements)),
+    (25, "PostgreSQL: the apply writes its batch's stock levels itself, in one upsert (issue 19)",
+     _area(levels_schema.apply_statements)),
 ]
 
 

@@ -1,7 +1,8 @@
-"""PostgreSQL: a batch's two updates of each stock level it touches stay on the level's page (migration 24).
+"""PostgreSQL: a batch's update of each stock level it touches stays on the level's page (migration 24).
 
-The ledger trigger adds the deltas to ``on_hand`` and the change feed stamps ``version``, both inside the
-apply transaction. Counted with PostgreSQL's own per-transaction statistics, read just before the commit.
+The apply adds the deltas to ``on_hand`` and stamps the feed's ``version`` in one upsert (migration 25,
+cloud/stock_apply.py), inside the apply transaction. Counted with PostgreSQL's own per-transaction
+statistics, read just before the commit.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _hot_updates_of_second_batch(url: str, tmp_path: Path, monkeypatch: pytest.M
     assert ack.hwm == 2 * len(SKUS) and not ack.error
     on_hand = dict(central.all("SELECT sku, on_hand FROM stock_levels WHERE store_id = 'S001'"))
     ledger = dict(central.all("SELECT sku, sum(delta) FROM stock_ledger GROUP BY sku"))
-    assert on_hand == {sku: int(total) for sku, total in ledger.items()}  # the trigger kept every level right
+    assert on_hand == {sku: int(total) for sku, total in ledger.items()}  # the apply kept every level right
     central.close()
     (hot_before, updated_before), (hot_after, updated_after) = counted
     return hot_after - hot_before, updated_after - updated_before
@@ -74,7 +75,7 @@ def _hot_updates_of_second_batch(url: str, tmp_path: Path, monkeypatch: pytest.M
 def test_the_apply_updates_stock_levels_in_place(postgres_url: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     hot, updated = _hot_updates_of_second_batch(postgres_url, tmp_path, monkeypatch)
-    assert updated == 2 * len(SKUS)  # the trigger's upsert and the feed's version, once each per level
+    assert updated == len(SKUS)  # one upsert per level: its delta and the feed's version together
     assert hot == updated, "every new version of a level stays on its page: no index entries, nothing to skip later"
 
 
@@ -83,7 +84,7 @@ def test_without_migration_24_full_pages_send_updates_elsewhere(postgres_url: st
     # The same batches on an HQ as the release before migration 24 made it: what the migration is for.
     monkeypatch.setattr(cloud_db, "MIGRATIONS", [m for m in cloud_db.MIGRATIONS if m[0] != 24])
     hot, updated = _hot_updates_of_second_batch(postgres_url, tmp_path, monkeypatch)
-    assert updated == 2 * len(SKUS)
+    assert updated == len(SKUS)
     assert hot < 0.75 * updated
 
 
