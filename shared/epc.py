@@ -84,14 +84,15 @@ _SGTIN_ROWS: Final[dict[int, _SgtinRow]] = {
 class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
     """One EPC read from a tag, decoded. Fields that do not apply to the scheme are None.
 
-    An SGTIN-96 (nearly every read in a store) is decoded to its integers only: its strings
-    (``tag_uri``, ``pure_identity``, ``company_prefix``, ``gtin``, ``serial``) are made on first access
-    and kept, as a caller wants one or two of them. Other schemes are rare and set every field when
-    decoded. The ``_`` fields are that machinery: serialise with ``to_dict``, not msgspec's encoders.
-    Two results are equal when their EPC, scheme and reason are; everything else follows from the EPC.
+    An SGTIN-96 (nearly every read in a store) is decoded to its numbers only: its strings (``epc``
+    upper-cased, ``tag_uri``, ``pure_identity``, ``company_prefix``, ``gtin``, ``serial``) are made on
+    first access and kept, as a caller wants one or two of them. Other schemes are rare and made whole.
+    The public fields are properties over a compact layout (the ``_`` fields; fewer fields make a
+    faster struct): serialise with ``to_dict``, not msgspec's encoders. Two results are equal when their
+    EPC, scheme and reason are; everything else follows from the EPC.
     """
 
-    epc: str  # upper-case hex as read
+    _hex: str  # the EPC as read, in hex; the epc property upper-cases it
     scheme: str  # "sgtin-96", "sscc-96", "sgln-96", "grai-96", "giai-96" or "unknown"
     filter: int | None = None
     # SGTIN-96: its digits, company prefix, item reference and serial as numbers
@@ -103,15 +104,17 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
     _tag_uri: str | None = None  # urn:epc:tag:sgtin-96:1.0614141.812345.6789
     _pure_identity: str | None = None  # urn:epc:id:sgtin:0614141.812345.6789
     _company_prefix: str | None = None
-    _gtin: str | None = None  # SGTIN: 14 digits with check digit
     _serial_text: str | None = None  # SGTIN and GRAI serial, printed without leading zeros
-    sscc: str | None = None  # SSCC: 18 digits with check digit
-    gln: str | None = None  # SGLN: 13 digits with check digit
-    extension: str | None = None  # SGLN extension ("0" = plain GLN)
-    grai: str | None = None  # GRAI element string value: 0 + 12 digits + check + serial
-    asset_type: str | None = None  # GRAI asset type (may be empty in partition 0)
-    giai: str | None = None  # GIAI element string value: company prefix + asset reference
+    # the scheme's GS1 key: GTIN (14 digits), SSCC (18), GLN (13), GRAI (0 + 12 digits + check +
+    # serial) or GIAI (company prefix + asset reference), each with its check digit if it has one
+    _key: str | None = None
+    _extra: str | None = None  # SGLN extension ("0" = plain GLN) or GRAI asset type (may be empty)
     reason: str | None = None  # why the scheme is "unknown"
+
+    @property
+    def epc(self) -> str:
+        """Upper-case hex as read."""
+        return self._hex.upper()
 
     @property
     def known(self) -> bool:
@@ -149,21 +152,47 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
         return text
 
     @property
-    def gtin(self) -> str | None:
-        text = self._gtin
-        digits = self._digits
-        if text is None and digits is not None:
-            text = _gtin(digits, self._company, self._item)
-            _KEEP_GTIN(self, text)
-        return text
-
-    @property
     def serial(self) -> str | None:
         text = self._serial_text
         if text is None and self._digits is not None:
             text = str(self._serial)
             _KEEP_SERIAL(self, text)
         return text
+
+    @property
+    def gtin(self) -> str | None:
+        digits = self._digits
+        if digits is None:
+            return None
+        text = self._key
+        if text is None:
+            text = _gtin(digits, self._company, self._item)
+            _KEEP_KEY(self, text)
+        return text
+
+    @property
+    def sscc(self) -> str | None:
+        return self._key if self.scheme == "sscc-96" else None
+
+    @property
+    def gln(self) -> str | None:
+        return self._key if self.scheme == "sgln-96" else None
+
+    @property
+    def grai(self) -> str | None:
+        return self._key if self.scheme == "grai-96" else None
+
+    @property
+    def giai(self) -> str | None:
+        return self._key if self.scheme == "giai-96" else None
+
+    @property
+    def extension(self) -> str | None:
+        return self._extra if self.scheme == "sgln-96" else None
+
+    @property
+    def asset_type(self) -> str | None:
+        return self._extra if self.scheme == "grai-96" else None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DecodedEpc):
@@ -192,8 +221,8 @@ _SLOTS: Final = DecodedEpc.__dict__
 _KEEP_PURE_IDENTITY: Final = _SLOTS["_pure_identity"].__set__
 _KEEP_TAG_URI: Final = _SLOTS["_tag_uri"].__set__
 _KEEP_COMPANY_PREFIX: Final = _SLOTS["_company_prefix"].__set__
-_KEEP_GTIN: Final = _SLOTS["_gtin"].__set__
 _KEEP_SERIAL: Final = _SLOTS["_serial_text"].__set__
+_KEEP_KEY: Final = _SLOTS["_key"].__set__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,7 +254,7 @@ _BITS_96: Final = 96
 
 
 def _unknown(epc: str, reason: str) -> DecodedEpc:
-    return DecodedEpc(epc=epc, scheme=UNKNOWN, reason=reason)
+    return DecodedEpc(epc, UNKNOWN, reason=reason)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,13 +311,13 @@ def _decode_sscc(epc: str, value: int) -> DecodedEpc | str:
     s = str(ref).zfill(rdigits)
     filt = (value >> 85) & 7
     return DecodedEpc(
-        epc=epc,
+        _hex=epc,
         scheme="sscc-96",
         _tag_uri=f"urn:epc:tag:sscc-96:{filt}.{c}.{s}",
         _pure_identity=f"urn:epc:id:sscc:{c}.{s}",
         filter=filt,
         _company_prefix=c,
-        sscc=f"{s[0]}{c}{s[1:]}{check}",
+        _key=f"{s[0]}{c}{s[1:]}{check}",
     )
 
 
@@ -307,14 +336,14 @@ def _decode_sgln(epc: str, value: int) -> DecodedEpc | str:
     ext = str(value & 0x1FFFFFFFFFF)
     body = c + loc
     return DecodedEpc(
-        epc=epc,
+        _hex=epc,
         scheme="sgln-96",
         _tag_uri=f"urn:epc:tag:sgln-96:{filt}.{c}.{loc}.{ext}",
         _pure_identity=f"urn:epc:id:sgln:{c}.{loc}.{ext}",
         filter=filt,
         _company_prefix=c,
-        gln=body + str(weighted_check_digit(body.encode())),
-        extension=ext,
+        _key=body + str(weighted_check_digit(body.encode())),
+        _extra=ext,
     )
 
 
@@ -333,14 +362,14 @@ def _decode_grai(epc: str, value: int) -> DecodedEpc | str:
     serial = str(value & 0x3FFFFFFFFF)
     body = "0" + c + a
     return DecodedEpc(
-        epc=epc,
+        _hex=epc,
         scheme="grai-96",
         _tag_uri=f"urn:epc:tag:grai-96:{filt}.{c}.{a}.{serial}",
         _pure_identity=f"urn:epc:id:grai:{c}.{a}.{serial}",
         filter=filt,
         _company_prefix=c,
-        grai=body + str(weighted_check_digit(body.encode())) + serial,
-        asset_type=a,
+        _key=body + str(weighted_check_digit(body.encode())) + serial,
+        _extra=a,
         _serial_text=serial,
     )
 
@@ -358,13 +387,13 @@ def _decode_giai(epc: str, value: int) -> DecodedEpc | str:
     c = str(company).zfill(cdigits)
     a = str(asset)  # TDS §14.4.4: printed without leading zeros
     return DecodedEpc(
-        epc=epc,
+        _hex=epc,
         scheme="giai-96",
         _tag_uri=f"urn:epc:tag:giai-96:{filt}.{c}.{a}",
         _pure_identity=f"urn:epc:id:giai:{c}.{a}",
         filter=filt,
         _company_prefix=c,
-        giai=c + a,
+        _key=c + a,
     )
 
 
@@ -398,7 +427,7 @@ def decode_epc(epc: str | bytes | bytearray | memoryview) -> DecodedEpc:
             value = -1  # -1 >> 88 is -1: no decoder, so the slow path explains the failure
         header = value >> 88
         if header == 0x30:  # SGTIN-96: nearly every read in a store
-            return _decode_sgtin(epc.upper(), value)
+            return _decode_sgtin(epc, value)
         found = _DECODERS.get(header)
         if found is not None:
             hex_text = epc.upper()

@@ -260,6 +260,13 @@ def test_to_dict_and_repr_name_the_public_fields_only() -> None:
     }
     assert "_" not in repr(decoded).replace("_identity", "").replace("_uri", "").replace("_prefix", "")
     assert decode_epc("3074257BF7194E4000001A85") != decode_epc("3074257BF7194E4000001A86")
+    # each scheme names its own fields only (one GS1 key and extra per scheme underneath)
+    common = {"epc", "scheme", "tag_uri", "pure_identity", "filter", "company_prefix"}
+    assert {hex_epc: set(decode_epc(hex_epc).to_dict()) - common for hex_epc, _ in TAG_URI_VECTORS[:5]} == {
+        "3074257BF7194E4000001A85": {"gtin", "serial"}, "3174257BF4499602D2000000": {"sscc"},
+        "3274257BF46072000000162E": {"gln", "extension"}, "3374257BF40C0E400000162E": {"grai", "asset_type", "serial"},
+        "3474257BF40000000000162E": {"giai"},
+    }
     assert decode_epc("E2001026760E017915907125").to_dict() == {
         "epc": "E2001026760E017915907125", "scheme": "unknown",
         "reason": "header E2 is not a GS1 EPC scheme (e.g. a chip serial)",
