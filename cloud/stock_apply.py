@@ -22,15 +22,19 @@ from tenpo.shared.changes import check_change
 # Transaction-local (set_config's third argument): a rollback, or a savepoint's, takes the mark back with it.
 MARK = "SELECT set_config('tenpo.stock_levels', ?, true)"
 APPLY_MARK = "apply"  # the value the trigger function of migration 25 looks for
-ALLOCATE_UNMARK = ("UPDATE counters SET value = value + ? WHERE name = 'change'"
-                   " RETURNING value, set_config('tenpo.stock_levels', '', true)")  # fmt: skip
-
+# One round trip: the feed's numbers for the levels (the counter's row lock is held to commit, as record_changes
+# holds it), the mark taken back (ledger rows written later in this transaction, by a hook, keep the trigger),
+# and each level's delta added and its version stamped, in key order as the trigger (two writers of the same
+# levels cannot deadlock); a level's version is the number of its place in the keys as sent.
 UPSERT_LEVELS = (
-    "INSERT INTO stock_levels AS l (store_id, sku, on_hand, as_of, version)"
-    " SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::double precision[], ?::bigint[])"
-    " ORDER BY 1, 2"  # key order, as the trigger: two writers of the same levels cannot deadlock
+    "WITH c AS (UPDATE counters SET value = value + ? WHERE name = 'change'"
+    " RETURNING value - ? AS before, set_config('tenpo.stock_levels', '', true))"
+    " INSERT INTO stock_levels AS l (store_id, sku, on_hand, as_of, version)"
+    " SELECT v.store_id, v.sku, v.delta, v.as_of, c.before + v.n"
+    " FROM unnest(?::text[], ?::text[], ?::bigint[], ?::double precision[]) WITH ORDINALITY AS v(store_id, sku, delta,"
+    " as_of, n), c ORDER BY 1, 2"
     " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = l.on_hand + EXCLUDED.on_hand, as_of = EXCLUDED.as_of,"
-    " version = EXCLUDED.version RETURNING store_id, sku, on_hand"
+    " version = EXCLUDED.version RETURNING store_id, sku, on_hand, version"
 )
 INSERT_CHANGE = "INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 _DATA_JSON = json.JSONEncoder(ensure_ascii=False).encode  # the text record_changes writes
@@ -64,16 +68,12 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
             total[0] += delta
             total[1] = max(total[1], at)
     keys = sorted(totals)
-    # The feed's numbers (the counter's row lock is held to commit, as in record_changes), and the mark taken
-    # back in the same round trip: ledger rows written later in this transaction (a hook) keep the trigger.
-    first = int(db.scalar(ALLOCATE_UNMARK, (len(keys),))) - len(keys) + 1
-    versions = range(first, first + len(keys))
-    columns = [[k[0] for k in keys], [k[1] for k in keys], [totals[k][0] for k in keys], [totals[k][1] for k in keys],
-               list(versions)]  # fmt: skip
-    on_hand = {(store_id, sku): int(level) for store_id, sku, level in db.all(UPSERT_LEVELS, columns)}
+    columns = [[k[0] for k in keys], [k[1] for k in keys], [totals[k][0] for k in keys], [totals[k][1] for k in keys]]
+    levels = sorted((int(version), store_id, sku, int(level))
+                    for store_id, sku, level, version in db.all(UPSERT_LEVELS, [len(keys), len(keys), *columns]))  # fmt: skip
     changes = []
-    for version, (store_id, sku) in zip(versions, keys):
-        data = {"store_id": store_id, "sku": sku, "on_hand": on_hand[(store_id, sku)], "as_of": now, "version": version}
+    for version, store_id, sku, level in levels:
+        data = {"store_id": store_id, "sku": sku, "on_hand": level, "as_of": now, "version": version}
         check_change("stock.level", data)  # the store decodes it with the same Struct
         changes.append((version, "stock.level", f"{store_id}/{sku}", None, _DATA_JSON(data), now))
     db.executemany(INSERT_CHANGE, changes)
