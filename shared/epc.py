@@ -265,10 +265,7 @@ def _unknown(epc: str, reason: str) -> DecodedEpc:
 # DecodedEpc makes the strings a caller asks for.
 
 
-def _decode_sgtin(epc: str, value: int) -> DecodedEpc:
-    row = _SGTIN_ROWS.get(value >> 82)
-    if row is None:
-        return _unknown(epc, "sgtin-96: partition 7 is invalid")
+def _decode_sgtin(epc: str, value: int, row: _SgtinRow) -> DecodedEpc:
     filt, rbits, cmask, climit, rmask, rlimit, digits = row
     top = value >> 38
     company = (top >> rbits) & cmask
@@ -276,6 +273,11 @@ def _decode_sgtin(epc: str, value: int) -> DecodedEpc:
     if company >= climit or item >= rlimit:
         return _unknown(epc, "sgtin-96: company prefix or item reference has too many digits")
     return DecodedEpc(epc, "sgtin-96", filt, digits, company, item, value & 0x3FFFFFFFFF)
+
+
+def _decode_any_sgtin(epc: str, value: int) -> DecodedEpc | str:
+    row = _SGTIN_ROWS.get(value >> 82)
+    return "partition 7 is invalid" if row is None else _decode_sgtin(epc, value, row)
 
 
 def _gtin(digits: _SgtinDigits, company: int, item: int) -> str:
@@ -398,7 +400,7 @@ def _decode_giai(epc: str, value: int) -> DecodedEpc | str:
 
 
 _DECODERS: Final = {
-    0x30: ("sgtin-96", _decode_sgtin),
+    0x30: ("sgtin-96", _decode_any_sgtin),
     0x31: ("sscc-96", _decode_sscc),
     0x32: ("sgln-96", _decode_sgln),
     0x33: ("grai-96", _decode_grai),
@@ -424,11 +426,11 @@ def decode_epc(epc: str | bytes | bytearray | memoryview) -> DecodedEpc:
         try:
             value = int(epc, 16)
         except ValueError:
-            value = -1  # -1 >> 88 is -1: no decoder, so the slow path explains the failure
-        header = value >> 88
-        if header == 0x30:  # SGTIN-96: nearly every read in a store
-            return _decode_sgtin(epc, value)
-        found = _DECODERS.get(header)
+            value = -1  # -1 >> 82 is -1: no row, no decoder, so the slow path explains the failure
+        row = _SGTIN_ROWS.get(value >> 82)
+        if row is not None:  # SGTIN-96 (partitions 0-6): nearly every read in a store
+            return _decode_sgtin(epc, value, row)
+        found = _DECODERS.get(value >> 88)
         if found is not None:
             hex_text = epc.upper()
             result = found[1](hex_text, value)
