@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from tenpo.cloud.audit.chain import actor_name, seal
@@ -69,8 +70,22 @@ MEMBER_COLUMNS = ("member_id", "name", "kana", "phone", "email", "card_no", "lin
 
 def member_record(db: Central, member_id: str) -> dict[str, Any] | None:
     row = db.one(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id = ? AND erased = 0", (member_id,))
-    if row is None:
-        return None
+    return None if row is None else _member_record(row)
+
+
+def member_records(db: Central, member_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """member_record for many members at once (an import's chunk); erased and unknown ids are left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(member_ids), 900):  # well below either database's parameter limit
+        part = member_ids[start : start + 900]
+        marks = ", ".join("?" for _ in part)
+        for row in db.all(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE member_id IN ({marks}) AND erased = 0",
+                          part):  # fmt: skip
+            found[row[0]] = _member_record(row)
+    return found
+
+
+def _member_record(row: Sequence[Any]) -> dict[str, Any]:
     record = dict(zip(MEMBER_COLUMNS, row))
     record["consent"] = json.loads(record["consent"] or "{}")
     record["custom"] = json.loads(record["custom"] or "{}")

@@ -51,9 +51,10 @@ class ChunkAccess(MemberAccess):
     def __init__(self, db: Central, config: MembersConfig, now: float, records: Sequence[SourceRecord]) -> None:
         super().__init__(db, config, now)
         self._limit = config.match.max_block_size
-        self._rows: dict[int, SourceRow] = {}  # every record read or written; its member is in _refs_of
+        self._rows: dict[int, SourceRow] = {}  # every record read or written
         self._ref_of: dict[RecordKey, int | None] = {}  # None: known not to be stored
-        self._refs_of: dict[str, set[int]] = {}  # member -> all its records (complete for every member here)
+        self._refs_of: dict[str, set[int]] = {}  # member -> its records read or written so far
+        self._complete: set[str] = set()  # members whose every record is in _rows (read when first needed)
         self._count: dict[str, int] = {}  # records per blocking key, for the keys asked about
         self._block: dict[str, set[int]] = {}  # the records of those keys not (yet) too big to be evidence
         self._created: dict[str, float] = {}
@@ -103,13 +104,13 @@ class ChunkAccess(MemberAccess):
         stored = []
         for source, ids in by_source.items():
             stored += self._select_in(f"{_SELECT_FOR_MATCHING} WHERE source = ? AND source_id IN ({{}})", ids, (source,))
-        self._load_members({_matching_row(row).member_id for row in stored})
+        self._add_rows(stored)
         self._records = {record.key: record for record in records}
         self._keys_of = {record.key: record_keys(record, self.config) for record in records}
         self._load_keys({key for keys in self._keys_of.values() for key in keys})
 
     def _load_keys(self, keys: Iterable[str]) -> None:
-        """Counts of these blocking keys, and the records (and their members) of those small enough."""
+        """Counts of these blocking keys, and the records of those small enough."""
         wanted = sorted({key for key in keys if key not in self._count})
         if not wanted:
             return
@@ -125,26 +126,37 @@ class ChunkAccess(MemberAccess):
         for key, ref in self._select_in("SELECT block_key, source_ref FROM member_blocks WHERE block_key IN ({})", small):
             self._block[key].add(int(ref))
             refs.add(int(ref))
-        unknown = sorted(ref for ref in refs if ref not in self._rows)
-        members = self._select_in("SELECT DISTINCT member_id FROM member_sources WHERE id IN ({})", unknown)
-        self._load_members(row[0] for row in members)
+        self._load_rows(refs)
+
+    def _load_rows(self, refs: Iterable[int]) -> None:
+        unknown = sorted({ref for ref in refs if ref not in self._rows})
+        self._add_rows(self._select_in(f"{_SELECT_FOR_MATCHING} WHERE id IN ({{}})", unknown))
+
+    def _add_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        members = set()
+        for row in rows:
+            parsed = _matching_row(row)
+            self._add(parsed)
+            members.add(parsed.member_id)
+        # A person's records mostly share their blocking keys: those read may already be all of them.
+        counts = self._select_in("SELECT member_id, count(*) FROM member_sources WHERE member_id IN ({})"
+                                 " GROUP BY member_id", sorted(members - self._complete))  # fmt: skip
+        self._complete.update(member for member, count in counts if int(count) == len(self._refs_of[member]))
 
     def _load_members(self, members: Iterable[str]) -> None:
-        """Every record of these members (so a merge can move them all here too) and when each was created."""
-        wanted = sorted({member for member in members if member not in self._refs_of})
+        """Every record of these members: for their golden record, and so a merge can move them all here too."""
+        wanted = sorted({member for member in members if member not in self._complete})
         if not wanted:
             return
-        for member in wanted:
-            self._refs_of[member] = set()
+        self._write_out()
+        self._complete.update(wanted)
         for row in self._select_in(f"{_SELECT_FOR_MATCHING} WHERE member_id IN ({{}})", wanted):
             self._add(_matching_row(row))
-        for member, created in self._select_in("SELECT member_id, created_at FROM members WHERE member_id IN ({})", wanted):
-            self._created[member] = float(created)
 
     def _add(self, row: SourceRow) -> None:
         self._rows[row.ref] = row
         self._ref_of[row.record.key] = row.ref
-        self._refs_of[row.member_id].add(row.ref)
+        self._refs_of.setdefault(row.member_id, set()).add(row.ref)
 
     def _refs(self, key: str) -> set[int]:
         if key not in self._count:
@@ -153,15 +165,8 @@ class ChunkAccess(MemberAccess):
             self._write_out()
             self._block[key] = {int(r[0]) for r in self.db.all("SELECT source_ref FROM member_blocks WHERE block_key = ?",
                                                                  (key,))}  # fmt: skip
-            self._load_members({self._row(ref).member_id for ref in self._block[key]})
+            self._load_rows(self._block[key])
         return self._block[key]
-
-    def _row(self, ref: int) -> SourceRow:
-        if ref not in self._rows:
-            row = self.db.one(f"{_SELECT_FOR_MATCHING} WHERE id = ?", (ref,))
-            assert row is not None
-            self._load_members([_matching_row(row).member_id])
-        return self._rows[ref]
 
     def _record_keys(self, record: SourceRecord) -> list[str]:
         keys = self._keys_of.get(record.key)
@@ -177,7 +182,7 @@ class ChunkAccess(MemberAccess):
             row = super().find_source(key)
             self._ref_of[key] = row.ref if row else None
             if row:
-                self._load_members([row.member_id])
+                self._add(row)
         ref = self._ref_of[key]
         return None if ref is None else self._rows[ref]
 
@@ -210,7 +215,9 @@ class ChunkAccess(MemberAccess):
 
     def oldest(self, member_ids: Iterable[str]) -> str:
         ids = list(member_ids)
-        self._load_members(ids)
+        wanted = sorted({member for member in ids if member not in self._created})
+        for member, created in self._select_in("SELECT member_id, created_at FROM members WHERE member_id IN ({})", wanted):
+            self._created[member] = float(created)
         return min(ids, key=lambda member: (self._created[member], member))
 
     # ------------------------------------------------------------------ writes
@@ -218,6 +225,7 @@ class ChunkAccess(MemberAccess):
     def create_member(self, member_id: str) -> None:
         self._out_members.append(member_row(member_id, None, self.now))
         self._refs_of[member_id] = set()
+        self._complete.add(member_id)
         self._created[member_id] = self.now
 
     def save_source(self, record: SourceRecord, member_id: str, raw_hash: str, prefecture: str | None,
@@ -260,6 +268,7 @@ class ChunkAccess(MemberAccess):
             self._rows[ref] = dataclasses.replace(self._rows[ref], member_id=winner)
             self._refs_of[winner].add(ref)
         self._created.pop(loser, None)
+        self._complete.discard(loser)
         self._dirty.discard(loser)
 
     # ------------------------------------------------------------------ writing out
@@ -286,6 +295,7 @@ class ChunkAccess(MemberAccess):
         """refresh_golden for many members: two reads in all rather than three per member."""
         if not members:
             return
+        self._load_members(members)
         # The cached records (the database's, see the class doc) in any order: survivorship does not depend on it.
         rows = {member: [self._rows[ref] for ref in self._refs_of[member]] for member in members}
         stored = dict(self._select_in("SELECT member_id, consent FROM members WHERE member_id IN ({})", members))

@@ -8,6 +8,7 @@ fingerprint and changes nothing.
 
 from __future__ import annotations
 
+import gc
 import io
 import time
 from collections import Counter
@@ -120,18 +121,24 @@ def _run(db: Central, items: Iterator[Any], handle: Callable[[list[Any], float, 
         # Each chunk looks up candidates all over the block and source tables: with SQLite's default 2 MB
         # page cache, a large import reads most pages back from the OS again and again.
         db.execute("PRAGMA cache_size = -131072")  # KiB: 128 MB, for this connection
-    for chunk in iter_chunks(items, batch):
-        now = time.time()
-        pending = Pending()
-        with gc_paused(), db.transaction():  # a chunk allocates many objects and no cycles worth a collection
-            outcomes = handle(chunk, now, pending)
-            publish(db, pending, now)
-        report.rows += outcomes
-        if on_row:
-            for outcome in outcomes:
-                on_row(outcome)
-        if progress:
-            progress(position(), size)
+    try:
+        for chunk in iter_chunks(items, batch):
+            now = time.time()
+            pending = Pending()
+            with gc_paused(), db.transaction():  # a chunk allocates many objects and no cycles worth a collection
+                outcomes = handle(chunk, now, pending)
+                publish(db, pending, now)
+            report.rows += outcomes
+            if on_row:
+                for outcome in outcomes:
+                    on_row(outcome)
+            if progress:
+                progress(position(), size)
+            # What outlives a chunk is mostly the records and features cached for matching, which grow to
+            # millions of objects: set aside, the collections between chunks need not walk them again.
+            gc.freeze()
+    finally:
+        gc.unfreeze()  # the CLI's process: nothing else was frozen
 
 
 def _start(items: Iterator[Any], path: Path) -> Iterator[Any]:

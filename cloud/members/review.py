@@ -9,6 +9,7 @@ are read from the source records when the item is shown, masked (an erased recor
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenpo.cloud.db import Central
-from tenpo.cloud.identity import MergeDecision, RecordKey
+from tenpo.cloud.identity import FieldComparison, MergeDecision, RecordKey
 from tenpo.shared.errors import UserError
 
 from .store import find_source
@@ -82,9 +83,13 @@ def _review_rows(decisions: Iterable[MergeDecision], now: float) -> list[tuple[A
     for decision in decisions:
         left, right = _ordered(decision.left, decision.right)
         if left != right:
-            comparisons = json.dumps([[c.field, c.level, c.weight] for c in decision.comparisons], ensure_ascii=False)
-            rows.append((*left, *right, decision.score, comparisons, now, now))
+            rows.append((*left, *right, decision.score, _comparisons_json(decision.comparisons), now, now))
     return rows
+
+
+@functools.lru_cache(maxsize=1 << 12)  # a large import queues hundreds of thousands of pairs, in a few hundred patterns
+def _comparisons_json(comparisons: tuple[FieldComparison, ...]) -> str:
+    return json.dumps([[c.field, c.level, c.weight] for c in comparisons], ensure_ascii=False)
 
 
 def rejected_partners(db: Central, key: RecordKey) -> set[RecordKey]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from tenpo.cloud.changes import member_record, new_beacon_secret, record_changes
+from tenpo.cloud.changes import member_records, new_beacon_secret, record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.identity import SourceRecord, blocking_keys, golden_record
 from tenpo.cloud.plan import ChangeTuple
@@ -429,8 +429,10 @@ class Pending:
 
     def materialize(self, db: Central) -> list[ChangeTuple]:
         changes = list(self.events)
-        for member_id in sorted(self.members):
-            record = member_record(db, member_id)
+        members = sorted(self.members)
+        records = member_records(db, members)
+        for member_id in members:
+            record = records.get(member_id)
             if record is not None:  # merged away or erased: no upsert
                 changes.append(("member.upsert", member_id, None, record))
         for member_id in sorted(self.balances):
