@@ -68,7 +68,10 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
             total[0] += delta
             total[1] = max(total[1], at)
     keys = sorted(totals)
-    columns = [[k[0] for k in keys], [k[1] for k in keys], [totals[k][0] for k in keys], [totals[k][1] for k in keys]]
+    # Array literals written here: psycopg's array dumper costs a microsecond an element, a third of the apply's
+    # time spent on the levels
+    columns = [_text_array([k[0] for k in keys]), _text_array([k[1] for k in keys]),
+               _number_array([totals[k][0] for k in keys]), _number_array([totals[k][1] for k in keys])]  # fmt: skip
     levels = sorted((int(version), store_id, sku, int(level))
                     for store_id, sku, level, version in db.all(UPSERT_LEVELS, [len(keys), len(keys), *columns]))  # fmt: skip
     changes = []
@@ -78,3 +81,13 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
         changes.append((version, "stock.level", f"{store_id}/{sku}", None, _DATA_JSON(data), now))
     db.executemany(INSERT_CHANGE, changes)
     plan.stock_touched.difference_update(keys)
+
+
+def _text_array(values: list[str]) -> str:
+    """A PostgreSQL array literal of the strings, each quoted (so commas, braces, spaces and NULL stay text)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def _number_array(values: list[Any]) -> str:
+    """Integers, or floats as repr writes them (the shortest text that reads back as the same double)."""
+    return "{" + ",".join(map(repr, values)) + "}"

@@ -105,3 +105,23 @@ def test_other_writers_of_the_ledger_keep_the_trigger(central: Central) -> None:
                                  store_seq=1, at=now))  # fmt: skip
     assert _levels(central) == {("S001", "A"): 13, ("S002", "B"): 7} == _ledger_sums(central)
     central.close()
+
+
+def test_any_sku_text_and_number_reach_the_levels_as_sent(central: Central) -> None:
+    # the upsert's arrays are literals written by the apply: each element reads back as sent (a SKU "NULL" too)
+    skus = ["NULL", "null", "A.b", "x:y-z_1", "9", "Inf"]
+    at = 1764543000.123456
+    rows = [
+        stock_entry(store_id="S001", stream="s1", sku=sku, delta=n - 4, reason="count", ref=None, store_seq=n, at=at)[1]
+        for n, sku in enumerate(skus, start=1)
+    ]
+    rows.append(stock_entry(store_id="S001", stream="s1", sku="big", delta=10**14, reason="count", ref=None,
+                            store_seq=99, at=at)[1])  # fmt: skip
+    with central.transaction():
+        write_stock_entries(central, rows, Plan(), at)
+    found = {
+        sku: (int(level), float(as_of))
+        for sku, level, as_of in central.all("SELECT sku, on_hand, as_of FROM stock_levels")
+    }
+    assert found == {**{sku: (n - 4, at) for n, sku in enumerate(skus, start=1)}, "big": (10**14, at)}
+    central.close()
