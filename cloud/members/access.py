@@ -117,3 +117,6 @@ class MemberAccess:
 
     def merged(self, winner: str, loser: str) -> None:
         """Called after `loser` was merged into `winner`."""
+
+    def finish(self) -> None:
+        """Write what is held back (nothing: every change was written at once)."""

@@ -27,6 +27,7 @@ from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_ID_CHARS, kept, too_long
 from tenpo.shared.gc_pause import gc_paused
 
+from .access import MemberAccess
 from .chunk import ChunkAccess
 from .config import MembersConfig
 from .effects import iso_utc
@@ -205,7 +206,7 @@ def _cleanse(item: MemberRow | Rejected, config: MembersConfig, now: float) -> C
 
 
 def _attach_row(db: Central, row: Cleansed, config: MembersConfig, now: float, pending: Pending,
-                tables: ChunkAccess) -> RowOutcome:  # fmt: skip
+                tables: MemberAccess) -> RowOutcome:  # fmt: skip
     item = row.item
     key = f"{item.source}:{item.source_id}"
     if tables.erased(row.record.key):

@@ -1,0 +1,78 @@
+"""An import resolves a chunk of rows at a time (cloud/members/chunk.py, issue 16 §8): read ahead for the
+whole chunk, written in batches. It must decide exactly as resolving row after row against the database
+does: the same members, the same review queue, the same golden records, on both central stores."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tenpo.cloud.db import Central
+from tenpo.cloud.members import imports
+from tenpo.cloud.members.access import MemberAccess
+from tenpo.cloud.members.imports import import_members
+from tests.conftest import POSTGRES_URL
+from tests.messy_members import write_messy_file
+
+BATCH = 250  # several chunks, each with rows that join members earlier rows of the same chunk made
+
+
+@pytest.fixture
+def twin_url(central_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second, empty database of the same dialect as `central_url`."""
+    if central_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'row_at_a_time.db'}"
+        return
+    name = f"tenpo_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def outcome(db: Central) -> dict[str, Any]:
+    """What resolution decided, free of the random golden ids: each member named by its first record."""
+    records: dict[str, list[str]] = {}
+    for source, source_id, member in db.all("SELECT source, source_id, member_id FROM member_sources"):
+        records.setdefault(member, []).append(f"{source}:{source_id}")
+    name = {member: min(keys) for member, keys in records.items()}
+    golden = db.all("SELECT m.member_id, m.name, m.kana, m.phone, m.email, m.card_no, m.custom, m.consent,"
+                    " p.postal_code, p.address, p.prefecture, p.birth_date, p.provenance"
+                    " FROM members m JOIN member_profiles p ON p.member_id = m.member_id")  # fmt: skip
+    return {
+        "members": sorted(sorted(keys) for keys in records.values()),
+        "reviews": sorted(db.all("SELECT left_source, left_source_id, right_source, right_source_id, score, comparisons,"
+                                 " status FROM member_reviews")),  # fmt: skip
+        "golden": sorted((name[row[0]], *row[1:]) for row in golden),
+        "empty members": db.scalar("SELECT count(*) FROM members WHERE member_id NOT IN"
+                                   " (SELECT member_id FROM member_sources)"),  # fmt: skip
+    }
+
+
+def test_a_chunk_decides_as_row_after_row_does(central_url: str, twin_url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    first, second = tmp_path / "members.csv", tmp_path / "members-again.csv"
+    write_messy_file(first, seed=21, min_records=900)
+    write_messy_file(second, seed=21, min_records=900, damage_rate=0.3)  # the same people, other damage: updates
+    chunked, row_at_a_time = Central(central_url), Central(twin_url)
+    statuses: Counter[str] = Counter()
+    for path in (first, second):
+        report = import_members(chunked, path, batch=BATCH)
+        with monkeypatch.context() as m:  # every read and write straight to the database, one row at a time
+            m.setattr(imports, "ChunkAccess", lambda db, config, now, records: MemberAccess(db, config, now))
+            reference = import_members(row_at_a_time, path, batch=BATCH)
+        assert [(r.key, r.status) for r in report.rows] == [(r.key, r.status) for r in reference.rows]
+        statuses.update(report.counts())
+    assert statuses["merged"] > 100 and statuses["updated"] > 100, statuses  # joins and changes, not only new members
+    got, expected = outcome(chunked), outcome(row_at_a_time)
+    assert len(expected["reviews"]) > 100 and expected["empty members"] == 0
+    assert got == expected
