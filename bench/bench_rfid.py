@@ -98,8 +98,9 @@ def epc_rows(rng: random.Random) -> list[Row]:
         # Both sides decode the same list in this process, best of the same number of runs, timed by the
         # process's CPU time: on a shared machine the wall clock also counts the time others had the CPU.
         cpu = time.process_time
-        rows.append((f"epc decode ({label})", _best_rate(ours, 5, cpu), "EPCs/s", _best_rate(theirs, 5, cpu),
-                     "epcpy on the same EPCs"))
+        # IMPLEMENTATION: "compiled" with the mypyc build setup.sh makes (docs/rfid.md), else "python"
+        rows.append((f"epc decode ({label}, {epc_codec.IMPLEMENTATION})", _best_rate(ours, 5, cpu), "EPCs/s",
+                     _best_rate(theirs, 5, cpu), "epcpy on the same EPCs"))
     return rows
 
 

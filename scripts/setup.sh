@@ -26,6 +26,10 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
+# The compiled EPC decoder (docs/rfid.md) needs a C compiler and the headers of the Python the venv uses.
+command -v gcc >/dev/null || missing+=(gcc)
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  2>/dev/null || missing+=(python3-dev)
 if [ "$want_tests" -eq 1 ]; then
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v psql >/dev/null || missing+=(postgresql-client)
@@ -53,6 +57,18 @@ if [ "$installed" != "$inputs $extras" ] && [ "$installed" != "$inputs hq,dev" ]
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"
   echo "$inputs $extras" > "$stamp"
+fi
+
+# The EPC codec compiled with mypyc into the venv (docs/rfid.md, about twice the tags per second), rebuilt
+# when shared/epc.py changed. Without it the same codec runs as pure Python, so the appliance carries on;
+# tests check both, so with --tests a failed build fails setup.
+build_epc_native() {
+  .venv/bin/python -c 'import mypyc' 2>/dev/null || .venv/bin/python -m pip install -q -c constraints.txt mypy || return 1
+  .venv/bin/python scripts/build_epc_native.py --if-stale
+}
+if ! build_epc_native; then
+  [ "$want_tests" -eq 1 ] && { echo "setup: the compiled EPC codec did not build" >&2; exit 1; }
+  echo "setup: the compiled EPC codec did not build; the pure-Python codec runs instead" >&2
 fi
 
 if [ "$want_tests" -eq 1 ]; then

@@ -1,8 +1,9 @@
 """GS1 EPC Tag Data Standard codec for the 96-bit schemes a store meets on its dock door.
 
 Decodes SGTIN-96, SSCC-96, SGLN-96, GRAI-96 and GIAI-96 (every partition, any filter value, check
-digits recomputed) and encodes SGTIN-96 and SSCC-96. Anything else, such as the ``E2...`` chip-serial
-EPCs many cheap tags ship with, decodes to scheme ``"unknown"`` with a reason instead of failing.
+digits recomputed); the encoders and check digits of ``epc_encode`` are re-exported. Anything else,
+such as the ``E2...`` chip-serial EPCs many cheap tags ship with, decodes to scheme ``"unknown"`` with
+a reason instead of failing.
 
 Layouts: GS1 EPC TDS 1.13 §14 (partition tables and check-digit arithmetic in ``epc_tables``); URIs: §7
 and §12.
@@ -11,10 +12,18 @@ Everything here is pure; ``decode_epc`` never raises.
 
 from __future__ import annotations
 
+import os
 from typing import Final, NamedTuple
 
-import msgspec
-
+from tenpo.shared.epc_encode import (
+    DEFAULT_COMPANY_PREFIX_DIGITS,
+    EpcEncodeError,
+    encode_sgtin96,
+    encode_sscc96,
+    gs1_check_digit,
+    gtin_check_digit,
+)
+from tenpo.shared.epc_native import compiled_module
 from tenpo.shared.epc_tables import (
     CHECK_DIGIT,
     FILTER_MEANINGS,
@@ -27,7 +36,6 @@ from tenpo.shared.epc_tables import (
     SGTIN_PARTITIONS,
     SSCC_PARTITIONS,
     WEIGHTED,
-    Partition,
     layouts,
     weighted_check_digit,
 )
@@ -44,15 +52,7 @@ __all__ = [
     "gtin_check_digit",
 ]
 
-# Japanese JAN company prefixes (45/49) were issued with 7 digits before 2001 and 9 after; 7 is the
-# most common length on goods still sold, so it is the default when a caller does not know it.
-DEFAULT_COMPANY_PREFIX_DIGITS: Final = 7
-
 UNKNOWN: Final = "unknown"
-
-
-class EpcEncodeError(ValueError):
-    """A GTIN, SSCC, serial, filter or company prefix length cannot be encoded."""
 
 
 class _SgtinDigits(NamedTuple):
@@ -81,26 +81,27 @@ _SGTIN_ROWS: Final[dict[int, _SgtinRow]] = {
 }
 
 
-class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
+class DecodedEpc:
     """One EPC read from a tag, decoded. Fields that do not apply to the scheme are None.
 
     An SGTIN-96 (nearly every read in a store) is decoded to its numbers only: its strings (``epc``
     upper-cased, ``tag_uri``, ``pure_identity``, ``company_prefix``, ``gtin``, ``serial``) are made on
     first access and kept, as a caller wants one or two of them. Other schemes are rare and made whole.
-    The public fields are properties over a compact layout (the ``_`` fields; fewer fields make a
-    faster struct): serialise with ``to_dict``, not msgspec's encoders. Two results are equal when their
-    EPC, scheme and reason are; everything else follows from the EPC.
+    The public fields are properties over a compact layout (the ``_`` attributes): read them, never set
+    them. Serialise with ``to_dict``. Two results are equal when their EPC, scheme and reason are;
+    everything else follows from the EPC. A plain class rather than a msgspec Struct so the compiled
+    build (``tenpo_epc_native``, see the end of this module) makes it a native one.
     """
 
-    _hex: str  # the EPC as read, in hex; the epc property upper-cases it
+    _hex: str  # the EPC in hex: upper-cased, but as read for an SGTIN (the epc property upper-cases it)
     scheme: str  # "sgtin-96", "sscc-96", "sgln-96", "grai-96", "giai-96" or "unknown"
-    filter: int | None = None
+    filter: int | None
     # SGTIN-96: its digits, company prefix, item reference and serial as numbers
-    _digits: _SgtinDigits | None = None
-    _company: int = 0
-    _item: int = 0
-    _serial: int = 0
-    # SGTIN-96: the strings once made; other schemes: their values
+    _digits: _SgtinDigits | None
+    _company: int
+    _item: int
+    _serial: int
+    # SGTIN-96: the strings once made; other schemes: their values (set by _whole)
     _tag_uri: str | None = None  # urn:epc:tag:sgtin-96:1.0614141.812345.6789
     _pure_identity: str | None = None  # urn:epc:id:sgtin:0614141.812345.6789
     _company_prefix: str | None = None
@@ -111,17 +112,34 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
     _extra: str | None = None  # SGLN extension ("0" = plain GLN) or GRAI asset type (may be empty)
     reason: str | None = None  # why the scheme is "unknown"
 
+    def __init__(  # only what an SGTIN-96 needs: the hot path sets no more than this
+        self,
+        hex_text: str,
+        scheme: str,
+        filter: int | None = None,  # noqa: A002 - the GS1 name for the field
+        digits: _SgtinDigits | None = None,
+        company: int = 0,
+        item: int = 0,
+        serial: int = 0,
+    ) -> None:
+        self._hex = hex_text
+        self.scheme = scheme
+        self.filter = filter
+        self._digits = digits
+        self._company = company
+        self._item = item
+        self._serial = serial
+
     @property
     def epc(self) -> str:
-        """Upper-case hex as read."""
-        return self._hex.upper()
+        """Upper-case hex as read (the text as given when it is not hex at all)."""
+        return self._hex if self._digits is None else self._hex.upper()  # only an SGTIN keeps the read
 
     @property
     def known(self) -> bool:
         return self.scheme != UNKNOWN
 
-    # Each lazy field: the string kept, else (an SGTIN) made from the numbers and kept through its
-    # slot's descriptor, which a frozen struct leaves usable.
+    # Each lazy field: the string kept, else (an SGTIN) made from the numbers and kept.
     @property
     def pure_identity(self) -> str | None:
         text = self._pure_identity
@@ -129,7 +147,7 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
         if text is None and digits is not None:
             c = str(self._company).zfill(digits.company_digits)
             text = f"urn:epc:id:sgtin:{c}.{str(self._item).zfill(digits.item_digits)}.{self._serial}"
-            _KEEP_PURE_IDENTITY(self, text)
+            self._pure_identity = text
         return text
 
     @property
@@ -139,7 +157,7 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
         if text is None and digits is not None:
             c = str(self._company).zfill(digits.company_digits)
             text = f"{digits.tag_uri_prefix}{c}.{str(self._item).zfill(digits.item_digits)}.{self._serial}"
-            _KEEP_TAG_URI(self, text)
+            self._tag_uri = text
         return text
 
     @property
@@ -148,7 +166,7 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
         digits = self._digits
         if text is None and digits is not None:
             text = str(self._company).zfill(digits.company_digits)
-            _KEEP_COMPANY_PREFIX(self, text)
+            self._company_prefix = text
         return text
 
     @property
@@ -156,7 +174,7 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
         text = self._serial_text
         if text is None and self._digits is not None:
             text = str(self._serial)
-            _KEEP_SERIAL(self, text)
+            self._serial_text = text
         return text
 
     @property
@@ -167,7 +185,7 @@ class DecodedEpc(msgspec.Struct, frozen=True, gc=False):
         text = self._key
         if text is None:
             text = _gtin(digits, self._company, self._item)
-            _KEEP_KEY(self, text)
+            self._key = text
         return text
 
     @property
@@ -217,29 +235,6 @@ PUBLIC_FIELDS: Final = (
     "epc", "scheme", "tag_uri", "pure_identity", "filter", "company_prefix", "gtin", "serial", "sscc",
     "gln", "extension", "grai", "asset_type", "giai", "reason",
 )
-_SLOTS: Final = DecodedEpc.__dict__
-_KEEP_PURE_IDENTITY: Final = _SLOTS["_pure_identity"].__set__
-_KEEP_TAG_URI: Final = _SLOTS["_tag_uri"].__set__
-_KEEP_COMPANY_PREFIX: Final = _SLOTS["_company_prefix"].__set__
-_KEEP_SERIAL: Final = _SLOTS["_serial_text"].__set__
-_KEEP_KEY: Final = _SLOTS["_key"].__set__
-
-
-# --------------------------------------------------------------------------------------------------
-# Check digits (TDS §7): weights 3,1,3,... starting from the digit next to the check digit.
-
-
-def gs1_check_digit(body: str) -> int:
-    """Check digit for a GS1 key given without its check digit (GTIN, SSCC, GLN, GRAI)."""
-    raw = body.encode("ascii", "replace")
-    if not raw.isdigit():
-        raise EpcEncodeError(f"not all digits: {body!r}")
-    return weighted_check_digit(raw)
-
-
-def gtin_check_digit(gtin_body: str) -> int:
-    """Check digit of a GTIN given without it (7, 11, 12 or 13 digits)."""
-    return gs1_check_digit(gtin_body)
 
 
 def filter_meaning(scheme: str, filter_value: int) -> str:
@@ -254,7 +249,20 @@ _BITS_96: Final = 96
 
 
 def _unknown(epc: str, reason: str) -> DecodedEpc:
-    return DecodedEpc(epc, UNKNOWN, reason=reason)
+    decoded = DecodedEpc(epc, UNKNOWN)
+    decoded.reason = reason
+    return decoded
+
+
+def _whole(
+    epc: str, scheme: str, filt: int, *, tag_uri: str, pure_identity: str, company_prefix: str, key: str,
+    extra: str | None = None, serial: str | None = None,
+) -> DecodedEpc:
+    """A decoded EPC of a scheme other than SGTIN-96, every string made."""
+    decoded = DecodedEpc(epc, scheme, filt)
+    decoded._tag_uri, decoded._pure_identity, decoded._company_prefix = tag_uri, pure_identity, company_prefix
+    decoded._key, decoded._extra, decoded._serial_text = key, extra, serial
+    return decoded
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,7 +279,7 @@ def _decode_sgtin(epc: str, value: int, row: _SgtinRow) -> DecodedEpc:
     company = (top >> rbits) & cmask
     item = top & rmask
     if company >= climit or item >= rlimit:
-        return _unknown(epc, "sgtin-96: company prefix or item reference has too many digits")
+        return _unknown(epc.upper(), "sgtin-96: company prefix or item reference has too many digits")
     return DecodedEpc(epc, "sgtin-96", filt, digits, company, item, value & 0x3FFFFFFFFF)
 
 
@@ -312,14 +320,14 @@ def _decode_sscc(epc: str, value: int) -> DecodedEpc | str:
     c = str(company).zfill(cdigits)
     s = str(ref).zfill(rdigits)
     filt = (value >> 85) & 7
-    return DecodedEpc(
-        _hex=epc,
-        scheme="sscc-96",
-        _tag_uri=f"urn:epc:tag:sscc-96:{filt}.{c}.{s}",
-        _pure_identity=f"urn:epc:id:sscc:{c}.{s}",
-        filter=filt,
-        _company_prefix=c,
-        _key=f"{s[0]}{c}{s[1:]}{check}",
+    return _whole(
+        epc,
+        "sscc-96",
+        filt,
+        tag_uri=f"urn:epc:tag:sscc-96:{filt}.{c}.{s}",
+        pure_identity=f"urn:epc:id:sscc:{c}.{s}",
+        company_prefix=c,
+        key=f"{s[0]}{c}{s[1:]}{check}",
     )
 
 
@@ -337,15 +345,15 @@ def _decode_sgln(epc: str, value: int) -> DecodedEpc | str:
     loc = str(location).zfill(rdigits) if rdigits else ""
     ext = str(value & 0x1FFFFFFFFFF)
     body = c + loc
-    return DecodedEpc(
-        _hex=epc,
-        scheme="sgln-96",
-        _tag_uri=f"urn:epc:tag:sgln-96:{filt}.{c}.{loc}.{ext}",
-        _pure_identity=f"urn:epc:id:sgln:{c}.{loc}.{ext}",
-        filter=filt,
-        _company_prefix=c,
-        _key=body + str(weighted_check_digit(body.encode())),
-        _extra=ext,
+    return _whole(
+        epc,
+        "sgln-96",
+        filt,
+        tag_uri=f"urn:epc:tag:sgln-96:{filt}.{c}.{loc}.{ext}",
+        pure_identity=f"urn:epc:id:sgln:{c}.{loc}.{ext}",
+        company_prefix=c,
+        key=body + str(weighted_check_digit(body.encode())),
+        extra=ext,
     )
 
 
@@ -363,16 +371,16 @@ def _decode_grai(epc: str, value: int) -> DecodedEpc | str:
     a = str(asset).zfill(rdigits) if rdigits else ""
     serial = str(value & 0x3FFFFFFFFF)
     body = "0" + c + a
-    return DecodedEpc(
-        _hex=epc,
-        scheme="grai-96",
-        _tag_uri=f"urn:epc:tag:grai-96:{filt}.{c}.{a}.{serial}",
-        _pure_identity=f"urn:epc:id:grai:{c}.{a}.{serial}",
-        filter=filt,
-        _company_prefix=c,
-        _key=body + str(weighted_check_digit(body.encode())) + serial,
-        _extra=a,
-        _serial_text=serial,
+    return _whole(
+        epc,
+        "grai-96",
+        filt,
+        tag_uri=f"urn:epc:tag:grai-96:{filt}.{c}.{a}.{serial}",
+        pure_identity=f"urn:epc:id:grai:{c}.{a}.{serial}",
+        company_prefix=c,
+        key=body + str(weighted_check_digit(body.encode())) + serial,
+        extra=a,
+        serial=serial,
     )
 
 
@@ -388,14 +396,14 @@ def _decode_giai(epc: str, value: int) -> DecodedEpc | str:
         return "company prefix or asset reference has too many digits"
     c = str(company).zfill(cdigits)
     a = str(asset)  # TDS §14.4.4: printed without leading zeros
-    return DecodedEpc(
-        _hex=epc,
-        scheme="giai-96",
-        _tag_uri=f"urn:epc:tag:giai-96:{filt}.{c}.{a}",
-        _pure_identity=f"urn:epc:id:giai:{c}.{a}",
-        filter=filt,
-        _company_prefix=c,
-        _key=c + a,
+    return _whole(
+        epc,
+        "giai-96",
+        filt,
+        tag_uri=f"urn:epc:tag:giai-96:{filt}.{c}.{a}",
+        pure_identity=f"urn:epc:id:giai:{c}.{a}",
+        company_prefix=c,
+        key=c + a,
     )
 
 
@@ -465,72 +473,11 @@ def _decode_slow(hex_text: str) -> DecodedEpc:
     return _unknown(hex_text, f"header {header:02X} is not a GS1 EPC scheme (e.g. a chip serial)")
 
 
-# --------------------------------------------------------------------------------------------------
-# Encoding.
-
-
-def _digits(value: str, what: str, lengths: tuple[int, ...]) -> str:
-    text = value.strip()
-    if not text.isdigit() or not text.isascii() or len(text) not in lengths:
-        allowed = ", ".join(str(n) for n in lengths)
-        raise EpcEncodeError(f"{what} must be {allowed} digits, got {value!r}")
-    return text
-
-
-def _partition_for(table: tuple[Partition, ...], company_digits: int) -> tuple[int, Partition]:
-    for partition, row in enumerate(table):
-        if row[1] == company_digits:
-            return partition, row
-    raise EpcEncodeError(f"company prefix must be 6 to 12 digits, got {company_digits}")
-
-
-def _check_filter(filter_value: int) -> None:
-    if not 0 <= filter_value <= 7:
-        raise EpcEncodeError(f"filter must be 0..7, got {filter_value}")
-
-
-def encode_sgtin96(
-    gtin: str,
-    serial: int,
-    filter: int = 1,  # noqa: A002 - the GS1 name for the field
-    company_prefix_digits: int | None = None,
-) -> str:
-    """SGTIN-96 as upper-case hex from a GTIN (8, 12, 13 or 14 digits, check digit included).
-
-    ``company_prefix_digits`` is the length of the GS1 company prefix inside the GTIN; it is not
-    recoverable from the GTIN itself, so it defaults to ``DEFAULT_COMPANY_PREFIX_DIGITS`` (7).
-    Raises EpcEncodeError on a bad check digit, serial (0 .. 2**38-1) or filter.
-    """
-    gtin14 = _digits(gtin, "GTIN", (8, 12, 13, 14)).zfill(14)
-    expected = gs1_check_digit(gtin14[:13])
-    if int(gtin14[13]) != expected:
-        raise EpcEncodeError(f"GTIN {gtin} has check digit {gtin14[13]}, expected {expected}")
-    if not 0 <= serial < 1 << 38:
-        raise EpcEncodeError(f"SGTIN-96 serial must be 0 .. {(1 << 38) - 1}, got {serial}")
-    _check_filter(filter)
-    cdigits = DEFAULT_COMPANY_PREFIX_DIGITS if company_prefix_digits is None else company_prefix_digits
-    partition, (cbits, _, rbits, _) = _partition_for(SGTIN_PARTITIONS, cdigits)
-    company = int(gtin14[1 : 1 + cdigits])
-    item = int(gtin14[0] + gtin14[1 + cdigits : 13])
-    value = (0x30 << 88) | (filter << 85) | (partition << 82)
-    value |= (company << (38 + rbits)) | (item << 38) | serial
-    return f"{value:024X}"
-
-
-def encode_sscc96(
-    sscc: str,
-    filter: int = 0,  # noqa: A002
-    company_prefix_digits: int | None = None,
-) -> str:
-    """SSCC-96 as upper-case hex from an 18-digit SSCC (check digit included)."""
-    digits = _digits(sscc, "SSCC", (18,))
-    expected = gs1_check_digit(digits[:17])
-    if int(digits[17]) != expected:
-        raise EpcEncodeError(f"SSCC {sscc} has check digit {digits[17]}, expected {expected}")
-    _check_filter(filter)
-    cdigits = DEFAULT_COMPANY_PREFIX_DIGITS if company_prefix_digits is None else company_prefix_digits
-    partition, (cbits, _, rbits, _) = _partition_for(SSCC_PARTITIONS, cdigits)
-    company = int(digits[1 : 1 + cdigits])
-    ref = int(digits[0] + digits[1 + cdigits : 17])
-    value = (0x31 << 88) | (filter << 85) | (partition << 82) | (company << (24 + rbits)) | (ref << 24)
-    return f"{value:024X}"
+# The compiled build of this file (epc_native, docs/rfid.md) stands in for the decoder and its result
+# class when it was made from this very source; TENPO_EPC_PYTHON=1 keeps pure Python.
+IMPLEMENTATION = "python"
+if __name__ == "tenpo.shared.epc" and not os.environ.get("TENPO_EPC_PYTHON"):
+    _native = compiled_module()
+    if _native is not None:
+        # globals(): the names stay typed as the definitions above, which the build is a copy of
+        globals().update(DecodedEpc=_native.DecodedEpc, decode_epc=_native.decode_epc, IMPLEMENTATION="compiled")

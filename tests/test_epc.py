@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
+import sys
+from types import ModuleType
 
 import pytest
 from epcpy import hex_to_tag_encodable
@@ -10,14 +14,45 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tenpo.cli import main
+from tenpo.shared import epc, epc_native
 from tenpo.shared.epc import (
     EpcEncodeError,
-    decode_epc,
     encode_sgtin96,
     encode_sscc96,
     gs1_check_digit,
     gtin_check_digit,
 )
+
+
+@functools.cache
+def codec(impl: str) -> ModuleType:
+    """The codec's source run as pure Python, or its compiled build (docs/rfid.md), whichever is installed
+    for the app: every decoding test runs against both."""
+    if impl == "compiled":
+        native = epc_native.compiled_module()
+        assert native is not None, "no compiled EPC codec built from shared/epc.py: run scripts/build_epc_native.py"
+        return native
+    spec = importlib.util.spec_from_file_location("tenpo.shared.epc_python", epc.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.decode_epc.__module__ == "tenpo.shared.epc_python"  # pure Python, not the build
+    return module
+
+
+both_codecs = pytest.mark.parametrize("impl", ["python", "compiled"])
+
+
+def test_the_app_uses_the_compiled_build_when_it_is_current() -> None:
+    assert epc.IMPLEMENTATION == "compiled" and epc.decode_epc is codec("compiled").decode_epc
+    assert codec("compiled").COMPILED_FROM == epc_native.source_digest()
+
+
+def test_a_build_from_other_source_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(epc_native, "source_digest", lambda: "0" * 64)  # as if shared/epc.py changed since
+    assert epc_native.compiled_module() is None
+
 
 # Vectors 1-5: GS1 EPC TDS 1.13 Annex E.3. Vectors 7-18: nedap/retail-epcpy tests/epc_schemes
 # (docs/rfid.md, "EPC test vectors"). The last two: sergiss/epc-tds README hexes.
@@ -45,30 +80,36 @@ TAG_URI_VECTORS = [
 
 
 @pytest.mark.parametrize(("hex_epc", "tag_uri"), TAG_URI_VECTORS)
-def test_published_vectors_decode_to_their_tag_uri(hex_epc: str, tag_uri: str) -> None:
-    decoded = decode_epc(hex_epc)
+@both_codecs
+def test_published_vectors_decode_to_their_tag_uri(impl: str, hex_epc: str, tag_uri: str) -> None:
+    decode = codec(impl).decode_epc
+    decoded = decode(hex_epc)
     assert decoded.tag_uri == tag_uri
     assert decoded.scheme == tag_uri.split(":")[3]
     assert decoded.filter == int(tag_uri.split(":")[4].split(".")[0])
 
 
-def test_element_strings_of_the_tds_examples() -> None:
+@both_codecs
+def test_element_strings_of_the_tds_examples(impl: str) -> None:
     # TDS Annex E.3 gives the GS1 element string next to each example.
-    sgtin = decode_epc("3074257BF7194E4000001A85")
+    decode = codec(impl).decode_epc
+    sgtin = decode("3074257BF7194E4000001A85")
     assert (sgtin.gtin, sgtin.serial) == ("80614141123458", "6789")
     assert sgtin.pure_identity == "urn:epc:id:sgtin:0614141.812345.6789"
-    assert decode_epc("3174257BF4499602D2000000").sscc == "106141412345678908"
-    sgln = decode_epc("3274257BF46072000000162E")
+    assert decode("3174257BF4499602D2000000").sscc == "106141412345678908"
+    sgln = decode("3274257BF46072000000162E")
     assert (sgln.gln, sgln.extension) == ("0614141123452", "5678")
-    assert decode_epc("3374257BF40C0E400000162E").grai == "006141411234525678"
-    assert decode_epc("3474257BF40000000000162E").giai == "06141415678"
+    assert decode("3374257BF40C0E400000162E").grai == "006141411234525678"
+    assert decode("3474257BF40000000000162E").giai == "06141415678"
 
 
-def test_lower_case_spaced_and_byte_input_decode_alike() -> None:
-    expected = decode_epc("3074257BF7194E4000001A85")
-    assert decode_epc("3074257bf7194e4000001a85") == expected
-    assert decode_epc("30 74 25 7B F7 19 4E 40 00 00 1A 85") == expected
-    assert decode_epc(bytes.fromhex("3074257BF7194E4000001A85")) == expected
+@both_codecs
+def test_lower_case_spaced_and_byte_input_decode_alike(impl: str) -> None:
+    decode = codec(impl).decode_epc
+    expected = decode("3074257BF7194E4000001A85")
+    assert decode("3074257bf7194e4000001a85") == expected
+    assert decode("30 74 25 7B F7 19 4E 40 00 00 1A 85") == expected
+    assert decode(bytes.fromhex("3074257BF7194E4000001A85")) == expected
 
 
 @pytest.mark.parametrize(
@@ -85,20 +126,24 @@ def test_lower_case_spaced_and_byte_input_decode_alike() -> None:
         ("3C" + "0" * 22, "cpi-96"),
     ],
 )
-def test_anything_else_is_an_unknown_scheme_with_a_reason(hex_epc: str, reason_part: str) -> None:
-    decoded = decode_epc(hex_epc)
+@both_codecs
+def test_anything_else_is_an_unknown_scheme_with_a_reason(impl: str, hex_epc: str, reason_part: str) -> None:
+    decode = codec(impl).decode_epc
+    decoded = decode(hex_epc)
     assert decoded.scheme == "unknown"
     assert not decoded.known
     assert reason_part in (decoded.reason or "")
     assert decoded.tag_uri is None
 
 
-def test_partition_7_and_oversized_fields_are_unknown() -> None:
+@both_codecs
+def test_partition_7_and_oversized_fields_are_unknown(impl: str) -> None:
+    decode = codec(impl).decode_epc
     partition_7 = (0x30 << 88) | (7 << 82)
-    assert decode_epc(f"{partition_7:024X}").scheme == "unknown"
+    assert decode(f"{partition_7:024X}").scheme == "unknown"
     # partition 0 has a 12-digit company prefix in 40 bits: 2^40-1 has 13 digits
     too_big = (0x30 << 88) | (((1 << 40) - 1) << 42)
-    assert "too many digits" in (decode_epc(f"{too_big:024X}").reason or "")
+    assert "too many digits" in (decode(f"{too_big:024X}").reason or "")
 
 
 def test_check_digits() -> None:
@@ -116,8 +161,10 @@ def test_encode_reproduces_the_tds_examples() -> None:
     assert encode_sscc96("106141423456789018", 2, company_prefix_digits=6) == "31583BF982DFDC1C35000000"
 
 
-def test_a_jan_code_defaults_to_a_seven_digit_company_prefix() -> None:
-    decoded = decode_epc(encode_sgtin96("4901234567894", 12))
+@both_codecs
+def test_a_jan_code_defaults_to_a_seven_digit_company_prefix(impl: str) -> None:
+    decode = codec(impl).decode_epc
+    decoded = decode(encode_sgtin96("4901234567894", 12))
     assert decoded.company_prefix == "4901234"
     assert decoded.gtin == "04901234567894"
     assert decoded.filter == 1
@@ -177,8 +224,10 @@ def gs1_epcs(draw: st.DrawFn) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(gs1_epcs())
-def test_decode_agrees_with_epcpy(hex_epc: str) -> None:
-    ours = decode_epc(hex_epc)
+@both_codecs
+def test_decode_agrees_with_epcpy(impl: str, hex_epc: str) -> None:
+    decode = codec(impl).decode_epc
+    ours = decode(hex_epc)
     theirs = hex_to_tag_encodable(hex_epc)
     assert ours.pure_identity == theirs.epc_uri
     gs1_key = {"sgtin-96": ours.gtin, "sscc-96": ours.sscc, "sgln-96": ours.gln,
@@ -217,10 +266,12 @@ def sgtin_deliveries(draw: st.DrawFn) -> list[str]:
 
 @settings(max_examples=200, deadline=None)
 @given(sgtin_deliveries())
-def test_repeated_gtins_decode_as_epcpy_does(epcs: list[str]) -> None:
+@both_codecs
+def test_repeated_gtins_decode_as_epcpy_does(impl: str, epcs: list[str]) -> None:
     # Each EPC three times over: once cold, then through whatever the decoder kept of its GTIN.
+    decode = codec(impl).decode_epc
     for hex_epc in epcs * 3:
-        ours, theirs = decode_epc(hex_epc), hex_to_tag_encodable(hex_epc)
+        ours, theirs = decode(hex_epc), hex_to_tag_encodable(hex_epc)
         assert (ours.pure_identity, ours.gtin) == (theirs.epc_uri, theirs.gs1_key())
         value = int(hex_epc, 16)
         assert (ours.serial, ours.filter) == (str(value & ((1 << 38) - 1)), value >> 85 & 7)
@@ -232,15 +283,17 @@ _LAZY_FIELDS = ("tag_uri", "pure_identity", "company_prefix", "gtin", "serial")
 
 @settings(max_examples=200, deadline=None)
 @given(gs1_epcs(), st.permutations(_LAZY_FIELDS))
-def test_fields_made_on_first_access_do_not_depend_on_the_order(hex_epc: str, order: list[str]) -> None:
+@both_codecs
+def test_fields_made_on_first_access_do_not_depend_on_the_order(impl: str, hex_epc: str, order: list[str]) -> None:
     # An SGTIN keeps its strings unmade until asked; any order of asking gives what a fresh decode gives,
     # the second ask the very string of the first, and equality, hash and to_dict ignore what was asked.
-    fresh, asked = decode_epc(hex_epc), decode_epc(hex_epc.lower())
+    decode = codec(impl).decode_epc
+    fresh, asked = decode(hex_epc), decode(hex_epc.lower())
     assert asked == fresh and hash(asked) == hash(fresh)
     first = {name: getattr(asked, name) for name in order}
     assert all(getattr(asked, name) is first[name] for name in order)
     assert asked == fresh and hash(asked) == hash(fresh) and len({asked, fresh}) == 1
-    assert asked.to_dict() == fresh.to_dict() == decode_epc(hex_epc).to_dict()
+    assert asked.to_dict() == fresh.to_dict() == decode(hex_epc).to_dict()
     assert {name: getattr(fresh, name) for name in _LAZY_FIELDS} == first
     assert asked.epc == hex_epc and repr(asked) == repr(fresh)
     theirs = hex_to_tag_encodable(hex_epc)
@@ -251,23 +304,25 @@ def test_fields_made_on_first_access_do_not_depend_on_the_order(hex_epc: str, or
         assert first["company_prefix"] == theirs.epc_uri.split(":")[4].split(".")[0]
 
 
-def test_to_dict_and_repr_name_the_public_fields_only() -> None:
-    decoded = decode_epc("3074257BF7194E4000001A85")
+@both_codecs
+def test_to_dict_and_repr_name_the_public_fields_only(impl: str) -> None:
+    decode = codec(impl).decode_epc
+    decoded = decode("3074257BF7194E4000001A85")
     assert decoded.to_dict() == {
         "epc": "3074257BF7194E4000001A85", "scheme": "sgtin-96", "tag_uri": "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
         "pure_identity": "urn:epc:id:sgtin:0614141.812345.6789", "filter": 3, "company_prefix": "0614141",
         "gtin": "80614141123458", "serial": "6789",
     }
     assert "_" not in repr(decoded).replace("_identity", "").replace("_uri", "").replace("_prefix", "")
-    assert decode_epc("3074257BF7194E4000001A85") != decode_epc("3074257BF7194E4000001A86")
+    assert decode("3074257BF7194E4000001A85") != decode("3074257BF7194E4000001A86")
     # each scheme names its own fields only (one GS1 key and extra per scheme underneath)
     common = {"epc", "scheme", "tag_uri", "pure_identity", "filter", "company_prefix"}
-    assert {hex_epc: set(decode_epc(hex_epc).to_dict()) - common for hex_epc, _ in TAG_URI_VECTORS[:5]} == {
+    assert {hex_epc: set(decode(hex_epc).to_dict()) - common for hex_epc, _ in TAG_URI_VECTORS[:5]} == {
         "3074257BF7194E4000001A85": {"gtin", "serial"}, "3174257BF4499602D2000000": {"sscc"},
         "3274257BF46072000000162E": {"gln", "extension"}, "3374257BF40C0E400000162E": {"grai", "asset_type", "serial"},
         "3474257BF40000000000162E": {"giai"},
     }
-    assert decode_epc("E2001026760E017915907125").to_dict() == {
+    assert decode("E2001026760E017915907125").to_dict() == {
         "epc": "E2001026760E017915907125", "scheme": "unknown",
         "reason": "header E2 is not a GS1 EPC scheme (e.g. a chip serial)",
     }
@@ -280,9 +335,11 @@ def test_to_dict_and_repr_name_the_public_fields_only() -> None:
     filt=st.integers(0, 7),
     cdigits=st.integers(6, 12),
 )
-def test_sgtin_round_trip(body: str, serial: int, filt: int, cdigits: int) -> None:
+@both_codecs
+def test_sgtin_round_trip(impl: str, body: str, serial: int, filt: int, cdigits: int) -> None:
+    decode = codec(impl).decode_epc
     gtin = body + str(gtin_check_digit(body))
-    decoded = decode_epc(encode_sgtin96(gtin, serial, filt, cdigits))
+    decoded = decode(encode_sgtin96(gtin, serial, filt, cdigits))
     assert (decoded.scheme, decoded.gtin, decoded.serial) == ("sgtin-96", gtin, str(serial))
     assert (decoded.filter, decoded.company_prefix) == (filt, gtin[1 : 1 + cdigits])
 
@@ -290,16 +347,20 @@ def test_sgtin_round_trip(body: str, serial: int, filt: int, cdigits: int) -> No
 @settings(max_examples=200, deadline=None)
 @given(body=st.text("0123456789", min_size=17, max_size=17), filt=st.integers(0, 7),
        cdigits=st.integers(6, 12))
-def test_sscc_round_trip(body: str, filt: int, cdigits: int) -> None:
+@both_codecs
+def test_sscc_round_trip(impl: str, body: str, filt: int, cdigits: int) -> None:
+    decode = codec(impl).decode_epc
     sscc = body + str(gs1_check_digit(body))
-    decoded = decode_epc(encode_sscc96(sscc, filt, cdigits))
+    decoded = decode(encode_sscc96(sscc, filt, cdigits))
     assert (decoded.scheme, decoded.sscc, decoded.filter) == ("sscc-96", sscc, filt)
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.one_of(st.binary(max_size=40), st.text(max_size=40), st.binary(min_size=12, max_size=12)))
-def test_decode_never_raises(data: bytes | str) -> None:
-    decoded = decode_epc(data)
+@both_codecs
+def test_decode_never_raises(impl: str, data: bytes | str) -> None:
+    decode = codec(impl).decode_epc
+    decoded = decode(data)
     assert decoded.scheme in {"unknown", "sgtin-96", "sscc-96", "sgln-96", "grai-96", "giai-96"}
 
 
