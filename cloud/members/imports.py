@@ -1,9 +1,10 @@
 """`tenpo cloud import members|orders FILE`: stream a file into source records, orders and points.
 
-Rows are read one at a time (never the whole file), resolved as they come and committed in small
-transactions (a few hundred rows: each commit waits for the disk) together with their change-feed
-entries, so an interrupted import can simply be run again: a row already imported has the same
-fingerprint and changes nothing.
+Rows are read one at a time (never the whole file) and handled in chunks of a few hundred, each in one
+transaction (each commit waits for the disk) together with its change-feed entries, so an interrupted
+import can simply be run again: a row already imported has the same fingerprint and changes nothing.
+A chunk of member rows is cleansed, then resolved in file order against what `chunk.ChunkAccess`
+read for all of them at once (the decisions are those of resolving row after row).
 """
 
 from __future__ import annotations
