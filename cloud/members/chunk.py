@@ -3,13 +3,13 @@
 Resolving row after row against the database costs some fifteen statements a row. `ChunkAccess`
 answers the same questions as `MemberAccess` (the same answers, so the same decisions) from what it
 reads up front for all the chunk's records at once: the stored records sharing a blocking key with any
-of them, every record of the members those belong to, and the chunk's own erased and existing records.
-The chunk's own writes keep it current, so a later row sees the records earlier rows of the chunk
-added, joined or merged, exactly as it would in the database. Source records and members are written at
-once (their ids are needed); blocking keys, review items and links are written in batches, and each
-touched member's golden record is computed once, when the chunk ends. Before a merge (which reads and
-writes the database itself) everything held back is written first.
-"""
+of them, and the chunk's own erased and existing records; a member's other records are read when a row
+first needs all of them. The chunk's own writes keep it current, so a later row sees the records earlier
+rows of the chunk added, joined or merged, exactly as it would in the database. New members and source
+records (numbered here, in the order the database would number them), blocking keys, review items and
+links are written in batches, and each touched member's golden record is computed once, when the chunk
+ends. Before anything reads the database again (a merge reads and writes it itself) what is held back
+is written first."""
 
 from __future__ import annotations
 
