@@ -21,21 +21,28 @@ _OFFSET = ("CASE WHEN right(s.at, 1) = 'Z' THEN interval '0 minutes' ELSE"
            " make_interval(mins => (CASE WHEN substr(right(s.at, 6), 1, 1) = '-' THEN -1 ELSE 1 END)"
            " * (substr(right(s.at, 5), 1, 2)::int * 60 + substr(right(s.at, 2), 1, 2)::int)) END")  # fmt: skip
 
-# One pass over the sales, the shape tested once each: a sale of another shape leaves a placeholder row (day '',
-# items its key as a JSON array) that ``load_sales`` takes out again and hands to the Python reading.
-# A time written in JST (as the stores write it) is on its own JST day: no arithmetic for it.
-# jsonb: the document parsed once (json would parse it again for each ->), as the incremental reading does.
+# The costly part of each sale (its JSON, its time's shape) is worked out in parallel workers when the server
+# has them: a CREATE TABLE AS may run in parallel where an INSERT may not, and this session's temporary SQL
+# function, marked PARALLEL SAFE, takes the per-sale subquery into the workers. jsonb: the document parsed once
+# (json would parse it again for each ->), as the incremental reading does.
+SKUS = """CREATE OR REPLACE FUNCTION pg_temp.analytics_sale_skus(sale text) RETURNS text LANGUAGE sql IMMUTABLE
+PARALLEL SAFE COST 1000 AS $$
+SELECT COALESCE(string_agg(DISTINCT (l->>'sku') COLLATE "C", ' ' ORDER BY (l->>'sku') COLLATE "C"), '')
+FROM jsonb_array_elements(sale::jsonb->'lines') l WHERE (l->>'qty')::numeric > 0 $$"""
+STAGE = """CREATE TEMP TABLE analytics_stage ON COMMIT DROP AS
+SELECT store_id, stream, receipt_no, member_id, at, at ~ %s AS shaped, total, kind,
+       CASE WHEN kind = 'sale' THEN pg_temp.analytics_sale_skus(sale) ELSE '' END AS items FROM sales"""
+# Then one pass over them: a sale of another shape leaves a placeholder row (day '', items its key as a JSON
+# array) that ``load_sales`` takes out again and hands to the Python reading. A time written in JST (as the
+# stores write it) is on its own JST day: no arithmetic for it.
 SALES = f"""INSERT INTO analytics_purchases(purchase_id, customer, channel, store_id, day, amount, is_sale, items)
 SELECT 'store:' || s.store_id || ':' || s.stream || ':' || s.receipt_no, COALESCE(a.member_id, s.member_id), 'store',
        s.store_id,
        CASE WHEN NOT s.shaped THEN '' WHEN right(s.at, 6) = '+09:00' THEN left(s.at, 10)
             ELSE to_char(substr(s.at, 1, 19)::timestamp - {_OFFSET} + interval '9 hours', 'YYYY-MM-DD') END,
        s.total, CASE WHEN s.kind = 'sale' THEN 1 ELSE 0 END,
-       CASE WHEN NOT s.shaped THEN json_build_array(s.store_id, s.stream, s.receipt_no)::text
-            WHEN s.kind = 'sale' THEN COALESCE((
-           SELECT string_agg(DISTINCT (l->>'sku') COLLATE "C", ' ' ORDER BY (l->>'sku') COLLATE "C")
-           FROM jsonb_array_elements(s.sale::jsonb->'lines') l WHERE (l->>'qty')::numeric > 0), '') ELSE '' END
-FROM (SELECT *, at ~ %s AS shaped FROM sales OFFSET 0) s LEFT JOIN member_aliases a ON a.alias = s.member_id"""
+       CASE WHEN NOT s.shaped THEN json_build_array(s.store_id, s.stream, s.receipt_no)::text ELSE s.items END
+FROM analytics_stage s LEFT JOIN member_aliases a ON a.alias = s.member_id"""
 PLACEHOLDERS = "FROM analytics_purchases WHERE day = ''"
 
 # One sort of each member's purchases, sales first (by day, then id): the first row is the first sale, the
@@ -113,7 +120,10 @@ def drop_indexes(db: Central) -> None:
 def load_sales(db: Central) -> list[tuple[str, str, str]]:
     """Store sales of the standard time shape, straight from ``sales`` (inside the caller's transaction); the
     keys (store, stream, receipt) of the others, for the Python reading."""
-    db.conn.execute(SALES, (SHAPE,))
+    db.conn.execute(SKUS)
+    db.conn.execute(STAGE, (SHAPE,))
+    db.conn.execute(SALES)
+    db.conn.execute("DROP TABLE analytics_stage")
     keys = [tuple(json.loads(items)) for (items,) in db.all(f"SELECT items {PLACEHOLDERS}")]
     if keys:
         db.execute(f"DELETE {PLACEHOLDERS}")
