@@ -26,9 +26,13 @@ def statements(dialect: str) -> list[str]:
 
 
 # Migration 25: the insert trigger of migration 9 leaves the levels to the apply when the apply says it writes them
-# itself (cloud/stock_apply.py, in the same transaction); every other writer of the ledger keeps the trigger.
+# itself (cloud/stock_apply.py, in the same statement), and takes the mark away as it does: the next writer of the
+# ledger in the transaction (a hook, a correction) is counted by the trigger again.
 STOCK_INSERT_TRIGGER = """CREATE OR REPLACE FUNCTION tenpo_stock_ledger_insert() RETURNS trigger AS $$ BEGIN
-    IF current_setting('tenpo.stock_levels', true) = 'apply' THEN RETURN NULL; END IF;
+    IF current_setting('tenpo.stock_levels', true) = 'apply' THEN
+        PERFORM set_config('tenpo.stock_levels', '', true);
+        RETURN NULL;
+    END IF;
     INSERT INTO stock_levels(store_id, sku, on_hand, as_of)
         SELECT store_id, sku, sum(delta), max(created_at) FROM new_rows GROUP BY store_id, sku ORDER BY store_id, sku
         ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = stock_levels.on_hand + EXCLUDED.on_hand,

@@ -1,11 +1,13 @@
-"""PostgreSQL: the stock levels of an applied batch in one statement (issue 19).
+"""PostgreSQL: the stock ledger rows of an applied batch and their levels in one statement (issue 19).
 
 The ledger's statement trigger keeps ``stock_levels`` for every writer of ``stock_ledger`` (migration 9).
-The apply knows its ledger rows already: it marks its own COPY so the trigger leaves the levels to it
-(migration 25), then one upsert adds each level's delta, stamps its change-feed version and returns the new
-on-hand. One new version of each level row per batch, where the trigger's upsert, the feed's read and the
-feed's version update were three statements and two row versions. All inside the apply transaction: the
-ledger rows, the levels and their feed entries commit together or not at all.
+The apply knows its ledger rows already, so one statement inserts them, marks the insert so the trigger
+leaves the levels to it (migration 25: the trigger takes the mark away as it stands aside, so the next
+writer of the ledger in the transaction, a hook, counts again), adds each level's delta, stamps its
+change-feed version and returns the new on-hand. One round trip and one new version of each level row per
+batch, where a COPY, the trigger's upsert, the feed's read and its version update took five round trips and
+two row versions; on a machine whose cores are busy each round trip waits for the server to be scheduled.
+All inside the apply transaction: ledger rows, levels and feed entries commit together or not at all.
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ import weakref
 from typing import Any
 
 from tenpo.cloud.db import Central
-from tenpo.cloud.ledgers import INSERT_STOCK
 from tenpo.cloud.plan import Plan
 from tenpo.shared.changes import check_change
 
-# Transaction-local (set_config's third argument): a rollback, or a savepoint's, takes the mark back with it.
-MARK = "SELECT set_config('tenpo.stock_levels', ?, true)"
-APPLY_MARK = "apply"  # the value the trigger function of migration 25 looks for
-# One round trip: the feed's numbers for the levels (the counter's row lock is held to commit, as record_changes
-# holds it), the mark taken back (ledger rows written later in this transaction, by a hook, keep the trigger),
-# and each level's delta added and its version stamped, in key order as the trigger (two writers of the same
-# levels cannot deadlock); a level's version is the number of its place in the keys as sent.
-UPSERT_LEVELS = (
-    "WITH c AS (UPDATE counters SET value = value + ? WHERE name = 'change'"
-    " RETURNING value - ? AS before, set_config('tenpo.stock_levels', '', true))"
+APPLY_MARK = "apply"  # the value of tenpo.stock_levels the trigger function of migration 25 looks for
+# The mark is transaction-local (set_config's third argument): a rollback, or a savepoint's, takes it back too.
+# The ledger rows come as arrays; the insert joins the mark's one row, so the mark is set before the statement
+# ends and its trigger runs. The levels: the feed's numbers (the counter's row lock is held to commit, as
+# record_changes holds it), then each level's delta and version in key order as the trigger (two writers of
+# the same levels cannot deadlock); a level's version is the number of its place in the keys as sent.
+WRITE_STOCK = (
+    "WITH mark AS (SELECT set_config('tenpo.stock_levels', '" + APPLY_MARK + "', true)),"
+    " ledger AS (INSERT INTO stock_ledger(store_id, stream, sku, location, delta, reason, ref, store_seq, created_at)"
+    " SELECT r.* FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[],"
+    " ?::bigint[], ?::double precision[]) AS r, mark),"
+    " c AS (UPDATE counters SET value = value + ? WHERE name = 'change' RETURNING value - ? AS before)"
     " INSERT INTO stock_levels AS l (store_id, sku, on_hand, as_of, version)"
     " SELECT v.store_id, v.sku, v.delta, v.as_of, c.before + v.n"
     " FROM unnest(?::text[], ?::text[], ?::bigint[], ?::double precision[]) WITH ORDINALITY AS v(store_id, sku, delta,"
@@ -39,26 +42,25 @@ UPSERT_LEVELS = (
 INSERT_CHANGE = "INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 _DATA_JSON = json.JSONEncoder(ensure_ascii=False).encode  # the text record_changes writes
 
-
 _READY: weakref.WeakKeyDictionary[Central, bool] = weakref.WeakKeyDictionary()
 
 
 def levels_by_apply(db: Central) -> bool:
-    """Whether this database lets the apply write its stock levels: PostgreSQL past migration 25 (asked once)."""
+    """Whether the ledger's insert trigger here stands aside for the apply's mark, and takes it away as it does
+    (PostgreSQL past migration 25); asked once per connection."""
     ready = _READY.get(db)
     if ready is None:
-        ready = (
-            db.dialect == "postgresql" and db.scalar("SELECT 1 FROM schema_migrations WHERE version = 25") is not None
-        )
+        source = None
+        if db.dialect == "postgresql":
+            source = db.scalar("SELECT prosrc FROM pg_proc WHERE proname = 'tenpo_stock_ledger_insert'")
+        ready = source is not None and "PERFORM set_config('tenpo.stock_levels', '', true)" in source
         _READY[db] = ready
     return ready
 
 
 def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, now: float) -> None:
-    """Insert the plan's stock ledger rows (``ledgers.INSERT_STOCK``), update their levels and record the levels'
-    feed entries; the keys done here leave ``plan.stock_touched`` (publish_changes does the rest)."""
-    db.execute(MARK, (APPLY_MARK,))
-    db.executemany(INSERT_STOCK, rows)
+    """Insert the plan's stock ledger rows (``ledgers.INSERT_STOCK``'s parameters), update their levels and record
+    the levels' feed entries; the keys done here leave ``plan.stock_touched`` (publish_changes does the rest)."""
     totals: dict[tuple[str, str], list[Any]] = {}  # (store_id, sku) -> [sum of deltas, newest created_at]
     for store_id, _stream, sku, _location, delta, _reason, _ref, _seq, at in rows:
         total = totals.get((store_id, sku))
@@ -68,14 +70,14 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
             total[0] += delta
             total[1] = max(total[1], at)
     keys = sorted(totals)
-    # Array literals written here: psycopg's array dumper costs a microsecond an element, a third of the apply's
-    # time spent on the levels
-    columns = [_text_array([k[0] for k in keys]), _text_array([k[1] for k in keys]),
-               _number_array([totals[k][0] for k in keys]), _number_array([totals[k][1] for k in keys])]  # fmt: skip
-    levels = sorted((int(version), store_id, sku, int(level))
-                    for store_id, sku, level, version in db.all(UPSERT_LEVELS, [len(keys), len(keys), *columns]))  # fmt: skip
+    # Array literals written here: psycopg's array dumper costs a microsecond an element
+    ledger = [_text_array(column) if n in (0, 1, 2, 3, 5, 6) else _number_array(column)
+              for n, column in enumerate(zip(*rows))]  # fmt: skip
+    levels = [_text_array([k[0] for k in keys]), _text_array([k[1] for k in keys]),
+              _number_array([totals[k][0] for k in keys]), _number_array([totals[k][1] for k in keys])]  # fmt: skip
+    written = db.all(WRITE_STOCK, [*ledger, len(keys), len(keys), *levels])
     changes = []
-    for version, store_id, sku, level in levels:
+    for version, store_id, sku, level in sorted((int(v), s, k, int(h)) for s, k, h, v in written):
         data = {"store_id": store_id, "sku": sku, "on_hand": level, "as_of": now, "version": version}
         check_change("stock.level", data)  # the store decodes it with the same Struct
         changes.append((version, "stock.level", f"{store_id}/{sku}", None, _DATA_JSON(data), now))
@@ -83,11 +85,13 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
     plan.stock_touched.difference_update(keys)
 
 
-def _text_array(values: list[str]) -> str:
-    """A PostgreSQL array literal of the strings, each quoted (so commas, braces, spaces and NULL stay text)."""
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+def _text_array(values: tuple[str | None, ...] | list[str]) -> str:
+    """A PostgreSQL array literal of the strings, each quoted (so commas, braces, spaces and 'NULL' stay text);
+    None is NULL."""
+    return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"  # fmt: skip
 
 
-def _number_array(values: list[Any]) -> str:
+def _number_array(values: tuple[Any, ...] | list[Any]) -> str:
     """Integers, or floats as repr writes them (the shortest text that reads back as the same double)."""
     return "{" + ",".join(map(repr, values)) + "}"

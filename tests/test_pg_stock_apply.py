@@ -19,7 +19,7 @@ from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
 from tenpo.cloud.ledgers import stock_entry
 from tenpo.cloud.plan import Plan
-from tenpo.cloud.stock_apply import APPLY_MARK, MARK, write_stock_entries
+from tenpo.cloud.stock_apply import APPLY_MARK, write_stock_entries
 from tenpo.shared import crypto
 from tenpo.shared.protocol import Event, EventBatch
 
@@ -87,7 +87,7 @@ def test_other_writers_of_the_ledger_keep_the_trigger(central: Central) -> None:
     plan.stock_touched.update({("S001", "A"), ("S001", "untouched")})
     with central.transaction():
         write_stock_entries(central, rows, plan, now)
-        assert central.scalar("SELECT current_setting('tenpo.stock_levels', true)") == ""  # taken back at once
+        assert central.scalar("SELECT current_setting('tenpo.stock_levels', true)") == ""  # the trigger took it away
         # later in the same transaction (a hook, a fix): the trigger counts it
         central.execute(*stock_entry(store_id="S001", stream="s1", sku="A", delta=10, reason="fix", ref=None,
                                      store_seq=3, at=now))  # fmt: skip
@@ -96,7 +96,7 @@ def test_other_writers_of_the_ledger_keep_the_trigger(central: Central) -> None:
     # a savepoint rolled back takes a mark set inside it back too (the one-event-at-a-time path)
     with central.transaction():
         with pytest.raises(RuntimeError), central.savepoint():
-            central.execute(MARK, (APPLY_MARK,))
+            central.execute("SELECT set_config('tenpo.stock_levels', ?, true)", (APPLY_MARK,))
             raise RuntimeError("this event fails")
         central.execute(*stock_entry(store_id="S001", stream="s1", sku="A", delta=-2, reason="count", ref=None,
                                      store_seq=4, at=now))  # fmt: skip
@@ -125,3 +125,21 @@ def test_any_sku_text_and_number_reach_the_levels_as_sent(central: Central) -> N
     }
     assert found == {**{sku: (n - 4, at) for n, sku in enumerate(skus, start=1)}, "big": (10**14, at)}
     central.close()
+
+
+def test_without_migration_25_the_trigger_keeps_the_levels(postgres_url: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # An HQ whose trigger does not stand aside (before migration 25): the apply leaves the levels to it
+    from tenpo.cloud import db as cloud_db
+
+    monkeypatch.setattr(cloud_db, "MIGRATIONS", [m for m in cloud_db.MIGRATIONS if m[0] != 25])
+    db = Central(postgres_url)
+    crypto.generate_keypair(tmp_path / "k", tmp_path / "k.pub")
+    add_store(db, "S001", (tmp_path / "k.pub").read_text())
+    events = [_stock(n, f"K{n % 3}", n) for n in range(1, 10)]
+    assert apply_batch(db, "S001", EventBatch("s1", events)).hwm == 9
+    assert _levels(db) == _ledger_sums(db) == {("S001", "K0"): 18, ("S001", "K1"): 12, ("S001", "K2"): 15}
+    versions = dict(db.all("SELECT sku, version FROM stock_levels"))
+    feed = {key: int(seq) for seq, key in db.all("SELECT seq, key FROM changes WHERE kind = 'stock.level'")}
+    assert {f"S001/{sku}": int(v) for sku, v in versions.items()} == feed
+    db.close()
