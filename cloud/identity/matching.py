@@ -13,7 +13,7 @@ e-mail links also need the names to be comparable; a card is personal, so it lin
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -46,6 +46,8 @@ class MatchOneResult:
 
     accepted: tuple[MergeDecision, ...]
     possible: tuple[MergeDecision, ...]
+    # Every candidate's comparisons, by its key: match_person takes them rather than comparing again.
+    compared: Mapping[RecordKey, tuple[FieldComparison, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def best(self) -> MergeDecision | None:
@@ -252,17 +254,19 @@ def match_one(new_record: SourceRecord, candidates: Sequence[SourceRecord],
     new_features = features(new_record, config.ignored_email_domains)
     accepted: list[MergeDecision] = []
     possible: list[MergeDecision] = []
+    compared: dict[RecordKey, tuple[FieldComparison, ...]] = {}
     for candidate in candidates:
         if candidate.key == new_record.key:
             continue
         decision = decide(new_features, features(candidate, config.ignored_email_domains), new_record.key, candidate.key, config)
+        compared[candidate.key] = decision.comparisons
         if decision.rule:
             accepted.append(decision)
         elif decision.score >= config.review_threshold:
             possible.append(decision)
     accepted.sort(key=lambda d: (_RULE_RANK[d.rule], -d.score, d.right))
     possible.sort(key=lambda d: (-d.score, d.right))
-    return MatchOneResult(tuple(accepted), tuple(possible))
+    return MatchOneResult(tuple(accepted), tuple(possible), compared)
 
 
 def name_clashes(new_record: SourceRecord, records: Sequence[SourceRecord], config: MatchConfig = MatchConfig()) -> bool:
@@ -271,19 +275,21 @@ def name_clashes(new_record: SourceRecord, records: Sequence[SourceRecord], conf
     return any(_names_clash(new_features, features(record, config.ignored_email_domains)) for record in records)
 
 
-def match_person(new_record: SourceRecord, records: Sequence[SourceRecord],
-                 config: MatchConfig = MatchConfig()) -> MergeDecision | None:
+def match_person(new_record: SourceRecord, records: Sequence[SourceRecord], config: MatchConfig = MatchConfig(),
+                 compared: Mapping[RecordKey, tuple[FieldComparison, ...]] | None = None) -> MergeDecision | None:
     """Compare an arriving record with one person's records taken together: each field at its best
     over them (as resolve's cluster pass does). A kana-only name and a landline on one record, the
     kanji name with its reading on another: neither links alone, together they are the person.
-    Returns the link (rule "cluster") or None; a name that clashes with any of the records is None."""
+    Returns the link (rule "cluster") or None; a name that clashes with any of the records is None.
+    `compared`: comparisons already made with some of the records (MatchOneResult.compared)."""
     new_features = features(new_record, config.ignored_email_domains)
     best: dict[str, FieldComparison] = {}
     for record in records:
         other = features(record, config.ignored_email_domains)
         if _names_clash(new_features, other):
             return None
-        for c in compare(new_features, other, config.weights):
+        known = compared.get(record.key) if compared is not None else None
+        for c in known if known is not None else compare(new_features, other, config.weights):
             if c.field not in best or c.weight > best[c.field].weight:
                 best[c.field] = c
     if not best:

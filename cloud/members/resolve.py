@@ -123,7 +123,7 @@ def _targets(t: MemberAccess, record: SourceRecord, existing: SourceRow | None, 
         if row.member_id not in targets and row.member_id != own and row.member_id not in blocked:
             people.setdefault(row.member_id, []).append(row.record)
     for member, records in people.items():
-        if len(records) > 1 and (link := match_person(record, records, config.match)):
+        if len(records) > 1 and (link := match_person(record, records, config.match, matched.compared)):
             targets[member] = link
     if not targets:
         return {}
