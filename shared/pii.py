@@ -19,7 +19,7 @@ import functools
 import hashlib
 import os
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -123,6 +123,7 @@ class Codec:
     _inner: hashlib._Hash = field(init=False, repr=False, compare=False)
     _outer: hashlib._Hash = field(init=False, repr=False, compare=False)
     _token: Callable[[str], bytes] = field(init=False, repr=False, compare=False)
+    _run: Callable[[str], tuple[bytes, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.dek) != KEY_BYTES:
@@ -132,6 +133,7 @@ class Codec:
         object.__setattr__(self, "_inner", hashlib.sha256(bytes(b ^ 0x36 for b in index_key)))
         object.__setattr__(self, "_outer", hashlib.sha256(bytes(b ^ 0x5C for b in index_key)))
         object.__setattr__(self, "_token", functools.lru_cache(maxsize=TOKEN_CACHE)(self._compute_token))
+        object.__setattr__(self, "_run", functools.lru_cache(maxsize=TOKEN_CACHE // 4)(self._compute_run))
 
     @property
     def key_id(self) -> str:
@@ -189,7 +191,10 @@ class Codec:
         return self.blind("phone", e164) if e164 else None
 
     def phone_last4_index(self, e164: str | None) -> bytes | None:
-        digits = "".join(ch for ch in e164 or "" if ch.isdigit())
+        if e164 and e164[0] == "+" and e164[1:].isascii() and e164[1:].isdigit():
+            digits = e164[1:]  # E.164, as stored: the common case without a loop
+        else:
+            digits = "".join(ch for ch in e164 or "" if ch.isdigit())
         return self.blind("phone4", digits[-4:]) if len(digits) >= 4 else None
 
     def email_index(self, email: str | None) -> bytes | None:
@@ -209,9 +214,20 @@ class Codec:
     def _compute_token(self, prefix: str) -> bytes:
         return self._mac(b"prefix\x00" + prefix.encode())[:TOKEN_BYTES]
 
+    def _compute_run(self, head: str) -> tuple[bytes, ...]:
+        """The tokens of ``head``'s prefixes, shortest first (many members share a head: カイイン, 佐藤花...)."""
+        return tuple(self._token(head[:n]) for n in range(1, len(head) + 1))
+
     def name_tokens(self, *values: str | None) -> dict[bytes, int]:
         """Search tokens of a member's name and reading, each with its rank (lower: listed first)."""
-        return {self.token(prefix): rank for prefix, rank in name_prefixes(*values).items()}
+        found: dict[bytes, int] = {}
+        held = found.get
+        for head, rank in _heads(values):
+            for token in self._run(head):
+                before = held(token)
+                if before is None or rank < before:
+                    found[token] = rank
+        return found
 
     def query_token(self, query: str) -> tuple[bytes, str] | None:
         """The token to look up for what a clerk typed, and the key results must start with."""
@@ -219,6 +235,19 @@ class Codec:
         if not key:
             return None
         return self.token(key[:PREFIX_MAX]), key
+
+
+def _heads(values: tuple[str | None, ...]) -> Iterator[tuple[str, int]]:
+    """Each value's search key cut to PREFIX_MAX, and each later word's cut to WORD_PREFIX_MAX, with the rank
+    their prefixes get: the key's length (at most 255), after every whole-name match for a word."""
+    for value in values:
+        if not value:
+            continue
+        key = cleansing.search_key(value)
+        yield key[:PREFIX_MAX], min(len(key), 255)
+        word_rank = min(len(key) + 64, 255)
+        for word in unicodedata.normalize("NFKC", value).split()[1:]:
+            yield cleansing.search_key(word)[:WORD_PREFIX_MAX], word_rank
 
 
 def name_prefixes(*values: str | None) -> dict[str, int]:
@@ -229,25 +258,12 @@ def name_prefixes(*values: str | None) -> dict[str, int]:
     its lower rank."""
     found: dict[str, int] = {}
     held = found.get
-    for value in values:
-        if not value:
-            continue
-        key = cleansing.search_key(value)
-        rank = min(len(key), 255)
-        for n in range(1, min(len(key), PREFIX_MAX) + 1):
-            prefix = key[:n]
+    for head, rank in _heads(values):
+        for n in range(1, len(head) + 1):
+            prefix = head[:n]
             before = held(prefix)
             if before is None or rank < before:
                 found[prefix] = rank
-        words = unicodedata.normalize("NFKC", value).split()
-        word_rank = min(len(key) + 64, 255)  # after every whole-name match
-        for word in words[1:]:
-            wkey = cleansing.search_key(word)
-            for n in range(1, min(len(wkey), WORD_PREFIX_MAX) + 1):
-                prefix = wkey[:n]
-                before = held(prefix)
-                if before is None or word_rank < before:
-                    found[prefix] = word_rank
     return found
 
 

@@ -96,3 +96,13 @@ def test_sealing_a_column_in_one_batch_gives_values_that_open_only_in_their_own_
     with pytest.raises(pii.PiiError, match="does not open"):
         codec.open(sealed[1], "members", "name", ids[2])
     assert codec.seal_many([], "members", "name", []) == []
+
+
+@pytest.mark.parametrize("name, kana", [("佐藤 花子", "さとう はなこ"), ("Anne-Marie  O'Neil Smith", None), (None, "ｻﾄｳ"),
+                                        ("会員 " + "1" * 300, "カイイン")])  # fmt: skip
+def test_a_members_tokens_are_the_tokens_of_its_name_prefixes_with_their_ranks(codec: pii.Codec, name: str | None,
+                                                                                kana: str | None) -> None:  # fmt: skip
+    expected = {codec.token(prefix): rank for prefix, rank in pii.name_prefixes(name, kana).items()}
+    assert codec.name_tokens(name, kana) == expected and codec.name_tokens(name, kana) == expected, "computed, then remembered"
+    four = codec.blind("phone4", "5678")
+    assert codec.phone_last4_index("+819012345678") == codec.phone_last4_index("+81 90-1234-5678") == four
