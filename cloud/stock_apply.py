@@ -1,18 +1,19 @@
-"""PostgreSQL: the stock ledger rows of an applied batch and their levels in one statement (issue 19).
+"""PostgreSQL: the stock ledger rows of an applied batch, their levels and the levels' feed entries in one
+statement (issue 19).
 
 The ledger's statement trigger keeps ``stock_levels`` for every writer of ``stock_ledger`` (migration 9).
 The apply knows its ledger rows already, so one statement inserts them, marks the insert so the trigger
 leaves the levels to it (migration 25: the trigger takes the mark away as it stands aside, so the next
 writer of the ledger in the transaction, a hook, counts again), adds each level's delta, stamps its
-change-feed version and returns the new on-hand. One round trip and one new version of each level row per
-batch, where a COPY, the trigger's upsert, the feed's read and its version update took five round trips and
-two row versions; on a machine whose cores are busy each round trip waits for the server to be scheduled.
-All inside the apply transaction: ledger rows, levels and feed entries commit together or not at all.
+change-feed version, writes its feed entry and returns the new on-hand. One round trip and one new version
+of each level row per batch, where two COPYs, the trigger's upsert, the feed's read and its version update
+took seven round trips and two row versions; on a machine whose cores are busy each round trip waits for
+the server to be scheduled. All inside the apply transaction: ledger rows, levels and feed entries commit
+together or not at all.
 """
 
 from __future__ import annotations
 
-import json
 import weakref
 from typing import Any
 
@@ -31,16 +32,19 @@ WRITE_STOCK = (
     " ledger AS (INSERT INTO stock_ledger(store_id, stream, sku, location, delta, reason, ref, store_seq, created_at)"
     " SELECT r.* FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[],"
     " ?::bigint[], ?::double precision[]) AS r, mark),"
-    " c AS (UPDATE counters SET value = value + ? WHERE name = 'change' RETURNING value - ? AS before)"
-    " INSERT INTO stock_levels AS l (store_id, sku, on_hand, as_of, version)"
+    " c AS (UPDATE counters SET value = value + ? WHERE name = 'change' RETURNING value - ? AS before),"
+    " up AS (INSERT INTO stock_levels AS l (store_id, sku, on_hand, as_of, version)"
     " SELECT v.store_id, v.sku, v.delta, v.as_of, c.before + v.n"
     " FROM unnest(?::text[], ?::text[], ?::bigint[], ?::double precision[]) WITH ORDINALITY AS v(store_id, sku, delta,"
     " as_of, n), c ORDER BY 1, 2"
     " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = l.on_hand + EXCLUDED.on_hand, as_of = EXCLUDED.as_of,"
-    " version = EXCLUDED.version RETURNING store_id, sku, on_hand, version"
+    " version = EXCLUDED.version RETURNING store_id, sku, on_hand, version),"
+    # each level's feed entry, as publish_changes writes it (stores read the JSON, not its spacing)
+    " feed AS (INSERT INTO changes(seq, kind, key, store_id, data, created_at)"
+    " SELECT version, 'stock.level', store_id || '/' || sku, NULL, json_build_object('store_id', store_id, 'sku', sku,"
+    " 'on_hand', on_hand, 'as_of', ?::double precision, 'version', version)::text, ?::double precision FROM up)"
+    " SELECT store_id, sku, on_hand, version FROM up"
 )
-INSERT_CHANGE = "INSERT INTO changes(seq, kind, key, store_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-_DATA_JSON = json.JSONEncoder(ensure_ascii=False).encode  # the text record_changes writes
 
 _READY: weakref.WeakKeyDictionary[Central, bool] = weakref.WeakKeyDictionary()
 
@@ -75,13 +79,10 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
               for n, column in enumerate(zip(*rows))]  # fmt: skip
     levels = [_text_array([k[0] for k in keys]), _text_array([k[1] for k in keys]),
               _number_array([totals[k][0] for k in keys]), _number_array([totals[k][1] for k in keys])]  # fmt: skip
-    written = db.all(WRITE_STOCK, [*ledger, len(keys), len(keys), *levels])
-    changes = []
-    for version, store_id, sku, level in sorted((int(v), s, k, int(h)) for s, k, h, v in written):
-        data = {"store_id": store_id, "sku": sku, "on_hand": level, "as_of": now, "version": version}
-        check_change("stock.level", data)  # the store decodes it with the same Struct
-        changes.append((version, "stock.level", f"{store_id}/{sku}", None, _DATA_JSON(data), now))
-    db.executemany(INSERT_CHANGE, changes)
+    written = db.all(WRITE_STOCK, [*ledger, len(keys), len(keys), *levels, now, now])
+    for store_id, sku, level, version in written:  # what the store will decode (a failure rolls the batch back)
+        check_change("stock.level", {"store_id": store_id, "sku": sku, "on_hand": int(level), "as_of": now,
+                                     "version": int(version)})  # fmt: skip
     plan.stock_touched.difference_update(keys)
 
 
