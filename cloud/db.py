@@ -465,13 +465,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (15, "store certificate expiry; beacon id horizon (issue 14)", certs.statements),
     (16, "product variants: style, colour, size", _area(products_schema.variant_statements)),
     (17, "store-to-store transfers", _area(asn_schema.transfer_statements)),
-    (18, "points holds at the web checkout, member-app devices, member field clocks (issue 18)",
-     _area(channel_extras_schema.statements)),
+    (18, "web points holds, member-app devices, member field clocks", _area(channel_extras_schema.statements)),
     (19, "reservations collected at another store, by transfer (issue 18)", _area(channel_schema.transit_statements)),
     (20, "home deliveries: where an お取り寄せ goes (issue 18 §7)", _area(channel_extras_schema.delivery_statements)),
     (24, "PostgreSQL: room on stock levels' pages for the apply's updates (issue 19)", _area(levels_schema.statements)),
-    (25, "PostgreSQL: the apply writes its batch's stock levels itself, in one upsert (issue 19)",
-     _area(levels_schema.apply_statements)),
+    (25, "PostgreSQL: the apply upserts its batch's stock levels itself", _area(levels_schema.apply_statements)),
 ]
 
 
