@@ -59,3 +59,23 @@ def test_full_rebuild_counts_every_pair_of_baskets_of_any_size_and_any_time(cent
     assert {sku: n for scope, sku, n in rows["analytics_items"] if scope == "*"} == items
     assert dict(rows["analytics_scopes"])["*"] == len(sold) == report.purchases
     assert Counter(r[4] for r in rows["analytics_purchases"]) == Counter(day for _skus, day in sold)
+
+
+def test_postgresql_analytics_keys_are_compared_byte_wise(postgres_url: str) -> None:
+    """Migration 22: the keys the rebuild sorts and indexes use the "C" collation (bytes, as Python orders
+    them), whatever the database's locale."""
+    db = Central(postgres_url)
+    columns = db.all("SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                     " WHERE table_name IN ('analytics_purchases', 'analytics_members', 'analytics_items',"
+                     " 'analytics_pairs', 'analytics_scopes') AND data_type = 'text'")  # fmt: skip
+    keys = {(t, c) for t, c, collation in columns if collation == "C"}
+    skus = ["b", "B", "a", "Z", "é", "_x", "10", "9"]
+    with db.transaction():
+        db.executemany("INSERT INTO analytics_items(scope, sku, n) VALUES ('*', ?, 1)", [(s,) for s in skus])
+    ordered = [sku for (sku,) in db.all("SELECT sku FROM analytics_items WHERE scope = '*' ORDER BY sku")]
+    db.close()
+    assert keys == {("analytics_purchases", "purchase_id"), ("analytics_purchases", "customer"),
+                    ("analytics_purchases", "day"), ("analytics_members", "customer"), ("analytics_items", "scope"),
+                    ("analytics_items", "sku"), ("analytics_pairs", "scope"), ("analytics_pairs", "a"),
+                    ("analytics_pairs", "b"), ("analytics_scopes", "scope")}  # fmt: skip
+    assert ordered == sorted(skus)

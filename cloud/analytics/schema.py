@@ -62,3 +62,22 @@ def statements(dialect: str) -> list[str]:
         "CREATE INDEX analytics_sales_applied ON sales(applied_at)",
         "CREATE INDEX analytics_orders_imported ON member_orders(imported_at)",
     ]
+
+
+# Migration 22 (PostgreSQL): the rebuilt tables' text keys compared byte-wise. That is the order Python gives
+# them (code point order is UTF-8 byte order), and a "C" sort or index build compares bytes (with abbreviated
+# keys) instead of calling the locale for each comparison. SQLite compares bytes already.
+_BYTEWISE = {
+    "analytics_purchases": ("purchase_id", "customer", "day"),
+    "analytics_members": ("customer",),
+    "analytics_items": ("scope", "sku"),
+    "analytics_pairs": ("scope", "a", "b"),
+    "analytics_scopes": ("scope",),
+}
+
+
+def bytewise_statements(dialect: str) -> list[str]:
+    if dialect != "postgresql":
+        return []
+    return [f"ALTER TABLE {table} " + ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns)
+            for table, columns in _BYTEWISE.items()]  # fmt: skip
