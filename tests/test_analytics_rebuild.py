@@ -79,3 +79,21 @@ def test_postgresql_analytics_keys_are_compared_byte_wise(postgres_url: str) -> 
                     ("analytics_items", "sku"), ("analytics_pairs", "scope"), ("analytics_pairs", "a"),
                     ("analytics_pairs", "b"), ("analytics_scopes", "scope")}  # fmt: skip
     assert ordered == sorted(skus)
+
+
+def test_postgresql_fast_shape_test_agrees_with_the_regex(postgres_url: str) -> None:
+    """The stage's test of the stores' own time shape (no regex) never calls a time standard that the regex
+    does not, and every time the regex accepts still passes the stage's combined test."""
+    from tenpo.cloud.analytics import bulk
+
+    base = "2026-05-01T10:00:00+09:00"
+    times = {base[:i] + ch + base[i + 1 :] for i in range(len(base)) for ch in "0123456789-T:+Z.aé٣ "}
+    years, hours, seconds = ("0999", "1999", "2024", "2099", "2100"), ("00", "09", "23", "24"), ("00", "59", "60", "5a")
+    times |= {f"{y}-{m:02d}-{d:02d}T{h}:{s}:{s}+09:00"
+              for y in years for m in range(14) for d in range(33) for h in hours for s in seconds}  # fmt: skip
+    db = Central(postgres_url)
+    rows = db.all(f"SELECT at, ({bulk._JST_SHAPED}), CASE WHEN {bulk._JST_SHAPED} THEN true ELSE at ~ ? END, at ~ ?"
+                  " FROM unnest(CAST(? AS text[])) AS t(at)", (bulk.SHAPE, bulk.SHAPE, sorted(times)))  # fmt: skip
+    db.close()
+    assert sum(1 for _at, fast, _stage, _regex in rows if fast) > 1000, "the fast path is taken"
+    assert [(at, stage) for at, _fast, stage, regex in rows if stage != regex] == []
