@@ -68,7 +68,7 @@ def test_a_chunk_decides_as_row_after_row_does(central_url: str, twin_url: str, 
     for path in (first, second):
         report = import_members(chunked, path, batch=BATCH)
         with monkeypatch.context() as m:  # every read and write straight to the database, one row at a time
-            m.setattr(imports, "ChunkAccess", lambda db, config, now, records: MemberAccess(db, config, now))
+            m.setattr(imports, "ChunkAccess", lambda db, config, now, records, seen=None: MemberAccess(db, config, now))
             reference = import_members(row_at_a_time, path, batch=BATCH)
         assert [(r.key, r.status) for r in report.rows] == [(r.key, r.status) for r in reference.rows]
         statuses.update(report.counts())

@@ -45,19 +45,37 @@ from .store import (
 _IN_SLICE = 900  # values per IN (...) list: well below SQLite's and PostgreSQL's parameter limits
 
 
+@dataclasses.dataclass(slots=True)
+class ChunkCache:
+    """What the chunks of one import know of the tables, handed from chunk to chunk so each reads only
+    what no chunk before it read: every chunk's writes keep it current (see ChunkAccess), and nothing
+    else writes these tables' rows during an import. Only for chunks run one after another in one
+    import; after a chunk that failed (its transaction rolled back) it is wrong: start a new one."""
+
+    rows: dict[int, SourceRow] = dataclasses.field(default_factory=dict)  # every record read or written
+    ref_of: dict[RecordKey, int | None] = dataclasses.field(default_factory=dict)  # None: known not to be stored
+    refs_of: dict[str, set[int]] = dataclasses.field(default_factory=dict)  # member -> its records read or written
+    complete: set[str] = dataclasses.field(default_factory=set)  # members whose every record is in rows
+    count: dict[str, int] = dataclasses.field(default_factory=dict)  # records per blocking key, of the keys asked about
+    block: dict[str, set[int]] = dataclasses.field(default_factory=dict)  # records of those keys not too big to be evidence
+    created: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
 class ChunkAccess(MemberAccess):
     """`MemberAccess` for the chunk of import rows whose records are `records`."""
 
-    def __init__(self, db: Central, config: MembersConfig, now: float, records: Sequence[SourceRecord]) -> None:
+    def __init__(self, db: Central, config: MembersConfig, now: float, records: Sequence[SourceRecord],
+                 seen: ChunkCache | None = None) -> None:  # fmt: skip
         super().__init__(db, config, now)
         self._limit = config.match.max_block_size
-        self._rows: dict[int, SourceRow] = {}  # every record read or written
-        self._ref_of: dict[RecordKey, int | None] = {}  # None: known not to be stored
-        self._refs_of: dict[str, set[int]] = {}  # member -> its records read or written so far
-        self._complete: set[str] = set()  # members whose every record is in _rows (read when first needed)
-        self._count: dict[str, int] = {}  # records per blocking key, for the keys asked about
-        self._block: dict[str, set[int]] = {}  # the records of those keys not (yet) too big to be evidence
-        self._created: dict[str, float] = {}
+        seen = seen if seen is not None else ChunkCache()
+        self._rows = seen.rows
+        self._ref_of = seen.ref_of
+        self._refs_of = seen.refs_of
+        self._complete = seen.complete
+        self._count = seen.count
+        self._block = seen.block
+        self._created = seen.created
         self._erased: set[RecordKey] = set()  # of the chunk's own records (_own)
         self._own: set[RecordKey] = set()
         self._dirty: set[str] = set()  # members whose golden record is due
@@ -97,9 +115,10 @@ class ChunkAccess(MemberAccess):
         found = self._select_in("SELECT source_hash FROM member_erased_sources WHERE source_hash IN ({})", hashes)
         self._erased = {hashes[row[0]] for row in found}
         self._own = keys
-        self._ref_of.update(dict.fromkeys(keys))
+        unknown = sorted(key for key in keys if key not in self._ref_of)  # an earlier chunk may know the rest
+        self._ref_of.update(dict.fromkeys(unknown))
         by_source: dict[str, list[str]] = {}
-        for source, source_id in sorted(keys):
+        for source, source_id in unknown:
             by_source.setdefault(source, []).append(source_id)
         stored = []
         for source, ids in by_source.items():

@@ -29,7 +29,7 @@ from tenpo.shared.field_bounds import MAX_ID_CHARS, kept, too_long
 from tenpo.shared.gc_pause import gc_paused
 
 from .access import MemberAccess
-from .chunk import ChunkAccess
+from .chunk import ChunkAccess, ChunkCache
 from .config import MembersConfig
 from .effects import iso_utc
 from .formats import (
@@ -169,9 +169,11 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
     with open_text(path) as (lines, position, size, encoding, _head):
         report = ImportReport("members", encoding)
 
+        seen = ChunkCache()  # a failed chunk ends the import, so what it holds is never used after a rollback
+
         def handle(chunk: list[MemberRow | Rejected], now: float, pending: Pending) -> list[RowOutcome]:
             cleansed = [_cleanse(item, config, now) for item in chunk]
-            tables = ChunkAccess(db, config, now, [c.record for c in cleansed if isinstance(c, Cleansed)])
+            tables = ChunkAccess(db, config, now, [c.record for c in cleansed if isinstance(c, Cleansed)], seen)
             outcomes = [c if isinstance(c, RowOutcome) else _attach_row(db, c, config, now, pending, tables)
                         for c in cleansed]  # fmt: skip
             tables.finish()
