@@ -91,6 +91,18 @@ class Features:
     inferred: str | None = None  # reading of the kanji name learnt from other records (see with_learnt_reading)
 
 
+_COMPARISONS: dict[tuple[str, str, float], FieldComparison] = {}
+
+
+def _fc(field: str, level: str, weight: float) -> FieldComparison:
+    """The one FieldComparison of these values: an import compares millions of pairs from a few dozen."""
+    key = (field, level, weight)
+    comparison = _COMPARISONS.get(key)
+    if comparison is None:
+        comparison = _COMPARISONS[key] = FieldComparison(field, level, weight)
+    return comparison
+
+
 def _phonetic(reading: str) -> str:
     decomposed = unicodedata.normalize("NFD", reading.translate(_PHONETIC))
     return decomposed.replace("\u3099", "").replace("\u309a", "")
@@ -260,70 +272,70 @@ def name_levels(a: Features, b: Features) -> tuple[int | None, int | None]:
 def _name(kanji: int | None, reading: int | None, w: MatchWeights) -> FieldComparison:
     present = [level for level in (kanji, reading) if level is not None]
     if not present:
-        return FieldComparison("name", "missing", 0.0)
+        return _fc("name", "missing", 0.0)
     best, worst = max(present), min(present)
     if worst == EXACT:
         weight = w.name_exact if len(present) == 2 else (w.name_exact_kanji_only if kanji else w.name_exact_kana_only)
-        return FieldComparison("name", "exact", weight)
+        return _fc("name", "exact", weight)
     if best == EXACT and worst == TYPO:
-        return FieldComparison("name", "typo", w.name_exact_kanji_only)
+        return _fc("name", "typo", w.name_exact_kanji_only)
     if worst == TYPO:
-        return FieldComparison("name", "typo", w.name_typo)
+        return _fc("name", "typo", w.name_typo)
     if best >= TYPO:  # one spelling agrees, the other is off (homophone kanji, a mistyped reading)
-        return FieldComparison("name", "partial", w.name_partial)
+        return _fc("name", "partial", w.name_partial)
     if worst == DIFFER:
-        return FieldComparison("name", "differ", w.name_differ)
+        return _fc("name", "differ", w.name_differ)
     if best == NEAR:
-        return FieldComparison("name", "near", w.name_near)
-    return FieldComparison("name", "surname_change", w.name_surname_change)
+        return _fc("name", "near", w.name_near)
+    return _fc("name", "surname_change", w.name_surname_change)
 
 
 def _birth(a: str | None, b: str | None, w: MatchWeights) -> FieldComparison:
     if not a or not b:
-        return FieldComparison("birth_date", "missing", 0.0)
+        return _fc("birth_date", "missing", 0.0)
     if a == b:
-        return FieldComparison("birth_date", "exact", w.birth_exact)
+        return _fc("birth_date", "exact", w.birth_exact)
     ya, ma, da = a.split("-")
     yb, mb, db = b.split("-")
     swapped = ya == yb and ma == db and da == mb
     one_part_off = sum(x != y for x, y in ((ya, yb), (ma, mb), (da, db))) == 1 and within_one_edit(a, b)
     if swapped or one_part_off:
-        return FieldComparison("birth_date", "near", w.birth_near)
-    return FieldComparison("birth_date", "differ", w.birth_differ)
+        return _fc("birth_date", "near", w.birth_near)
+    return _fc("birth_date", "differ", w.birth_differ)
 
 
 def _exact(field: str, a: str | None, b: str | None, same: float, differ: float) -> FieldComparison:
     if not a or not b:
-        return FieldComparison(field, "missing", 0.0)
-    return FieldComparison(field, "exact", same) if a == b else FieldComparison(field, "differ", differ)
+        return _fc(field, "missing", 0.0)
+    return _fc(field, "exact", same) if a == b else _fc(field, "differ", differ)
 
 
 def _phone(a: Features, b: Features, w: MatchWeights) -> FieldComparison:
     """Level "mobile" for the same mobile number (personal), "exact" for the same landline (a household's)."""
     comparison = _exact("phone", a.phone, b.phone, w.phone_exact, w.phone_differ)
     if comparison.level == "exact" and a.mobile:
-        return FieldComparison("phone", "mobile", w.phone_exact)
+        return _fc("phone", "mobile", w.phone_exact)
     return comparison
 
 
 def _email(a: Features, b: Features, w: MatchWeights) -> FieldComparison:
     comparison = _exact("email", a.email, b.email, w.email_exact, w.email_differ)
     if comparison.level == "exact" and (a.email_verified or b.email_verified):
-        return FieldComparison("email", "verified", w.email_exact)  # a channel confirmed the person owns it
+        return _fc("email", "verified", w.email_exact)  # a channel confirmed the person owns it
     return comparison
 
 
 def _address(a: Features, b: Features, w: MatchWeights) -> FieldComparison:
     if a.address and b.address:
         if a.address == b.address:
-            return FieldComparison("address", "exact", w.address_exact)
+            return _fc("address", "exact", w.address_exact)
         if a.block == b.block and (a.postal == b.postal or not a.postal or not b.postal):
-            return FieldComparison("address", "same_block", w.address_same_block)
+            return _fc("address", "same_block", w.address_same_block)
     if a.postal and b.postal and a.postal == b.postal:
-        return FieldComparison("address", "same_postal", w.address_same_postal)
+        return _fc("address", "same_postal", w.address_same_postal)
     if (a.address and b.address) or (a.postal and b.postal):
-        return FieldComparison("address", "differ", w.address_differ)
-    return FieldComparison("address", "missing", 0.0)
+        return _fc("address", "differ", w.address_differ)
+    return _fc("address", "missing", 0.0)
 
 
 def compare(a: Features, b: Features, w: MatchWeights) -> tuple[FieldComparison, ...]:

@@ -251,19 +251,25 @@ def resolve(records: Sequence[SourceRecord], config: MatchConfig = MatchConfig()
 def match_one(new_record: SourceRecord, candidates: Sequence[SourceRecord],
               config: MatchConfig = MatchConfig()) -> MatchOneResult:
     """Compare one arriving record with candidates (found through `blocking_keys`), best first."""
-    new_features = features(new_record, config.ignored_email_domains)
+    ignored, weights, review = config.ignored_email_domains, config.weights, config.review_threshold
+    new_features = features(new_record, ignored)
+    new_key = new_record.key
     accepted: list[MergeDecision] = []
     possible: list[MergeDecision] = []
     compared: dict[RecordKey, tuple[FieldComparison, ...]] = {}
-    for candidate in candidates:
-        if candidate.key == new_record.key:
+    for candidate in candidates:  # decide() for each, written out: this loop is most of an import's matching
+        key = candidate.key
+        if key == new_key:
             continue
-        decision = decide(new_features, features(candidate, config.ignored_email_domains), new_record.key, candidate.key, config)
-        compared[candidate.key] = decision.comparisons
-        if decision.rule:
-            accepted.append(decision)
-        elif decision.score >= config.review_threshold:
-            possible.append(decision)
+        comparisons = compare(new_features, features(candidate, ignored), weights)
+        compared[key] = comparisons
+        rule = _rule(comparisons, config)
+        if rule:
+            accepted.append(MergeDecision(new_key, key, rule, _total(comparisons), comparisons))
+        else:
+            score = _total(comparisons)
+            if score >= review:
+                possible.append(MergeDecision(new_key, key, rule, score, comparisons))
     accepted.sort(key=lambda d: (_RULE_RANK[d.rule], -d.score, d.right))
     possible.sort(key=lambda d: (-d.score, d.right))
     return MatchOneResult(tuple(accepted), tuple(possible), compared)
