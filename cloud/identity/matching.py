@@ -69,8 +69,11 @@ def blocking_keys(record: SourceRecord | Features, config: MatchConfig = MatchCo
 
 def _rule(comparisons: Sequence[FieldComparison], config: MatchConfig) -> str:
     """The rule that links a pair with these comparisons, or "" when it is not a link."""
-    level = {c.field: c.level for c in comparisons}
-    score = sum(c.weight for c in comparisons)
+    level: dict[str, str] = {}
+    score: float = 0  # summed in order from 0, as sum() does: the same float
+    for c in comparisons:
+        level[c.field] = c.level
+        score += c.weight
     name, birth = level["name"], level["birth_date"]
     if name != "differ" and birth != "differ":
         allowed = config.deterministic_fields
