@@ -17,6 +17,7 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.members import imports
 from tenpo.cloud.members.access import MemberAccess
 from tenpo.cloud.members.imports import import_members
+from tenpo.cloud.members.privacy import erase_member
 from tests.conftest import POSTGRES_URL
 from tests.messy_members import write_messy_file
 
@@ -76,3 +77,24 @@ def test_a_chunk_decides_as_row_after_row_does(central_url: str, twin_url: str, 
     got, expected = outcome(chunked), outcome(row_at_a_time)
     assert len(expected["reviews"]) > 100 and expected["empty members"] == 0
     assert got == expected
+
+
+def test_a_member_erased_between_chunks_takes_no_later_row(central_url: str, tmp_path: Path) -> None:
+    """The chunks of one import share what they read, yet HQ keeps working meanwhile: a person erased
+    while the import runs must not swallow the same person's next record (they came back as a new member)."""
+    path = tmp_path / "members.csv"
+    path.write_text("source,source_id,name,kana,email,phone,birth_date\n"
+                    "legacy,1,山田 太郎,ヤマダ タロウ,taro@example.jp,090-1234-5678,1980-04-01\n"
+                    "web,2,山田 太郎,ヤマダ タロウ,taro@example.jp,090-1234-5678,1980-04-01\n",
+                    encoding="utf-8")  # fmt: skip
+    db = Central(central_url)
+
+    def erase_after_the_first_chunk(row: Any) -> None:
+        if row.key == "legacy:1":
+            member = db.scalar("SELECT member_id FROM member_sources WHERE source = 'legacy' AND source_id = '1'")
+            erase_member(db, member, reason="customer asked (test)")
+
+    report = import_members(db, path, batch=1, on_row=erase_after_the_first_chunk)
+    assert [(r.key, r.status) for r in report.rows] == [("legacy:1", "created"), ("web:2", "created")]
+    member = db.scalar("SELECT member_id FROM member_sources WHERE source = 'web' AND source_id = '2'")
+    assert db.scalar("SELECT erased FROM members WHERE member_id = ?", (member,)) == 0

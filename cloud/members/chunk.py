@@ -48,9 +48,11 @@ _IN_SLICE = 900  # values per IN (...) list: well below SQLite's and PostgreSQL'
 @dataclasses.dataclass(slots=True)
 class ChunkCache:
     """What the chunks of one import know of the tables, handed from chunk to chunk so each reads only
-    what no chunk before it read: every chunk's writes keep it current (see ChunkAccess), and nothing
-    else writes these tables' rows during an import. Only for chunks run one after another in one
-    import; after a chunk that failed (its transaction rolled back) it is wrong: start a new one."""
+    what no chunk before it read: every chunk's writes keep it current (see ChunkAccess). Anything else
+    that writes members at HQ meanwhile (a store's registration applied, a review decided, an erasure)
+    also writes the change feed, so `revalidate` forgets everything when the feed's counter moved
+    between two chunks of the import. Only for chunks run one after another in one import; after a
+    chunk that failed (its transaction rolled back) it is wrong: start a new one."""
 
     rows: dict[int, SourceRow] = dataclasses.field(default_factory=dict)  # every record read or written
     ref_of: dict[RecordKey, int | None] = dataclasses.field(default_factory=dict)  # None: known not to be stored
@@ -59,6 +61,23 @@ class ChunkCache:
     count: dict[str, int] = dataclasses.field(default_factory=dict)  # records per blocking key, of the keys asked about
     block: dict[str, set[int]] = dataclasses.field(default_factory=dict)  # records of those keys not too big to be evidence
     created: dict[str, float] = dataclasses.field(default_factory=dict)
+    change_mark: int | None = None  # the feed's counter as the last chunk committed
+
+    def revalidate(self, db: Central) -> None:
+        """At a chunk's start: keep what earlier chunks read only if nobody else wrote since."""
+        if self.change_mark is not None and _change_counter(db) != self.change_mark:
+            for table in (self.rows, self.ref_of, self.refs_of, self.complete, self.count, self.block, self.created):
+                table.clear()
+        self.change_mark = None
+
+    def mark(self, db: Central) -> None:
+        """Last in a chunk's transaction (db.before_commit): the counter as this chunk leaves it."""
+        self.change_mark = _change_counter(db)
+
+
+def _change_counter(db: Central) -> int:
+    # Its row lock is held to commit on PostgreSQL (cloud.changes), so it moves in commit order.
+    return int(db.scalar("SELECT value FROM counters WHERE name = 'change'"))
 
 
 class ChunkAccess(MemberAccess):

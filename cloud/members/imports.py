@@ -169,10 +169,13 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
     with open_text(path) as (lines, position, size, encoding, _head):
         report = ImportReport("members", encoding)
 
-        seen = ChunkCache()  # a failed chunk ends the import, so what it holds is never used after a rollback
+        seen = ChunkCache()  # a failed chunk ends the import, so what it holds is never used after a rollback;
+        # a chunk after someone else wrote members starts afresh (ChunkCache.revalidate)
 
         def handle(chunk: list[MemberRow | Rejected], now: float, pending: Pending) -> list[RowOutcome]:
             cleansed = [_cleanse(item, config, now) for item in chunk]
+            seen.revalidate(db)
+            db.before_commit(seen.mark)
             tables = ChunkAccess(db, config, now, [c.record for c in cleansed if isinstance(c, Cleansed)], seen)
             outcomes = [c if isinstance(c, RowOutcome) else _attach_row(db, c, config, now, pending, tables)
                         for c in cleansed]  # fmt: skip
