@@ -18,7 +18,7 @@ demo: setup
 
 # Lint and types run first, so a finding fails `make test` (and CI, which runs it).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: setup-tests
 	$(VENV)/bin/ruff check .
