@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tenpo.cloud.db import Central
+from tenpo.cloud.loyalty import store as _loyalty  # noqa: F401 - registers its derived table, as the CLI loads it
 from tenpo.cloud.members.imports import import_members
 from tests.identity_data import pairwise_scores
 from tests.messy_members import write_messy_file
