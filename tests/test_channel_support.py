@@ -96,14 +96,21 @@ def make_chain(tmp_path: Path, broker: Mosquitto, db_url: str, stores: tuple[str
 
 @pytest.fixture
 def chain(tmp_path: Path, broker: Mosquitto, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chain]:
+    yield from running_chain(tmp_path, broker, sqlite_url, monkeypatch)
+
+
+def running_chain(tmp_path: Path, broker: Mosquitto, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+                  products_csv: str = PRODUCTS) -> Iterator[Chain]:  # fmt: skip
+    """HQ's aggregator and every store's agent running, each store holding the products; stopped after."""
     monkeypatch.setenv("TENPO_RESERVATION_SWEEP_S", "0.5")  # the aggregator's expiry job, run often
-    made = make_chain(tmp_path, broker, sqlite_url)
+    made = make_chain(tmp_path, broker, sqlite_url, products_csv=products_csv)
     made.aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
     for store_id in made.configs:
         made.start_store(store_id)
+    products = len(products_csv.strip().splitlines()) - 1
     for store_id in made.configs:
-        wait_until(lambda s=store_id: made.db(s).conn.execute("SELECT count(*) FROM products").fetchone()[0] == 2, 30,
-                   what=f"products at {store_id}")  # fmt: skip
+        wait_until(lambda s=store_id: made.db(s).conn.execute("SELECT count(*) FROM products").fetchone()[0] == products,
+                   30, what=f"products at {store_id}")  # fmt: skip
     yield made
     for process in (*made.agents.values(), made.aggregator):
         if process is not None and process.alive():

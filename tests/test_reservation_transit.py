@@ -16,10 +16,10 @@ import pytest
 from tenpo.cloud.sales import conflicts
 from tenpo.edge.inspection import store as inspection
 from tenpo.edge.reservations import store as edge_reservations
-from tenpo.sandbox import Mosquitto, aggregator_process, wait_until
+from tenpo.sandbox import Mosquitto, wait_until
 from tenpo.shared.epc import encode_sgtin96
 from tests.test_channel_reservations import edge_stock
-from tests.test_channel_support import CLERK, PIN, Chain, make_chain, tenpo
+from tests.test_channel_support import CLERK, PIN, Chain, running_chain, tenpo
 from tests.test_transfers import arrived
 
 TEA = "4901234567894"
@@ -29,19 +29,7 @@ HOLDING, PICKUP = "S002", "S001"
 
 @pytest.fixture
 def chain(tmp_path: Path, broker: Mosquitto, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chain]:
-    monkeypatch.setenv("TENPO_RESERVATION_SWEEP_S", "0.5")
-    made = make_chain(tmp_path, broker, sqlite_url, products_csv=PRODUCTS)
-    made.aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
-    for store_id in made.configs:
-        made.start_store(store_id)
-    for store_id in made.configs:
-        wait_until(lambda s=store_id: made.db(s).conn.execute("SELECT count(*) FROM products").fetchone()[0] == 1, 30,
-                   what=f"products at {store_id}")  # fmt: skip
-    yield made
-    for process in (*made.agents.values(), made.aggregator):
-        if process is not None and process.alive():
-            process.terminate()
-    made.central.close()
+    yield from running_chain(tmp_path, broker, sqlite_url, monkeypatch, products_csv=PRODUCTS)
 
 
 def reserve_for_pickup_elsewhere(chain: Chain, qty: int, key: str) -> dict[str, object]:
