@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
 from tenpo.cloud.visits.history import erase_member_visits, member_visits
@@ -20,17 +19,13 @@ from tenpo.edge import db as edge_db
 from tenpo.edge.ble.presence import CouponTriggered, MemberArrived, MemberLeft, Subject, ZoneEntered, ZoneLeft
 from tenpo.edge.ble.store import PresenceWriter
 from tenpo.edge.outbox import pending
-from tenpo.shared import crypto
 from tenpo.shared.protocol import Event, EventBatch
+from tests.support.stores import central_with_s001
 
 
 @pytest.fixture
 def central(central_url: str, tmp_path: Path):
-    crypto.generate_keypair(tmp_path / "S001.key", tmp_path / "S001.pub")
-    db = Central(central_url)
-    add_store(db, "S001", crypto.public_key_pem(crypto.load_private_key(tmp_path / "S001.key")), "Shibuya")
-    yield db
-    db.close()
+    yield from central_with_s001(central_url, tmp_path)
 
 
 @pytest.fixture

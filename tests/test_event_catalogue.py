@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
@@ -23,10 +22,10 @@ from tenpo.edge.checkout.store import SaleOrder, commit_sale, refund_sale
 from tenpo.edge.clerk import records
 from tenpo.edge.config import load_config
 from tenpo.edge.outbox import pending
-from tenpo.shared import crypto
 from tenpo.shared.changes import CHANGE_KINDS, PayloadMismatch, decode_change
 from tenpo.shared.events import EVENT_TYPES, SaleCompleted, decode_payload
 from tenpo.shared.protocol import Change, ChangePage, Event, EventBatch
+from tests.support.stores import central_with_s001
 from tests.test_clerk_support import ONIGIRI, TEA, make_store
 
 PROTOCOL_MD = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -87,11 +86,7 @@ def test_a_payload_out_of_range_is_refused_naming_the_field(event_type: str, pay
 
 @pytest.fixture
 def central(central_url: str, tmp_path: Path) -> Central:
-    crypto.generate_keypair(tmp_path / "S001.key", tmp_path / "S001.pub")
-    db = Central(central_url)
-    add_store(db, "S001", crypto.public_key_pem(crypto.load_private_key(tmp_path / "S001.key")), "Shibuya")
-    yield db
-    db.close()
+    yield from central_with_s001(central_url, tmp_path)
 
 
 def test_a_quantity_beyond_64_bits_is_dead_lettered_alone_and_the_rest_of_the_batch_applies(central: Central) -> None:

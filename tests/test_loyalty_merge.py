@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
 from tenpo.cloud.loyalty import store as loyalty
@@ -23,9 +22,9 @@ from tenpo.cloud.members.config import MembersConfig
 from tenpo.cloud.members.privacy import erase_member
 from tenpo.cloud.members.resolve import manual_merge, unmerge
 from tenpo.cloud.members.store import Pending, publish
-from tenpo.shared import crypto
 from tenpo.shared.loyalty import JST
 from tenpo.shared.protocol import Event, EventBatch
+from tests.support.stores import central_with_s001
 
 RANKS_TOML = """
 [loyalty]
@@ -43,13 +42,10 @@ THRESHOLDS = [(10000, "シルバー", 150), (0, "レギュラー", 100)]
 
 @pytest.fixture
 def central(central_url: str, tmp_path: Path) -> Central:
-    crypto.generate_keypair(tmp_path / "S001.key", tmp_path / "S001.pub")
-    db = Central(central_url)
-    add_store(db, "S001", crypto.public_key_pem(crypto.load_private_key(tmp_path / "S001.key")), "Shibuya")
-    (tmp_path / "loyalty.toml").write_text(RANKS_TOML, encoding="utf-8")
-    loyalty.set_config(db, tmp_path / "loyalty.toml")
-    yield db
-    db.close()
+    for db in central_with_s001(central_url, tmp_path):
+        (tmp_path / "loyalty.toml").write_text(RANKS_TOML, encoding="utf-8")
+        loyalty.set_config(db, tmp_path / "loyalty.toml")
+        yield db
 
 
 class Store:

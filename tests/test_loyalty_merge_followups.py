@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
 from tenpo.cloud.loyalty import store as loyalty
@@ -21,9 +20,9 @@ from tenpo.cloud.members.config import MembersConfig
 from tenpo.cloud.members.imports import import_orders
 from tenpo.cloud.members.resolve import manual_merge, unmerge
 from tenpo.cloud.members.store import Pending, publish
-from tenpo.shared import crypto
 from tenpo.shared.loyalty import EXPIRY_KIND, JST, LoyaltyConfig, Rank, replay
 from tenpo.shared.protocol import Event, EventBatch
+from tests.support.stores import central_with_s001
 
 INSERT = ("INSERT INTO points_ledger(member_id, delta, kind, ref, store_id, stream, store_seq, created_at)"
           " VALUES (?, ?, ?, ?, 'S001', 'hand', ?, ?)")  # fmt: skip
@@ -33,11 +32,7 @@ META = ("INSERT INTO loyalty_points_meta(store_id, stream, store_seq, member_id,
 
 @pytest.fixture
 def central(central_url: str, tmp_path: Path) -> Central:
-    crypto.generate_keypair(tmp_path / "S001.key", tmp_path / "S001.pub")
-    db = Central(central_url)
-    add_store(db, "S001", crypto.public_key_pem(crypto.load_private_key(tmp_path / "S001.key")), "Shibuya")
-    yield db
-    db.close()
+    yield from central_with_s001(central_url, tmp_path)
 
 
 class Store:

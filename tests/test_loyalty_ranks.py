@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tenpo.cli import main
-from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import snapshot_chunk
@@ -21,9 +20,9 @@ from tenpo.cloud.loyalty.jobs import nightly
 from tenpo.edge import db as edge_db
 from tenpo.edge.feed import SNAPSHOT_HANDLERS
 from tenpo.edge.loyalty import standing
-from tenpo.shared import crypto
 from tenpo.shared.loyalty import JST
 from tenpo.shared.protocol import Event, EventBatch, SnapshotRequest
+from tests.support.stores import central_with_s001
 
 RANKS_TOML = """
 [loyalty]
@@ -51,13 +50,10 @@ def url(central_url: str) -> str:
 
 @pytest.fixture
 def central(central_url: str, tmp_path: Path) -> Central:
-    crypto.generate_keypair(tmp_path / "S001.key", tmp_path / "S001.pub")
-    db = Central(central_url)
-    add_store(db, "S001", crypto.public_key_pem(crypto.load_private_key(tmp_path / "S001.key")), "Shibuya")
-    (tmp_path / "loyalty.toml").write_text(RANKS_TOML, encoding="utf-8")
-    loyalty.set_config(db, tmp_path / "loyalty.toml")
-    yield db
-    db.close()
+    for db in central_with_s001(central_url, tmp_path):
+        (tmp_path / "loyalty.toml").write_text(RANKS_TOML, encoding="utf-8")
+        loyalty.set_config(db, tmp_path / "loyalty.toml")
+        yield db
 
 
 class Store:
