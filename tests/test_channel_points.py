@@ -41,8 +41,12 @@ def member_with_points(where: Chain, points: int) -> str:
 
 
 def store_sees(where: Chain, member: str, balance: int, store_id: str = "S001") -> None:
-    wait_until(lambda: member_info(where.db(store_id).conn, member).points_balance == balance, 30,
-               what=f"{store_id} to see {balance} points")  # fmt: skip
+    def sees() -> bool:
+        conn = where.db(store_id).conn
+        known = conn.execute("SELECT 1 FROM members WHERE member_id = ?", (member,)).fetchone()  # may still be on its way
+        return known is not None and member_info(conn, member).points_balance == balance
+
+    wait_until(sees, 30, what=f"{store_id} to see {balance} points")
 
 
 def hq_balance(where: Chain, member: str) -> int:

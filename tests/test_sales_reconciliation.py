@@ -230,7 +230,9 @@ def test_two_stores_offline_at_once_through_real_agents(tmp_path: Path, broker: 
         member_id = replica.register_member(db_a, "S001", name="佐藤 花子", phone="090-1234-5678")
         wait_until(lambda: replica.find_members(db_b, "09012345678"), 30, what="the member to reach Umeda")
         grant_points(central, member_id, GRANT)
-        for db in dbs.values():
+        for db in dbs.values():  # the product list reaches each store through the feed
+            wait_until(lambda db=db: db.conn.execute("SELECT count(*) FROM products WHERE sku IN ('TSHIRT-M', 'BAG')")
+                       .fetchone()[0] == 2, 30, what="the products at each store")  # fmt: skip
             replica.adjust_stock(db, "TSHIRT-M", 3, "opening count")
             replica.adjust_stock(db, "BAG", 3, "opening count")
         wait_until(lambda: all((m := replica.get_member(d, member_id)) and m.points == GRANT for d in dbs.values()),
