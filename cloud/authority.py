@@ -19,7 +19,9 @@ Rules (each refusal names one):
   transaction); accrual and redemption belong to a sale, reversal to a refund;
 - ``points-member``: the sale is the member's (its ``member_id`` or one of its ``points_entries``);
 - ``points-cap``: accrual within ``max_points_per_100_yen`` of the money paid and ``max_points_per_sale``,
-  redemption within the sale's total, a reversal back to the member within the refunded total.
+  redemption within the sale's total, a reversal back to the member within the refunded total;
+- ``reservation-owner``: a store answers (confirms, rejects, readies, hands over) only reservations it holds,
+  ships only its own hold and only to its pickup store, and reports arrived only what is collected there.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ POINTS_KIND = "points-kind"
 POINTS_LINK = "points-link"
 POINTS_MEMBER = "points-member"
 POINTS_CAP = "points-cap"
-RULES = (MEMBER_OWNER, MEMBER_FIELDS, CONTACT_RATE, POINTS_KIND, POINTS_LINK, POINTS_MEMBER, POINTS_CAP)
+RESERVATION_OWNER = "reservation-owner"
+RULES = (MEMBER_OWNER, MEMBER_FIELDS, CONTACT_RATE, POINTS_KIND, POINTS_LINK, POINTS_MEMBER, POINTS_CAP,
+         RESERVATION_OWNER)  # fmt: skip
 
 # What a store that did not register the member may change with the member at the counter.
 CONTACT_FIELDS = ("name", "kana", "phone", "email", "consent")
@@ -113,6 +117,44 @@ def judge_member_update(store_id: str, p: MemberUpdated, owners: frozenset[str],
 def is_contact_edit(store_id: str, owners: frozenset[str]) -> bool:
     """An allowed edit of another store's member: counted against the hourly limit."""
     return store_id not in owners
+
+
+# ---------------------------------------------------------------------------- reservations
+
+RESERVATION_ANSWERS = ("reservation.confirmed", "reservation.rejected", "reservation.ready", "reservation.picked_up",
+                       "reservation.shipped", "reservation.arrived")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReservation:
+    """What HQ's row says about a reservation a store acts on."""
+
+    reservation_id: str
+    store_id: str  # holds it now (the pickup store once it arrived there)
+    pickup_store: str | None
+    transfer_id: str | None  # set once the holding store shipped it to the pickup store
+
+
+def judge_reservation(store_id: str, kind: str, held: HeldReservation, to_store: str | None = None) -> Refusal | None:
+    """A store's ``reservation.*`` answer (``kind``) for ``held``. The holding store answers; once it shipped
+    the units, the pickup store may answer too (it may have sold them before it heard of a cancellation)."""
+    rid, holder = held.reservation_id, held.store_id
+    if kind == "reservation.arrived":
+        if store_id != held.pickup_store or held.pickup_store == holder and held.transfer_id is None:
+            return Refusal(RESERVATION_OWNER, f"{store_id} reported reservation {rid} arrived: it is not collected"
+                                              f" there (held at {holder}, collected at {held.pickup_store or holder})")
+        return None
+    if kind == "reservation.shipped":
+        if store_id != holder:
+            return Refusal(RESERVATION_OWNER, f"{store_id} shipped reservation {rid}, held at {holder}")
+        if to_store != held.pickup_store or to_store == holder:
+            return Refusal(RESERVATION_OWNER, f"{store_id} shipped reservation {rid} to {to_store}: it is collected"
+                                              f" at {held.pickup_store or holder}")
+        return None
+    if store_id == holder or (held.transfer_id is not None and store_id == held.pickup_store):
+        return None
+    what = kind.removeprefix("reservation.")
+    return Refusal(RESERVATION_OWNER, f"{store_id} sent {what} for reservation {rid}, held at {holder}")
 
 
 # ---------------------------------------------------------------------------- points

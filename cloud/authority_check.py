@@ -2,8 +2,9 @@
 
 One pass over a batch before it is planned (tenpo.cloud.apply). The common events (stock, sales, a
 store's own members) cost a type test each; a batch costs one indexed read of the points entries
-still waiting for their sale. Everything written here (held entries, alerts, counted edits) is in the
-batch's transaction, so a batch applied again after a rollback decides the same way.
+still waiting for their sale, a store's answer to a reservation one read of the reservation's row.
+Everything written here (held entries, alerts, counted edits) is in the batch's transaction, so a
+batch applied again after a rollback decides the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from tenpo.cloud.authority import (
+    RESERVATION_ANSWERS,
     SALE_TYPES,
     AuthorityConfig,
     Refusal,
@@ -27,6 +29,7 @@ from tenpo.cloud.authority import (
     registered_by,
 )
 from tenpo.cloud.changes import audit
+from tenpo.cloud.channel.reservations import owner_refusal
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import Origin
 from tenpo.shared.events import PayloadMismatch, PointsEntry, SaleCompleted, UnknownEvent, decode_payload
@@ -129,6 +132,7 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
         waiting.setdefault(entry.ref, []).append(_Waiting(event.seq, event, entry, True, row[0]))
     settings: AuthorityConfig | None = None
     edits: int | None = None
+    holders: dict[str, str] = {}  # reservations that arrived at this store earlier in the batch
     for event in events:
         kind = event.type
         if waiting:
@@ -149,6 +153,13 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
             if group:
                 settings = settings or config(db)
                 _judge_group(origin, _decode(event), group, settings, verdicts)
+        elif kind in RESERVATION_ANSWERS:
+            answer = _decode(event)
+            if answer is None:
+                continue
+            refusal = owner_refusal(db, store, kind, answer.reservation_id, getattr(answer, "to_store", None), holders)
+            if refusal is not None:
+                verdicts.refused[event.seq] = refusal
         elif kind == "member.updated":
             update = _decode(event)
             if update is None:

@@ -196,3 +196,59 @@ def test_edge_migration_20_keeps_every_reservation_and_its_sealed_customer(tmp_p
         conn.execute("UPDATE reservations SET state = 'in_transit' WHERE reservation_id = 'R00000001'")
     assert edge_reservations.available(db.conn, "UMBRELLA") == 3, "in transit holds nothing here"
     db.conn.close()
+
+
+def letters(central: Central, store_id: str) -> list[str]:
+    return [str(r[0]) for r in central.all("SELECT reason FROM dead_letters WHERE store_id = ? ORDER BY id", (store_id,))]
+
+
+def test_a_store_acting_on_another_stores_reservation_is_one_dead_letter_each_and_changes_nothing(
+        central: Central) -> None:  # fmt: skip
+    """S003 ships, reports arrived and answers S002's hold collected at S001: each is a dead letter naming
+    reservation-owner and an alert; the reservation is untouched; the rest of S003's batch applies."""
+    holding, pickup, rogue = Store(central, HOLDING), Store(central, PICKUP), Store(central, "S003")
+    holding.send(("stock.moved", {"sku": "TEA-500", "delta": 3, "reason": "receipt", "ref": "count"}))
+    rid = reserve(central, "山田")
+    holding.send(("reservation.confirmed", decided(rid)))
+    before = state(central, rid)
+    rogue.send(("reservation.shipped", decided(rid, transfer_id="TR-S003-X", to_store=PICKUP)),
+               ("stock.moved", {"sku": "TEA-500", "delta": 5, "reason": "receipt", "ref": "count"}),
+               ("reservation.arrived", decided(rid, transfer_id="TR-S003-X", held=2)),
+               ("reservation.rejected", decided(rid, reason="gone")),
+               ("reservation.picked_up", decided(rid, receipt_no="S003-000001")))  # fmt: skip
+    assert state(central, rid) == before, "nothing changed in the reservation"
+    refused = letters(central, "S003")
+    assert len(refused) == 4 and all("refused by authority rule reservation-owner" in r for r in refused), refused
+    assert [r.split(" (")[0] for r in refused] == ["event 1", "event 3", "event 4", "event 5"]
+    assert "S003 shipped reservation" in refused[0] and "held at S002" in refused[0]
+    rules = central.all("SELECT rule, event_seq FROM authority_alerts WHERE store_id = 'S003' ORDER BY event_seq")
+    assert [tuple(r) for r in rules] == [("reservation-owner", seq) for seq in (1, 3, 4, 5)]
+    assert on_hand_of(central, "S003") == 5, "the legitimate event of the same batch applied"
+    assert not any(key == rid for _s, _k, key, _d in feed_for(central, "S003")), "S003 hears nothing of it"
+    # The holding store and the pickup store carry on as if nothing happened; none of theirs is refused.
+    holding.send(*shipped(rid, "TR-S002-1"))
+    pickup.send(("reservation.arrived", decided(rid, transfer_id="TR-S002-1", held=2)),
+                ("reservation.picked_up", decided(rid, receipt_no="S001-000001")))  # arrived and sold in one batch
+    assert (state(central, rid)["state"], state(central, rid)["store_id"]) == ("picked_up", PICKUP)
+    assert letters(central, HOLDING) == [] and letters(central, PICKUP) == []
+
+
+def test_the_holder_shipping_elsewhere_and_the_old_holder_answering_after_arrival_are_refused(
+        central: Central) -> None:  # fmt: skip
+    holding, pickup = Store(central, HOLDING), Store(central, PICKUP)
+    holding.send(("stock.moved", {"sku": "TEA-500", "delta": 2, "reason": "receipt", "ref": "count"}))
+    rid = reserve(central, "佐藤")
+    holding.send(("reservation.confirmed", decided(rid)),
+                 ("reservation.shipped", decided(rid, transfer_id="TR-S002-Y", to_store="S003")))  # fmt: skip
+    assert state(central, rid)["state"] == "confirmed"
+    holding.send(*shipped(rid, "TR-S002-2"))
+    pickup.send(("reservation.arrived", decided(rid, transfer_id="TR-S002-2", held=2)))
+    holding.send(("reservation.rejected", decided(rid, reason="too late")))  # no longer its hold
+    assert state(central, rid)["state"] == "ready"
+    refused = letters(central, HOLDING)
+    assert len(refused) == 2 and "to S003: it is collected at S001" in refused[0], refused
+    assert "S002 sent rejected for reservation" in refused[1] and "held at S001" in refused[1]
+
+
+def on_hand_of(central: Central, store_id: str) -> int:
+    return int(central.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = ?", (store_id,), 0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tenpo.cloud.admin import add_store
 from tenpo.cloud.aggregator import Aggregator
 from tenpo.cloud.apply import apply_batch, reapply_event
-from tenpo.cloud.authority import AuthorityConfig, id_store, registered_by
+from tenpo.cloud.authority import AuthorityConfig, id_store, refusals_text, registered_by
 from tenpo.cloud.authority_check import recent_refusals, refusals_by_store, save_config
+from tenpo.cloud.channel import reservations
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after
 from tenpo.sandbox import Mosquitto
@@ -176,6 +178,28 @@ def test_a_store_cannot_mint_points(central: Central, rogue: Link) -> None:
     assert any("points-cap" in r and "¥1,000 sale" in r for r in reasons), reasons
     feed = [c.data for c in changes_after(central, 0, 1000, "S001").changes if c.kind == "points.balance"]
     assert all(b["balance"] == 0 for b in feed), "no store hears of the minted points"
+
+
+def test_a_store_cannot_answer_or_ship_another_stores_reservation(central: Central, rogue: Link) -> None:
+    """S002 confirms, hands over and ships S001's 取り置き: each is one dead letter naming reservation-owner, the
+    reservation stays as S001 left it, the stock event of the same batch applies and S002 is acknowledged."""
+    with central.transaction():
+        held, _ = reservations.create(
+            central, reservation_id="S001-P000001", channel="store:S001", store_id="S001", sku="A1", qty=1,
+            member_id=None, customer="山田", pickup_store="S001", hold_s=3600.0, confirm_s=900.0,
+            now=time.time(), held_by_store=True)  # fmt: skip
+    answer = {"reservation_id": "S001-P000001", "sku": "A1", "qty": 1}
+    ack = rogue.send(EventBatch("s2", [
+        event(1, "reservation.confirmed", answer), stock(2, delta=3),
+        event(3, "reservation.picked_up", {**answer, "receipt_no": "S002-00000001"}),
+        event(4, "reservation.shipped", {**answer, "transfer_id": "TR-S002-1", "to_store": "S002"}),
+    ]))  # fmt: skip
+    assert ack["hwm"] == 4 and not ack.get("gap"), "the store is acknowledged: it stops resending"
+    assert reservations.row(central, "S001-P000001") == held
+    reasons = letters(central)
+    assert len(reasons) == 3 and all("reservation-owner" in r and "held at S001" in r for r in reasons), reasons
+    assert int(central.scalar("SELECT coalesce(sum(delta), 0) FROM stock_ledger WHERE store_id = 'S002'")) == 3
+    assert refusals_text(list(refusals_by_store(central, 0).items())).startswith("⚠ authority refused S002×3")
 
 
 # ---------------------------------------------------------------------------- each rule (both dialects)

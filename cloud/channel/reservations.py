@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from tenpo.cloud.authority import HeldReservation, Refusal, judge_reservation
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
@@ -80,6 +81,35 @@ def row(db: Central, reservation_id: str, lock: bool = False) -> dict[str, Any] 
     found = db.one(f"SELECT {', '.join(COLUMNS)} FROM reservations WHERE reservation_id = ?"
                    + (db.lock_suffix() if lock else ""), (reservation_id,))  # fmt: skip
     return None if found is None else dict(zip(COLUMNS, found))
+
+
+def held(record: dict[str, Any], holder: str | None = None) -> HeldReservation:
+    return HeldReservation(record["reservation_id"], holder or record["store_id"], record["pickup_store"],
+                           record["transfer_id"])  # fmt: skip
+
+
+def owner_refusal(db: Central, store_id: str, kind: str, reservation_id: str, to_store: str | None,
+                  holders: dict[str, str]) -> Refusal | None:  # fmt: skip
+    """The store authority's check (tenpo.cloud.authority_check) of a store's ``reservation.*`` answer, before
+    the batch is planned: refused, it is a dead letter naming ``reservation-owner`` and changes nothing.
+    ``holders``: reservations that arrived at a store earlier in this batch (its next answers are its own).
+    An unknown reservation passes: it may be created earlier in the batch, and :func:`move` ignores it otherwise."""
+    record = row(db, reservation_id)
+    if record is None:
+        return None
+    refusal = judge_reservation(store_id, kind, held(record, holders.get(reservation_id)), to_store)
+    if refusal is None and kind == "reservation.arrived":
+        holders[reservation_id] = store_id
+    return refusal
+
+
+def _not_owner(record: dict[str, Any], by_store: str, kind: str, to_store: str | None = None) -> bool:
+    """The same rule inside the apply's hooks (a refused answer never gets here: only one the batch's own
+    earlier events made wrong): logged and ignored, HQ's state stands."""
+    refusal = judge_reservation(by_store, kind, held(record), to_store)
+    if refusal is not None:
+        log.warning("reservation %s: %s; ignored", record["reservation_id"], refusal.detail)
+    return refusal is not None
 
 
 def answer(record: dict[str, Any]) -> ReservationAnswer:
@@ -151,9 +181,7 @@ def move(db: Central, reservation_id: str, to: str, now: float, *, by_store: str
     if record is None:
         log.warning("reservation %s: %s for an unknown reservation", reservation_id, to)
         return []
-    if by_store is not None and by_store != record["store_id"]:
-        log.warning("reservation %s: store %s answered for store %s's hold; ignored", reservation_id, by_store,
-                    record["store_id"])  # fmt: skip
+    if by_store is not None and _not_owner(record, by_store, f"reservation.{to}"):
         return []
     moves = STORE_MOVES if by_store is not None else HQ_MOVES
     if to not in moves.get(record["state"], frozenset()):
@@ -209,9 +237,7 @@ def ship(db: Central, reservation_id: str, by_store: str, transfer_id: str, to_s
     the pickup store's dock receives the transfer. The pickup store hears of it before the transfer's ASN
     (the event comes first in the sender's outbox), so its dock knows what the delivery is for."""
     record = row(db, reservation_id, lock=True)
-    if record is None or record["store_id"] != by_store or record["pickup_store"] != to_store:
-        log.warning("reservation %s: store %s shipped it to %s; not its hold to send there, ignored", reservation_id,
-                    by_store, to_store)  # fmt: skip
+    if record is None or _not_owner(record, by_store, "reservation.shipped", to_store):
         return []
     if record["state"] not in ("confirmed", "ready"):
         # Cancelled or expired before it left: the transfer still goes; its units become the pickup store's stock.
@@ -231,9 +257,11 @@ def arrive(db: Central, reservation_id: str, by_store: str, transfer_id: str, he
     reason says so and a ``reservation-short`` conflict opens; none: ``rejected``. If HQ cancelled or expired it
     meanwhile, the pickup store is told again, and releases what it held."""
     record = row(db, reservation_id, lock=True)
-    if record is None or record["pickup_store"] != by_store or record["transfer_id"] != transfer_id:
-        log.warning("reservation %s: store %s reported transfer %s arrived; not for it, ignored", reservation_id,
-                    by_store, transfer_id)  # fmt: skip
+    if record is None or _not_owner(record, by_store, "reservation.arrived"):
+        return []
+    if record["transfer_id"] != transfer_id:
+        log.warning("reservation %s: store %s reported transfer %s arrived; it was sent by %s, ignored",
+                    reservation_id, by_store, transfer_id, record["transfer_id"])  # fmt: skip
         return []
     if record["state"] != IN_TRANSIT:
         return feed_changes(record, to_holding_store=False) if record["state"] in ("cancelled", "expired") else []
