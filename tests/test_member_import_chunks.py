@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tenpo.cloud.db import Central
-from tenpo.cloud.members import imports
+from tenpo.cloud.members import imports, pipeline
 from tenpo.cloud.members.access import MemberAccess
 from tenpo.cloud.members.imports import import_members
 from tenpo.cloud.members.privacy import erase_member
@@ -67,10 +67,11 @@ def test_a_chunk_decides_as_row_after_row_does(central_url: str, twin_url: str, 
     chunked, row_at_a_time = Central(central_url), Central(twin_url)
     statuses: Counter[str] = Counter()
     for path in (first, second):
-        report = import_members(chunked, path, batch=BATCH)
+        # the chunked import cleanses in a worker process (pipeline.py), the reference in its own loop
+        report = import_members(chunked, path, batch=BATCH, cleanse_in_worker=True)
         with monkeypatch.context() as m:  # every read and write straight to the database, one row at a time
             m.setattr(imports, "ChunkAccess", lambda db, config, now, records, seen=None: MemberAccess(db, config, now))
-            reference = import_members(row_at_a_time, path, batch=BATCH)
+            reference = import_members(row_at_a_time, path, batch=BATCH, cleanse_in_worker=False)
         assert [(r.key, r.status) for r in report.rows] == [(r.key, r.status) for r in reference.rows]
         statuses.update(report.counts())
     assert statuses["merged"] > 100 and statuses["updated"] > 100, statuses  # joins and changes, not only new members
@@ -98,3 +99,18 @@ def test_a_member_erased_between_chunks_takes_no_later_row(central_url: str, tmp
     assert [(r.key, r.status) for r in report.rows] == [("legacy:1", "created"), ("web:2", "created")]
     member = db.scalar("SELECT member_id FROM member_sources WHERE source = 'web' AND source_id = '2'")
     assert db.scalar("SELECT erased FROM members WHERE member_id = ?", (member,)) == 0
+
+
+def test_a_failure_in_the_cleansing_worker_stops_the_import_with_its_error(central_url: str, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "members.csv"
+    write_messy_file(path, seed=22, min_records=300)
+
+    def broken(fields: Any, rules: Any) -> Any:
+        raise ValueError("cleansing broke on purpose")
+
+    monkeypatch.setattr(pipeline, "assess_member_record", broken)  # the forked worker inherits it
+    db = Central(central_url)
+    with pytest.raises(ValueError, match="on purpose"):
+        import_members(db, path, batch=50, cleanse_in_worker=True)
+    assert db.scalar("SELECT count(*) FROM member_sources") == 0

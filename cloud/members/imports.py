@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from .formats import (
     member_rows,
     shopify_orders,
 )
+from .pipeline import WORKER_MIN_BYTES, AssessedChunk, Assessment, assessed_in_process, assessed_in_worker
 from .quality import record_import
 from .resolve import attach
 from .store import Pending, iter_chunks, publish, row_hash, save_consent, source_hash
@@ -115,16 +117,16 @@ def _erased(db: Central, source: str, source_id: str) -> bool:
     return db.scalar("SELECT 1 FROM member_erased_sources WHERE source_hash = ?", (source_hash(source, source_id),)) is not None
 
 
-def _run(db: Central, items: Iterator[Any], handle: Callable[[list[Any], float, Pending], list[RowOutcome]],
-         report: ImportReport, position: Callable[[], int], size: int, progress: Progress | None, batch: int,
+def _run(db: Central, chunks: Iterable[list[Any]], handle: Callable[[list[Any], float, Pending], list[RowOutcome]],
+         report: ImportReport, position: Callable[[], int], size: int, progress: Progress | None,
          on_row: Callable[[RowOutcome], None] | None) -> None:
-    """`handle` one chunk of `batch` items at a time, each chunk in a transaction with its feed entries."""
+    """`handle` one chunk at a time, each chunk in a transaction with its feed entries."""
     if db.dialect == "sqlite":
         # Each chunk looks up candidates all over the block and source tables: with SQLite's default 2 MB
         # page cache, a large import reads most pages back from the OS again and again.
         db.execute("PRAGMA cache_size = -131072")  # KiB: 128 MB, for this connection
     try:
-        for chunk in iter_chunks(items, batch):
+        for chunk in chunks:
             now = time.time()
             pending = Pending()
             with gc_paused(), db.transaction():  # a chunk allocates many objects and no cycles worth a collection
@@ -163,8 +165,11 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 
 def import_members(db: Central, path: Path, config: MembersConfig = MembersConfig(), *, progress: Progress | None = None,
-                   batch: int = 500, on_row: Callable[[RowOutcome], None] | None = None) -> ImportReport:
-    """A legacy member list: one source record per row, resolved against every channel."""
+                   batch: int = 500, on_row: Callable[[RowOutcome], None] | None = None,
+                   cleanse_in_worker: bool | None = None) -> ImportReport:
+    """A legacy member list: one source record per row, resolved against every channel.
+    `cleanse_in_worker`: cleanse the next chunk in a second process (pipeline.py); by default when the
+    file is big enough to pay for it and there is a second core."""
     started = time.time()
     with open_text(path) as (lines, position, size, encoding, _head):
         report = ImportReport("members", encoding)
@@ -172,8 +177,8 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
         seen = ChunkCache()  # a failed chunk ends the import, so what it holds is never used after a rollback;
         # a chunk after someone else wrote members starts afresh (ChunkCache.revalidate)
 
-        def handle(chunk: list[MemberRow | Rejected], now: float, pending: Pending) -> list[RowOutcome]:
-            cleansed = [_cleanse(item, config, now) for item in chunk]
+        def handle(chunk: AssessedChunk, now: float, pending: Pending) -> list[RowOutcome]:
+            cleansed = [_cleanse(item, assessment, now) for item, assessment in chunk]
             seen.revalidate(db)
             db.before_commit(seen.mark)
             tables = ChunkAccess(db, config, now, [c.record for c in cleansed if isinstance(c, Cleansed)], seen)
@@ -182,7 +187,11 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
             tables.finish()
             return outcomes
 
-        _run(db, _start(member_rows(lines), path), handle, report, position, size, progress, batch, on_row)
+        if cleanse_in_worker is None:
+            cleanse_in_worker = size >= WORKER_MIN_BYTES and (os.cpu_count() or 1) > 1
+        chunks = iter_chunks(_start(member_rows(lines), path), batch)
+        assess = assessed_in_worker if cleanse_in_worker else assessed_in_process
+        _run(db, assess(chunks, config.cleansing), handle, report, position, size, progress, on_row)
     record_import(db, path.name, report.rows, started)  # the quality report's trend across imports
     return report
 
@@ -197,11 +206,13 @@ class Cleansed:
     prefecture: str | None
 
 
-def _cleanse(item: MemberRow | Rejected, config: MembersConfig, now: float) -> Cleansed | RowOutcome:
-    """The row's source record (pure): a bad field is flagged, never a reason to lose the person."""
+def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: float) -> Cleansed | RowOutcome:
+    """The row's source record (pure), from its fields' `assessment` (assess_member_record, see pipeline.py):
+    a bad field is flagged, never a reason to lose the person."""
     if isinstance(item, Rejected):
         return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
-    clean, quality = assess_member_record(item.fields, config.cleansing)
+    assert assessment is not None
+    clean, quality = assessment
     quality.update({column: FieldQuality(FLAGGED, item.raw.get(column), reason=reason)
                     for column, reason in item.flagged.items()})  # fmt: skip
     prefecture = clean.pop("prefecture", None)
@@ -246,7 +257,7 @@ def import_orders(db: Central, path: Path, config: MembersConfig = MembersConfig
             return [RowOutcome(item.line, item.key, "rejected", reason=item.reason) if isinstance(item, Rejected)
                     else _import_order(db, item, config, now, pending) for item in chunk]  # fmt: skip
 
-        _run(db, _start(items, path), handle, report, position, size, progress, batch, on_row)
+        _run(db, iter_chunks(_start(items, path), batch), handle, report, position, size, progress, on_row)
     return report
 
 

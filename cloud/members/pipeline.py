@@ -1,0 +1,94 @@
+"""Cleansing of a member import's next chunk in a second process while this one resolves the current one.
+
+Cleansing a row (`assess_member_record`) is pure and about a sixth of an import's time; resolving and
+writing must stay in the importing process, one chunk after the other. With two cores the two overlap:
+a forked worker assesses chunk k+1 while chunk k is matched and written. The worker gets only each row's
+raw fields and sends back exactly what the function returns, so the outcome is that of the plain loop.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from collections import deque
+from collections.abc import Iterable, Iterator
+from multiprocessing.queues import Queue
+from typing import Any
+
+from tenpo.shared.cleansing import CleansingRules, FieldQuality, assess_member_record
+
+from .formats import MemberRow, Rejected
+
+Assessment = tuple[dict[str, object], dict[str, FieldQuality]]
+AssessedChunk = list[tuple[MemberRow | Rejected, Assessment | None]]
+
+# Chunks sent ahead of the one being resolved: one keeps the worker busy, a second hides a slow chunk.
+AHEAD = 2
+# Below this size a file imports in well under a second: forking a worker would not pay for itself.
+WORKER_MIN_BYTES = 1 << 20
+
+
+def assess_chunk(fields: list[dict[str, str] | None], rules: CleansingRules) -> list[Assessment | None]:
+    """Each row's cleansing (None for a row already rejected while reading)."""
+    return [None if f is None else assess_member_record(f, rules) for f in fields]
+
+
+def _fields(chunk: list[MemberRow | Rejected]) -> list[dict[str, str] | None]:
+    return [item.fields if isinstance(item, MemberRow) else None for item in chunk]
+
+
+def assessed_in_process(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules) -> Iterator[AssessedChunk]:
+    for chunk in chunks:
+        yield list(zip(chunk, assess_chunk(_fields(chunk), rules)))
+
+
+def _serve(rules: CleansingRules, inbox: Queue[Any], outbox: Queue[Any]) -> None:
+    """The worker: assess chunks until told to stop; a failure goes back to be raised by the importer."""
+    while (fields := inbox.get()) is not None:
+        try:
+            outbox.put(("ok", assess_chunk(fields, rules)))
+        except BaseException as exc:  # noqa: BLE001 - anything, so the importer never waits forever
+            outbox.put(("error", exc))
+            return
+
+
+def assessed_in_worker(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules) -> Iterator[AssessedChunk]:
+    """The chunks with their cleansing done in a forked worker, AHEAD chunks in advance, in order."""
+    context = multiprocessing.get_context("fork")
+    inbox: Queue[Any] = context.Queue()
+    outbox: Queue[Any] = context.Queue()
+    worker = context.Process(target=_serve, args=(rules, inbox, outbox), name="tenpo-import-cleansing", daemon=True)
+    worker.start()
+    sent: deque[list[MemberRow | Rejected]] = deque()
+    finished = False
+    try:
+        for chunk in chunks:
+            inbox.put(_fields(chunk))
+            sent.append(chunk)
+            if len(sent) > AHEAD:
+                yield _receive(sent.popleft(), outbox, worker)
+        while sent:
+            yield _receive(sent.popleft(), outbox, worker)
+        finished = True
+    finally:
+        if finished:
+            inbox.put(None)
+            worker.join(timeout=10)
+        if worker.is_alive():  # the import failed: what the worker still holds is of no use
+            worker.terminate()
+            worker.join()
+        inbox.close()
+        outbox.close()
+
+
+def _receive(chunk: list[MemberRow | Rejected], outbox: Queue[Any], worker: multiprocessing.process.BaseProcess) -> AssessedChunk:
+    while True:
+        try:
+            status, payload = outbox.get(timeout=1.0)
+            break
+        except queue.Empty:  # check the worker is still there rather than wait forever
+            if not worker.is_alive():
+                raise RuntimeError(f"the cleansing worker stopped (exit code {worker.exitcode})") from None
+    if status == "error":
+        raise payload
+    return list(zip(chunk, payload))
