@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from tenpo.cloud.effects import plan_event
 from tenpo.cloud.ledgers import INSERT_STOCK
 from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan
 from tenpo.cloud.publish import publish_changes
-from tenpo.cloud.stock_apply import levels_by_apply, write_stock_entries
+from tenpo.cloud.stock_apply import levels_by_apply, number_array, text_array, write_stock_entries
 from tenpo.shared import crypto, hlc
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import (
@@ -146,6 +147,15 @@ INSERT_EVENT = (
 )
 
 
+# PostgreSQL: a batch's event rows as arrays, one statement that can go out in the batch's pipeline (COPY cannot)
+INSERT_EVENTS = (
+    "INSERT INTO events(store_id, stream, seq, event_id, type, schema, hlc, payload, applied_at, applied_by)"
+    " SELECT ?::text, ?::text, e.seq, e.event_id, e.type, e.schema, e.hlc, e.payload, ?::double precision, ?::text"
+    " FROM unnest(?::bigint[], ?::text[], ?::text[], ?::integer[], ?::bigint[], ?::text[])"
+    " AS e(seq, event_id, type, schema, hlc, payload)"
+)
+
+
 class _OneEventFailed(Exception):
     """Raised out of a whole-batch apply so its transaction rolls back and the batch goes event by event."""
 
@@ -164,7 +174,7 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
 def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, applied_by: str, one_by_one: bool) -> Ack:
     now = time.time()
     db.ensure_history_months(now)
-    with db.transaction():
+    with _pipeline(db, not one_by_one) as pipeline, db.transaction():
         row = db.one(
             "SELECT stream, last_applied_seq FROM stores WHERE store_id = ?" + db.lock_suffix(), (store_id,)
         )
@@ -212,9 +222,18 @@ def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, appl
             _record_progress(db, store_id, stream, last, now, batch.backlog, todo)
             try:
                 _apply_events(db, topic, origin, todo, now, applied_by)
+                if pipeline is not None:  # the statements still in flight answer here, inside the try
+                    pipeline.sync()
             except Exception as exc:
                 raise _OneEventFailed from exc
     return Ack(batch.stream, last, gap=gap)
+
+
+def _pipeline(db: Central, whole_batch: bool) -> AbstractContextManager[Any]:
+    """PostgreSQL, a whole batch: the statements whose results are not read (BEGIN, the store's progress, the
+    events, dead letters) go out with the next one that is read, not a round trip each, where a busy machine makes
+    each wait for the server to be scheduled. Reads (the store row, the levels) still wait for their answers."""
+    return db.conn.pipeline() if whole_batch and db.dialect == "postgresql" else nullcontext()
 
 
 def _record_progress(db: Central, store_id: str, stream: str, last: int, now: float, backlog: int,
@@ -252,8 +271,19 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
                 db, topic, f"event {event.seq} ({event.type}): {exc}",
                 json.dumps(event.payload, ensure_ascii=False).encode(), origin.store_id, event.seq,
             )  # fmt: skip
-    db.executemany(INSERT_EVENT, [_event_row(origin, event, now, applied_by) for event in events])
+    _insert_events(db, origin, events, now, applied_by)
     _write_plan(db, plan, now)
+
+
+def _insert_events(db: Central, origin: Origin, events: list[Event], now: float, applied_by: str) -> None:
+    if db.dialect != "postgresql" or not events:
+        db.executemany(INSERT_EVENT, [_event_row(origin, event, now, applied_by) for event in events])
+        return
+    db.execute(INSERT_EVENTS, (origin.store_id, origin.stream, now, applied_by,
+                               number_array([e.seq for e in events]), text_array([e.id for e in events]),
+                               text_array([e.type for e in events]), number_array([e.schema for e in events]),
+                               number_array([e.hlc for e in events]),
+                               text_array([_payload_text(e.payload) for e in events])))  # fmt: skip
 
 
 def _refused(db: Central, topic: str, origin: Origin, event: Event, refusal: object) -> None:

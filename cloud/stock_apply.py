@@ -75,10 +75,10 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
             total[1] = max(total[1], at)
     keys = sorted(totals)
     # Array literals written here: psycopg's array dumper costs a microsecond an element
-    ledger = [_text_array(column) if n in (0, 1, 2, 3, 5, 6) else _number_array(column)
+    ledger = [text_array(column) if n in (0, 1, 2, 3, 5, 6) else number_array(column)
               for n, column in enumerate(zip(*rows))]  # fmt: skip
-    levels = [_text_array([k[0] for k in keys]), _text_array([k[1] for k in keys]),
-              _number_array([totals[k][0] for k in keys]), _number_array([totals[k][1] for k in keys])]  # fmt: skip
+    levels = [text_array([k[0] for k in keys]), text_array([k[1] for k in keys]),
+              number_array([totals[k][0] for k in keys]), number_array([totals[k][1] for k in keys])]  # fmt: skip
     written = db.all(WRITE_STOCK, [*ledger, len(keys), len(keys), *levels, now, now])
     for store_id, sku, level, version in written:  # what the store will decode (a failure rolls the batch back)
         check_change("stock.level", {"store_id": store_id, "sku": sku, "on_hand": int(level), "as_of": now,
@@ -86,13 +86,21 @@ def write_stock_entries(db: Central, rows: list[tuple[Any, ...]], plan: Plan, no
     plan.stock_touched.difference_update(keys)
 
 
-def _text_array(values: tuple[str | None, ...] | list[str]) -> str:
+def text_array(values: tuple[str | None, ...] | list[str]) -> str:
     """A PostgreSQL array literal of the strings, each quoted (so commas, braces, spaces and 'NULL' stay text);
-    None is NULL."""
-    return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                          for v in values) + "}"  # fmt: skip
+    None is NULL. The column is joined, escaped and split in a few C-level string calls, not one per value:
+    text in PostgreSQL holds no NUL, so NUL can stand between the values while they are escaped."""
+    if values.count(None) == len(values):  # type: ignore[arg-type]  # a column of NULLs (ref, most often)
+        return "{" + ",".join(["NULL"] * len(values)) + "}"
+    joined = "\x00".join(values) if None not in values else None  # type: ignore[arg-type]
+    if joined is None or joined.count("\x00") != len(values) - 1:  # NULLs, or a NUL PostgreSQL would refuse anyway
+        return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                              for v in values) + "}"  # fmt: skip
+    if "\\" in joined or '"' in joined:
+        joined = joined.replace("\\", "\\\\").replace('"', '\\"')
+    return '{"' + joined.replace("\x00", '","') + '"}'
 
 
-def _number_array(values: tuple[Any, ...] | list[Any]) -> str:
+def number_array(values: tuple[Any, ...] | list[Any]) -> str:
     """Integers, or floats as repr writes them (the shortest text that reads back as the same double)."""
     return "{" + ",".join(map(repr, values)) + "}"
