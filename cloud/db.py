@@ -465,6 +465,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (18, "web points holds, member-app devices, member field clocks", _area(channel_extras_schema.statements)),
     (19, "reservations collected at another store, by transfer (issue 18)", _area(channel_schema.transit_statements)),
     (20, "home deliveries: where an お取り寄せ goes (issue 18 §7)", _area(channel_extras_schema.delivery_statements)),
+    (21, "erasure reaches reservations and home deliveries (erased_at; by member, by feed key)",
+     _area(channel_extras_schema.erasure_statements)),
     (22, "PostgreSQL: analytics keys compared byte-wise (issue 17 §10)", _area(analytics_schema.bytewise_statements)),
     (24, "PostgreSQL: room on stock levels' pages for the apply's updates (issue 19)", _area(levels_schema.statements)),
     (25, "PostgreSQL: the apply upserts its batch's stock levels itself", _area(levels_schema.apply_statements)),

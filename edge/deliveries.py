@@ -62,6 +62,7 @@ class Delivery:
     state: str  # the reservation's state as this store knows it; picked_up = shipped
     receipt_no: str | None  # the sale that shipped it (shipping store)
     created_at: float
+    erased: bool = False  # the member was erased: name, address and phone are gone
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +147,23 @@ def _upsert(conn: sqlite3.Connection, store_id: str, rows: list[DeliveryUpsert],
 CHANGE_HANDLERS = {"delivery.upsert": _upsert}  # merged into tenpo.edge.feed.CHANGE_HANDLERS
 
 
+def erase_members(conn: sqlite3.Connection, member_ids: list[str]) -> int:
+    """HQ's ``member.erase`` (tenpo.edge.feed): the member's deliveries here, ordered or to ship, lose name,
+    address and phone (the row keeps SKU, quantity and stores, sealed ``{"erased": true}`` so a data-key
+    rotation still opens it), and their reservations, held here or asked of another store, lose the
+    customer. In the feed's transaction; secure_delete zeroes what it overwrites. How many deliveries."""
+    marks = ", ".join("?" for _ in member_ids)
+    rows = conn.execute(f"SELECT reservation_id FROM deliveries WHERE member_id IN ({marks})", member_ids).fetchall()
+    erased = json.dumps({"erased": True})
+    codec = keystore.codec(conn)
+    conn.executemany("UPDATE deliveries SET address = ? WHERE reservation_id = ?",
+                     [(codec.seal(erased, *SEALED[:2], rid), rid) for (rid,) in rows])  # fmt: skip
+    for table in ("reservations", "pickup_reservations"):
+        conn.execute(f"UPDATE {table} SET customer = NULL WHERE member_id IN ({marks}) AND customer IS NOT NULL",
+                     member_ids)  # fmt: skip
+    return len(rows)
+
+
 # ---------------------------------------------------------------------------- listing and shipping
 
 
@@ -154,7 +172,8 @@ def _opened(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Delivery:
     person = json.loads(keystore.codec(conn).open(bytes(sealed), *SEALED[:2], reservation_id) or "{}")
     state = (held_state if role == "ship" else asked_state) or "requested"
     return Delivery(reservation_id, role, sku, int(qty), other, member_id, person.get("customer", ""),
-                    person.get("address", ""), person.get("phone"), state, receipt, float(created_at))  # fmt: skip
+                    person.get("address", ""), person.get("phone"), state, receipt, float(created_at),
+                    bool(person.get("erased")))  # fmt: skip
 
 
 _SELECT = ("SELECT d.reservation_id, d.role, d.sku, d.qty, d.other_store, d.member_id, d.address, d.created_at,"
@@ -201,6 +220,8 @@ def ship(db: sqlite_utils.Database, config: StoreConfig, reservation_id: str, cl
         raise UserError(f"delivery {reservation_id}: not shipped from this store")
     if found.state not in reservations.HOLDING:
         raise UserError(f"delivery {reservation_id} is {found.status}: nothing to ship")
+    if found.erased:
+        raise UserError(f"delivery {reservation_id}: the customer was erased at their request; nowhere to ship it")
     member = found.member_id
     if member and not db.conn.execute("SELECT 1 FROM members WHERE member_id = ? AND erased = 0", (member,)).fetchone():
         member = None  # not known here (yet): shipped without points

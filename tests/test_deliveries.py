@@ -98,6 +98,39 @@ def test_a_delivery_beyond_what_the_other_store_has_is_refused_and_never_reaches
     assert code == 1 and "sell it here" in str(refused)
 
 
+def test_erasing_the_member_at_hq_takes_the_address_from_both_stores(chain: Chain) -> None:  # noqa: F811
+    """Right to erasure: HQ blanks the delivery and sends member.erase; the ordering store and the shipping store
+    forget the name, address and phone (and the reservation's customer), and keep what was ordered."""
+    from tenpo.cloud.members.privacy import erase_member
+
+    chain.receive("S002", "TSHIRT-M", 1)
+    member = replica.register_member(chain.db("S001"), "S001", name="佐藤 花子", kana="サトウハナコ")
+    wait_until(lambda: chain.central.scalar("SELECT 1 FROM members WHERE member_id = ?", (member,)), 30,
+               what="the member at HQ")  # fmt: skip
+    rid = str(order(chain, 1, member)["reservation_id"])
+    wait_until(lambda: chain.hq_state(rid) == "confirmed", 30, what="S002 to confirm the delivery")
+    shipper = deliveries.get(chain.db("S002").conn, rid)
+    assert shipper is not None and shipper.address == ADDRESS
+
+    done = erase_member(chain.central, member, "the customer asked")
+    assert done["deliveries_erased"] == 1
+    assert chain.central.one("SELECT customer, address, phone FROM deliveries WHERE reservation_id = ?",
+                             (rid,)) == ("", "", None)  # fmt: skip
+    for store_id in ("S002", "S001"):
+        wait_until(lambda at=store_id: deliveries.get(chain.db(at).conn, rid).erased, 30,  # type: ignore[union-attr,misc]
+                   what=f"{store_id} to erase the delivery")  # fmt: skip
+        gone = deliveries.get(chain.db(store_id).conn, rid)
+        assert gone is not None and (gone.customer, gone.address, gone.phone) == ("", "", None)
+        assert (gone.sku, gone.qty, gone.member_id) == ("TSHIRT-M", 1, member), "what was ordered stays"
+    held = reservations.get(chain.db("S002").conn, rid)
+    assert held is not None and held.customer is None and held.state == "confirmed"
+    asked = chain.db("S001").conn.execute("SELECT customer FROM pickup_reservations WHERE reservation_id = ?",
+                                          (rid,)).fetchone()  # fmt: skip
+    assert asked == (None,), "nor the ordering store's list of what it asked for"
+    code, refused = edge(chain, "S002", "delivery", "ship", rid, "--clerk", CLERK)
+    assert code == 1 and "erased" in str(refused), "nowhere to ship it any more"
+
+
 # ---------------------------------------------------------------------------- the clerk terminal
 
 

@@ -83,3 +83,56 @@ def test_a_delivery_hq_refuses_or_cannot_trust_never_reaches_the_other_store(cen
     assert [(kind, store) for kind, store, _ in feed(central, "S001-D000001")] == [("reservation.upsert", "S001")]
     dead = [str(r[0]) for r in central.all("SELECT reason FROM dead_letters ORDER BY id")]
     assert len(dead) == 2 and "not an id of store S001" in dead[0] and "from_store" in dead[1]
+
+
+# ---------------------------------------------------------------------------- erasure
+
+PERSON = ("配達 太郎", "〒150-0001 東京都渋谷区神宮前9-8-7 メゾン404", "090-5555-0001")  # the delivery's name, address, phone
+SECRETS = ("配達", "神宮前9-8-7", "メゾン404", "090-5555-0001")
+
+
+def _every_row_text(central: Central) -> str:
+    """Every value of every table HQ has, as text (what a dump of the database would show)."""
+    if central.dialect == "sqlite":
+        tables = [str(r[0]) for r in central.all("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    else:
+        tables = [str(r[0]) for r in central.all("SELECT table_name FROM information_schema.tables"
+                                                 " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]  # fmt: skip
+    return "\n".join(repr(row) for table in tables for row in central.all(f'SELECT * FROM "{table}"'))
+
+
+def test_erasing_the_member_blanks_their_deliveries_everywhere_at_hq_and_keeps_the_order_facts(
+        central: Central, central_url: str) -> None:  # fmt: skip
+    from tenpo.cloud.members.privacy import erase_member
+
+    send(central, "S002", 1, ("stock.moved", {"sku": "TSHIRT-M", "delta": 3, "reason": "received", "ref": "r1"}))
+    send(central, "S001", 1, ("member.registered", {"member_id": "S001-m1", "name": "会員 一人"}))
+    name, address, phone = PERSON
+    ordered = {"reservation_id": "S001-D000001", "sku": "TSHIRT-M", "qty": 1, "from_store": "S002",
+               "member_id": "S001-m1", "customer": name, "address": address, "phone": phone, "clerk_id": "1001",
+               "at": time.time()}  # fmt: skip
+    kept = {**ordered, "reservation_id": "S001-D000002", "member_id": None, "customer": "他人 次郎",
+            "address": ADDRESS, "phone": None}  # no member: not the member's to erase
+    send(central, "S001", 2, ("delivery.requested", ordered), ("delivery.requested", kept))
+    send(central, "S002", 2, ("reservation.confirmed", {"reservation_id": "S001-D000001", "sku": "TSHIRT-M", "qty": 1}))
+    text = _every_row_text(central)
+    assert all(s in text for s in SECRETS), "HQ held the person before"
+
+    done = erase_member(central, "S001-m1", "the customer asked")
+    assert (done["reservations_erased"], done["deliveries_erased"]) == (1, 1)
+    row = central.one("SELECT customer, address, phone, erased_at, store_id, ordered_at FROM deliveries"
+                      " WHERE reservation_id = 'S001-D000001'")  # fmt: skip
+    assert row is not None and row[:3] == ("", "", None) and row[3] is not None and row[4:] == ("S002", "S001")
+    assert central.one("SELECT customer, sku, qty, state, store_id FROM reservations WHERE reservation_id ="
+                       " 'S001-D000001'") == (None, "TSHIRT-M", 1, "confirmed", "S002"), "the stock facts stay"  # fmt: skip
+    assert central.one("SELECT customer, address FROM deliveries WHERE reservation_id = 'S001-D000002'") == (
+        "他人 次郎", ADDRESS), "a delivery with no member is not the member's"  # fmt: skip
+    text = _every_row_text(central)
+    assert [s for s in SECRETS if s in text] == [], "no table, feed entry or stored event keeps the person"
+    (upsert,) = [d for kind, _s, d in feed(central, "S001-D000001") if kind == "delivery.upsert"]
+    assert (upsert["customer"], upsert["address"], upsert["phone"], upsert["sku"]) == ("", "", None, "TSHIRT-M")
+    if central.dialect == "sqlite":  # the bytes of the file and its write-ahead log, not only the tables
+        path = Path(central_url.removeprefix("sqlite:///"))
+        raw = path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
+                                   if path.with_name(path.name + "-wal").exists() else b"")  # fmt: skip
+        assert [s for s in SECRETS if s.encode() in raw] == []

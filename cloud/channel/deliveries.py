@@ -7,9 +7,9 @@ shipped), plus a ``deliveries`` row with where it goes. B is sent the address (`
 before the reservation's own change) so its clerk can ship it; A hears each state change as for a 取り置き.
 Shipping is a sale at B consuming the reservation (paid on delivery), so the stock leaves B as a sale.
 
-The address is personal data: HQ keeps it beside the reservation; an erasure of the member does not reach a
-delivery taken for a name and address alone (the clerk's customer, like a 取り置き's), which is kept as long as
-the reservation.
+The address is personal data: HQ keeps it beside the reservation. Erasing the member blanks it at HQ and at both
+stores (tenpo.cloud.channel.erasure); a delivery taken for a name and address alone, with no member, is not
+reached by any member's erasure and is kept as long as the reservation.
 """
 
 from __future__ import annotations

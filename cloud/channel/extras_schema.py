@@ -65,3 +65,17 @@ def delivery_statements(dialect: str) -> list[str]:
             phone TEXT,
             created_at {t['real']} NOT NULL)""",
     ]
+
+
+# The feed entries that name a reservation's customer or a delivery's address (tenpo.cloud.channel.erasure)
+FEED_KINDS_WITH_PEOPLE = "('delivery.upsert', 'reservation.upsert')"
+
+
+def erasure_statements(dialect: str) -> list[str]:
+    """HQ migration 21: a delivery row says when its person was erased; a member's erasure finds their
+    reservations, and the feed entries naming them, by index (tenpo.cloud.channel.erasure)."""
+    return [
+        f"ALTER TABLE deliveries ADD COLUMN erased_at {column_types(dialect)['real']}",
+        "CREATE INDEX reservations_member ON reservations(member_id)",
+        f"CREATE INDEX changes_reservation_key ON changes(key) WHERE kind IN {FEED_KINDS_WITH_PEOPLE}",
+    ]

@@ -5,7 +5,10 @@ Erasure (APPI / GDPR right to be forgotten): the golden record is blanked and ke
 (erased = 1) so ledger entries still add up; source records, profile, consent, the merge log's
 stashed rows and explanations go; orders keep their amounts and lines but lose the link to the
 person; ledger amounts stay under the member's random id, which nothing links to a person any more.
-Every store receives `member.erase` for the golden id and every id merged into it.
+Their reservations and home deliveries lose the name, address and phone, at HQ (rows, feed entries, stored
+events: tenpo.cloud.channel.erasure) and at the stores. Every store receives `member.erase` for the golden id
+and every id merged into it. On SQLite the erasure overwrites what it deletes (secure_delete) and empties the
+write-ahead log, so the erased values are gone from the file, not only from the tables.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tenpo.cloud.changes import audit
+from tenpo.cloud.channel.erasure import erase_reservations
 from tenpo.cloud.db import Central
 from tenpo.cloud.sales.history import member_sales
 from tenpo.cloud.visits.history import erase_member_visits, member_visits
@@ -159,7 +164,7 @@ def erase_member(db: Central, member_id: str, reason: str, actor: str = "operato
     if not reason or not reason.strip():
         raise UserError("--reason: say why (the request is kept in the audit log)")
     now = time.time()
-    with db.transaction():
+    with _overwriting(db), db.transaction():
         golden = golden_id(db, member_id)
         erased = db.scalar("SELECT erased FROM members WHERE member_id = ?", (golden,))
         if erased is None:
@@ -190,11 +195,37 @@ def erase_member(db: Central, member_id: str, reason: str, actor: str = "operato
         db.execute(f"UPDATE member_merges SET explanation = '{{\"erased\": true}}', loser_row = NULL, loser_sources = '[]',"
                    f" source_id = NULL WHERE winner IN ({marks}) OR loser IN ({marks})", [*ids, *ids])  # fmt: skip
         visits_erased = sum(erase_member_visits(db, i) for i in ids)  # where they were is personal data too
+        held = erase_reservations(db, ids, now)  # a 取り置き's customer, an お取り寄せ's address
         pending = Pending(events=[("member.erase", i, None, {"member_id": i, "version": 0}) for i in ids],
                           gone=set(ids))  # derived rows (loyalty) of every id go too
         publish(db, pending, now)
         db.execute("UPDATE member_erasures SET completed_at = ? WHERE id = ?", (time.time(), erasure))
         audit(db, actor, "member.erase", golden, {"reason": reason.strip(), "erasure_id": erasure, "member_ids": ids,
-                                                  "sources": len(sources), "visits": visits_erased})  # fmt: skip
+                                                  "sources": len(sources), "visits": visits_erased,
+                                                  "reservations": held})  # fmt: skip
+    _empty_wal(db)
     return {"erasure_id": erasure, "member_id": golden, "member_ids": ids, "sources_erased": len(sources),
-            "visits_erased": visits_erased}
+            "visits_erased": visits_erased, "reservations_erased": held["reservations"],
+            "deliveries_erased": held["deliveries"]}
+
+
+@contextmanager
+def _overwriting(db: Central) -> Iterator[None]:
+    """SQLite: what the erasure deletes or rewrites is overwritten with zeros in its pages, not left in free space."""
+    if db.dialect != "sqlite":
+        yield
+        return
+    before = int(db.conn.execute("PRAGMA secure_delete").fetchone()[0])
+    db.conn.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        db.conn.execute(f"PRAGMA secure_delete = {before}")
+
+
+def _empty_wal(db: Central) -> None:
+    """SQLite: the pages as they were before the erasure stay in the write-ahead log until it is reused; copy the
+    log into the file and empty it now (a reader holding an old snapshot lets it finish at the next checkpoint).
+    PostgreSQL keeps old row versions until autovacuum reclaims them (docs/members.md)."""
+    if db.dialect == "sqlite":
+        db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
