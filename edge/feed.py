@@ -260,6 +260,7 @@ def _erase_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberEra
         " version = ?, updated_at = ? WHERE member_id = ?",
         [(version or r.version, time.time(), r.member_id) for r in rows],
     )
+    deliveries.erase_members(conn, [r.member_id for r in rows])  # issue 18 §7 (H4): their addresses go too
 
 
 @rows_of(PointsBalance)
