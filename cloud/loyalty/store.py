@@ -11,6 +11,7 @@ nothing; a rank is sent again only when it or the lots changed.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import tomllib
@@ -22,6 +23,7 @@ from typing import Any
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.ledgers import INSERT_POINTS, points_entry
+from tenpo.cloud.loyalty.locking import in_retried_transaction, live_versions, lock_balances
 from tenpo.cloud.loyalty.rows import (
     Held,
     chunk_entries,
@@ -261,19 +263,28 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
                         " FROM loyalty_members WHERE next_end < ? ORDER BY 1",
                         (int(last_mark), LOYALTY_STREAM, as_of.isoformat()))  # fmt: skip
     applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}
+    # The run is known from its start (its figures and mark come at the end): a merge while it runs corrects
+    # the winner as of this day, whether the winner's chunk is done already or not (follow_members).
+    with db.transaction():
+        run_id = int(db.scalar("INSERT INTO loyalty_runs(job, as_of, members, points, ledger_mark, at)"
+                               " VALUES ('expire', ?, 0, 0, 0, 0) RETURNING id", (as_of.isoformat(),)))  # fmt: skip
     totals = [0, 0, 0]  # members given an entry, points expired, members read
     for chunk in chunks([str(m) for (m,) in wanted], EXPIRY_CHUNK):
-        with db.transaction():
-            _expire_chunk(db, config, chunk, as_of, now, applied, totals)
+        done = in_retried_transaction(db, functools.partial(_expire_chunk, db, config, chunk, as_of, now, applied))
+        totals = [a + b for a, b in zip(totals, done)]
     with db.transaction():
-        db.execute("INSERT INTO loyalty_runs(job, as_of, members, points, ledger_mark, at) VALUES ('expire', ?, ?, ?, ?, ?)",
-                   (as_of.isoformat(), totals[0], totals[1], mark, now))  # fmt: skip
+        db.execute("UPDATE loyalty_runs SET members = ?, points = ?, ledger_mark = ?, at = ? WHERE id = ?",
+                   (totals[0], totals[1], mark, now, run_id))  # fmt: skip
     return ExpiryReport(as_of, totals[0], totals[1], totals[2])
 
 
 def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: date, now: float,
-                  applied: dict[str, int], totals: list[int]) -> None:  # fmt: skip
-    """One chunk of the expiry job, inside its transaction (see :func:`run_expiry`)."""
+                  applied: dict[str, int]) -> list[int]:  # fmt: skip
+    """One chunk of the expiry job, inside its transaction (see :func:`run_expiry`): members given an entry,
+    points expired, members read. Read under the chunk's balance locks (tenpo.cloud.loyalty.locking): nothing
+    moves these members' points between the read and the write."""
+    totals = [0, 0, 0]
+    lock_balances(db, chunk)
     found = chunk_entries(db, chunk)
     held = held_rows(db, chunk)
     ref = f"expiry:{as_of.isoformat()}"
@@ -311,6 +322,7 @@ def _expire_chunk(db: Central, config: LoyaltyConfig, chunk: list[str], as_of: d
     db.executemany(INSERT_POINTS, entries)
     _send(db, changes, now, as_of, {m: h for m, (h, _end) in held.items()}, ends)
     db.executemany("UPDATE loyalty_members SET next_end = ? WHERE member_id = ?", moved)
+    return totals
 
 
 def spend_by_member(db: Central, as_of: date, config: LoyaltyConfig, member_id: str | None = None) -> dict[str, int]:
@@ -365,15 +377,22 @@ class RankRow:
 
 
 def run_ranks(db: Central, as_of: date, now: float | None = None, *, dry_run: bool = False) -> list[RankRow]:
-    """Every live member's rank from the rolling spend; a changed rank is sent to the stores."""
+    """Every live member's rank from the rolling spend; a changed rank is sent to the stores.
+
+    The spend is read once for everyone, the changed ranks written ``BATCH`` members a transaction. A member
+    merged, unmerged or erased in between has a new version (or none) by then: its rank is computed again in
+    the write's transaction, from the spend as it is, under the member rows' locks (tenpo.cloud.loyalty.locking),
+    and written only if it differs from what the merge itself sent."""
     now = now or time.time()
     config = load_config(db)
-    spend = spend_by_member(db, as_of, config)
+    # Versions before the spend: a merge that commits after this read shows as a newer version at write time.
+    versions = {str(m): int(v) for m, v in db.all("SELECT member_id, version FROM members WHERE erased = 0"
+                                                  " ORDER BY member_id")}  # fmt: skip
     held = {m: (r, int(p), int(s)) for m, r, p, s in db.all("SELECT member_id, rank, multiplier_pct, spend FROM loyalty_members")}
-    members = [m for (m,) in db.all("SELECT member_id FROM members WHERE erased = 0 ORDER BY member_id")]
+    spend = spend_by_member(db, as_of, config)
     rows: list[RankRow] = []
     changed: list[str] = []
-    for member_id in members:
+    for member_id in versions:
         total = spend.get(member_id, 0)
         rank = config.rank_for(total)
         before = held.get(member_id)
@@ -383,30 +402,43 @@ def run_ranks(db: Central, as_of: date, now: float | None = None, *, dry_run: bo
     if dry_run:
         return rows
     by_id = {r.member_id: r for r in rows}
+    written = 0
     for chunk in chunks(changed, BATCH):
-        with db.transaction():
-            # A member merged away (or erased) since the list was read keeps no loyalty row and no rank log
-            # row under its old id: the merge moved its rows and computed the golden member's (follow_members).
-            marks = ", ".join("?" for _ in chunk)
-            live = {str(m) for (m,) in db.all(f"SELECT member_id FROM members WHERE erased = 0 AND member_id IN ({marks})",
-                                              chunk)}  # fmt: skip
-            changes: list[ChangeTuple] = []
-            for member_id in (m for m in chunk if m in live):
-                r = by_id[member_id]
-                db.execute(
-                    "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, as_of, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
-                    " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend",
-                    (member_id, r.rank, r.multiplier_pct, r.spend, as_of.isoformat(), now),
-                )  # fmt: skip
-                result = replay(member_entries(db, member_id), as_of=last_expiry_date(db) or as_of,
-                                months=config.expiry_months)  # fmt: skip
-                changes.append(loyalty_change(db, config, member_id, result, as_of))
-            _send(db, changes, now, as_of)
+        written += in_retried_transaction(db, functools.partial(_write_ranks, db, config, chunk, by_id, versions,
+                                                                as_of, now))  # fmt: skip
     with db.transaction():
         db.execute("INSERT INTO loyalty_runs(job, as_of, members, points, at) VALUES ('ranks', ?, ?, 0, ?)",
-                   (as_of.isoformat(), len(changed), now))  # fmt: skip
-    return rows
+                   (as_of.isoformat(), written, now))  # fmt: skip
+    return [by_id[r.member_id] for r in rows]
+
+
+def _write_ranks(db: Central, config: LoyaltyConfig, chunk: list[str], by_id: dict[str, RankRow],
+                 versions: dict[str, int], as_of: date, now: float) -> int:  # fmt: skip
+    """One chunk of the rank job, inside its transaction; returns the members written. A member merged away
+    or erased since the read gets nothing under its old id (the merge moved its rows and computed the golden
+    member's, follow_members); one whose version moved (a merge into it, an unmerge) is computed again."""
+    live = live_versions(db, chunk)
+    changes: list[ChangeTuple] = []
+    for member_id in (m for m in chunk if m in live):
+        r = by_id[member_id]
+        if live[member_id] != versions[member_id]:
+            total = spend_by_member(db, as_of, config, member_id).get(member_id, 0)
+            rank = config.rank_for(total)
+            sent = db.one("SELECT rank, multiplier_pct FROM loyalty_members WHERE member_id = ?", (member_id,))
+            r = by_id[member_id] = RankRow(member_id, total, rank.name, rank.multiplier_pct, sent[0] if sent else None)
+            if sent is not None and (str(sent[0]), int(sent[1])) == (rank.name, rank.multiplier_pct):
+                continue  # the merge (or unmerge) sent this rank already: not twice
+        db.execute(
+            "INSERT INTO loyalty_members(member_id, rank, multiplier_pct, spend, as_of, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(member_id) DO UPDATE SET rank = excluded.rank,"
+            " multiplier_pct = excluded.multiplier_pct, spend = excluded.spend",
+            (member_id, r.rank, r.multiplier_pct, r.spend, as_of.isoformat(), now),
+        )  # fmt: skip
+        result = replay(member_entries(db, member_id), as_of=last_expiry_date(db) or as_of,
+                        months=config.expiry_months)  # fmt: skip
+        changes.append(loyalty_change(db, config, member_id, result, as_of))
+    _send(db, changes, now, as_of)
+    return len(changes)
 
 
 def today_jst(now: float | None = None) -> date:

@@ -156,11 +156,23 @@ def _live(db: Central, member_id: str) -> None:
         raise UserError(f"member {member_id} was erased")
 
 
+def lock_people(db: Central, members: list[str]) -> None:
+    """PostgreSQL: hold the members' rows, then their balance rows, in member_id order, before points or
+    history move between them: the loyalty jobs take the same locks in the same order around each chunk's read
+    and write (tenpo.cloud.loyalty.locking), so neither sees the other half done. SQLite: one writer already."""
+    if db.dialect != "postgresql":
+        return
+    marks = ", ".join("?" for _ in members)
+    for table in ("members", "points_balances"):
+        db.all(f"SELECT member_id FROM {table} WHERE member_id IN ({marks}) ORDER BY member_id FOR UPDATE", members)
+
+
 def merge_members(db: Central, winner: str, loser: str, decision: MergeDecision | None, actor: str,
                   config: MembersConfig, now: float, pending: Pending) -> int:
     """Merge `loser` into `winner`: its records, ledger rows and later entries under its id. Returns the merge id."""
     if winner == loser:
         raise UserError(f"member {winner}: cannot merge a member with itself")
+    lock_people(db, [winner, loser])
     _live(db, winner)
     _live(db, loser)
     row = dict(zip(MEMBER_ROW, db.one(f"SELECT {', '.join(MEMBER_ROW)} FROM members WHERE member_id = ?", (loser,))))
@@ -228,6 +240,7 @@ def unmerge(db: Central, target: str, config: MembersConfig, now: float, pending
         hint = f"; ids merged into it: {', '.join(merged)}" if merged else ""
         raise UserError(f"member {target} is not a merged-away id{hint} (or give SOURCE:SOURCE_ID to detach a record)")
     merge_id, winner, loser_row, loser_sources = int(found[0]), found[1], json.loads(found[2]), json.loads(found[3])
+    lock_people(db, [winner, target])
     _live(db, winner)
     row = {**loser_row, "version": 0, "erased": 0, "updated_at": now}
     columns = [*MEMBER_ROW, "version", "erased"]
@@ -260,6 +273,7 @@ def _detach(db: Central, source: str, source_id: str, config: MembersConfig, now
     row = find_source(db, source, source_id)
     assert row is not None
     old = row.member_id
+    lock_people(db, [old])
     if len(member_sources(db, old)) < 2:
         raise UserError(f"{source}:{source_id} is the only record of member {old}: nothing to detach")
     new = new_member_id()
