@@ -28,6 +28,8 @@ from .store import (
     source_hash,
 )
 
+_JSON = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False) without a new encoder per call
+
 
 def decision_json(decision: MergeDecision) -> dict[str, Any]:
     return {
@@ -43,7 +45,7 @@ def decision_json(decision: MergeDecision) -> dict[str, Any]:
 def link_row(member_id: str, record: SourceRecord, decision: MergeDecision, actor: str, now: float) -> tuple[Any, ...]:
     """A `member_merges` row for a record joined to a member (no member merged away)."""
     return (member_id, record.source, record.source_id, decision.rule, decision.score,
-            json.dumps(decision.matched_fields), json.dumps(decision_json(decision), ensure_ascii=False), actor, now)  # fmt: skip
+            json.dumps(decision.matched_fields), _JSON(decision_json(decision)), actor, now)  # fmt: skip
 
 
 LINK_INSERT = ("INSERT INTO member_merges(winner, source, source_id, rule, score, matched_fields, explanation, actor,"

@@ -204,6 +204,7 @@ class Cleansed:
     record: SourceRecord
     quality: dict[str, FieldQuality]
     prefecture: str | None
+    raw_hash: str  # the row's fingerprint (store.row_hash)
 
 
 def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: float) -> Cleansed | RowOutcome:
@@ -212,14 +213,14 @@ def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: flo
     if isinstance(item, Rejected):
         return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
     assert assessment is not None
-    clean, quality = assessment
+    clean, quality, raw_hash = assessment
     quality.update({column: FieldQuality(FLAGGED, item.raw.get(column), reason=reason)
                     for column, reason in item.flagged.items()})  # fmt: skip
     prefecture = clean.pop("prefecture", None)
     record = SourceRecord.from_clean({**clean, "source": item.source, "source_id": item.source_id,
                                       "verified": item.verified, "custom": item.custom,
                                       "updated_at": item.updated_at or iso_utc(now)}, quality)  # fmt: skip
-    return Cleansed(item, record, quality, prefecture)
+    return Cleansed(item, record, quality, prefecture, raw_hash)
 
 
 def _attach_row(db: Central, row: Cleansed, config: MembersConfig, now: float, pending: Pending,
@@ -230,7 +231,7 @@ def _attach_row(db: Central, row: Cleansed, config: MembersConfig, now: float, p
         return RowOutcome(item.line, key, "rejected", reason="this record was erased at the person's request")
     if item.marketing_consent is not None:
         save_consent(db, item.source, item.source_id, {f"marketing:{item.source}": item.marketing_consent}, now)
-    done = attach(db, row.record, row_hash(item.raw), config, now, pending, prefecture=row.prefecture, tables=tables)
+    done = attach(db, row.record, row.raw_hash, config, now, pending, prefecture=row.prefecture, tables=tables)
     return RowOutcome(item.line, key, done.status, done.member_id, reason=done.link, quality=row.quality)
 
 

@@ -1,9 +1,9 @@
 """Cleansing of a member import's next chunk in a second process while this one resolves the current one.
 
-Cleansing a row (`assess_member_record`) is pure and about a sixth of an import's time; resolving and
+Cleansing a row (`assess_member_record`) and its fingerprint are pure and about a sixth of an import's time; resolving and
 writing must stay in the importing process, one chunk after the other. With two cores the two overlap:
 a forked worker assesses chunk k+1 while chunk k is matched and written. The worker gets only each row's
-raw fields and sends back exactly what the function returns, so the outcome is that of the plain loop.
+raw fields and sends back exactly what the functions return, so the outcome is that of the plain loop.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from typing import Any
 from tenpo.shared.cleansing import CleansingRules, FieldQuality, assess_member_record
 
 from .formats import MemberRow, Rejected
+from .store import row_hash
 
-Assessment = tuple[dict[str, object], dict[str, FieldQuality]]
+# assess_member_record's (clean values, field quality), and the row's fingerprint (store.row_hash)
+Assessment = tuple[dict[str, object], dict[str, FieldQuality], str]
+Raw = tuple[dict[str, str], dict[str, str]]  # a row's member fields and the whole row as read
 AssessedChunk = list[tuple[MemberRow | Rejected, Assessment | None]]
 
 # Chunks sent ahead of the one being resolved: one keeps the worker busy, a second hides a slow chunk.
@@ -28,13 +31,13 @@ AHEAD = 2
 WORKER_MIN_BYTES = 1 << 20
 
 
-def assess_chunk(fields: list[dict[str, str] | None], rules: CleansingRules) -> list[Assessment | None]:
-    """Each row's cleansing (None for a row already rejected while reading)."""
-    return [None if f is None else assess_member_record(f, rules) for f in fields]
+def assess_chunk(rows: list[Raw | None], rules: CleansingRules) -> list[Assessment | None]:
+    """Each row's cleansing and fingerprint (None for a row already rejected while reading)."""
+    return [None if row is None else (*assess_member_record(row[0], rules), row_hash(row[1])) for row in rows]
 
 
-def _fields(chunk: list[MemberRow | Rejected]) -> list[dict[str, str] | None]:
-    return [item.fields if isinstance(item, MemberRow) else None for item in chunk]
+def _fields(chunk: list[MemberRow | Rejected]) -> list[Raw | None]:
+    return [(item.fields, item.raw) if isinstance(item, MemberRow) else None for item in chunk]
 
 
 def assessed_in_process(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules) -> Iterator[AssessedChunk]:

@@ -49,9 +49,15 @@ def new_member_id() -> str:
     return f"G{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
 
 
+# json.dumps with options builds a new encoder on every call; the import makes several per row.
+_ROW_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode
+SORTED_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+"""json.dumps(value, ensure_ascii=False, sort_keys=True), the same text."""
+
+
 def row_hash(value: Any) -> str:
     """Fingerprint of an input row: the same row imported again is recognised and changes nothing."""
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    text = _ROW_JSON(value)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -89,7 +95,7 @@ def _json_map(text: str | None) -> dict[str, Any]:
 
 def quality_json(quality: Mapping[str, FieldQuality]) -> str:
     """The `field_quality` column: {field: {"status", "raw", "rule", "reason"}} (see schema.py, migration 7)."""
-    return json.dumps({name: q.as_json() for name, q in quality.items()}, ensure_ascii=False, sort_keys=True)
+    return SORTED_JSON({name: q.as_json() for name, q in quality.items()})
 
 
 def quality_from_json(text: str | None) -> dict[str, FieldQuality]:
@@ -114,7 +120,7 @@ def member_sources(db: Central, member_id: str, with_quality: bool = False) -> l
 def source_values(record: SourceRecord, raw_hash: str, prefecture: str | None) -> tuple[Any, ...]:
     """A record's columns from `name` to `field_quality`, in SOURCE_COLUMNS order."""
     return (*(getattr(record, name) for name in MEMBER_FIELDS), prefecture,
-            json.dumps(sorted(record.verified)), json.dumps(dict(record.custom), ensure_ascii=False, sort_keys=True),
+            json.dumps(sorted(record.verified)), SORTED_JSON(dict(record.custom)),
             raw_hash, record.updated_at, quality_json(record.quality))  # fmt: skip
 
 
@@ -252,10 +258,10 @@ def golden_rows(member_id: str, rows: list[SourceRow], stored_consent: str, cons
     merged_consent.update(consent)
     provenance = {name: ":".join(key) for name, key in golden.provenance.items()}
     member = (v.get("name"), v.get("kana"), v.get("phone"), v.get("email"), v.get("card_no"),
-              json.dumps(dict(golden.custom), ensure_ascii=False, sort_keys=True),
+              SORTED_JSON(dict(golden.custom)),
               json.dumps(merged_consent, sort_keys=True), now, member_id)  # fmt: skip
     profile = (member_id, v.get("postal_code"), v.get("address"), prefecture, v.get("birth_date"),
-               json.dumps(provenance, ensure_ascii=False, sort_keys=True), now)  # fmt: skip
+               SORTED_JSON(provenance), now)  # fmt: skip
     return member, profile
 
 
