@@ -82,8 +82,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for d in found:
         way = f"to ship · ordered at {d.other_store}" if d.role == "ship" else f"from {d.other_store}"
-        print(f"{d.reservation_id:<14} {d.status:<10} {d.sku:<14} x{d.qty:<4} {way:<24} "
-              f"{safe_text(d.customer)} · {safe_text(d.address)}" + (f" · {safe_text(d.phone)}" if d.phone else ""))  # fmt: skip
+        who = ("(erased at the customer's request)" if d.erased else
+               f"{safe_text(d.customer)} · {safe_text(d.address)}" + (f" · {safe_text(d.phone)}" if d.phone else ""))
+        print(f"{d.reservation_id:<14} {d.status:<10} {d.sku:<14} x{d.qty:<4} {way:<24} {who}")
     return 0
 
 

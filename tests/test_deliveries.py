@@ -129,6 +129,8 @@ def test_erasing_the_member_at_hq_takes_the_address_from_both_stores(chain: Chai
     assert asked == (None,), "nor the ordering store's list of what it asked for"
     code, refused = edge(chain, "S002", "delivery", "ship", rid, "--clerk", CLERK)
     assert code == 1 and "erased" in str(refused), "nowhere to ship it any more"
+    listed = tenpo("edge", "deliveries", "--config", str(chain.configs["S002"]), stdin=f"{PIN}\n").stdout
+    assert "(erased at the customer's request)" in listed and "神宮前" not in listed, listed
 
 
 # ---------------------------------------------------------------------------- the clerk terminal
