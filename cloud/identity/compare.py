@@ -24,7 +24,8 @@ from tenpo.shared.prefectures import split_prefecture
 
 from .records import FieldComparison, SourceRecord
 
-__all__ = ["Features", "MatchWeights", "compare", "features", "learn_readings", "osa_distance", "with_learnt_reading"]
+__all__ = ["Features", "MatchWeights", "compare", "compute_features", "features", "forget_primed", "learn_readings",
+           "osa_distance", "prime_features", "with_learnt_reading"]
 
 # String agreement levels, best first. TYPO is a spelling that sounds or reads the same (ダ/タ, ョ/ヨ,
 # ー/ウ, 髙/高); NEAR is one other edit, which in a family is as often a sibling (ユウタ/ユウト,
@@ -128,10 +129,30 @@ def _kanji_number(text: str) -> int:
     return (_KANJI_DIGITS[tens] if tens else 1) * 10 + (_KANJI_DIGITS[ones] if ones else 0)
 
 
+# Features computed ahead in another process (an import's cleansing worker), taken by the first `features` call.
+_primed: dict[tuple[SourceRecord, frozenset[str]], Features] = {}
+
+
+def prime_features(record: SourceRecord, ignored_email_domains: frozenset[str], computed: Features) -> None:
+    """Hand `features` what `compute_features(record, ignored_email_domains)` gave elsewhere."""
+    _primed[(record, ignored_email_domains)] = computed
+
+
+def forget_primed() -> None:
+    """Drop primed features never asked for (records an import did not need to match)."""
+    _primed.clear()
+
+
 @functools.lru_cache(maxsize=1 << 17)  # an import meets the same stored records again and again as candidates
 def features(record: SourceRecord, ignored_email_domains: frozenset[str] = frozenset()) -> Features:
     """Comparison features of a record; e-mails at `ignored_email_domains` (marketplace relays) are dropped.
     Cached by value: a SourceRecord is frozen and hashes its member fields (not `custom` or `quality`)."""
+    primed = _primed.pop((record, ignored_email_domains), None) if _primed else None
+    return primed if primed is not None else compute_features(record, ignored_email_domains)
+
+
+def compute_features(record: SourceRecord, ignored_email_domains: frozenset[str] = frozenset()) -> Features:
+    """`features` without its cache."""
     name = surname = given = None
     readings: list[str] = []
     if record.kana:

@@ -22,6 +22,7 @@ from typing import Any
 
 from tenpo.cloud.db import Central
 from tenpo.cloud.identity import SourceRecord
+from tenpo.cloud.identity.compare import forget_primed, prime_features
 from tenpo.cloud.ledgers import points_entry
 from tenpo.cloud.sales.effects import purchase_change
 from tenpo.shared.cleansing import CORRECTED, FLAGGED, UNVERIFIED, FieldQuality, assess_member_record
@@ -178,20 +179,22 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
         # a chunk after someone else wrote members starts afresh (ChunkCache.revalidate)
 
         def handle(chunk: AssessedChunk, now: float, pending: Pending) -> list[RowOutcome]:
-            cleansed = [_cleanse(item, assessment, now) for item, assessment in chunk]
+            cleansed = [_cleanse(item, assessment, now, config.match.ignored_email_domains) for item, assessment in chunk]
             seen.revalidate(db)
             db.before_commit(seen.mark)
             tables = ChunkAccess(db, config, now, [c.record for c in cleansed if isinstance(c, Cleansed)], seen)
             outcomes = [c if isinstance(c, RowOutcome) else _attach_row(db, c, config, now, pending, tables)
                         for c in cleansed]  # fmt: skip
             tables.finish()
+            forget_primed()
             return outcomes
 
         if cleanse_in_worker is None:
             cleanse_in_worker = size >= WORKER_MIN_BYTES and (os.cpu_count() or 1) > 1
         chunks = iter_chunks(_start(member_rows(lines), path), batch)
         assess = assessed_in_worker if cleanse_in_worker else assessed_in_process
-        _run(db, assess(chunks, config.cleansing), handle, report, position, size, progress, on_row)
+        assessed = assess(chunks, config.cleansing, config.match.ignored_email_domains)
+        _run(db, assessed, handle, report, position, size, progress, on_row)
     record_import(db, path.name, report.rows, started)  # the quality report's trend across imports
     return report
 
@@ -207,19 +210,21 @@ class Cleansed:
     raw_hash: str  # the row's fingerprint (store.row_hash)
 
 
-def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: float) -> Cleansed | RowOutcome:
+def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: float,
+             ignored_email_domains: frozenset[str]) -> Cleansed | RowOutcome:  # fmt: skip
     """The row's source record (pure), from its fields' `assessment` (assess_member_record, see pipeline.py):
     a bad field is flagged, never a reason to lose the person."""
     if isinstance(item, Rejected):
         return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
     assert assessment is not None
-    clean, quality, raw_hash = assessment
+    clean, quality, raw_hash, features = assessment
     quality.update({column: FieldQuality(FLAGGED, item.raw.get(column), reason=reason)
                     for column, reason in item.flagged.items()})  # fmt: skip
     prefecture = clean.pop("prefecture", None)
     record = SourceRecord.from_clean({**clean, "source": item.source, "source_id": item.source_id,
                                       "verified": item.verified, "custom": item.custom,
                                       "updated_at": item.updated_at or iso_utc(now)}, quality)  # fmt: skip
+    prime_features(record, ignored_email_domains, features)  # for matching it, in this chunk
     return Cleansed(item, record, quality, prefecture, raw_hash)
 
 

@@ -1,6 +1,7 @@
 """Cleansing of a member import's next chunk in a second process while this one resolves the current one.
 
-Cleansing a row (`assess_member_record`) and its fingerprint are pure and about a sixth of an import's time; resolving and
+Cleansing a row (`assess_member_record`), its fingerprint and its record's matching features are pure and
+about a fifth of an import's time; resolving and
 writing must stay in the importing process, one chunk after the other. With two cores the two overlap:
 a forked worker assesses chunk k+1 while chunk k is matched and written. The worker gets only each row's
 raw fields and sends back exactly what the functions return, so the outcome is that of the plain loop.
@@ -15,14 +16,17 @@ from collections.abc import Iterable, Iterator
 from multiprocessing.queues import Queue
 from typing import Any
 
-from tenpo.shared.cleansing import CleansingRules, FieldQuality, assess_member_record
+from tenpo.cloud.identity import SourceRecord
+from tenpo.cloud.identity.compare import Features, compute_features
+from tenpo.shared.cleansing import MEMBER_FIELDS, CleansingRules, FieldQuality, assess_member_record
 
 from .formats import MemberRow, Rejected
 from .store import row_hash
 
-# assess_member_record's (clean values, field quality), and the row's fingerprint (store.row_hash)
-Assessment = tuple[dict[str, object], dict[str, FieldQuality], str]
-Raw = tuple[dict[str, str], dict[str, str]]  # a row's member fields and the whole row as read
+# assess_member_record's (clean values, field quality), the row's fingerprint (store.row_hash) and the
+# matching features of its record (compute_features, handed to `features` by the importer)
+Assessment = tuple[dict[str, object], dict[str, FieldQuality], str, Features]
+Raw = tuple[dict[str, str], dict[str, str], frozenset[str]]  # a row's member fields, the row as read, verified
 AssessedChunk = list[tuple[MemberRow | Rejected, Assessment | None]]
 
 # Chunks sent ahead of the one being resolved: one keeps the worker busy, a second hides a slow chunk.
@@ -31,36 +35,48 @@ AHEAD = 2
 WORKER_MIN_BYTES = 1 << 20
 
 
-def assess_chunk(rows: list[Raw | None], rules: CleansingRules) -> list[Assessment | None]:
-    """Each row's cleansing and fingerprint (None for a row already rejected while reading)."""
-    return [None if row is None else (*assess_member_record(row[0], rules), row_hash(row[1])) for row in rows]
+def assess_chunk(rows: list[Raw | None], rules: CleansingRules, ignored_email_domains: frozenset[str]
+                 ) -> list[Assessment | None]:  # fmt: skip
+    """Each row's cleansing, fingerprint and features (None for a row already rejected while reading)."""
+    return [None if row is None else _assess(row, rules, ignored_email_domains) for row in rows]
+
+
+def _assess(row: Raw, rules: CleansingRules, ignored_email_domains: frozenset[str]) -> Assessment:
+    fields, raw, verified = row
+    clean, quality = assess_member_record(fields, rules)
+    # Only the member fields and `verified` make features: the importer's record has the same ones.
+    record = SourceRecord("", "", **{name: clean.get(name) for name in MEMBER_FIELDS}, verified=verified)  # type: ignore[arg-type]
+    return clean, quality, row_hash(raw), compute_features(record, ignored_email_domains)
 
 
 def _fields(chunk: list[MemberRow | Rejected]) -> list[Raw | None]:
-    return [(item.fields, item.raw) if isinstance(item, MemberRow) else None for item in chunk]
+    return [(item.fields, item.raw, item.verified) if isinstance(item, MemberRow) else None for item in chunk]
 
 
-def assessed_in_process(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules) -> Iterator[AssessedChunk]:
+def assessed_in_process(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules,
+                        ignored_email_domains: frozenset[str]) -> Iterator[AssessedChunk]:  # fmt: skip
     for chunk in chunks:
-        yield list(zip(chunk, assess_chunk(_fields(chunk), rules)))
+        yield list(zip(chunk, assess_chunk(_fields(chunk), rules, ignored_email_domains)))
 
 
-def _serve(rules: CleansingRules, inbox: Queue[Any], outbox: Queue[Any]) -> None:
+def _serve(rules: CleansingRules, ignored_email_domains: frozenset[str], inbox: Queue[Any], outbox: Queue[Any]) -> None:
     """The worker: assess chunks until told to stop; a failure goes back to be raised by the importer."""
-    while (fields := inbox.get()) is not None:
+    while (rows := inbox.get()) is not None:
         try:
-            outbox.put(("ok", assess_chunk(fields, rules)))
+            outbox.put(("ok", assess_chunk(rows, rules, ignored_email_domains)))
         except BaseException as exc:  # noqa: BLE001 - anything, so the importer never waits forever
             outbox.put(("error", exc))
             return
 
 
-def assessed_in_worker(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules) -> Iterator[AssessedChunk]:
+def assessed_in_worker(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules,
+                       ignored_email_domains: frozenset[str]) -> Iterator[AssessedChunk]:  # fmt: skip
     """The chunks with their cleansing done in a forked worker, AHEAD chunks in advance, in order."""
     context = multiprocessing.get_context("fork")
     inbox: Queue[Any] = context.Queue()
     outbox: Queue[Any] = context.Queue()
-    worker = context.Process(target=_serve, args=(rules, inbox, outbox), name="tenpo-import-cleansing", daemon=True)
+    worker = context.Process(target=_serve, args=(rules, ignored_email_domains, inbox, outbox),
+                             name="tenpo-import-cleansing", daemon=True)  # fmt: skip
     worker.start()
     sent: deque[list[MemberRow | Rejected]] = deque()
     finished = False
