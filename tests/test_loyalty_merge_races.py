@@ -14,10 +14,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tenpo.cloud.db import Central
 from tenpo.cloud.loyalty import store as loyalty
+from tenpo.cloud.loyalty.locking import in_retried_transaction
 from tenpo.shared.loyalty import EXPIRY_KIND, JST, LoyaltyConfig, replay
 from tests.support.stores import central_with_s001
 from tests.test_loyalty_merge_followups import Store, feed, merge
@@ -222,3 +224,27 @@ def test_a_rank_computed_before_a_merge_is_not_written_after_it(central: Central
     assert central.all("SELECT member_id FROM loyalty_members WHERE member_id = 'S001-B'") == []
     monkeypatch.undo()
     assert [r.rank for r in loyalty.run_ranks(central, today, dry_run=True)] == ["シルバー"]
+
+
+def test_a_chunk_that_postgresql_failed_to_break_a_deadlock_runs_again_from_its_read(central: Central) -> None:
+    """The other side of a deadlock (a store's batch writing its members' balances in event order) may be
+    the one PostgreSQL lets through: the chunk's transaction wrote nothing, so it is simply run again."""
+    attempts: list[int] = []
+
+    def work() -> int:
+        attempts.append(len(attempts) + 1)
+        central.execute("INSERT INTO loyalty_settings(name, value, updated_at) VALUES ('probe', ?, 0)"
+                        " ON CONFLICT(name) DO UPDATE SET value = loyalty_settings.value || excluded.value",
+                        (str(len(attempts)),))  # fmt: skip
+        if len(attempts) == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return len(attempts)
+
+    assert in_retried_transaction(central, work) == 2
+    assert central.scalar("SELECT value FROM loyalty_settings WHERE name = 'probe'") == "2", "the first try left nothing"
+
+    def fails() -> None:
+        raise ValueError("not a lock conflict")
+
+    with pytest.raises(ValueError):
+        in_retried_transaction(central, fails)
