@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,7 +175,7 @@ def apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str = "", 
 def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, applied_by: str, one_by_one: bool) -> Ack:
     now = time.time()
     db.ensure_history_months(now)
-    with _pipeline(db, not one_by_one) as pipeline, db.transaction():
+    with _transaction(db, one_by_one) as pipeline:
         row = db.one(
             "SELECT stream, last_applied_seq FROM stores WHERE store_id = ?" + db.lock_suffix(), (store_id,)
         )
@@ -222,18 +223,27 @@ def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, appl
             _record_progress(db, store_id, stream, last, now, batch.backlog, todo)
             try:
                 _apply_events(db, topic, origin, todo, now, applied_by)
-                if pipeline is not None:  # the statements still in flight answer here, inside the try
+                if pipeline is not None and pipeline.result_queue:  # what is still in flight answers here
                     pipeline.sync()
             except Exception as exc:
                 raise _OneEventFailed from exc
     return Ack(batch.stream, last, gap=gap)
 
 
-def _pipeline(db: Central, whole_batch: bool) -> AbstractContextManager[Any]:
-    """PostgreSQL, a whole batch: the statements whose results are not read (BEGIN, the store's progress, the
-    events, dead letters) go out with the next one that is read, not a round trip each, where a busy machine makes
-    each wait for the server to be scheduled. Reads (the store row, the levels) still wait for their answers."""
-    return db.conn.pipeline() if whole_batch and db.dialect == "postgresql" else nullcontext()
+def _transaction(db: Central, one_by_one: bool) -> AbstractContextManager[Any]:
+    """PostgreSQL, a whole batch: pipelined (BEGIN, the store's progress, the events and dead letters go out with the
+    next statement whose answer is read, not a round trip each, where a busy machine makes each round trip wait for
+    the server to be scheduled); yields the pipeline. Otherwise a plain transaction (the savepoints of one by one
+    each wait for their answer anyway); yields None."""
+    if one_by_one or db.dialect != "postgresql":
+        return _plain(db)
+    return db.pipelined_transaction()
+
+
+@contextmanager
+def _plain(db: Central) -> Iterator[None]:
+    with db.transaction():
+        yield None
 
 
 def _record_progress(db: Central, store_id: str, stream: str, last: int, now: float, backlog: int,

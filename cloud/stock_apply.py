@@ -103,4 +103,7 @@ def text_array(values: tuple[str | None, ...] | list[str]) -> str:
 
 def number_array(values: tuple[Any, ...] | list[Any]) -> str:
     """Integers, or floats as repr writes them (the shortest text that reads back as the same double)."""
+    first = values[0] if values else None
+    if first and values.count(first) == len(values):  # one value (a batch's time): written once, repeated
+        return "{" + ",".join([repr(first)] * len(values)) + "}"  # (not 0: 0.0 and -0.0 count as equal)
     return "{" + ",".join(map(repr, values)) + "}"
