@@ -119,27 +119,26 @@ def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, threading.Even
     return thread, done, failed
 
 
-def merge_waiting_or_done(db: Central, merging: Central, winner: str,
-                          loser: str) -> tuple[threading.Thread, list[BaseException]]:  # fmt: skip
-    """Start the merge on its own connection ``merging``; return once it has committed or waits for a lock."""
+def waiting_or_done(db: Central, other: Central, work: Callable[[Central], Any]) -> tuple[threading.Thread, list[BaseException]]:
+    """Start ``work`` on its own connection ``other``; return once it has committed or waits for a lock."""
     waiting = threading.Event()
-    if merging.dialect == "sqlite":
-        merging.conn = ReportsLockWait(merging.conn, waiting)
-    pid = None if merging.dialect == "sqlite" else int(merging.conn.info.backend_pid)
+    if other.dialect == "sqlite":
+        other.conn = ReportsLockWait(other.conn, waiting)
+    pid = None if other.dialect == "sqlite" else int(other.conn.info.backend_pid)
 
-    def work() -> None:
+    def run() -> None:
         try:
-            merge(merging, winner, loser)
+            work(other)
         finally:
-            merging.conn.close()
+            other.conn.close()
 
-    thread, done, failed = in_thread(work)
+    thread, done, failed = in_thread(run)
     deadline = time.monotonic() + WAIT_S
     while not (done.is_set() or waiting.is_set()):
         if pid is not None and db.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND"
                                          " wait_event_type = 'Lock'", (pid,)):  # fmt: skip
             break
-        assert time.monotonic() < deadline, "the merge neither committed nor waited"
+        assert time.monotonic() < deadline, "it neither committed nor waited"
         done.wait(0.01)
     return thread, failed
 
@@ -157,7 +156,7 @@ def test_a_merge_asked_for_while_an_expiry_chunk_is_between_read_and_write(
     reports: list[loyalty.ExpiryReport] = []
     job, _done, job_failed = in_thread(lambda: reports.append(loyalty.run_expiry(job_db, NIGHT)))
     assert reached.wait(WAIT_S)
-    merging, merge_failed = merge_waiting_or_done(central, merging_db, winner, loser)
+    merging, merge_failed = waiting_or_done(central, merging_db, lambda db: merge(db, winner, loser))
     release.set()
     job.join(WAIT_S)
     merging.join(WAIT_S)
@@ -168,6 +167,32 @@ def test_a_merge_asked_for_while_an_expiry_chunk_is_between_read_and_write(
     assert int(central.scalar("SELECT balance FROM points_balances WHERE member_id = ?", (winner,))) == 30
     assert_feed_follows(central, winner, loser)
     assert loyalty.run_expiry(central, NIGHT).expired == 0, "the next run finds nothing left to do"
+
+
+def test_a_second_aggregator_running_the_expiry_job_meanwhile_expires_nothing_twice(
+        central: Central, central_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    store = Store(central)
+    register(store)
+    store.entry("S001-A", 100, date(2025, 1, 10))
+    store.entry("S001-B", 50, date(2025, 1, 12))
+    before = int(central.scalar("SELECT max(seq) FROM changes"))
+    reached, release = pause_first_call(monkeypatch, loyalty, "replay")  # the first job's chunk has read
+    first_db, second_db = Central(central_url, create=False), Central(central_url, create=False)
+    reports: list[loyalty.ExpiryReport] = []
+    first, _done, first_failed = in_thread(lambda: reports.append(loyalty.run_expiry(first_db, NIGHT)))
+    assert reached.wait(WAIT_S)
+    second, second_failed = waiting_or_done(central, second_db, lambda db: reports.append(loyalty.run_expiry(db, NIGHT)))
+    release.set()
+    first.join(WAIT_S)
+    second.join(WAIT_S)
+    first_db.close()
+    assert not first_failed and not second_failed, (first_failed, second_failed)
+    assert sorted(r.expired for r in reports) == [0, 150]
+    expiries = central.all("SELECT member_id, delta FROM points_ledger WHERE kind = ? ORDER BY member_id", (EXPIRY_KIND,))
+    assert expiries == [("S001-A", -100), ("S001-B", -50)], "each member's points expired once"
+    for member_id in PEOPLE:
+        sent = [data["balance"] for seq, data in feed(central, "points.balance", member_id) if seq > before]
+        assert sent == [0], "the stores hear each member's new balance once"
 
 
 def test_a_merge_between_two_chunks_of_the_expiry_job(central: Central, monkeypatch: pytest.MonkeyPatch) -> None:
