@@ -6,8 +6,7 @@
 - bootstrap of 1,000,000 members (seconds until the members are usable, seconds until their name-search
   tokens are built too, peak RSS of the edge process), next to what sealing them alone costs on this
   machine in the same run; TENPO_BENCH_MEMBERS=100000 measures fewer and scales linearly,
-  TENPO_BENCH_BEACONS=1 gives the members beacon secrets (the snapshot then carries two day keys each),
-  TENPO_BENCH_SEAL_WORKER=1 has the store seal them in a second process (edge/seal_worker.py);
+  TENPO_BENCH_BEACONS=1 gives the members beacon secrets (the snapshot then carries two day keys each);
 - idle RSS of `tenpo edge run`.
 """
 
@@ -39,8 +38,6 @@ from tenpo.shared.protocol import Event, EventBatch
 BACKLOG = 100_000
 MEMBERS = 1_000_000
 BOOT_MEMBERS = int(os.environ.get("TENPO_BENCH_MEMBERS", MEMBERS))  # a reduced run scales linearly to MEMBERS
-# issue 19 §5: the store seals a bootstrap's members in a second process ([bootstrap] seal_worker = true)
-BOOT_SEAL_WORKER = os.environ.get("TENPO_BENCH_SEAL_WORKER") == "1"
 BOOT_BEACONS = os.environ.get("TENPO_BENCH_BEACONS") == "1"  # members with beacon secrets: + the beacon_keys entity (issue 14)
 SKUS = [f"SKU-{i:04d}" for i in range(200)]
 
@@ -132,18 +129,8 @@ def apply_rate(db_url: str, events: int = 50_000, batch: int = 500) -> float:
     return rate
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found += [int(child) for child in task.read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process and its finished children have used: what a loaded machine
+    """User + system CPU seconds a process has used (its finished children's too): what a loaded machine
     does not inflate."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
@@ -154,8 +141,7 @@ class Boot:
     usable: float  # seconds until the replica says it is bootstrapped: members, exact lookups, the feed resumed
     built: float  # seconds until the name-search tokens are in place too (issue 19 §5)
     peak_kb: int  # peak RSS of the edge process
-    worker_kb: int  # peak RSS of its sealing worker (edge/seal_worker.py), a process of its own: 0 if none ran
-    edge_cpu_usable: float  # CPU seconds the edge process (and its sealing worker, once finished) used until usable
+    edge_cpu_usable: float  # CPU seconds the edge process used until usable
     edge_cpu_built: float  # ... until built
     hq_cpu: float  # CPU seconds of the aggregator over the whole bootstrap
 
@@ -174,8 +160,6 @@ def bootstrap(workdir: Path, broker: Mosquitto, members: int = MEMBERS, beacons:
                  for i in range(start, min(start + 100_000, members))],
             )  # fmt: skip
     config_path = provision_store(workdir / "boot", "B001", broker.url, db_url)
-    if BOOT_SEAL_WORKER:
-        config_path.write_text(config_path.read_text() + "\n[bootstrap]\nseal_worker = true\n")
     config = load_config(str(config_path))
     aggregator = aggregator_process(db_url, broker.url, workdir / "boot-agg.log").start()
     store = edge_db.connect(config.database)
@@ -184,17 +168,9 @@ def bootstrap(workdir: Path, broker: Mosquitto, members: int = MEMBERS, beacons:
     agent.start()
     peak = 0
 
-    workers: dict[int, int] = {}
-
     def meta(key: str) -> bool:
         nonlocal peak
-        pid: int = agent.popen.pid  # type: ignore[union-attr]
-        peak = max(peak, _rss_kb(pid, "VmHWM"))
-        for child in _children(pid):
-            try:
-                workers[child] = max(workers.get(child, 0), _rss_kb(child, "VmHWM"))
-            except OSError:
-                pass  # it finished meanwhile
+        peak = max(peak, _rss_kb(agent.popen.pid, "VmHWM"))  # type: ignore[union-attr]
         return store.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone() is not None
 
     hq_before = _cpu_s(aggregator.popen.pid)  # type: ignore[union-attr]
@@ -207,7 +183,7 @@ def bootstrap(workdir: Path, broker: Mosquitto, members: int = MEMBERS, beacons:
     hq_cpu = _cpu_s(aggregator.popen.pid) - hq_before  # type: ignore[union-attr]
     agent.terminate()
     aggregator.terminate()
-    return Boot(usable, built, peak, max(workers.values(), default=0), cpu_usable, cpu_built, hq_cpu)
+    return Boot(usable, built, peak, cpu_usable, cpu_built, hq_cpu)
 
 
 def sealing_floor(members: int, sample: int = 20_000) -> float:
@@ -266,11 +242,10 @@ def run() -> None:
         scale = MEMBERS / BOOT_MEMBERS
         scaled = "" if scale == 1 else f" (measured at {BOOT_MEMBERS:,}: {boot.usable:.1f} s, scaled linearly)"
         with_beacons = ", members with beacon secrets (+ two day keys each)" if BOOT_BEACONS else ""
-        with_beacons += ", sealed in a second process" if BOOT_SEAL_WORKER else ""
         print(f"bootstrap of {MEMBERS:,} members{with_beacons}: {boot.usable * scale:.1f} s to members usable "
               f"(target < 30 s){scaled}, {boot.built * scale:.1f} s to all indexes built (name search too), edge peak "
-              f"RSS {boot.peak_kb / 1024:.0f} MB (target < 150 MB) + its sealing worker {boot.worker_kb / 1024:.0f} MB; "
-              f"CPU seconds of the edge process and its worker "
+              f"RSS {boot.peak_kb / 1024:.0f} MB (target < 150 MB); "
+              f"CPU seconds of the edge process "
               f"{boot.edge_cpu_usable * scale:.1f} / {boot.edge_cpu_built * scale:.1f}, of HQ's aggregator "
               f"{boot.hq_cpu * scale:.1f}; the sealing alone on this machine now: {sealing_floor(MEMBERS):.1f} s; "
               f"load average {load:.1f} ({os.cpu_count()} CPUs)")  # fmt: skip

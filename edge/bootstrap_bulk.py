@@ -6,20 +6,22 @@ bootstrap rewrote most of their pages. Instead, while the members entity of a sn
 
 - the members' secondary indexes are dropped (their ``CREATE INDEX`` text kept in ``meta``) and created again
   when the entity ends, each by one sort;
-- fresh members' name tokens go to ``member_tokens_load``, one row per member (its tokens end to end, their
-  ranks as the code points of a string), and move to ``member_tokens`` in key order.
+- fresh members are listed in ``member_tokens_load``; their name tokens are computed afterwards, from their
+  sealed name and reading, one row per member (its tokens end to end, their ranks as the code points of a
+  string), and moved to ``member_tokens`` in key order.
 
 Each step commits with the chunk it belongs to, so a bootstrap killed midway resumes where it stood. What
 ends up stored is the same as row by row. Members the store itself writes meanwhile go straight to
 ``member_tokens`` and are listed in ``member_tokens_rewritten`` (edge/membership/vault.py): their staged
 tokens, older, are not moved; nor are an erased member's.
 
-Issue 19 §5: moving 16 million tokens (a million members) takes longer than loading the members. The agent
-finishes the bootstrap without them (``finish(defer_tokens=True)``: members, blind indexes and exact lookups
-usable, the change feed resumes) and ``build_tokens`` moves them afterwards, on its own connection: sorted
-once into a scratch database beside the replica (no lock on the replica meanwhile), then copied in key
-order a slice per transaction, so the till and the feed never wait long for the write lock. Until it is
-done, ``meta.search_tokens_pending`` is set and a name search finds only members written since.
+Issue 19 §5: computing and moving 16 million tokens (a million members) takes longer than loading the
+members. The agent finishes the bootstrap without them (``finish(defer_tokens=True)``: members, blind indexes
+and exact lookups usable, the change feed resumes) and ``build_tokens`` makes them afterwards, on its own
+connection: computed and sorted once into a scratch database beside the replica (no lock on the replica
+meanwhile), then copied in key order a slice per transaction, so the till and the feed never wait long for
+the write lock. Until it is done, ``meta.search_tokens_pending`` is set and a name search finds only members
+written since.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from tenpo.edge import keystore
+from tenpo.edge.membership import vault
 from tenpo.edge.membership.vault import TOKENS_REWRITTEN
 from tenpo.edge.outbox import get_meta, set_meta
 from tenpo.shared.filemodes import PRIVATE_FILE
@@ -41,6 +45,8 @@ DEFERRED = "snapshot_deferred_indexes"  # meta: JSON list of the CREATE INDEX st
 PENDING = "search_tokens_pending"  # meta: "1" from a deferred finish until build_tokens has moved the tokens
 SCRATCH_SUFFIX = "-tokens"  # store.db-tokens: the staged tokens in key order while build_tokens runs
 SLICE_ROWS = 200_000  # tokens copied per write transaction (a fraction of a second)
+PACKED = "member_tokens_packed"  # the staged members' tokens as computed (a temp. or scratch. table)
+FILL_MEMBERS = 5_000  # members whose tokens are computed per read of the replica
 
 
 def begin(conn: sqlite3.Connection) -> None:
@@ -63,12 +69,17 @@ STAGE = f"INSERT INTO {STAGING}(member_id, tokens, ranks) VALUES (?, ?, ?)"
 
 
 def staging(conn: sqlite3.Connection, snapshot: bool) -> bool:
-    """True while a snapshot's members are applied: fresh members' tokens go to the staging table (``packed``)."""
+    """True while a snapshot's members are applied: fresh members go to the staging table (``later``)."""
     return snapshot and _exists(conn)
 
 
+def later(member_id: str) -> tuple[str, bytes, str]:
+    """A fresh member's staging row: no tokens yet, they are computed from its sealed row when moved."""
+    return member_id, b"", ""
+
+
 def packed(member_id: str, tokens: dict[bytes, int]) -> tuple[str, bytes, str]:
-    """A member's staging row: its tokens end to end, each rank (1..255) as one character."""
+    """A member's packed tokens: end to end, each rank (1..255) as one character."""
     return member_id, b"".join(tokens), "".join(map(chr, tokens.values()))
 
 
@@ -85,29 +96,55 @@ def _create_rewritten(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS {TOKENS_REWRITTEN} (member_id TEXT PRIMARY KEY) WITHOUT ROWID")
 
 
-def _unpacked(conn: sqlite3.Connection) -> tuple[str, tuple[int]]:
-    """SELECT (token, rank, member_id) of every staged token of a member still held and not erased, in key order."""
-    most = int(conn.execute(f"SELECT coalesce(max(length(ranks)), 0) FROM {STAGING}").fetchone()[0])
+def _fill(conn: sqlite3.Connection, target: str, in_transaction: bool) -> None:
+    """Each staged member still held, not erased and not rewritten since: its packed tokens into ``target``
+    (member_id, tokens, ranks), computed from its sealed name and reading (an older agent's staged tokens as
+    they are). ``in_transaction`` False: each batch reads the replica in a transaction of its own."""
+    codec = keystore.codec(conn)
+    todo = (f"SELECT l.rowid, l.member_id, l.tokens, l.ranks, m.name, m.kana FROM {STAGING} l"
+            " JOIN members m ON m.member_id = l.member_id WHERE l.rowid > ? AND m.erased = 0"
+            f" AND l.member_id NOT IN (SELECT member_id FROM {TOKENS_REWRITTEN}) ORDER BY l.rowid LIMIT ?")  # fmt: skip
+    insert = f"INSERT INTO {target}(member_id, tokens, ranks) VALUES (?, ?, ?)"
+    after = 0
+    while True:
+        with contextlib.nullcontext() if in_transaction else _deferred(conn):
+            batch = conn.execute(todo, (after, FILL_MEMBERS)).fetchall()
+            conn.executemany(insert, [
+                (member_id, tokens, ranks) if ranks else packed(member_id, codec.name_tokens(
+                    vault.open_value(codec, name, "name", member_id), vault.open_value(codec, kana, "kana", member_id)))
+                for _rowid, member_id, tokens, ranks, name, kana in batch])  # fmt: skip
+        if len(batch) < FILL_MEMBERS:
+            return
+        after = batch[-1][0]
+
+
+def _unpacked(conn: sqlite3.Connection, source: str) -> tuple[str, tuple[int]]:
+    """SELECT (token, rank, member_id) of every token packed in ``source``, in key order."""
+    most = int(conn.execute(f"SELECT coalesce(max(length(ranks)), 0) FROM {source}").fetchone()[0])
     return (
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)"
-        f" SELECT substr(l.tokens, n.i * {TOKEN_BYTES} + 1, {TOKEN_BYTES}), unicode(substr(l.ranks, n.i + 1, 1)),"
-        f" l.member_id FROM {STAGING} l JOIN members m ON m.member_id = l.member_id JOIN n ON n.i < length(l.ranks)"
-        f" WHERE m.erased = 0 AND l.member_id NOT IN (SELECT member_id FROM {TOKENS_REWRITTEN}) ORDER BY 1, 2, 3",
+        f" SELECT substr(p.tokens, n.i * {TOKEN_BYTES} + 1, {TOKEN_BYTES}), unicode(substr(p.ranks, n.i + 1, 1)),"
+        f" p.member_id FROM {source} p JOIN n ON n.i < length(p.ranks) ORDER BY 1, 2, 3",
         (most,),
     )
 
 
 def finish(conn: sqlite3.Connection, defer_tokens: bool = False) -> None:
     """When the members entity ends (and again when the snapshot does; idempotent): the deferred indexes
-    created; the tokens moved in key order and the staging table dropped, or with ``defer_tokens`` left for
-    ``build_tokens`` (``meta.search_tokens_pending``)."""
+    created; the tokens computed, moved in key order and the staging table dropped, or with ``defer_tokens``
+    left for ``build_tokens`` (``meta.search_tokens_pending``)."""
     if _exists(conn):
         if defer_tokens:
             set_meta(conn, PENDING, "1")
         else:
             _create_rewritten(conn)
-            select, params = _unpacked(conn)
-            conn.execute(f"INSERT OR IGNORE INTO member_tokens(token, rank, member_id) {select}", params)
+            conn.execute(f"CREATE TEMP TABLE {PACKED} (member_id TEXT, tokens BLOB, ranks TEXT)")
+            try:
+                _fill(conn, f"temp.{PACKED}", in_transaction=True)
+                select, params = _unpacked(conn, f"temp.{PACKED}")
+                conn.execute(f"INSERT OR IGNORE INTO member_tokens(token, rank, member_id) {select}", params)
+            finally:
+                conn.execute(f"DROP TABLE temp.{PACKED}")
             _drop_staging(conn)
     for sql in json.loads(get_meta(conn, DEFERRED) or "[]"):
         conn.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
@@ -139,17 +176,15 @@ def build_tokens(conn: sqlite3.Connection, slice_rows: int = SLICE_ROWS) -> int:
     try:
         for pragma in ("journal_mode = OFF", "synchronous = OFF", "secure_delete = OFF", "cache_size = -256"):
             conn.execute(f"PRAGMA scratch.{pragma}")
-        # Sorted once into the scratch file: its rowids are then the tokens' key order. A deferred transaction
-        # writes the scratch file only: the replica stays open to every writer meanwhile.
-        conn.execute("BEGIN")
-        try:
+        # Computed into the scratch file a batch per read, then sorted once: its rowids are then the tokens' key
+        # order. Those transactions write the scratch file only: the replica stays open to every writer meanwhile.
+        conn.execute(f"CREATE TABLE scratch.{PACKED} (member_id TEXT, tokens BLOB, ranks TEXT)")
+        _fill(conn, f"scratch.{PACKED}", in_transaction=False)
+        with _deferred(conn):
             conn.execute("CREATE TABLE scratch.sorted (token BLOB, rank INTEGER, member_id TEXT)")
-            select, params = _unpacked(conn)
+            select, params = _unpacked(conn, f"scratch.{PACKED}")
             conn.execute(f"INSERT INTO scratch.sorted(token, rank, member_id) {select}", params)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.execute(f"DROP TABLE scratch.{PACKED}")
         total = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM scratch.sorted").fetchone()[0])
         for first in range(1, total + 1, slice_rows):
             with _immediate(conn):
@@ -194,8 +229,20 @@ def _remove(path: str) -> None:
 
 
 @contextlib.contextmanager
+def _deferred(conn: sqlite3.Connection) -> Iterator[None]:
+    with _transaction(conn, "BEGIN"):
+        yield
+
+
+@contextlib.contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
+    with _transaction(conn, "BEGIN IMMEDIATE"):
+        yield
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+    conn.execute(begin)
     try:
         yield
         conn.execute("COMMIT")

@@ -13,7 +13,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,7 +32,6 @@ from tenpo.edge.membership import feed as membership
 from tenpo.edge.membership import vault
 from tenpo.edge.outbox import get_meta, read_counter, set_counter, set_meta
 from tenpo.edge.reservations import feed as reservations  # issue 18
-from tenpo.edge.seal_worker import Pending, person_fields  # issue 19 §5: sealing on the other core
 from tenpo.shared.changes import (
     SNAPSHOT_ROWS,
     MemberErase,
@@ -171,17 +169,6 @@ def _upsert_products(conn: sqlite3.Connection, store_id: str, rows: list[Product
     )
 
 
-# issue 19 §5: the chunk being applied was sealed by the worker (edge/seal_worker.py) as it arrived
-_PRESEALED: ContextVar[Pending | None] = ContextVar("presealed", default=None)
-
-
-def snapshot_people(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
-    """A members chunk's ids and personal fields as the worker seals them: what ``_upsert_members`` seals."""
-    people = [person_fields(r.name, r.kana, r.phone, r.email, r.card_no, r.line_user_id, vault.split_custom(r.custom)[1])
-              for r in rows]  # fmt: skip
-    return [r.member_id for r in rows], people
-
-
 @rows_of(MemberUpsert)
 def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUpsert], version: int | None) -> None:
     """Personal fields are sealed on the way in (edge/membership/vault.py); an older version never wins.
@@ -197,16 +184,11 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
     fresh: list[tuple[tuple[Any, ...], str, vault.Personal]] = []  # (row's plain columns, member id, person)
     staged = bootstrap_bulk.staging(conn, snapshot=version is None)  # issue 19: a snapshot's, indexed at the end
 
-    pending = _PRESEALED.get()
-    ready = (pending.fetch() if pending is not None and pending.key_id == codec.key_id else None) or {}
-
     def flush() -> None:
         if not fresh:
             return
-        here = [(member_id, person) for _row, member_id, person in fresh if member_id not in ready]
-        # issue 19: a batch per column, here for what the worker did not seal
-        mine = dict(zip([m for m, _p in here], vault.sealed_rows(codec, [m for m, _p in here], [p for _m, p in here])))
-        sealed = [mine[member_id] if member_id in mine else ready[member_id][0] for _row, member_id, _p in fresh]
+        # issue 19: a batch per column
+        sealed = vault.sealed_rows(codec, [member_id for _row, member_id, _p in fresh], [p for _row, _m, p in fresh])
         conn.executemany(
             "INSERT INTO members(consent, custom, home_store, points_hq, points_through, version, updated_at,"
             f" beacon_secret, member_id, created_at, provisional, erased, {', '.join(vault.STORED_COLUMNS)})"
@@ -214,12 +196,10 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
             # issue 14: beacon ids (edge/ble/ids.py), never the secret
             [(*row, None, member_id, now, *values) for (row, member_id, _person), values in zip(fresh, sealed)],
         )
-        name_tokens = codec.name_tokens
-        if staged:
-            conn.executemany(bootstrap_bulk.STAGE, [
-                (member_id, *ready[member_id][1:]) if member_id not in mine
-                else bootstrap_bulk.packed(member_id, name_tokens(p.name, p.kana)) for _row, member_id, p in fresh])  # fmt: skip
+        if staged:  # issue 19 §5: their name tokens are computed after the bootstrap (bootstrap_bulk.build_tokens)
+            conn.executemany(bootstrap_bulk.STAGE, [bootstrap_bulk.later(member_id) for _row, member_id, _p in fresh])
         else:
+            name_tokens = codec.name_tokens
             conn.executemany("INSERT OR IGNORE INTO member_tokens(token, rank, member_id) VALUES (?, ?, ?)",
                              [(token, rank, member_id) for _row, member_id, p in fresh
                               for token, rank in name_tokens(p.name, p.kana).items()])  # fmt: skip
@@ -378,10 +358,9 @@ def _snapshot_durability(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk,
-                         defer_tokens: bool = False, presealed: Pending | None = None) -> SnapshotProgress:  # fmt: skip
+                         defer_tokens: bool = False) -> SnapshotProgress:
     """Apply one chunk and remember where to resume, in one transaction. ``defer_tokens``: the members'
-    name tokens are left for ``bootstrap_bulk.build_tokens`` (the agent; issue 19 §5); ``presealed``: the
-    members' sealing the worker did as the chunk arrived (edge/seal_worker.py).
+    name tokens are left for ``bootstrap_bulk.build_tokens`` (the agent; issue 19 §5).
 
     A chunk that does not start where the replica stands is stale and skipped (``stale`` set, so the
     caller does not ask again on its behalf): the snapshot of a second request the agent made while the
@@ -399,11 +378,7 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
         elif chunk.rows:
             if chunk.entity == "members":
                 bootstrap_bulk.begin(conn)
-            token = _PRESEALED.set(presealed if chunk.entity == "members" else None)
-            try:
-                handler(conn, store_id, _snapshot_rows(conn, chunk), None)
-            finally:
-                _PRESEALED.reset(token)
+            handler(conn, store_id, _snapshot_rows(conn, chunk), None)
         if chunk.entity == "members" and chunk.next_key is None:
             bootstrap_bulk.finish(conn, defer_tokens)
         set_meta(conn, "snapshot_id", chunk.snapshot_id)

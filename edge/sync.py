@@ -31,9 +31,7 @@ from tenpo.edge import db as edge_db
 from tenpo.edge.clock_skew import CLOCK_SKEW_META
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.db import schema_version, transaction
-from tenpo.edge.keystore import codec as pii_codec
 from tenpo.edge.outbox import acknowledge, backlog, get_meta, next_counter, pending, read_counter, set_meta, stream_id
-from tenpo.edge.seal_worker import Pending, SealWorker
 from tenpo.edge.sync_state import (
     MAX_BATCH_BYTES,
     Acknowledge,
@@ -69,7 +67,6 @@ from tenpo.edge.sync_state import (
     batch_body,
 )
 from tenpo.shared import crypto, hlc
-from tenpo.shared.changes import MemberUpsert
 from tenpo.shared.mqtt import connect_async, make_client
 from tenpo.shared.pki_crl import certificate_expiry
 from tenpo.shared.protocol import (
@@ -116,8 +113,6 @@ class Message:
     topic: str
     payload: bytes
     received_at: float  # wall clock as paho handed it over, before the loop's queue adds its delay
-    decoded: Any = None  # a snapshot chunk, decoded in paho's thread to be sealed as it arrives (issue 19 §5)
-    presealed: Pending | None = None
 
 
 class SyncLink:
@@ -140,8 +135,6 @@ class SyncLink:
         self._death: mqtt.MQTTMessageInfo | None = None
         self._prefetched: SnapshotRequest | None = None  # the next snapshot chunk, asked for ahead (issue 19)
         self._token_builder: threading.Thread | None = None  # a bootstrap's name tokens, moved after it (issue 19)
-        self._seal_worker: SealWorker | None = None  # a bootstrap's members sealed on the other core (issue 19 §5)
-        self._presealed: dict[int, Pending] = {}  # id(chunk) -> its sealing asked for as it arrived
         with transaction(db) as conn:
             self.stream = stream_id(conn)
             # Birth/death session number: grows across restarts and reconnects so a late Will is recognisably stale.
@@ -203,18 +196,7 @@ class SyncLink:
         client.reconnect_delay_set(min_delay=seconds, max_delay=seconds)  # type: ignore[arg-type]
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        payload = bytes(message.payload)
-        worker = self._seal_worker
-        if worker is not None and message.topic == down_topic(self.store_id, "snapshot"):
-            try:  # issue 19 §5: the worker seals this chunk while the loop writes the one before
-                chunk = feed.decode_snapshot_chunk(payload)
-            except Exception:  # the loop decodes it again and records why it is refused
-                chunk = None
-            if chunk is not None and chunk.entity == "members" and chunk.rows and isinstance(chunk.rows[0], MemberUpsert):
-                pending = worker.submit(*feed.snapshot_people(chunk.rows))
-                self._post(Message(message.topic, payload, time.time(), chunk, pending))
-                return
-        self._post(Message(message.topic, payload, time.time()))
+        self._post(Message(message.topic, bytes(message.payload), time.time()))
 
     def _post(self, item: Input | Message) -> None:
         if self._loop is not None:
@@ -249,13 +231,7 @@ class SyncLink:
         finally:
             await self._shutdown()
 
-    def _close_seal_worker(self) -> None:
-        worker, self._seal_worker = self._seal_worker, None
-        if worker is not None:
-            worker.close()
-
     async def _shutdown(self) -> None:
-        self._close_seal_worker()
         self._run(self.machine.handle(Stopping(time.monotonic())))
         if self._death is not None:
             try:
@@ -433,24 +409,14 @@ class SyncLink:
         self._publish("snapshot", self._prefetched)
 
     def _chunk(self, now: float, message: Message) -> ChunkReceived:
-        chunk = message.decoded if message.decoded is not None else feed.decode_snapshot_chunk(message.payload)
-        if message.presealed is not None:
-            self._presealed[id(chunk)] = message.presealed
-        return ChunkReceived(now, chunk)
+        return ChunkReceived(now, feed.decode_snapshot_chunk(message.payload))
 
     def _apply_chunk(self, chunk: SnapshotChunk) -> ChunkApplied:
         self._prefetch(chunk)
-        presealed = self._presealed.pop(id(chunk), None)
-        self._presealed.clear()  # a chunk the link dropped before applying it
-        if (self._seal_worker is None and "members" in (chunk.entity, chunk.next_entity) and chunk.next_key is not None
-                and self.config.section("bootstrap").get("seal_worker") is True):  # fmt: skip
-            self._seal_worker = SealWorker(pii_codec(self.db.conn))
-        progress = feed.apply_snapshot_chunk(self.db, self.store_id, chunk, defer_tokens=True, presealed=presealed)
+        progress = feed.apply_snapshot_chunk(self.db, self.store_id, chunk, defer_tokens=True)
         self.counters.snapshot_rows += 0 if progress.stale else len(chunk.rows)
         if self.on_snapshot_progress:
             self.on_snapshot_progress(chunk.progress, chunk.total)
-        if progress.done or (chunk.entity == "members" and chunk.next_key is None):
-            self._close_seal_worker()
         if progress.done:
             log.info("bootstrap finished: %d rows; change feed resumes after %d", chunk.progress, chunk.as_of)
             self._build_search_tokens()

@@ -20,7 +20,6 @@ from tenpo.edge import db as edge_db
 from tenpo.edge.config import load_config
 from tenpo.edge.keystore import codec as pii_codec
 from tenpo.edge.membership import vault
-from tenpo.edge.seal_worker import Pending, Sealed, SealWorker
 from tenpo.edge.sync import SyncLink
 from tenpo.edge.sync_state import ChunkReceived, RequestSnapshot
 from tenpo.sandbox import provision_store
@@ -51,8 +50,7 @@ def _indexes(conn: object) -> set[str]:
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'members' AND sql IS NOT NULL")}  # fmt: skip
 
 
-def _bootstrap(url: str, store: object, stop_after_member_chunks: int | None = None, defer_tokens: bool = False,
-               worker: SealWorker | None = None, answers: Sealed | None = None) -> bool:
+def _bootstrap(url: str, store: object, stop_after_member_chunks: int | None = None, defer_tokens: bool = False) -> bool:
     """Request and apply chunks as the agent does (40 rows each); False if stopped before the end."""
     central = Central(url)
     progress = feed.snapshot_progress(store)  # type: ignore[arg-type]
@@ -64,19 +62,7 @@ def _bootstrap(url: str, store: object, stop_after_member_chunks: int | None = N
                                       after_key=progress.after_key, done=done, limit=40, stream="s")  # fmt: skip
             chunk = snapshot_chunk(central, "B001", request)
             decoded = feed.decode_snapshot_chunk(encode(chunk))
-            presealed = None
-            if worker is not None and decoded.entity == "members" and decoded.rows:
-                pending = worker.submit(*feed.snapshot_people(decoded.rows))
-
-                def fetch(pending: Pending = pending) -> Sealed | None:  # what the worker answered, kept
-                    found = pending.fetch()
-                    if answers is not None:
-                        answers.update(found or {})
-                    return found
-
-                presealed = Pending(pending.key_id, fetch)
-            progress = feed.apply_snapshot_chunk(store, "B001", decoded, defer_tokens=defer_tokens,  # type: ignore[arg-type]
-                                                 presealed=presealed)  # fmt: skip
+            progress = feed.apply_snapshot_chunk(store, "B001", decoded, defer_tokens=defer_tokens)  # type: ignore[arg-type]
             done = chunk.progress
             if progress.done:
                 return True
@@ -169,45 +155,29 @@ def test_a_bootstrap_is_usable_before_its_name_tokens_are_moved_and_a_member_wri
     store.conn.close()
 
 
-def test_members_the_worker_sealed_are_stored_as_the_agent_seals_them(tmp_path: Path) -> None:
+def test_tokens_staged_by_an_older_agent_are_moved_with_those_computed_now(tmp_path: Path) -> None:
+    """An agent upgraded in the middle of a bootstrap finds some members staged with their tokens packed
+    (the agent before issue 19 §5 computed them on the way in) and the rest to compute: both end up indexed."""
     url = _central(tmp_path)
     config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
     store = edge_db.connect(config.database)
     conn = store.conn
     codec = pii_codec(conn)
-    worker = SealWorker(codec)
-    answers: Sealed = {}
-    try:
-        assert _bootstrap(url, store, worker=worker, answers=answers) is True
-    finally:
-        worker.close()
-    assert len(answers) == MEMBERS, "every member went through the worker"
-    stored = dict(conn.execute("SELECT member_id, name FROM members"))
-    assert all(stored[m] == answers[m][0][0] for m in answers), "the worker's sealed values are the ones stored"
-    for i in (0, 77, MEMBERS - 1):
-        person = vault.read_person(conn, codec, f"HQ-{i:05d}")
-        assert person is not None and (person.name, person.phone) == (f"{NAMES[i % 5]} {i}", f"+8190{10_000_000 + i:08d}")
-    assert vault.exact_ids(conn, codec, "m3@example.jp", 5) == ["HQ-00003"]
+    assert _bootstrap(url, store, stop_after_member_chunks=2) is False
+    staged = [row[0] for row in conn.execute(f"SELECT member_id FROM {bootstrap_bulk.STAGING}")]
+    assert len(staged) == 80 and conn.execute(
+        f"SELECT count(*) FROM {bootstrap_bulk.STAGING} WHERE ranks <> ''").fetchone()[0] == 0, "nothing computed yet"
+    older = staged[:40]
+    with edge_db.transaction(store):
+        for member_id in older:
+            person = vault.read_person(conn, codec, member_id)
+            assert person is not None
+            conn.execute(f"UPDATE {bootstrap_bulk.STAGING} SET tokens = ?, ranks = ? WHERE member_id = ?",
+                         bootstrap_bulk.packed(member_id, codec.name_tokens(person.name, person.kana))[1:] + (member_id,))
+    assert _bootstrap(url, store) is True
     expected = {(token, rank, f"HQ-{i:05d}") for i in range(MEMBERS)
                 for token, rank in codec.name_tokens(f"{NAMES[i % 5]} {i}", f"カイイン{i}").items()}  # fmt: skip
     assert set(conn.execute("SELECT token, rank, member_id FROM member_tokens")) == expected
-    store.conn.close()
-
-
-def test_a_worker_that_stopped_leaves_the_sealing_to_the_agent(tmp_path: Path) -> None:
-    url = _central(tmp_path)
-    config = load_config(str(provision_store(tmp_path / "boot", "B001", "mqtt://127.0.0.1:1", url)))
-    store = edge_db.connect(config.database)
-    worker = SealWorker(pii_codec(store.conn))
-    worker._process.kill()
-    worker._process.wait()
-    try:
-        assert _bootstrap(url, store, worker=worker) is True
-    finally:
-        worker.close()
-    codec = pii_codec(store.conn)
-    assert vault.exact_ids(store.conn, codec, "+819010000077", 5) == ["HQ-00077"]
-    assert sorted(vault.name_ids(store.conn, codec, "佐藤", 200)) == [f"HQ-{i:05d}" for i in range(MEMBERS) if i % 5 == 1]
     store.conn.close()
 
 
