@@ -298,8 +298,15 @@ class ChunkAccess(MemberAccess):
         self._dirty.add(member_id)
 
     def before_merge(self, member_ids: Iterable[str]) -> None:
-        self._load_members(member_ids)
-        self.finish()  # the merge reads the loser's golden row and writes the merge after the links before it
+        members = set(member_ids)
+        self._load_members(members)
+        # The merge writes after the links before it and reads the two members' golden rows: those must be
+        # current. Other members' golden records wait for the end of the chunk, computed once from their
+        # final records rather than again at every merge (the same values: nothing reads them meanwhile).
+        self._flush()
+        due = sorted(self._dirty & members)
+        self._refresh_golden(due)
+        self._dirty.difference_update(due)
 
     def merged(self, winner: str, loser: str) -> None:
         for ref in self._refs_of.pop(loser):
@@ -318,14 +325,17 @@ class ChunkAccess(MemberAccess):
         self.db.executemany(BLOCK_INSERT, self._out_blocks)
         self._out_members, self._out_sources, self._out_blocks = [], [], []
 
-    def finish(self) -> None:
-        """Write what is held back: links, review items, new members and records with their blocking keys,
-        then the due golden records."""
+    def _flush(self) -> None:
+        """Write what is held back: links, review items, new members and records with their blocking keys."""
         self.db.executemany(LINK_INSERT, self._out_links)
         self._out_links = []
         queue_possible_many(self.db, self._out_reviews, self.now)
         self._out_reviews = []
         self._write_out()
+
+    def finish(self) -> None:
+        """Write what is held back, then the due golden records."""
+        self._flush()
         self._refresh_golden(sorted(self._dirty))
         self._dirty.clear()
 

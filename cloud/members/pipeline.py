@@ -9,11 +9,13 @@ raw fields and sends back exactly what the functions return, so the outcome is t
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import queue
 from collections import deque
 from collections.abc import Iterable, Iterator
 from multiprocessing.queues import Queue
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from tenpo.cloud.identity import SourceRecord
@@ -59,8 +61,36 @@ def assessed_in_process(chunks: Iterable[list[MemberRow | Rejected]], rules: Cle
         yield list(zip(chunk, assess_chunk(_fields(chunk), rules, ignored_email_domains)))
 
 
+# How the worker pickles what it sends. The default for a slots dataclass calls fields() for every object
+# unpickled, a good part of the importer's side of the exchange; these rebuild them through their
+# constructors instead, and share the one FieldQuality of each bare status (most fields are simply valid).
+_BARE_QUALITY: dict[str, FieldQuality] = {}
+
+
+def _field_quality(status: str, raw: str | None, rule: str | None, reason: str | None) -> FieldQuality:
+    if raw is None and rule is None and reason is None:
+        bare = _BARE_QUALITY.get(status)
+        if bare is None:
+            bare = _BARE_QUALITY[status] = FieldQuality(status)
+        return bare
+    return FieldQuality(status, raw, rule, reason)
+
+
+def _reduce_quality(q: FieldQuality) -> tuple[Any, ...]:
+    return _field_quality, (q.status, q.raw, q.rule, q.reason)
+
+
+def _reduce_features(f: Features) -> tuple[Any, ...]:
+    return Features, tuple(getattr(f, name) for name in _FEATURE_FIELDS)
+
+
+_FEATURE_FIELDS = tuple(f.name for f in dataclasses.fields(Features))
+
+
 def _serve(rules: CleansingRules, ignored_email_domains: frozenset[str], inbox: Queue[Any], outbox: Queue[Any]) -> None:
     """The worker: assess chunks until told to stop; a failure goes back to be raised by the importer."""
+    ForkingPickler.register(FieldQuality, _reduce_quality)
+    ForkingPickler.register(Features, _reduce_features)
     while (rows := inbox.get()) is not None:
         try:
             outbox.put(("ok", assess_chunk(rows, rules, ignored_email_domains)))
