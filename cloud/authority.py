@@ -121,8 +121,8 @@ def is_contact_edit(store_id: str, owners: frozenset[str]) -> bool:
 
 # ---------------------------------------------------------------------------- reservations
 
-RESERVATION_ANSWERS = ("reservation.confirmed", "reservation.rejected", "reservation.ready", "reservation.picked_up",
-                       "reservation.shipped", "reservation.arrived")  # fmt: skip
+RESERVATION_ANSWERS = frozenset({"reservation.confirmed", "reservation.rejected", "reservation.ready",
+                                 "reservation.picked_up", "reservation.shipped", "reservation.arrived"})  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 One pass over a batch before it is planned (tenpo.cloud.apply). The common events (stock, sales, a
 store's own members) cost a type test each; a batch costs one indexed read of the points entries
-still waiting for their sale, a store's answer to a reservation one read of the reservation's row.
+still waiting for their sale, a batch with answers to reservations one read of their rows.
 Everything written here (held entries, alerts, counted edits) is in the batch's transaction, so a
 batch applied again after a rollback decides the same way.
 """
@@ -29,7 +29,7 @@ from tenpo.cloud.authority import (
     registered_by,
 )
 from tenpo.cloud.changes import audit
-from tenpo.cloud.channel.reservations import owner_refusal
+from tenpo.cloud.channel.reservations import OwnerCheck
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import Origin
 from tenpo.shared.events import PayloadMismatch, PointsEntry, SaleCompleted, UnknownEvent, decode_payload
@@ -132,7 +132,7 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
         waiting.setdefault(entry.ref, []).append(_Waiting(event.seq, event, entry, True, row[0]))
     settings: AuthorityConfig | None = None
     edits: int | None = None
-    holders: dict[str, str] = {}  # reservations that arrived at this store earlier in the batch
+    owned: OwnerCheck | None = None  # the reservations the batch answers, read at its first answer
     for event in events:
         kind = event.type
         if waiting:
@@ -157,7 +157,8 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
             answer = _decode(event)
             if answer is None:
                 continue
-            refusal = owner_refusal(db, store, kind, answer.reservation_id, getattr(answer, "to_store", None), holders)
+            owned = owned or OwnerCheck(db, events)
+            refusal = owned.refusal(store, kind, answer.reservation_id, getattr(answer, "to_store", None))
             if refusal is not None:
                 verdicts.refused[event.seq] = refusal
         elif kind == "member.updated":

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from tenpo.cloud.authority import HeldReservation, Refusal, judge_reservation
+from tenpo.cloud.authority import RESERVATION_ANSWERS, HeldReservation, Refusal, judge_reservation
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.channel_api import ACTIVE_STATES, FINAL_STATES, IN_TRANSIT, ReservationAnswer, StockAnswer, StoreStock
+from tenpo.shared.protocol import Event
 
 log = logging.getLogger(__name__)
 
@@ -83,24 +86,44 @@ def row(db: Central, reservation_id: str, lock: bool = False) -> dict[str, Any] 
     return None if found is None else dict(zip(COLUMNS, found))
 
 
-def held(record: dict[str, Any], holder: str | None = None) -> HeldReservation:
-    return HeldReservation(record["reservation_id"], holder or record["store_id"], record["pickup_store"],
-                           record["transfer_id"])  # fmt: skip
+def held(record: dict[str, Any]) -> HeldReservation:
+    return HeldReservation(record["reservation_id"], record["store_id"], record["pickup_store"], record["transfer_id"])
 
 
-def owner_refusal(db: Central, store_id: str, kind: str, reservation_id: str, to_store: str | None,
-                  holders: dict[str, str]) -> Refusal | None:  # fmt: skip
-    """The store authority's check (tenpo.cloud.authority_check) of a store's ``reservation.*`` answer, before
-    the batch is planned: refused, it is a dead letter naming ``reservation-owner`` and changes nothing.
-    ``holders``: reservations that arrived at a store earlier in this batch (its next answers are its own).
-    An unknown reservation passes: it may be created earlier in the batch, and :func:`move` ignores it otherwise."""
-    record = row(db, reservation_id)
-    if record is None:
-        return None
-    refusal = judge_reservation(store_id, kind, held(record, holders.get(reservation_id)), to_store)
-    if refusal is None and kind == "reservation.arrived":
-        holders[reservation_id] = store_id
-    return refusal
+class OwnerCheck:
+    """The store authority's ``reservation-owner`` check of one batch (tenpo.cloud.authority_check), before it is
+    planned: a refused answer is a dead letter naming the rule and changes nothing. HQ's rows of every
+    reservation the batch answers are read once, at its first answer. A reservation that arrived at the
+    store earlier in the batch is the store's for the rest of it. An unknown reservation passes: it may be
+    created earlier in the batch (a clerk's own hold), and :func:`move` ignores it otherwise."""
+
+    def __init__(self, db: Central, events: Sequence[Event]) -> None:
+        self._db, self._events = db, events
+        self._rows: dict[str, HeldReservation] | None = None
+
+    def refusal(self, store_id: str, kind: str, reservation_id: str, to_store: str | None) -> Refusal | None:
+        if self._rows is None:
+            self._rows = self._read()
+        found = self._rows.get(reservation_id)
+        if found is None:
+            return None
+        refusal = judge_reservation(store_id, kind, found, to_store)
+        if refusal is None and kind == "reservation.arrived":
+            self._rows[reservation_id] = replace(found, store_id=store_id)
+        return refusal
+
+    def _read(self) -> dict[str, HeldReservation]:
+        ids = sorted({str(e.payload["reservation_id"]) for e in self._events if e.type in RESERVATION_ANSWERS
+                      and isinstance(e.payload, dict) and isinstance(e.payload.get("reservation_id"), str)})  # fmt: skip
+        rows: dict[str, HeldReservation] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for rid, store, pickup, transfer in self._db.all(
+                "SELECT reservation_id, store_id, pickup_store, transfer_id FROM reservations"
+                f" WHERE reservation_id IN ({', '.join('?' for _ in chunk)})", chunk,
+            ):  # fmt: skip
+                rows[rid] = HeldReservation(rid, store, pickup, transfer)
+        return rows
 
 
 def _not_owner(record: dict[str, Any], by_store: str, kind: str, to_store: str | None = None) -> bool:
