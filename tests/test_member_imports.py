@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tenpo.cli import main
 from tenpo.cloud.db import Central
 from tenpo.cloud.members.config import load_rules
-from tenpo.cloud.members.formats import Rejected, detect_encoding, jsonl_orders, member_rows, shopify_orders
+from tenpo.cloud.members.formats import Rejected, detect_encoding, iso_utc, jsonl_orders, member_rows, shopify_orders
 from tenpo.cloud.members.imports import import_members, import_orders
 
 HEADER = "source,source_id,name,kana,email,phone,postal_code,address,birth_date,card_no,rank\n"
@@ -190,3 +190,19 @@ def test_readers_never_raise_on_garbage_lines(lines: list[str]) -> None:
         assert item is not None
     for item in shopify_orders([SHOPIFY_HEADER, *(line + "\n" for line in lines)]):
         assert isinstance(item, Rejected) or item.lines
+
+
+@pytest.mark.parametrize(("written", "stored"), [
+    ("2024-03-01T10:30:00Z", "2024-03-01T10:30:00.000000Z"),  # the common form takes a shortcut: same text
+    ("2024-03-01T19:30:00+09:00", "2024-03-01T10:30:00.000000Z"),
+    ("2024-03-01 19:30:00 +0900", "2024-03-01T10:30:00.000000Z"),
+    ("2024/03/01 19:30", "2024-03-01T10:30:00.000000Z"),  # no zone: Japan
+])  # fmt: skip
+def test_timestamps_are_stored_as_utc(written: str, stored: str) -> None:
+    assert iso_utc(written) == stored
+
+
+@pytest.mark.parametrize("written", ["2024-02-30T00:00:00Z", "2024-13-01T10:30:00Z", "2024-03-01T24:00:00Z"])
+def test_an_impossible_utc_timestamp_is_refused(written: str) -> None:
+    with pytest.raises(ValueError):
+        iso_utc(written)

@@ -134,6 +134,13 @@ def iso_utc(text: str | None) -> str | None:
     text = (text or "").strip()
     if not text:
         return None
+    if len(text) == 20 and text[10] == "T" and text[19] == "Z":  # already UTC to the second: most exports
+        try:
+            bare = datetime.fromisoformat(text[:19])
+        except ValueError:
+            bare = None
+        if bare is not None and bare.year >= 1000 and bare.isoformat() == text[:19]:  # as strftime writes it
+            return f"{text[:19]}.000000Z"
     parsed = None
     for attempt in (lambda: datetime.fromisoformat(text.replace("Z", "+00:00")),
                     lambda: datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z"),
