@@ -218,18 +218,52 @@ def test_a_merge_between_two_chunks_of_the_expiry_job(central: Central, monkeypa
     assert expiries == [(-100, "expiry:2026-02-01"), (-50, "expiry:2026-02-01")], "each point expired once"
 
 
-def test_a_rank_computed_before_a_merge_is_not_written_after_it(central: Central,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    store = Store(central)
-    register(store)
+def spend_30000_each(store: Store) -> date:
+    """30,000 yen each ten days ago: レギュラー apart, シルバー together; returns today (JST)."""
     today = loyalty.today_jst()
     day = today - timedelta(days=10)
-    for n, member_id in enumerate(PEOPLE, start=1):  # 30,000 yen each: レギュラー apart, シルバー together
+    for n, member_id in enumerate(PEOPLE, start=1):
         store.send("sale.completed", {
             "receipt_no": f"R-{n}", "kind": "sale", "refund_of": None, "member_id": member_id, "total": 30_000,
             "at": datetime(day.year, day.month, day.day, 15, tzinfo=JST).isoformat(),
             "rates": [{"rate": 10, "tax": 2727}], "stock_movements": [], "points_entries": [],
             "points_earned": 0, "points_redeemed": 0, "feed_cursor": None})  # fmt: skip
+    return today
+
+
+def assert_one_silver_member(db: Central, winner: str, loser: str) -> None:
+    assert db.one("SELECT rank, spend FROM loyalty_members WHERE member_id = ?", (winner,)) == ("シルバー", 60_000)
+    assert db.all("SELECT member_id FROM loyalty_members WHERE member_id = ?", (loser,)) == []
+    assert db.all("SELECT id FROM loyalty_rank_log WHERE member_id = ?", (loser,)) == []
+    merged_at = feed(db, "member.merge", winner)[-1][0]
+    assert [data["rank"] for seq, data in feed(db, "member.loyalty", winner) if seq > merged_at] == ["シルバー"]
+    assert [seq for seq, _ in feed(db, "member.loyalty", loser) if seq > merged_at] == []
+
+
+@pytest.mark.parametrize("winner, loser", [("S001-A", "S001-B"), ("S001-B", "S001-A")])
+def test_a_merge_asked_for_while_a_rank_chunk_is_being_written(
+        central: Central, central_url: str, monkeypatch: pytest.MonkeyPatch, winner: str, loser: str) -> None:  # fmt: skip
+    store = Store(central)
+    register(store)
+    today = spend_30000_each(store)
+    reached, release = pause_first_call(monkeypatch, loyalty, "member_entries")  # the chunk has written one rank
+    job_db, merging_db = Central(central_url, create=False), Central(central_url, create=False)
+    job, _done, job_failed = in_thread(lambda: loyalty.run_ranks(job_db, today))
+    assert reached.wait(WAIT_S)
+    merging, merge_failed = waiting_or_done(central, merging_db, lambda db: merge(db, winner, loser))
+    release.set()
+    job.join(WAIT_S)
+    merging.join(WAIT_S)
+    job_db.close()
+    assert not job_failed and not merge_failed, (job_failed, merge_failed)
+    assert_one_silver_member(central, winner, loser)
+
+
+def test_a_rank_computed_before_a_merge_is_not_written_after_it(central: Central,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    store = Store(central)
+    register(store)
+    today = spend_30000_each(store)
     ranked = LoyaltyConfig.rank_for
     merged: list[bool] = []
 
@@ -242,11 +276,7 @@ def test_a_rank_computed_before_a_merge_is_not_written_after_it(central: Central
     monkeypatch.setattr(LoyaltyConfig, "rank_for", rank_for)
     loyalty.run_ranks(central, today)
     assert merged
-    assert central.one("SELECT rank, spend FROM loyalty_members WHERE member_id = 'S001-A'") == ("シルバー", 60_000)
-    sent = feed(central, "member.loyalty", "S001-A")
-    merged_at = feed(central, "member.merge", "S001-A")[-1][0]
-    assert [data["rank"] for seq, data in sent if seq > merged_at] == ["シルバー"], "the merge's rank, sent once"
-    assert central.all("SELECT member_id FROM loyalty_members WHERE member_id = 'S001-B'") == []
+    assert_one_silver_member(central, "S001-A", "S001-B")
     monkeypatch.undo()
     assert [r.rank for r in loyalty.run_ranks(central, today, dry_run=True)] == ["シルバー"]
 
