@@ -88,7 +88,8 @@ def test_a_delivery_hq_refuses_or_cannot_trust_never_reaches_the_other_store(cen
 # ---------------------------------------------------------------------------- erasure
 
 PERSON = ("配達 太郎", "〒150-0001 東京都渋谷区神宮前9-8-7 メゾン404", "090-5555-0001")  # the delivery's name, address, phone
-SECRETS = ("配達", "神宮前9-8-7", "メゾン404", "090-5555-0001")
+MEMBER = {"member_id": "S001-m1", "name": "会員 一人", "phone": "+819077778888", "email": "kaiin@example.jp"}
+SECRETS = ("配達", "神宮前9-8-7", "メゾン404", "090-5555-0001", "会員", "9077778888", "kaiin@", "9066665555")
 
 
 def _every_row_text(central: Central) -> str:
@@ -106,7 +107,7 @@ def test_erasing_the_member_blanks_their_deliveries_everywhere_at_hq_and_keeps_t
     from tenpo.cloud.members.privacy import erase_member
 
     send(central, "S002", 1, ("stock.moved", {"sku": "TSHIRT-M", "delta": 3, "reason": "received", "ref": "r1"}))
-    send(central, "S001", 1, ("member.registered", {"member_id": "S001-m1", "name": "会員 一人"}))
+    send(central, "S001", 1, ("member.registered", MEMBER))
     name, address, phone = PERSON
     ordered = {"reservation_id": "S001-D000001", "sku": "TSHIRT-M", "qty": 1, "from_store": "S002",
                "member_id": "S001-m1", "customer": name, "address": address, "phone": phone, "clerk_id": "1001",
@@ -115,6 +116,9 @@ def test_erasing_the_member_blanks_their_deliveries_everywhere_at_hq_and_keeps_t
             "address": ADDRESS, "phone": None}  # no member: not the member's to erase
     send(central, "S001", 2, ("delivery.requested", ordered), ("delivery.requested", kept))
     send(central, "S002", 2, ("reservation.confirmed", {"reservation_id": "S001-D000001", "sku": "TSHIRT-M", "qty": 1}))
+    # The member at S002's counter corrects their phone (another store's member: the contact rule allows it).
+    send(central, "S002", 3, ("member.updated", {"member_id": "S001-m1", "phone": "+819066665555", "clerk_id": "2001",
+                                                 "member_present": True}))  # fmt: skip
     text = _every_row_text(central)
     assert all(s in text for s in SECRETS), "HQ held the person before"
 
@@ -129,6 +133,8 @@ def test_erasing_the_member_blanks_their_deliveries_everywhere_at_hq_and_keeps_t
         "他人 次郎", ADDRESS), "a delivery with no member is not the member's"  # fmt: skip
     text = _every_row_text(central)
     assert [s for s in SECRETS if s in text] == [], "no table, feed entry or stored event keeps the person"
+    records = [d for kind, _s, d in feed(central, "S001-m1") if kind == "member.upsert"]
+    assert len(records) == 2 and all((r["name"], r["phone"], r["email"]) == (None, None, None) for r in records)
     (upsert,) = [d for kind, _s, d in feed(central, "S001-D000001") if kind == "delivery.upsert"]
     assert (upsert["customer"], upsert["address"], upsert["phone"], upsert["sku"]) == ("", "", None, "TSHIRT-M")
     if central.dialect == "sqlite":  # the bytes of the file and its write-ahead log, not only the tables

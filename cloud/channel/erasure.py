@@ -84,3 +84,45 @@ def _erase_request_event(db: Central, reservation_id: str, channel: str, created
 
 def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# ---------------------------------------------------------------------------- the member's own records
+
+_PERSON_TEXT = ("name", "kana", "phone", "email", "card_no", "line_user_id", "beacon_secret")
+_PERSON_MAPS = ("consent", "custom")
+_MEMBER_EVENT_TYPES = ("member.registered", "member.updated")
+
+
+def without_person(data: dict[str, Any]) -> dict[str, Any]:
+    """A member record (feed entry or store event) with its personal values gone; ids, versions and points stay."""
+    return {key: None if key in _PERSON_TEXT else {} if key in _PERSON_MAPS else value for key, value in data.items()}
+
+
+def erase_member_history(db: Central, member_ids: Sequence[str], stores: set[str]) -> dict[str, int]:
+    """The member's name, contacts, consent and custom fields where HQ keeps them besides the golden record: the
+    feed's ``member.upsert`` entries (a store reading from an old cursor), the ``member.registered`` and
+    ``member.updated`` events of ``stores`` (the registering stores and those that edited the member), the
+    field clocks of the app's edits, the app's devices. In the caller's transaction."""
+    ids = list(member_ids)
+    marks = ", ".join("?" for _ in ids)
+    counts = {"feed_entries": 0, "events": 0}
+    entries = db.all(f"SELECT seq, data FROM changes WHERE kind = 'member.upsert' AND key IN ({marks})", ids)
+    if entries:
+        db.executemany("UPDATE changes SET data = ? WHERE seq = ?",
+                       [(json.dumps(without_person(json.loads(d)), ensure_ascii=False), s) for s, d in entries])  # fmt: skip
+    counts["feed_entries"] = len(entries)
+    editors = {str(r[0]) for r in db.all(f"SELECT DISTINCT store_id FROM authority_edits WHERE edited_id IN ({marks})",
+                                         ids)}  # fmt: skip
+    gone = set(ids)
+    for store in sorted(stores | editors):
+        rows = db.all("SELECT stream, seq, payload FROM events WHERE store_id = ? AND type IN (?, ?)",
+                      (store, *_MEMBER_EVENT_TYPES))  # fmt: skip
+        scrubbed = [(json.dumps(without_person(data), ensure_ascii=False), store, stream, seq)
+                    for stream, seq, payload in rows
+                    if (data := json.loads(payload)).get("member_id") in gone]  # fmt: skip
+        if scrubbed:
+            db.executemany("UPDATE events SET payload = ? WHERE store_id = ? AND stream = ? AND seq = ?", scrubbed)
+        counts["events"] += len(scrubbed)
+    db.execute(f"DELETE FROM member_field_clocks WHERE member_id IN ({marks})", ids)
+    db.execute(f"DELETE FROM member_devices WHERE member_id IN ({marks})", ids)
+    return counts

@@ -6,7 +6,8 @@ Erasure (APPI / GDPR right to be forgotten): the golden record is blanked and ke
 stashed rows and explanations go; orders keep their amounts and lines but lose the link to the
 person; ledger amounts stay under the member's random id, which nothing links to a person any more.
 Their reservations and home deliveries lose the name, address and phone, at HQ (rows, feed entries, stored
-events: tenpo.cloud.channel.erasure) and at the stores. Every store receives `member.erase` for the golden id
+events: tenpo.cloud.channel.erasure) and at the stores; so do the feed's member records of them and the
+stores' registration and edit events HQ stored. Every store receives `member.erase` for the golden id
 and every id merged into it. On SQLite the erasure overwrites what it deletes (secure_delete) and empties the
 write-ahead log, so the erased values are gone from the file, not only from the tables.
 """
@@ -21,8 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from tenpo.cloud.authority import id_store
 from tenpo.cloud.changes import audit
-from tenpo.cloud.channel.erasure import erase_reservations
+from tenpo.cloud.channel.erasure import erase_member_history, erase_reservations
 from tenpo.cloud.db import Central
 from tenpo.cloud.sales.history import member_sales
 from tenpo.cloud.visits.history import erase_member_visits, member_visits
@@ -196,13 +198,16 @@ def erase_member(db: Central, member_id: str, reason: str, actor: str = "operato
                    f" source_id = NULL WHERE winner IN ({marks}) OR loser IN ({marks})", [*ids, *ids])  # fmt: skip
         visits_erased = sum(erase_member_visits(db, i) for i in ids)  # where they were is personal data too
         held = erase_reservations(db, ids, now)  # a 取り置き's customer, an お取り寄せ's address
+        store_ids = [str(i) for source, i in sources if source == "store"]
+        stores = {s for s in map(id_store, [*ids, *store_ids]) if s is not None}
+        history = erase_member_history(db, [*ids, *store_ids], stores)  # the feed's and the stores' copies
         pending = Pending(events=[("member.erase", i, None, {"member_id": i, "version": 0}) for i in ids],
                           gone=set(ids))  # derived rows (loyalty) of every id go too
         publish(db, pending, now)
         db.execute("UPDATE member_erasures SET completed_at = ? WHERE id = ?", (time.time(), erasure))
         audit(db, actor, "member.erase", golden, {"reason": reason.strip(), "erasure_id": erasure, "member_ids": ids,
                                                   "sources": len(sources), "visits": visits_erased,
-                                                  "reservations": held})  # fmt: skip
+                                                  "reservations": held, "history": history})  # fmt: skip
     _empty_wal(db)
     return {"erasure_id": erasure, "member_id": golden, "member_ids": ids, "sources_erased": len(sources),
             "visits_erased": visits_erased, "reservations_erased": held["reservations"],
