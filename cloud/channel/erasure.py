@@ -9,6 +9,10 @@ stays: the SKU, quantity, stores, state, receipt and times, under the member's r
 marked ``erased_at``. The stores blank their own copies when they apply ``member.erase``
 (tenpo.edge.deliveries.erase_members). A delivery taken for a name and address alone, with no member, is
 not reached by a member's erasure.
+
+:func:`erase_member_history` does the same for the member's own records outside the golden row: the feed's
+``member.upsert`` entries, the stores' ``member.registered`` / ``member.updated`` events, the app's field
+clocks and devices.
 """
 
 from __future__ import annotations
