@@ -14,7 +14,7 @@ is written first."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tenpo.cloud.db import Central
@@ -84,8 +84,10 @@ class ChunkAccess(MemberAccess):
     """`MemberAccess` for the chunk of import rows whose records are `records`."""
 
     def __init__(self, db: Central, config: MembersConfig, now: float, records: Sequence[SourceRecord],
-                 seen: ChunkCache | None = None) -> None:  # fmt: skip
+                 seen: ChunkCache | None = None, quality_text: Mapping[RecordKey, str] | None = None) -> None:  # fmt: skip
+        """`quality_text`: quality_json of the records' field quality, when the import has it already."""
         super().__init__(db, config, now)
+        self._quality_text = quality_text or {}
         self._limit = config.match.max_block_size
         seen = seen if seen is not None else ChunkCache()
         self._rows = seen.rows
@@ -268,7 +270,8 @@ class ChunkAccess(MemberAccess):
 
     def save_source(self, record: SourceRecord, member_id: str, raw_hash: str, prefecture: str | None,
                     existing: SourceRow | None) -> None:  # fmt: skip
-        values = source_values(record, raw_hash, prefecture)
+        own = record is self._records.get(record.key)
+        values = source_values(record, raw_hash, prefecture, self._quality_text.get(record.key) if own else None)
         if existing is None:
             ref = self._free_refs.pop()
             self._out_sources.append((ref, record.source, record.source_id, member_id, *values, self.now, self.now))

@@ -182,7 +182,9 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
             cleansed = [_cleanse(item, assessment, now, config.match.ignored_email_domains) for item, assessment in chunk]
             seen.revalidate(db)
             db.before_commit(seen.mark)
-            tables = ChunkAccess(db, config, now, [c.record for c in cleansed if isinstance(c, Cleansed)], seen)
+            rows = [c for c in cleansed if isinstance(c, Cleansed)]
+            tables = ChunkAccess(db, config, now, [c.record for c in rows], seen,
+                                 quality_text={c.record.key: c.quality_text for c in rows})  # fmt: skip
             outcomes = [c if isinstance(c, RowOutcome) else _attach_row(db, c, config, now, pending, tables)
                         for c in cleansed]  # fmt: skip
             tables.finish()
@@ -208,6 +210,7 @@ class Cleansed:
     quality: dict[str, FieldQuality]
     prefecture: str | None
     raw_hash: str  # the row's fingerprint (store.row_hash)
+    quality_text: str  # store.quality_json(quality)
 
 
 def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: float,
@@ -217,15 +220,13 @@ def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: flo
     if isinstance(item, Rejected):
         return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
     assert assessment is not None
-    clean, quality, raw_hash, features = assessment
-    quality.update({column: FieldQuality(FLAGGED, item.raw.get(column), reason=reason)
-                    for column, reason in item.flagged.items()})  # fmt: skip
+    clean, quality, raw_hash, features, quality_text = assessment
     prefecture = clean.pop("prefecture", None)
     record = SourceRecord.from_clean({**clean, "source": item.source, "source_id": item.source_id,
                                       "verified": item.verified, "custom": item.custom,
                                       "updated_at": item.updated_at or iso_utc(now)}, quality)  # fmt: skip
     prime_features(record, ignored_email_domains, features)  # for matching it, in this chunk
-    return Cleansed(item, record, quality, prefecture, raw_hash)
+    return Cleansed(item, record, quality, prefecture, raw_hash, quality_text)
 
 
 def _attach_row(db: Central, row: Cleansed, config: MembersConfig, now: float, pending: Pending,

@@ -20,15 +20,17 @@ from typing import Any
 
 from tenpo.cloud.identity import SourceRecord
 from tenpo.cloud.identity.compare import Features, compute_features
-from tenpo.shared.cleansing import MEMBER_FIELDS, CleansingRules, FieldQuality, assess_member_record
+from tenpo.shared.cleansing import FLAGGED, MEMBER_FIELDS, CleansingRules, FieldQuality, assess_member_record
 
 from .formats import MemberRow, Rejected
-from .store import row_hash
+from .store import quality_json, row_hash
 
-# assess_member_record's (clean values, field quality), the row's fingerprint (store.row_hash) and the
-# matching features of its record (compute_features, handed to `features` by the importer)
-Assessment = tuple[dict[str, object], dict[str, FieldQuality], str, Features]
-Raw = tuple[dict[str, str], dict[str, str], frozenset[str]]  # a row's member fields, the row as read, verified
+# assess_member_record's (clean values, field quality with the columns flagged while reading), the row's
+# fingerprint (store.row_hash), the matching features of its record (compute_features, handed to `features`
+# by the importer) and its field quality as stored (store.quality_json)
+Assessment = tuple[dict[str, object], dict[str, FieldQuality], str, Features, str]
+# a row's member fields, the row as read, its verified fields and its columns flagged while reading
+Raw = tuple[dict[str, str], dict[str, str], frozenset[str], dict[str, str]]
 AssessedChunk = list[tuple[MemberRow | Rejected, Assessment | None]]
 
 # Chunks sent ahead of the one being resolved: one keeps the worker busy, a second hides a slow chunk.
@@ -44,15 +46,17 @@ def assess_chunk(rows: list[Raw | None], rules: CleansingRules, ignored_email_do
 
 
 def _assess(row: Raw, rules: CleansingRules, ignored_email_domains: frozenset[str]) -> Assessment:
-    fields, raw, verified = row
+    fields, raw, verified, flagged = row
     clean, quality = assess_member_record(fields, rules)
+    quality.update({column: FieldQuality(FLAGGED, raw.get(column), reason=reason) for column, reason in flagged.items()})
     # Only the member fields and `verified` make features: the importer's record has the same ones.
     record = SourceRecord("", "", **{name: clean.get(name) for name in MEMBER_FIELDS}, verified=verified)  # type: ignore[arg-type]
-    return clean, quality, row_hash(raw), compute_features(record, ignored_email_domains)
+    return clean, quality, row_hash(raw), compute_features(record, ignored_email_domains), quality_json(quality)
 
 
 def _fields(chunk: list[MemberRow | Rejected]) -> list[Raw | None]:
-    return [(item.fields, item.raw, item.verified) if isinstance(item, MemberRow) else None for item in chunk]
+    return [(item.fields, item.raw, item.verified, item.flagged) if isinstance(item, MemberRow) else None
+            for item in chunk]  # fmt: skip
 
 
 def assessed_in_process(chunks: Iterable[list[MemberRow | Rejected]], rules: CleansingRules,

@@ -117,11 +117,13 @@ def member_sources(db: Central, member_id: str, with_quality: bool = False) -> l
     return [_matching_row(r) for r in rows]
 
 
-def source_values(record: SourceRecord, raw_hash: str, prefecture: str | None) -> tuple[Any, ...]:
-    """A record's columns from `name` to `field_quality`, in SOURCE_COLUMNS order."""
+def source_values(record: SourceRecord, raw_hash: str, prefecture: str | None,
+                  quality_text: str | None = None) -> tuple[Any, ...]:  # fmt: skip
+    """A record's columns from `name` to `field_quality`, in SOURCE_COLUMNS order (`quality_text`: the
+    record's quality_json when already made)."""
     return (*(getattr(record, name) for name in MEMBER_FIELDS), prefecture,
             json.dumps(sorted(record.verified)), SORTED_JSON(dict(record.custom)),
-            raw_hash, record.updated_at, quality_json(record.quality))  # fmt: skip
+            raw_hash, record.updated_at, quality_text if quality_text is not None else quality_json(record.quality))  # fmt: skip
 
 
 def matching_row(ref: int, record: SourceRecord, member_id: str, values: tuple[Any, ...]) -> SourceRow:
