@@ -65,17 +65,22 @@ def begin(conn: sqlite3.Connection) -> None:
         conn.execute(f'DROP INDEX "{name}"')
 
 
-STAGE = f"INSERT INTO {STAGING}(member_id, tokens, ranks) VALUES (?, ?, ?)"
-
-
 def staging(conn: sqlite3.Connection, snapshot: bool) -> bool:
-    """True while a snapshot's members are applied: fresh members go to the staging table (``later``)."""
+    """True while a snapshot's members are applied: fresh members go to the staging table (``stage_inserted``)."""
     return snapshot and _exists(conn)
 
 
-def later(member_id: str) -> tuple[str, bytes, str]:
-    """A fresh member's staging row: no tokens yet, they are computed from its sealed row when moved."""
-    return member_id, b"", ""
+def last_rowid(conn: sqlite3.Connection) -> int:
+    """The members' highest rowid: the rows inserted after this get higher ones (SQLite takes the highest
+    plus one while that is below 2**63 - 1, which a members table never reaches)."""
+    return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM members").fetchone()[0])
+
+
+def stage_inserted(conn: sqlite3.Connection, after_rowid: int) -> None:
+    """The members inserted since ``last_rowid`` said ``after_rowid``, staged without tokens: they are
+    computed from their sealed name and reading when moved. One statement, no row crosses into Python."""
+    conn.execute(f"INSERT INTO {STAGING}(member_id, tokens, ranks) SELECT member_id, x'', '' FROM members"
+                 " WHERE rowid > ?", (after_rowid,))  # fmt: skip
 
 
 def packed(member_id: str, tokens: dict[bytes, int]) -> tuple[str, bytes, str]:

@@ -189,6 +189,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
             return
         # issue 19: a batch per column
         sealed = vault.sealed_rows(codec, [member_id for _row, member_id, _p in fresh], [p for _row, _m, p in fresh])
+        last = bootstrap_bulk.last_rowid(conn) if staged else 0
         conn.executemany(
             "INSERT INTO members(consent, custom, home_store, points_hq, points_through, version, updated_at,"
             f" beacon_secret, member_id, created_at, provisional, erased, {', '.join(vault.STORED_COLUMNS)})"
@@ -197,7 +198,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
             [(*row, None, member_id, now, *values) for (row, member_id, _person), values in zip(fresh, sealed)],
         )
         if staged:  # issue 19 §5: their name tokens are computed after the bootstrap (bootstrap_bulk.build_tokens)
-            conn.executemany(bootstrap_bulk.STAGE, [bootstrap_bulk.later(member_id) for _row, member_id, _p in fresh])
+            bootstrap_bulk.stage_inserted(conn, last)
         else:
             name_tokens = codec.name_tokens
             conn.executemany("INSERT OR IGNORE INTO member_tokens(token, rank, member_id) VALUES (?, ?, ?)",

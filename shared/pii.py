@@ -124,6 +124,7 @@ class Codec:
     _outer: hashlib._Hash = field(init=False, repr=False, compare=False)
     _token: Callable[[str], bytes] = field(init=False, repr=False, compare=False)
     _run: Callable[[str], tuple[bytes, ...]] = field(init=False, repr=False, compare=False)
+    _phone4: Callable[[str], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.dek) != KEY_BYTES:
@@ -134,6 +135,8 @@ class Codec:
         object.__setattr__(self, "_outer", hashlib.sha256(bytes(b ^ 0x5C for b in index_key)))
         object.__setattr__(self, "_token", functools.lru_cache(maxsize=TOKEN_CACHE)(self._compute_token))
         object.__setattr__(self, "_run", functools.lru_cache(maxsize=TOKEN_CACHE // 4)(self._compute_run))
+        # A phone's last four digits take 10,000 values: each one's index is computed once (issue 19 §5).
+        object.__setattr__(self, "_phone4", functools.lru_cache(maxsize=10_000)(functools.partial(self.blind, "phone4")))
 
     @property
     def key_id(self) -> str:
@@ -195,7 +198,7 @@ class Codec:
             digits = e164[1:]  # E.164, as stored: the common case without a loop
         else:
             digits = "".join(ch for ch in e164 or "" if ch.isdigit())
-        return self.blind("phone4", digits[-4:]) if len(digits) >= 4 else None
+        return self._phone4(digits[-4:]) if len(digits) >= 4 else None
 
     def email_index(self, email: str | None) -> bytes | None:
         return self.blind("email", email.casefold()) if email else None
