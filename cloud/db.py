@@ -103,7 +103,7 @@ class Central(BeforeCommit):
             with self.conn.cursor() as cur:
                 cur.executemany(self.sql(text), rows)
             return
-        copy = _copy_statement(multi)
+        copy = None if self.conn.pgconn.pipeline_status else _copy_statement(multi)  # no COPY in a pipeline
         if copy is not None:  # a plain INSERT: COPY is parsed and planned once, not once per row or chunk
             with self.conn.cursor() as cur, cur.copy(copy) as stream:
                 for row in rows:
