@@ -16,7 +16,7 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from tenpo.cloud.beacons import keys_change, note_issued
+from tenpo.cloud.beacons import day_keys_at, keys_change, note_issued
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import ChangeTuple
@@ -36,6 +36,7 @@ def refresh_beacon_keys(db: Central, now: float, *, batch: int = 1000) -> int:
     """Send today's and tomorrow's keys to every member not yet given tomorrow's; how many members."""
     due = window_of(day_start(next_day(jst_day(now))) + DAY_S - 1)
     sent, after = 0, ""
+    keys_of = day_keys_at(now)
     while True:
         with db.transaction():
             found = db.all(
@@ -44,7 +45,7 @@ def refresh_beacon_keys(db: Central, now: float, *, batch: int = 1000) -> int:
                 " AND (b.until_window IS NULL OR b.until_window < ?) ORDER BY m.member_id LIMIT ?",
                 (after, due, batch),
             )
-            changes: list[ChangeTuple] = [c for m, s in found if (c := keys_change(m, s, now)) is not None]
+            changes: list[ChangeTuple] = [c for m, s in found if (c := keys_change(m, s, now, keys_of)) is not None]
             record_changes(db, changes, now)
             note_issued(db, changes)
         sent += len(changes)

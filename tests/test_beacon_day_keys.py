@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from tenpo.cloud.beacons import day_keys_at, keys_change, last_window
 from tenpo.shared.beacon_id import (
     app_rotating_id,
     app_rotating_id_at,
@@ -88,3 +89,19 @@ def test_a_malformed_day_is_refused(bad: str) -> None:
 def test_a_malformed_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         day_key(b"short", "20261130")
+
+
+def test_hq_feed_keys_for_many_members_are_the_day_keys_of_each() -> None:
+    """HQ works the days out once per feed write (tenpo.cloud.beacons.day_keys_at): the same keys, the
+    same refusal of a malformed secret, and the pair moves at midnight JST, not UTC."""
+    midnight = datetime(2026, 12, 31, 0, 0, tzinfo=JST).timestamp()
+    for now in (midnight - 1, midnight, midnight + 9 * 3600, datetime(2028, 2, 28, 12, tzinfo=JST).timestamp()):
+        keys_of = day_keys_at(now)
+        for secret in (SECRET, bytes(16), b"\x07" * 32):
+            assert keys_of(secret) == day_keys(secret, now)
+            change = keys_change("G1", secret.hex(), now, keys_of)
+            assert change is not None and change == keys_change("G1", secret.hex(), now)
+            assert last_window(change) == window_of(day_start(next_day(jst_day(now))) + 86399)
+        with pytest.raises(ValueError):
+            keys_of(b"short")
+        assert keys_change("G1", b"short".hex(), now, keys_of) is None
