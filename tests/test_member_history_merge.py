@@ -154,6 +154,16 @@ def test_history_arriving_under_the_old_id_joins_the_golden_member_and_leaves_wi
     assert balance(hq, golden) == 30 and balance(hq, "S001-b2") == 22
 
 
+def test_a_member_table_added_or_altered_between_merges_is_moved_by_the_next(hq: Central) -> None:
+    # An import merges thousands of times: what member_tables found is kept until the schema changes.
+    before = {t.name: t.key for t in member_tables(hq)}
+    hq.execute("CREATE TABLE gift_cards (card_id TEXT PRIMARY KEY, member_id TEXT)")
+    hq.execute("CREATE TABLE wish_lists (list_id TEXT PRIMARY KEY, note TEXT)")
+    assert {t.name: t.key for t in member_tables(hq)} == {**before, "gift_cards": ("card_id",)}
+    hq.execute("ALTER TABLE wish_lists ADD COLUMN member_id TEXT")
+    assert {t.name: t.key for t in member_tables(hq)} == {**before, "gift_cards": ("card_id",), "wish_lists": ("list_id",)}
+
+
 def test_tables_found_in_the_schema_move_by_primary_key_and_keyless_ones_are_skipped(hq: Central, caplog) -> None:
     # Tables another area might add: a composite primary key, and one without any key.
     hq.execute("CREATE TABLE loyalty_stamps (store_id TEXT NOT NULL, card_no INTEGER NOT NULL, member_id TEXT,"

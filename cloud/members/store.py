@@ -327,9 +327,25 @@ def member_tables(db: Central) -> list[MemberTable]:
     return tables
 
 
+# Tables found per schema text: an import merges thousands of times, each reading every table's columns.
+_SQLITE_TABLES_BY_SCHEMA: dict[tuple[tuple[str, str], ...], dict[str, tuple[str, ...]]] = {}
+
+
 def _sqlite_member_tables(db: Central) -> dict[str, tuple[str, ...]]:
+    # The CREATE TABLE texts decide the answer (SQLite rewrites them on ALTER TABLE): read again when they differ.
+    schema = tuple((str(name), str(sql)) for name, sql in db.all(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"))  # fmt: skip
+    found = _SQLITE_TABLES_BY_SCHEMA.get(schema)
+    if found is None:
+        if len(_SQLITE_TABLES_BY_SCHEMA) >= 8:
+            _SQLITE_TABLES_BY_SCHEMA.clear()
+        found = _SQLITE_TABLES_BY_SCHEMA[schema] = _read_sqlite_member_tables(db, [name for name, _ in schema])
+    return found
+
+
+def _read_sqlite_member_tables(db: Central, names: list[str]) -> dict[str, tuple[str, ...]]:
     found = {}
-    for (name,) in db.all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
+    for name in names:
         columns = db.all(f"PRAGMA table_info({_quote(name)})")  # cid, name, type, notnull, default, pk position
         if any(c[1] == "member_id" for c in columns):
             found[name] = tuple(c[1] for c in sorted((c for c in columns if c[5]), key=lambda c: c[5]))
