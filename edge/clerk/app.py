@@ -36,7 +36,7 @@ from tenpo.edge.clerk.panels import ArrivalsPanel, HomePanel
 from tenpo.edge.clerk.stock import StockPanel
 from tenpo.edge.clerk.till import CheckoutPanel
 from tenpo.edge.clerk.values import LinkStatus
-from tenpo.edge.clerk.view import Panel, in_thread
+from tenpo.edge.clerk.view import Panel, if_answered, in_thread, run_async
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS, MAX_WORD_CHARS  # issue 14: inputs bounded
 from tenpo.shared.terminal import safe_text
 
@@ -144,7 +144,7 @@ class SignInScreen(Screen[None]):
 
     @on(Input.Submitted, "#pin")
     def _submit(self) -> None:
-        self.run_worker(self._sign_in, exclusive=True, group="sign-in")
+        run_async(self, self._sign_in, exclusive=True, group="sign-in")
 
     async def _sign_in(self) -> None:
         clerk_id = self.query_one("#clerk-id", Input).value
@@ -189,7 +189,7 @@ class MainScreen(Screen[None]):
         self.show_status()
         self.set_interval(WATCH_INTERVAL_S, self._watch)
         self.panel("home").reload()
-        self.run_worker(self._refresh_link, group="link")
+        run_async(self, self._refresh_link, group="link")
 
     def show_status(self) -> None:
         self.clerk_app.paint_status()
@@ -222,7 +222,7 @@ class MainScreen(Screen[None]):
     def _watch(self) -> None:
         if not self._watching:  # a slow disk must not pile up checks
             self._watching = True
-            self.run_worker(self._check, exclusive=True, group="watch")
+            run_async(self, self._check, exclusive=True, group="watch")
 
     async def _check(self) -> None:
         try:
@@ -281,7 +281,7 @@ class ClerkApp(App[None]):
             self.exit()
             return
         self.push_screen(ConfirmScreen("終了 · quit the till?", "A basket is open: quitting drops it (nothing is sold).",
-                                       "Enter quit"), lambda yes: yes and self.exit())  # fmt: skip
+                                       "Enter quit"), if_answered(lambda yes: self.exit()))  # fmt: skip
 
     def action_support_screenshot(self) -> None:
         """F12: the screen as SVG under the store's data folder, readable by the store account only."""
@@ -370,7 +370,7 @@ class ClerkApp(App[None]):
         self.push_screen(ConfirmScreen("会員 · attach to the open basket?",
                                        f"{len(checkout.codes)} scan(s) in the basket: attach this member to it (Enter), "
                                        "or Esc to leave the basket as it is.", "Enter attach"),
-                         lambda yes: yes and checkout.attach(member_id))  # fmt: skip
+                         if_answered(lambda yes: checkout.attach(member_id)))  # fmt: skip
 
     def on_unmount(self) -> None:
         self.data.close()

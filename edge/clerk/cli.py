@@ -18,7 +18,7 @@ from tenpo.edge.config import load_config
 from tenpo.edge.db import must_exist
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Top-level `tenpo clerk`: the clerk terminal on this store's database."""
     clerk = with_config(subparsers.add_parser(
         "clerk", help="the clerk terminal (members, checkout, stock, dock, arrivals)",
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clerk.set_defaults(func=cmd_terminal)
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`tenpo edge clerk ...`: clerk accounts."""
     clerk = commands.add_parser("clerk", help="clerk accounts for the clerk terminal")
     clerk_commands = clerk.add_subparsers(dest="clerk_command", metavar="COMMAND")

@@ -23,6 +23,7 @@ from tenpo.edge.checkout import store as checkout_store
 from tenpo.edge.checkout.engine import checkout
 from tenpo.edge.checkout.model import Payment, SaleRequest, Scan
 from tenpo.edge.checkout.returns import parse_returned_line, returned_lines
+from tenpo.edge.checkout.tags import gtin_from_epc
 from tenpo.edge.clerk import accounts, approvals, records, refunds
 from tenpo.edge.clerk.approvals import Approval
 from tenpo.edge.clerk.values import (
@@ -201,7 +202,7 @@ class ClerkData:
         os.chmod(target, 0o600)  # personal data: readable by the store account only
         return target
 
-    def register_member(self, fields: dict[str, str]) -> str:
+    def register_member(self, fields: dict[str, str | None]) -> str:
         return self._locked(replica.register_member, self.db, self.config.store_id, **fields)
 
     # ------------------------------------------------------------------ stock
@@ -370,7 +371,7 @@ class ClerkData:
                 request = SaleRequest("preview", self._now(), scans, member=member,
                                       redeem_points=redeem, payments=(Payment("cash", 10**12),))  # fmt: skip
                 sale = checkout(request, checkout_store.ReplicaProducts(conn), checkout_store.checkout_rules(self.config),
-                                gtin_from_epc=checkout_store.gtin_from_epc,
+                                gtin_from_epc=gtin_from_epc,
                                 sold_serials=checkout_store.SoldSerials(conn))  # fmt: skip
             except UserError as exc:
                 # Say who, not which internal id: "member 佐藤 花子 has 1,200 points, cannot redeem 3,500".

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, ProgressBar, Static
 from tenpo.edge.clerk.accounts import Clerk
 from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.values import DockView
-from tenpo.edge.clerk.view import Panel, fit, in_thread, right, selected_key, sync_table
+from tenpo.edge.clerk.view import Panel, fit, in_thread, right, run_async, selected_key, sync_table
 from tenpo.shared.errors import UserError
 from tenpo.shared.terminal import safe_text
 
@@ -64,12 +64,12 @@ class DockPanel(Panel):
         yield Static("", id="dock-progress-label", classes="muted")
         yield ProgressBar(id="dock-progress", show_eta=False)
         yield Static("", id="dock-summary")
-        inspections: DataTable = DataTable(id="dock-list", cursor_type="row")
+        inspections: DataTable[Any] = DataTable(id="dock-list", cursor_type="row")
         for key, label in (("id", "inspection"), ("shipment", "shipment"), ("status", "status"), ("units", "recv/exp"),
                            ("diff", "missing/unexp/wrong")):  # fmt: skip
             inspections.add_column(label, key=key)
         yield inspections
-        gtins: DataTable = DataTable(id="dock-gtins", cursor_type="none")
+        gtins: DataTable[Any] = DataTable(id="dock-gtins", cursor_type="none")
         for key, label in (("gtin", "GTIN"), ("name", "品名"), ("exp", "expected"), ("recv", "received"), ("diff", "±")):
             gtins.add_column(label, key=key)
         yield gtins
@@ -177,7 +177,7 @@ class DockPanel(Panel):
             self._decide(record.inspection_id, False, None)
 
     def _decide(self, inspection_id: str, accept: bool, approver: Clerk | None) -> None:
-        self.run_worker(partial(self._decision, inspection_id, accept, approver), exclusive=True, group="dock-decide")
+        run_async(self, partial(self._decision, inspection_id, accept, approver), exclusive=True, group="dock-decide")
 
     async def _decision(self, inspection_id: str, accept: bool, approver: Clerk | None) -> None:
         clerk = self.clerk_app.clerk

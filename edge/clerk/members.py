@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from tenpo.edge.clerk.accounts import Clerk
 from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.values import Profile
-from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, sync_table, yen
+from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, run_async, sync_table, yen
 from tenpo.edge.membership.edits import update_member  # issue 18 (H9)
 from tenpo.edge.membership.rules import current_rules
 from tenpo.shared.errors import UserError
@@ -45,7 +45,7 @@ class MembersPanel(Panel):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="card, phone, e-mail, name or kana (読み)", id="member-query", compact=True,
                     max_length=MAX_FIELD_CHARS)  # fmt: skip
-        table: DataTable = DataTable(id="member-results", cursor_type="row")
+        table: DataTable[Any] = DataTable(id="member-results", cursor_type="row")
         table.add_column("名前 name", key="name")
         table.add_column("読み kana", key="kana")
         table.add_column("card", key="card")
@@ -84,7 +84,7 @@ class MembersPanel(Panel):
     def show_registered(self, member_id: str) -> None:
         """After a registration: the search box holds what finds the new member (cursor at the end, ready
         for the next search), and the results show that member."""
-        self.run_worker(partial(self._show_registered, member_id), exclusive=True, group="registered")
+        run_async(self, partial(self._show_registered, member_id), exclusive=True, group="registered")
 
     async def _show_registered(self, member_id: str) -> None:
         found = await in_thread(self.clerk_app.data.search_members, member_id)
@@ -179,7 +179,7 @@ class ProfileScreen(Screen[None]):
         purchases = self.query_one("#purchases", DataTable)
         for label in ("when", "receipt", "total"):
             purchases.add_column(label, key=label)
-        self.run_worker(self._open, exclusive=True, group="profile")
+        run_async(self, self._open, exclusive=True, group="profile")
 
     async def _open(self) -> None:
         clerk = self.clerk_app.clerk
@@ -223,13 +223,15 @@ class ProfileScreen(Screen[None]):
         def done(saved: bool | None) -> None:
             if saved:
                 self.app.notify("saved here and sent to HQ; the newest edit of each field wins")
-                self.run_worker(self._open, exclusive=True, group="profile")
+                run_async(self, self._open, exclusive=True, group="profile")
 
         self.app.push_screen(FormScreen(f"会員情報の変更 · edit {member_id} (the member is here)", form, submit), done)
 
     def action_export(self) -> None:
-        with_manager(self.clerk_app, "export of this member's data",
-                     lambda approver: self.run_worker(partial(self._export, approver), exclusive=True, group="export"))
+        def export(approver: Clerk | None) -> None:
+            run_async(self, partial(self._export, approver), exclusive=True, group="export")
+
+        with_manager(self.clerk_app, "export of this member's data", export)
 
     async def _export(self, approver: Clerk | None) -> None:
         clerk = self.clerk_app.clerk

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -10,8 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from tenpo.edge.clerk.data import ArrivalLine, HomeStatus, format_age
+from tenpo.edge.clerk.data import format_age
 from tenpo.edge.clerk.members import ProfileScreen
+from tenpo.edge.clerk.values import ArrivalLine, HomeStatus
 from tenpo.edge.clerk.view import (
     Panel,
     clock_time,
@@ -80,7 +81,7 @@ class ArrivalsPanel(AppPanel):
     ]
 
     def compose(self) -> ComposeResult:
-        table: DataTable = DataTable(id="arrivals-table", cursor_type="row")
+        table: DataTable[Any] = DataTable(id="arrivals-table", cursor_type="row")
         for key, label in (("at", "来店"), ("name", "お名前 (読み)"), ("tier", "tier"), ("points", "points"),
                            ("last", "last purchase"), ("here", "")):  # fmt: skip
             table.add_column(label, key=key)

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tenpo.edge.clerk.view import in_thread, yen
+from tenpo.edge.clerk.view import in_thread, run_async, yen
 from tenpo.edge.printer.receipt import print_receipt
 from tenpo.shared.errors import UserError
 from tenpo.shared.ids import id_file
@@ -60,7 +60,7 @@ class ReceiptScreen(ModalScreen[None]):
         self.dismiss(None)
 
     def action_save(self) -> None:
-        self.run_worker(self._save, exclusive=True, group="receipt")
+        run_async(self, self._save, exclusive=True, group="receipt")
 
     async def _save(self) -> None:
         try:

@@ -4,7 +4,7 @@ from the store's list, see and confirm the amount, then a manager approves on th
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -18,7 +18,18 @@ from tenpo.edge.clerk.accounts import Clerk
 from tenpo.edge.clerk.dialogs import ConfirmScreen, with_manager
 from tenpo.edge.clerk.receipt_view import ReceiptScreen
 from tenpo.edge.clerk.refunds import RefundableReceipt, refund_reasons
-from tenpo.edge.clerk.view import Field, FormScreen, fit, in_thread, right, selected_key, sync_table, yen
+from tenpo.edge.clerk.view import (
+    Field,
+    FormScreen,
+    fit,
+    if_answered,
+    in_thread,
+    right,
+    run_async,
+    selected_key,
+    sync_table,
+    yen,
+)
 from tenpo.shared.errors import UserError
 
 if TYPE_CHECKING:
@@ -65,7 +76,7 @@ class RefundScreen(ModalScreen[None]):
         with Vertical(classes="dialog", id="refund-dialog"):
             yield Static(f"返品 · {sale.receipt_no} · {sale.at:%m-%d %H:%M} · total {yen(sale.total)}",
                          classes="dialog-title")  # fmt: skip
-            table: DataTable = DataTable(id="refund-lines", cursor_type="row")
+            table: DataTable[Any] = DataTable(id="refund-lines", cursor_type="row")
             for key, label in (("no", "#"), ("name", "品名"), ("sold", "sold"), ("left", "left"), ("back", "返品"),
                                ("unit", "unit")):  # fmt: skip
                 table.add_column(label, key=key)
@@ -121,7 +132,7 @@ class RefundScreen(ModalScreen[None]):
         self.amount = None
         self._paint()
         if self.picked:
-            self.run_worker(self._price, exclusive=True, group="refund-price")
+            run_async(self, self._price, exclusive=True, group="refund-price")
 
     async def _price(self) -> None:
         picked = dict(self.picked)
@@ -153,15 +164,16 @@ class RefundScreen(ModalScreen[None]):
             self.app.notify("choose a reason (Tab, ↑↓, Enter)", severity="warning")
             self.query_one("#refund-reason", OptionList).focus()
             return
+        amount = self.amount
         lines = ", ".join(f"#{n}×{q}" for n, q in sorted(self.picked.items()))
-        body = Text.assemble(("返金 ", "bold"), (yen(-self.amount), "bold"), f" for {self.receipt.sale.receipt_no}\n"
+        body = Text.assemble(("返金 ", "bold"), (yen(-amount), "bold"), f" for {self.receipt.sale.receipt_no}\n"
                              f"lines {lines}\nreason: {reason}")  # fmt: skip
         self.app.push_screen(ConfirmScreen("返品の確認 · confirm the refund", body, "Enter refund"),
-                             lambda yes: yes and with_manager(self.clerk_app, f"refund {yen(-self.amount or 0)}",
-                                                              lambda approver: self._commit(reason, approver)))  # fmt: skip
+                             if_answered(lambda yes: with_manager(self.clerk_app, f"refund {yen(-amount)}",
+                                                                  lambda approver: self._commit(reason, approver))))  # fmt: skip
 
     def _commit(self, reason: str, approver: Clerk | None) -> None:
-        self.run_worker(partial(self._refund, reason, approver), exclusive=True, group="refund")
+        run_async(self, partial(self._refund, reason, approver), exclusive=True, group="refund")
 
     async def _refund(self, reason: str, approver: Clerk | None) -> None:
         app = self.clerk_app

@@ -3,7 +3,7 @@ and the list of holds asked for; stock adjustment with a manager's approval on t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import events, on
@@ -15,7 +15,19 @@ from textual.widgets import DataTable, Footer, Input, Static
 from tenpo.edge.clerk.accounts import Clerk
 from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.values import Reservation, StockLine
-from tenpo.edge.clerk.view import Field, FormScreen, Panel, day_time, fit, in_thread, right, selected_key, sync_table
+from tenpo.edge.clerk.view import (
+    Field,
+    FormScreen,
+    Panel,
+    day_time,
+    fit,
+    if_answered,
+    in_thread,
+    right,
+    run_async,
+    selected_key,
+    sync_table,
+)
 from tenpo.edge.reservations.screen import HeldScreen
 from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
@@ -47,7 +59,7 @@ def on_hand_cell(on_hand: int) -> Text:
     return Text(f"{on_hand:,}", justify="right")
 
 
-class StockRows(DataTable):
+class StockRows(DataTable[Any]):
     """The results: a letter or digit typed here goes back to the search box, so the next search is a search."""
 
     def on_key(self, event: events.Key) -> None:
@@ -146,8 +158,8 @@ class StockPanel(Panel):
                   Field("customer", "お客様 customer", "name or phone if not a member"),
                   Field("pickup", "受取店 pickup store", "store id", value=data.store_id, aliases=("pickup store",)))  # fmt: skip
         note = f"{line.name} ({line.sku}) at {line.store_id}: {line.on_hand} on hand"
-        self.app.push_screen(FormScreen("取り置き · hold for pickup", fields, submit, note),
-                             lambda rid: rid and self.app.notify(f"reservation {rid} sent to HQ (Ctrl+O lists)"))  # fmt: skip
+        sent = if_answered(lambda rid: self.app.notify(f"reservation {rid} sent to HQ (Ctrl+O lists)"))
+        self.app.push_screen(FormScreen("取り置き · hold for pickup", fields, submit, note), sent)
 
     def action_deliver(self) -> None:
         """お取り寄せ: the size another store has, shipped from there to the customer's home, paid on delivery."""
@@ -169,7 +181,7 @@ class StockPanel(Panel):
                   Field("phone", "電話 phone", "for the carrier"))  # fmt: skip
         note = f"{line.name} ({line.sku}) from {line.store_id}: paid on delivery (代引き)"
         self.app.push_screen(FormScreen("お取り寄せ · deliver to the customer's home", fields, submit, note),
-                             lambda rid: rid and self.app.notify(f"delivery {rid} sent to HQ (Ctrl+O lists)"))  # fmt: skip
+                             if_answered(lambda rid: self.app.notify(f"delivery {rid} sent to HQ (Ctrl+O lists)")))  # fmt: skip
 
     def action_reservations(self) -> None:
         self.app.push_screen(ReservationsScreen())
@@ -191,7 +203,7 @@ class StockPanel(Panel):
 
             fields = (Field("qty", "数量 ±qty", "-2 or 5"), Field("reason", "理由 reason", "damaged, count ..."))
             self.app.push_screen(FormScreen(f"在庫調整 · adjust {line.sku} here", fields, submit),
-                                 lambda seq: seq and self.reload())  # fmt: skip
+                                 if_answered(lambda seq: self.reload()))  # fmt: skip
 
         with_manager(self.clerk_app, f"stock adjustment of {line.sku}", approved)
 
@@ -215,7 +227,7 @@ class ReservationsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
         yield Static("", id="res-title", classes="dialog-title")
-        table: DataTable = DataTable(id="res-table", cursor_type="row")
+        table: DataTable[Any] = DataTable(id="res-table", cursor_type="row")
         for key, label in (("id", "取り置き"), ("item", "品名"), ("qty", "qty"), ("from", "from"), ("for", "for"),
                            ("state", "state"), ("at", "sent")):  # fmt: skip
             table.add_column(label, key=key)
@@ -224,11 +236,11 @@ class ReservationsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.clerk_app.paint_status()
-        self.run_worker(self._load, exclusive=True, group="reservations")
+        run_async(self, self._load, exclusive=True, group="reservations")
 
     def action_toggle_all(self) -> None:
         self.everyone = not self.everyone
-        self.run_worker(self._load, exclusive=True, group="reservations")
+        run_async(self, self._load, exclusive=True, group="reservations")
 
     async def _load(self) -> None:
         clerk = self.clerk_app.clerk

@@ -25,7 +25,19 @@ from tenpo.edge.clerk.dialogs import with_manager
 from tenpo.edge.clerk.receipt_view import ReceiptScreen
 from tenpo.edge.clerk.refund_view import start_refund
 from tenpo.edge.clerk.values import Preview
-from tenpo.edge.clerk.view import Field, FormScreen, Panel, fit, in_thread, right, selected_key, sync_table, yen
+from tenpo.edge.clerk.view import (
+    Field,
+    FormScreen,
+    Panel,
+    fit,
+    if_answered,
+    in_thread,
+    right,
+    run_async,
+    selected_key,
+    sync_table,
+    yen,
+)
 from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
 from tenpo.shared.terminal import safe_text
@@ -123,7 +135,7 @@ class CheckoutPanel(Panel):
         except UserError as exc:
             self.show_error(str(exc))
             return
-        self.run_worker(partial(self._add, scan), group="scan")
+        run_async(self, partial(self._add, scan), group="scan")
 
     async def _add(self, scan: Scan) -> None:
         """Price the basket with the new scan; a scan that makes it fail is not added."""
@@ -137,7 +149,7 @@ class CheckoutPanel(Panel):
                 self.show_error(f"{scan.code}: {trial.error} (not added)")
                 return
         if tuple(self.scans) != before:  # the basket changed meanwhile (a faster scan): re-check on top of it
-            self.run_worker(partial(self._add, scan), group="scan")
+            run_async(self, partial(self._add, scan), group="scan")
             return
         self.scans.append(scan)
         self.show(trial)
@@ -182,8 +194,11 @@ class CheckoutPanel(Panel):
                 raise UserError(f"qty: 1 to {MAX_QTY} (Delete on the line takes one off)")
             return int(text)
 
+        def set_qty(qty: int) -> None:
+            self._replace_line(code, qty, discount)
+
         self.app.push_screen(FormScreen(f"数量 · quantity of {code}", (Field("qty", "数量 qty", value=str(current)),),
-                                        submit), lambda qty: qty and self._replace_line(code, qty, discount))  # fmt: skip
+                                        submit), if_answered(set_qty))  # fmt: skip
 
     def action_discount(self) -> None:
         code = self._line_code()
@@ -202,9 +217,12 @@ class CheckoutPanel(Panel):
                 data.authorise(clerk, approver, Approval.LINE_DISCOUNT, f"{line.sku} x{qty} {values['discount'].strip()}")
                 return discount
 
+            def set_discount(given: Discount) -> None:
+                self._replace_line(code, qty, given)
+
             self.app.push_screen(FormScreen(f"値引 · {fit(line.name, 20)} {yen(line.unit_price)} x{qty}",
                                             (Field("discount", "値引 discount", "100 · 10% · @800 new price"),), submit),
-                                 lambda d: d and self._replace_line(code, qty, d))  # fmt: skip
+                                 if_answered(set_discount))  # fmt: skip
 
         with_manager(self.clerk_app, "line discount / price", approved)
 
@@ -257,7 +275,7 @@ class CheckoutPanel(Panel):
 
         self.app.push_screen(
             FormScreen("会員 · attach a member", (Field("member", "会員 member", "card, phone (or last 4), name"),), submit),
-            lambda member_id: member_id and self.attach(member_id),
+            if_answered(self.attach),
         )
 
     def action_points(self) -> None:
@@ -318,7 +336,7 @@ class CheckoutPanel(Panel):
         start_refund(self.clerk_app)
 
 
-class LinesTable(DataTable):
+class LinesTable(DataTable[Any]):
     BINDINGS = [Binding("delete", "remove", "Remove one")]
 
     def action_remove(self) -> None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
+from textual.worker import Worker
 
 from tenpo.shared.errors import UserError
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS  # issue 14: inputs bounded
@@ -55,7 +57,7 @@ def right(text: str) -> Text:
 Row = tuple[str, tuple[Any, ...]]  # (row key, cells)
 
 
-def sync_table(table: DataTable, rows: Sequence[Row]) -> None:
+def sync_table(table: DataTable[Any], rows: Sequence[Row]) -> None:
     """Make ``table`` show ``rows`` touching only what changed, so a live refresh does not flicker.
 
     Same keys in the same order: changed cells are updated in place. Otherwise the rows are rebuilt
@@ -85,11 +87,34 @@ def _plain(value: Any) -> Any:
     return value.plain if isinstance(value, Text) else value
 
 
-def selected_key(table: DataTable) -> str | None:
+def selected_key(table: DataTable[Any]) -> str | None:
     if table.row_count == 0:
         return None
     row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
     return row_key.value
+
+
+Answer = TypeVar("Answer")
+
+
+def if_answered(then: Callable[[Answer], object]) -> Callable[[Answer | None], None]:
+    """A dialog's dismiss callback that runs ``then`` only when the dialog gave an answer (a cancelled
+    one gives None, a declined confirmation False)."""
+
+    def callback(answer: Answer | None) -> None:
+        if answer:
+            then(answer)
+
+    return callback
+
+
+def run_async(node: DOMNode, work: Callable[[], Coroutine[Any, Any, None]], *, group: str,
+              exclusive: bool = False) -> Worker[None]:
+    """``node.run_worker(work)`` for a coroutine function. Textual's WorkType union matches one twice (as a
+    coroutine function and as a plain callable returning a coroutine), so mypy cannot infer the result
+    type at the call; naming it here keeps every call site typed."""
+    worker: Worker[None] = node.run_worker(work, group=group, exclusive=exclusive)
+    return worker
 
 
 class Panel(Vertical):
@@ -112,7 +137,7 @@ class Panel(Vertical):
         self.app.notify(message, severity="error")
 
     def reload(self) -> None:
-        self.run_worker(self._load, exclusive=True, group=f"load-{self.id}")
+        run_async(self, self._load, exclusive=True, group=f"load-{self.id}")
 
     async def _load(self) -> None:
         try:
@@ -158,7 +183,10 @@ def split_errors(message: str, fields: Sequence[Field]) -> tuple[dict[str, str],
     return by_field, other
 
 
-class FormScreen(ModalScreen[Any]):
+FormResult = TypeVar("FormResult")
+
+
+class FormScreen(ModalScreen[FormResult]):
     """Inputs in a column; Enter moves on, Enter on the last one submits; Esc cancels.
 
     ``submit(values)`` runs in a thread; a UserError's message is split over the fields it names.
@@ -167,7 +195,7 @@ class FormScreen(ModalScreen[Any]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, fields: Sequence[Field], submit: Callable[[dict[str, str]], Any],
+    def __init__(self, title: str, fields: Sequence[Field], submit: Callable[[dict[str, str]], FormResult],
                  note: str = "") -> None:  # fmt: skip
         super().__init__()
         self.title_text = title
@@ -195,7 +223,7 @@ class FormScreen(ModalScreen[Any]):
         if index + 1 < len(keys):
             self.query_one(f"#in-{keys[index + 1]}", Input).focus()
         else:
-            self.run_worker(self._submit, exclusive=True, group="form")
+            run_async(self, self._submit, exclusive=True, group="form")
 
     def values(self) -> dict[str, str]:
         return {f.key: self.query_one(f"#in-{f.key}", Input).value for f in self.fields}

@@ -32,7 +32,7 @@ from tenpo.shared.ids import is_id
 from tenpo.shared.terminal import safe_text
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = with_config(commands.add_parser("reservations", help="reservations held at this store (BOPIS, 取り置き)"))
     listing.add_argument("--active", action="store_true",
                          help="only what the counter still has to do: confirmed, ready, on its way here")  # fmt: skip

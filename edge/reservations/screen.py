@@ -5,7 +5,7 @@ passes the dock. Handing one over is a sale: `tenpo edge reservation pickup ID` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,7 +13,18 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tenpo.edge.clerk.view import Field, FormScreen, day_time, fit, in_thread, right, selected_key, sync_table
+from tenpo.edge.clerk.view import (
+    Field,
+    FormScreen,
+    day_time,
+    fit,
+    if_answered,
+    in_thread,
+    right,
+    run_async,
+    selected_key,
+    sync_table,
+)
 from tenpo.edge.reservations import store
 
 if TYPE_CHECKING:
@@ -38,7 +49,7 @@ class HeldScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
         yield Static("", id="held-title", classes="dialog-title")
-        table: DataTable = DataTable(id="held-table", cursor_type="row")
+        table: DataTable[Any] = DataTable(id="held-table", cursor_type="row")
         for key, label in (("id", "予約"), ("item", "品名"), ("qty", "qty"), ("by", "by"), ("for", "for"),
                            ("state", "state"), ("pickup", "受取"), ("until", "until")):  # fmt: skip
             table.add_column(label, key=key)
@@ -50,7 +61,7 @@ class HeldScreen(Screen[None]):
         self.reload()
 
     def reload(self) -> None:
-        self.run_worker(self._load, exclusive=True, group="held")
+        run_async(self, self._load, exclusive=True, group="held")
 
     def _held(self) -> list[store.Reservation]:
         data = self.clerk_app.data
@@ -91,7 +102,7 @@ class HeldScreen(Screen[None]):
                 self.app.notify(f"{rid} ready at the counter")
             self.reload()
 
-        self.run_worker(ready, exclusive=True, group="held-move")
+        run_async(self, ready, exclusive=True, group="held-move")
 
     def action_ship(self) -> None:
         """Packed for the store the customer collects at: the transfer takes the units out (docs/transfers.md)."""
@@ -110,7 +121,7 @@ class HeldScreen(Screen[None]):
                 self.app.notify(f"{rid} sent to {sent.to_store} as {sent.transfer_id}")
             self.reload()
 
-        self.run_worker(ship, exclusive=True, group="held-move")
+        run_async(self, ship, exclusive=True, group="held-move")
 
     def action_reject(self) -> None:
         rid = selected_key(self.query_one("#held-table", DataTable))
@@ -122,4 +133,4 @@ class HeldScreen(Screen[None]):
             return self._move(store.reject, rid, values["reason"], clerk.clerk_id).state
 
         fields = (Field("reason", "理由 reason", "damaged, not found ..."),)
-        self.app.push_screen(FormScreen(f"reject {rid}", fields, submit), lambda state: state and self.reload())
+        self.app.push_screen(FormScreen(f"reject {rid}", fields, submit), if_answered(lambda state: self.reload()))

@@ -180,7 +180,7 @@ def listing(db: sqlite_utils.Database, active_only: bool = False, limit: int = 2
             here: str | None = None) -> list[Reservation]:  # fmt: skip
     """Newest first. ``active_only``: what the counter still has to do, including what is on its way to be
     collected ``here`` (what this store sent away is done here)."""
-    where, params = "", ()
+    where, params = "", tuple[str, ...]()
     if active_only:
         where = "WHERE state IN ('requested', 'confirmed', 'ready') OR (state = 'in_transit' AND pickup_store = ?)"
         params = (here or "",)
