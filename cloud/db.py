@@ -470,7 +470,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Central], list[str]]]] = [
     (22, "PostgreSQL: analytics keys compared byte-wise (issue 17 §10)", _area(analytics_schema.bytewise_statements)),
     (24, "PostgreSQL: room on stock levels' pages for the apply's updates (issue 19)", _area(levels_schema.statements)),
     (25, "PostgreSQL: the apply upserts its batch's stock levels itself", _area(levels_schema.apply_statements)),
-]
+    (29, "loyalty: the expiry run's safe ledger horizon (issue 17)", _area(loyalty_schema.horizon_statements))]
 
 
 def migrate(db: Central) -> int:

@@ -8,7 +8,8 @@ rank, multiplier and base points it earned at (``checked`` once HQ has held it a
 a lot (``next_end``), so the nightly expiry job reads only members with news or a lot ending.
 ``loyalty_rank_log``: every rank HQ sent, with the change seq that carried it, so HQ knows which rank a store
 had when it sold (the sale's ``feed_cursor``).
-``loyalty_runs``: each run of the expiry and rank jobs (as-of date, members touched, points expired).
+``loyalty_runs``: each run of the expiry and rank jobs (as-of date, members touched, points expired), and the
+expiry run's horizon: how far into the ledger it looked (tenpo.cloud.loyalty.horizon, migration 29).
 """
 
 from __future__ import annotations
@@ -65,4 +66,25 @@ def statements(dialect: str) -> list[str]:
             at {t['real']} NOT NULL)""",
         "CREATE INDEX loyalty_runs_job ON loyalty_runs(job, as_of)",
         "CREATE INDEX loyalty_members_next_end ON loyalty_members(next_end)",
+    ]
+
+
+def horizon_statements(dialect: str) -> list[str]:
+    """Migration 29: the expiry run's horizon; on PostgreSQL each ledger row's inserting transaction.
+
+    The column is added without a default first (no rewrite of the ledger: the rows already there read NULL,
+    all committed long before), then given its default for new rows. Month partitions made later copy it
+    (``LIKE ... INCLUDING DEFAULTS``, tenpo.cloud.history_schema) and get the partitioned BRIN index on
+    attach. BRIN, not B-tree: a few pages per month to keep up, next to nothing per insert."""
+    t = column_types(dialect)
+    runs = [f"ALTER TABLE loyalty_runs ADD COLUMN ledger_xmin {t['int']} NOT NULL DEFAULT 0",
+            "ALTER TABLE loyalty_runs ADD COLUMN ledger_snapshot TEXT"]  # fmt: skip
+    if dialect != "postgresql":
+        return runs
+    return [
+        *runs,
+        "ALTER TABLE points_ledger ADD COLUMN xact BIGINT",
+        "ALTER TABLE points_ledger ALTER COLUMN xact SET DEFAULT (pg_current_xact_id()::text::bigint)",
+        # autosummarize: each block range is summed up as soon as it fills, so a run skips all but the newest
+        "CREATE INDEX points_ledger_xact ON points_ledger USING brin (xact) WITH (autosummarize = on)",
     ]

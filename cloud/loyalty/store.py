@@ -23,6 +23,7 @@ from typing import Any
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
 from tenpo.cloud.ledgers import INSERT_POINTS, points_entry
+from tenpo.cloud.loyalty.horizon import current_horizon, last_horizon, news_since
 from tenpo.cloud.loyalty.locking import in_retried_transaction, live_versions, lock_balances
 from tenpo.cloud.loyalty.rows import (
     Held,
@@ -250,18 +251,18 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
     if last is not None and as_of < last:
         raise UserError(f"--as-of {as_of}: the expiry job already ran as of {last}; it never goes back")
     config = load_config(db)
-    mark = int(db.scalar("SELECT coalesce(max(id), 0) FROM points_ledger", (), 0))
-    last_mark, last_at = db.one("SELECT coalesce(max(ledger_mark), 0), coalesce(max(at), 0) FROM loyalty_runs"
-                                " WHERE job = 'expire'") or (0, 0)  # fmt: skip
+    horizon, last = current_horizon(db), last_horizon(db)
+    last_at = db.scalar("SELECT coalesce(max(at), 0) FROM loyalty_runs WHERE job = 'expire'", (), 0)
     changed_rules = float(db.scalar("SELECT coalesce(max(updated_at), 0) FROM loyalty_settings", (), 0)) > float(last_at)
-    # Incremental: only members with entries since the last run (not our own expiry entries), or a lot ending
-    # before ``as_of`` (loyalty_members.next_end); everyone on the first run or after the rules changed.
-    if not last_mark or changed_rules:
+    # Incremental: only members with entries the last run may not have seen (tenpo.cloud.loyalty.horizon; not
+    # our own expiry entries), or a lot ending before ``as_of`` (loyalty_members.next_end); everyone on the
+    # first run or after the rules changed.
+    if not last.mark or changed_rules:
         wanted = db.all("SELECT DISTINCT member_id FROM points_ledger ORDER BY member_id")
     else:
-        wanted = db.all("SELECT member_id FROM points_ledger WHERE id > ? AND stream <> ? UNION SELECT member_id"
-                        " FROM loyalty_members WHERE next_end < ? ORDER BY 1",
-                        (int(last_mark), LOYALTY_STREAM, as_of.isoformat()))  # fmt: skip
+        news, since = news_since(db, last)
+        wanted = db.all(f"SELECT member_id FROM points_ledger WHERE {news} AND stream <> ? UNION SELECT member_id"
+                        " FROM loyalty_members WHERE next_end < ? ORDER BY 1", (*since, LOYALTY_STREAM, as_of.isoformat()))
     applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}
     # The run is known from its start (its figures and mark come at the end): a merge while it runs corrects
     # the winner as of this day, whether the winner's chunk is done already or not (follow_members).
@@ -273,8 +274,8 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
         done = in_retried_transaction(db, functools.partial(_expire_chunk, db, config, chunk, as_of, now, applied))
         totals = [a + b for a, b in zip(totals, done)]
     with db.transaction():
-        db.execute("UPDATE loyalty_runs SET members = ?, points = ?, ledger_mark = ?, at = ? WHERE id = ?",
-                   (totals[0], totals[1], mark, now, run_id))  # fmt: skip
+        db.execute("UPDATE loyalty_runs SET members = ?, points = ?, ledger_mark = ?, ledger_xmin = ?,"
+                   " ledger_snapshot = ?, at = ? WHERE id = ?", (totals[0], totals[1], *horizon, now, run_id))  # fmt: skip
     return ExpiryReport(as_of, totals[0], totals[1], totals[2])
 
 
