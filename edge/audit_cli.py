@@ -9,7 +9,7 @@ from tenpo.edge.audit_chain import verify_chain
 from tenpo.edge.cli_support import json_flag, open_store, print_json, with_config
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = commands.add_parser("audit", help="the personal-data audit log (hash-chained, append-only)")
     sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND")
     sub.required = True

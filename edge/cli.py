@@ -51,7 +51,7 @@ from tenpo.shared.pki_crl import cert_warn_days, certificate_status
 from tenpo.shared.terminal import unguarded
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     edge = subparsers.add_parser("edge", help="the store agent and its replica")
     commands = edge.add_subparsers(dest="edge_command", metavar="COMMAND")
     commands.required = True

@@ -197,9 +197,9 @@ def schema_version(db: sqlite_utils.Database) -> int:
 
 
 def _m001_core(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})
-    db["members"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("counters").create({"name": str, "value": int}, pk="name", not_null={"value"})
+    db.table("members").create(
         {
             "member_id": str,
             "name": str,
@@ -227,16 +227,16 @@ def _m001_core(db: sqlite_utils.Database) -> None:
         defaults={"provisional": 0, "erased": 0, "points_hq": 0, "points_through": 0, "version": 0},
     )
     for column in ("card_no", "phone", "line_user_id", "name_key", "kana_key"):
-        db["members"].create_index([column], index_name=f"members_{column}")
+        db.table("members").create_index([column], index_name=f"members_{column}")
     # Mailbox names are case-sensitive on paper, never in practice: look them up without case.
     db.execute("CREATE INDEX members_email ON members(email COLLATE NOCASE)")
-    db["products"].create(
+    db.table("products").create(
         {"sku": str, "jan": str, "name": str, "price": int, "tax_class": str, "version": int, "updated_at": float},
         pk="sku",
         not_null={"name", "price", "tax_class", "version"},
         defaults={"version": 0},
     )
-    db["products"].create_index(["jan"], index_name="products_jan")
+    db.table("products").create_index(["jan"], index_name="products_jan")
     db.execute(
         """CREATE TABLE points_ledger (
             id INTEGER PRIMARY KEY,
@@ -260,7 +260,7 @@ def _m001_core(db: sqlite_utils.Database) -> None:
             created_at REAL NOT NULL)"""
     )
     db.execute("CREATE INDEX stock_ledger_sku ON stock_ledger(sku, location)")
-    db["remote_stock"].create(
+    db.table("remote_stock").create(
         {"store_id": str, "sku": str, "on_hand": int, "as_of": float, "version": int},
         pk=("store_id", "sku"),
     )

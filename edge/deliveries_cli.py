@@ -23,7 +23,7 @@ from tenpo.shared.ids import is_id
 from tenpo.shared.terminal import safe_text
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     deliver = clerk_flag(with_config(commands.add_parser(
         "deliver", help="order a product another store has for delivery to the customer's home (お取り寄せ)")))  # fmt: skip
     deliver.add_argument("--sku", required=True)

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,7 @@ class Member:
     points: int  # HQ's balance plus our own entries HQ has not seen yet
 
     def as_json(self) -> dict[str, Any]:
-        return {field: getattr(self, field) for field in self.__slots__}  # type: ignore[attr-defined]
+        return {field: getattr(self, field) for field in self.__slots__}
 
 
 def new_member_id(store_id: str) -> str:
@@ -85,7 +86,7 @@ def register_member(
     if errors:
         raise UserError("; ".join(errors))
 
-    def clean(fn: Any, value: str | None) -> str | None:
+    def clean(fn: Callable[[str], str], value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         try:

@@ -20,7 +20,7 @@ from tenpo.edge.cli_support import (
 from tenpo.shared.terminal import safe_text
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     transfer = commands.add_parser("transfer", help="send stock to another store (HQ makes its ASN)")
     transfer_commands = transfer.add_subparsers(dest="transfer_command", metavar="COMMAND")
     transfer_commands.required = True

@@ -201,6 +201,7 @@ prefix = "20"
         ({"max_redeem_per_sale": 1.5}, "[checkout] max_redeem_per_sale: expected a whole number"),
         ({"registration_number": "1234567890123"}, "[checkout] registration_number: expected 'T' and 13 digits"),
         ({"receipt_columns": 40}, "[checkout] receipt_columns: expected 42 (80 mm) or 32 (58 mm)"),
+        ({"receipt_columns": 42.0}, "[checkout] receipt_columns: expected 42 (80 mm) or 32 (58 mm)"),
         ({"rounding": "round-down"}, "[checkout] rounding: unknown field"),
         ({"reduced_rate": 10}, "[checkout] reduced_rate: must differ"),
         ({"instore_codes": [{"prefix": 21}]}, "[checkout] instore_codes[0].prefix: expected a quoted in-store prefix"),

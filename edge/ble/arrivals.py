@@ -41,7 +41,7 @@ class Arrival:
         return self.left_at is None
 
     def as_json(self) -> dict[str, Any]:
-        record = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        record = {name: getattr(self, name) for name in self.__slots__}
         purchase = self.last_purchase
         record["last_purchase"] = None if purchase is None else {"at": purchase.at, "total": purchase.total, "ref": purchase.ref}
         return record

@@ -61,7 +61,7 @@ def enqueue_replay(db: sqlite_utils.Database, lines: Iterable[str], *, speed: fl
     last = max(adv.t for adv in adverts)
     feed_s = (last - first) / speed if speed > 0 else 0.0
     shift = start + feed_s - last
-    rows = []
+    rows: list[tuple[str, float, float, str | None, float]] = []
     for adv in adverts:
         feed_at = start + (adv.t - first) / speed if speed > 0 else start
         rows.append((replay_id, feed_at, shift, format_recording_line(replace(adv, address="")), start))

@@ -12,14 +12,14 @@ import tomllib
 import uuid as uuidlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tenpo.shared.beacon_id import WINDOW_S
 from tenpo.shared.errors import ConfigError
 
 # A zone beacon's identity: ("id", uuid, major, minor) for iBeacon/AltBeacon,
 # ("eddystone", namespace_hex, instance_hex) for Eddystone-UID.
-BeaconKey = tuple
+BeaconKey = tuple[str, str | None, int, int] | tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class _Table:
         self.data: dict[str, Any] = data
         self.used: set[str] = set()
 
-    def fail(self, key: str, message: str) -> None:
+    def fail(self, key: str, message: str) -> NoReturn:
         where = ".".join(part for part in (self.path, key) if part)
         raise ConfigError(f"{self.source}: {where or 'top level'}: {message}")
 

@@ -24,7 +24,7 @@ from tenpo.edge.config import StoreConfig
 from tenpo.edge.printer.receipt import print_receipt
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `checkout` and `refund` to the `tenpo edge` group."""
     sell = clerk_flag(with_config(commands.add_parser(
         "checkout", help="sell: scan codes, a member, payments; prints the receipt",

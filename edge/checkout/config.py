@@ -166,7 +166,8 @@ def _registration(table: Mapping[str, Any]) -> str | None:
 
 def _columns(table: Mapping[str, Any]) -> int:
     value = table.get("receipt_columns", 42)
-    if value not in (32, 42) or isinstance(value, bool):
+    # 42.0 would pass `in (32, 42)` and then break the receipt's `char * columns` at the first print.
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (32, 42):
         raise ConfigError(f"[checkout] receipt_columns: expected 42 (80 mm) or 32 (58 mm), got {value!r}")
     return value
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from tenpo.edge.checkout.config import Rounding
 from tenpo.edge.checkout.errors import NotRefundable
@@ -259,5 +260,8 @@ def _discount_labels(sale: Sale, before: int, now: int) -> tuple[tuple[str, int]
     return tuple(result)
 
 
-def _add(totals: dict, key: object, value: int) -> None:
+Key = TypeVar("Key")
+
+
+def _add(totals: dict[Key, int], key: Key, value: int) -> None:
     totals[key] = totals.get(key, 0) + value

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlite_utils
 
@@ -131,7 +131,7 @@ class SoldSerials:
         self._conn = conn
 
     def __contains__(self, item: object) -> bool:
-        gtin, serial = item  # type: ignore[misc]
+        gtin, serial = cast("tuple[str, str]", item)  # checkout asks with (gtin, serial)
         return bool(
             self._conn.execute(
                 "SELECT 1 FROM sold_serials WHERE gtin = ? AND serial = ? AND returned_in IS NULL",

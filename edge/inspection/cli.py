@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
 from tenpo.edge.clerk.accounts import Action, record_action
 from tenpo.edge.cli_support import clerk_flag, open_store, print_json, require_clerk_flag, signed_in, with_config
+from tenpo.edge.config import StoreConfig
 from tenpo.edge.inspection import store
 from tenpo.edge.inspection.config import dock_settings
 from tenpo.edge.inspection.epcis import epcis_document
@@ -28,7 +31,7 @@ from tenpo.edge.inspection.session import DockSessions
 from tenpo.shared.errors import UserError
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inspect = with_config(commands.add_parser("inspect", help="dock inspection: ASNs, verdicts, receipts"))
     inspect.add_argument("--asn", type=Path, metavar="FILE", help="load ASNs from a JSON or CSV file")
     inspect.add_argument("--reads", type=Path, metavar="FILE",
@@ -98,7 +101,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return status
 
 
-def _inspect_reads(config, db, path: Path, inside: frozenset[int]) -> store.InspectionRecord:
+def _inspect_reads(config: StoreConfig, db: sqlite_utils.Database, path: Path, inside: frozenset[int]) -> store.InspectionRecord:
     settings = dock_settings(config)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -180,7 +183,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decided(args: argparse.Namespace, config, record: store.InspectionRecord) -> int:
+def _decided(args: argparse.Namespace, config: StoreConfig, record: store.InspectionRecord) -> int:
     paths = write_reports(record, dock_settings(config).reports)
     if args.json:
         print_json({**report_json(record), "reports": [str(p) for p in paths]})

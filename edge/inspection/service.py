@@ -61,6 +61,11 @@ class DockState:
     last: dict[str, Any] | None = None
 
 
+def _stop_all(connections: list[ReaderConnection]) -> None:
+    for connection in connections:
+        connection.stop()
+
+
 def _reader_state(connection: ReaderConnection) -> dict[str, Any]:
     stats = connection.stats
     return {
@@ -108,7 +113,7 @@ async def run_service(config: StoreConfig, stop: asyncio.Event, report: Reporter
     try:
         await _run_door(db, config.store_id, settings, queue, stop, report, state, connections)
     finally:
-        await asyncio.to_thread(lambda: [c.stop() for c in connections])
+        await asyncio.to_thread(_stop_all, connections)
         db.conn.close()
 
 

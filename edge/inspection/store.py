@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import sqlite_utils
@@ -57,7 +58,8 @@ class InspectionRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     unmapped_gtins: list[str] = []  # received but not in the product list: not posted
 
     def to_dict(self) -> dict[str, object]:
-        return msgspec.to_builtins(self)
+        built: dict[str, object] = msgspec.to_builtins(self)  # a Struct converts to a dict
+        return built
 
 
 # ---------------------------------------------------------------------------- ASNs
@@ -187,7 +189,7 @@ _COLUMNS = ("inspection_id, shipment_id, status, opened_at, closed_at, reads, ta
             " decided_at, decided_by, note, receipt")  # fmt: skip
 
 
-def _record(store_id: str, row: tuple) -> InspectionRecord:
+def _record(store_id: str, row: tuple[Any, ...]) -> InspectionRecord:
     (inspection_id, shipment_id, status, opened_at, closed_at, reads, tags, verdict, created_at, verdict_ms,
      decided_at, decided_by, note, receipt) = row  # fmt: skip
     posted = json.loads(receipt) if receipt else {}

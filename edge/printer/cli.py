@@ -13,7 +13,7 @@ from tenpo.edge.printer.receipt import REPRINT_MARK, print_receipt
 from tenpo.shared.errors import UserError
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `receipt reprint` to the `tenpo edge` group."""
     receipt = commands.add_parser("receipt", help="receipts already saved with their sales")
     actions = receipt.add_subparsers(dest="receipt_command", required=True)
