@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, open_envelope, reapply_event
 from tenpo.cloud.changes import audit
@@ -44,7 +45,8 @@ def _open(db: Central, dead_letter_id: int) -> tuple[str, bytes, str | None, int
     return topic, payload, store_id, event_seq
 
 
-def _close(db: Central, dead_letter_id: int, status: str, note: str, actor: str, action: str, detail: dict) -> None:
+def _close(db: Central, dead_letter_id: int, status: str, note: str, actor: str, action: str,
+           detail: dict[str, Any]) -> None:
     with db.transaction():
         db.execute("UPDATE dead_letters SET status = ?, note = ? WHERE id = ? AND status = 'open'",
                    (status, note, dead_letter_id))  # fmt: skip

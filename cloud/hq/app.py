@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from rich.text import Text
 from textual import work
@@ -240,7 +240,7 @@ class StoresScreen(Screen[None]):
         table.set_cells(changes)
         self._reorder(table)
 
-    def _reorder(self, table: DataTable) -> None:
+    def _reorder(self, table: DataTable[Text]) -> None:
         order = ordered(list(self.views.values()), self.sort_column, self.sort_reverse)
         if order == self._order:
             return
@@ -343,7 +343,7 @@ class HqApp(App[None]):
         super().notify(safe_text(message, multiline=True), title=safe_text(title), severity=severity, timeout=timeout,
                        markup=markup)
 
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> Screen[None]:
         return StoresScreen() if self.operator is not None else SignInScreen()
 
     def signed_in(self, operator: Operator) -> None:
@@ -381,7 +381,7 @@ class HqApp(App[None]):
     def stores_screen(self) -> StoresScreen | None:
         return next((s for s in self.screen_stack if isinstance(s, StoresScreen)), None)
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The palette: every key of this screen, the sort orders on the stores table, then Textual's own
         (theme, keys...) except its screenshot, which ours replaces."""
         mine = list(commands.screen_commands(self, screen))

@@ -21,8 +21,10 @@ from tenpo.cloud.hq.widgets import KeyHints, header
 
 try:
     from textual_plotext import PlotextPlot  # the 'hq' extra
+
+    HAVE_PLOTEXT = True
 except ImportError:  # pragma: no cover - a box without the extra still runs the monitor
-    PlotextPlot = None
+    HAVE_PLOTEXT = False
 
 
 class ChartsScreen(_Reading):
@@ -35,7 +37,7 @@ class ChartsScreen(_Reading):
     def compose(self) -> ComposeResult:
         yield header()
         with Vertical():
-            if PlotextPlot is None:
+            if not HAVE_PLOTEXT:
                 yield Static("charts need the 'hq' extra: pip install 'tenpo[hq]'", id="hint")
             else:
                 yield PlotextPlot(id="rates")
@@ -46,7 +48,7 @@ class ChartsScreen(_Reading):
         self.title = "Charts"
 
     def read(self) -> IncidentTrend:
-        return self.app.data.incident_trend()  # type: ignore[attr-defined]
+        return self.hq.data.incident_trend()
 
     def show(self, incidents: IncidentTrend) -> None:
         app: Any = self.app
@@ -54,7 +56,7 @@ class ChartsScreen(_Reading):
         bucket_s, buckets = app.config.bucket_s, app.config.buckets
         self.rates = per_minute_series(overview.trends if overview else {}, bucket_s)
         self.incidents = incidents
-        if PlotextPlot is None:
+        if not HAVE_PLOTEXT:
             return
         self._draw_rates(bucket_s, buckets)
         self._draw_incidents(incidents)

@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenpo.cloud.cli_support import db_flag
 from tenpo.cloud.db import Central
@@ -18,11 +19,14 @@ from tenpo.cloud.hq.serve import listen_context, tls_server
 from tenpo.shared.errors import MissingExtra
 from tenpo.shared.mqtt import TlsFiles, parse_broker_url
 
+if TYPE_CHECKING:
+    from tenpo.cloud.hq.app import HqApp
+
 DEFAULT_PORT = 8000
 WILDCARD_HOSTS = ("0.0.0.0", "::", "", "*")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hq = subparsers.add_parser(
         "hq", help="the HQ sync monitor (Textual): every store's link, backlog, dead letters and conflicts",
         description="Watch every store: online/offline from birth and Will, backlog, lag, dead letters, conflicts. "
@@ -51,10 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hq.set_defaults(func=cmd_hq)
 
 
-def make_app(  # noqa: ANN201
+def make_app(
     db_url: str, broker_url: str | None, config_path: Path | None = None, tls: object = None, existing_db: bool = False,
     screenshots: Path | None = None,
-):
+) -> HqApp:
     """The app as the CLI runs it; tests build theirs the same way (with a pinned clock if they like).
 
     ``existing_db``: refuse a database that does not exist (a monitor must not create an empty HQ).

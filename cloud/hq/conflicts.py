@@ -41,7 +41,10 @@ def _as_dict(item: Any) -> dict[str, Any]:
 
 def _row(item: Any) -> ConflictRow:
     d = _as_dict(item)
-    pick = lambda *names: next((d[n] for n in names if d.get(n) is not None), None)  # noqa: E731
+
+    def pick(*names: str) -> Any:
+        return next((d[n] for n in names if d.get(n) is not None), None)
+
     detail = pick("detail", "details", "data", "summary")
     entries: tuple[dict[str, Any], ...] = ()
     if isinstance(detail, str):

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from tenpo.cloud import status
 from tenpo.cloud.hq.config import MonitorConfig
 from tenpo.cloud.hq.presence import Presence
+
+Value = TypeVar("Value")
 
 # Attention levels, worst last; the whole row takes the level's style.
 OK, WARN, OFFLINE, ALERT = "ok", "warn", "offline", "alert"
@@ -85,7 +87,10 @@ def merge_store(record: Mapping[str, Any], presence: Presence | None, events_per
     live = presence is not None and presence.seen_at is not None and (db_seen is None or presence.seen_at >= db_seen)
     online = presence.online if presence is not None else bool(record["online"])
     since = presence.changed_at if presence is not None and presence.changed_at is not None else db_seen
-    pick = (lambda mine, theirs: theirs if live and theirs is not None else mine)  # noqa: E731
+
+    def pick(mine: Value, theirs: Value | None) -> Value:
+        return theirs if live and theirs is not None else mine
+
     figures = status.link(
         online, pick(db_seen, presence.seen_at if presence else None),
         pick(record.get("backlog"), presence.backlog if presence else None),

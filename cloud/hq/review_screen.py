@@ -87,7 +87,7 @@ class ReviewScreen(_Reading):
     def _db(self) -> Central:
         # Its own connection per call: decisions and reads run in worker threads, the monitor's own
         # connection belongs to HqData's lock.
-        return Central(self.app.data.db_url, create=False)  # type: ignore[attr-defined]
+        return Central(self.hq.data.db_url, create=False)
 
     def read(self) -> Any:
         db = self._db()
@@ -122,14 +122,17 @@ class ReviewScreen(_Reading):
         self.query_one("#pair", Static).update(pair_text(item) if item else "")
 
     def _ask(self, accept: bool) -> None:
-        if not self.app.permitted("review.accept" if accept else "review.reject"):  # type: ignore[attr-defined]
+        if not self.hq.permitted("review.accept" if accept else "review.reject"):
             return  # roles (issue 14): accepting is a merge, an admin's
         item = self.selected()
         if item is None:
             return
         verb = "Accept: merge" if accept else "Reject: keep apart"
-        self.app.push_screen(NoteDialog(f"{verb} #{item.item_id} ({':'.join(item.left)} / {':'.join(item.right)})"),
-                             lambda note: self._decide(item.item_id, accept, note) if note is not None else None)  # fmt: skip
+        def decide(note: str | None) -> None:
+            if note is not None:
+                self._decide(item.item_id, accept, note)
+
+        self.app.push_screen(NoteDialog(f"{verb} #{item.item_id} ({':'.join(item.left)} / {':'.join(item.right)})"), decide)
 
     def action_accept(self) -> None:
         self._ask(True)

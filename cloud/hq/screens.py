@@ -7,7 +7,7 @@ Each screen reads in a thread worker and paints on the UI thread; actions go thr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import work
@@ -24,6 +24,9 @@ from tenpo.cloud.hq.queries import StoreDetail, sequence_gap
 from tenpo.cloud.hq.widgets import KeyHints, header
 from tenpo.shared.terminal import safe_text
 
+if TYPE_CHECKING:
+    from tenpo.cloud.hq.app import HqApp
+
 
 def ago(now: float, at: float | None) -> str:
     return "-" if at is None else format_age(now - at)
@@ -38,7 +41,7 @@ def readable_cell(column: str, value: Any, now: float) -> Any:
     return value
 
 
-def fill(table: DataTable, rows: Sequence[Sequence[Any]], keys: Sequence[str] | None = None) -> None:
+def fill(table: DataTable[Text], rows: Sequence[Sequence[Any]], keys: Sequence[str] | None = None) -> None:
     """Replace a small table's rows, keeping the cursor where it was."""
     row = table.cursor_row
     table.clear()
@@ -54,8 +57,13 @@ class _Reading(Screen[None]):
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
 
+    @property
+    def hq(self) -> HqApp:
+        """The monitor these screens run in (Screen.app is typed as any App)."""
+        return cast("HqApp", self.app)
+
     def on_mount(self) -> None:  # runs after the subclass's own on_mount (Textual walks the MRO)
-        self.set_interval(self.app.config.interval_s, self.reload)  # type: ignore[attr-defined]
+        self.set_interval(self.hq.config.interval_s, self.reload)
         self.reload()
 
     @work(thread=True, exclusive=True, group="screen", exit_on_error=False)
@@ -101,7 +109,7 @@ class StoreScreen(_Reading):
         self.title = f"Store {self.store_id}"
 
     def read(self) -> tuple[StoreDetail | None, tuple[float, ...]]:
-        return self.app.data.store_detail(self.store_id)  # type: ignore[attr-defined]
+        return self.hq.data.store_detail(self.store_id)
 
     def show(self, result: tuple[StoreDetail | None, tuple[float, ...]]) -> None:
         detail, rate = result
@@ -192,10 +200,10 @@ class DeadLettersScreen(_Reading):
         self.title = "Dead letters"
 
     def read(self) -> list[Any]:
-        return self.app.data.dead_letters(self.include_closed)  # type: ignore[attr-defined]
+        return self.hq.data.dead_letters(self.include_closed)
 
     def show(self, letters: list[Any]) -> None:
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.hq.clock()
         self.letters = letters
         fill(self.query_one("#letters", DataTable),
              [(d.id, ago(now, d.received_at), d.store_id, d.status, d.reason, d.payload_preview) for d in letters],
@@ -208,30 +216,33 @@ class DeadLettersScreen(_Reading):
         if table.row_count == 0:
             return None
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return int(row_key.value)
+        return None if row_key.value is None else int(row_key.value)
 
     def action_toggle_all(self) -> None:
         self.include_closed = not self.include_closed
         self.reload()
 
     def action_retry(self) -> None:
-        if not self.app.permitted("dead_letter.retry"):  # type: ignore[attr-defined]  # roles (issue 14)
+        if not self.hq.permitted("dead_letter.retry"):  # roles (issue 14)
             return
         letter = self.selected()
         if letter is not None:
             self._act(letter, None)
 
     def action_discard(self) -> None:
-        if not self.app.permitted("dead_letter.discard"):  # type: ignore[attr-defined]  # roles (issue 14)
+        if not self.hq.permitted("dead_letter.discard"):  # roles (issue 14)
             return
         letter = self.selected()
         if letter is not None:
-            self.app.push_screen(NoteDialog(f"Discard dead letter #{letter}: why?"),
-                                 lambda note: self._act(letter, note) if note else None)  # fmt: skip
+            def discard(note: str | None) -> None:
+                if note:
+                    self._act(letter, note)
+
+            self.app.push_screen(NoteDialog(f"Discard dead letter #{letter}: why?"), discard)
 
     @work(thread=True, group="actions", exit_on_error=False)
     def _act(self, letter: int, discard_note: str | None) -> None:
-        data: Any = self.app.data  # type: ignore[attr-defined]
+        data = self.hq.data
         try:
             if discard_note is None:
                 outcome = data.retry(letter)
@@ -293,7 +304,7 @@ class ConflictsScreen(_Reading):
         self.title = "Conflicts"
 
     def read(self) -> Any:
-        return self.app.data.conflicts()  # type: ignore[attr-defined]
+        return self.hq.data.conflicts()
 
     def show(self, rows: Any) -> None:
         self.rows = rows
@@ -303,7 +314,7 @@ class ConflictsScreen(_Reading):
             self.query_one("#hint", Static).update("no conflicts table: the sales area has not created it yet")
             return
         table.display = True
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.hq.clock()
         cells = [(c.id, c.kind, c.store_id, c.subject, c.level, ago(now, c.at), describe.conflict_detail(c.kind, c.detail, now))
                  for c in rows]  # fmt: skip
         fill(table, cells, [c.id for c in rows])
@@ -324,7 +335,7 @@ class ConflictsScreen(_Reading):
         conflict = self.selected()
         text = ""
         if conflict is not None:
-            now = self.app.clock()  # type: ignore[attr-defined]
+            now = self.hq.clock()
             lines = [describe.conflict_entry(e, now) for e in conflict.entries] or ["(none listed)"]
             choices = [f"  {describe.action_choice(a)}" for a in resolution_actions(conflict.kind)]
             text = "\n".join([f"detected {describe.local_time(conflict.at, now)} · entries on both sides:", *lines,
@@ -332,19 +343,22 @@ class ConflictsScreen(_Reading):
         self.query_one("#entries", Static).update(text)
 
     def action_resolve(self) -> None:
-        if not self.app.permitted("conflict.resolve"):  # type: ignore[attr-defined]  # roles (issue 14)
+        if not self.hq.permitted("conflict.resolve"):  # roles (issue 14)
             return
         conflict = self.selected()
         actions = resolution_actions(conflict.kind) if conflict is not None else ()
         if conflict is None or not actions:
             return
-        self.app.push_screen(ResolveDialog(conflict.id, actions),
-                             lambda choice: self._resolve(conflict.id, *choice) if choice else None)  # fmt: skip
+        def resolve(choice: tuple[str, str] | None) -> None:
+            if choice:
+                self._resolve(conflict.id, *choice)
+
+        self.app.push_screen(ResolveDialog(conflict.id, actions), resolve)
 
     @work(thread=True, group="actions", exit_on_error=False)
     def _resolve(self, conflict_id: str, action: str, note: str) -> None:
         try:
-            self.app.data.resolve_conflict(conflict_id, action, note)  # type: ignore[attr-defined]
+            self.hq.data.resolve_conflict(conflict_id, action, note)
             message, severity = f"conflict {conflict_id}: {action}", "information"
         except Exception as exc:
             message, severity = f"conflict {conflict_id}: {exc}", "error"

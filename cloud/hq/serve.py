@@ -49,7 +49,7 @@ def listen_context(host: str, cert: Path | None, key: Path | None) -> ssl.SSLCon
 def tls_server(base: Any, context: ssl.SSLContext) -> Any:
     """textual-serve's Server, listening with ``context`` (its ``serve`` passes no ssl_context to aiohttp)."""
 
-    class TlsServer(base):  # type: ignore[misc, valid-type]
+    class TlsServer(base):  # type: ignore[misc]
         def serve(self, debug: bool = False) -> None:
             from aiohttp import web  # late: textual-serve's own dependency, loaded only for --serve
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
@@ -22,7 +24,7 @@ class KeyHints(Footer):
     blurred (textual-serve reports the page's focus), so the footer stayed empty until a click.
     """
 
-    def bindings_changed(self, screen: Screen) -> None:
+    def bindings_changed(self, screen: Screen[Any]) -> None:
         super().bindings_changed(screen)
         if not screen.app.app_focus and self.is_attached and screen is self.screen:
             self.call_after_refresh(self.recompose)
