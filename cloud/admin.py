@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tenpo.cloud.changes import audit, record_changes
 from tenpo.cloud.db import Central
+from tenpo.cloud.plan import ChangeTuple
 from tenpo.cloud.products_schema import VARIANT_COLUMNS
 from tenpo.shared import crypto
 from tenpo.shared.errors import ConfigError, UserError
@@ -97,7 +98,7 @@ def import_products(db: Central, path: Path) -> ImportReport:
     rejected: list[tuple[int, str]] = []
     now = time.time()
     with db.transaction():
-        changes = []
+        changes: list[ChangeTuple] = []
         for line, row in enumerate(reader, start=2):
             try:
                 sku, jan, name, price, tax_class = _validate_product(row, line)

@@ -17,7 +17,7 @@ from tenpo.shared.terminal import safe_text
 _SETTINGS = {f.name: f.name.replace("_", "-") for f in dataclasses.fields(AuthorityConfig)}
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     authority = commands.add_parser("authority", help="store authority: what HQ refused a store, and the limits")
     sub = authority.add_subparsers(dest="authority_command", required=True)
     listing = db_flag(sub.add_parser("list", help="refused events, newest first"))

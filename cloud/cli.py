@@ -33,7 +33,7 @@ from tenpo.shared.logs import add_log_level_flag, configure_logging
 from tenpo.shared.mqtt import TlsFiles, parse_broker_url
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cloud = subparsers.add_parser("cloud", help="the HQ aggregator and its central store")
     commands = cloud.add_subparsers(dest="cloud_command", metavar="COMMAND")
     commands.required = True

@@ -64,6 +64,8 @@ def snapshot_chunk(db: Central, store_id: str, request: SnapshotRequest) -> Snap
     limit = max(1, min(request.limit, MAX_CHUNK))
     with gc_paused():
         rows, last_key = _entity_rows(db, store_id, request.stream, as_of, entity, after, limit)
+    next_key: str | None
+    next_entity: str | None
     if len(rows) == limit:
         next_key, next_entity = last_key, entity
     else:

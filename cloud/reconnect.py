@@ -60,7 +60,7 @@ class Backoff:
     since: float = field(default_factory=time.monotonic)
 
     def next_wait(self) -> float:
-        wait = min(self.max_s, self.first_s * (2 ** min(self.attempts, 16)))
+        wait = min(self.max_s, self.first_s * 2.0 ** min(self.attempts, 16))
         self.attempts += 1
         return wait
 

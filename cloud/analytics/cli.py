@@ -50,7 +50,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = commands.add_parser("analytics", help="RFM, segments, retention, LTV, basket rules, recommendations")
     sub = group.add_subparsers(dest="analytics_command", metavar="COMMAND")
     sub.required = True

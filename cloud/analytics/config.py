@@ -74,7 +74,7 @@ def parse_config(data: Mapping[str, Any]) -> AnalyticsConfig:
     """The config from parsed TOML; UserError naming the bad key."""
     rfm = _table(data, "rfm")
     cuts = {key: _cuts(rfm[key], f"rfm.{key}") if key in rfm else None for key in ("recency_days", "frequency", "monetary")}
-    segments = DEFAULT_SEGMENTS
+    segments: tuple[Segment, ...] = DEFAULT_SEGMENTS
     if "segments" in data:
         raw = data["segments"]
         if not isinstance(raw, list) or not raw or not all(isinstance(s, Mapping) for s in raw):

@@ -15,6 +15,7 @@ from typing import Any
 
 from tenpo.cloud.changes import record_changes
 from tenpo.cloud.db import Central
+from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.errors import UserError
 from tenpo.shared.ids import is_id
 
@@ -81,7 +82,7 @@ def publish(db: Central, config: AnalyticsConfig, customers: Iterable[str], now:
     for part in tables.chunks(live):
         sql = f"SELECT customer, items FROM analytics_recommendations WHERE customer IN ({tables.marks(part)})"
         before.update(dict(db.all(sql, part)))
-    changes = []
+    changes: list[ChangeTuple] = []
     for customer in live:
         skus = " ".join(p.sku for p in picks[customer])
         if before.get(customer) != skus:

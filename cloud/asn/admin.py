@@ -12,6 +12,7 @@ import msgspec
 
 from tenpo.cloud.changes import audit, record_changes
 from tenpo.cloud.db import Central
+from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.asn import Asn, RowError, read_asn_file
 from tenpo.shared.errors import UserError
 
@@ -45,7 +46,7 @@ def import_asns(db: Central, path: Path) -> AsnImportReport:
     now = time.time()
     with db.transaction():
         known_stores = {row[0] for row in db.all("SELECT store_id FROM stores")}
-        changes = []
+        changes: list[ChangeTuple] = []
         for asn in parsed.asns:
             if asn.store not in known_stores:
                 report.errors.append(RowError(f"shipment {asn.shipment_id}", f"store {asn.store} is not registered at HQ"))

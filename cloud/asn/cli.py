@@ -12,7 +12,7 @@ from tenpo.cloud.cli_support import db_flag, print_json
 from tenpo.cloud.db import Central
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     asn = commands.add_parser("asn", help="advance ship notices and the dock inspections of the stores")
     sub = asn.add_subparsers(dest="asn_command", metavar="COMMAND")
     sub.required = True

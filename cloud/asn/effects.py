@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tenpo.cloud.asn import transfers
-from tenpo.cloud.plan import ChangeTuple, Origin, Plan, Planner, as_json
+from tenpo.cloud.plan import ChangeTuple, Hook, Origin, Plan, Planner, as_json
 from tenpo.shared.events import InspectionCompleted
 from tenpo.shared.protocol import Event
 
@@ -35,7 +35,7 @@ def _inspection_completed(plan: Plan, origin: Origin, event: Event, p: Inspectio
             plan.hooks[f"transfer.received:{p.shipment_id}"] = received
 
 
-def _mark_received(store_id: str, shipment_id: str, inspection_id: str):
+def _mark_received(store_id: str, shipment_id: str, inspection_id: str) -> Hook:
     def hook(db: Central, now: float) -> list[ChangeTuple]:
         changed = db.execute(
             "UPDATE asns SET status = 'received', received_at = ?, received_by_inspection = ?, updated_at = ?"

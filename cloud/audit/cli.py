@@ -14,7 +14,7 @@ from tenpo.shared.ids import is_id
 from tenpo.shared.terminal import safe_text
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = commands.add_parser("audit", help="HQ's audit log (hash-chained, append-only): verify, list")
     sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND")
     sub.required = True

@@ -177,7 +177,11 @@ def plan_store_update(plan: Plan, origin: Origin, event: Event, p: MemberUpdated
 
 def plan_registered(plan: Plan, origin: Origin, event: Event, p: Any, now: float) -> None:
     """A store's registration that the members area attached to a golden member: the clocked fields stay."""
-    plan.hooks[f"member-overlay/{p.member_id}"] = lambda db, at: overlay(db, _golden(db, p.member_id)) or []
+    def keep_clocked_fields(db: Central, at: float) -> list[ChangeTuple]:
+        overlay(db, _golden(db, p.member_id))
+        return []
+
+    plan.hooks[f"member-overlay/{p.member_id}"] = keep_clocked_fields
 
 
 def after(first: Planner | None, then: Planner) -> Planner:

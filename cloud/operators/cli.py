@@ -93,7 +93,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-def guard_commands(commands: argparse._SubParsersAction) -> list[str]:
+def guard_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[str]:
     """Add ``--operator NAME`` to each guarded command and sign the operator in before it runs; returns
     the commands guarded (a command an area has not registered is skipped)."""
     done = []
@@ -136,7 +136,7 @@ def _guarded(inner: Callable[[argparse.Namespace], int], action: str, doing: str
 # ---------------------------------------------------------------------------- operator accounts
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = commands.add_parser("operator", help="HQ operator accounts: add, list, disable, totp, cert")
     sub = group.add_subparsers(dest="operator_command", metavar="COMMAND")
     sub.required = True

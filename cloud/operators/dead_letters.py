@@ -12,7 +12,7 @@ from tenpo.cloud.hq import actions, queries
 from tenpo.shared.terminal import safe_text
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = db_flag(commands.add_parser("dead-letters", help="messages HQ could not apply: list, retry, discard"))
     group.add_argument("--all", action="store_true", help="closed ones too")
     group.add_argument("--json", action="store_true")

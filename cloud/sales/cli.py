@@ -11,7 +11,7 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.sales import conflicts
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `conflicts` (list, resolve) to the `tenpo cloud` group."""
     listing = db_flag(commands.add_parser(
         "conflicts", help="open reconciliation conflicts (points below zero, stock oversold)",

@@ -64,7 +64,7 @@ class Conflict:
     resolution: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 # ---------------------------------------------------------------------------- detection (apply hooks)

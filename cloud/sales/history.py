@@ -23,7 +23,7 @@ class StoreSale:
     points_redeemed: int
 
     def as_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def member_sales(db: Central, member_id: str, *, also: Iterable[str] = (), limit: int = 100) -> list[StoreSale]:

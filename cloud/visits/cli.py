@@ -11,7 +11,7 @@ from tenpo.cloud.db import Central
 from tenpo.cloud.visits.history import member_visits
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     visits = db_flag(commands.add_parser("visits", help="a member's store visits (from the beacons)"))
     visits.add_argument("member_id")
     visits.add_argument("--limit", type=int, default=50)

@@ -22,7 +22,7 @@ class Visit:
     coupons: tuple[str, ...]  # rules that fired during this visit
 
     def as_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def member_visits(db: Central, member_id: str, *, also: Iterable[str] = (), limit: int = 100) -> list[Visit]:
