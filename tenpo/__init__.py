@@ -10,4 +10,4 @@ __version__ = "0.1.0"
 # which sqlite_utils expects (it then leaves its DataFrame support off).
 if _sys.argv[1:3] == ["edge", "run"]:
     for _name in ("pandas", "numpy"):
-        _sys.modules.setdefault(_name, None)  # type: ignore[assignment]
+        _sys.modules.setdefault(_name, None)  # type: ignore[arg-type]
