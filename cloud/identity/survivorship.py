@@ -83,8 +83,12 @@ def _winner(records: Sequence[SourceRecord], field_name: str, values: Sequence[A
     candidates = [i for i, value in enumerate(values) if value not in (None, "")]
     if len(candidates) < 2:  # one value (or none): nothing to rank
         return candidates[0] if candidates else None
-    votes = Counter(values[i] for i in candidates)
+    # Votes only count for the "frequent" criterion: most fields' rules never read them.
+    votes = Counter(values[i] for i in candidates) if "frequent" in criteria else _NO_VOTES
     return min(candidates, key=lambda i: _rank_key(records[i], values[i], field_name, criteria, rules, votes))
+
+
+_NO_VOTES: Counter[Any] = Counter()  # read only (a Counter's missing key is 0 and is not stored)
 
 
 def golden_record(records: Sequence[SourceRecord], rules: SurvivorshipRules = SurvivorshipRules()) -> GoldenRecord:
@@ -107,7 +111,7 @@ def golden_record(records: Sequence[SourceRecord], rules: SurvivorshipRules = Su
             agreeing = [i for i, value in enumerate(column) if value == column[winner]]
             if len(agreeing) > 1:
                 agreeing.sort(key=lambda i: (i != winner, _rank_key(records[i], column[i], lead, criteria, rules,
-                                                                    Counter())))
+                                                                    _NO_VOTES)))
             for i in agreeing:
                 if getattr(records[i], companion):
                     values[companion] = getattr(records[i], companion)

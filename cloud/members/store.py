@@ -249,6 +249,9 @@ PROFILE_UPSERT = (
 )  # fmt: skip
 
 
+_CONSENT_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(value, sort_keys=True), the same text
+
+
 def golden_rows(member_id: str, rows: list[SourceRow], stored_consent: str, consent: Mapping[str, bool],
                 config: MembersConfig, now: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """The parameters of GOLDEN_UPDATE and PROFILE_UPSERT for a member with these source records (in
@@ -256,12 +259,12 @@ def golden_rows(member_id: str, rows: list[SourceRow], stored_consent: str, cons
     golden = golden_record([row.record for row in rows], config.survivorship)
     v = golden.values
     prefecture = next((row.prefecture for row in rows if row.record.key == golden.provenance.get("postal_code")), None)
-    merged_consent = json.loads(stored_consent)
+    merged_consent = {} if stored_consent == "{}" else json.loads(stored_consent)
     merged_consent.update(consent)
     provenance = {name: ":".join(key) for name, key in golden.provenance.items()}
     member = (v.get("name"), v.get("kana"), v.get("phone"), v.get("email"), v.get("card_no"),
               SORTED_JSON(dict(golden.custom)),
-              json.dumps(merged_consent, sort_keys=True), now, member_id)  # fmt: skip
+              _CONSENT_JSON(merged_consent), now, member_id)  # fmt: skip
     profile = (member_id, v.get("postal_code"), v.get("address"), prefecture, v.get("birth_date"),
                SORTED_JSON(provenance), now)  # fmt: skip
     return member, profile
