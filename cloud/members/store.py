@@ -7,6 +7,7 @@ the end, so a batch that touches one member ten times sends one `member.upsert`,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -25,6 +26,7 @@ from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.cleansing import MEMBER_FIELDS, FieldQuality
 
 from .config import MembersConfig
+from .schema_tables import pg_member_tables, quote_name, sqlite_member_tables
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +75,22 @@ def _matching_row(row: tuple[Any, ...]) -> SourceRow:
     return _parse_source_row(row, False)
 
 
+# A row is read by position (every record an import writes or reads is parsed): the fields are SourceRecord's next.
+_FIELDS_AT = slice(4, 4 + len(MEMBER_FIELDS))
+if tuple(f.name for f in dataclasses.fields(SourceRecord))[2 : 2 + len(MEMBER_FIELDS)] != MEMBER_FIELDS:
+    raise ImportError("SourceRecord's fields after source and source_id must be MEMBER_FIELDS, in order")
+
+
 def _parse_source_row(row: tuple[Any, ...], with_quality: bool) -> SourceRow:
-    values = dict(zip(SOURCE_COLUMNS, row))
+    ref, source, source_id, member_id = row[:4]
+    prefecture, verified, custom, raw_hash, seen_at, *quality = row[_FIELDS_AT.stop :]  # field_quality: with_quality
     record = SourceRecord(
-        source=values["source"], source_id=values["source_id"],
-        **{name: values[name] for name in MEMBER_FIELDS},
-        verified=_json_set(values["verified"]), updated_at=values["seen_at"] or "",
-        custom=MappingProxyType(_json_map(values["custom"])),  # read-only: the object may be shared (cache)
-        quality=quality_from_json(values["field_quality"]) if with_quality else {},
+        source, source_id, *row[_FIELDS_AT],
+        verified=_json_set(verified), updated_at=seen_at or "",
+        custom=MappingProxyType(_json_map(custom)),  # read-only: the object may be shared (cache)
+        quality=quality_from_json(quality[0]) if with_quality else {},
     )  # fmt: skip
-    return SourceRow(int(values["id"]), values["member_id"], values["raw_hash"], values["prefecture"], record)
+    return SourceRow(int(ref), member_id, raw_hash, prefecture, record)
 
 
 def _json_set(text: str | None) -> frozenset[str]:
@@ -316,7 +324,7 @@ class MemberTable:
 def member_tables(db: Central) -> list[MemberTable]:
     """Every HQ table with a member_id column that a merge must re-point, found in the schema so
     tables other areas add later are covered. Tables it cannot move row by row are left out, logged."""
-    found = _pg_member_tables(db) if db.dialect == "postgresql" else _sqlite_member_tables(db)
+    found = pg_member_tables(db) if db.dialect == "postgresql" else sqlite_member_tables(db)
     tables = []
     for name, key in sorted(found.items()):
         if name in _OWN_TABLES or name.startswith("member_") or name in DERIVED_TABLES:
@@ -330,53 +338,7 @@ def member_tables(db: Central) -> list[MemberTable]:
     return tables
 
 
-# Tables found per schema text: an import merges thousands of times, each reading every table's columns.
-_SQLITE_TABLES_BY_SCHEMA: dict[tuple[tuple[str, str], ...], dict[str, tuple[str, ...]]] = {}
-
-
-def _sqlite_member_tables(db: Central) -> dict[str, tuple[str, ...]]:
-    # The CREATE TABLE texts decide the answer (SQLite rewrites them on ALTER TABLE): read again when they differ.
-    schema = tuple((str(name), str(sql)) for name, sql in db.all(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"))  # fmt: skip
-    found = _SQLITE_TABLES_BY_SCHEMA.get(schema)
-    if found is None:
-        if len(_SQLITE_TABLES_BY_SCHEMA) >= 8:
-            _SQLITE_TABLES_BY_SCHEMA.clear()
-        found = _SQLITE_TABLES_BY_SCHEMA[schema] = _read_sqlite_member_tables(db, [name for name, _ in schema])
-    return found
-
-
-def _read_sqlite_member_tables(db: Central, names: list[str]) -> dict[str, tuple[str, ...]]:
-    found = {}
-    for name in names:
-        columns = db.all(f"PRAGMA table_info({_quote(name)})")  # cid, name, type, notnull, default, pk position
-        if any(c[1] == "member_id" for c in columns):
-            found[name] = tuple(c[1] for c in sorted((c for c in columns if c[5]), key=lambda c: c[5]))
-    return found
-
-
-def _pg_member_tables(db: Central) -> dict[str, tuple[str, ...]]:
-    names = db.all(
-        "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t"
-        " ON t.table_schema = c.table_schema AND t.table_name = c.table_name WHERE c.table_schema = current_schema()"
-        " AND c.column_name = 'member_id' AND t.table_type = 'BASE TABLE'"
-        # a month of a partitioned history table is moved through its parent (cloud/history_schema.py)
-        " AND c.table_name NOT IN (SELECT relname FROM pg_class WHERE relispartition)"
-    )  # fmt: skip
-    keys: dict[str, list[str]] = {}
-    for table, column in db.all(
-        "SELECT k.table_name, k.column_name FROM information_schema.table_constraints tc"
-        " JOIN information_schema.key_column_usage k ON k.constraint_schema = tc.constraint_schema"
-        " AND k.constraint_name = tc.constraint_name AND k.table_name = tc.table_name"
-        " WHERE tc.table_schema = current_schema() AND tc.constraint_type = 'PRIMARY KEY'"
-        " ORDER BY k.table_name, k.ordinal_position"
-    ):
-        keys.setdefault(table, []).append(column)
-    return {name: tuple(keys.get(name, ())) for (name,) in names}
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+_quote = quote_name
 
 
 def move_member_rows(db: Central, merge_id: int, loser: str, winner: str) -> int:
