@@ -86,7 +86,7 @@ class Aggregator:
         self.out = make_client(f"{self.client_id}-out", tls, broker)
         self._last_pushed = latest_change(self.db)
         # Channel API requests have their own thread and connection: a stock query never waits behind batches.
-        self.channel = ChannelWorker(db_url, self._answer, lambda m: self.client.ack(m.mid, m.qos), self._wake)
+        self.channel = ChannelWorker(db_url, self._answer, self._ack, self._wake)
         self.out.on_connect = no_delay  # answers (and acks) leave at once, not after the previous one's TCP ACK
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
@@ -210,6 +210,10 @@ class Aggregator:
             self._queue.put_nowait(None)
         except queue.Full:  # busy with messages: it looks at the feed between them anyway
             pass
+
+    def _ack(self, message: mqtt.MQTTMessage) -> None:
+        """Acknowledge a handled request to the broker (manual acks: see __init__)."""
+        self.client.ack(message.mid, message.qos)
 
     def _answer(self, outgoing: list[Outgoing]) -> None:
         for item in outgoing:

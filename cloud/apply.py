@@ -270,9 +270,9 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
         _refused(db, topic, origin, held, refusal)
     for event in events:
         if verdicts.skip(event.seq):
-            refusal = verdicts.refused.get(event.seq)
-            if refusal is not None:
-                _refused(db, topic, origin, event, refusal)
+            why = verdicts.refused.get(event.seq)
+            if why is not None:
+                _refused(db, topic, origin, event, why)
             continue
         try:
             plan_event(plan, origin, event, now)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tenpo.cloud import authority_schema, certs, history_schema, levels_schema, products_schema
 from tenpo.cloud.analytics import schema as analytics_schema
@@ -117,7 +117,7 @@ class Central(BeforeCommit):
                 cur.execute(_numbered(multi, per_row, len(part)), [value for row in part for value in row])
 
     def one(self, text: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        return self.execute(text, params).fetchone()
+        return cast("tuple[Any, ...] | None", self.execute(text, params).fetchone())  # a DB-API row or None
 
     def all(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self.execute(text, params).fetchall())
@@ -263,10 +263,10 @@ def _connect_postgresql(url: DbUrl) -> Any:
         import psycopg
     except ImportError as exc:
         raise MissingExtra("a PostgreSQL central database", "hq", exc) from None
-    # libpq waits for the operating system's TCP timeout (minutes) on an unreachable host unless told
-    timeout = {} if "connect_timeout" in url.target else {"connect_timeout": 10}
+    # libpq waits for the operating system's TCP timeout (minutes) on an unreachable host unless told (None: the URL's)
+    timeout = None if "connect_timeout" in url.target else 10
     try:
-        return psycopg.connect(url.target, autocommit=True, **timeout)
+        return psycopg.connect(url.target, autocommit=True, connect_timeout=timeout)
     except psycopg.Error as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         first_line = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", first_line)  # libpq may quote the URL: no password

@@ -115,7 +115,7 @@ def _detach_one(db: Central, table: str, partition: str, archive: Path | None) -
 # ---------------------------------------------------------------------------- CLI
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     history = commands.add_parser("history", help="retention of the event and ledger history (PostgreSQL)")
     history_commands = history.add_subparsers(dest="history_command", metavar="COMMAND")
     history_commands.required = True

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from types import GenericAlias
 from typing import Any
 
 import msgspec
@@ -110,7 +111,8 @@ class DecodedChunk(SnapshotChunk, frozen=True):
 
 
 _ROW_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
-    entity: msgspec.json.Decoder(list[struct]) for entity, struct in SNAPSHOT_ROWS.items()
+    # GenericAlias(list, (struct,)) is list[struct], spelled so for a class held in a variable
+    entity: msgspec.json.Decoder(GenericAlias(list, (struct,))) for entity, struct in SNAPSHOT_ROWS.items()
 }
 _JSON_OBJECTS = msgspec.json.Decoder(list[dict[str, Any]])
 

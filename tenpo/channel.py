@@ -187,7 +187,7 @@ class Client(ExtrasMixin):  # issue 18 parts 4-5 (H9): points at the web checkou
 # ---------------------------------------------------------------------------- `tenpo channel ...`
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     channel = subparsers.add_parser("channel", help="the channel API over MQTT: store stock, reservations (docs/channel.md)")
     commands = channel.add_subparsers(dest="channel_command", metavar="COMMAND")
     commands.required = True
@@ -296,7 +296,7 @@ def no_delay(client: mqtt.Client) -> None:
     """TCP_NODELAY on the connection (paho does not set it): a request leaves at once, not after the TCP ACK
     of the previous small packet."""
     sock = client.socket()
-    if sock is not None:
+    if isinstance(sock, socket.socket):  # paho types it as a SocketLike; a TCP (or TLS) connection is a socket
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:

@@ -79,7 +79,7 @@ Common = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 Run = Callable[[argparse.Namespace, Any], Any]
 
 
-def register(commands: argparse._SubParsersAction, common: Common, run: Run) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: Common, run: Run) -> None:
     """`tenpo channel points …`, `tenpo channel device …`, `tenpo channel member update`."""
     points = commands.add_parser("points", help="points at the web checkout: balance, hold, capture, release, earn")
     ops = points.add_subparsers(dest="points_command", metavar="COMMAND")

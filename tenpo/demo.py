@@ -32,7 +32,7 @@ UMBRELLA,4560000000029,傘 65cm,1200,standard
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = subparsers.add_parser("demo", help="run a whole chain locally: broker, HQ, two stores")
     demo.add_argument("--dir", type=Path, help="keep the demo's files here (default: a temporary folder)")
     demo.set_defaults(func=cmd_demo)

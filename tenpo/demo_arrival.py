@@ -44,14 +44,14 @@ def _clock(t: float) -> str:
 
 
 def run(demo: Demo) -> None:
-    db = demo.dbs["S001"]
-    assert demo.central is not None
+    central, db = demo.central, demo.dbs["S001"]
+    assert central is not None
     demo.step("Shibuya turns on its Bluetooth beacons; the member's app secret came from HQ")
     member = replica.find_members(db, "090-1234-5678")[0]
     # The app's secret stays at HQ (the phone gets it from HQ); Shibuya holds only her day keys (issue 14).
     secret_hex = demo.check(
         f"{member.name}'s beacon secret is at HQ",
-        lambda: demo.central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?", (member.member_id,)),
+        lambda: central.scalar("SELECT beacon_secret FROM members WHERE member_id = ?", (member.member_id,)),
     )  # fmt: skip
     demo.check(
         "Shibuya holds her beacon day keys, not her secret",
@@ -97,7 +97,7 @@ def run(demo: Demo) -> None:
 
     visit = demo.check(
         "HQ has the visit in her history, with the welcome coupon",
-        lambda: next((v for v in member_visits(demo.central, member.member_id) if v.left_at is not None), None),
+        lambda: next((v for v in member_visits(central, member.member_id) if v.left_at is not None), None),
     )  # fmt: skip
     coupons = ", ".join(visit.coupons) or "none"
     demo.say(f"    HQ: {visit.store_id} {visit.store_name or ''} {_clock(visit.arrived_at)}, "

@@ -9,6 +9,7 @@ and HQ shows the receipt.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from tenpo.cloud.asn import admin as hq_asn
 from tenpo.edge import replica
@@ -19,11 +20,15 @@ from tenpo.edge.inspection.report import render_text, write_reports
 from tenpo.edge.rfid.simulator import ReaderSimulator, SimTag
 from tenpo.shared.epc import encode_sgtin96
 
+if TYPE_CHECKING:
+    from tenpo.demo import Demo
+
 TEA, ONIGIRI = "4901085089583", "4901234567894"  # the demo product list's JANs
 
 
-def run(demo) -> None:
+def run(demo: Demo) -> None:
     central, db = demo.central, demo.dbs["S001"]
+    assert central is not None
     shibuya = [encode_sgtin96(TEA, s) for s in range(1, 25)] + [encode_sgtin96(ONIGIRI, s) for s in range(1, 13)]
     umeda = [encode_sgtin96(TEA, s) for s in range(501, 513)]
 
@@ -67,8 +72,8 @@ def run(demo) -> None:
     before = {r.sku: r.on_hand for r in replica.stock_levels(db, "S001") if r.as_of is None}
     accepted = store.accept(db, "S001", record.inspection_id, by="1001")  # a clerk id, as `edge inspect accept --clerk` records
     paths = write_reports(accepted, dock_settings(load_config(str(config_path))).reports)
-    for line in accepted.receipt:
-        demo.say(f"    {line.sku:<10} {before.get(line.sku, 0):>3} -> {before.get(line.sku, 0) + line.qty:>3}  (+{line.qty})")
+    for got in accepted.receipt:
+        demo.say(f"    {got.sku:<10} {before.get(got.sku, 0):>3} -> {before.get(got.sku, 0) + got.qty:>3}  (+{got.qty})")
     demo.say(f"    reports: {', '.join(p.name for p in paths)}")
 
     demo.step("HQ shows the receipt and the inspection")

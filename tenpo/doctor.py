@@ -349,7 +349,7 @@ def hq_checks(db_url: str, broker_url: str | None, tls: TlsFiles) -> list[Check]
 # ---------------------------------------------------------------------------- command
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("doctor", help="check a store box (--config) or HQ (--db) and say what is wrong")
     parser.add_argument("--config", help="store config TOML (default: $TENPO_CONFIG)")
     parser.add_argument("--db", help=f"HQ: the central database (sqlite:///… or postgresql://…; e.g. {DEFAULT_DB})")

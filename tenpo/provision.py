@@ -12,7 +12,7 @@ from tenpo.shared.protocol import valid_store_id
 from tenpo.shared.terminal import safe_text
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     provision = subparsers.add_parser("provision", help="make the chain CA and broker/store/HQ certificates")
     commands = provision.add_subparsers(dest="provision_command", metavar="COMMAND")
     commands.required = True

@@ -20,7 +20,7 @@ def _as_of(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     loyalty = commands.add_parser("loyalty", help="points expiry (lots, first in first out) and member ranks")
     sub = loyalty.add_subparsers(dest="loyalty_command", metavar="COMMAND")
     sub.required = True

@@ -251,16 +251,16 @@ def run_expiry(db: Central, as_of: date, now: float | None = None) -> ExpiryRepo
     if last is not None and as_of < last:
         raise UserError(f"--as-of {as_of}: the expiry job already ran as of {last}; it never goes back")
     config = load_config(db)
-    horizon, last = current_horizon(db), last_horizon(db)
+    horizon, last_run = current_horizon(db), last_horizon(db)
     last_at = db.scalar("SELECT coalesce(max(at), 0) FROM loyalty_runs WHERE job = 'expire'", (), 0)
     changed_rules = float(db.scalar("SELECT coalesce(max(updated_at), 0) FROM loyalty_settings", (), 0)) > float(last_at)
     # Incremental: only members with entries the last run may not have seen (tenpo.cloud.loyalty.horizon; not
     # our own expiry entries), or a lot ending before ``as_of`` (loyalty_members.next_end); everyone on the
     # first run or after the rules changed.
-    if not last.mark or changed_rules:
+    if not last_run.mark or changed_rules:
         wanted = db.all("SELECT DISTINCT member_id FROM points_ledger ORDER BY member_id")
     else:
-        news, since = news_since(db, last)
+        news, since = news_since(db, last_run)
         wanted = db.all(f"SELECT member_id FROM points_ledger WHERE {news} AND stream <> ? UNION SELECT member_id"
                         " FROM loyalty_members WHERE next_end < ? ORDER BY 1", (*since, LOYALTY_STREAM, as_of.isoformat()))
     applied = {str(s): int(n) for s, n in db.all("SELECT store_id, last_applied_seq FROM stores")}

@@ -12,7 +12,7 @@ from .keys_cli import register_keys
 from .rules import current_rules
 
 
-def register_edge(commands: argparse._SubParsersAction) -> None:
+def register_edge(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add subcommands to the `tenpo edge` group."""
     rules = with_config(commands.add_parser("rules", help="the chain's registration rules this store holds (from HQ)"))
     json_flag(rules)

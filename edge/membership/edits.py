@@ -28,6 +28,7 @@ from tenpo.shared.errors import UserError
 from tenpo.shared.events import MemberUpdated
 from tenpo.shared.field_bounds import MAX_FIELD_CHARS
 
+# A field added here is also named in _edited and in update_member's MemberUpdated (typed keywords, not **).
 _CLEAN: dict[str, Callable[[str], str]] = {
     "name": cleansing.normalize_name,
     "kana": cleansing.normalize_kana,
@@ -74,10 +75,17 @@ def update_member(db: sqlite_utils.Database, member_id: str, clerk_id: str, *, f
         if not changed and not purposes:
             raise UserError(f"member {member_id}: nothing to change")
         if changed:
-            vault.write_person(conn, codec, member_id, dataclasses.replace(old, **changed), old)
+            vault.write_person(conn, codec, member_id, _edited(old, changed), old)
         conn.execute("UPDATE members SET consent = ?, updated_at = ? WHERE member_id = ?",
                      (json.dumps({**had, **purposes}, sort_keys=True), time.time(), member_id))  # fmt: skip
-        event = MemberUpdated(member_id=member_id, consent=purposes or None, clerk_id=clerk_id,
-                              member_present=member_present, **changed)  # fmt: skip
+        event = MemberUpdated(member_id=member_id, name=changed.get("name"), kana=changed.get("kana"),
+                              phone=changed.get("phone"), email=changed.get("email"), consent=purposes or None,
+                              clerk_id=clerk_id, member_present=member_present)  # fmt: skip
         append(conn, event)
     return event
+
+
+def _edited(old: vault.Personal, changed: Mapping[str, str]) -> vault.Personal:
+    """``old`` with the fields a clerk changed (the keys of ``_CLEAN``) replaced."""
+    return dataclasses.replace(old, name=changed.get("name", old.name), kana=changed.get("kana", old.kana),
+                               phone=changed.get("phone", old.phone), email=changed.get("email", old.email))

@@ -12,7 +12,7 @@ from tenpo.shared.errors import UserError
 from tenpo.shared.terminal import print_json
 
 
-def register(member_commands: argparse._SubParsersAction) -> None:
+def register(member_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     update = clerk_flag(with_config(member_commands.add_parser(
         "update", help="change a member's contact fields or consent (sent to HQ; the newest edit of a field wins)")))
     update.add_argument("member_id", metavar="MEMBER")

@@ -21,7 +21,7 @@ from tenpo.shared.errors import UserError
 from . import sealing
 
 
-def register_keys(commands: argparse._SubParsersAction) -> None:
+def register_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser("keys", help="the keys that encrypt members' personal data at rest")
     sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND")
     sub.required = True
