@@ -261,32 +261,38 @@ def _reading_level(a: str, b: str, phonetic_a: str, phonetic_b: str) -> int:
     return DIFFER
 
 
-def _kanji_level(a: Features, b: Features) -> int | None:
-    if a.name == b.name:
+def _kanji_level(name_a: str, name_b: str, a: Features, b: Features) -> int | None:
+    """The kanji names' level; ``name_a`` and ``name_b`` are ``a.name`` and ``b.name``, both set."""
+    if name_a == name_b:
         return EXACT
-    if bool(_HAS_KANA.search(a.name)) != bool(_HAS_KANA.search(b.name)):
+    if bool(_HAS_KANA.search(name_a)) != bool(_HAS_KANA.search(name_b)):
         return None  # 千葉さくら and 千葉桜: a kana given name cannot be compared with a kanji one
-    if min(len(a.name), len(b.name)) >= 2 and within_one_edit(a.name, b.name):
+    if min(len(name_a), len(name_b)) >= 2 and within_one_edit(name_a, name_b):
         return NEAR
     if a.given and b.given:
         return GIVEN if a.given == b.given and a.surname != b.surname else DIFFER
-    if _common_suffix(a.name, b.name) >= 2 and a.name[0] != b.name[0]:
+    if _common_suffix(name_a, name_b) >= 2 and name_a[0] != name_b[0]:
         return GIVEN
     return DIFFER
 
 
+def _learnt_level(known: Features, learnt: str) -> int | None:
+    """A learnt reading against ``known``'s readings; it only ever supports a link: a name can have several."""
+    level = max(_reading_level(x, learnt, px, _phonetic(learnt)) for x, px in zip(known.readings, known.phonetic))
+    return TYPO if level >= TYPO else None
+
+
 def name_levels(a: Features, b: Features) -> tuple[int | None, int | None]:
     """(kanji level, reading level); None where one side lacks it."""
-    kanji = _kanji_level(a, b) if a.name and b.name else None
+    kanji = _kanji_level(a.name, b.name, a, b) if a.name and b.name else None
     reading = None
     if a.readings and b.readings:
         reading = max(_reading_level(x, y, px, py) for x, px in zip(a.readings, a.phonetic)
                       for y, py in zip(b.readings, b.phonetic))
-    elif kanji is None and (a.inferred and b.readings or b.inferred and a.readings):
-        # A learnt reading only ever supports a link: a name can have several readings.
-        known, learnt = (b, a.inferred) if a.inferred else (a, b.inferred)
-        level = max(_reading_level(x, learnt, px, _phonetic(learnt)) for x, px in zip(known.readings, known.phonetic))
-        reading = TYPO if level >= TYPO else None
+    elif kanji is None and a.inferred and b.readings:  # a learnt reading is set only where there is no other
+        reading = _learnt_level(b, a.inferred)
+    elif kanji is None and b.inferred and a.readings:
+        reading = _learnt_level(a, b.inferred)
     return kanji, reading
 
 

@@ -55,7 +55,7 @@ class GoldenRecord:
 
 
 def _rank_key(record: SourceRecord, value: Any, field_name: str, criteria: Sequence[Criterion],
-              rules: SurvivorshipRules, votes: Counter) -> tuple:
+              rules: SurvivorshipRules, votes: Counter[Any]) -> tuple[Any, ...]:
     parts: list[Any] = []
     for criterion in criteria:
         if criterion == "verified":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
@@ -102,8 +102,8 @@ def em(patterns: Mapping[Pattern, int], levels: Mapping[str, Sequence[str]], *, 
     converged, iteration = False, 0
     while iteration < max_iterations:
         iteration += 1
-        m_counts = {f: Counter[str]() for f in fields}
-        u_counts = {f: Counter[str]() for f in fields}
+        m_counts = {f: defaultdict[str, float](float) for f in fields}  # expected counts: fractions of pairs
+        u_counts = {f: defaultdict[str, float](float) for f in fields}
         expected_matches = 0.0
         for pattern, count in patterns.items():
             log_m, log_u = math.log(share), math.log(1 - share)

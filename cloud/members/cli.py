@@ -23,7 +23,7 @@ from .store import Pending, publish
 from .weights import configured
 
 
-def register_cloud(commands: argparse._SubParsersAction) -> None:
+def register_cloud(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add subcommands to the `tenpo cloud` group."""
     imp = commands.add_parser("import", help="import members or orders from other channels (idempotent)")
     imports = imp.add_subparsers(dest="import_command", metavar="COMMAND")

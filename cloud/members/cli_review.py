@@ -20,7 +20,7 @@ from .rules import current_rules, parse_rules_file, set_rules
 from .weights import configured, train
 
 
-def register_members(sub: argparse._SubParsersAction) -> None:
+def register_members(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add subcommands to the `tenpo cloud members` group."""
     review = db_flag(sub.add_parser("review", help="possible matches waiting for a person: list, accept, reject"))
     review.add_argument("--json", action="store_true")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +53,7 @@ def iso_utc(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _guarded(db: Any, name: str, work: Any) -> list[ChangeTuple]:
+def _guarded(db: Any, name: str, work: Callable[[], list[ChangeTuple]]) -> list[ChangeTuple]:
     db.execute(f"SAVEPOINT {name}")
     try:
         changes = work()

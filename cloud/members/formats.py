@@ -11,7 +11,7 @@ import codecs
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -142,9 +142,12 @@ def iso_utc(text: str | None) -> str | None:
         if bare is not None and bare.year >= 1000 and bare.isoformat() == text[:19]:  # as strftime writes it
             return f"{text[:19]}.000000Z"
     parsed = None
-    for attempt in (lambda: datetime.fromisoformat(text.replace("Z", "+00:00")),
-                    lambda: datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z"),
-                    lambda: datetime.strptime(text, "%Y/%m/%d %H:%M")):  # fmt: skip
+    attempts: tuple[Callable[[], datetime], ...] = (
+        lambda: datetime.fromisoformat(text.replace("Z", "+00:00")),
+        lambda: datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z"),
+        lambda: datetime.strptime(text, "%Y/%m/%d %H:%M"),
+    )
+    for attempt in attempts:
         try:
             parsed = attempt()
             break
@@ -166,7 +169,7 @@ def yes_no(text: str | None) -> bool | None:
     return None
 
 
-def _csv_rows(reader: csv.DictReader) -> Iterator[tuple[int, dict[str, str] | None, str]]:
+def _csv_rows(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, str] | None, str]]:
     """(line, row, "") per row, or (line, None, problem) for a line the csv module cannot split."""
     while True:
         try:

@@ -213,6 +213,13 @@ class Cleansed:
     quality_text: str  # store.quality_json(quality)
 
 
+def _pop_prefecture(clean: dict[str, object]) -> str | None:
+    """The prefecture cleansing keeps beside the member fields (its name, or None), taken out of ``clean``."""
+    prefecture = clean.pop("prefecture", None)
+    assert prefecture is None or isinstance(prefecture, str), prefecture
+    return prefecture
+
+
 def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: float,
              ignored_email_domains: frozenset[str]) -> Cleansed | RowOutcome:  # fmt: skip
     """The row's source record (pure), from its fields' `assessment` (assess_member_record, see pipeline.py):
@@ -221,7 +228,7 @@ def _cleanse(item: MemberRow | Rejected, assessment: Assessment | None, now: flo
         return RowOutcome(item.line, item.key, "rejected", reason=item.reason)
     assert assessment is not None
     clean, quality, raw_hash, features, quality_text = assessment
-    prefecture = clean.pop("prefecture", None)
+    prefecture = _pop_prefecture(clean)
     record = SourceRecord.from_clean({**clean, "source": item.source, "source_id": item.source_id,
                                       "verified": item.verified, "custom": item.custom,
                                       "updated_at": item.updated_at or iso_utc(now)}, quality)  # fmt: skip
@@ -300,12 +307,12 @@ def _import_order(db: Central, order: Order, config: MembersConfig, now: float, 
     assert isinstance(source_id, str)
     if _erased(db, order.channel, source_id):
         return RowOutcome(order.line, order.key, "rejected", reason="the customer was erased at their request")
-    prefecture = clean.pop("prefecture", None)
+    prefecture = _pop_prefecture(clean)
     record = SourceRecord.from_clean({**clean, "source": order.channel, "source_id": source_id,
                                       "updated_at": order.ordered_at or iso_utc(now)}, quality)  # fmt: skip
     if order.marketing_consent is not None:
         save_consent(db, order.channel, source_id, {f"marketing:{order.channel}": order.marketing_consent}, now)
-    done = attach(db, record, row_hash(raw_customer), config, now, pending, prefecture=prefecture)  # type: ignore[arg-type]
+    done = attach(db, record, row_hash(raw_customer), config, now, pending, prefecture=prefecture)
 
     values = (order.channel, source_id, order.ordered_at, order.status, order.total, fingerprint)
     if existing is None:

@@ -175,7 +175,9 @@ def merge_members(db: Central, winner: str, loser: str, decision: MergeDecision 
     lock_people(db, [winner, loser])
     _live(db, winner)
     _live(db, loser)
-    row = dict(zip(MEMBER_ROW, db.one(f"SELECT {', '.join(MEMBER_ROW)} FROM members WHERE member_id = ?", (loser,))))
+    found = db.one(f"SELECT {', '.join(MEMBER_ROW)} FROM members WHERE member_id = ?", (loser,))
+    assert found is not None  # _live(loser) above: the member is there, and locked
+    row = dict(zip(MEMBER_ROW, found))
     sources = [[s, sid] for s, sid in db.all("SELECT source, source_id FROM member_sources WHERE member_id = ?", (loser,))]
     explanation = decision_json(decision) if decision else {"text": f"{loser} = {winner} by manual ({actor})"}
     rule = decision.rule if decision else "manual"

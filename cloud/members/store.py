@@ -75,17 +75,18 @@ def _matching_row(row: tuple[Any, ...]) -> SourceRow:
     return _parse_source_row(row, False)
 
 
-# A row is read by position (every record an import writes or reads is parsed): the fields are SourceRecord's next.
-_FIELDS_AT = slice(4, 4 + len(MEMBER_FIELDS))
-if tuple(f.name for f in dataclasses.fields(SourceRecord))[2 : 2 + len(MEMBER_FIELDS)] != MEMBER_FIELDS:
-    raise ImportError("SourceRecord's fields after source and source_id must be MEMBER_FIELDS, in order")
+# A row is read by position (every record an import writes or reads is parsed): _parse_source_row names the
+# member fields (SOURCE_COLUMNS' and SourceRecord's after source and source_id) in MEMBER_FIELDS order.
+_NAMED_IN_ORDER = ("name", "kana", "email", "phone", "postal_code", "address", "birth_date", "card_no")
+if MEMBER_FIELDS != _NAMED_IN_ORDER or tuple(f.name for f in dataclasses.fields(SourceRecord))[2:10] != MEMBER_FIELDS:
+    raise ImportError("SourceRecord's fields after source and source_id must be MEMBER_FIELDS, as _NAMED_IN_ORDER")
 
 
 def _parse_source_row(row: tuple[Any, ...], with_quality: bool) -> SourceRow:
-    ref, source, source_id, member_id = row[:4]
-    prefecture, verified, custom, raw_hash, seen_at, *quality = row[_FIELDS_AT.stop :]  # field_quality: with_quality
+    (ref, source, source_id, member_id, name, kana, email, phone, postal_code, address, birth_date, card_no,
+     prefecture, verified, custom, raw_hash, seen_at, *quality) = row  # field_quality last: with_quality
     record = SourceRecord(
-        source, source_id, *row[_FIELDS_AT],
+        source, source_id, name, kana, email, phone, postal_code, address, birth_date, card_no,
         verified=_json_set(verified), updated_at=seen_at or "",
         custom=MappingProxyType(_json_map(custom)),  # read-only: the object may be shared (cache)
         quality=quality_from_json(quality[0]) if with_quality else {},
