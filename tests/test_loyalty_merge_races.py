@@ -143,6 +143,22 @@ def waiting_or_done(db: Central, other: Central, work: Callable[[Central], Any])
     return thread, failed
 
 
+def merge_while_paused(central: Central, central_url: str, monkeypatch: pytest.MonkeyPatch, pause_at: str,
+                       job: Callable[[Central], Any], winner: str, loser: str) -> None:
+    """Run ``job`` on its own connection, pause it at its first ``loyalty.<pause_at>`` call, ask for the merge of
+    ``loser`` into ``winner`` on another, then let the job go on; both must finish without an error."""
+    reached, release = pause_first_call(monkeypatch, loyalty, pause_at)
+    job_db, merging_db = Central(central_url, create=False), Central(central_url, create=False)
+    worker, _done, job_failed = in_thread(lambda: job(job_db))
+    assert reached.wait(WAIT_S)
+    merging, merge_failed = waiting_or_done(central, merging_db, lambda db: merge(db, winner, loser))
+    release.set()
+    worker.join(WAIT_S)
+    merging.join(WAIT_S)
+    job_db.close()
+    assert not job_failed and not merge_failed, (job_failed, merge_failed)
+
+
 @pytest.mark.parametrize("winner, loser", [("S001-A", "S001-B"), ("S001-B", "S001-A")])
 def test_a_merge_asked_for_while_an_expiry_chunk_is_between_read_and_write(
         central: Central, central_url: str, monkeypatch: pytest.MonkeyPatch, winner: str, loser: str) -> None:  # fmt: skip
@@ -151,17 +167,10 @@ def test_a_merge_asked_for_while_an_expiry_chunk_is_between_read_and_write(
     store.entry("S001-A", 100, date(2025, 1, 10))  # good through 2026-01-31
     store.entry("S001-B", 50, date(2025, 1, 12))  # the same
     store.entry("S001-B", 30, date(2025, 12, 1))  # good through 2026-12-31
-    reached, release = pause_first_call(monkeypatch, loyalty, "replay")  # the chunk has read both ledgers
-    job_db, merging_db = Central(central_url, create=False), Central(central_url, create=False)
     reports: list[loyalty.ExpiryReport] = []
-    job, _done, job_failed = in_thread(lambda: reports.append(loyalty.run_expiry(job_db, NIGHT)))
-    assert reached.wait(WAIT_S)
-    merging, merge_failed = waiting_or_done(central, merging_db, lambda db: merge(db, winner, loser))
-    release.set()
-    job.join(WAIT_S)
-    merging.join(WAIT_S)
-    job_db.close()
-    assert not job_failed and not merge_failed, (job_failed, merge_failed)
+    # paused once the chunk has read both ledgers
+    merge_while_paused(central, central_url, monkeypatch, "replay",
+                       lambda db: reports.append(loyalty.run_expiry(db, NIGHT)), winner, loser)  # fmt: skip
     assert reports[0].expired == 150
     assert_points_balance(central, NIGHT, loser)
     assert int(central.scalar("SELECT balance FROM points_balances WHERE member_id = ?", (winner,))) == 30
@@ -246,16 +255,9 @@ def test_a_merge_asked_for_while_a_rank_chunk_is_being_written(
     store = Store(central)
     register(store)
     today = spend_30000_each(store)
-    reached, release = pause_first_call(monkeypatch, loyalty, "member_entries")  # the chunk has written one rank
-    job_db, merging_db = Central(central_url, create=False), Central(central_url, create=False)
-    job, _done, job_failed = in_thread(lambda: loyalty.run_ranks(job_db, today))
-    assert reached.wait(WAIT_S)
-    merging, merge_failed = waiting_or_done(central, merging_db, lambda db: merge(db, winner, loser))
-    release.set()
-    job.join(WAIT_S)
-    merging.join(WAIT_S)
-    job_db.close()
-    assert not job_failed and not merge_failed, (job_failed, merge_failed)
+    # paused once the chunk has written one rank
+    merge_while_paused(central, central_url, monkeypatch, "member_entries",
+                       lambda db: loyalty.run_ranks(db, today), winner, loser)  # fmt: skip
     assert_one_silver_member(central, winner, loser)
 
 
