@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import Input
 
 from tenpo.edge import db as edge_db
 from tests.test_clerk_support import FIXED_NOW, MANAGER, PIN, TEA, UMBRELLA, make_app, make_store, settle
@@ -62,6 +63,9 @@ def steps(*keys: str) -> Any:
         for group in rest:  # a group of keys, then let the workers finish
             await pilot.press(*group)
             await settle(pilot)
+        # A text cursor blinks every 0.5 s: on a busy machine the picture could catch it either way.
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # shown, steadily
         await pilot.pause()
 
     return run
