@@ -19,7 +19,17 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tenpo.cloud.apply import KeyRing, Rejected, apply_batch, dead_letter, open_envelope, record_birth, record_status
+from tenpo.cloud.apply import (
+    KeyRing,
+    Opened,
+    Rejected,
+    apply_batch,
+    dead_letter,
+    open_envelope,
+    record_birth,
+    record_status,
+)
+from tenpo.cloud.apply_group import Waiting, apply_batches, groups
 from tenpo.cloud.channel.service import Outgoing, no_delay
 from tenpo.cloud.channel.worker import ChannelWorker  # issue 18: the channel API
 from tenpo.cloud.db import Central
@@ -32,6 +42,7 @@ from tenpo.shared.protocol import (
     HQ_STATE,
     ROOT,
     SHARE_GROUP,
+    Ack,
     HqState,
     down_topic,
     encode,
@@ -89,7 +100,9 @@ class Aggregator:
         self.channel = ChannelWorker(db_url, self._answer, self._ack, self._wake)
         self.out.on_connect = no_delay  # answers (and acks) leave at once, not after the previous one's TCP ACK
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("broker refused the aggregator: %s", reason)
             return
@@ -126,8 +139,7 @@ class Aggregator:
                 except queue.Empty:
                     message = None
                 if message is not None:
-                    self._handle_until_done(message, stop)
-                    self.client.ack(message.mid, message.qos)
+                    self._handle_waiting([message, *self._also_waiting()], stop)
                 if self.channel.feed_grew:  # a reservation for a store: send it now, not at the next tick
                     next_push = time.monotonic()
                 if time.monotonic() >= next_push:
@@ -147,12 +159,75 @@ class Aggregator:
 
     # ------------------------------------------------------------------ work
 
-    def _handle_until_done(self, message: mqtt.MQTTMessage, stop: threading.Event) -> None:
+    def _also_waiting(self) -> list[mqtt.MQTTMessage]:
+        """The messages already queued behind the one taken (at most the queue's limit; wake-ups dropped: the loop
+        looks at the feed after them anyway)."""
+        more: list[mqtt.MQTTMessage] = []
+        while len(more) < QUEUE_LIMIT:
+            try:
+                message = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if message is not None:
+                more.append(message)
+        return more
+
+    def _handle_waiting(self, messages: list[mqtt.MQTTMessage], stop: threading.Event) -> None:
+        """Handle the messages in order; each run of event batches in one transaction (apply_group.py)."""
+        run: list[mqtt.MQTTMessage] = []
+        for message in messages:
+            parsed = parse_up_topic(message.topic)
+            if parsed is not None and parsed[1] == "events":
+                run.append(message)
+                continue
+            self._apply_together(run, stop)
+            run = []
+            self._handle_until_done(message, stop)
+            self.client.ack(message.mid, message.qos)
+        self._apply_together(run, stop)
+
+    def _apply_together(self, messages: list[mqtt.MQTTMessage], stop: threading.Event) -> None:
+        """Group commit: the batches' Acks go out after their one COMMIT. If the group fails, each message is
+        handled on its own as before (its dead letters, its retries after a lost connection)."""
+        alone: list[tuple[mqtt.MQTTMessage, Opened | None]] = []
+        waiting: list[tuple[mqtt.MQTTMessage, Opened]] = []
+        for message in messages if len(messages) > 1 else []:
+            try:
+                opened = self._open(message)
+            except DatabaseLost:  # handled alone: it reconnects and tries again
+                alone.append((message, None))
+                continue
+            if opened is None:  # its dead letter is written
+                self.client.ack(message.mid, message.qos)
+            else:
+                waiting.append((message, opened))
+        if len(messages) == 1:
+            alone.append((messages[0], None))
+        for group in groups([Waiting(o.store_id, o.body, m.topic) for m, o in waiting]):
+            part, waiting = waiting[: len(group)], waiting[len(group) :]
+            try:
+                acks = apply_batches(self.db, group, self.client_id)
+            except Exception as exc:
+                if connection_lost(self.db, exc) and not reopen(self.db, stop, "aggregator", exc, self._backoff):
+                    return  # stopping: the stores resend what they have no ack for
+                log.warning("%d batches could not be applied together (%s); applying each alone", len(part), exc)
+                alone += part
+                continue
+            for (message, opened), ack in zip(part, acks, strict=True):
+                self._sent_ack(opened.store_id, ack)
+                self.client.ack(message.mid, message.qos)
+        for message, maybe in alone:
+            self._handle_until_done(message, stop, maybe)
+            self.client.ack(message.mid, message.qos)
+
+    def _handle_until_done(
+        self, message: mqtt.MQTTMessage, stop: threading.Event, opened: Opened | None = None
+    ) -> None:
         """Handle a message; if the database connection goes meanwhile, nothing of it was acknowledged to the
         store: reconnect (back-off while PostgreSQL is down) and handle it again (applying is idempotent)."""
         for _attempt in range(RETRIES_AFTER_RECONNECT):
             try:
-                self._handle(message)
+                self._handle(message, opened)
                 return
             except DatabaseLost as lost:
                 if not reopen(self.db, stop, "aggregator", lost.__cause__, self._backoff):
@@ -163,31 +238,40 @@ class Aggregator:
         log.warning("message on %s lost the database connection %d times; left for the store to resend",
                     message.topic, RETRIES_AFTER_RECONNECT)  # fmt: skip
 
-    def _handle(self, message: mqtt.MQTTMessage) -> None:
-        """Apply one message. Whatever goes wrong with it is its dead letter; the consumer keeps serving."""
+    def _open(self, message: mqtt.MQTTMessage) -> Opened | None:
+        """Check a message (apply.open_envelope); None when it is not applied: its dead letter is written."""
         self.counters.received += 1
         payload = bytes(message.payload)
         parsed = parse_up_topic(message.topic)
         topic_store = parsed[0] if parsed else None
         try:
-            opened = open_envelope(message.topic, payload, self.keys)
+            return open_envelope(message.topic, payload, self.keys)
         except Rejected as exc:
             self._dead_letter(message.topic, exc.reason, payload, exc.store_id)
-            return
         except Exception as exc:  # a hostile message found a way past the checks
             if connection_lost(self.db, exc):  # not the message: the key lookup lost the database
                 raise DatabaseLost(str(exc)) from exc
             log.exception("could not open a message on %s", message.topic)
             self._dead_letter(message.topic, f"unreadable: {type(exc).__name__}: {exc}", payload, topic_store)
-            return
+        return None
+
+    def _sent_ack(self, store_id: str, ack: Ack) -> None:
+        self.counters.batches_applied += 1
+        # Stamped as it leaves, after the commit: the store measures its clock against HQ's with it.
+        self.out.publish(down_topic(store_id, "ack"), encode(msgspec.structs.replace(ack, at=time.time())), qos=1)
+        self.channel.poke()  # a store's answer to a reservation a channel waits for may be in it
+
+    def _handle(self, message: mqtt.MQTTMessage, opened: Opened | None = None) -> None:
+        """Apply one message. Whatever goes wrong with it is its dead letter; the consumer keeps serving."""
+        if opened is None:
+            opened = self._open(message)
+            if opened is None:
+                return
+        payload = bytes(message.payload)
         store_id, kind, body = opened.store_id, opened.kind, opened.body
         try:
             if kind == "events":
-                ack = apply_batch(self.db, store_id, body, message.topic, self.client_id)
-                self.counters.batches_applied += 1
-                # Stamped as it leaves, after the commit: the store measures its clock against HQ's with it.
-                self.out.publish(down_topic(store_id, "ack"), encode(msgspec.structs.replace(ack, at=time.time())), qos=1)
-                self.channel.poke()  # a store's answer to a reservation a channel waits for may be in it
+                self._sent_ack(store_id, apply_batch(self.db, store_id, body, message.topic, self.client_id))
             elif kind == "pull":
                 page = changes_after(self.db, body.cursor, body.limit, store_id)
                 self.out.publish(down_topic(store_id, "changes"), encode(page), qos=1)

@@ -176,39 +176,13 @@ def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, appl
     now = time.time()
     db.ensure_history_months(now)
     with _transaction(db, one_by_one) as pipeline:
-        row = db.one(
-            "SELECT stream, last_applied_seq FROM stores WHERE store_id = ?" + db.lock_suffix(), (store_id,)
-        )
+        row = db.one("SELECT stream, last_applied_seq FROM stores WHERE store_id = ?" + db.lock_suffix(), (store_id,))
         if row is None:
             return Ack(batch.stream, 0, error="unknown store")
-        stream, last = row[0], int(row[1])
-        if stream != batch.stream:
-            refused = _refuse_ended_stream(db, topic, store_id, stream, batch)
-            if refused is not None:
-                return refused
-            first = batch.events[0].seq if batch.events else None
-            if stream is not None and first != 1:
-                # The first batch of a new store database arriving after its successors: resend from its start.
-                return Ack(batch.stream, 0, gap=True, error="unknown stream: resend from seq 1")
-            if stream is not None:
-                log.warning("store %s started a new stream %s (database replaced); old stream ended at %d",
-                            store_id, batch.stream, last)  # fmt: skip
-                audit(db, "aggregator", "store.new_stream", store_id, {"old": stream, "new": batch.stream, "old_last": last})
-            stream, last = batch.stream, 0
-        todo: list[Event] = []
-        duplicates: list[tuple[int, str]] = []
-        gap = False
-        for event in batch.events:
-            if event.seq <= last:
-                duplicates.append((event.seq, event.id))
-                continue
-            if event.seq != last + 1:
-                gap = True
-                break
-            todo.append(event)
-            last = event.seq
-        if duplicates:
-            _check_reused_sequences(db, topic, store_id, stream, duplicates)
+        taken = take_next(db, topic, store_id, row[0], int(row[1]), batch)
+        if isinstance(taken, Ack):
+            return taken
+        stream, last, todo = taken.stream, taken.last, taken.todo
         # Progress first: the feed's points balances say up to which seq of each store they count.
         origin = Origin(store_id, stream)
         if one_by_one:
@@ -218,16 +192,66 @@ def _apply_batch(db: Central, store_id: str, batch: EventBatch, topic: str, appl
                 db.execute("UPDATE stores SET events_applied = events_applied + ?, newest_event_hlc = ? WHERE store_id = ?",
                            (len(stored), stored[-1].hlc, store_id))  # fmt: skip
         else:
-            # Whole or not at all (a failure rolls the transaction back), so the count is known now: one
-            # statement and one new version of the store row per batch instead of two.
-            _record_progress(db, store_id, stream, last, now, batch.backlog, todo)
             try:
-                _apply_events(db, topic, origin, todo, now, applied_by)
+                write_taken(db, topic, origin, last, now, batch.backlog, todo, applied_by)
                 if pipeline is not None and pipeline.result_queue:  # what is still in flight answers here
                     pipeline.sync()
             except Exception as exc:
                 raise _OneEventFailed from exc
-    return Ack(batch.stream, last, gap=gap)
+    return Ack(batch.stream, last, gap=taken.gap)
+
+
+@dataclass(slots=True)
+class Taken:
+    """What a batch brings that its store has not applied yet: the stream afterwards, its last seq, the events."""
+
+    stream: str
+    last: int
+    todo: list[Event]
+    gap: bool
+
+
+def take_next(db: Central, topic: str, store_id: str, stream: str | None, last: int, batch: EventBatch) -> Ack | Taken:
+    """The batch's events after ``last`` (the store's applied mark, its row locked), up to the first gap; or the Ack
+    that answers the batch without applying anything (a replay of an ended stream, an unknown one)."""
+    if stream != batch.stream:
+        refused = _refuse_ended_stream(db, topic, store_id, stream, batch)
+        if refused is not None:
+            return refused
+        first = batch.events[0].seq if batch.events else None
+        if stream is not None and first != 1:
+            # The first batch of a new store database arriving after its successors: resend from its start.
+            return Ack(batch.stream, 0, gap=True, error="unknown stream: resend from seq 1")
+        if stream is not None:
+            log.warning("store %s started a new stream %s (database replaced); old stream ended at %d",
+                        store_id, batch.stream, last)  # fmt: skip
+            audit(
+                db, "aggregator", "store.new_stream", store_id, {"old": stream, "new": batch.stream, "old_last": last}
+            )
+        stream, last = batch.stream, 0
+    todo: list[Event] = []
+    duplicates: list[tuple[int, str]] = []
+    gap = False
+    for event in batch.events:
+        if event.seq <= last:
+            duplicates.append((event.seq, event.id))
+            continue
+        if event.seq != last + 1:
+            gap = True
+            break
+        todo.append(event)
+        last = event.seq
+    if duplicates:
+        _check_reused_sequences(db, topic, store_id, stream, duplicates)
+    return Taken(stream, last, todo, gap)
+
+
+def write_taken(db: Central, topic: str, origin: Origin, last: int, now: float, backlog: int, todo: list[Event],
+                applied_by: str) -> None:  # fmt: skip
+    """The store's progress, then the events and their effects, whole (a failure propagates: the caller rolls back).
+    Whole or not at all, so the count is known now: one statement and one new version of the store row."""
+    _record_progress(db, origin.store_id, origin.stream, last, now, backlog, todo)
+    _apply_events(db, topic, origin, todo, now, applied_by)
 
 
 def _transaction(db: Central, one_by_one: bool) -> AbstractContextManager[Any]:
@@ -431,12 +455,16 @@ def reapply_event(db: Central, dead_letter_id: int, now: float | None = None) ->
     return None
 
 
-def _check_reused_sequences(db: Central, topic: str, store_id: str, stream: str, duplicates: list[tuple[int, str]]) -> None:
+def _check_reused_sequences(
+    db: Central, topic: str, store_id: str, stream: str, duplicates: list[tuple[int, str]]
+) -> None:
     """A duplicate seq with a different event id means the store reused numbers (e.g. restored an old backup)."""
     low, high = duplicates[0][0], duplicates[-1][0]
     known = dict(
-        db.all("SELECT seq, event_id FROM events WHERE store_id = ? AND stream = ? AND seq BETWEEN ? AND ?",
-           (store_id, stream, low, high))
+        db.all(
+            "SELECT seq, event_id FROM events WHERE store_id = ? AND stream = ? AND seq BETWEEN ? AND ?",
+            (store_id, stream, low, high),
+        )
     )
     for seq, event_id in duplicates:
         if seq in known and known[seq] != event_id:
