@@ -11,9 +11,9 @@ If anything in the group fails, the whole transaction rolls back and the caller 
 own with ``apply_batch`` (which dead-letters a failing event alone, as before): a group never changes which
 events are applied or dead-lettered, only how many flushes they share.
 
-Stores' rows are locked in store-id order, before anything else the transaction locks (the change counter,
-the audit chain): two aggregators' groups, or a group and a single batch, cannot wait on each other in
-opposite orders.
+The group's store rows are locked at once, in store-id order, before anything else the transaction locks (the
+change counter, the audit chain): two aggregators' groups, or a group and a single batch, cannot wait on each
+other in opposite orders.
 """
 
 from __future__ import annotations
@@ -59,17 +59,17 @@ def apply_batches(db: Central, waiting: Sequence[Waiting], applied_by: str = "")
     db.ensure_history_months(now)
     acks: list[Ack | None] = [None] * len(waiting)
     with _transaction(db, one_by_one=False):
+        rows = _lock_stores(db, sorted({item.store_id for item in waiting}))
         store: _Store | None = None
         for i in sorted(range(len(waiting)), key=lambda i: waiting[i].store_id):  # stable: a store's in arrival order
             item = waiting[i]
             if store is None or store.store_id != item.store_id:
                 _write(db, store, now, applied_by)
-                row = db.one("SELECT stream, last_applied_seq FROM stores WHERE store_id = ?" + db.lock_suffix(),
-                             (item.store_id,))  # fmt: skip
+                row = rows.get(item.store_id)
                 if row is None:
                     acks[i], store = Ack(item.batch.stream, 0, error="unknown store"), None
                     continue
-                store = _Store(item.store_id, row[0], int(row[1]))
+                store = _Store(item.store_id, *row)
             if store.stream != item.batch.stream and store.todo:  # a new stream: the old one's events go first
                 _write(db, store, now, applied_by)
                 store.taken, store.todo = False, []
@@ -95,6 +95,15 @@ def groups(waiting: Sequence[Waiting], limit: int = MAX_GROUP_EVENTS) -> list[li
         out[-1].append(item)
         size += n
     return out
+
+
+def _lock_stores(db: Central, store_ids: list[str]) -> dict[str, tuple[str | None, int]]:
+    """Every store's row of the group, locked in id order before the first write (which takes the change counter's
+    lock): a group waiting for a store's row never holds a lock that store's own batch waits for."""
+    marks = ", ".join("?" * len(store_ids))
+    rows = db.all(f"SELECT store_id, stream, last_applied_seq FROM stores WHERE store_id IN ({marks})"  # noqa: S608
+                  " ORDER BY store_id" + db.lock_suffix(), store_ids)  # fmt: skip
+    return {row[0]: (row[1], int(row[2])) for row in rows}
 
 
 def _take(store: _Store, item: Waiting, taken: Taken) -> None:

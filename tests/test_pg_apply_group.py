@@ -4,6 +4,7 @@ each alone, so a bad event is still a dead letter on its own)."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.apply_group import Waiting, apply_batches, groups
 from tenpo.cloud.db import Central
 from tenpo.cloud.plan import Origin, Plan
+from tenpo.sandbox import wait_until
 from tenpo.shared import crypto
 from tenpo.shared.protocol import Ack, Event, EventBatch
 
@@ -141,3 +143,29 @@ def test_groups_hold_at_most_the_limit_and_a_larger_batch_alone() -> None:
     sizes = [3, 3, 3, 9, 1]
     waiting = [Waiting("S001", EventBatch("s1", _events(1, n))) for n in sizes]
     assert [[len(w.batch.events) for w in group] for group in groups(waiting, limit=6)] == [[3, 3], [3], [9], [1]]
+
+
+def test_a_group_waiting_for_a_store_holds_nothing_that_stores_batch_needs(postgres_url: str, tmp_path: Path) -> None:
+    """Deadlock-free: a group that waits for a store's row (another aggregator is applying that store's batch)
+    has taken no lock that batch takes after its row, such as the change counter's."""
+    import psycopg
+
+    group_db, other = Central(postgres_url), psycopg.connect(postgres_url)
+    crypto.generate_keypair(tmp_path / "k", tmp_path / "k.pub")
+    for store in ("S001", "S002"):
+        add_store(group_db, store, (tmp_path / "k.pub").read_text())
+    with other.transaction():
+        other.execute("SELECT 1 FROM stores WHERE store_id = 'S002' FOR UPDATE")  # the other aggregator's batch
+        waiting = [Waiting("S001", EventBatch("s1", _events(1, 5))), Waiting("S002", EventBatch("s1", _events(1, 5)))]
+        result: list[list[Ack]] = []
+        worker = threading.Thread(target=lambda: result.append(apply_batches(group_db, waiting)))
+        worker.start()
+        pid = group_db.conn.info.backend_pid
+        wait_until(lambda: other.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                         (pid,)).fetchone() == ("Lock",), 10, what="the group waiting")  # fmt: skip
+        # what that batch does next: its stock and feed take the change counter; the group must not hold it
+        other.execute("SELECT value FROM counters WHERE name = 'change' FOR UPDATE NOWAIT")
+    worker.join(10)
+    assert _plain(result[0]) == [(5, False, None), (5, False, None)]
+    group_db.close()
+    other.close()
