@@ -113,6 +113,17 @@ def test_same_common_name_in_the_same_town_is_not_enough() -> None:
     assert len(resolution.clusters) == 2
 
 
+def test_a_common_name_alone_is_no_reason_to_compare_two_records() -> None:
+    # Namesakes with nothing else to go on: a rare name is worth a person's look, a common one is not
+    # (its block would grow with the chain, and every record would meet every namesake).
+    rare = [member("store", f"r{i}", name="東海林 奏", kana="ショウジカナデ") for i in range(2)]
+    common = [member("web", f"c{i}", name="佐藤 花子", kana="サトウハナコ") for i in range(11)]
+    resolution = resolve(rare + common)
+    assert [(d.left, d.right) for d in resolution.possible] == [(rare[0].key, rare[1].key)]
+    assert resolution.oversized_blocks == 2  # the name and its reading
+    assert len(resolve(common, MatchConfig(max_name_block_size=11)).possible) == 55
+
+
 def test_manual_unmerge_and_merge_are_respected() -> None:
     a = member("store", "40", name="田中 一郎", kana="タナカイチロウ", phone="+819033334444")
     b = member("web", "41", name="田中 一郎", kana="タナカイチロウ", phone="+819033334444")

@@ -7,6 +7,7 @@ from .compare import MatchWeights
 from .matching import (
     MatchConfig,
     MatchOneResult,
+    block_limit,
     blocking_keys,
     decide,
     match_one,
@@ -30,6 +31,7 @@ __all__ = [
     "Resolution",
     "SourceRecord",
     "SurvivorshipRules",
+    "block_limit",
     "blocking_keys",
     "decide",
     "golden_record",

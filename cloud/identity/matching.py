@@ -20,8 +20,8 @@ from itertools import combinations
 from .compare import DIFFER, Features, MatchWeights, compare, features, learn_readings, name_levels, with_learnt_reading
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 
-__all__ = ["MatchConfig", "MatchOneResult", "blocking_keys", "candidate_pairs", "decide", "match_one", "match_person",
-           "name_clashes", "resolve", "split_at"]
+__all__ = ["MatchConfig", "MatchOneResult", "block_limit", "blocking_keys", "candidate_pairs", "decide", "match_one",
+           "match_person", "name_clashes", "resolve", "split_at"]
 
 _RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cluster": 5}
 
@@ -36,6 +36,10 @@ class MatchConfig:
     deterministic_fields: frozenset[str] = frozenset({"card_no", "email", "phone"})
     # Blocks bigger than this are a shared identifier (a shop's phone, a typo'd placeholder), not evidence.
     max_block_size: int = 60
+    # A name or reading held by more records than this is a common name (佐藤花子): sharing it says little
+    # of who the person is, and its block grows with the chain, so every record would be compared with
+    # ever more namesakes. Links come from the other keys; a rare name still finds its namesakes.
+    max_name_block_size: int = 10
     # Marketplaces hand out a masked buyer address per order: never evidence of who the buyer is.
     ignored_email_domains: frozenset[str] = frozenset()
 
@@ -52,6 +56,14 @@ class MatchOneResult:
     @property
     def best(self) -> MergeDecision | None:
         return self.accepted[0] if self.accepted else None
+
+
+NAME_KEY_KINDS = ("n:", "k:")  # blocking keys of the name alone: limited by max_name_block_size
+
+
+def block_limit(key: str, config: MatchConfig) -> int:
+    """How many records a block may hold and still be evidence: fewer for a name alone."""
+    return config.max_name_block_size if key.startswith(NAME_KEY_KINDS) else config.max_block_size
 
 
 def blocking_keys(record: SourceRecord | Features, config: MatchConfig = MatchConfig()) -> tuple[str, ...]:
@@ -158,7 +170,7 @@ class _Clusters:
         return "joined"
 
 
-def candidate_pairs(feats: Sequence[Features], max_block_size: int) -> tuple[set[tuple[int, int]], int]:
+def candidate_pairs(feats: Sequence[Features], config: MatchConfig) -> tuple[set[tuple[int, int]], int]:
     """Index pairs (i < j) sharing a blocking key, and how many blocks were too big to be evidence."""
     blocks: dict[str, list[int]] = defaultdict(list)
     for index, f in enumerate(feats):
@@ -166,8 +178,8 @@ def candidate_pairs(feats: Sequence[Features], max_block_size: int) -> tuple[set
             blocks[key].append(index)
     pairs: set[tuple[int, int]] = set()
     oversized = 0
-    for members in blocks.values():
-        if len(members) > max_block_size:
+    for key, members in blocks.items():
+        if len(members) > block_limit(key, config):
             oversized += 1
             continue
         pairs.update(combinations(members, 2))  # members are ascending, so i < j
@@ -217,7 +229,7 @@ def resolve(records: Sequence[SourceRecord], config: MatchConfig = MatchConfig()
     feats = [features(record, config.ignored_email_domains) for record in records]
     readings = learn_readings(feats)
     feats = [with_learnt_reading(f, readings) for f in feats]
-    pairs, oversized = candidate_pairs(feats, config.max_block_size)
+    pairs, oversized = candidate_pairs(feats, config)
 
     accepted: list[tuple[int, int, MergeDecision]] = []
     possible: list[MergeDecision] = []

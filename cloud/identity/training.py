@@ -141,7 +141,7 @@ def comparison_patterns(records: Sequence[SourceRecord], config: MatchConfig = D
     feats = [features(r, config.ignored_email_domains) for r in records]
     readings = learn_readings(feats)
     feats = [with_learnt_reading(f, readings) for f in feats]
-    pairs, _ = candidate_pairs(feats, config.max_block_size)
+    pairs, _ = candidate_pairs(feats, config)
     return Counter(_pattern(compare(feats[i], feats[j], config.weights)) for i, j in pairs)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tenpo.cloud.db import Central
-from tenpo.cloud.identity import MergeDecision, RecordKey, SourceRecord
+from tenpo.cloud.identity import MergeDecision, RecordKey, SourceRecord, block_limit
 
 from .access import LINK_INSERT, MemberAccess, link_row
 from .config import MembersConfig
@@ -88,7 +88,6 @@ class ChunkAccess(MemberAccess):
         """`quality_text`: quality_json of the records' field quality, when the import has it already."""
         super().__init__(db, config, now)
         self._quality_text = quality_text or {}
-        self._limit = config.match.max_block_size
         seen = seen if seen is not None else ChunkCache()
         self._rows = seen.rows
         self._ref_of = seen.ref_of
@@ -157,7 +156,7 @@ class ChunkAccess(MemberAccess):
         self._write_out()  # the database must hold every key written so far
         counts = dict(self._select_in("SELECT block_key, count(*) FROM member_blocks WHERE block_key IN ({})"
                                       " GROUP BY block_key", wanted))  # fmt: skip
-        small = [key for key in wanted if int(counts.get(key, 0)) <= self._limit]
+        small = [key for key in wanted if int(counts.get(key, 0)) <= block_limit(key, self.config.match)]
         for key in wanted:
             self._count[key] = int(counts.get(key, 0))
         for key in small:
@@ -234,7 +233,7 @@ class ChunkAccess(MemberAccess):
         for key in self._record_keys(record):
             if key not in self._count:
                 self._load_keys([key])
-            if self._count[key] <= self._limit:
+            if self._count[key] <= block_limit(key, self.config.match):
                 refs |= self._refs(key)
         return [self._rows[ref] for ref in sorted(refs) if ref != exclude_ref]
 

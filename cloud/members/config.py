@@ -66,8 +66,9 @@ def parse_rules(data: Mapping[str, Any]) -> MembersConfig:
     for key in ("match_threshold", "review_threshold"):
         if key in matching:
             match_changes[key] = _number(matching[key], f"matching.{key}")
-    if "max_block_size" in matching:
-        match_changes["max_block_size"] = int(_number(matching["max_block_size"], "matching.max_block_size"))
+    for key in ("max_block_size", "max_name_block_size"):
+        if key in matching:
+            match_changes[key] = int(_number(matching[key], f"matching.{key}"))
     if "ignored_email_domains" in matching:
         match_changes["ignored_email_domains"] = frozenset(_strings(matching["ignored_email_domains"],
                                                                     "matching.ignored_email_domains"))

@@ -21,7 +21,7 @@ from typing import Any
 
 from tenpo.cloud.changes import member_records, new_beacon_secret, record_changes
 from tenpo.cloud.db import Central
-from tenpo.cloud.identity import SourceRecord, blocking_keys, golden_record
+from tenpo.cloud.identity import SourceRecord, block_limit, blocking_keys, golden_record
 from tenpo.cloud.plan import ChangeTuple
 from tenpo.shared.cleansing import MEMBER_FIELDS, FieldQuality
 
@@ -195,11 +195,12 @@ def candidates(db: Central, record: SourceRecord, config: MembersConfig, exclude
     if not keys:
         return []
     marks = ", ".join("?" for _ in keys)
+    limits = " ".join(f"WHEN ? THEN {block_limit(key, config.match)}" for key in keys)
     # One round trip: the blocks small enough to be evidence, then the records in them.
     rows = db.all(
         f"{_SELECT_FOR_MATCHING} WHERE id IN (SELECT source_ref FROM member_blocks WHERE block_key IN"
-        f" (SELECT block_key FROM member_blocks WHERE block_key IN ({marks}) GROUP BY block_key HAVING count(*) <= ?))"
-        " ORDER BY id", [*keys, config.match.max_block_size],
+        f" (SELECT block_key FROM member_blocks WHERE block_key IN ({marks}) GROUP BY block_key"
+        f" HAVING count(*) <= CASE block_key {limits} END)) ORDER BY id", [*keys, *keys],
     )  # fmt: skip
     return [row for row in map(_matching_row, rows) if row.ref != exclude_ref]
 
