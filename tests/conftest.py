@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,24 +40,85 @@ def _admin_url(database: str) -> str:
     return f"{base}/{database}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway database on the server TENPO_TEST_POSTGRES_URL names; dropped afterwards. Never skips."""
+def _admin(statement: str) -> None:
     import psycopg
 
-    name = f"tenpo_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _admin_url(name)
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(statement)
+
+
+class _Databases:
+    """Throwaway PostgreSQL databases of one test session (one xdist worker).
+
+    Each is created with ``synchronous_commit = off``: a commit then does not wait for its WAL flush,
+    which only matters if the server itself crashes (no test does that); locking, visibility and
+    errors are unchanged. Dropping waits for a checkpoint, so drops run on a thread while the next
+    test goes on; the session waits for them at its end."""
+
+    def __init__(self) -> None:
+        self._drops: queue.Queue[str | None] = queue.Queue()
+        self._dropper = threading.Thread(target=self._drop_each, name="pg-drops", daemon=True)
+        self._dropper.start()
+        self._template: str | None = None
+
+    def create(self, template: str | None = None) -> str:
+        name = f"tenpo_test_{uuid.uuid4().hex[:12]}"
+        _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        _admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        return name
+
+    def migrated_template(self) -> str:
+        """A database the central migrations ran on once; tests that get a migrated store are copies."""
+        if self._template is None:
+            from tenpo.cloud.db import Central
+
+            name = self.create()
+            Central(_admin_url(name)).close()
+            self._template = name
+        return self._template
+
+    def drop_later(self, name: str) -> None:
+        self._drops.put(name)
+
+    def _drop_each(self) -> None:
+        while (name := self._drops.get()) is not None:
+            try:
+                _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception:  # a drop that fails leaves a stray database, never a failed test
+                pass
+
+    def close(self) -> None:
+        if self._template is not None:
+            self._drops.put(self._template)
+        self._drops.put(None)
+        self._dropper.join()
+
+
+@pytest.fixture(scope="session")
+def _pg_databases() -> Iterator[_Databases]:
+    databases = _Databases()
+    yield databases
+    databases.close()
+
+
+@pytest.fixture
+def postgres_url(_pg_databases: _Databases) -> Iterator[str]:
+    """A throwaway empty database on the server TENPO_TEST_POSTGRES_URL names (the migrations run on it
+    as on a new HQ); dropped afterwards. Never skips."""
+    name = _pg_databases.create()
+    yield _admin_url(name)
+    _pg_databases.drop_later(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def central_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Both central stores, for tests whose behaviour must not depend on the dialect."""
+def central_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both central stores, for tests whose behaviour must not depend on the dialect. The PostgreSQL
+    one is already migrated (a copy of a template; the migrations from empty run on the template and
+    in the ``postgres_url`` tests); the SQLite file is new (its migrations take a few milliseconds)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'central.db'}"
-    return request.getfixturevalue("postgres_url")
+        yield f"sqlite:///{tmp_path / 'central.db'}"
+        return
+    databases: _Databases = request.getfixturevalue("_pg_databases")
+    name = databases.create(template=databases.migrated_template())
+    yield _admin_url(name)
+    databases.drop_later(name)
