@@ -2,11 +2,15 @@
 
 Tampering is done the way an attacker with the database would: raw SQL, after dropping the
 append-only triggers. `tenpo cloud audit verify` / `tenpo edge audit verify` must then exit 1 and
-name the first row that does not hold.
+name the first row that does not hold. The JSON verdicts are read from the command run in-process
+(``main``); each dialect's text form still runs as a real command, so its exit status is the one a
+shell sees.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tenpo.cli import main
 from tenpo.cloud import db as cloud_db
 from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
@@ -52,9 +57,16 @@ def five_rows(db: Central) -> list[int]:
     return [int(r[0]) for r in db.all("SELECT id FROM audit_log ORDER BY chain_seq")]
 
 
+def run_json(*args: str) -> tuple[int, dict]:
+    """``tenpo ARGS --json`` in this process: its exit code and its JSON verdict."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*args, "--json"])
+    return code, json.loads(out.getvalue())
+
+
 def verify_cli(url: str) -> tuple[int, dict]:
-    done = tenpo("cloud", "audit", "verify", "--json", "--db", url)
-    return done.returncode, json.loads(done.stdout)
+    return run_json("cloud", "audit", "verify", "--db", url)
 
 
 # ---------------------------------------------------------------------------- HQ
@@ -195,8 +207,10 @@ def test_store_views_synced_to_hq_answer_who_looked(tmp_path: Path, central_url:
     listing = tenpo("cloud", "audit", "list", "--member", "S001-000007", "--json", "--db", central_url)
     assert listing.returncode == 0, listing.stderr
     entries = json.loads(listing.stdout)["entries"]
-    assert [(e["where"], e["clerk"], e["action"]) for e in entries] == [("HQ", None, "member.view"),
-                                                                       ("S001", "1001", "member.view")]
+    assert [(e["where"], e["clerk"], e["action"]) for e in entries] == [
+        ("HQ", None, "member.view"),
+        ("S001", "1001", "member.view"),
+    ]
     code, verdict = verify_cli(central_url)
     assert code == 0 and verdict["rows"] >= 3  # the store's rows are in HQ's chain too
 
@@ -213,8 +227,7 @@ def store_db(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def edge_verify(config: Path) -> tuple[int, dict]:
-    done = tenpo("edge", "audit", "verify", "--json", "--config", str(config))
-    return done.returncode, json.loads(done.stdout)
+    return run_json("edge", "audit", "verify", "--config", str(config))
 
 
 def test_store_chain_detects_change_removal_and_insertion(tmp_path: Path) -> None:
@@ -222,7 +235,8 @@ def test_store_chain_detects_change_removal_and_insertion(tmp_path: Path) -> Non
     db = edge_db.connect(path)
     for n in range(4):
         records.record_member_access(db, "1001", f"S001-00000{n}", "view", now=1_760_000_000.0 + n)
-    assert edge_verify(config) == (0, edge_verify(config)[1]) and edge_verify(config)[1]["rows"] == 4
+    code, verdict = edge_verify(config)
+    assert code == 0 and verdict["rows"] == 4
     with pytest.raises(Exception, match="append-only"):
         with edge_db.transaction(db) as conn:
             conn.execute("DELETE FROM member_audit WHERE id = 2")
@@ -242,9 +256,11 @@ def test_store_chain_detects_change_removal_and_insertion(tmp_path: Path) -> Non
     code, verdict = edge_verify(config)
     assert code == 1 and verdict["broken_row"] == 3 and "removed" in verdict["problem"]
 
-    conn.execute("INSERT INTO member_audit(id, clerk_id, member_id, action, at, event_seq, chain_seq, prev_hash, row_hash)"
-                 " SELECT 2, clerk_id, member_id, action, at, event_seq, 2, prev_hash, row_hash FROM member_audit"
-                 " WHERE id = 3")  # a copy of row 3 in the gap: the row after it no longer links
+    conn.execute(
+        "INSERT INTO member_audit(id, clerk_id, member_id, action, at, event_seq, chain_seq, prev_hash, row_hash)"
+        " SELECT 2, clerk_id, member_id, action, at, event_seq, 2, prev_hash, row_hash FROM member_audit"
+        " WHERE id = 3"
+    )  # a copy of row 3 in the gap: the row after it no longer links
     conn.execute("UPDATE member_audit SET member_id = 'S001-000001' WHERE id = 2")
     code, verdict = edge_verify(config)
     assert code == 1 and verdict["broken_row"] == 2
@@ -256,7 +272,9 @@ def test_store_chain_survives_a_member_merge_and_lists_the_merged_id(tmp_path: P
     db = edge_db.connect(path)
     records.record_member_access(db, "1001", "S001-000001", "view", now=1_760_000_000.0)
     with edge_db.transaction(db) as conn:
-        CHANGE_HANDLERS["member.merge"](conn, "S001", [{"winner": "G00001", "losers": ["S001-000001"], "merge_id": 1}], 7)
+        CHANGE_HANDLERS["member.merge"](
+            conn, "S001", [{"winner": "G00001", "losers": ["S001-000001"], "merge_id": 1}], 7
+        )
     records.record_member_access(db, "1002", "G00001", "export", now=1_760_000_001.0)
     seen = records.member_audit(db, "G00001")
     assert [(r["clerk_id"], r["member_id"]) for r in seen] == [("1002", "G00001"), ("1001", "S001-000001")]
