@@ -77,7 +77,8 @@ def test_a_chunk_decides_as_row_after_row_does(central_url: str, twin_url: str, 
         statuses.update(report.counts())
     assert statuses["merged"] > 100 and statuses["updated"] > 100, statuses  # joins and changes, not only new members
     got, expected = outcome(chunked), outcome(row_at_a_time)
-    assert len(expected["reviews"]) > 100 and expected["empty members"] == 0
+    # Review items only where there is real evidence (identity.worth_review): about 30 here.
+    assert len(expected["reviews"]) > 20 and expected["empty members"] == 0
     assert got == expected
 
 
@@ -96,10 +97,32 @@ def test_a_member_erased_between_chunks_takes_no_later_row(central_url: str, tmp
             member = db.scalar("SELECT member_id FROM member_sources WHERE source = 'legacy' AND source_id = '1'")
             erase_member(db, member, reason="customer asked (test)")
 
-    report = import_members(db, path, batch=1, on_row=erase_after_the_first_chunk)
+    report = import_members(db, path, batch=1, commit_rows=1, on_row=erase_after_the_first_chunk)
     assert [(r.key, r.status) for r in report.rows] == [("legacy:1", "created"), ("web:2", "created")]
     member = db.scalar("SELECT member_id FROM member_sources WHERE source = 'web' AND source_id = '2'")
     assert db.scalar("SELECT erased FROM members WHERE member_id = ?", (member,)) == 0
+
+
+def test_an_import_stopped_after_a_commit_finishes_when_run_again(central_url: str, twin_url: str,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    """An import commits several chunks at a time: stopped in between, it leaves what it committed, and run
+    again it ends as one uninterrupted run does (the same members, review queue and golden records)."""
+    path = tmp_path / "members.csv"
+    write_messy_file(path, seed=23, min_records=600)
+    stopped, whole = Central(central_url), Central(twin_url)
+
+    def stop(read: int, size: int) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C would, once the first transaction committed
+
+    with pytest.raises(KeyboardInterrupt):
+        import_members(stopped, path, batch=100, commit_rows=300, progress=stop)
+    assert stopped.scalar("SELECT count(*) FROM member_sources") == 300  # the first three chunks, all of them
+    stopped.close()
+    stopped = Central(central_url)  # a new process, as after Ctrl-C
+    again = import_members(stopped, path, batch=100, commit_rows=300)
+    assert again.counts()["unchanged"] == 300
+    import_members(whole, path, batch=100, commit_rows=300)
+    assert outcome(stopped) == outcome(whole)
 
 
 def test_a_failure_in_the_cleansing_worker_stops_the_import_with_its_error(central_url: str, tmp_path: Path,

@@ -1,8 +1,9 @@
 """`tenpo cloud import members|orders FILE`: stream a file into source records, orders and points.
 
-Rows are read one at a time (never the whole file) and handled in chunks of a few hundred, each in one
-transaction (each commit waits for the disk) together with its change-feed entries, so an interrupted
-import can simply be run again: a row already imported has the same fingerprint and changes nothing.
+Rows are read one at a time (never the whole file) and handled in chunks of a few hundred, each with its
+change-feed entries; a member import commits a few chunks at a time (`COMMIT_ROWS`, see `_run`), an order
+import every chunk. A transaction is all or nothing, so an interrupted import can simply be run again: a
+row already imported has the same fingerprint and changes nothing.
 A chunk of member rows is cleansed, then resolved in file order against what `chunk.ChunkAccess`
 read for all of them at once (the decisions are those of resolving row after row).
 """
@@ -118,32 +119,72 @@ def _erased(db: Central, source: str, source_id: str) -> bool:
     return db.scalar("SELECT 1 FROM member_erased_sources WHERE source_hash = ?", (source_hash(source, source_id),)) is not None
 
 
+# A member import's transactions. A commit puts every page the transaction changed into the WAL (SQLite) and
+# the checkpoints copy them again; the blocking-key, review and golden-record indexes are spread over the whole
+# file, so each commit rewrites most of them whatever the chunk's size. Several chunks to a commit (a chunk
+# stays the unit of reading ahead and of the feed) write that much less, while the time the write lock is
+# held, which stores' syncs wait on, stays bounded.
+COMMIT_ROWS = 5_000
+COMMIT_SECONDS = 5.0
+
+# SQLite, for the import's connection (the previous values are restored after): each chunk looks up
+# candidates all over the block and source tables, and with the default 2 MB page cache a large import reads
+# most pages back from the OS again and again; checkpoints at every 4 MB of WAL would copy the same hot index
+# pages into the database file after nearly every commit: every 64 MB, each is copied once per checkpoint.
+_SQLITE_IMPORT_PRAGMAS = {"cache_size": -524288, "wal_autocheckpoint": 16384}  # KiB (512 MB); pages (64 MB)
+
+
+@contextmanager
+def _import_settings(db: Central) -> Iterator[None]:
+    if db.dialect != "sqlite":
+        yield
+        return
+    saved = {name: int(db.scalar(f"PRAGMA {name}")) for name in _SQLITE_IMPORT_PRAGMAS}
+    for name, value in _SQLITE_IMPORT_PRAGMAS.items():
+        db.execute(f"PRAGMA {name} = {int(value)}")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            db.execute(f"PRAGMA {name} = {value}")
+
+
 def _run(db: Central, chunks: Iterable[list[Any]], handle: Callable[[list[Any], float, Pending], list[RowOutcome]],
          report: ImportReport, position: Callable[[], int], size: int, progress: Progress | None,
-         on_row: Callable[[RowOutcome], None] | None) -> None:
-    """`handle` one chunk at a time, each chunk in a transaction with its feed entries."""
-    if db.dialect == "sqlite":
-        # Each chunk looks up candidates all over the block and source tables: with SQLite's default 2 MB
-        # page cache, a large import reads most pages back from the OS again and again.
-        db.execute("PRAGMA cache_size = -131072")  # KiB: 128 MB, for this connection
-    try:
-        for chunk in chunks:
-            now = time.time()
-            pending = Pending()
-            with gc_paused(), db.transaction():  # a chunk allocates many objects and no cycles worth a collection
-                outcomes = handle(chunk, now, pending)
-                publish(db, pending, now)
-            report.rows += outcomes
-            if on_row:
-                for outcome in outcomes:
-                    on_row(outcome)
-            if progress:
-                progress(position(), size)
-            # What outlives a chunk is mostly the records and features cached for matching, which grow to
-            # millions of objects: set aside, the collections between chunks need not walk them again.
-            gc.freeze()
-    finally:
-        gc.unfreeze()  # the CLI's process: nothing else was frozen
+         on_row: Callable[[RowOutcome], None] | None, per_commit: int = 1) -> None:
+    """`handle` one chunk at a time, each with its feed entries; `per_commit` chunks to a transaction (fewer
+    when they take over COMMIT_SECONDS). `on_row` and `progress` hear of rows once they are committed."""
+    rest = iter(chunks)
+    chunk = next(rest, None)
+    with _import_settings(db):
+        try:
+            while chunk is not None:
+                done: list[list[RowOutcome]] = []
+                opened = time.monotonic()
+                with gc_paused(), db.transaction():  # chunks allocate many objects and no cycles worth a collection
+                    while True:
+                        now = time.time()
+                        pending = Pending()
+                        done.append(handle(chunk, now, pending))
+                        publish(db, pending, now)
+                        if len(done) >= per_commit or time.monotonic() - opened >= COMMIT_SECONDS:
+                            break
+                        if (chunk := next(rest, None)) is None:
+                            break
+                if chunk is not None:  # the transaction was full
+                    chunk = next(rest, None)
+                for outcomes in done:
+                    report.rows += outcomes
+                    if on_row:
+                        for outcome in outcomes:
+                            on_row(outcome)
+                if progress:
+                    progress(position(), size)
+                # What outlives a chunk is mostly the records and features cached for matching, which grow to
+                # millions of objects: set aside, the collections between chunks need not walk them again.
+                gc.freeze()
+        finally:
+            gc.unfreeze()  # the CLI's process: nothing else was frozen
 
 
 def _start(items: Iterator[Any], path: Path) -> Iterator[Any]:
@@ -167,8 +208,9 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 def import_members(db: Central, path: Path, config: MembersConfig = MembersConfig(), *, progress: Progress | None = None,
                    batch: int = 500, on_row: Callable[[RowOutcome], None] | None = None,
-                   cleanse_in_worker: bool | None = None) -> ImportReport:
-    """A legacy member list: one source record per row, resolved against every channel.
+                   cleanse_in_worker: bool | None = None, commit_rows: int = COMMIT_ROWS) -> ImportReport:
+    """A legacy member list: one source record per row, resolved against every channel, `batch` rows to a
+    chunk and about `commit_rows` to a transaction (see `_run`).
     `cleanse_in_worker`: cleanse the next chunk in a second process (pipeline.py); by default when the
     file is big enough to pay for it and there is a second core."""
     started = time.time()
@@ -196,7 +238,7 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
         chunks = iter_chunks(_start(member_rows(lines), path), batch)
         assess = assessed_in_worker if cleanse_in_worker else assessed_in_process
         assessed = assess(chunks, config.cleansing, config.match.ignored_email_domains)
-        _run(db, assessed, handle, report, position, size, progress, on_row)
+        _run(db, assessed, handle, report, position, size, progress, on_row, per_commit=max(1, commit_rows // batch))
     record_import(db, path.name, report.rows, started)  # the quality report's trend across imports
     return report
 
