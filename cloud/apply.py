@@ -286,6 +286,8 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
 
     Store authority (docs/authority.md) decides first: an event the store may not say is stored and
     dead-lettered naming the rule; a points entry whose sale is still to come waits for it."""
+    # The event rows first: in a pipeline the server writes them while the planning below runs (issue 19).
+    _insert_events(db, origin, events, now, applied_by)
     plan = Plan()
     verdicts = check_batch(db, origin, events, now)
     for held_origin, held in verdicts.released:  # entries of an earlier batch whose sale came in this one
@@ -305,7 +307,6 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
                 db, topic, f"event {event.seq} ({event.type}): {exc}",
                 json.dumps(event.payload, ensure_ascii=False).encode(), origin.store_id, event.seq,
             )  # fmt: skip
-    _insert_events(db, origin, events, now, applied_by)
     _write_plan(db, plan, now)
 
 
