@@ -61,6 +61,10 @@ class ChunkCache:
     count: dict[str, int] = dataclasses.field(default_factory=dict)  # records per blocking key, of the keys asked about
     block: dict[str, set[int]] = dataclasses.field(default_factory=dict)  # records of those keys not too big to be evidence
     created: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Whether any merge was undone / any review pair rejected: imports do neither, and asking scans the whole
+    # merge log (no index on `undone`), a few ms per chunk that grow with the log.
+    any_undone: bool | None = None
+    any_rejected: bool | None = None
     change_mark: int | None = None  # the feed's counter as the last chunk committed
 
     def revalidate(self, db: Central) -> None:
@@ -68,6 +72,7 @@ class ChunkCache:
         if self.change_mark is not None and _change_counter(db) != self.change_mark:
             for table in (self.rows, self.ref_of, self.refs_of, self.complete, self.count, self.block, self.created):
                 table.clear()
+            self.any_undone = self.any_rejected = None
         self.change_mark = None
 
     def mark(self, db: Central) -> None:
@@ -105,8 +110,11 @@ class ChunkAccess(MemberAccess):
         self._out_reviews: list[MergeDecision] = []
         self._out_links: list[tuple[Any, ...]] = []
         # Imports never unmerge or reject: when the tables hold no such rows, nobody is blocked.
-        self._any_undone = db.one("SELECT 1 FROM member_merges WHERE undone = 1 LIMIT 1") is not None
-        self._any_rejected = db.one("SELECT 1 FROM member_reviews WHERE status = 'rejected' LIMIT 1") is not None
+        if seen.any_undone is None:
+            seen.any_undone = db.one("SELECT 1 FROM member_merges WHERE undone = 1 LIMIT 1") is not None
+        if seen.any_rejected is None:
+            seen.any_rejected = db.one("SELECT 1 FROM member_reviews WHERE status = 'rejected' LIMIT 1") is not None
+        self._any_undone, self._any_rejected = seen.any_undone, seen.any_rejected
         self._load(records)
         self._free_refs = self._reserve_refs(len(records))
 
