@@ -63,7 +63,9 @@ def store_totals(db) -> dict[str, int]:
 def assert_exactly_once_in_order(central: Central, last_seq: int, store_id: str = "S001") -> None:
     seqs = [row[0] for row in central.all("SELECT seq FROM events WHERE store_id = ? ORDER BY seq", (store_id,))]
     assert seqs == list(range(1, last_seq + 1))
-    ledger = [row[0] for row in central.all("SELECT store_seq FROM stock_ledger WHERE store_id = ? ORDER BY id", (store_id,))]
+    ledger = [
+        row[0] for row in central.all("SELECT store_seq FROM stock_ledger WHERE store_id = ? ORDER BY id", (store_id,))
+    ]
     assert ledger == sorted(ledger), "HQ applied the store's events in the store's order"
     assert len(ledger) == len(set(ledger)), "no event applied twice"
 
@@ -147,7 +149,9 @@ def test_aggregator_killed_while_applying(chain, broker: Mosquitto, sqlite_url: 
     with edge_db.transaction(db) as conn:  # a big backlog in few transactions, so HQ is busy applying
         for _ in range(30000):
             sku, delta = rng.choice(SKUS), rng.choice((-1, 1, 4))
-            seq = append_event(conn, "stock.adjusted", {"sku": sku, "delta": delta, "reason": "bulk", "location": "floor"})
+            seq = append_event(
+                conn, "stock.adjusted", {"sku": sku, "delta": delta, "reason": "bulk", "location": "floor"}
+            )
             conn.execute("INSERT INTO stock_ledger(sku, location, delta, reason, store_seq, created_at) "
                          "VALUES (?, 'floor', ?, 'bulk', ?, 0)", (sku, delta, seq))  # fmt: skip
     last = read_counter(db.conn, "outbox")
@@ -155,8 +159,12 @@ def test_aggregator_killed_while_applying(chain, broker: Mosquitto, sqlite_url: 
     for round_no in range(4):
         aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
         before = hq_applied(central)
-        wait_until(lambda before=before: hq_applied(central) > before, 30, interval=0.01,
-                   what=f"HQ applying (round {round_no})")
+        wait_until(
+            lambda before=before: hq_applied(central) > before,
+            30,
+            interval=0.01,
+            what=f"HQ applying (round {round_no})",
+        )
         aggregator.kill()  # mid-stream: some batches applied, some in flight
         partial_kills += hq_applied(central) < last
     assert partial_kills >= 3, "the aggregator was killed before it finished"
@@ -168,7 +176,9 @@ def test_aggregator_killed_while_applying(chain, broker: Mosquitto, sqlite_url: 
     aggregator.terminate()
 
 
-def test_edge_status_and_doctor_show_the_clock_skew_measured_on_hqs_acks(chain, broker, sqlite_url, tmp_path, capsys) -> None:
+def test_edge_status_and_doctor_show_the_clock_skew_measured_on_hqs_acks(
+    chain, broker, sqlite_url, tmp_path, capsys
+) -> None:
     config_path, config, central = chain
 
     def status() -> dict:
@@ -221,11 +231,10 @@ def test_will_marks_a_killed_store_offline(chain, broker, sqlite_url, tmp_path) 
     aggregator.terminate()
 
 
-def test_hq_restored_from_an_old_backup_raises_an_alert_at_the_store(chain, broker, sqlite_url, tmp_path) -> None:
-    import json
+def test_hq_restored_from_an_old_backup_raises_an_alert_at_the_store(
+    chain, broker, sqlite_url, tmp_path, capsys
+) -> None:
     import sqlite3
-    import subprocess
-    import sys
 
     config_path, config, central = chain
     central_path = Path(sqlite_url.removeprefix("sqlite:///"))
@@ -252,10 +261,11 @@ def test_hq_restored_from_an_old_backup_raises_an_alert_at_the_store(chain, brok
     aggregator = aggregator_process(sqlite_url, broker.url, tmp_path / "agg.log").start()
     replica.adjust_stock(db, "A1", 1, "count")
 
-    def alerts() -> list[str]:
-        out = subprocess.run([sys.executable, "-m", "tenpo", "edge", "status", "--json", "--config", str(config_path)],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-        return json.loads(out)["alerts"]
+    def alerts() -> list[
+        str
+    ]:  # `tenpo edge status` in this process: polling it as a command starts an interpreter each time
+        assert main(["edge", "status", "--json", "--config", str(config_path)]) == 0
+        return json.loads(capsys.readouterr().out)["alerts"]
 
     found = wait_until(alerts, 40, interval=0.5, what="the store to notice HQ lost events it had acknowledged")
     assert found == ["HQ lost acknowledged events 4..6"]
