@@ -124,6 +124,22 @@ def test_a_common_name_alone_is_no_reason_to_compare_two_records() -> None:
     assert len(resolve(common, MatchConfig(max_name_block_size=11)).possible) == 55
 
 
+def test_only_pairs_with_real_evidence_wait_for_a_person() -> None:
+    new = member("web", "90", name="中村 誠", kana="ナカムラマコト", phone="+819012340000")
+    nothing_else = member("store", "91", name="中村 誠", kana="ナカムラマコト")
+    other_mobile = member("store", "92", name="中村 誠", kana="ナカムラマコト", phone="+819055550000")
+    same_town = member("app", "93", name="中村 誠", kana="ナカムラマコト", phone="+819077770000", postal_code="1600022")
+    # The same name and another mobile scores 8, in the review band, but a namesake is no evidence.
+    result = match_one(new, [nothing_else, other_mobile, same_town])
+    assert [d.right for d in result.possible] == [nothing_else.key]
+    near = member("line", "94", name="中村 誠", kana="ナカムラマコト", phone="+819044440000", postal_code="1600022")
+    assert [d.right for d in match_one(same_town, [near]).possible] == [near.key]  # name and town: two agree
+    # A household: same landline and address, another name: never a question.
+    wife = member("web", "95", name="山田 花子", kana="ヤマダハナコ", phone="+81312345678", email="hanako@example.jp",
+                  postal_code="1000001", address="千代田区千代田1-1")  # fmt: skip
+    assert match_one(FATHER, [wife]).possible == ()
+
+
 def test_manual_unmerge_and_merge_are_respected() -> None:
     a = member("store", "40", name="田中 一郎", kana="タナカイチロウ", phone="+819033334444")
     b = member("web", "41", name="田中 一郎", kana="タナカイチロウ", phone="+819033334444")

@@ -15,6 +15,7 @@ from .matching import (
     name_clashes,
     resolve,
     split_at,
+    worth_review,
 )
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 from .survivorship import GoldenRecord, SurvivorshipRules, golden_record
@@ -40,4 +41,5 @@ __all__ = [
     "name_clashes",
     "resolve",
     "split_at",
+    "worth_review",
 ]

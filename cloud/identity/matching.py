@@ -21,7 +21,7 @@ from .compare import DIFFER, Features, MatchWeights, compare, features, learn_re
 from .records import Cluster, FieldComparison, MergeDecision, RecordKey, Resolution, SourceRecord
 
 __all__ = ["MatchConfig", "MatchOneResult", "block_limit", "blocking_keys", "candidate_pairs", "decide", "match_one",
-           "match_person", "name_clashes", "resolve", "split_at"]
+           "match_person", "name_clashes", "resolve", "split_at", "worth_review"]
 
 _RULE_RANK = {"manual": 0, "card_no": 1, "email": 2, "phone": 3, "score": 4, "cluster": 5}
 
@@ -106,6 +106,22 @@ def _rule(comparisons: Sequence[FieldComparison], config: MatchConfig) -> str:
     if score >= config.match_threshold and (name_agrees or birth == "exact"):
         return "score"
     return ""
+
+
+def worth_review(comparisons: Sequence[FieldComparison]) -> bool:
+    """Whether a pair that scored in the review band is worth a person's look: real evidence, not one
+    agreeing field against a disagreeing one. Namesakes with another phone (9 - 1) or e-mail, or a
+    household's shared phone and address under another name, are almost never one person (1–3 % on the
+    labelled import file) and would bury the few that are; a person cannot tell them apart either."""
+    agree = differ = 0
+    for c in comparisons:
+        if c.level == "differ":
+            if c.field == "name":
+                return False  # clearly different names: the household guard's two people
+            differ += 1
+        elif c.weight > 0:
+            agree += 1
+    return agree >= 2 or (agree == 1 and differ == 0)
 
 
 def decide(a: SourceRecord | Features, b: SourceRecord | Features, left: RecordKey, right: RecordKey,
@@ -239,7 +255,7 @@ def resolve(records: Sequence[SourceRecord], config: MatchConfig = MatchConfig()
         if decision.rule:
             accepted.append((i, j, decision))
             continue
-        if decision.score >= config.review_threshold:
+        if decision.score >= config.review_threshold and worth_review(decision.comparisons):
             possible.append(decision)
         if any(c.weight > 0 for c in decision.comparisons):
             revisit.append((i, j, decision))
@@ -283,7 +299,7 @@ def match_one(new_record: SourceRecord, candidates: Sequence[SourceRecord],
             accepted.append(MergeDecision(new_key, key, rule, _total(comparisons), comparisons))
         else:
             score = _total(comparisons)
-            if score >= review:
+            if score >= review and worth_review(comparisons):
                 possible.append(MergeDecision(new_key, key, rule, score, comparisons))
     accepted.sort(key=lambda d: (_RULE_RANK[d.rule], -d.score, d.right))
     possible.sort(key=lambda d: (-d.score, d.right))

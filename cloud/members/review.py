@@ -1,4 +1,5 @@
-"""The review queue: pairs of source records scored between the review and the match threshold.
+"""The review queue: pairs of source records scored between the review and the match threshold, with
+real evidence (tenpo.cloud.identity.worth_review: not a namesake with another phone, not a household).
 
 Resolution (resolve.py) queues every possible match it sees; a person accepts or rejects it
 (review_actions.py). Items are keyed by the two source records, so a decision outlives merges,
