@@ -57,9 +57,10 @@ class _Databases:
 
     def __init__(self) -> None:
         self._drops: queue.Queue[str | None] = queue.Queue()
+        self._template: str | None = None
+        self._failed: list[str] = []
         self._dropper = threading.Thread(target=self._drop_each, name="pg-drops", daemon=True)
         self._dropper.start()
-        self._template: str | None = None
 
     def create(self, template: str | None = None) -> str:
         name = f"tenpo_test_{uuid.uuid4().hex[:12]}"
@@ -84,14 +85,16 @@ class _Databases:
         while (name := self._drops.get()) is not None:
             try:
                 _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except Exception:  # a drop that fails leaves a stray database, never a failed test
-                pass
+            except Exception:  # tried again at the end of the session, when no test is running
+                self._failed.append(name)
 
     def close(self) -> None:
         if self._template is not None:
             self._drops.put(self._template)
         self._drops.put(None)
         self._dropper.join()
+        for name in self._failed:
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
