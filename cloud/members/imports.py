@@ -122,8 +122,8 @@ def _erased(db: Central, source: str, source_id: str) -> bool:
 # A member import's transactions. A commit puts every page the transaction changed into the WAL (SQLite) and
 # the checkpoints copy them again; the blocking-key, review and golden-record indexes are spread over the whole
 # file, so each commit rewrites most of them whatever the chunk's size. Several chunks to a commit (a chunk
-# stays the unit of reading ahead and of the feed) write that much less, while the time the write lock is
-# held, which stores' syncs wait on, stays bounded.
+# stays the unit of reading ahead) write that much less, while the time the write lock is held, which
+# stores' syncs wait on, stays bounded. The feed gets one member.upsert per member a transaction touched.
 COMMIT_ROWS = 5_000
 COMMIT_SECONDS = 5.0
 
@@ -152,8 +152,8 @@ def _import_settings(db: Central) -> Iterator[None]:
 def _run(db: Central, chunks: Iterable[list[Any]], handle: Callable[[list[Any], float, Pending], list[RowOutcome]],
          report: ImportReport, position: Callable[[], int], size: int, progress: Progress | None,
          on_row: Callable[[RowOutcome], None] | None, per_commit: int = 1) -> None:
-    """`handle` one chunk at a time, each with its feed entries; `per_commit` chunks to a transaction (fewer
-    when they take over COMMIT_SECONDS). `on_row` and `progress` hear of rows once they are committed."""
+    """`handle` one chunk at a time, `per_commit` chunks to a transaction (fewer when they take over
+    COMMIT_SECONDS) with their feed entries. `on_row` and `progress` hear of rows once they are committed."""
     rest = iter(chunks)
     chunk = next(rest, None)
     with _import_settings(db):
@@ -161,16 +161,16 @@ def _run(db: Central, chunks: Iterable[list[Any]], handle: Callable[[list[Any], 
             while chunk is not None:
                 done: list[list[RowOutcome]] = []
                 opened = time.monotonic()
+                pending = Pending()  # the transaction's feed entries: a member its chunks touched is sent once
                 with gc_paused(), db.transaction():  # chunks allocate many objects and no cycles worth a collection
                     while True:
                         now = time.time()
-                        pending = Pending()
                         done.append(handle(chunk, now, pending))
-                        publish(db, pending, now)
                         if len(done) >= per_commit or time.monotonic() - opened >= COMMIT_SECONDS:
                             break
                         if (chunk := next(rest, None)) is None:
                             break
+                    publish(db, pending, now)
                 if chunk is not None:  # the transaction was full
                     chunk = next(rest, None)
                 for outcomes in done:
