@@ -4,6 +4,7 @@ each alone, so a bad event is still a dead letter on its own)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from pathlib import Path
@@ -169,3 +170,47 @@ def test_a_group_waiting_for_a_store_holds_nothing_that_stores_batch_needs(postg
     assert _plain(result[0]) == [(5, False, None), (5, False, None)]
     group_db.close()
     other.close()
+
+
+def test_the_aggregator_applies_its_waiting_batches_together_and_answers_each(central_url: str, tmp_path: Path) -> None:
+    """What the aggregator does with the messages waiting in its queue: the batches in one transaction, each
+    acknowledged to its store with its own mark; a message that fails its checks is a dead letter, and every
+    message is acknowledged to the broker."""
+    import paho.mqtt.client as mqtt
+
+    from tenpo.cloud.aggregator import Aggregator
+    from tenpo.shared.mqtt import parse_broker_url
+    from tenpo.shared.protocol import Envelope, encode, up_topic
+
+    db = Central(central_url)
+    crypto.generate_keypair(tmp_path / "k", tmp_path / "k.pub")
+    crypto.generate_keypair(tmp_path / "other", tmp_path / "other.pub")
+    key, other = crypto.load_private_key(tmp_path / "k"), crypto.load_private_key(tmp_path / "other")
+    for store in ("S001", "S002"):
+        add_store(db, store, (tmp_path / "k.pub").read_text())
+
+    def message(mid: int, store: str, batch: EventBatch, signer: crypto.Ed25519PrivateKey = key) -> mqtt.MQTTMessage:
+        body = encode(batch)
+        msg = mqtt.MQTTMessage(mid, up_topic(store, "events").encode())
+        msg.payload = encode(Envelope(1, store, "events", body.decode(), crypto.sign(signer, body)))
+        return msg
+
+    aggregator = Aggregator(central_url, parse_broker_url("mqtt://127.0.0.1:1"))
+    acked, answers = [], []
+    aggregator.client.ack = lambda mid, qos: acked.append(mid)  # type: ignore[method-assign]
+    aggregator.out.publish = lambda topic, payload, qos: answers.append((topic, json.loads(payload)))  # type: ignore[method-assign]
+    waiting = [message(1, "S001", EventBatch("s1", _events(1, 4))), message(2, "S002", EventBatch("s1", _events(1, 3))),
+               message(3, "S001", EventBatch("s1", _events(5, 4)), signer=other),
+               message(4, "S001", EventBatch("s1", _events(5, 4)))]  # fmt: skip
+    aggregator._handle_waiting(waiting, threading.Event())
+    assert sorted(acked) == [1, 2, 3, 4]
+    assert [(topic.split("/")[3], answer["hwm"]) for topic, answer in answers] == [
+        ("S001", 4),
+        ("S002", 3),
+        ("S001", 8),
+    ]
+    assert [reason for (reason,) in db.all("SELECT reason FROM dead_letters")] == ["bad signature"]
+    assert dict(db.all("SELECT store_id, last_applied_seq FROM stores")) == {"S001": 8, "S002": 3}
+    aggregator.db.close()
+    aggregator.channel.desk.db.close()
+    db.close()
