@@ -17,10 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import sqlite_utils
+
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import snapshot_chunk
+from tenpo.edge import bootstrap_bulk, bootstrap_worker, feed
 from tenpo.edge import db as edge_db
-from tenpo.edge import feed
 from tenpo.edge.config import load_config
 from tenpo.edge.keystore import codec as pii_codec
 from tenpo.edge.membership import vault
@@ -64,6 +66,61 @@ def _chunks(url: str) -> list[bytes]:
         central.close()
 
 
+def _store(workdir: Path, url: str, name: str) -> sqlite_utils.Database:
+    return edge_db.connect(
+        load_config(str(provision_store(workdir / name, "B001", "mqtt://127.0.0.1:1", url))).database
+    )
+
+
+def _apply(store: sqlite_utils.Database, chunks: list[bytes], parallel: bool) -> tuple[float, float, float, int]:
+    """Wall seconds until members usable, CPU seconds of this process and of the worker, peak PSS KiB of both."""
+    started, cpu = time.monotonic(), os.times()
+    if not parallel:
+        for data in chunks:
+            progress = feed.apply_snapshot_chunk(store, "B001", feed.decode_snapshot_chunk(data), defer_tokens=True)
+        assert progress.done
+        after = os.times()
+        return time.monotonic() - started, after.user + after.system - cpu.user - cpu.system, 0.0, 0
+    worker = bootstrap_worker.Worker(pii_codec(store.conn), "B001", bootstrap_bulk.worker_dir(store.conn))
+    peak = 0
+    try:
+        worker.submit(chunks[0])
+        for k, data in enumerate(chunks):
+            if k + 1 < len(chunks):
+                worker.submit(chunks[k + 1])  # prepared while chunk k is inserted
+            prepared = worker.take()
+            chunk = feed.prepared_chunk(data, prepared) if prepared.rows >= 0 else feed.decode_snapshot_chunk(data)
+            progress = feed.apply_snapshot_chunk(store, "B001", chunk, defer_tokens=True)
+            peak = max(peak, _rss_kib(os.getpid()) + _rss_kib(worker.pid or 0))
+        assert progress.done
+    finally:
+        worker.close()
+    after = os.times()
+    own = after.user + after.system - cpu.user - cpu.system
+    child = after.children_user + after.children_system - cpu.children_user - cpu.children_system  # reaped worker
+    return time.monotonic() - started, own, child, peak
+
+
+def _rss_kib(pid: int) -> int:
+    """Proportional set size: pages the fork still shares with the agent are counted once, not twice."""
+    with open(f"/proc/{pid}/smaps_rollup") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Pss:"))
+
+
+def compare(members: int = MEMBERS) -> None:
+    """Single-process and worker paths back to back on the same chunks: wall and CPU per PER members."""
+    workdir = Path(tempfile.mkdtemp(prefix="tenpo-bench-boot-"))
+    url = f"sqlite:///{workdir / 'central.db'}"
+    _central(url, members)
+    chunks = _chunks(url)
+    scale = PER / members
+    for n, parallel in enumerate((False, True, False, True)):
+        wall, own, child, peak = _apply(_store(workdir, url, f"s{n}"), chunks, parallel)
+        extra = f" + worker {child * scale:.2f}, peak PSS agent+worker {peak / 1024:.0f} MB" if parallel else ""
+        print(f"{'worker' if parallel else 'single'}: {wall * scale:.2f} s wall, CPU per {PER:,}: agent {own * scale:.2f}"
+              f"{extra}; load {os.getloadavg()[0]:.1f}")  # fmt: skip
+
+
 def run(members: int = MEMBERS) -> dict[str, float]:
     """CPU seconds per PER members: until usable, and decoding and sealing alone."""
     workdir = Path(tempfile.mkdtemp(prefix="tenpo-bench-boot-"))
@@ -93,6 +150,9 @@ def run(members: int = MEMBERS) -> dict[str, float]:
 
 
 def main() -> None:
+    if os.environ.get("TENPO_BENCH_BOOT_WORKER"):
+        compare()
+        return
     figures = run()
     rest = figures["usable"] - figures["decoding"] - figures["sealing"]
     print(f"bootstrap of {MEMBERS:,} members in-process: {figures['usable']:.2f} CPU s per {PER:,} until members "

@@ -89,7 +89,9 @@ def packed(member_id: str, tokens: dict[bytes, int]) -> tuple[str, bytes, str]:
 
 
 def _exists(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (STAGING,)).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (STAGING,)).fetchone() is not None
+    )
 
 
 def _rewritten_table(conn: sqlite3.Connection) -> bool:
@@ -224,6 +226,13 @@ def _scratch_path(conn: sqlite3.Connection) -> str:
     """Beside the replica ("" for a database without a file: SQLite's own temporary database)."""
     row = conn.execute("PRAGMA database_list").fetchone()
     return str(row[2]) + SCRATCH_SUFFIX if row and row[2] else ""
+
+
+def worker_dir(conn: sqlite3.Connection) -> str:
+    """store.db-bootstrap: the bootstrap worker's scratch files, beside the replica ("" for a database
+    without a file)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) + "-bootstrap" if row and row[2] else ""
 
 
 def _remove(path: str) -> None:

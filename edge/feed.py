@@ -21,6 +21,7 @@ import msgspec
 import sqlite_utils
 
 from tenpo.edge import bootstrap_bulk as bootstrap_bulk  # issue 19: a bootstrap's members indexed once, at the end
+from tenpo.edge import bootstrap_worker as bootstrap_worker  # issue 19 §5: chunks sealed by a forked process
 from tenpo.edge import deliveries as deliveries  # issue 18 §7: delivery.upsert
 from tenpo.edge import loyalty  # issue 17 (H7): member.loyalty
 from tenpo.edge import recommendations as recommendations  # issue 17 (H6): member.recommendations
@@ -112,9 +113,30 @@ class DecodedChunk(SnapshotChunk, frozen=True):
 
 _ROW_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     # GenericAlias(list, (struct,)) is list[struct], spelled so for a class held in a variable
-    entity: msgspec.json.Decoder(GenericAlias(list, (struct,))) for entity, struct in SNAPSHOT_ROWS.items()
+    entity: msgspec.json.Decoder(GenericAlias(list, (struct,)))
+    for entity, struct in SNAPSHOT_ROWS.items()
 }
 _JSON_OBJECTS = msgspec.json.Decoder(list[dict[str, Any]])
+
+
+class PreparedChunk(DecodedChunk, frozen=True):
+    """A members chunk the bootstrap worker decoded and sealed (edge/bootstrap_worker.py): ``rows`` left
+    empty, ``data`` the message as received (applied the usual way if a member is held already)."""
+
+    data: bytes = b""
+    prepared: int = 0  # its rows
+    path: str = ""  # the worker's scratch file
+
+
+def prepared_chunk(data: bytes, prepared: bootstrap_worker.Prepared) -> PreparedChunk:
+    """The chunk's fields but its rows (msgspec skips them as raw JSON) and what the worker made of them."""
+    wire: _RawRowsChunk = decode(data, _RawRowsChunk)
+    fields = {**msgspec.structs.asdict(wire), "rows": []}
+    return PreparedChunk(**fields, data=data, prepared=prepared.rows, path=prepared.path)
+
+
+def chunk_rows(chunk: SnapshotChunk) -> int:
+    return chunk.prepared if isinstance(chunk, PreparedChunk) else len(chunk.rows)
 
 
 def decode_snapshot_chunk(data: bytes) -> DecodedChunk:
@@ -166,9 +188,22 @@ def _upsert_products(conn: sqlite3.Connection, store_id: str, rows: list[Product
         " name = excluded.name, price = excluded.price, tax_class = excluded.tax_class, style = excluded.style,"
         " colour = excluded.colour, size = excluded.size, version = excluded.version, updated_at = excluded.updated_at "
         "WHERE products.version < excluded.version",
-        [(r.sku, r.jan, r.name, r.price, r.tax_class, r.style, r.colour, r.size, version or r.version, now)
-         for r in rows],
+        [
+            (r.sku, r.jan, r.name, r.price, r.tax_class, r.style, r.colour, r.size, version or r.version, now)
+            for r in rows
+        ],
     )
+
+
+def member_columns(r: MemberUpsert, store_id: str, seq: int, now: float) -> tuple[tuple[Any, ...], vault.Personal]:
+    """A member's plain columns (consent, custom, home_store, points_hq, points_through, version, updated_at)
+    and its personal fields, to be sealed (also by edge/bootstrap_worker.py, for a bootstrap's chunks)."""
+    plain_custom, personal = vault.split_custom(r.custom)
+    # A bootstrap writes every member: most have no consent or custom fields, so "{}" skips json.dumps.
+    row = (json.dumps(r.consent) if r.consent else "{}",
+           json.dumps(plain_custom, ensure_ascii=False) if plain_custom else "{}",
+           r.home_store, r.points, (r.through or {}).get(store_id, 0), seq, now)  # fmt: skip
+    return row, vault.Personal(r.name, r.kana, r.phone, r.email, r.card_no, r.line_user_id, personal or None)
 
 
 @rows_of(MemberUpsert)
@@ -180,7 +215,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
     held: dict[str, int] = {}
     ids = [r.member_id for r in rows]
     for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
+        part = ids[start : start + 500]
         held.update(conn.execute(
             f"SELECT member_id, version FROM members WHERE member_id IN ({', '.join('?' * len(part))})", part))  # fmt: skip
     fresh: list[tuple[tuple[Any, ...], str, vault.Personal]] = []  # (row's plain columns, member id, person)
@@ -212,12 +247,7 @@ def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUp
         seq = version or r.version
         if r.member_id in held and held[r.member_id] >= seq:
             continue
-        plain_custom, personal = vault.split_custom(r.custom)
-        # A bootstrap writes every member: most have no consent or custom fields, so "{}" skips json.dumps.
-        row = (json.dumps(r.consent) if r.consent else "{}",
-               json.dumps(plain_custom, ensure_ascii=False) if plain_custom else "{}",
-               r.home_store, r.points, (r.through or {}).get(store_id, 0), seq, now)  # fmt: skip
-        person = vault.Personal(r.name, r.kana, r.phone, r.email, r.card_no, r.line_user_id, personal or None)
+        row, person = member_columns(r, store_id, seq, now)
         if r.member_id not in held:
             fresh.append((row, r.member_id, person))
             held[r.member_id] = seq
@@ -267,7 +297,9 @@ def _stock_levels(conn: sqlite3.Connection, store_id: str, rows: list[StockLevel
 
 
 @rows_of(StockCorrection)
-def _stock_corrections(conn: sqlite3.Connection, store_id: str, rows: list[StockCorrection], version: int | None) -> None:
+def _stock_corrections(
+    conn: sqlite3.Connection, store_id: str, rows: list[StockCorrection], version: int | None
+) -> None:
     """An entry HQ made in this store's ledger (a resolved oversold conflict): no event, HQ has it."""
     for r in rows:
         if r.store_id == store_id:
@@ -360,8 +392,9 @@ def _snapshot_durability(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute(f"PRAGMA synchronous = {previous}")
 
 
-def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk,
-                         defer_tokens: bool = False) -> SnapshotProgress:
+def apply_snapshot_chunk(
+    db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk, defer_tokens: bool = False
+) -> SnapshotProgress:
     """Apply one chunk and remember where to resume, in one transaction. ``defer_tokens``: the members'
     name tokens are left for ``bootstrap_bulk.build_tokens`` (the agent; issue 19 §5).
 
@@ -370,13 +403,30 @@ def apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: Snapsh
     first was on its way (on connecting and again on HQ's announcement), or an answer to a repeated
     request. HQ numbers each chunk's rows from the ``done`` count the request carried.
     """
+    if isinstance(chunk, PreparedChunk):
+        prepared = bootstrap_worker.Prepared(chunk.prepared, chunk.path)
+        with bootstrap_worker.attached(db.conn, prepared):
+            return _apply_snapshot_chunk(db, store_id, chunk, defer_tokens)
+    return _apply_snapshot_chunk(db, store_id, chunk, defer_tokens)
+
+
+def _apply_snapshot_chunk(db: sqlite_utils.Database, store_id: str, chunk: SnapshotChunk,
+                          defer_tokens: bool) -> SnapshotProgress:  # fmt: skip
     handler = SNAPSHOT_HANDLERS.get(chunk.entity)
     with gc_paused(), _snapshot_durability(db.conn), transaction(db) as conn:
         current = get_meta(conn, "snapshot_id")
         done = int(get_meta(conn, "snapshot_done") or 0) if current is not None else 0
-        if (current is not None and current != chunk.snapshot_id) or chunk.progress - len(chunk.rows) != done:
+        if (current is not None and current != chunk.snapshot_id) or chunk.progress - chunk_rows(chunk) != done:
             return replace(snapshot_progress(db), stale=True)
-        if handler is None or chunk.entity not in SNAPSHOT_ROWS:
+        if isinstance(chunk, PreparedChunk):  # members, decoded and sealed by the worker
+            bootstrap_bulk.begin(conn)
+            last = bootstrap_bulk.last_rowid(conn)
+            if bootstrap_worker.insert(conn, bootstrap_worker.Prepared(chunk.prepared, chunk.path)):
+                bootstrap_bulk.stage_inserted(conn, last)
+            else:  # a member held already: row by row, as the single-process path does
+                whole = decode_snapshot_chunk(chunk.data)
+                handler(conn, store_id, _snapshot_rows(conn, whole), None)  # type: ignore[misc]
+        elif handler is None or chunk.entity not in SNAPSHOT_ROWS:
             _dead_letter(conn, f"snapshot {chunk.snapshot_id}", f"unknown entity {chunk.entity!r}", chunk.rows[:1])
         elif chunk.rows:
             if chunk.entity == "members":

@@ -26,11 +26,12 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tenpo import __version__
-from tenpo.edge import bootstrap_bulk, clock_skew, feed
+from tenpo.edge import bootstrap_bulk, bootstrap_worker, clock_skew, feed
 from tenpo.edge import db as edge_db
 from tenpo.edge.clock_skew import CLOCK_SKEW_META
 from tenpo.edge.config import StoreConfig
 from tenpo.edge.db import schema_version, transaction
+from tenpo.edge.keystore import codec as pii_codec
 from tenpo.edge.outbox import acknowledge, backlog, get_meta, next_counter, pending, read_counter, set_meta, stream_id
 from tenpo.edge.sync_state import (
     MAX_BATCH_BYTES,
@@ -101,6 +102,7 @@ def _release_freed_memory() -> None:
     except (OSError, AttributeError):
         pass  # not glibc: nothing to trim
 
+
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
@@ -113,6 +115,7 @@ class Message:
     topic: str
     payload: bytes
     received_at: float  # wall clock as paho handed it over, before the loop's queue adds its delay
+    worker: bootstrap_worker.Worker | None = None  # a snapshot chunk handed to the bootstrap worker (issue 19 §5)
 
 
 class SyncLink:
@@ -135,6 +138,7 @@ class SyncLink:
         self._death: mqtt.MQTTMessageInfo | None = None
         self._prefetched: SnapshotRequest | None = None  # the next snapshot chunk, asked for ahead (issue 19)
         self._token_builder: threading.Thread | None = None  # a bootstrap's name tokens, moved after it (issue 19)
+        self._sealer = bootstrap_worker.Pipeline()  # a large bootstrap's chunks decoded and sealed in a fork
         with transaction(db) as conn:
             self.stream = stream_id(conn)
             # Birth/death session number: grows across restarts and reconnects so a late Will is recognisably stale.
@@ -145,11 +149,12 @@ class SyncLink:
                                    bootstrapped=feed.bootstrapped(db), now=time.monotonic(), rng=rng)  # fmt: skip
         self.counters: LinkCounters = self.machine.counters
         self.client = make_client(f"tenpo-store-{self.store_id}", config.tls, config.broker)
+        self._snapshot_topic = down_topic(self.store_id, "snapshot")
         self._routes: dict[str, Callable[[float, Message], Input]] = {
             down_topic(self.store_id, "ack"): self._ack,
             down_topic(self.store_id, "changes"): lambda now, m: PageReceived(now, decode(m.payload, ChangePage)),
             BROADCAST_CHANGES: lambda now, m: PageReceived(now, decode(m.payload, ChangePage)),
-            down_topic(self.store_id, "snapshot"): self._chunk,
+            self._snapshot_topic: self._chunk,
             HQ_STATE: lambda now, m: HqAnnounced(now, decode(m.payload, HqState)),
         }
 
@@ -160,7 +165,9 @@ class SyncLink:
         return encode(Envelope(PROTOCOL_VERSION, self.store_id, kind, text, crypto.sign(self.key, body)))
 
     def _publish(self, kind: Any, body: Any, retain: bool = False) -> mqtt.MQTTMessageInfo:
-        return self.client.publish(up_topic(self.store_id, kind), self._envelope(kind, encode(body)), qos=1, retain=retain)
+        return self.client.publish(
+            up_topic(self.store_id, kind), self._envelope(kind, encode(body)), qos=1, retain=retain
+        )
 
     def _set_will(self) -> None:
         will = self._envelope("death", encode(Death(self.reconnects.session)))
@@ -196,7 +203,10 @@ class SyncLink:
         client.reconnect_delay_set(min_delay=seconds, max_delay=seconds)  # type: ignore[arg-type]
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._post(Message(message.topic, bytes(message.payload), time.time()))
+        payload = bytes(message.payload)
+        # issue 19 §5: a snapshot chunk goes to the bootstrap worker, if one runs, as soon as it arrives
+        worker = self._sealer.submit(payload) if message.topic == self._snapshot_topic else None
+        self._post(Message(message.topic, payload, time.time(), worker))
 
     def _post(self, item: Input | Message) -> None:
         if self._loop is not None:
@@ -232,6 +242,7 @@ class SyncLink:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        self._sealer.stop()
         self._run(self.machine.handle(Stopping(time.monotonic())))
         if self._death is not None:
             try:
@@ -401,7 +412,7 @@ class SyncLink:
         conn = self.db.conn
         current = get_meta(conn, "snapshot_id")
         done = int(get_meta(conn, "snapshot_done") or 0) if current is not None else 0
-        if (current is not None and current != chunk.snapshot_id) or chunk.progress - len(chunk.rows) != done:
+        if (current is not None and current != chunk.snapshot_id) or chunk.progress - feed.chunk_rows(chunk) != done:
             return
         entity = chunk.entity if chunk.next_key is not None else chunk.next_entity
         self._prefetched = SnapshotRequest(snapshot_id=chunk.snapshot_id, entity=entity, after_key=chunk.next_key,
@@ -409,15 +420,24 @@ class SyncLink:
         self._publish("snapshot", self._prefetched)
 
     def _chunk(self, now: float, message: Message) -> ChunkReceived:
-        return ChunkReceived(now, feed.decode_snapshot_chunk(message.payload))
+        prepared = self._sealer.take(message.worker)
+        if prepared is not None and prepared.rows >= 0:
+            return ChunkReceived(now, feed.prepared_chunk(message.payload, prepared))
+        chunk = feed.decode_snapshot_chunk(message.payload)
+        if chunk.entity == "members" and bootstrap_worker.wanted(chunk.total) and not feed.bootstrapped(self.db):
+            scratch = bootstrap_bulk.worker_dir(self.db.conn)
+            if scratch:  # forked now the data key is loaded; the chunks after this one go to it
+                self._sealer.start(pii_codec(self.db.conn), self.store_id, scratch)
+        return ChunkReceived(now, chunk)
 
     def _apply_chunk(self, chunk: SnapshotChunk) -> ChunkApplied:
         self._prefetch(chunk)
         progress = feed.apply_snapshot_chunk(self.db, self.store_id, chunk, defer_tokens=True)
-        self.counters.snapshot_rows += 0 if progress.stale else len(chunk.rows)
+        self.counters.snapshot_rows += 0 if progress.stale else feed.chunk_rows(chunk)
         if self.on_snapshot_progress:
             self.on_snapshot_progress(chunk.progress, chunk.total)
         if progress.done:
+            self._sealer.stop()
             log.info("bootstrap finished: %d rows; change feed resumes after %d", chunk.progress, chunk.as_of)
             self._build_search_tokens()
         return ChunkApplied(time.monotonic(), progress.done, progress.stale)

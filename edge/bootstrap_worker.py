@@ -1,0 +1,243 @@
+"""A bootstrap's members chunks decoded and sealed by a forked process (issue 19 §5).
+
+Decoding a members chunk and sealing its personal fields (with their blind indexes) is two thirds of a
+bootstrap's CPU. On a machine with more than one core, for a large snapshot, the agent forks this worker
+once the data key is loaded (the key reaches it as inherited memory, never over a pipe). It receives each
+chunk's message bytes, in order, and writes the chunk's insert-ready rows, sealed, into a scratch SQLite
+file of its own (no index); the agent copies them into ``members`` by one ``INSERT ... SELECT`` in the
+chunk's transaction (``insert``), while the worker prepares the next chunk.
+
+Nothing the worker does is durable: the replica changes only in the agent's chunk transaction, with the
+resume point, as without it. A chunk the worker cannot prepare (not members, a row that does not fit, a
+member twice) or a member the replica holds already goes the single-process way; a worker that dies or
+answers out of turn is stopped and the rest of the bootstrap goes the single-process way too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import msgspec
+
+from tenpo.edge.membership import vault
+from tenpo.shared import pii
+from tenpo.shared.changes import MemberUpsert
+from tenpo.shared.filemodes import PRIVATE_FILE
+
+log = logging.getLogger(__name__)
+
+MIN_MEMBERS = 50_000  # smaller snapshots: the fork and the scratch files are not worth it
+PLAIN = ("consent", "custom", "home_store", "points_hq", "points_through", "version", "updated_at")
+COLUMNS = (*PLAIN, "member_id", "created_at", *vault.STORED_COLUMNS)  # a scratch row, in this order
+
+
+class _Done(msgspec.Struct, frozen=True):
+    seq: int  # the chunk's number in this worker's order
+    rows: int  # -1: not prepared, the agent applies the chunk itself
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A chunk as the worker left it: ``path`` its scratch file, or "" when not prepared."""
+
+    rows: int
+    path: str
+
+
+def wanted(total: int | None) -> bool:
+    """A worker pays for a large snapshot on a machine with a core to spare."""
+    if os.environ.get("TENPO_BOOTSTRAP_WORKER") == "0":  # the single-process path (an operator's way out, A/B runs)
+        return False
+    forks = "fork" in multiprocessing.get_all_start_methods()
+    return (os.cpu_count() or 1) > 1 and (total or 0) >= MIN_MEMBERS and forks
+
+
+class Worker:
+    """The agent's end: ``submit`` each chunk message in arrival order, ``take`` their results in the same order."""
+
+    def __init__(self, codec: pii.Codec, store_id: str, scratch_dir: str) -> None:
+        """``scratch_dir``: a directory of its own (made afresh, removed by ``close``)."""
+        self._scratch = Path(scratch_dir)
+        shutil.rmtree(self._scratch, ignore_errors=True)  # a killed agent's (its worker left with it)
+        self._scratch.mkdir(mode=0o700)
+        ours, theirs = multiprocessing.Pipe()
+        # fork: the codec (and its data key) is in the child's copy of this memory, not sent.
+        self._process: BaseProcess = multiprocessing.get_context("fork").Process(
+            target=_serve, args=(theirs, ours, codec, store_id, str(self._scratch)), daemon=True, name="tenpo-bootstrap"
+        )
+        self._process.start()
+        theirs.close()
+        log.info("bootstrap worker %s decodes and seals the members chunks", self._process.pid)
+        self._pipe = ours
+        self._sent = 0
+        self._taken = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def submit(self, data: bytes) -> None:
+        self._pipe.send_bytes(data)
+        self._sent += 1
+
+    def take(self) -> Prepared:
+        """The next submitted chunk's result (waits for it); OSError/EOFError/ValueError if the worker failed."""
+        done = msgspec.json.decode(self._pipe.recv_bytes(), type=_Done)
+        self._taken += 1
+        if done.seq != self._taken:
+            raise ValueError(f"bootstrap worker answered chunk {done.seq} for {self._taken}")
+        return Prepared(done.rows, done.path)
+
+    def close(self) -> None:
+        """Stop the worker (it exits on the pipe's end) and remove its scratch files."""
+        with contextlib.suppress(OSError):
+            self._pipe.close()
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def discard(prepared: Prepared) -> None:
+    if prepared.path:
+        Path(prepared.path).unlink(missing_ok=True)
+
+
+def insert(conn: sqlite3.Connection, prepared: Prepared) -> bool:
+    """In the chunk's transaction, with the scratch file attached as ``prep`` (``attached``): the prepared
+    members into ``members``. False, and nothing written, when the replica holds one of them already."""
+    if conn.execute("SELECT 1 FROM prep.rows r JOIN members m ON m.member_id = r.member_id LIMIT 1").fetchone():
+        return False
+    names = ", ".join(COLUMNS)
+    conn.execute(f"INSERT INTO members({names}, beacon_secret, provisional, erased)"
+                 f" SELECT {names}, NULL, 0, 0 FROM prep.rows ORDER BY rowid")  # fmt: skip
+    return True
+
+
+@contextlib.contextmanager
+def attached(conn: sqlite3.Connection, prepared: Prepared) -> Iterator[None]:
+    """The scratch file attached around the chunk's transaction (SQLite detaches only outside one)."""
+    conn.execute("ATTACH DATABASE ? AS prep", (prepared.path,))
+    try:
+        yield
+    finally:
+        conn.execute("DETACH DATABASE prep")
+        discard(prepared)
+
+
+# ---------------------------------------------------------------------------- the forked process
+
+
+def _serve(pipe: Connection, agents_end: Connection, codec: pii.Codec, store_id: str, scratch: str) -> None:
+    agents_end.close()  # the fork's copy: else the agent closing its end would not end this loop
+    gc.freeze()  # the agent's objects, inherited: never traversed here (nor their pages copied)
+    gc.disable()  # a chunk's rows are acyclic; the collector would only walk them
+    seq = 0
+    while True:
+        try:
+            data = pipe.recv_bytes()
+        except (EOFError, OSError):
+            return
+        seq += 1
+        path = os.path.join(scratch, f"chunk-{seq}.db")
+        rows = _prepare(codec, store_id, data, path)
+        pipe.send_bytes(msgspec.json.encode(_Done(seq, rows, path if rows >= 0 else "")))
+
+
+def _prepare(codec: pii.Codec, store_id: str, data: bytes, path: str) -> int:
+    """The chunk's members, sealed, into a new scratch file at ``path``; -1 when the agent should apply it."""
+    from tenpo.edge import feed  # feed imports this module
+
+    try:
+        chunk = feed.decode_snapshot_chunk(data)
+    except Exception:  # noqa: BLE001 - the agent decodes it again and reports it
+        return -1
+    rows = chunk.rows
+    if chunk.entity != "members" or not rows or not all(isinstance(r, MemberUpsert) for r in rows):
+        return -1
+    ids = [r.member_id for r in rows]
+    if len(set(ids)) != len(ids):
+        return -1
+    now = time.time()
+    columns = [feed.member_columns(r, store_id, r.version, now) for r in rows]
+    sealed = vault.sealed_rows(codec, ids, [person for _row, person in columns])
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE))
+    out = sqlite3.connect(path, isolation_level=None)
+    try:
+        out.execute("PRAGMA journal_mode = OFF")
+        out.execute("PRAGMA synchronous = OFF")
+        out.execute(f"CREATE TABLE rows ({', '.join(COLUMNS)})")
+        out.execute("BEGIN")
+        out.executemany(
+            f"INSERT INTO rows VALUES ({', '.join('?' * len(COLUMNS))})",
+            [(*row, member_id, now, *values) for (row, _p), member_id, values in zip(columns, ids, sealed)],
+        )
+        out.execute("COMMIT")
+    finally:
+        out.close()
+    return len(rows)
+
+
+class Pipeline:
+    """The agent's side across a bootstrap: the worker started, fed from the network thread as each chunk
+    arrives (so it prepares one while the agent inserts the one before), its results taken in order, and
+    stopped when the bootstrap ends or the worker fails (the rest goes the single-process way)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._worker: Worker | None = None
+        self.failed = False
+
+    def start(self, codec: pii.Codec, store_id: str, scratch_dir: str) -> None:
+        with self._lock:
+            if self._worker is None and not self.failed:
+                try:
+                    self._worker = Worker(codec, store_id, scratch_dir)
+                except OSError:
+                    log.warning("bootstrap worker not started: the bootstrap goes on in this process", exc_info=True)
+                    self.failed = True
+
+    def submit(self, data: bytes) -> Worker | None:
+        """(Network thread) hand a chunk message to the worker, if one runs: the worker it went to."""
+        with self._lock:
+            worker = self._worker
+            if worker is None:
+                return None
+            try:
+                worker.submit(data)
+            except (OSError, ValueError):
+                return None  # the worker is gone: take() notices and stops it
+            return worker
+
+    def take(self, worker: Worker | None) -> Prepared | None:
+        """(Agent's loop) the result of a message ``submit`` handed to ``worker``; None: decode it here."""
+        if worker is None or worker is not self._worker:
+            return None
+        try:
+            return worker.take()
+        except (OSError, EOFError, ValueError):  # msgspec.DecodeError is a ValueError
+            log.warning("bootstrap worker failed: the bootstrap goes on in this process", exc_info=True)
+            self.stop(failed=True)
+            return None
+
+    def stop(self, failed: bool = False) -> None:
+        with self._lock:
+            worker, self._worker = self._worker, None
+            self.failed |= failed
+        if worker is not None:
+            worker.close()
