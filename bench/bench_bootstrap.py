@@ -88,7 +88,7 @@ def _apply(store: sqlite_utils.Database, chunks: list[bytes], parallel: bool) ->
         for k, data in enumerate(chunks):
             if k + 1 < len(chunks):
                 worker.submit(chunks[k + 1])  # prepared while chunk k is inserted
-            prepared = worker.take()
+            prepared = worker.take(k + 1)
             chunk = feed.prepared_chunk(data, prepared) if prepared.rows >= 0 else feed.decode_snapshot_chunk(data)
             progress = feed.apply_snapshot_chunk(store, "B001", chunk, defer_tokens=True)
             peak = max(peak, _rss_kib(os.getpid()) + _rss_kib(worker.pid or 0))

@@ -139,32 +139,53 @@ def apply_rate(db_url: str, events: int = 50_000, batch: int = 500, window: int 
     return rate
 
 
-def _cpu_s(pid: int) -> float:
+def _cpu_s(pid: int, children: bool = True) -> float:
     """User + system CPU seconds a process has used (its finished children's too): what a loaded machine
     does not inflate."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11 : 15 if children else 13]) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_kb(pid: int) -> int:
-    """Peak RSS of the edge process plus its bootstrap worker's (issue 19 §5), while it runs: an upper bound,
-    the pages they share since the fork counted twice."""
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    total = _rss_kb(pid, "VmHWM")
-    for child in children:
-        with contextlib.suppress(OSError):
-            total += _rss_kb(child, "VmHWM")
-    return total
+class _Edge:
+    """Samples of the edge process and its bootstrap worker (issue 19 §5), at each poll: peak RSS (VmHWM, the
+    two summed: an upper bound, the pages they share since the fork counted twice), peak of their summed
+    proportional set sizes (shared pages counted once), the worker's CPU seconds as last seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self.pss_kb = 0
+        self.worker_cpu: dict[int, float] = {}
+
+    def sample(self) -> None:
+        tasks = Path(f"/proc/{self.pid}/task").iterdir()
+        children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+        peak, pss = _rss_kb(self.pid, "VmHWM"), _pss_kb(self.pid)
+        for child in children:
+            with contextlib.suppress(OSError):
+                peak, pss = peak + _rss_kb(child, "VmHWM"), pss + _pss_kb(child)
+                self.worker_cpu[child] = _cpu_s(child)
+        self.peak_kb, self.pss_kb = max(self.peak_kb, peak), max(self.pss_kb, pss)
+
+
+def _pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
 
 
 @dataclass(frozen=True)
 class Boot:
     usable: float  # seconds until the replica says it is bootstrapped: members, exact lookups, the feed resumed
     built: float  # seconds until the name-search tokens are in place too (issue 19 §5)
-    peak_kb: int  # peak RSS of the edge process (and its bootstrap worker)
+    peak_kb: int  # peak RSS of the edge process plus its bootstrap worker's (shared pages twice)
     edge_cpu_usable: float  # CPU seconds the edge process used until usable
     edge_cpu_built: float  # ... until built
     hq_cpu: float  # CPU seconds of the aggregator over the whole bootstrap
+    pss_kb: int = 0  # peak proportional set size of the edge process and its worker together
+    worker_cpu: float = 0.0  # CPU seconds of the bootstrap worker (in edge_cpu_* once reaped; issue 19 §5)
+    agent_cpu_usable: float = 0.0  # CPU seconds of the edge process itself until usable, its worker's not
 
 
 def bootstrap(workdir: Path, broker: Mosquitto, members: int = MEMBERS, beacons: bool = False) -> Boot:
@@ -187,24 +208,25 @@ def bootstrap(workdir: Path, broker: Mosquitto, members: int = MEMBERS, beacons:
     agent = store_process(config_path)
     started = time.perf_counter()
     agent.start()
-    peak = 0
+    edge = _Edge(agent.popen.pid)  # type: ignore[union-attr]
 
     def meta(key: str) -> bool:
-        nonlocal peak
-        peak = max(peak, _peak_kb(agent.popen.pid))  # type: ignore[union-attr]
+        edge.sample()
         return store.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone() is not None
 
     hq_before = _cpu_s(aggregator.popen.pid)  # type: ignore[union-attr]
     wait_until(lambda: meta("bootstrapped"), 3600, interval=0.1, what=f"{members:,}-member bootstrap")
     usable, cpu_usable = time.perf_counter() - started, _cpu_s(agent.popen.pid)  # type: ignore[union-attr]
+    own_usable = _cpu_s(agent.popen.pid, children=False)  # type: ignore[union-attr]
     # issue 19 §5: the name-search tokens are moved after the bootstrap, while the agent serves
     wait_until(lambda: not meta(bootstrap_bulk.PENDING), 3600, interval=0.1, what="name-search tokens")
     built, cpu_built = time.perf_counter() - started, _cpu_s(agent.popen.pid)  # type: ignore[union-attr]
-    peak = max(peak, _peak_kb(agent.popen.pid))  # type: ignore[union-attr]
+    edge.sample()
     hq_cpu = _cpu_s(aggregator.popen.pid) - hq_before  # type: ignore[union-attr]
     agent.terminate()
     aggregator.terminate()
-    return Boot(usable, built, peak, cpu_usable, cpu_built, hq_cpu)
+    return Boot(usable, built, edge.peak_kb, cpu_usable, cpu_built, hq_cpu, edge.pss_kb, sum(edge.worker_cpu.values()),
+                own_usable)  # fmt: skip
 
 
 def sealing_floor(members: int, sample: int = 20_000) -> float:
@@ -265,7 +287,9 @@ def run() -> None:
         with_beacons = ", members with beacon secrets (+ two day keys each)" if BOOT_BEACONS else ""
         print(f"bootstrap of {MEMBERS:,} members{with_beacons}: {boot.usable * scale:.1f} s to members usable "
               f"(target < 30 s){scaled}, {boot.built * scale:.1f} s to all indexes built (name search too), edge peak "
-              f"RSS {boot.peak_kb / 1024:.0f} MB (target < 150 MB); "
+              f"RSS {boot.peak_kb / 1024:.0f} MB (target < 150 MB; with its bootstrap worker, whose pages shared with it "
+              f"counted once: {boot.pss_kb / 1024:.0f} MB); CPU seconds until usable of the agent itself "
+              f"{boot.agent_cpu_usable * scale:.1f}, of its worker {boot.worker_cpu * scale:.1f}; "
               f"CPU seconds of the edge process "
               f"{boot.edge_cpu_usable * scale:.1f} / {boot.edge_cpu_built * scale:.1f}, of HQ's aggregator "
               f"{boot.hq_cpu * scale:.1f}; the sealing until usable alone on this machine now: {sealing_floor(MEMBERS):.1f} s; "

@@ -84,23 +84,27 @@ class Worker:
         log.info("bootstrap worker %s decodes and seals the members chunks", self._process.pid)
         self._pipe = ours
         self._sent = 0
-        self._taken = 0
 
     @property
     def pid(self) -> int | None:
         return self._process.pid
 
-    def submit(self, data: bytes) -> None:
+    def submit(self, data: bytes) -> int:
+        """Hand a chunk message over: its number, for ``take``."""
         self._pipe.send_bytes(data)
         self._sent += 1
+        return self._sent
 
-    def take(self) -> Prepared:
-        """The next submitted chunk's result (waits for it); OSError/EOFError/ValueError if the worker failed."""
-        done = msgspec.json.decode(self._pipe.recv_bytes(), type=_Done)
-        self._taken += 1
-        if done.seq != self._taken:
-            raise ValueError(f"bootstrap worker answered chunk {done.seq} for {self._taken}")
-        return Prepared(done.rows, done.path)
+    def take(self, seq: int) -> Prepared:
+        """Chunk ``seq``'s result (waits for it; those of chunks before it nobody took are dropped);
+        OSError/EOFError/ValueError if the worker failed."""
+        while True:
+            done = msgspec.json.decode(self._pipe.recv_bytes(), type=_Done)
+            if done.seq == seq:
+                return Prepared(done.rows, done.path)
+            if done.seq > seq:
+                raise ValueError(f"bootstrap worker answered chunk {done.seq} for {seq}")
+            discard(Prepared(done.rows, done.path))
 
     def close(self) -> None:
         """Stop the worker (it exits on the pipe's end) and remove its scratch files."""
@@ -193,6 +197,12 @@ def _prepare(codec: pii.Codec, store_id: str, data: bytes, path: str) -> int:
     return len(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    worker: Worker
+    seq: int
+
+
 class Pipeline:
     """The agent's side across a bootstrap: the worker started, fed from the network thread as each chunk
     arrives (so it prepares one while the agent inserts the one before), its results taken in order, and
@@ -212,24 +222,23 @@ class Pipeline:
                     log.warning("bootstrap worker not started: the bootstrap goes on in this process", exc_info=True)
                     self.failed = True
 
-    def submit(self, data: bytes) -> Worker | None:
-        """(Network thread) hand a chunk message to the worker, if one runs: the worker it went to."""
+    def submit(self, data: bytes) -> Ticket | None:
+        """(Network thread) hand a chunk message to the worker, if one runs: to whom and its number there."""
         with self._lock:
             worker = self._worker
             if worker is None:
                 return None
             try:
-                worker.submit(data)
+                return Ticket(worker, worker.submit(data))
             except (OSError, ValueError):
                 return None  # the worker is gone: take() notices and stops it
-            return worker
 
-    def take(self, worker: Worker | None) -> Prepared | None:
-        """(Agent's loop) the result of a message ``submit`` handed to ``worker``; None: decode it here."""
-        if worker is None or worker is not self._worker:
+    def take(self, ticket: Ticket | None) -> Prepared | None:
+        """(Agent's loop) the result of the message ``submit`` gave ``ticket``; None: decode it here."""
+        if ticket is None or ticket.worker is not self._worker:
             return None
         try:
-            return worker.take()
+            return ticket.worker.take(ticket.seq)
         except (OSError, EOFError, ValueError):  # msgspec.DecodeError is a ValueError
             log.warning("bootstrap worker failed: the bootstrap goes on in this process", exc_info=True)
             self.stop(failed=True)

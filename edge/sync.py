@@ -115,7 +115,7 @@ class Message:
     topic: str
     payload: bytes
     received_at: float  # wall clock as paho handed it over, before the loop's queue adds its delay
-    worker: bootstrap_worker.Worker | None = None  # a snapshot chunk handed to the bootstrap worker (issue 19 §5)
+    ticket: bootstrap_worker.Ticket | None = None  # a snapshot chunk handed to the bootstrap worker (issue 19 §5)
 
 
 class SyncLink:
@@ -205,8 +205,8 @@ class SyncLink:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         payload = bytes(message.payload)
         # issue 19 §5: a snapshot chunk goes to the bootstrap worker, if one runs, as soon as it arrives
-        worker = self._sealer.submit(payload) if message.topic == self._snapshot_topic else None
-        self._post(Message(message.topic, payload, time.time(), worker))
+        ticket = self._sealer.submit(payload) if message.topic == self._snapshot_topic else None
+        self._post(Message(message.topic, payload, time.time(), ticket))
 
     def _post(self, item: Input | Message) -> None:
         if self._loop is not None:
@@ -420,7 +420,7 @@ class SyncLink:
         self._publish("snapshot", self._prefetched)
 
     def _chunk(self, now: float, message: Message) -> ChunkReceived:
-        prepared = self._sealer.take(message.worker)
+        prepared = self._sealer.take(message.ticket)
         if prepared is not None and prepared.rows >= 0:
             return ChunkReceived(now, feed.prepared_chunk(message.payload, prepared))
         chunk = feed.decode_snapshot_chunk(message.payload)

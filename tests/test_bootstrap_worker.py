@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,9 @@ def _parallel(
     for k, data in enumerate(chunks):
         if k + 2 < len(chunks):
             sent.append(pipeline.submit(chunks[k + 2]))
-        worker = sent[k]
-        if prepared_chunks == kill_after and worker is not None and worker.pid is not None:
-            os.kill(worker.pid, signal.SIGKILL)  # two more chunks handed to it, not yet taken
+        ticket = sent[k]
+        if prepared_chunks == kill_after and ticket is not None and ticket.worker.pid is not None:
+            os.kill(ticket.worker.pid, signal.SIGKILL)  # two more chunks handed to it, not yet taken
             kill_after = None
         prepared = pipeline.take(sent[k])
         if prepared is not None and prepared.rows >= 0:
@@ -130,3 +131,18 @@ def test_a_worker_killed_midway_loses_no_member(tmp_path: Path) -> None:
     pipeline = _parallel(parallel, chunks, kill_after=2)
     assert pipeline.failed, "the rest went the single-process way"
     assert _replica(parallel) == _replica(single)
+
+
+def test_a_chunk_result_nobody_took_is_not_taken_for_the_next_chunk(tmp_path: Path) -> None:
+    url, chunks = _chunks(tmp_path)
+    store = _store(tmp_path, url, "parallel")
+    first, second = [data for data in chunks if feed.decode_snapshot_chunk(data).entity == "members"][:2]
+    pipeline = bootstrap_worker.Pipeline()
+    pipeline.start(pii_codec(store.conn), "B001", bootstrap_bulk.worker_dir(store.conn))
+    pipeline.submit(first)  # e.g. a message the agent stopped before handling
+    prepared = pipeline.take(pipeline.submit(second))
+    assert prepared is not None
+    with sqlite3.connect(prepared.path) as scratch:
+        held = [row[0] for row in scratch.execute("SELECT member_id FROM rows ORDER BY rowid")]
+    assert held == [row.member_id for row in feed.decode_snapshot_chunk(second).rows]
+    pipeline.stop()
