@@ -56,8 +56,19 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("case", BAD_CONFIGS)
-def test_bad_config_gives_one_line_naming_the_field_and_exit_1(case: str, tmp_path: Path) -> None:
+def test_bad_config_gives_one_line_naming_the_field_and_exit_1(case: str, tmp_path: Path, capsys) -> None:
+    """In-process, each case; the real command's own stderr and exit status are checked just below."""
     text, expected = BAD_CONFIGS[case]
+    path = tmp_path / "store.toml"
+    path.write_text(text)
+    assert main(["edge", "status", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+
+
+def test_a_bad_config_makes_the_command_itself_exit_1_with_one_line(tmp_path: Path) -> None:
+    text, expected = BAD_CONFIGS["bad port"]
     path = tmp_path / "store.toml"
     path.write_text(text)
     result = subprocess.run([sys.executable, "-m", "tenpo", "edge", "status", "--config", str(path)],
