@@ -230,6 +230,9 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
             outcomes = [c if isinstance(c, RowOutcome) else _attach_row(db, c, config, now, pending, tables)
                         for c in cleansed]  # fmt: skip
             tables.finish()
+            # The counter as this chunk leaves it, for the next chunk's revalidate even within one transaction:
+            # on PostgreSQL others may commit between two chunks of it (ours moves the counter only at its end).
+            seen.mark(db)
             forget_primed()
             return outcomes
 
