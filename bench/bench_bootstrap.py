@@ -1,6 +1,7 @@
 """A store's bootstrap of members applied in-process, with where its CPU goes (issue 19 §5).
 
     python -m bench.bench_bootstrap         (TENPO_BENCH_BOOT_MEMBERS, default 100,000; scales linearly)
+    TENPO_BENCH_BOOT_WORKER=1 python -m bench.bench_bootstrap   (single process and forked worker, alternately)
 
 `python -m bench sync` times the real thing (broker, HQ's aggregator, the agent, 1,000,000 members); on a
 shared 2-core machine its seconds swing with the load. This applies HQ's own chunks (5,000 members each,

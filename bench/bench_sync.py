@@ -155,6 +155,7 @@ class _Edge:
         self.pid = pid
         self.peak_kb = 0
         self.pss_kb = 0
+        self.agent_kb = 0  # the edge process's own peak RSS
         self.worker_cpu: dict[int, float] = {}
 
     def sample(self) -> None:
@@ -166,6 +167,7 @@ class _Edge:
                 peak, pss = peak + _rss_kb(child, "VmHWM"), pss + _pss_kb(child)
                 self.worker_cpu[child] = _cpu_s(child)
         self.peak_kb, self.pss_kb = max(self.peak_kb, peak), max(self.pss_kb, pss)
+        self.agent_kb = _rss_kb(self.pid, "VmHWM")
 
 
 def _pss_kb(pid: int) -> int:
@@ -186,6 +188,7 @@ class Boot:
     pss_kb: int = 0  # peak proportional set size of the edge process and its worker together
     worker_cpu: float = 0.0  # CPU seconds of the bootstrap worker (in edge_cpu_* once reaped; issue 19 §5)
     agent_cpu_usable: float = 0.0  # CPU seconds of the edge process itself until usable, its worker's not
+    agent_kb: int = 0  # peak RSS of the edge process alone
 
 
 def bootstrap(workdir: Path, broker: Mosquitto, members: int = MEMBERS, beacons: bool = False) -> Boot:
@@ -226,7 +229,7 @@ def bootstrap(workdir: Path, broker: Mosquitto, members: int = MEMBERS, beacons:
     agent.terminate()
     aggregator.terminate()
     return Boot(usable, built, edge.peak_kb, cpu_usable, cpu_built, hq_cpu, edge.pss_kb, sum(edge.worker_cpu.values()),
-                own_usable)  # fmt: skip
+                own_usable, edge.agent_kb)  # fmt: skip
 
 
 def sealing_floor(members: int, sample: int = 20_000) -> float:
@@ -287,8 +290,9 @@ def run() -> None:
         with_beacons = ", members with beacon secrets (+ two day keys each)" if BOOT_BEACONS else ""
         print(f"bootstrap of {MEMBERS:,} members{with_beacons}: {boot.usable * scale:.1f} s to members usable "
               f"(target < 30 s){scaled}, {boot.built * scale:.1f} s to all indexes built (name search too), edge peak "
-              f"RSS {boot.peak_kb / 1024:.0f} MB (target < 150 MB; with its bootstrap worker, whose pages shared with it "
-              f"counted once: {boot.pss_kb / 1024:.0f} MB); CPU seconds until usable of the agent itself "
+              f"RSS {boot.peak_kb / 1024:.0f} MB with its bootstrap worker's (target < 150 MB; its own "
+              f"{boot.agent_kb / 1024:.0f} MB; the pair's PSS, pages shared counted once: {boot.pss_kb / 1024:.0f} MB); "
+              f"CPU seconds until usable of the agent itself "
               f"{boot.agent_cpu_usable * scale:.1f}, of its worker {boot.worker_cpu * scale:.1f}; "
               f"CPU seconds of the edge process "
               f"{boot.edge_cpu_usable * scale:.1f} / {boot.edge_cpu_built * scale:.1f}, of HQ's aggregator "

@@ -135,6 +135,17 @@ def prepared_chunk(data: bytes, prepared: bootstrap_worker.Prepared) -> Prepared
     return PreparedChunk(**fields, data=data, prepared=prepared.rows, path=prepared.path)
 
 
+class _CountedChunk(SnapshotChunk, frozen=True):
+    rows: list[msgspec.Raw]  # type: ignore[assignment]  # each row left raw: counted, not decoded
+
+
+def counted_chunk(data: bytes) -> PreparedChunk:
+    """The chunk's fields and the number of its rows, which the worker decodes (a tenth of the decoding)."""
+    wire = decode(data, _CountedChunk)
+    fields = {**msgspec.structs.asdict(wire), "rows": []}
+    return PreparedChunk(**fields, data=data, prepared=len(wire.rows))
+
+
 def chunk_rows(chunk: SnapshotChunk) -> int:
     return chunk.prepared if isinstance(chunk, PreparedChunk) else len(chunk.rows)
 

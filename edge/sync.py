@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as mqtt
 import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -406,23 +407,35 @@ class SyncLink:
     def _prefetch(self, chunk: SnapshotChunk) -> None:
         """Issue 19: ask for the chunk after ``chunk`` before applying it, so HQ reads and sends the next one
         while this one is written. Only for the chunk the replica expects (not a stale copy), one ahead."""
-        self._prefetched = None
+        request = self._next_request(chunk)
+        if request is not None and request == self._prefetched:
+            return  # asked already, as the chunk arrived (the bootstrap worker's chunks)
+        self._prefetched = request
+        if request is not None:
+            self._publish("snapshot", request)
+
+    def _next_request(self, chunk: SnapshotChunk) -> SnapshotRequest | None:
         if chunk.next_key is None and chunk.next_entity is None:
-            return
+            return None
         conn = self.db.conn
         current = get_meta(conn, "snapshot_id")
         done = int(get_meta(conn, "snapshot_done") or 0) if current is not None else 0
         if (current is not None and current != chunk.snapshot_id) or chunk.progress - feed.chunk_rows(chunk) != done:
-            return
+            return None
         entity = chunk.entity if chunk.next_key is not None else chunk.next_entity
-        self._prefetched = SnapshotRequest(snapshot_id=chunk.snapshot_id, entity=entity, after_key=chunk.next_key,
-                                           done=chunk.progress, stream=self.stream)  # fmt: skip
-        self._publish("snapshot", self._prefetched)
+        return SnapshotRequest(snapshot_id=chunk.snapshot_id, entity=entity, after_key=chunk.next_key,
+                               done=chunk.progress, stream=self.stream)  # fmt: skip
 
     def _chunk(self, now: float, message: Message) -> ChunkReceived:
-        prepared = self._sealer.take(message.ticket)
-        if prepared is not None and prepared.rows >= 0:
-            return ChunkReceived(now, feed.prepared_chunk(message.payload, prepared))
+        if message.ticket is not None:
+            # Asked for the next chunk now, not when this one is applied: HQ sends it while the worker seals this one.
+            counted = feed.counted_chunk(message.payload)
+            self._prefetch(counted)
+            prepared = self._sealer.take(message.ticket)
+            if prepared is not None and prepared.rows == counted.prepared:
+                return ChunkReceived(now, msgspec.structs.replace(counted, path=prepared.path))
+            if prepared is not None:
+                bootstrap_worker.discard(prepared)
         chunk = feed.decode_snapshot_chunk(message.payload)
         if chunk.entity == "members" and bootstrap_worker.wanted(chunk.total) and not feed.bootstrapped(self.db):
             scratch = bootstrap_bulk.worker_dir(self.db.conn)
