@@ -70,8 +70,8 @@ def test_a_chunk_decides_as_row_after_row_does(central_url: str, twin_url: str, 
         # the chunked import cleanses in a worker process (pipeline.py), the reference in its own loop
         report = import_members(chunked, path, batch=BATCH, cleanse_in_worker=True)
         with monkeypatch.context() as m:  # every read and write straight to the database, one row at a time
-            m.setattr(imports, "ChunkAccess", lambda db, config, now, records, seen=None, quality_text=None:
-                      MemberAccess(db, config, now))  # fmt: skip
+            m.setattr(imports, "ChunkAccess", lambda db, config, now, records, seen=None, quality_text=None,
+                      defer_golden=False: MemberAccess(db, config, now))  # fmt: skip
             reference = import_members(row_at_a_time, path, batch=BATCH, cleanse_in_worker=False)
         assert [(r.key, r.status) for r in report.rows] == [(r.key, r.status) for r in reference.rows]
         statuses.update(report.counts())

@@ -65,6 +65,9 @@ class ChunkCache:
     # merge log (no index on `undone`), a few ms per chunk that grow with the log.
     any_undone: bool | None = None
     any_rejected: bool | None = None
+    # Members whose golden record is due, when the chunks of a transaction leave them to its end (ChunkAccess
+    # `defer_golden`): not forgotten by revalidate, the records are read again for them then.
+    due: set[str] = dataclasses.field(default_factory=set)
     change_mark: int | None = None  # the feed's counter as the last chunk committed
 
     def revalidate(self, db: Central) -> None:
@@ -89,9 +92,14 @@ class ChunkAccess(MemberAccess):
     """`MemberAccess` for the chunk of import rows whose records are `records`."""
 
     def __init__(self, db: Central, config: MembersConfig, now: float, records: Sequence[SourceRecord],
-                 seen: ChunkCache | None = None, quality_text: Mapping[RecordKey, str] | None = None) -> None:  # fmt: skip
-        """`quality_text`: quality_json of the records' field quality, when the import has it already."""
+                 seen: ChunkCache | None = None, quality_text: Mapping[RecordKey, str] | None = None,
+                 defer_golden: bool = False) -> None:  # fmt: skip
+        """`quality_text`: quality_json of the records' field quality, when the import has it already.
+        `defer_golden`: `finish` leaves the due golden records in `seen.due` for a later chunk's `finish`
+        (the last of the transaction, before its feed entries read them); a merge still brings its two
+        members' records up to date first."""
         super().__init__(db, config, now)
+        self._defer_golden = defer_golden
         self._quality_text = quality_text or {}
         seen = seen if seen is not None else ChunkCache()
         self._rows = seen.rows
@@ -103,7 +111,7 @@ class ChunkAccess(MemberAccess):
         self._created = seen.created
         self._erased: set[RecordKey] = set()  # of the chunk's own records (_own)
         self._own: set[RecordKey] = set()
-        self._dirty: set[str] = set()  # members whose golden record is due
+        self._dirty = seen.due  # members whose golden record is due
         self._out_members: list[tuple[Any, ...]] = []
         self._out_sources: list[tuple[Any, ...]] = []
         self._out_blocks: list[tuple[str, int]] = []
@@ -344,10 +352,11 @@ class ChunkAccess(MemberAccess):
         self._write_out()
 
     def finish(self) -> None:
-        """Write what is held back, then the due golden records."""
+        """Write what is held back, then the due golden records (unless deferred)."""
         self._flush()
-        self._refresh_golden(sorted(self._dirty))
-        self._dirty.clear()
+        if not self._defer_golden:
+            self._refresh_golden(sorted(self._dirty))
+            self._dirty.clear()
 
     def _refresh_golden(self, members: list[str]) -> None:
         """refresh_golden for many members: two reads in all rather than three per member."""

@@ -151,9 +151,11 @@ def _import_settings(db: Central) -> Iterator[None]:
 
 def _run(db: Central, chunks: Iterable[list[Any]], handle: Callable[[list[Any], float, Pending], list[RowOutcome]],
          report: ImportReport, position: Callable[[], int], size: int, progress: Progress | None,
-         on_row: Callable[[RowOutcome], None] | None, per_commit: int = 1) -> None:
+         on_row: Callable[[RowOutcome], None] | None, per_commit: int = 1,
+         settle: Callable[[float], None] | None = None) -> None:
     """`handle` one chunk at a time, `per_commit` chunks to a transaction (fewer when they take over
-    COMMIT_SECONDS) with their feed entries. `on_row` and `progress` hear of rows once they are committed."""
+    COMMIT_SECONDS), then `settle` what they left for the transaction's end, then their feed entries.
+    `on_row` and `progress` hear of rows once they are committed."""
     rest = iter(chunks)
     chunk = next(rest, None)
     with _import_settings(db):
@@ -170,6 +172,8 @@ def _run(db: Central, chunks: Iterable[list[Any]], handle: Callable[[list[Any], 
                             break
                         if (chunk := next(rest, None)) is None:
                             break
+                    if settle:
+                        settle(now)
                     publish(db, pending, now)
                 if chunk is not None:  # the transaction was full
                     chunk = next(rest, None)
@@ -225,7 +229,7 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
             seen.revalidate(db)
             db.before_commit(seen.mark)
             rows = [c for c in cleansed if isinstance(c, Cleansed)]
-            tables = ChunkAccess(db, config, now, [c.record for c in rows], seen,
+            tables = ChunkAccess(db, config, now, [c.record for c in rows], seen, defer_golden=True,
                                  quality_text={c.record.key: c.quality_text for c in rows})  # fmt: skip
             outcomes = [c if isinstance(c, RowOutcome) else _attach_row(db, c, config, now, pending, tables)
                         for c in cleansed]  # fmt: skip
@@ -236,12 +240,18 @@ def import_members(db: Central, path: Path, config: MembersConfig = MembersConfi
             forget_primed()
             return outcomes
 
+        def settle(now: float) -> None:
+            # Golden records once per transaction, not once per chunk that touched the member: nothing reads
+            # them before the feed entries do (a merge brings its own two up to date, ChunkAccess.before_merge).
+            ChunkAccess(db, config, now, [], seen).finish()
+
         if cleanse_in_worker is None:
             cleanse_in_worker = size >= WORKER_MIN_BYTES and (os.cpu_count() or 1) > 1
         chunks = iter_chunks(_start(member_rows(lines), path), batch)
         assess = assessed_in_worker if cleanse_in_worker else assessed_in_process
         assessed = assess(chunks, config.cleansing, config.match.ignored_email_domains)
-        _run(db, assessed, handle, report, position, size, progress, on_row, per_commit=max(1, commit_rows // batch))
+        _run(db, assessed, handle, report, position, size, progress, on_row, per_commit=max(1, commit_rows // batch),
+             settle=settle)
     record_import(db, path.name, report.rows, started)  # the quality report's trend across imports
     return report
 
