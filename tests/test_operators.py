@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from textual.widgets import Button, DataTable, Input, Static
 
+from tenpo.cli import main
 from tenpo.cloud.db import Central
 from tenpo.cloud.hq import sim
 from tenpo.cloud.hq.app import HqApp, StoresScreen
@@ -283,11 +284,13 @@ async def test_a_viewer_in_the_monitor_is_told_why_a_discard_is_refused(tmp_path
 # ---------------------------------------------------------------------------- --serve
 
 
-def test_serve_beyond_loopback_without_tls_is_refused(sqlite_url: str) -> None:
+def test_serve_beyond_loopback_without_tls_is_refused(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     Central(sqlite_url).close()
-    for host in ("0.0.0.0", "::", "192.0.2.10", "hq.example.jp"):
-        done = tenpo("hq", "--serve", "--host", host, "--db", sqlite_url)
-        assert done.returncode == 1 and "only over TLS" in done.stderr, (host, done.stderr)
+    done = tenpo("hq", "--serve", "--host", "0.0.0.0", "--db", sqlite_url)  # the real command: exit 1, no server
+    assert done.returncode == 1 and "only over TLS" in done.stderr, done.stderr
+    for host in ("::", "192.0.2.10", "hq.example.jp"):  # the same refusal in-process (no interpreter start each)
+        assert main(["hq", "--serve", "--host", host, "--db", sqlite_url]) == 1, host
+        assert "only over TLS" in capsys.readouterr().err, host
     assert all(is_loopback(h) for h in ("localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]"))
     assert listen_context("127.0.0.1", None, None) is None
 
