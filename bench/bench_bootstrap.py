@@ -82,7 +82,9 @@ def _apply(store: sqlite_utils.Database, chunks: list[bytes], parallel: bool) ->
         assert progress.done
         after = os.times()
         return time.monotonic() - started, after.user + after.system - cpu.user - cpu.system, 0.0, 0
-    worker = bootstrap_worker.Worker(pii_codec(store.conn), "B001", bootstrap_bulk.worker_dir(store.conn))
+    worker = bootstrap_worker.Worker(
+        pii_codec(store.conn), "B001", bootstrap_bulk.worker_dir(store.conn), feed.WORKER_READER
+    )
     peak = 0
     try:
         worker.submit(chunks[0])

@@ -26,14 +26,13 @@ from tenpo.cloud.apply import (
     apply_batch,
     dead_letter,
     open_envelope,
-    record_birth,
-    record_status,
 )
 from tenpo.cloud.apply_group import Waiting, apply_batches, groups
 from tenpo.cloud.channel.service import Outgoing, no_delay
 from tenpo.cloud.channel.worker import ChannelWorker  # issue 18: the channel API
 from tenpo.cloud.db import Central
 from tenpo.cloud.feed import changes_after, latest_change, snapshot_chunk
+from tenpo.cloud.presence import record_birth, record_status
 from tenpo.cloud.reconnect import Backoff, DatabaseLost, connection_lost, reopen
 from tenpo.shared.channel_api import REQUEST_FILTER
 from tenpo.shared.mqtt import BrokerUrl, TlsFiles, connect_async, make_client

@@ -20,7 +20,6 @@ from typing import Any
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tenpo.cloud import certs
 from tenpo.cloud.authority_check import check_batch
 from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
@@ -29,7 +28,7 @@ from tenpo.cloud.ledgers import INSERT_STOCK
 from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan
 from tenpo.cloud.publish import publish_changes
 from tenpo.cloud.stock_apply import levels_by_apply, number_array, text_array, write_stock_entries
-from tenpo.shared import crypto, hlc
+from tenpo.shared import crypto
 from tenpo.shared.errors import ConfigError
 from tenpo.shared.protocol import (
     MAX_UPSTREAM_BYTES,
@@ -473,41 +472,3 @@ def _check_reused_sequences(
                 db, topic, f"event {seq}: sequence number reused with a different event (restored backup?)",
                 event_id.encode(), store_id, seq,
             )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------- presence and status
-
-
-def record_birth(db: Central, store_id: str, body: Any, online: bool) -> bool:
-    """Birth or Will; a Will only counts if its bdseq matches the newest birth (late Wills are stale)."""
-    now = time.time()
-    with db.transaction():
-        if online:
-            cur = db.execute(
-                "UPDATE stores SET online = 1, bdseq = ?, last_seen = ?, agent_version = ?, schema_version = ?,"
-                " backlog = ?, cursor = ?, last_hlc = ?, skew_ms = ? WHERE store_id = ? AND bdseq <= ?",
-                (body.bdseq, now, body.agent_version, body.schema_version, body.backlog, body.cursor, body.hlc,
-                 hlc.skew_millis(body.hlc, int(now * 1000)), store_id, body.bdseq),
-            )  # fmt: skip
-            # issue 14: the store's certificate expiry, for the HQ monitor's warning
-            counted = cur.rowcount
-            if counted and isinstance(getattr(body, "cert_not_after", None), (int, float)):
-                certs.record_certificate(db, store_id, body.cert_not_after, now)
-            return bool(counted)
-        else:
-            cur = db.execute(
-                "UPDATE stores SET online = 0, last_seen = ? WHERE store_id = ? AND bdseq = ?",
-                (now, store_id, body.bdseq),
-            )
-        return bool(cur.rowcount)
-
-
-def record_status(db: Central, store_id: str, body: Any) -> None:
-    now = time.time()
-    with db.transaction():
-        db.execute(
-            "UPDATE stores SET last_seen = ?, backlog = ?, oldest_pending_age_s = ?, cursor = ?, last_hlc = ?,"
-            " skew_ms = ? WHERE store_id = ?",
-            (now, body.backlog, body.oldest_pending_age_s, body.cursor, body.hlc,
-             hlc.skew_millis(body.hlc, int(now * 1000)), store_id),
-        )  # fmt: skip

@@ -24,11 +24,12 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -36,6 +37,18 @@ from tenpo.edge.membership import vault
 from tenpo.shared import pii
 from tenpo.shared.changes import MemberUpsert
 from tenpo.shared.filemodes import PRIVATE_FILE
+
+# The feed's own decoding and member columns, handed in by the agent (the feed sits above this module and
+# hands its chunks here): the worker builds exactly the rows the single-process path would.
+Decode = Callable[[bytes], Any]
+Columns = Callable[[MemberUpsert, str, int, float], tuple[tuple[Any, ...], vault.Personal]]
+
+
+@dataclass(frozen=True)
+class Reader:
+    decode: Decode  # a snapshot message -> its chunk (entity, rows), or raises
+    columns: Columns  # a member -> its plain columns and personal fields
+
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +82,7 @@ def wanted(total: int | None) -> bool:
 class Worker:
     """The agent's end: ``submit`` each chunk message in arrival order, ``take`` their results in the same order."""
 
-    def __init__(self, codec: pii.Codec, store_id: str, scratch_dir: str) -> None:
+    def __init__(self, codec: pii.Codec, store_id: str, scratch_dir: str, reader: Reader) -> None:
         """``scratch_dir``: a directory of its own (made afresh, removed by ``close``)."""
         self._scratch = Path(scratch_dir)
         shutil.rmtree(self._scratch, ignore_errors=True)  # a killed agent's (its worker left with it)
@@ -77,7 +90,10 @@ class Worker:
         ours, theirs = multiprocessing.Pipe()
         # fork: the codec (and its data key) is in the child's copy of this memory, not sent.
         self._process: BaseProcess = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(theirs, ours, codec, store_id, str(self._scratch)), daemon=True, name="tenpo-bootstrap"
+            target=_serve,
+            args=(theirs, ours, codec, store_id, str(self._scratch), reader),
+            daemon=True,
+            name="tenpo-bootstrap",
         )
         self._process.start()
         theirs.close()
@@ -147,7 +163,8 @@ def attached(conn: sqlite3.Connection, prepared: Prepared) -> Iterator[None]:
 # ---------------------------------------------------------------------------- the forked process
 
 
-def _serve(pipe: Connection, agents_end: Connection, codec: pii.Codec, store_id: str, scratch: str) -> None:
+def _serve(pipe: Connection, agents_end: Connection, codec: pii.Codec, store_id: str, scratch: str,
+           reader: Reader) -> None:  # fmt: skip
     agents_end.close()  # the fork's copy: else the agent closing its end would not end this loop
     gc.freeze()  # the agent's objects, inherited: never traversed here (nor their pages copied)
     gc.disable()  # a chunk's rows are acyclic; the collector would only walk them
@@ -159,16 +176,14 @@ def _serve(pipe: Connection, agents_end: Connection, codec: pii.Codec, store_id:
             return
         seq += 1
         path = os.path.join(scratch, f"chunk-{seq}.db")
-        rows = _prepare(codec, store_id, data, path)
+        rows = _prepare(codec, store_id, data, path, reader)
         pipe.send_bytes(msgspec.json.encode(_Done(seq, rows, path if rows >= 0 else "")))
 
 
-def _prepare(codec: pii.Codec, store_id: str, data: bytes, path: str) -> int:
+def _prepare(codec: pii.Codec, store_id: str, data: bytes, path: str, reader: Reader) -> int:
     """The chunk's members, sealed, into a new scratch file at ``path``; -1 when the agent should apply it."""
-    from tenpo.edge import feed  # feed imports this module
-
     try:
-        chunk = feed.decode_snapshot_chunk(data)
+        chunk = reader.decode(data)
     except Exception:  # noqa: BLE001 - the agent decodes it again and reports it
         return -1
     rows = chunk.rows
@@ -178,7 +193,7 @@ def _prepare(codec: pii.Codec, store_id: str, data: bytes, path: str) -> int:
     if len(set(ids)) != len(ids):
         return -1
     now = time.time()
-    columns = [feed.member_columns(r, store_id, r.version, now) for r in rows]
+    columns = [reader.columns(r, store_id, r.version, now) for r in rows]
     sealed = vault.sealed_rows(codec, ids, [person for _row, person in columns])
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE))
     out = sqlite3.connect(path, isolation_level=None)
@@ -208,7 +223,8 @@ class Pipeline:
     arrives (so it prepares one while the agent inserts the one before), its results taken in order, and
     stopped when the bootstrap ends or the worker fails (the rest goes the single-process way)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
         self._lock = threading.Lock()
         self._worker: Worker | None = None
         self.failed = False
@@ -217,7 +233,7 @@ class Pipeline:
         with self._lock:
             if self._worker is None and not self.failed:
                 try:
-                    self._worker = Worker(codec, store_id, scratch_dir)
+                    self._worker = Worker(codec, store_id, scratch_dir, self._reader)
                 except OSError:
                     log.warning("bootstrap worker not started: the bootstrap goes on in this process", exc_info=True)
                     self.failed = True

@@ -217,6 +217,10 @@ def member_columns(r: MemberUpsert, store_id: str, seq: int, now: float) -> tupl
     return row, vault.Personal(r.name, r.kana, r.phone, r.email, r.card_no, r.line_user_id, personal or None)
 
 
+# What a bootstrap worker needs of this module to build the rows the single-process path builds.
+WORKER_READER = bootstrap_worker.Reader(decode_snapshot_chunk, member_columns)
+
+
 @rows_of(MemberUpsert)
 def _upsert_members(conn: sqlite3.Connection, store_id: str, rows: list[MemberUpsert], version: int | None) -> None:
     """Personal fields are sealed on the way in (edge/membership/vault.py); an older version never wins.

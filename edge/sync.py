@@ -139,7 +139,7 @@ class SyncLink:
         self._death: mqtt.MQTTMessageInfo | None = None
         self._prefetched: SnapshotRequest | None = None  # the next snapshot chunk, asked for ahead (issue 19)
         self._token_builder: threading.Thread | None = None  # a bootstrap's name tokens, moved after it (issue 19)
-        self._sealer = bootstrap_worker.Pipeline()  # a large bootstrap's chunks decoded and sealed in a fork
+        self._sealer = bootstrap_worker.Pipeline(feed.WORKER_READER)  # a large bootstrap's chunks decoded and sealed in a fork
         with transaction(db) as conn:
             self.stream = stream_id(conn)
             # Birth/death session number: grows across restarts and reconnects so a late Will is recognisably stale.

@@ -68,7 +68,7 @@ def _parallel(
     store: sqlite_utils.Database, chunks: list[bytes], kill_after: int | None = None
 ) -> bootstrap_worker.Pipeline:
     """As the agent does: every message handed to the worker on arrival (two ahead), taken in order."""
-    pipeline = bootstrap_worker.Pipeline()
+    pipeline = bootstrap_worker.Pipeline(feed.WORKER_READER)
     pipeline.start(pii_codec(store.conn), "B001", bootstrap_bulk.worker_dir(store.conn))
     sent = [pipeline.submit(data) for data in chunks[:2]]
     prepared_chunks = 0
@@ -137,7 +137,7 @@ def test_a_chunk_result_nobody_took_is_not_taken_for_the_next_chunk(tmp_path: Pa
     url, chunks = _chunks(tmp_path)
     store = _store(tmp_path, url, "parallel")
     first, second = [data for data in chunks if feed.decode_snapshot_chunk(data).entity == "members"][:2]
-    pipeline = bootstrap_worker.Pipeline()
+    pipeline = bootstrap_worker.Pipeline(feed.WORKER_READER)
     pipeline.start(pii_codec(store.conn), "B001", bootstrap_bulk.worker_dir(store.conn))
     pipeline.submit(first)  # e.g. a message the agent stopped before handling
     prepared = pipeline.take(pipeline.submit(second))
