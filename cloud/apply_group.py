@@ -7,10 +7,8 @@ it already has skipped, a gap stops it), and the events they bring are written a
 one stock statement, one progress update per store. Every batch's Ack is returned only after the COMMIT, so
 nothing is acknowledged that is not durable.
 
-Planning a store's batches as one set has one visible difference, the same one batch boundaries already make:
-an effect keyed to run once per apply (``Plan.hooks``, e.g. an ASN marked received by an accepted inspection)
-runs once for the set, with the last such event's data, where the batches applied alone would each run theirs
-(the first one winning). Two accepted inspections of one shipment in one store's window are that case.
+An effect keyed to run once per apply (``Plan.hooks``, e.g. an ASN marked received by an accepted inspection)
+keeps the first such event's, as the batches applied alone would (the later ones find the ASN closed).
 
 If anything in the group fails, the whole transaction rolls back and the caller applies each batch on its
 own with ``apply_batch`` (which dead-letters a failing event alone, as before): a group never changes which

@@ -50,7 +50,10 @@ def test_import_sends_each_asn_to_every_store_once(central: Central, tmp_path: P
     assert [str(e) for e in report.errors] == ["shipment SHP-3: store S404 is not registered at HQ"]
     page = changes_after(central, 0, 100, "S002")
     asn_changes = [c for c in page.changes if c.kind == "asn.upsert"]
-    assert [(c.key, c.store, c.data["store"]) for c in asn_changes] == [("SHP-1", None, "S001"), ("SHP-2", None, "S002")]
+    assert [(c.key, c.store, c.data["store"]) for c in asn_changes] == [
+        ("SHP-1", None, "S001"),
+        ("SHP-2", None, "S002"),
+    ]
     assert asn_changes[0].data["epcs"] == EPCS and asn_changes[0].data["version"] == asn_changes[0].seq
     again = admin.import_asns(central, path)
     assert again.unchanged == ["SHP-1", "SHP-2"] and again.created == []
@@ -88,7 +91,9 @@ def test_an_accepted_inspection_is_recorded_once_and_closes_its_asn(central: Cen
 
 
 def test_a_bad_inspection_event_is_a_dead_letter_naming_the_field(central: Central) -> None:
-    bad = Event(1, "x", "inspection.completed", 1, 1, {"inspection_id": "I1", "status": "lost", "summary": {}, "at": 1.0})
+    bad = Event(
+        1, "x", "inspection.completed", 1, 1, {"inspection_id": "I1", "status": "lost", "summary": {}, "at": 1.0}
+    )
     apply_batch(central, "S001", EventBatch("stream", [bad]))
     reason = central.scalar("SELECT reason FROM dead_letters")
     assert reason == "event 1 (inspection.completed): status: invalid enum value 'lost': must be one of accepted, held"
@@ -103,10 +108,23 @@ def test_cloud_asn_commands(central: Central, central_url: str, tmp_path: Path, 
     assert "1 created" in out and "1 rejected" in out
     assert "rejected line 3: gtin 4901085089584 has check digit 4, expected 3" in err
     assert main(["cloud", "asn", "list", "--db", central_url, "--json"]) == 0
-    assert [(r["shipment_id"], r["status"], r["units"]) for r in json.loads(capsys.readouterr().out)] == [("C1", "open", 12)]
+    assert [(r["shipment_id"], r["status"], r["units"]) for r in json.loads(capsys.readouterr().out)] == [
+        ("C1", "open", 12)
+    ]
     assert main(["cloud", "asn", "close", "C1", "--db", central_url]) == 0
     capsys.readouterr()
     assert main(["cloud", "asn", "close", "C1", "--db", central_url]) == 1
     assert "already closed" in capsys.readouterr().err
     assert main(["cloud", "asn", "inspections", "--db", central_url]) == 0
     assert "no inspections reported yet" in capsys.readouterr().out
+
+
+def test_the_first_accepted_inspection_of_a_shipment_closes_it_in_one_batch_as_one_at_a_time(
+    central: Central, tmp_path: Path
+) -> None:
+    admin.import_asns(central, write_asns(tmp_path, {"shipment_id": "SHP-1", "store": "S001", "epcs": EPCS}))
+    first, second = receipt_events("accepted", first_seq=1), receipt_events("accepted", first_seq=3)
+    second[1].payload["inspection_id"] = "S001-I000002"  # a clerk inspected the same delivery twice
+    apply_batch(central, "S001", EventBatch("stream", [*first, *second]))  # one batch (or one group of batches)
+    asn = admin.asn_rows(central)[0]
+    assert (asn["status"], asn["received_by_inspection"]) == ("received", "S001-I000001")
