@@ -7,8 +7,9 @@ it already has skipped, a gap stops it), and the events they bring are written a
 one stock statement, one progress update per store. Every batch's Ack is returned only after the COMMIT, so
 nothing is acknowledged that is not durable.
 
-An effect keyed to run once per apply (``Plan.hooks``, e.g. an ASN marked received by an accepted inspection)
-keeps the first such event's, as the batches applied alone would (the later ones find the ASN closed).
+An effect keyed to run once per apply (``Plan.hooks``) runs once for the whole group with its last event's data,
+as within one batch: a member's record re-resolved from the store's latest copy, for instance. An accepted
+inspection has a hook of its own, so the first one closes its ASN, as applied alone.
 
 If anything in the group fails, the whole transaction rolls back and the caller applies each batch on its
 own with ``apply_batch`` (which dead-letters a failing event alone, as before): a group never changes which

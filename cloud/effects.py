@@ -116,5 +116,4 @@ def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = Non
     plan.stock_touched |= scratch.stock_touched
     plan.points_touched |= scratch.points_touched
     plan.members_touched |= scratch.members_touched
-    for key, hook in scratch.hooks.items():  # the first event's runs, as when the events are applied one by one
-        plan.hooks.setdefault(key, hook)
+    plan.hooks.update(scratch.hooks)

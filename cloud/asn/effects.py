@@ -30,9 +30,12 @@ def _inspection_completed(plan: Plan, origin: Origin, event: Event, p: Inspectio
     plan.add(UPSERT_INSPECTION, (origin.store_id, p.inspection_id, p.shipment_id, p.status, as_json(p.summary), p.at,
                                  origin.stream, event.seq, now))  # fmt: skip
     if p.status == "accepted" and p.shipment_id:
-        plan.hooks[f"asn.received:{p.shipment_id}"] = _mark_received(origin.store_id, p.shipment_id, p.inspection_id)
+        # One hook per inspection, run in event order: the first accepted one closes the shipment and the later
+        # ones find it closed, in one batch, a group of batches (cloud/apply_group.py) or one at a time.
+        key = f"{p.shipment_id}/{p.inspection_id}"
+        plan.hooks[f"asn.received:{key}"] = _mark_received(origin.store_id, p.shipment_id, p.inspection_id)
         if (received := transfers.received_hook(origin.store_id, p)) is not None:
-            plan.hooks[f"transfer.received:{p.shipment_id}"] = received
+            plan.hooks[f"transfer.received:{key}"] = received
 
 
 def _mark_received(store_id: str, shipment_id: str, inspection_id: str) -> Hook:
