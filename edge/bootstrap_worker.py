@@ -16,6 +16,7 @@ answers out of turn is stopped and the rest of the bootstrap goes the single-pro
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 MIN_MEMBERS = 50_000  # smaller snapshots: the fork and the scratch files are not worth it
 PLAIN = ("consent", "custom", "home_store", "points_hq", "points_through", "version", "updated_at")
 COLUMNS = (*PLAIN, "member_id", "created_at", *vault.STORED_COLUMNS)  # a scratch row, in this order
+SLICE = 1000  # members built and sealed at a time: a whole chunk's intermediate rows were +10 MB of the worker's RSS
+SCRATCH_CACHE_KB = 256  # a scratch file is written once, front to back: SQLite's default 2 MB cache buys nothing
 
 
 class _Done(msgspec.Struct, frozen=True):
@@ -88,6 +91,8 @@ class Worker:
         shutil.rmtree(self._scratch, ignore_errors=True)  # a killed agent's (its worker left with it)
         self._scratch.mkdir(mode=0o700)
         ours, theirs = multiprocessing.Pipe()
+        gc.collect()  # what the fork inherits counts in the worker's RSS too: no garbage, and the free heap
+        _trim()  # handed back to the system first
         # fork: the codec (and its data key) is in the child's copy of this memory, not sent.
         self._process: BaseProcess = multiprocessing.get_context("fork").Process(
             target=_serve,
@@ -133,6 +138,12 @@ class Worker:
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 
+def _trim() -> None:
+    """Free heap pages back to the system (glibc's malloc_trim)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def discard(prepared: Prepared) -> None:
     if prepared.path:
         Path(prepared.path).unlink(missing_ok=True)
@@ -153,6 +164,7 @@ def insert(conn: sqlite3.Connection, prepared: Prepared) -> bool:
 def attached(conn: sqlite3.Connection, prepared: Prepared) -> Iterator[None]:
     """The scratch file attached around the chunk's transaction (SQLite detaches only outside one)."""
     conn.execute("ATTACH DATABASE ? AS prep", (prepared.path,))
+    conn.execute(f"PRAGMA prep.cache_size = -{SCRATCH_CACHE_KB}")  # read once, front to back
     try:
         yield
     finally:
@@ -168,6 +180,7 @@ def _serve(pipe: Connection, agents_end: Connection, codec: pii.Codec, store_id:
     agents_end.close()  # the fork's copy: else the agent closing its end would not end this loop
     gc.freeze()  # the agent's objects, inherited: never traversed here (nor their pages copied)
     gc.disable()  # a chunk's rows are acyclic; the collector would only walk them
+    _trim()  # the inherited heap's free pages, this copy's
     seq = 0
     while True:
         try:
@@ -193,19 +206,21 @@ def _prepare(codec: pii.Codec, store_id: str, data: bytes, path: str, reader: Re
     if len(set(ids)) != len(ids):
         return -1
     now = time.time()
-    columns = [reader.columns(r, store_id, r.version, now) for r in rows]
-    sealed = vault.sealed_rows(codec, ids, [person for _row, person in columns])
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE))
     out = sqlite3.connect(path, isolation_level=None)
     try:
-        out.execute("PRAGMA journal_mode = OFF")
-        out.execute("PRAGMA synchronous = OFF")
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", f"cache_size = -{SCRATCH_CACHE_KB}"):
+            out.execute(f"PRAGMA {pragma}")
         out.execute(f"CREATE TABLE rows ({', '.join(COLUMNS)})")
         out.execute("BEGIN")
-        out.executemany(
-            f"INSERT INTO rows VALUES ({', '.join('?' * len(COLUMNS))})",
-            [(*row, member_id, now, *values) for (row, _p), member_id, values in zip(columns, ids, sealed)],
-        )
+        insert = f"INSERT INTO rows VALUES ({', '.join('?' * len(COLUMNS))})"
+        for start in range(0, len(rows), SLICE):  # a slice's rows at a time: the worker's peak RSS is a slice's
+            part, part_ids = rows[start : start + SLICE], ids[start : start + SLICE]
+            columns = [reader.columns(r, store_id, r.version, now) for r in part]
+            sealed = vault.sealed_rows(codec, part_ids, [person for _row, person in columns])
+            out.executemany(insert, ((*row, member_id, now, *values)
+                                     for (row, _p), member_id, values in zip(columns, part_ids, sealed)))  # fmt: skip
+            del columns, sealed
         out.execute("COMMIT")
     finally:
         out.close()
@@ -229,7 +244,14 @@ class Pipeline:
         self._worker: Worker | None = None
         self.failed = False
 
-    def start(self, codec: pii.Codec, store_id: str, scratch_dir: str) -> None:
+    @property
+    def idle(self) -> bool:
+        """No worker runs and none failed: ``start`` would fork one."""
+        return self._worker is None and not self.failed
+
+    def start(self, codec: pii.Codec, store_id: str, scratch_dir: str, first: bytes | None = None) -> Ticket | None:
+        """Fork the worker (if none runs); ``first``, a chunk message, is handed to it at once, before the
+        network thread can hand it any other: to whom and its number there (None: not started now)."""
         with self._lock:
             if self._worker is None and not self.failed:
                 try:
@@ -237,6 +259,11 @@ class Pipeline:
                 except OSError:
                     log.warning("bootstrap worker not started: the bootstrap goes on in this process", exc_info=True)
                     self.failed = True
+                    return None
+                if first is not None:
+                    with contextlib.suppress(OSError, ValueError):  # gone already: take() notices and stops it
+                        return Ticket(self._worker, self._worker.submit(first))
+            return None
 
     def submit(self, data: bytes) -> Ticket | None:
         """(Network thread) hand a chunk message to the worker, if one runs: to whom and its number there."""

@@ -146,6 +146,23 @@ def counted_chunk(data: bytes) -> PreparedChunk:
     return PreparedChunk(**fields, data=data, prepared=len(wire.rows))
 
 
+class ChunkHead(msgspec.Struct, frozen=True):
+    entity: str = ""
+    total: int = 0
+
+
+_HEAD = msgspec.json.Decoder(ChunkHead)
+
+
+def chunk_head(data: bytes) -> ChunkHead | None:
+    """A snapshot message's entity and total, its rows skipped (whether to fork the bootstrap worker);
+    None when it is no chunk (``decode_snapshot_chunk`` reports it)."""
+    try:
+        return _HEAD.decode(data)
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep
+        return None
+
+
 def chunk_rows(chunk: SnapshotChunk) -> int:
     return chunk.prepared if isinstance(chunk, PreparedChunk) else len(chunk.rows)
 

@@ -427,21 +427,31 @@ class SyncLink:
                                done=chunk.progress, stream=self.stream)  # fmt: skip
 
     def _chunk(self, now: float, message: Message) -> ChunkReceived:
-        if message.ticket is not None:
+        ticket = message.ticket if message.ticket is not None else self._start_worker(message.payload)
+        if ticket is not None:
             # Asked for the next chunk now, not when this one is applied: HQ sends it while the worker seals this one.
             counted = feed.counted_chunk(message.payload)
             self._prefetch(counted)
-            prepared = self._sealer.take(message.ticket)
+            prepared = self._sealer.take(ticket)
             if prepared is not None and prepared.rows == counted.prepared:
                 return ChunkReceived(now, msgspec.structs.replace(counted, path=prepared.path))
             if prepared is not None:
                 bootstrap_worker.discard(prepared)
-        chunk = feed.decode_snapshot_chunk(message.payload)
-        if chunk.entity == "members" and bootstrap_worker.wanted(chunk.total) and not feed.bootstrapped(self.db):
-            scratch = bootstrap_bulk.worker_dir(self.db.conn)
-            if scratch:  # forked now the data key is loaded; the chunks after this one go to it
-                self._sealer.start(pii_codec(self.db.conn), self.store_id, scratch)
-        return ChunkReceived(now, chunk)
+        return ChunkReceived(now, feed.decode_snapshot_chunk(message.payload))
+
+    def _start_worker(self, payload: bytes) -> bootstrap_worker.Ticket | None:
+        """Issue 19 §5: a large bootstrap's first members chunk forks the bootstrap worker and goes to it, as do
+        the chunks after it. Forked now the data key is loaded, but before this process decodes any members
+        chunk: what it holds at the fork counts in the worker's RSS too."""
+        if not self._sealer.idle:
+            return None
+        head = feed.chunk_head(payload)
+        if head is None or head.entity != "members" or not bootstrap_worker.wanted(head.total):
+            return None
+        scratch = bootstrap_bulk.worker_dir(self.db.conn)
+        if not scratch or feed.bootstrapped(self.db):
+            return None
+        return self._sealer.start(pii_codec(self.db.conn), self.store_id, scratch, payload)
 
     def _apply_chunk(self, chunk: SnapshotChunk) -> ChunkApplied:
         self._prefetch(chunk)
