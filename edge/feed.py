@@ -130,7 +130,7 @@ class PreparedChunk(DecodedChunk, frozen=True):
 
 def prepared_chunk(data: bytes, prepared: bootstrap_worker.Prepared) -> PreparedChunk:
     """The chunk's fields but its rows (msgspec skips them as raw JSON) and what the worker made of them."""
-    wire: _RawRowsChunk = decode(data, _RawRowsChunk)
+    wire: _RawRowsChunk = bootstrap_worker.lean_decode(data, _RawRowsChunk)
     fields = {**msgspec.structs.asdict(wire), "rows": []}
     return PreparedChunk(**fields, data=data, prepared=prepared.rows, path=prepared.path)
 
@@ -141,26 +141,9 @@ class _CountedChunk(SnapshotChunk, frozen=True):
 
 def counted_chunk(data: bytes) -> PreparedChunk:
     """The chunk's fields and the number of its rows, which the worker decodes (a tenth of the decoding)."""
-    wire = decode(data, _CountedChunk)
+    wire = bootstrap_worker.lean_decode(data, _CountedChunk)
     fields = {**msgspec.structs.asdict(wire), "rows": []}
     return PreparedChunk(**fields, data=data, prepared=len(wire.rows))
-
-
-class ChunkHead(msgspec.Struct, frozen=True):
-    entity: str = ""
-    total: int = 0
-
-
-_HEAD = msgspec.json.Decoder(ChunkHead)
-
-
-def chunk_head(data: bytes) -> ChunkHead | None:
-    """A snapshot message's entity and total, its rows skipped (whether to fork the bootstrap worker);
-    None when it is no chunk (``decode_snapshot_chunk`` reports it)."""
-    try:
-        return _HEAD.decode(data)
-    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested too deep
-        return None
 
 
 def chunk_rows(chunk: SnapshotChunk) -> int:
@@ -169,7 +152,16 @@ def chunk_rows(chunk: SnapshotChunk) -> int:
 
 def decode_snapshot_chunk(data: bytes) -> DecodedChunk:
     """One snapshot message; not JSON, too deep or not a chunk → ProtocolError, like any message."""
-    wire: _RawRowsChunk = decode(data, _RawRowsChunk)
+    return _typed_rows(decode(data, _RawRowsChunk))
+
+
+def _worker_decode(data: bytes) -> DecodedChunk:
+    """The bootstrap worker's ``decode_snapshot_chunk`` (``bootstrap_worker.lean_decode``): a message it
+    cannot decode goes back to the agent, whose ``decode_snapshot_chunk`` reports it."""
+    return _typed_rows(bootstrap_worker.lean_decode(data, _RawRowsChunk))
+
+
+def _typed_rows(wire: _RawRowsChunk) -> DecodedChunk:
     typed = _ROW_DECODERS.get(wire.entity)
     try:
         rows = typed.decode(wire.rows) if typed is not None else _JSON_OBJECTS.decode(wire.rows)
@@ -235,7 +227,7 @@ def member_columns(r: MemberUpsert, store_id: str, seq: int, now: float) -> tupl
 
 
 # What a bootstrap worker needs of this module to build the rows the single-process path builds.
-WORKER_READER = bootstrap_worker.Reader(decode_snapshot_chunk, member_columns)
+WORKER_READER = bootstrap_worker.Reader(_worker_decode, member_columns)
 
 
 @rows_of(MemberUpsert)

@@ -445,7 +445,7 @@ class SyncLink:
         chunk: what it holds at the fork counts in the worker's RSS too."""
         if not self._sealer.idle:
             return None
-        head = feed.chunk_head(payload)
+        head = bootstrap_worker.chunk_head(payload)
         if head is None or head.entity != "members" or not bootstrap_worker.wanted(head.total):
             return None
         scratch = bootstrap_bulk.worker_dir(self.db.conn)
