@@ -1,13 +1,20 @@
 """Tenpo: in-store edge appliance with cloud sync."""
 
+import os as _os
 import sys as _sys
 
 __version__ = "0.1.0"
 
-# Issue 19 §5: the store agent runs without pandas and numpy. sqlite_utils imports them whenever they are
-# installed (a development virtualenv has them for the analytics tests); the agent never uses them, and they
-# were about 49 MB of its memory and a second of its start. None in sys.modules makes their import fail,
-# which sqlite_utils expects (it then leaves its DataFrame support off).
-if _sys.argv[1:3] == ["edge", "run"]:
-    for _name in ("pandas", "numpy"):
+# Issue 19 §5: the tenpo command runs without pandas, and without numpy unless it may draw a chart.
+# sqlite_utils imports both whenever they are installed (a development virtualenv has them for the analytics
+# tests); tenpo never uses pandas, only matplotlib needs numpy. They were about 49 MB of the store agent's
+# memory and 0.1-0.4 s CPU of every command's start. None in sys.modules makes their import fail, which
+# sqlite_utils expects (it then leaves its DataFrame support off). Only the command line is affected (the
+# console script, `python -m tenpo`), never a program that imports tenpo as a library.
+# The commands that draw with matplotlib (--chart) are under `cloud analytics` and `cloud members quality`:
+# any such word on the line keeps numpy (a spare import is harmless, a missing one is not).
+_CHART_WORDS = {"analytics", "quality"}
+if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0] if _sys.argv else "") == "tenpo":
+    _blocked = ["pandas"] if _CHART_WORDS.intersection(_sys.argv[1:]) else ["pandas", "numpy"]
+    for _name in _blocked:
         _sys.modules.setdefault(_name, None)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from mlxtend.preprocessing import TransactionEncoder
 
 from tenpo.cli import main
 from tenpo.cloud.db import Central
+from tenpo.sandbox import tenpo_command
 from tests.test_analytics_data import AS_OF, purchases_frame, seed
 
 QUANTILES = [0.2, 0.4, 0.6, 0.8]
@@ -208,6 +210,16 @@ def test_charts_are_png_pictures(seeded: tuple[str, pd.DataFrame], tmp_path: Pat
         data = chart.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, command
         assert chart.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_tenpo_command_draws_a_chart(seeded: tuple[str, pd.DataFrame], tmp_path: Path) -> None:
+    """The command line loads numpy for matplotlib though it blocks pandas (tenpo/__init__.py)."""
+    url, _frame = seeded
+    chart = tmp_path / "ltv.png"
+    done = subprocess.run(tenpo_command("cloud", "analytics", "ltv", "--chart", str(chart), "--db", url),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_recommend_offers_co_purchased_items_not_bought_recently(seeded: tuple[str, pd.DataFrame],

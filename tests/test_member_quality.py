@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from tenpo.cli import main
 from tenpo.cloud.db import Central
 from tenpo.cloud.members.imports import import_members
+from tenpo.sandbox import tenpo_command
 
 HEADER = "source,source_id,name,kana,email,phone,postal_code,address,birth_date,card_no\n"
 FIRST = (
@@ -74,6 +76,16 @@ def test_the_chart_is_a_png_of_the_report(url: str, tmp_path: Path, capsys: pyte
     width, height = _png_size(data)
     assert width >= 1000 and height >= 400  # 13 inches at 100 dpi; one bar per source and field
     assert len(data) > 20_000
+
+
+def test_the_tenpo_command_draws_the_chart(url: str, tmp_path: Path) -> None:
+    """The command line loads numpy for matplotlib though it blocks pandas (tenpo/__init__.py)."""
+    chart = tmp_path / "quality.png"
+    done = subprocess.run(tenpo_command("cloud", "members", "quality", "--db", url, "--chart", str(chart)),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"chart: {chart}" in done.stdout
+    assert _png_size(chart.read_bytes())[0] >= 1000
 
 
 def test_quality_of_a_missing_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
