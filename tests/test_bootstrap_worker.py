@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlite_utils
 
 from tenpo.cloud.db import Central
@@ -20,7 +21,7 @@ from tenpo.edge.config import load_config
 from tenpo.edge.keystore import codec as pii_codec
 from tenpo.edge.membership import vault
 from tenpo.sandbox import provision_store
-from tenpo.shared.protocol import SnapshotRequest, encode
+from tenpo.shared.protocol import ProtocolError, SnapshotRequest, encode
 
 MEMBERS = 230
 
@@ -145,4 +146,19 @@ def test_a_chunk_result_nobody_took_is_not_taken_for_the_next_chunk(tmp_path: Pa
     with sqlite3.connect(prepared.path) as scratch:
         held = [row[0] for row in scratch.execute("SELECT member_id FROM rows ORDER BY rowid")]
     assert held == [row.member_id for row in feed.decode_snapshot_chunk(second).rows]
+    pipeline.stop()
+
+
+def test_a_chunk_nested_too_deep_is_refused_on_the_workers_path_too(tmp_path: Path) -> None:
+    """The worker's chunks skip protocol.decode's nesting pre-check (its memory peak): such a message is
+    still a protocol error for the agent, and the worker, handed it first, leaves it to the agent."""
+    url, _chunks_sent = _chunks(tmp_path)
+    store = _store(tmp_path, url, "deep")
+    deep = b'{"snapshot_id":"s","entity":"members","rows":[' + b"[" * 5000 + b"]" * 5000 + b'],"total":100000}'
+    for decode in (feed.counted_chunk, feed.decode_snapshot_chunk):
+        with pytest.raises(ProtocolError):
+            decode(deep)
+    pipeline = bootstrap_worker.Pipeline(feed.WORKER_READER)
+    ticket = pipeline.start(pii_codec(store.conn), "B001", bootstrap_bulk.worker_dir(store.conn), first=deep)
+    assert pipeline.take(ticket) == bootstrap_worker.Prepared(-1, "")
     pipeline.stop()
