@@ -9,7 +9,7 @@ import sys
 
 LOADED = (
     "import sys; sys.argv = {argv!r}; import tenpo.cli, tenpo.edge.agent, sqlite_utils.db;"
-    " print(sorted(m for m in ('pandas', 'numpy') if sys.modules.get(m) is not None), sqlite_utils.db.pd is None)"
+    " print(sorted(m for m in ('pandas', 'numpy') if m in sys.modules), sqlite_utils.db.pd is None)"
 )
 
 
