@@ -18,7 +18,6 @@ from tenpo.cloud.admin import import_products
 from tenpo.cloud.db import Central
 from tenpo.edge import db as edge_db
 from tenpo.edge import replica
-from tenpo.edge.clerk.accounts import add_clerk
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.sandbox import (
     Mosquitto,
@@ -29,6 +28,7 @@ from tenpo.sandbox import (
     tenpo_command,
     wait_until,
 )
+from tests.support.clerks import add_test_clerk
 
 CLERK, PIN = "1001", "482915"
 PRODUCTS = "sku,jan,name,price,tax_class\nUMBRELLA,,傘 65cm,1980,standard\nTSHIRT-M,,Tシャツ M,2480,standard\n"
@@ -90,7 +90,7 @@ def make_chain(tmp_path: Path, broker: Mosquitto, db_url: str, stores: tuple[str
     configs = {s: provision_store(tmp_path / s, s, broker.url, db_url) for s in stores}
     chain = Chain(tmp_path, broker, db_url, central, configs)
     for store_id in stores:
-        add_clerk(chain.db(store_id), CLERK, "山田 店長", "manager", PIN)
+        add_test_clerk(chain.db(store_id), CLERK, "山田 店長", "manager", PIN)
     return chain
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from tenpo.edge import db as edge_db
-from tenpo.edge.clerk.accounts import add_clerk
 from tenpo.edge.clerk.app import ClerkApp
 from tenpo.edge.clerk.data import ClerkData
 from tenpo.edge.config import StoreConfig, load_config
 from tenpo.edge.feed import _upsert_members, _upsert_products
 from tenpo.edge.membership.sealing import open_payload
+from tests.support.clerks import add_test_clerk
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01 09:00 JST
 TEA, ONIGIRI, UMBRELLA = "4901085089583", "4901234567894", "4560000000029"
@@ -47,8 +47,8 @@ def make_store(root: Path, store_id: str = "S001") -> StoreConfig:
     with edge_db.transaction(db) as conn:
         _upsert_products(conn, store_id, PRODUCTS, None)
         _upsert_members(conn, store_id, MEMBERS, None)
-    add_clerk(db, MANAGER, "山田 店長", "manager", PIN)
-    add_clerk(db, CLERK, "田中 さくら", "clerk", PIN)
+    add_test_clerk(db, MANAGER, "山田 店長", "manager", PIN)
+    add_test_clerk(db, CLERK, "田中 さくら", "clerk", PIN)
     db.conn.close()
     return config
 
