@@ -78,7 +78,7 @@ def rate(workdir: Path, name: str, events: list[Event]) -> float:
     return len(events) / elapsed
 
 
-def _no_check(db: Central, origin: object, events: list[Event], now: float) -> Verdicts:
+def _no_check(db: Central, origin: object, events: list[Event], now: float, decoded: object = None) -> Verdicts:
     return Verdicts()
 
 
@@ -88,10 +88,10 @@ class _Timed:
     def __init__(self) -> None:
         self.seconds = 0.0
 
-    def __call__(self, db: Central, origin: object, events: list[Event], now: float) -> Verdicts:
+    def __call__(self, db: Central, origin: object, events: list[Event], now: float, decoded: object = None) -> Verdicts:
         started = time.perf_counter()
         try:
-            return check_batch(db, origin, events, now)  # type: ignore[arg-type]
+            return check_batch(db, origin, events, now, decoded)  # type: ignore[arg-type]
         finally:
             self.seconds += time.perf_counter() - started
 

@@ -25,7 +25,7 @@ from tenpo.cloud.changes import audit
 from tenpo.cloud.db import Central
 from tenpo.cloud.effects import plan_event
 from tenpo.cloud.ledgers import INSERT_STOCK
-from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan
+from tenpo.cloud.plan import ChangeTuple, Origin, PayloadError, Plan, decode_each
 from tenpo.cloud.publish import publish_changes
 from tenpo.cloud.stock_apply import levels_by_apply, number_array, text_array, write_stock_entries
 from tenpo.shared import crypto
@@ -288,7 +288,8 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
     # The event rows first: in a pipeline the server writes them while the planning below runs (issue 19).
     _insert_events(db, origin, events, now, applied_by)
     plan = Plan()
-    verdicts = check_batch(db, origin, events, now)
+    decoded = decode_each(events)  # once, for the check and the planners
+    verdicts = check_batch(db, origin, events, now, decoded)
     for held_origin, held in verdicts.released:  # entries of an earlier batch whose sale came in this one
         plan_event(plan, held_origin, held, now)
     for held, refusal in verdicts.late_refused:
@@ -300,7 +301,7 @@ def _apply_events(db: Central, topic: str, origin: Origin, events: list[Event], 
                 _refused(db, topic, origin, event, why)
             continue
         try:
-            plan_event(plan, origin, event, now)
+            plan_event(plan, origin, event, now, decoded)
         except PayloadError as exc:
             _insert_dead_letter(
                 db, topic, f"event {event.seq} ({event.type}): {exc}",

@@ -191,32 +191,35 @@ def judge_points_group(store_id: str, sale: SaleCompleted, entries: Sequence[Poi
     cap = earn_cap(sale, config)
     earned = redeemed = returned = 0
     answers: list[Refusal | None] = []
+    kind = type(sale).KIND
+
+    def what(p: PointsEntry) -> str:  # only for a refusal: most entries are allowed
+        return f"{p.delta:+,} points ({p.kind}) for member {p.member_id} on {kind} {sale.receipt_no}"
+
     for p in entries:
-        kind = type(sale).KIND
-        what = f"{p.delta:+,} points ({p.kind}) for member {p.member_id} on {kind} {sale.receipt_no}"
         if _SALE_KIND_FOR.get(p.kind) != kind:
-            answers.append(Refusal(POINTS_LINK, f"{what}: a {p.kind} belongs to a {_SALE_KIND_FOR.get(p.kind)}"))
+            answers.append(Refusal(POINTS_LINK, f"{what(p)}: a {p.kind} belongs to a {_SALE_KIND_FOR.get(p.kind)}"))
             continue
         if p.member_id not in members:
-            answers.append(Refusal(POINTS_MEMBER, f"{what}: the {kind} is not member {p.member_id}'s"))
+            answers.append(Refusal(POINTS_MEMBER, f"{what(p)}: the {kind} is not member {p.member_id}'s"))
             continue
         refusal: Refusal | None = None
         if p.kind == "accrual" and p.delta > 0:
             if earned + p.delta > cap:
-                refusal = Refusal(POINTS_CAP, f"{what}: more than the {cap:,} a ¥{sale.total:,} sale may earn"
+                refusal = Refusal(POINTS_CAP, f"{what(p)}: more than the {cap:,} a ¥{sale.total:,} sale may earn"
                                               f" ({config.max_points_per_100_yen} per ¥100, at most"
                                               f" {config.max_points_per_sale:,} a sale)")
             else:
                 earned += p.delta
         elif p.kind == "redemption":
             if -p.delta < 0 or redeemed - p.delta > max(sale.total, 0):
-                refusal = Refusal(POINTS_CAP, f"{what}: a redemption is negative and at most the ¥{sale.total:,}"
+                refusal = Refusal(POINTS_CAP, f"{what(p)}: a redemption is negative and at most the ¥{sale.total:,}"
                                               " to pay")
             else:
                 redeemed -= p.delta
         elif p.kind == "reversal" and p.delta > 0:
             if returned + p.delta > abs(sale.total):
-                refusal = Refusal(POINTS_CAP, f"{what}: more points back than the ¥{abs(sale.total):,} refunded")
+                refusal = Refusal(POINTS_CAP, f"{what(p)}: more points back than the ¥{abs(sale.total):,} refunded")
             else:
                 returned += p.delta
         answers.append(refusal)

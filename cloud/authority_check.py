@@ -31,7 +31,7 @@ from tenpo.cloud.authority import (
 from tenpo.cloud.changes import audit
 from tenpo.cloud.channel.reservations import OwnerCheck
 from tenpo.cloud.db import Central
-from tenpo.cloud.plan import Origin
+from tenpo.cloud.plan import Decoded, Origin
 from tenpo.shared.events import PayloadMismatch, PointsEntry, SaleCompleted, UnknownEvent, decode_payload
 from tenpo.shared.protocol import Event
 
@@ -104,15 +104,18 @@ def save_config(db: Central, settings: AuthorityConfig, actor: str) -> None:
     _config_cache.pop(id(db), None)
 
 
-def _decode(event: Event) -> Any:
+def _decode(event: Event, decoded: Decoded | None = None) -> Any:
+    if decoded is not None:
+        return decoded.get(id(event))  # absent: it did not decode
     try:
         return decode_payload(event.type, event.schema, event.payload)
     except (UnknownEvent, PayloadMismatch):
         return None  # the planner dead-letters it, naming the field
 
 
-def check_batch(db: Central, origin: Origin, events: list[Event], now: float) -> Verdicts:
-    """Decide every event of the batch that the authority rules cover, and record the decisions."""
+def check_batch(db: Central, origin: Origin, events: list[Event], now: float, decoded: Decoded | None = None) -> Verdicts:
+    """Decide every event of the batch that the authority rules cover, and record the decisions.
+    ``decoded``: the batch's payloads (plan.decode_each), which the planners read too."""
     verdicts = Verdicts()
     store = origin.store_id
     waiting: dict[str, list[_Waiting]] = {}
@@ -139,7 +142,7 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
             settings = settings or config(db)
             _expire(store, waiting, event.seq, settings.link_window, verdicts)
         if kind == "points.entry":
-            entry = _decode(event)
+            entry = _decode(event, decoded)
             if entry is None:
                 continue
             refusal = judge_points_alone(store, entry)
@@ -152,9 +155,9 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
             group = waiting.pop(receipt, None) if isinstance(receipt, str) else None
             if group:
                 settings = settings or config(db)
-                _judge_group(origin, _decode(event), group, settings, verdicts)
+                _judge_group(origin, _decode(event, decoded), group, settings, verdicts)
         elif kind in RESERVATION_ANSWERS:
-            answer = _decode(event)
+            answer = _decode(event, decoded)
             if answer is None:
                 continue
             owned = owned or OwnerCheck(db, events)
@@ -162,7 +165,7 @@ def check_batch(db: Central, origin: Origin, events: list[Event], now: float) ->
             if refusal is not None:
                 verdicts.refused[event.seq] = refusal
         elif kind == "member.updated":
-            update = _decode(event)
+            update = _decode(event, decoded)
             if update is None:
                 continue
             owners = _owners(db, store, update.member_id)

@@ -22,7 +22,7 @@ from tenpo.cloud.ledgers import points_entry, stock_entry
 from tenpo.cloud.loyalty.effects import plan_points as plan_loyalty_points
 from tenpo.cloud.members.effects import FOLLOW_UPS as MEMBER_FOLLOW_UPS
 from tenpo.cloud.members.effects import PLANNERS as MEMBERS
-from tenpo.cloud.plan import Origin, PayloadError, Plan, Planner, as_json, decode
+from tenpo.cloud.plan import Decoded, Origin, PayloadError, Plan, Planner, as_json, decode
 from tenpo.cloud.sales.effects import PLANNERS as SALES
 from tenpo.cloud.snapshots import PLANNERS as SNAPSHOTS
 from tenpo.cloud.visits.effects import PLANNERS as VISITS
@@ -99,9 +99,12 @@ FOLLOW_UPS: dict[str, Planner] = {}  # run after the owning planner, on the same
 _register_area_planners()
 
 
-def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = None) -> None:
-    """Add the event's rows to ``plan``; raises PayloadError (nothing added) when it cannot apply."""
-    payload = decode(event)  # the catalogue knows every type and schema; PayloadError names the field
+def plan_event(plan: Plan, origin: Origin, event: Event, now: float | None = None, decoded: Decoded | None = None) -> None:
+    """Add the event's rows to ``plan``; raises PayloadError (nothing added) when it cannot apply.
+    ``decoded``: the batch's payloads already decoded (plan.decode_each)."""
+    payload = decoded.get(id(event)) if decoded is not None else None
+    if payload is None:
+        payload = decode(event)  # the catalogue knows every type and schema; PayloadError names the field
     planner = PLANNERS.get(event.type)
     if planner is None:
         raise PayloadError(f"unknown event type {event.type!r}")

@@ -54,6 +54,21 @@ def decode(event: Event) -> Payload:
         raise PayloadError(str(exc)) from None
 
 
+Decoded = dict[int, Payload]  # id(event) -> its payload Struct, for the events of a batch that decode
+
+
+def decode_each(events: list[Event]) -> Decoded:
+    """A batch's payloads decoded once for its whole apply: the authority check and the planners both read
+    them (an event missing here did not decode; its planner decodes it again to name the field)."""
+    decoded: Decoded = {}
+    for event in events:
+        try:
+            decoded[id(event)] = decode_payload(event.type, event.schema, event.payload)
+        except (UnknownEvent, PayloadMismatch):
+            continue
+    return decoded
+
+
 def as_json(value: object) -> str:
     """A payload's object field (consent, custom, summary) as the JSON text HQ stores."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -16,7 +16,7 @@ from tenpo.cloud.admin import add_store
 from tenpo.cloud.apply import apply_batch
 from tenpo.cloud.apply_group import Waiting, apply_batches, groups
 from tenpo.cloud.db import Central
-from tenpo.cloud.plan import Origin, Plan
+from tenpo.cloud.plan import Decoded, Origin, Plan
 from tenpo.sandbox import wait_until
 from tenpo.shared import crypto
 from tenpo.shared.protocol import Ack, Event, EventBatch
@@ -121,10 +121,10 @@ def test_a_failing_batch_fails_the_group_whole_and_alone_is_one_dead_letter(
     bad = EventBatch("s1", [_stock(1, "SKU-9", 1), _stock(2, "SKU-9", 2)])
     planner = apply.plan_event
 
-    def plan_event(plan: Plan, origin: Origin, event: Event, now: float) -> None:
+    def plan_event(plan: Plan, origin: Origin, event: Event, now: float, decoded: Decoded | None = None) -> None:
         if event.id == bad.events[1].id:  # what an effect the database refuses does: not a payload error
             raise RuntimeError("the database refused it")
-        planner(plan, origin, event, now)
+        planner(plan, origin, event, now, decoded)
 
     monkeypatch.setattr(apply, "plan_event", plan_event)
     with pytest.raises(RuntimeError):
