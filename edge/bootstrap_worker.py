@@ -35,10 +35,9 @@ from typing import Any
 import msgspec
 
 from tenpo.edge.membership import vault
-from tenpo.shared import pii
+from tenpo.shared import pii, protocol
 from tenpo.shared.changes import MemberUpsert
 from tenpo.shared.filemodes import PRIVATE_FILE
-from tenpo.shared.protocol import ProtocolError
 
 # The feed's own decoding and member columns, handed in by the agent (the feed sits above this module and
 # hands its chunks here): the worker builds exactly the rows the single-process path would.
@@ -98,14 +97,7 @@ def lean_decode(data: bytes, kind: type[msgspec.Struct]) -> Any:
     """``protocol.decode`` without its nesting pre-check, for a bootstrap's chunks handed to the worker: the
     check splits a 5,000-member message into 100,000 pieces (a 9.6 MB peak, in the RSS of each process that
     decodes it). msgspec's own recursion limit stops a message nested too deep: ProtocolError all the same."""
-    try:
-        return msgspec.json.decode(data, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ProtocolError(f"schema: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"invalid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise ProtocolError("invalid JSON: nested too deep") from exc
+    return protocol.decode(data, kind, pre_check=False)
 
 
 def wanted(total: int | None) -> bool:
